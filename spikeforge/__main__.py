@@ -1,0 +1,5 @@
+import sys
+
+from spikeforge.cli import main
+
+sys.exit(main())

@@ -1,0 +1,67 @@
+"""The ``spikeforge`` command line.
+
+Each verb lives in its own module under ``spikeforge.commands`` and exposes ``register(sub)``, which
+adds its sub-parser and sets ``func``. User errors (``SpikeforgeError``) end as one line on stderr
+and exit status 2; nothing else is caught here, so a traceback always means a spikeforge bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from spikeforge import __version__
+from spikeforge.errors import SpikeforgeError
+
+# Order is the order of `spikeforge --help`.
+VERB_MODULES = [
+    "info", "infer", "train", "export_onnx",
+    "quantize", "ir", "golden", "eval", "stats",
+    "compile", "verify", "synth", "run",
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, like every other user error
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="spikeforge",
+                     description="Meta-SpikeFormer checkpoints to bit-exact, verified FPGA accelerators.")
+    parser.add_argument("--version", action="version", version=f"spikeforge {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    for name in VERB_MODULES:
+        try:
+            mod = importlib.import_module(f"spikeforge.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"spikeforge.commands.{name}":
+                continue  # verb not built yet
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        rc = args.func(args)
+    except SpikeforgeError as e:
+        print(f"spikeforge {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `spikeforge info --json | head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print(f"spikeforge {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,6 +13,7 @@ import io
 import os
 import pickle
 import re
+import struct
 import zipfile
 from dataclasses import dataclass
 
@@ -20,6 +21,20 @@ import torch
 
 from spikeforge.errors import CheckpointError
 from .model import MetaSpikeFormer, ModelConfig, preset
+
+# Checkpoints shipped inside the package, reachable by name wherever a CKPT path is accepted.
+EMBEDDED_CHECKPOINTS = {
+    "default": "default.pth",          # fpga-digits preset trained on the 8x8 digits (make demo)
+    "fpga-tiny-t2": "fpga_tiny_t2.pth",  # a second trained model: fpga-tiny preset, T = 2
+}
+
+
+def resolve_checkpoint(path: str) -> str:
+    """Map an embedded checkpoint name (``default``) to its file; other paths pass through."""
+    if path in EMBEDDED_CHECKPOINTS and not os.path.exists(path):
+        return os.path.join(os.path.dirname(__file__), "data", EMBEDDED_CHECKPOINTS[path])
+    return path
+
 
 # The only non-tensor globals a checkpoint may reference.
 SAFE_GLOBALS = [argparse.Namespace, collections.OrderedDict]
@@ -44,12 +59,14 @@ def _read(path: str):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
-        m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", msg)
+        m = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", msg)
         what = f"it references {m.group(1)}" if m else "it contains objects outside the allow-list"
         raise CheckpointError(
             f"{path}: refused to load: {what}, which could run code; only tensors, dicts, lists, "
             "numbers, strings and argparse.Namespace are accepted") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+    # Garbage bytes make the (safe) unpickler fail in many ways; all mean "not a checkpoint".
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, IndexError, KeyError,
+            TypeError, AttributeError, struct.error, UnicodeDecodeError, MemoryError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"{path}: not a PyTorch checkpoint ({first[:160]}); expected a file written by torch.save") from None
@@ -57,6 +74,7 @@ def _read(path: str):
 
 def load_checkpoint(path: str) -> LoadedCheckpoint:
     """Read a checkpoint in any accepted layout and return its (prefix-free) state dict."""
+    path = resolve_checkpoint(path)
     obj = _read(path)
     args: dict = {}
     epoch = None

@@ -1,0 +1,183 @@
+"""From the lowered float graph to the integer IR: scales, rounding, widths.
+
+Passes (each a pure function ``Graph -> Graph`` on a copy):
+
+1. :func:`choose_input_scale`: a power of two that maps the calibration data's largest pixel into
+   ``input_bits``.
+2. :func:`rescale`: per-channel scales so that every threshold is an integer and every weight uses
+   the full ``weight_bits`` range; residual-stream channels get one scale (a power of two) that all
+   of their writers reach with shifts (left for spike inputs; multi-bit writers may also shift
+   right, rounding). Still float: nothing is rounded, so this graph computes
+   exactly what the float model computes (tested on the official fixtures).
+3. :func:`round_graph`: weights, biases and thresholds to integers (round half to even).
+4. :func:`spikeforge.quantize.ranges.assign_widths`: every width from the static range analysis.
+
+The scales are chosen from weights, not activations: a LIF is invariant to scaling its input and
+threshold together, so the only quantities whose resolution matters are weights, biases and
+thresholds, and the widths come from worst-case analysis rather than observed ranges. Calibration
+data sets the input scale and measures what the rounding cost.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from spikeforge.errors import SpikeforgeError
+
+from .graph import Graph, validate
+from .ranges import assign_widths
+
+MAX_SCALE_LOG2 = 24  # thresholds/scales are capped at 2**24 (dead channels would ask for infinity)
+
+
+def _qmax(bits: int) -> int:
+    return (1 << (bits - 1)) - 1
+
+
+def choose_input_scale(calib: np.ndarray, input_bits: int) -> float:
+    m = float(np.abs(calib).max()) if calib.size else 1.0
+    if not math.isfinite(m):
+        raise SpikeforgeError("calibration data contains NaN or Inf")
+    if m == 0:
+        m = 1.0
+    return float(2.0 ** math.floor(math.log2(_qmax(input_bits) / m)))
+
+
+def _rowmax(w: np.ndarray) -> np.ndarray:
+    return np.abs(w).reshape(w.shape[0], -1).max(axis=1)
+
+
+def rescale(g0: Graph, *, input_scale: float, input_bits: int, weight_bits: int) -> Graph:
+    """Scale every op so thresholds are integers and weights fill ``weight_bits`` (no rounding)."""
+    g = g0.copy()
+    qmax = _qmax(weight_bits)
+    cap = float(1 << MAX_SCALE_LOG2)
+    ops = {o.name: o for o in g.ops}
+    qi = g.ops[0]
+    qi.attrs["scale"] = float(input_scale)
+    qi.attrs["bits"] = int(input_bits)
+    scale_notes: dict[str, str] = {}
+
+    # Integer inputs' per-input-channel scale (how many integer units per float unit).
+    in_scale: dict[str, np.ndarray | float] = {"input": float(input_scale)}
+
+    # 1. convs feeding a LIF (all take spikes) and the depthwise convs feeding pwconv2.
+    for o in g.ops:
+        if o.kind != "conv" or o.attrs["role"] == "stream":
+            continue
+        w, b = o.params["weight"], o.params["bias"]
+        m = _rowmax(w)
+        if o.attrs["role"] == "lif":
+            (lif,) = g.consumers(o.name)
+            vth = float(lif.attrs["v_threshold"])
+            theta = np.where(m > 0, np.floor(vth * qmax / np.maximum(m, 1e-300)), cap)
+            theta = np.clip(theta, 1, cap)
+            alpha = theta / vth
+            lif.params["threshold"] = theta
+            scale_notes[o.name] = f"x{_fmt_range(alpha)} (threshold {_fmt_range(theta)})"
+        else:  # "int": its output is a multi-bit input of the next conv
+            alpha = np.where(m > 0, qmax / np.maximum(m, 1e-300), 1.0)
+            in_scale[o.name] = alpha
+            scale_notes[o.name] = f"x{_fmt_range(alpha)}"
+        o.params["weight"] = w * alpha[:, None, None, None]
+        o.params["bias"] = b * alpha
+
+    # 2. residual streams: effective weights on each writer's integer input, then one scale per channel.
+    segments: dict[int, list] = {}
+    for o in g.ops:
+        if o.kind == "conv" and o.attrs["role"] == "stream":
+            w = o.params["weight"]
+            if o.attrs["in_kind"] == "int":
+                s = in_scale[o.inputs[0]]
+                s = np.asarray(s, dtype=np.float64)
+                w = w / (s.reshape(1, -1, 1, 1) if s.ndim else s)
+            o.params["weight"] = w
+            segments.setdefault(o.attrs["segment"], []).append(o)
+    stream_scale: dict[int, np.ndarray] = {}
+    for seg, writers in segments.items():
+        C = writers[0].shape[0]
+        need = np.zeros(C)
+        # The spike writers set the scale: the one with the smallest weights still gets every
+        # weight bit. Multi-bit writers (first conv, pwconv2) reach it with a rounding right shift.
+        spike_writers = [o for o in writers if o.attrs["in_kind"] == "spike"] or writers
+        for o in spike_writers:
+            m = _rowmax(o.params["weight"])
+            need = np.maximum(need, np.where(m > 0, qmax / np.maximum(m, 1e-300), 0))
+        need = np.where(need > 0, need, 1.0)
+        sigma = 2.0 ** np.clip(np.ceil(np.log2(need)), 0, MAX_SCALE_LOG2)
+        stream_scale[seg] = sigma
+        for o in writers:
+            m = _rowmax(o.params["weight"]) * sigma
+            k = np.where(m > 0, np.ceil(np.log2(np.maximum(m, 1e-300) / qmax)), 0).astype(np.int64)
+            if o.attrs["in_kind"] == "spike":
+                k = np.maximum(k, 0)
+            k = np.clip(k, -30, 30)
+            o.params["weight"] = o.params["weight"] * (sigma / 2.0 ** k)[:, None, None, None]
+            o.params["bias"] = o.params["bias"] * sigma
+            o.params["shift"] = k
+            scale_notes[o.name] = f"stream x{_fmt_range(sigma)}, shift {int(k.min())}..{int(k.max())}"
+    # readers of each stream: threshold v_th * sigma
+    for o in g.ops:
+        if o.kind == "lif" and "segment" in o.attrs:
+            sigma = stream_scale[o.attrs["segment"]]
+            o.params["threshold"] = np.asarray(o.params["threshold"], dtype=np.float64) * sigma
+    # 3. head: one scale for every class and both heads (argmax needs a common scale).
+    h = g.ops[-1]
+    m = float(np.abs(h.params["weight"]).max()) or 1.0
+    lam = qmax / m
+    h.params["weight"] = h.params["weight"] * lam
+    h.params["bias"] = h.params["bias"] * lam
+    g.meta["logit_scale"] = lam
+    g.meta["stream_scales"] = {str(k): [float(v) for v in s] for k, s in stream_scale.items()}
+    g.meta["scale_notes"] = scale_notes
+    g.meta["weight_bits"] = int(weight_bits)
+    for o in g.ops:
+        if o.kind == "lif":
+            th = np.asarray(o.params["threshold"], dtype=np.float64)
+            if not np.all(th == np.round(th)):
+                raise AssertionError(f"{o.name}: threshold not integral after rescale")
+    validate(g, integer=False)
+    return g
+
+
+def _fmt_range(a) -> str:
+    a = np.asarray(a, dtype=np.float64)
+    lo, hi = float(a.min()), float(a.max())
+    return f"{lo:.4g}" if lo == hi else f"{lo:.4g}..{hi:.4g}"
+
+
+def round_graph(g1: Graph, weight_bits: int) -> Graph:
+    """Round weights/biases (half to even) and make every parameter an integer array."""
+    g = g1.copy()
+    qmax = _qmax(weight_bits)
+    clipped = {}
+    for o in g.ops:
+        for k, v in list(o.params.items()):
+            r = np.rint(np.asarray(v, dtype=np.float64))
+            if k == "weight":
+                n = int((np.abs(r) > qmax).sum())
+                if n:
+                    clipped[o.name] = n
+                r = np.clip(r, -qmax, qmax)
+            o.params[k] = r.astype(np.int64)
+    g.meta["clipped_weights"] = clipped
+    validate(g, integer=True)
+    return g
+
+
+def quantize_graph(g0: Graph, calib: np.ndarray, *, weight_bits: int = 8, input_bits: int = 8,
+                   T: int | None = None) -> tuple[Graph, Graph]:
+    """The whole flow on a lowered graph; returns (scaled float graph, integer IR)."""
+    if not 4 <= int(weight_bits) <= 16:
+        raise SpikeforgeError(f"--weight-bits must be in 4..16, not {weight_bits}")
+    if not 2 <= int(input_bits) <= 16:
+        raise SpikeforgeError(f"input bits must be in 2..16, not {input_bits}")
+    s_in = choose_input_scale(calib, input_bits)
+    g1 = rescale(g0, input_scale=s_in, input_bits=input_bits, weight_bits=weight_bits)
+    g2 = round_graph(g1, weight_bits)
+    if T:
+        g2.meta["T"] = int(T)
+    g2 = assign_widths(g2)
+    return g1, g2

@@ -1,0 +1,207 @@
+"""Quantizer and IR: exact conversion before rounding, range analysis, .sfq validation, bad input."""
+
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from spikeforge.errors import SpikeforgeError
+from spikeforge.quantize import intops
+from spikeforge.quantize.checkpoint import load_model
+from spikeforge.quantize.golden import WidthError, execute
+from spikeforge.quantize.irfile import IRFileError, load_ir, save_ir, to_bytes
+from spikeforge.quantize.lower import check_supported, lower
+from spikeforge.quantize.quantizer import quantize_graph
+from spikeforge.quantize.ranges import RangeError, check_widths
+
+from conftest import fixture_path, run_cli
+
+
+def test_lowered_and_rescaled_graphs_reproduce_official_logits(official):
+    ck, data = official
+    model, _ = load_model(ck)
+    g0 = lower(model)
+    assert np.abs(execute(g0, data["inputs"], mode="float") - data["logits"]).max() < 1e-3
+    g1, g2 = quantize_graph(g0, data["inputs"], weight_bits=8)
+    # rescaled (thresholds integer, attention x8, shifts), nothing rounded yet
+    assert np.abs(execute(g1, data["inputs"], mode="float") - data["logits"]).max() < 1e-3
+    for o in g1.lif_ops():
+        th = np.asarray(o.params["threshold"])
+        assert np.array_equal(th, np.round(th))
+    logits = execute(g2, data["inputs"])
+    assert logits.dtype == np.int64 and logits.shape == (4, 10)
+
+
+@pytest.fixture(scope="module")
+def t1_ir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ir")
+    data = np.load(fixture_path("small_t1.npz"))
+    np.save(d / "x.npy", data["inputs"])
+    model, _ = load_model(fixture_path("small_t1.pth"))
+    _, g = quantize_graph(lower(model), data["inputs"], weight_bits=8)
+    path = d / "t1.sfq"
+    save_ir(g, str(path))
+    return str(path), g, data["inputs"]
+
+
+def test_sfq_roundtrip_is_exact_and_deterministic(t1_ir):
+    path, g, x = t1_ir
+    g2 = load_ir(path)
+    assert to_bytes(g2) == open(path, "rb").read()
+    np.testing.assert_array_equal(execute(g, x), execute(g2, x))
+
+
+def test_quantize_is_deterministic(tmp_path, capsys):
+    x = tmp_path / "x.npy"
+    np.save(x, np.load(fixture_path("small_t1.npz"))["inputs"])
+    outs = []
+    for i in range(2):
+        rc, out, err = run_cli(["quantize", fixture_path("small_t1.pth"), "--calib", x, "-o", tmp_path / f"{i}.sfq"],
+                               capsys)
+        assert rc == 0, err
+        outs.append((tmp_path / f"{i}.sfq").read_bytes())
+    assert outs[0] == outs[1]
+    assert "downsample1_1.encode_conv" in out and "argmax agreement" in out
+
+
+def _rewrite(src, dst, edit_json=None, edit_member=None):
+    with zipfile.ZipFile(src) as zi, zipfile.ZipFile(dst, "w") as zo:
+        for info in zi.infolist():
+            data = zi.read(info.filename)
+            if info.filename == "ir.json" and edit_json:
+                h = json.loads(data)
+                edit_json(h)
+                data = json.dumps(h).encode()
+            if edit_member and info.filename == edit_member[0]:
+                data = edit_member[1](data)
+            zo.writestr(info, data)
+
+
+def test_truncated_and_tampered_sfq_are_rejected(t1_ir, tmp_path, capsys):
+    path, g, _ = t1_ir
+    raw = open(path, "rb").read()
+    cases = {}
+    (tmp_path / "trunc.sfq").write_bytes(raw[: len(raw) // 2])
+    cases["trunc.sfq"] = "truncated"
+
+    def bump_version(h):
+        h["version"] = 99
+    _rewrite(path, tmp_path / "ver.sfq", edit_json=bump_version)
+    cases["ver.sfq"] = "newer spikeforge"
+
+    def shrink_width(h):
+        op = next(o for o in h["ops"] if o["name"] == "block3.0.attn.q_lif")
+        op["widths"]["membrane"] = 4
+    _rewrite(path, tmp_path / "width.sfq", edit_json=shrink_width)
+    cases["width.sfq"] = "block3.0.attn.q_lif"
+
+    member = next(n for n in zipfile.ZipFile(path).namelist() if n.endswith("_threshold.npy"))
+    _rewrite(path, tmp_path / "tensor.sfq", edit_member=(member, lambda b: b[:-8] + (7).to_bytes(8, "little")))
+    cases["tensor.sfq"] = "sha256"
+
+    def drop_param(h):
+        h["ops"][1]["params"].pop("bias")
+    _rewrite(path, tmp_path / "param.sfq", edit_json=drop_param)
+    cases["param.sfq"] = "missing parameters"
+
+    def unknown_kind(h):
+        h["ops"][3]["kind"] = "softmax"
+    _rewrite(path, tmp_path / "kind.sfq", edit_json=unknown_kind)
+    cases["kind.sfq"] = "unknown op kind 'softmax'"
+
+    (tmp_path / "notzip.sfq").write_bytes(b"hello")
+    cases["notzip.sfq"] = "not an .sfq"
+    for name, needle in cases.items():
+        rc, out, err = run_cli(["ir", "show", tmp_path / name], capsys)
+        assert rc == 2, name
+        assert needle in err and len(err.strip().splitlines()) == 1, (name, err)
+
+
+def test_width_too_small_is_refused_and_caught_at_run_time(t1_ir):
+    _, g, x = t1_ir
+    bad = g.copy()
+    op = next(o for o in bad.ops if o.name == "ConvBlock1_1.0.conv1")
+    op.widths["out"] -= 3
+    with pytest.raises(RangeError, match="ConvBlock1_1.0.conv1.*range analysis needs"):
+        check_widths(bad)
+    with pytest.raises(WidthError, match="ConvBlock1_1.0.conv1"):
+        execute(bad, x)
+
+
+def test_all_ones_spikes_and_extreme_pixels_stay_within_widths(t1_ir):
+    _, g, _ = t1_ir
+    for o in g.ops:
+        if o.kind == "conv" and o.attrs["in_kind"] == "spike":
+            C = o.params["weight"].shape[1] * o.attrs["groups"]
+            src = next(p for p in g.ops if p.name == o.inputs[0])
+            for fill in (0, 1):
+                x = np.full((1, 1, C) + tuple(src.shape[1:]), fill)
+                y = intops.conv(x, o.params["weight"], o.params["bias"], stride=o.attrs["stride"],
+                                padding=o.attrs["padding"], groups=o.attrs["groups"], shift=o.params["shift"])
+                assert intops.fits(y, o.widths["out"]), o.name
+        if o.kind == "lif":  # worst-case input every step, long run
+            lo, hi = -(1 << (o.widths["state"] - 1)), (1 << (o.widths["state"] - 1)) - 1
+    # and a whole-network run at the extremes of the input width never leaves a declared width
+    for v in (-10.0, 10.0):
+        execute(g, np.full((2, 3, 32, 32), v, np.float32))
+
+
+def test_weight_bits_table_runs_for_4_6_8(t1_ir):
+    data = np.load(fixture_path("small_t1.npz"))
+    model, _ = load_model(fixture_path("small_t1.pth"))
+    g0 = lower(model)
+    for wb in (4, 6, 8):
+        _, g = quantize_graph(g0, data["inputs"], weight_bits=wb)
+        for o in g.ops:
+            if "weight" in o.params:
+                assert np.abs(o.params["weight"]).max() <= 2 ** (wb - 1) - 1
+
+
+def test_unsupported_layers_are_listed_by_name():
+    model, _ = load_model(fixture_path("small_t1.pth"))
+    model.block3[0].extra = nn.GELU()
+    model.block4[1].mlp.drop = nn.Dropout(0.1)
+    with pytest.raises(SpikeforgeError) as e:
+        check_supported(model)
+    assert "block3.0.extra (GELU)" in str(e.value) and "block4.1.mlp.drop (Dropout)" in str(e.value)
+
+
+@pytest.mark.parametrize("argv_extra,needle", [
+    (["--weight-bits", "3"], "--weight-bits must be in 4..16"),
+    (["--weight-bits", "17"], "--weight-bits must be in 4..16"),
+])
+def test_quantize_bad_options(tmp_path, capsys, argv_extra, needle):
+    rc, out, err = run_cli(["quantize", fixture_path("small_t1.pth"), "-o", tmp_path / "m.sfq"] + argv_extra, capsys)
+    assert rc == 2 and needle in err and not (tmp_path / "m.sfq").exists()
+
+
+def test_quantize_bad_calibration(tmp_path, capsys):
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((4, 1, 32, 32), np.float32))
+    rc, out, err = run_cli(["quantize", fixture_path("small_t1.pth"), "--calib", x, "-o", tmp_path / "m.sfq"], capsys)
+    assert rc == 2 and "--calib" in err and "1 channels" in err
+    assert not (tmp_path / "m.sfq").exists()
+    rc, out, err = run_cli(["quantize", fixture_path("small_t1.pth"), "-o", tmp_path / "m.sfq"], capsys)
+    assert rc == 2 and "--calib X.npy" in err
+
+
+def test_golden_cli_trace_layout(t1_ir, tmp_path, capsys):
+    path, g, x = t1_ir
+    np.save(tmp_path / "x.npy", x)
+    rc, out, err = run_cli(["golden", path, "--inputs", tmp_path / "x.npy", "--out", tmp_path / "y.npy",
+                            "--trace", tmp_path / "tr"], capsys)
+    assert rc == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), execute(g, x))
+    assert np.load(tmp_path / "tr" / "ConvBlock1_1.0.Conv.lif1.npy").shape == (1, 4, 8, 16, 16)
+    assert np.load(tmp_path / "tr" / "block3.0.attn.attn_lif.npy").shape == (1, 4, 64, 4)
+    assert np.load(tmp_path / "tr" / "block3.0.mlp.fc1_lif.npy").shape == (1, 4, 64, 4)
+    assert np.load(tmp_path / "tr" / "lif.npy").shape == (1, 4, 80)
+    assert np.load(tmp_path / "tr" / "lif.v.npy").dtype == np.int64
+    assert np.load(tmp_path / "tr" / "lif.npy").dtype == np.uint8
+    # spikes in the trace agree with the float model where it matters: same module names
+    names = {f[:-4] for f in os.listdir(tmp_path / "tr") if not f.endswith(".v.npy")}
+    assert names == set(np.load(fixture_path("small_t1.npz"))["lif_names"])

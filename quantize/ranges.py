@@ -115,6 +115,11 @@ def analyse(g: Graph, T: int | None = None) -> dict[str, dict]:
                     lo[k] += T * (sum(min(0, int(v)) for v in w[h, k]) + int(b[h, k]))
                     hi[k] += T * (sum(max(0, int(v)) for v in w[h, k]) + int(b[h, k]))
             widths["out"] = signed_bits(min(lo), max(hi))
+            # Any partial sum while accumulating (some steps, some classes' biases not yet added)
+            # and the merged-heads weights stay within the sums of the negative / positive parts.
+            neg = sum(T * (int(np.minimum(w[h], 0).sum(axis=1).min()) + min(0, int(b[h].min()))) for h in range(nh))
+            pos = sum(T * (int(np.maximum(w[h], 0).sum(axis=1).max()) + max(0, int(b[h].max()))) for h in range(nh))
+            widths["acc"] = max(widths["out"], signed_bits(neg, pos))
             extra["T"] = T
         else:
             raise AssertionError(o.kind)

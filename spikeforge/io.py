@@ -65,8 +65,11 @@ def atomic_path(path: str, suffix: str = ""):
         raise SpikeforgeError(f"{path}: output folder {d} is not writable")
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix or os.path.splitext(path)[1], dir=d)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; outputs get normal permissions
         os.replace(tmp, path)
     except OSError as e:
         raise SpikeforgeError(f"{path}: cannot write ({e.strerror or e})") from None

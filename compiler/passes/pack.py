@@ -1,0 +1,136 @@
+"""Pass: addresses + lanes -> instructions, weight words and parameter tables; widths from the IR.
+
+Weights are packed ``lanes`` per WMEM word in the order the engines fetch them
+(``docs/accelerator.md``): dense convolutions by (input channel, tap, output-channel group),
+depthwise by (channel, tap group), the head by (input channel, class group).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from spikeforge.quantize.graph import Graph
+from spikeforge.quantize.intops import signed_bits
+
+from ..program import (IN_INT, LANES_CO, LANES_TAP, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT,
+                       OP_SUM, Instr, Program)
+from .memory_plan import MemoryPlan
+from .schedule import Schedule
+
+
+def _conv_words(w: np.ndarray, lane_mode: int, lanes: int) -> np.ndarray:
+    cout, cpg, k, _ = w.shape
+    if lane_mode == LANES_CO:
+        G = math.ceil(cout / lanes)
+        wp = np.zeros((G * lanes, cpg, k, k), dtype=np.int64)
+        wp[:cout] = w
+        # word index ((ci*k + ky)*k + kx)*G + g, lane p -> w[g*P + p, ci, ky, kx]
+        return wp.reshape(G, lanes, cpg, k, k).transpose(2, 3, 4, 0, 1).reshape(-1, lanes)
+    Gt = math.ceil(k * k / lanes)
+    taps = np.zeros((cout, Gt * lanes), dtype=np.int64)
+    taps[:, : k * k] = w.reshape(cout, k * k)
+    return taps.reshape(cout * Gt, lanes)  # word ci*Gt + tg, lane p -> tap tg*P + p
+
+
+def pack_parameters(g: Graph, s: Schedule, plan: MemoryPlan, lanes: int) -> Program:
+    if not isinstance(lanes, int) or lanes < 1 or lanes > 256:
+        raise ValueError(f"lanes must be an integer in 1..256, not {lanes!r}")
+    irops = {o.name: o for o in g.ops}
+    words: list[np.ndarray] = []
+    wtop = 0
+    bias: list[int] = []
+    shift: list[int] = []
+    thresh: list[int] = []
+    instrs: list[Instr] = []
+    names = [m.name for m in s.mops]
+    acc_words = 1
+    T = s.T
+    for i, m in enumerate(s.mops):
+        ins = Instr(opcode=m.opcode, name=m.name, tag=i, T=T)
+        if m.opcode == OP_INPUT:
+            C, H, W = m.out_shape
+            ins.dst, ins.cin, ins.h, ins.w, ins.T = plan.addresses[m.dst], C, H, W, 1
+        elif m.opcode == OP_CONV:
+            a = m.attrs
+            cin, h, w = m.in_shape
+            cout, ho, wo = m.out_shape
+            ins.src, ins.dst = plan.addresses[m.srcs[0]], plan.addresses[m.dst]
+            ins.src2 = a["broadcast"]
+            ins.cin, ins.h, ins.w, ins.cout, ins.ho, ins.wo = cin, h, w, cout, ho, wo
+            ins.k, ins.stride, ins.pad = a["k"], a["stride"], a["pad"]
+            ins.in_kind, ins.lane_mode, ins.out_mode = a["in_kind"], a["lane_mode"], a["out_mode"]
+            wd = _conv_words(np.asarray(m.params["weight"], dtype=np.int64), a["lane_mode"], lanes)
+            ins.wbase = wtop
+            words.append(wd)
+            wtop += len(wd)
+            ins.pbase = len(bias)
+            bias += [int(v) for v in m.params["bias"]]
+            shift += [int(v) for v in m.params["shift"]]
+            if a["lane_mode"] == LANES_CO:
+                acc_words = max(acc_words, math.ceil(cout / lanes) * ho * wo)
+            else:
+                acc_words = max(acc_words, cout * ho * wo)
+        elif m.opcode == OP_LIF:
+            C, H, W = (tuple(m.out_shape) + (1, 1))[:3]
+            ins.src, ins.dst = plan.addresses[m.srcs[0]], plan.addresses[m.dst]
+            ins.cout, ins.ho, ins.wo = C, H, W
+            ins.pbase = len(thresh)
+            thresh += [int(v) for v in m.params["threshold"]]
+        elif m.opcode == OP_ATTN:
+            C, H, W = m.out_shape
+            ins.src, ins.src2, ins.src3 = (plan.addresses[t] for t in m.srcs)
+            ins.dst = plan.addresses[m.dst]
+            ins.cout, ins.ho, ins.wo, ins.heads = C, H, W, m.attrs["heads"]
+        elif m.opcode == OP_SUM:
+            C, H, W = m.in_shape
+            ins.src, ins.dst = plan.addresses[m.srcs[0]], plan.addresses[m.dst]
+            ins.cin, ins.h, ins.w = C, H, W
+        elif m.opcode == OP_HEAD:
+            (C,) = m.in_shape
+            (K,) = m.out_shape
+            ins.src = plan.addresses[m.srcs[0]]
+            ins.cin, ins.cout = C, K
+            G = math.ceil(K / lanes)
+            wpad = np.zeros((G * lanes, C), dtype=np.int64)
+            wpad[:K] = m.params["weight"]
+            wd = wpad.reshape(G, lanes, C).transpose(2, 0, 1).reshape(-1, lanes)  # word c*G + g
+            ins.wbase = wtop
+            words.append(wd)
+            wtop += len(wd)
+            ins.pbase = len(bias)
+            bpad = np.zeros(G * lanes, dtype=np.int64)
+            bpad[:K] = m.params["bias"]
+            bias += [int(v) for v in bpad]
+            shift += [0] * (G * lanes)
+            acc_words = max(acc_words, G)
+        elif m.opcode == OP_OUTPUT:
+            ins.cout = m.out_shape[0]
+        instrs.append(ins)
+    wmem = np.concatenate(words) if words else np.zeros((1, lanes), dtype=np.int64)
+
+    # Widths: every one from the IR's declared widths (the range analysis), none re-derived.
+    act_tensors = [o for o in g.ops if o.kind in ("quant_input", "conv", "add", "attention", "spatial_sum")]
+    act_bits = max(o.widths["out"] for o in act_tensors)
+    conv_acc = [o.widths["acc"] for o in g.ops if o.kind == "conv"]
+    head = g.ops[-1]
+    acc_bits = max(conv_acc + [head.widths["acc"]])
+    membrane_bits = max(o.widths["membrane"] for o in g.ops if o.kind == "lif")
+    th = np.array(thresh or [1])
+    qi = g.ops[0]
+    return Program(
+        instrs=instrs, lanes=lanes, act_bits=act_bits, acc_bits=acc_bits, membrane_bits=membrane_bits,
+        weight_bits=signed_bits(int(wmem.min()), int(wmem.max())),
+        bias_bits=signed_bits(min(bias + [0]), max(bias + [0])),
+        shift_bits=signed_bits(min(shift + [0]), max(shift + [0])),
+        thresh_bits=signed_bits(0, int(th.max())),
+        pixel_bits=int(qi.attrs["bits"]), logit_bits=head.widths["acc"],
+        act_words=plan.words["ACT"], spk_words=plan.words["SPK"], acc_words=acc_words,
+        wmem=wmem, bias=np.array(bias or [0], dtype=np.int64), shift=np.array(shift or [0], dtype=np.int64),
+        thresh=np.array(thresh or [1], dtype=np.int64),
+        num_pixels=int(np.prod(qi.shape)), num_classes=int(head.shape[0]), input_scale=float(qi.attrs["scale"]),
+        T=T, op_names=names,
+        tensors={n: {"mem": s.tensors[n]["mem"], "base": plan.addresses[n], "shape": list(s.tensors[n]["shape"]),
+                     "steps": s.tensors[n]["steps"]} for n in plan.addresses},
+    )

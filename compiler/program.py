@@ -1,0 +1,175 @@
+"""The accelerator's program: instructions, memory images and widths, produced by the compiler.
+
+The spikeforge accelerator ("SFA") is a small programmable machine that runs the IR layer by layer,
+every layer over all T time steps, memory to memory. ``docs/accelerator.md`` specifies each
+instruction's loop nest exactly; :mod:`spikeforge.compiler.iss` executes it in Python (bit-exact
+with the golden model, and the cycle model), and ``hw/accelerator.py`` implements it in Amaranth.
+
+Memories (all word-addressed):
+
+* ``ACT``: signed ``act_bits``-wide words, one tensor element per word (integer tensors: pixels,
+  currents, residual streams, depthwise outputs, attention sums, spatial sums).
+* ``SPK``: 1-bit words, one spike per word.
+* ``ACC``: ``lanes`` banks of signed ``acc_bits``-wide accumulators (scratch of CONV/HEAD).
+* ``WMEM``: read-only, ``lanes`` weights of ``weight_bits`` per word.
+* ``BIAS`` / ``SHIFT`` / ``THRESH``: read-only per-channel parameters.
+
+Tensors are laid out ``[t][c][y][x]`` (row-major), one time step after another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Opcodes (their numeric values are the hardware encoding).
+OP_INPUT = 1    # receive pixels into ACT
+OP_CONV = 2     # convolution / linear, scatter-accumulate into ACC, then readout into ACT
+OP_LIF = 3      # integer LIF over T: ACT -> SPK
+OP_ATTN = 4     # spike-driven self-attention: SPK (q, k, v) -> ACT
+OP_SUM = 5      # spatial sum: ACT -> ACT
+OP_HEAD = 6     # classifier head on spikes: SPK -> ACC (logits, summed over T)
+OP_OUTPUT = 7   # stream the logits out of ACC
+OPCODES = {OP_INPUT: "INPUT", OP_CONV: "CONV", OP_LIF: "LIF", OP_ATTN: "ATTN", OP_SUM: "SUM",
+           OP_HEAD: "HEAD", OP_OUTPUT: "OUTPUT"}
+
+# CONV modes
+IN_SPIKE, IN_INT = 0, 1          # input is SPK (select weights) or ACT (multiply)
+LANES_CO, LANES_TAP = 0, 1       # lanes over output channels (dense) or over kernel taps (depthwise)
+OUT_WRITE, OUT_ACCUM = 0, 1      # readout writes ACT, or adds into ACT (membrane shortcut)
+
+# The instruction word: every field, its width in bits, in encoding order (LSB first).
+FIELDS: list[tuple[str, int]] = [
+    ("opcode", 4),
+    ("src", 20),      # base address of the input tensor (ACT or SPK); ATTN: q base
+    ("src2", 20),     # ATTN: k base
+    ("src3", 20),     # ATTN: v base
+    ("dst", 20),      # base address of the output tensor
+    ("T", 5),         # time steps
+    ("cin", 12), ("h", 10), ("w", 10),          # input tensor dims
+    ("cout", 12), ("ho", 10), ("wo", 10),       # output tensor dims
+    ("k", 4), ("stride", 2), ("pad", 3),
+    ("in_kind", 1), ("lane_mode", 1), ("out_mode", 1),
+    ("heads", 5),
+    ("wbase", 20),    # first WMEM word
+    ("pbase", 14),    # first BIAS/SHIFT (CONV, HEAD) or THRESH (LIF) entry
+    ("tag", 10),      # which IR op (index into the program's op names), for debug and traces
+]
+INSTR_BITS = sum(w for _, w in FIELDS)
+
+
+@dataclass
+class Instr:
+    opcode: int
+    src: int = 0
+    src2: int = 0
+    src3: int = 0
+    dst: int = 0
+    T: int = 1
+    cin: int = 1
+    h: int = 1
+    w: int = 1
+    cout: int = 1
+    ho: int = 1
+    wo: int = 1
+    k: int = 1
+    stride: int = 1
+    pad: int = 0
+    in_kind: int = 0
+    lane_mode: int = 0
+    out_mode: int = 0
+    heads: int = 1
+    wbase: int = 0
+    pbase: int = 0
+    tag: int = 0
+    name: str = ""  # not encoded
+
+    def encode(self) -> int:
+        word, pos = 0, 0
+        for f, width in FIELDS:
+            v = int(getattr(self, f))
+            if not 0 <= v < (1 << width):
+                raise ValueError(f"instruction {self.name or OPCODES.get(self.opcode)}: field {f}={v} does not "
+                                 f"fit {width} bits")
+            word |= v << pos
+            pos += width
+        return word
+
+    @classmethod
+    def decode(cls, word: int, name: str = "") -> "Instr":
+        vals, pos = {}, 0
+        for f, width in FIELDS:
+            vals[f] = (word >> pos) & ((1 << width) - 1)
+            pos += width
+        return cls(**vals, name=name)
+
+    def describe(self) -> str:
+        op = OPCODES[self.opcode]
+        if self.opcode == OP_CONV:
+            mode = ("spike" if self.in_kind == IN_SPIKE else "int") + ("/dw" if self.lane_mode == LANES_TAP else "")
+            out = "+=" if self.out_mode == OUT_ACCUM else "="
+            return (f"{op:<6} {self.name:<36} ACT[{self.dst}] {out} conv{self.k}x{self.k}/s{self.stride}/p{self.pad} "
+                    f"{mode} {'SPK' if self.in_kind == IN_SPIKE else 'ACT'}[{self.src}] "
+                    f"{self.cin}x{self.h}x{self.w}->{self.cout}x{self.ho}x{self.wo} T={self.T} w@{self.wbase} p@{self.pbase}")
+        if self.opcode == OP_LIF:
+            return (f"{op:<6} {self.name:<36} SPK[{self.dst}] = lif(ACT[{self.src}]) {self.cout}x{self.ho}x{self.wo} "
+                    f"T={self.T} th@{self.pbase}")
+        if self.opcode == OP_ATTN:
+            return (f"{op:<6} {self.name:<36} ACT[{self.dst}] = attn(SPK[{self.src}],[{self.src2}],[{self.src3}]) "
+                    f"{self.cout}x{self.ho}x{self.wo} heads={self.heads} T={self.T}")
+        if self.opcode == OP_SUM:
+            return f"{op:<6} {self.name:<36} ACT[{self.dst}] = sum_hw(ACT[{self.src}]) {self.cin}x{self.h}x{self.w} T={self.T}"
+        if self.opcode == OP_HEAD:
+            return (f"{op:<6} {self.name:<36} ACC = sum_t W s(SPK[{self.src}]) + b  {self.cin}->{self.cout} "
+                    f"T={self.T} w@{self.wbase} p@{self.pbase}")
+        if self.opcode == OP_INPUT:
+            return f"{op:<6} {self.name:<36} ACT[{self.dst}] <- {self.cin}x{self.h}x{self.w} pixels"
+        return f"{op:<6} {self.name:<36} {self.cout} logits"
+
+
+@dataclass
+class Program:
+    """Everything the hardware needs, and the widths it is built with (all from the IR)."""
+
+    instrs: list[Instr]
+    lanes: int
+    act_bits: int
+    acc_bits: int
+    membrane_bits: int
+    weight_bits: int
+    bias_bits: int
+    pixel_bits: int
+    logit_bits: int
+    act_words: int
+    spk_words: int
+    acc_words: int          # words per ACC bank
+    wmem: np.ndarray        # [words, lanes] int64
+    bias: np.ndarray        # [entries] int64
+    shift: np.ndarray       # [entries] int64 (signed)
+    thresh: np.ndarray      # [entries] int64 (the LIF compares h2 >= 2 * thresh)
+    shift_bits: int = 6
+    thresh_bits: int = 2
+    num_pixels: int = 0
+    num_classes: int = 0
+    input_scale: float = 1.0
+    T: int = 1
+    op_names: list[str] = field(default_factory=list)
+    tensors: dict = field(default_factory=dict)  # IR tensor name -> {"mem", "base", "shape"}
+
+    def describe(self) -> str:
+        head = (f"SFA program: {len(self.instrs)} instructions, lanes={self.lanes}, act {self.act_words}x{self.act_bits}b, "
+                f"spk {self.spk_words}x1b, acc {self.lanes}x{self.acc_words}x{self.acc_bits}b, "
+                f"wmem {len(self.wmem)}x{self.lanes}x{self.weight_bits}b")
+        return "\n".join([head] + [f"{i:4d} {ins.describe()}" for i, ins in enumerate(self.instrs)])
+
+    def summary(self) -> dict:
+        d = {k: getattr(self, k) for k in ("lanes", "act_bits", "acc_bits", "membrane_bits", "weight_bits",
+                                            "bias_bits", "shift_bits", "thresh_bits", "pixel_bits", "logit_bits",
+                                            "act_words", "spk_words", "acc_words", "num_pixels", "num_classes",
+                                            "input_scale", "T")}
+        d["wmem_words"] = int(len(self.wmem))
+        d["instructions"] = len(self.instrs)
+        return d

@@ -1,0 +1,52 @@
+"""spikeforge stats: per-layer FLOPs, firing rates, SOPs and energy (paper's model)."""
+
+from __future__ import annotations
+
+from spikeforge.commands._common import checked_int, print_json
+
+
+def register(sub):
+    p = sub.add_parser("stats", help="per-layer dense FLOPs, firing rates, SOPs and energy")
+    p.add_argument("model", help="checkpoint (float model) or IR file (.sfq, golden model)")
+    p.add_argument("--inputs", required=True, help="float32 .npy [B, C, H, W]")
+    p.add_argument("--T", dest="T", type=int, help="time steps")
+    p.add_argument("--heads", type=int, help="attention heads for a checkpoint (default 8)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from spikeforge.io import check_images, load_array
+    from spikeforge.quantize.stats import layer_stats
+
+    T = checked_int(args, "T", "--T", 1, 64)
+    if args.model.endswith(".sfq"):
+        from spikeforge.quantize.irfile import load_ir
+        g = load_ir(args.model)
+        mode = "int"
+    else:
+        from spikeforge.quantize.checkpoint import load_model
+        from spikeforge.quantize.lower import lower
+        model, _ = load_model(args.model, heads=checked_int(args, "heads", "--heads", 1), T=T)
+        g = lower(model)
+        mode = "float"
+    qi = g.ops[0].attrs
+    x = check_images(load_array(args.inputs), qi["channels"], args.inputs, size=qi["size"])
+    st = layer_stats(g, x, mode=mode, T=T)
+    st["model"] = args.model
+    st["kind"] = "golden" if mode == "int" else "float"
+    if args.json:
+        print_json(st)
+        return 0
+    print(f"{'op':<36}{'input':<10}{'rate':>7}{'dense FLOPs':>14}{'SOPs':>14}{'MACs':>14}")
+    for r in st["layers"]:
+        rate = "-" if r["firing_rate"] is None else f"{r['firing_rate']:.3f}"
+        print(f"{r['op']:<36}{r['input_kind']:<10}{rate:>7}{r['dense_flops']:>14,}{r['sops']:>14,.0f}{r['macs']:>14,.0f}")
+    print(f"per sample (T={st['T']}, {st['samples']} samples): SOPs {st['total_sops']:,.0f}, first-layer MACs "
+          f"{st['first_layer_macs']:,.0f}, other multi-bit MACs {st['multibit_macs_other']:,.0f}")
+    print(f"energy (paper's model): {st['energy_uj_paper']:.4f} uJ; with pwconv2 charged as MACs: "
+          f"{st['energy_uj_pwconv2_as_mac']:.4f} uJ")
+    print(f"ops needing a multiplier (multi-bit inputs): {len(st['multiplier_ops'])} "
+          f"({', '.join(st['multiplier_ops'][:4])}{', ...' if len(st['multiplier_ops']) > 4 else ''}); "
+          f"on the spike path: {st['multiplier_ops_on_spike_path']}")
+    return 0

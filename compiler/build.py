@@ -1,14 +1,41 @@
-"""The compile flow: IR -> checked, scheduled, planned, packed Program (-> hardware, report)."""
+"""The compile flow: IR -> checked, scheduled, planned, packed Program -> build directory.
+
+A build directory holds everything needed to simulate, verify and synthesise one accelerator:
+
+* ``model.sfq``      the IR it was compiled from (so verify/synth rebuild the same design)
+* ``program.txt``    the program for humans; ``*.hex`` the memory images (one word per line)
+* ``accelerator.v``  the Verilog emitted by Amaranth from ``hw/accelerator.py``
+* ``report.json``    lanes, widths, memories, budget, predicted cycles, op counts
+
+Compilation is deterministic: the same IR, target and lanes give the same bytes. The directory is
+written under a temporary name and renamed into place, so a failed compile leaves nothing that looks
+complete.
+"""
 
 from __future__ import annotations
 
-from spikeforge.quantize.graph import Graph
+import hashlib
+import json
+import os
+import shutil
+import tempfile
 
+import numpy as np
+
+from spikeforge import __version__
+from spikeforge.errors import SpikeforgeError
+from spikeforge.quantize.graph import Graph
+from spikeforge.quantize.irfile import load_ir
+
+from .passes.budget import check_budget
 from .passes.check_ops import check_ops
 from .passes.memory_plan import memory_plan
 from .passes.pack import pack_parameters
 from .passes.schedule import schedule
 from .program import Program
+from .targets import Target, get_target
+
+REPORT = "report.json"
 
 
 def lower_to_program(g: Graph, lanes: int) -> Program:
@@ -16,3 +43,156 @@ def lower_to_program(g: Graph, lanes: int) -> Program:
     s = schedule(g)
     plan = memory_plan(s)
     return pack_parameters(g, s, plan, lanes)
+
+
+def _hex_lines(values, bits: int) -> str:
+    mask = (1 << bits) - 1
+    digits = (bits + 3) // 4
+    return "".join(f"{int(v) & mask:0{digits}x}\n" for v in values)
+
+
+def _wmem_lines(p: Program) -> str:
+    mask = (1 << p.weight_bits) - 1
+    words = []
+    for row in p.wmem:
+        w = 0
+        for lane, v in enumerate(row):
+            w |= (int(v) & mask) << (lane * p.weight_bits)
+        words.append(w)
+    return _hex_lines(words, p.lanes * p.weight_bits)
+
+
+def sample_inputs(g: Graph, n: int = 8) -> tuple[np.ndarray | None, str]:
+    """Held-out digits when the model takes them; otherwise none (predictions use firing rates)."""
+    qi = g.ops[0].attrs
+    if qi["channels"] == 1 and g.ops[-1].shape[0] == 10 and qi["size"] % 8 == 0:
+        from spikeforge.quantize.data import digits_split_xy
+        x, _ = digits_split_xy("test", img_size=qi["size"], n=n)
+        return x, f"first {n} held-out digits"
+    return None, ""
+
+
+def compile_ir(ir_path: str, target_name: str, lanes: int | None, out_dir: str, *,
+               predict_samples: int = 4) -> dict:
+    from . import iss
+
+    target = get_target(target_name)
+    g = load_ir(ir_path)
+    if lanes is None:
+        lanes = target.default_lanes
+    if not 1 <= lanes <= 256:
+        raise SpikeforgeError(f"--lanes must be in 1..256, not {lanes}")
+    prog = lower_to_program(g, lanes)
+    budget = check_budget(prog, target, lanes_given=True)  # raises with the table before emitting
+    x, desc = sample_inputs(g, predict_samples) if predict_samples else (None, "")
+    predicted = []
+    if x is not None:
+        for r in iss.run_batch(prog, x):
+            predicted.append({"cycles": r.cycles, "sops": r.sops, "macs": r.macs})
+    estimates = [iss.estimate_cycles(prog, rate) for rate in (0.0, 0.1, 0.2)]
+    ir_bytes = open(ir_path, "rb").read()
+    report = {
+        "spikeforge_version": __version__,
+        "target": target.name, "board": target.board, "clock_mhz": target.clock_mhz,
+        "lanes": lanes,
+        "ir_sha256": hashlib.sha256(ir_bytes).hexdigest(),
+        "T": prog.T, "num_pixels": prog.num_pixels, "num_classes": prog.num_classes,
+        "pixel_bits": prog.pixel_bits, "logit_bits": prog.logit_bits, "input_scale": prog.input_scale,
+        "widths": {k: getattr(prog, k) for k in ("act_bits", "acc_bits", "membrane_bits", "weight_bits",
+                                                  "bias_bits", "shift_bits", "thresh_bits")},
+        "memories": {"act_words": prog.act_words, "spk_words": prog.spk_words, "acc_words": prog.acc_words,
+                     "wmem_words": int(len(prog.wmem)), "bits": budget["memory_bits"]},
+        "resources": budget["resources"],
+        "instructions": len(prog.instrs),
+        "predicted_cycles": [p["cycles"] for p in predicted],
+        "predicted_on": desc,
+        "predicted_detail": predicted,
+        "cycle_estimates": estimates,
+        "op_counts": _op_counts(g),
+    }
+    parent = os.path.dirname(os.path.abspath(out_dir)) or "."
+    if not os.path.isdir(parent):
+        raise SpikeforgeError(f"-o {out_dir}: parent folder {parent} does not exist")
+    if os.path.exists(out_dir) and not os.path.isfile(os.path.join(out_dir, REPORT)) and os.listdir(out_dir):
+        raise SpikeforgeError(f"-o {out_dir}: exists and is not a spikeforge build directory; choose another")
+    tmp = tempfile.mkdtemp(prefix=".sfbuild-", dir=parent)
+    try:
+        with open(os.path.join(tmp, "model.sfq"), "wb") as f:
+            f.write(ir_bytes)
+        with open(os.path.join(tmp, "program.txt"), "w") as f:
+            f.write(prog.describe() + "\n")
+        images = {"program.hex": _hex_lines([i.encode() for i in prog.instrs], 256),
+                  "wmem.hex": _wmem_lines(prog), "bias.hex": _hex_lines(prog.bias, prog.bias_bits),
+                  "shift.hex": _hex_lines(prog.shift, prog.shift_bits),
+                  "thresh.hex": _hex_lines(prog.thresh, prog.thresh_bits)}
+        for name, text in images.items():
+            with open(os.path.join(tmp, name), "w") as f:
+                f.write(text)
+        emitted = _emit_verilog(prog, os.path.join(tmp, "accelerator.v"))
+        report["verilog"] = "accelerator.v" if emitted else None
+        with open(os.path.join(tmp, REPORT), "w") as f:
+            json.dump(report, f, indent=1, sort_keys=True)
+            f.write("\n")
+        os.chmod(tmp, 0o755)
+        if os.path.exists(out_dir):
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except OSError as e:
+        raise SpikeforgeError(f"-o {out_dir}: cannot write the build directory ({e.strerror or e})") from None
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return report
+
+
+def _emit_verilog(prog: Program, path: str) -> bool:
+    try:
+        from spikeforge.hw.accelerator import emit_verilog
+    except ImportError:
+        return False
+    emit_verilog(prog, path)
+    return True
+
+
+def _op_counts(g: Graph) -> dict:
+    from spikeforge.quantize.stats import dense_flops
+
+    fl = dense_flops(g)
+    kinds: dict[str, int] = {}
+    for o in g.ops:
+        kinds[o.kind] = kinds.get(o.kind, 0) + 1
+    return {"ops_by_kind": kinds, "dense_flops_per_step": int(sum(fl.values())),
+            "multiplier_ops": [o.name for o in g.ops if o.kind == "conv" and o.attrs["in_kind"] == "int"]}
+
+
+def read_build(build_dir: str) -> tuple[dict, Graph, Program]:
+    """Open a build directory, checking it is complete and consistent."""
+    rp = os.path.join(build_dir, REPORT)
+    if not os.path.isdir(build_dir):
+        raise SpikeforgeError(f"{build_dir}: not a directory (run `spikeforge compile` first)")
+    if not os.path.isfile(rp):
+        raise SpikeforgeError(f"{build_dir}: no {REPORT}: not a spikeforge build directory, or incomplete")
+    try:
+        with open(rp) as f:
+            report = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SpikeforgeError(f"{rp}: corrupt ({e})") from None
+    for key in ("lanes", "target", "ir_sha256"):
+        if key not in report:
+            raise SpikeforgeError(f"{rp}: missing key {key!r}; recompile the build directory")
+    sfq = os.path.join(build_dir, "model.sfq")
+    if not os.path.isfile(sfq):
+        raise SpikeforgeError(f"{build_dir}: model.sfq is missing; recompile the build directory")
+    if hashlib.sha256(open(sfq, "rb").read()).hexdigest() != report["ir_sha256"]:
+        raise SpikeforgeError(f"{build_dir}: model.sfq does not match report.json (modified?); recompile")
+    g = load_ir(sfq)
+    prog = lower_to_program(g, int(report["lanes"]))
+    return report, g, prog
+
+
+def load_core(build_dir: str):
+    """The accelerator core of a build directory, as an Amaranth component (for board wrappers)."""
+    from spikeforge.hw.accelerator import Accelerator
+
+    _, _, prog = read_build(build_dir)
+    return Accelerator(prog)

@@ -160,3 +160,54 @@ def run_batch(prog: Program, images: np.ndarray) -> list[RunResult]:
     """Float images ``[B, C, H, W]`` -> quantised pixels (as the host does) -> one run each."""
     px = intops.quantize_input(images, prog.input_scale, prog.pixel_bits)
     return [run(prog, p) for p in px]
+
+
+def estimate_cycles(prog: Program, rate: float) -> dict:
+    """Cycles and synaptic operations per inference if every spike tensor fires at ``rate``.
+
+    The same cost structure as :func:`run`, with expected event counts instead of measured ones:
+    for models too large to simulate (the paper presets), and for the fixed overhead (rate 0).
+    Multi-bit inputs are assumed non-zero.
+    """
+    P = prog.lanes
+    cycles = 0.0
+    sops = macs = 0.0
+    for ins in prog.instrs:
+        c = cm.FETCH
+        if ins.opcode == OP_INPUT:
+            c += ins.cin * ins.h * ins.w + cm.INPUT_OVH
+        elif ins.opcode == OP_CONV:
+            r = rate if ins.in_kind == IN_SPIKE else 1.0
+            n_in = ins.cin * ins.h * ins.w
+            taps = float(np.outer(_valid_taps(ins.h, ins.ho, ins.k, ins.stride, ins.pad),
+                                  _valid_taps(ins.w, ins.wo, ins.k, ins.stride, ins.pad)).sum()) * ins.cin
+            if ins.lane_mode == LANES_CO:
+                per_t = n_in * cm.SCAN + r * n_in * cm.EVENT_OVH + r * taps * math.ceil(ins.cout / P)
+                work = r * taps * ins.cout
+            else:
+                per_t = n_in * cm.SCAN + r * n_in * (cm.EVENT_OVH + math.ceil(ins.k * ins.k / P))
+                work = r * taps
+            per_t += ins.cout * ins.ho * ins.wo * cm.READOUT + cm.READOUT_OVH + cm.TSTEP_OVH
+            c += ins.T * per_t
+            if ins.in_kind == IN_SPIKE:
+                sops += ins.T * work
+            else:
+                macs += ins.T * work
+        elif ins.opcode == OP_LIF:
+            c += ins.T * ins.cout * ins.ho * ins.wo * cm.LIF + cm.LIF_OVH
+        elif ins.opcode == OP_ATTN:
+            C, N, h = ins.cout, ins.ho * ins.wo, ins.heads
+            d = C // h
+            c += ins.T * (h * (cm.ATTN_HEAD_OVH + d * d) + 2 * N * C * cm.ATTN_SCAN +
+                          2 * rate * C * N * d * cm.ATTN_ROW + N * C * cm.ATTN_WRITE)
+            sops += ins.T * 2 * rate * C * N * d
+        elif ins.opcode == OP_SUM:
+            c += ins.T * ins.cin * (ins.h * ins.w * cm.SUM + cm.SUM_ROW_OVH)
+        elif ins.opcode == OP_HEAD:
+            G = math.ceil(ins.cout / P)
+            c += ins.T * (ins.cin * cm.HEAD_SCAN + G * cm.HEAD_BIAS + rate * ins.cin * G)
+            sops += ins.T * rate * ins.cin * ins.cout
+        elif ins.opcode == OP_OUTPUT:
+            c += ins.cout * cm.OUTPUT
+        cycles += c
+    return {"rate": rate, "cycles": int(round(cycles)), "sops": int(round(sops)), "macs": int(round(macs))}

@@ -1,0 +1,50 @@
+"""Compilation targets as data: memory and logic budgets and the clock.
+
+Figures are the datasheet numbers in shared/notes/toolchain.md. ``sim`` and ``large`` are not
+boards: ``sim`` is for simulation (generous on-chip memory), ``large`` models an accelerator with
+external memory, for sizing the paper presets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spikeforge.errors import SpikeforgeError
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    description: str
+    family: str          # ice40, ecp5, sim
+    clock_mhz: float     # requested accelerator clock
+    luts: int
+    ffs: int
+    bram_bits: int       # block RAM, total bits
+    bram_blocks: int
+    spram_bits: int      # iCE40 single-port RAM (activations only: it cannot be initialised)
+    dsps: int            # hardware multipliers
+    external_bits: int = 0  # off-chip memory usable for weights/activations
+    default_lanes: int = 8
+    board: str | None = None  # board_targets name for `spikeforge synth`
+
+
+TARGETS: dict[str, Target] = {t.name: t for t in [
+    Target("sim", "simulation only: 64 Mbit on-chip, no logic limit", "sim", 100.0, 10**9, 10**9,
+           64 * 2**20, 10**6, 0, 10**6, default_lanes=8),
+    Target("large", "sizing target with 1 GiB external memory (paper presets)", "sim", 200.0, 10**9, 10**9,
+           64 * 2**20, 10**6, 0, 10**6, external_bits=8 * 2**30, default_lanes=32),
+    Target("icebreaker", "iCEBreaker: Lattice iCE40 UP5K", "ice40", 30.0, 5280, 5280, 30 * 4096, 30,
+           4 * 256 * 1024, 8, default_lanes=1, board="icebreaker"),
+    Target("ulx3s-85f", "ULX3S: Lattice ECP5 LFE5U-85F", "ecp5", 100.0, 83640, 83640, 208 * 18432, 208,
+           0, 156, default_lanes=8, board="ulx3s-85f"),
+    Target("orangecrab", "OrangeCrab r0.2: Lattice ECP5 LFE5U-25F", "ecp5", 100.0, 24288, 24288, 56 * 18432, 56,
+           0, 28, default_lanes=4, board="orangecrab"),
+]}
+
+
+def get_target(name: str) -> Target:
+    try:
+        return TARGETS[name]
+    except KeyError:
+        raise SpikeforgeError(f"unknown target {name!r}; known targets: {', '.join(TARGETS)}") from None

@@ -1,0 +1,38 @@
+"""spikeforge compile: IR -> accelerator build directory (Verilog, memory images, report)."""
+
+from __future__ import annotations
+
+from spikeforge.commands._common import checked_int, print_json
+
+
+def register(sub):
+    p = sub.add_parser("compile", help="compile an .sfq IR into an accelerator build directory")
+    p.add_argument("model", help="IR file (.sfq)")
+    p.add_argument("--target", required=True, help="sim, large, icebreaker, ulx3s-85f, orangecrab")
+    p.add_argument("--lanes", type=int, help="parallel accumulate lanes (default: the target's)")
+    p.add_argument("-o", "--out", required=True, help="build directory")
+    p.add_argument("--json", action="store_true", help="print report.json")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from spikeforge.compiler.build import compile_ir
+
+    lanes = checked_int(args, "lanes", "--lanes", 1, 256)
+    rep = compile_ir(args.model, args.target, lanes, args.out)
+    if args.json:
+        print_json(rep)
+        return 0
+    w = rep["widths"]
+    print(f"compiled {args.model} for {rep['target']} with {rep['lanes']} lanes -> {args.out}")
+    print(f"  widths: act {w['act_bits']}b, acc {w['acc_bits']}b, membrane {w['membrane_bits']}b, "
+          f"weights {w['weight_bits']}b; {rep['instructions']} instructions")
+    for r in rep["resources"]:
+        print(f"  {r['resource']:<24}{r['needed']:>14,} of {r['available']:,}")
+    if rep["predicted_cycles"]:
+        print(f"  predicted cycles per inference ({rep['predicted_on']}): {rep['predicted_cycles']}")
+    est = rep["cycle_estimates"]
+    print("  cycle estimate at firing rate " + ", ".join(f"{e['rate']}: {e['cycles']:,}" for e in est))
+    if not rep["verilog"]:
+        print("  (no Verilog: the hardware generator hw/accelerator.py is not available in this install)")
+    return 0

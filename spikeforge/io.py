@@ -61,9 +61,12 @@ def atomic_path(path: str, suffix: str = ""):
     d = os.path.dirname(os.path.abspath(path)) or "."
     if not os.path.isdir(d):
         raise SpikeforgeError(f"{path}: output folder {d} does not exist")
-    if not os.access(d, os.W_OK):
-        raise SpikeforgeError(f"{path}: output folder {d} is not writable")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix or os.path.splitext(path)[1], dir=d)
+    if os.path.isdir(path):
+        raise SpikeforgeError(f"{path}: is a directory; give a file name")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix or os.path.splitext(path)[1], dir=d)
+    except OSError as e:
+        raise SpikeforgeError(f"{path}: cannot write in {d} ({e.strerror or e})") from None
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)

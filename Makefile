@@ -21,5 +21,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.run $(if $(QUICK),--quick,)
 
+fuzz: $(STAMP)
+	$(PY) -m spikeforge.compiler.fuzz --count $(or $(N),100) --rtl $(or $(RTL),icarus)
+
 clean:
 	rm -rf demo_out build .pytest_cache

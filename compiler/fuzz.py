@@ -1,0 +1,100 @@
+"""Randomised end-to-end equivalence: random IR graphs through golden model, ISS and RTL.
+
+``python -m spikeforge.compiler.fuzz --count N [--seed S] [--rtl icarus|verilator|none]``
+(``make fuzz N=...``). Each graph must agree bit for bit, layer by layer (every LIF's spike count,
+then the logits). A failing case is shrunk (smaller generator settings that still fail) and saved
+under ``tests/regressions/`` as ``<name>.sfq`` + ``<name>.npy``, which ``make test`` replays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from spikeforge.quantize.golden import execute
+from spikeforge.quantize.irfile import save_ir
+
+from . import iss
+from .build import compile_ir, lower_to_program
+from .irgen import GenConfig, random_graph, shrink_configs
+
+REGRESSIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "regressions")
+
+
+def check_graph(g, x, lanes: int, rtl: str | None, workdir: str) -> str | None:
+    """None if golden, ISS (and RTL) agree; else a description of the first difference."""
+    trace: dict = {}
+    gold = execute(g, x, trace=trace)
+    prog = lower_to_program(g, lanes)
+    for b, r in enumerate(iss.run_batch(prog, x)):
+        for name, (spikes, _) in trace.items():
+            if r.spike_counts[name] != int(spikes[:, b].sum()):
+                return f"ISS sample {b}: {name} has {r.spike_counts[name]} spikes, golden {int(spikes[:, b].sum())}"
+        if not np.array_equal(r.logits, gold[b]):
+            return f"ISS sample {b}: logits {r.logits.tolist()} != golden {gold[b].tolist()}"
+    if rtl:
+        from .verify import verify
+        sfq = os.path.join(workdir, "g.sfq")
+        save_ir(g, sfq)
+        np.save(os.path.join(workdir, "x.npy"), x)
+        bdir = os.path.join(workdir, "build")
+        compile_ir(sfq, "sim", lanes, bdir, predict_samples=0)
+        v = verify(bdir, os.path.join(workdir, "x.npy"), sim=rtl)
+        if not v["bit_exact"]:
+            return f"RTL ({rtl}): {v['mismatches'][0]}"
+    return None
+
+
+def run_one(seed: int, rtl: str | None, cfg: GenConfig | None = None) -> tuple[str | None, object, np.ndarray, int]:
+    g, x = random_graph(seed, cfg)
+    lanes = int(np.random.default_rng(seed + 7).integers(1, 9))
+    with tempfile.TemporaryDirectory(prefix="sffuzz-") as wd:
+        return check_graph(g, x, lanes, rtl, wd), g, x, lanes
+
+
+def shrink_and_save(seed: int, rtl: str | None, cfg: GenConfig) -> str:
+    best = (cfg, *run_one(seed, rtl, cfg)[1:])
+    for c in shrink_configs(cfg):
+        err, g, x, lanes = run_one(seed, rtl, c)
+        if err:
+            best = (c, g, x, lanes)
+            break
+    c, g, x, lanes = best
+    os.makedirs(REGRESSIONS, exist_ok=True)
+    name = f"fuzz_seed{seed}_lanes{lanes}"
+    save_ir(g, os.path.join(REGRESSIONS, name + ".sfq"))
+    np.save(os.path.join(REGRESSIONS, name + ".npy"), x)
+    return name
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m spikeforge.compiler.fuzz")
+    p.add_argument("--count", type=int, default=30)
+    p.add_argument("--seed", type=int, default=None, help="first seed (default: random, printed)")
+    p.add_argument("--rtl", default="none", choices=["none", "icarus", "verilator"])
+    a = p.parse_args(argv)
+    seed0 = a.seed if a.seed is not None else int.from_bytes(os.urandom(3), "little")
+    rtl = None if a.rtl == "none" else a.rtl
+    print(f"fuzz: {a.count} random graphs from seed {seed0} (rerun: --seed {seed0}), RTL: {a.rtl}", flush=True)
+    failures = 0
+    t0 = time.time()
+    for i in range(a.count):
+        seed = seed0 + i
+        err, g, x, lanes = run_one(seed, rtl)
+        status = "ok" if err is None else f"FAIL: {err}"
+        print(f"  seed {seed}: {len(g.ops)} ops, T={g.meta['T']}, lanes={lanes}: {status}", flush=True)
+        if err:
+            failures += 1
+            name = shrink_and_save(seed, rtl, GenConfig())
+            print(f"    saved the shrunk case as tests/regressions/{name}.sfq", flush=True)
+    print(f"{a.count - failures} passed, {failures} failed ({time.time() - t0:.0f} s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,632 @@
+"""The host link: a framed request/response protocol over a byte stream (the UART), driving one
+accelerator core (any component with the signature of :mod:`spikeforge.hw.accel_interface`).
+
+The protocol is specified in ``docs/host-protocol.md``; the constants below are its single source
+(the host client, :mod:`spikeforge.host`, imports them). Layers, each a ``wiring.Component``:
+
+* :class:`Deframer`  bytes -> frame events (header, payload bytes, end with checksum verdict, or
+  timeout). Drops bytes outside frames; an inter-byte timeout resets it, so a truncated frame
+  cannot wedge the link.
+* :class:`Enframer`  header + payload bytes -> bytes on the wire, with sync and checksum.
+* :class:`HostLink`  executes commands: LOAD writes pixels into a ``lib.memory.Memory``, START
+  streams them into the core, the logits are kept in a second memory while a running argmax is
+  taken, READ / INFO / errors are answered through the enframer.
+* :class:`UARTAccelerator`  UART receiver + host link + UART transmitter + the core: the whole
+  system behind two pins, as simulated by the testbench and placed on the boards.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from amaranth.lib import enum as hdl_enum
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from spikeforge.hw.accel_interface import CYCLE_COUNTER_BITS, accelerator_signature
+from spikeforge.hw.uart import UARTRx, UARTTx, byte_stream
+
+__all__ = [
+    "PROTOCOL_VERSION", "SYNC", "RESPONSE_FLAG", "ERROR_RESPONSE", "Cmd", "Err", "INFO_LENGTH",
+    "bytes_per_pixel", "result_length", "info_payload", "checksum",
+    "Deframer", "Enframer", "HostLink", "UARTAccelerator", "accel_widths", "connect_core",
+]
+
+# ------------------------------------------------------------------------------- protocol constants
+
+PROTOCOL_VERSION = 1
+SYNC = 0xA5
+RESPONSE_FLAG = 0x80       # a successful response carries the request's command | 0x80
+ERROR_RESPONSE = 0xFF      # an error response; payload = [error code, command that failed]
+MAX_FRAME_PAYLOAD = 0xFFFF
+INFO_LENGTH = 14
+LOGIT_BYTES = 4
+CYCLES_BYTES = 4
+CLASS_BYTES = 2
+
+
+class Cmd(enum.IntEnum):
+    INFO = 0x01
+    LOAD = 0x02
+    START = 0x03
+    READ = 0x04
+
+
+class Err(enum.IntEnum):
+    BAD_CHECKSUM = 0x01
+    BAD_LENGTH = 0x02
+    UNKNOWN_CMD = 0x03
+    NOT_LOADED = 0x04
+    BUSY = 0x05
+    NO_RESULT = 0x06
+    TIMEOUT = 0x07
+
+
+def checksum(body: bytes) -> int:
+    """Checksum of a frame: the sum, modulo 256, of every byte after the sync byte."""
+    return sum(body) & 0xFF
+
+
+def bytes_per_pixel(pixel_bits: int) -> int:
+    return (pixel_bits + 7) // 8
+
+
+def result_length(num_classes: int) -> int:
+    return CLASS_BYTES + LOGIT_BYTES * num_classes + CYCLES_BYTES
+
+
+def info_payload(*, num_pixels, num_classes, pixel_bits, logit_bits, clk_hz=0) -> bytes:
+    """The INFO response payload a device with these parameters sends (``INFO_LENGTH`` bytes)."""
+    return bytes([PROTOCOL_VERSION, pixel_bits, logit_bits, bytes_per_pixel(pixel_bits)]) + \
+        num_pixels.to_bytes(4, "little") + num_classes.to_bytes(2, "little") + \
+        (int(clk_hz) // 1000).to_bytes(4, "little")
+
+
+def accel_widths(core) -> tuple[int, int]:
+    """``(pixel_bits, logit_bits)`` read from an accelerator core's signature.
+
+    The core must have every member of :func:`accelerator_signature` as specified; it may have
+    more, if they are outputs (debug ports, say), which the host link leaves unconnected."""
+    try:
+        members = core.signature.members
+        pixel_bits = members["pixels"].signature.members["payload"].shape.width
+        logit_bits = data.Layout.cast(members["logits"].signature.members["payload"].shape)["value"].shape.width
+    except (AttributeError, KeyError, TypeError, wiring.SignatureError) as e:
+        raise TypeError(f"core must be a component with the accelerator signature, not {core!r} "
+                        f"({e})") from None
+    expected = accelerator_signature(pixel_bits=pixel_bits, logit_bits=logit_bits).members
+    for name, member in expected.items():
+        if name not in members or members[name] != member:
+            raise TypeError(f"core must have the accelerator signature: member {name!r} must be "
+                            f"{member!r}, not {members[name] if name in members else None!r}")
+    for name, member in members.items():
+        if name not in expected and not (member.is_port and member.flow == Out):
+            raise TypeError(f"core may add only output ports to the accelerator signature, not "
+                            f"{name!r}: {member!r}")
+    return pixel_bits, logit_bits
+
+
+def connect_core(m: Module, accel, core) -> None:
+    """Connect a host link's ``accel`` interface to ``core`` member by member (the core may have
+    extra output ports, see :func:`accel_widths`)."""
+    wiring.connect(m, accel.pixels, core.pixels)
+    wiring.connect(m, core.logits, accel.logits)
+    m.d.comb += [accel.cycles.eq(core.cycles), accel.busy.eq(core.busy)]
+
+
+def _check_int(name, value, lo, hi=None):
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo or (hi is not None and value > hi):
+        rng = f">= {lo}" if hi is None else f"in {lo}..{hi}"
+        raise ValueError(f"{name} must be an integer {rng}, not {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------- deframer
+
+
+class EventKind(hdl_enum.Enum, shape=3):
+    HEADER = 0     # cmd and length are valid
+    DATA = 1       # one payload byte in ``data``
+    END_OK = 2     # checksum matched
+    END_BAD = 3    # checksum mismatch
+    TIMEOUT = 4    # the frame stopped arriving
+
+
+EVENT_LAYOUT = data.StructLayout({
+    "kind": EventKind,
+    "cmd": unsigned(8),
+    "length": unsigned(16),
+    "data": unsigned(8),
+})
+
+
+class Deframer(wiring.Component):
+    """Byte stream in, frame event stream out.
+
+    Bytes before a sync byte are dropped. ``timeout`` is the most clock cycles the deframer waits
+    for the next byte of a frame it has started; then it emits a ``TIMEOUT`` event and hunts for
+    sync again. While the consumer stalls, no time is counted.
+    """
+
+    def __init__(self, *, timeout: int):
+        self._timeout = _check_int("timeout", timeout, 1)
+        super().__init__({"i": In(byte_stream()), "o": Out(stream.Signature(EVENT_LAYOUT))})
+
+    def elaborate(self, platform):
+        m = Module()
+        i, o = self.i, self.o
+
+        cmd = Signal(8)
+        length = Signal(16)
+        remaining = Signal(16)
+        total = Signal(8)
+        timer = Signal(range(self._timeout + 1))
+
+        m.d.comb += [o.payload.cmd.eq(cmd), o.payload.length.eq(length), o.payload.data.eq(i.payload)]
+        got = i.valid & i.ready
+
+        waiting = Signal()   # inside a frame, waiting for the next input byte
+        with m.If(got | ~waiting):
+            m.d.sync += timer.eq(0)
+        with m.Elif(~i.valid):
+            m.d.sync += timer.eq(timer + 1)
+        expired = waiting & ~i.valid & (timer == self._timeout)
+
+        with m.FSM():
+            with m.State("SYNC"):
+                m.d.comb += i.ready.eq(1)
+                with m.If(i.valid & (i.payload == SYNC)):
+                    m.d.sync += [total.eq(0), cmd.eq(0), length.eq(0)]
+                    m.next = "CMD"
+            with m.State("CMD"):
+                m.d.comb += [i.ready.eq(1), waiting.eq(1)]
+                with m.If(i.valid):
+                    m.d.sync += [cmd.eq(i.payload), total.eq(total + i.payload)]
+                    m.next = "LEN_LO"
+                with m.Elif(expired):
+                    m.next = "TIMEOUT"
+            with m.State("LEN_LO"):
+                m.d.comb += [i.ready.eq(1), waiting.eq(1)]
+                with m.If(i.valid):
+                    m.d.sync += [length[:8].eq(i.payload), total.eq(total + i.payload)]
+                    m.next = "LEN_HI"
+                with m.Elif(expired):
+                    m.next = "TIMEOUT"
+            with m.State("LEN_HI"):
+                m.d.comb += [i.ready.eq(1), waiting.eq(1)]
+                with m.If(i.valid):
+                    m.d.sync += [length[8:].eq(i.payload), total.eq(total + i.payload),
+                                 remaining.eq(Cat(length[:8], i.payload))]
+                    m.next = "HEADER"
+                with m.Elif(expired):
+                    m.next = "TIMEOUT"
+            with m.State("HEADER"):
+                m.d.comb += [o.valid.eq(1), o.payload.kind.eq(EventKind.HEADER)]
+                with m.If(o.ready):
+                    m.next = "PAYLOAD"
+                    with m.If(remaining == 0):
+                        m.next = "CHECK"
+            with m.State("PAYLOAD"):
+                m.d.comb += [o.valid.eq(i.valid), o.payload.kind.eq(EventKind.DATA),
+                             i.ready.eq(o.ready), waiting.eq(1)]
+                with m.If(got):
+                    m.d.sync += [total.eq(total + i.payload), remaining.eq(remaining - 1)]
+                    with m.If(remaining == 1):
+                        m.next = "CHECK"
+                with m.Elif(expired):
+                    m.next = "TIMEOUT"
+            with m.State("CHECK"):
+                m.d.comb += [o.valid.eq(i.valid), i.ready.eq(o.ready), waiting.eq(1),
+                             o.payload.kind.eq(Mux(i.payload == total, EventKind.END_OK,
+                                                   EventKind.END_BAD))]
+                with m.If(got):
+                    m.next = "SYNC"
+                with m.Elif(expired):
+                    m.next = "TIMEOUT"
+            with m.State("TIMEOUT"):
+                m.d.comb += [o.valid.eq(1), o.payload.kind.eq(EventKind.TIMEOUT)]
+                with m.If(o.ready):
+                    m.next = "SYNC"
+        return m
+
+
+# ---------------------------------------------------------------------------------------- enframer
+
+HEADER_LAYOUT = data.StructLayout({"cmd": unsigned(8), "length": unsigned(16)})
+
+
+class Enframer(wiring.Component):
+    """Header (``cmd``, ``length``) and exactly ``length`` payload bytes in; a frame out."""
+
+    def __init__(self):
+        super().__init__({
+            "hdr": In(stream.Signature(HEADER_LAYOUT)),
+            "i": In(byte_stream()),
+            "o": Out(byte_stream()),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        hdr, i, o = self.hdr, self.i, self.o
+        cmd = Signal(8)
+        length = Signal(16)
+        remaining = Signal(16)
+        total = Signal(8)
+
+        with m.If(o.valid & o.ready):
+            m.d.sync += total.eq(total + o.payload)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += hdr.ready.eq(1)
+                with m.If(hdr.valid):
+                    m.d.sync += [cmd.eq(hdr.payload.cmd), length.eq(hdr.payload.length),
+                                 remaining.eq(hdr.payload.length)]
+                    m.next = "SYNC"
+            with m.State("SYNC"):
+                m.d.comb += [o.valid.eq(1), o.payload.eq(SYNC)]
+                with m.If(o.ready):
+                    m.d.sync += total.eq(0)   # the sync byte is not summed
+                    m.next = "CMD"
+            with m.State("CMD"):
+                m.d.comb += [o.valid.eq(1), o.payload.eq(cmd)]
+                with m.If(o.ready):
+                    m.next = "LEN_LO"
+            with m.State("LEN_LO"):
+                m.d.comb += [o.valid.eq(1), o.payload.eq(length[:8])]
+                with m.If(o.ready):
+                    m.next = "LEN_HI"
+            with m.State("LEN_HI"):
+                m.d.comb += [o.valid.eq(1), o.payload.eq(length[8:])]
+                with m.If(o.ready):
+                    m.next = "CHECK"
+                    with m.If(remaining != 0):
+                        m.next = "PAYLOAD"
+            with m.State("PAYLOAD"):
+                m.d.comb += [o.valid.eq(i.valid), o.payload.eq(i.payload), i.ready.eq(o.ready)]
+                with m.If(i.valid & o.ready):
+                    m.d.sync += remaining.eq(remaining - 1)
+                    with m.If(remaining == 1):
+                        m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.comb += [o.valid.eq(1), o.payload.eq(total)]
+                with m.If(o.ready):
+                    m.next = "IDLE"
+        return m
+
+
+# ---------------------------------------------------------------------------------------- host link
+
+
+class _Resp(hdl_enum.Enum, shape=2):
+    ACK = 0
+    INFO = 1
+    RESULT = 2
+    ERROR = 3
+
+
+class HostLink(wiring.Component):
+    """Executes host commands on an accelerator core.
+
+    Members: ``rx`` (In byte stream, from the UART receiver), ``tx`` (Out byte stream, to the UART
+    transmitter), ``accel`` (the core's interface, flipped: connect with
+    ``connect_core(m, link.accel, core)``), ``running`` and ``loaded`` (Out, for status LEDs).
+
+    Parameters (keyword-only): ``num_pixels``, ``num_classes``, ``pixel_bits``, ``logit_bits``
+    (<= 32, logits travel as 32-bit words), ``timeout`` (inter-byte timeout in clock cycles) and
+    ``clk_hz`` (reported by INFO so the host can turn cycles into time; 0 = unknown).
+    """
+
+    def __init__(self, *, num_pixels: int, num_classes: int, pixel_bits: int, logit_bits: int,
+                 timeout: int, clk_hz: int = 0):
+        _check_int("pixel_bits", pixel_bits, 2, 32)
+        _check_int("logit_bits", logit_bits, 2, 32)
+        bpp = bytes_per_pixel(pixel_bits)
+        _check_int("num_pixels", num_pixels, 1, MAX_FRAME_PAYLOAD // bpp)
+        _check_int("num_classes", num_classes, 1, (MAX_FRAME_PAYLOAD - CLASS_BYTES - CYCLES_BYTES) // LOGIT_BYTES)
+        _check_int("timeout", timeout, 1)
+        _check_int("clk_hz", clk_hz, 0, 2**32 * 1000 - 1)
+        self._num_pixels, self._num_classes = num_pixels, num_classes
+        self._pixel_bits, self._logit_bits = pixel_bits, logit_bits
+        self._timeout, self._clk_hz = timeout, clk_hz
+        super().__init__({
+            "rx": In(byte_stream()),
+            "tx": Out(byte_stream()),
+            "accel": In(accelerator_signature(pixel_bits=pixel_bits, logit_bits=logit_bits)),
+            "running": Out(1),
+            "loaded": Out(1),
+        })
+
+    num_pixels = property(lambda self: self._num_pixels)
+    num_classes = property(lambda self: self._num_classes)
+    pixel_bits = property(lambda self: self._pixel_bits)
+    logit_bits = property(lambda self: self._logit_bits)
+    timeout = property(lambda self: self._timeout)
+    clk_hz = property(lambda self: self._clk_hz)
+
+    def info_payload(self) -> bytes:
+        return info_payload(num_pixels=self._num_pixels, num_classes=self._num_classes,
+                            pixel_bits=self._pixel_bits, logit_bits=self._logit_bits,
+                            clk_hz=self._clk_hz)
+
+    def elaborate(self, platform):
+        m = Module()
+        npix, ncls = self._num_pixels, self._num_classes
+        bpp = bytes_per_pixel(self._pixel_bits)
+        accel = self.accel
+
+        m.submodules.deframer = deframer = Deframer(timeout=self._timeout)
+        m.submodules.enframer = enframer = Enframer()
+        wiring.connect(m, wiring.flipped(self.rx), deframer.i)
+        wiring.connect(m, enframer.o, wiring.flipped(self.tx))
+
+        m.submodules.pixel_mem = pixel_mem = Memory(shape=signed(self._pixel_bits), depth=npix, init=[])
+        m.submodules.logit_mem = logit_mem = Memory(shape=signed(self._logit_bits), depth=ncls, init=[])
+        pix_wr = pixel_mem.write_port()
+        pix_rd = pixel_mem.read_port()
+        logit_wr = logit_mem.write_port()
+        logit_rd = logit_mem.read_port()
+
+        running = Signal()        # from an accepted START until the last logit
+        loaded = Signal()         # the pixel memory holds a complete, checksum-verified image
+        have_result = Signal()    # the logit memory holds the result of the last START
+        start = Signal()          # one-cycle pulse: START accepted
+        busy = running | accel.busy
+        m.d.comb += [self.running.eq(running), self.loaded.eq(loaded)]
+
+        # ---- pixel streamer: memory -> core ------------------------------------------------------
+        # Two stages (memory read, output register) under one stall signal, so the core sees a
+        # flip-flop, not the block RAM's clock-to-out; one pixel per cycle when the core keeps up.
+        rd_addr = Signal(range(npix + 1))
+        streaming = Signal()
+        s1_valid = Signal()
+        out_valid = Signal()
+        out_data = Signal(signed(self._pixel_bits))
+        stall = out_valid & ~accel.pixels.ready
+        m.d.comb += [pix_rd.addr.eq(rd_addr), pix_rd.en.eq(~stall),
+                     accel.pixels.valid.eq(out_valid), accel.pixels.payload.eq(out_data)]
+        with m.If(start):
+            m.d.sync += [rd_addr.eq(0), streaming.eq(1)]
+        with m.Elif(~stall):
+            fetch = streaming & (rd_addr != npix)
+            m.d.sync += [s1_valid.eq(fetch), out_valid.eq(s1_valid), out_data.eq(pix_rd.data)]
+            with m.If(fetch):
+                m.d.sync += rd_addr.eq(rd_addr + 1)
+            with m.Else():
+                m.d.sync += streaming.eq(0)
+
+        # ---- result collector: core -> logit memory, running argmax -----------------------------
+        # Logits are registered on arrival and processed a cycle later (again: flip-flops in front
+        # of the comparator, whatever the core's output logic looks like).
+        k_in = Signal(range(ncls))
+        best = Signal(signed(self._logit_bits))
+        best_idx = Signal(range(ncls))
+        got_valid = Signal()
+        got = Signal.like(accel.logits.payload)
+        m.d.comb += accel.logits.ready.eq(1)     # always drained; recorded only while running
+        m.d.sync += [got_valid.eq(accel.logits.valid & running), got.eq(accel.logits.payload)]
+        m.d.comb += [logit_wr.addr.eq(k_in), logit_wr.data.eq(got.value),
+                     logit_wr.en.eq(got_valid & running)]
+        with m.If(start):
+            m.d.sync += [k_in.eq(0), running.eq(1), have_result.eq(0)]
+        with m.Elif(got_valid & running):
+            with m.If((k_in == 0) | (got.value > best)):   # strictly greater: first max wins
+                m.d.sync += [best.eq(got.value), best_idx.eq(k_in)]
+            with m.If(got.last | (k_in == ncls - 1)):
+                m.d.sync += [running.eq(0), have_result.eq(1)]
+            with m.Else():
+                m.d.sync += k_in.eq(k_in + 1)
+
+        # ---- command executor: frame events -> memory writes, control, responses ----------------
+        ev = deframer.o
+        cmd = ev.payload.cmd
+        length = ev.payload.length
+        load_ok = Signal()           # this frame is a well-formed LOAD accepted for writing
+        wr_addr = Signal(range(npix + 1))
+        byte_idx = Signal(range(bpp))
+        shreg = Signal(8 * bpp)
+        word = Cat(shreg[8:], ev.payload.data)
+
+        resp_valid = Signal()        # a response is requested and not yet taken by the responder
+        resp_kind = Signal(_Resp)
+        resp_cmd = Signal(8)
+        resp_err = Signal(8)
+
+        m.d.comb += [pix_wr.addr.eq(wr_addr), pix_wr.data.eq(word[:self._pixel_bits])]
+
+        is_end = ev.payload.kind.as_value().matches(EventKind.END_OK, EventKind.END_BAD, EventKind.TIMEOUT)
+        m.d.comb += ev.ready.eq(~is_end | ~resp_valid)
+
+        def respond(kind, err=0):
+            m.d.sync += [resp_valid.eq(1), resp_kind.eq(kind), resp_cmd.eq(cmd), resp_err.eq(err)]
+
+        with m.If(ev.valid & ev.ready):
+            with m.Switch(ev.payload.kind):
+                with m.Case(EventKind.HEADER):
+                    accept = (cmd == Cmd.LOAD) & (length == npix * bpp) & ~busy
+                    m.d.sync += [load_ok.eq(accept), wr_addr.eq(0), byte_idx.eq(0)]
+                    with m.If(accept):
+                        m.d.sync += loaded.eq(0)   # about to be overwritten
+                with m.Case(EventKind.DATA):
+                    with m.If(load_ok):
+                        m.d.sync += shreg.eq(word)
+                        with m.If(byte_idx == bpp - 1):
+                            m.d.sync += [byte_idx.eq(0), wr_addr.eq(wr_addr + 1)]
+                            m.d.comb += pix_wr.en.eq(wr_addr != npix)
+                        with m.Else():
+                            m.d.sync += byte_idx.eq(byte_idx + 1)
+                with m.Case(EventKind.TIMEOUT):
+                    respond(_Resp.ERROR, Err.TIMEOUT)
+                with m.Case(EventKind.END_BAD):
+                    respond(_Resp.ERROR, Err.BAD_CHECKSUM)
+                with m.Case(EventKind.END_OK):
+                    with m.Switch(cmd):
+                        with m.Case(Cmd.INFO):
+                            with m.If(length != 0):
+                                respond(_Resp.ERROR, Err.BAD_LENGTH)
+                            with m.Else():
+                                respond(_Resp.INFO)
+                        with m.Case(Cmd.LOAD):
+                            with m.If(length != npix * bpp):
+                                respond(_Resp.ERROR, Err.BAD_LENGTH)
+                            with m.Elif(~load_ok):
+                                respond(_Resp.ERROR, Err.BUSY)
+                            with m.Else():
+                                m.d.sync += loaded.eq(1)
+                                respond(_Resp.ACK)
+                        with m.Case(Cmd.START):
+                            with m.If(length != 0):
+                                respond(_Resp.ERROR, Err.BAD_LENGTH)
+                            with m.Elif(busy):
+                                respond(_Resp.ERROR, Err.BUSY)
+                            with m.Elif(~loaded):
+                                respond(_Resp.ERROR, Err.NOT_LOADED)
+                            with m.Else():
+                                m.d.comb += start.eq(1)
+                                respond(_Resp.ACK)
+                        with m.Case(Cmd.READ):
+                            with m.If(length != 0):
+                                respond(_Resp.ERROR, Err.BAD_LENGTH)
+                            with m.Elif(busy):
+                                respond(_Resp.ERROR, Err.BUSY)
+                            with m.Elif(~have_result):
+                                respond(_Resp.ERROR, Err.NO_RESULT)
+                            with m.Else():
+                                respond(_Resp.RESULT)
+                        with m.Default():
+                            respond(_Resp.ERROR, Err.UNKNOWN_CMD)
+
+        # ---- responder: response request -> header + payload bytes for the enframer -------------
+        info = Array(Const(b, 8) for b in self.info_payload())
+        idx = Signal(range(max(INFO_LENGTH, 4)))
+        k_out = Signal(range(ncls))
+        cycles = Signal(CYCLE_COUNTER_BITS)
+        class16 = Signal(8 * CLASS_BYTES)
+        m.d.comb += class16.eq(best_idx)
+        logit32 = Signal(signed(32))
+        m.d.comb += [logit_rd.addr.eq(k_out), logit32.eq(logit_rd.data)]
+        pay = enframer.i
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(resp_valid):
+                    m.next = "HEADER"
+            with m.State("HEADER"):
+                m.d.comb += [
+                    enframer.hdr.valid.eq(1),
+                    enframer.hdr.payload.cmd.eq(Mux(resp_kind == _Resp.ERROR, ERROR_RESPONSE,
+                                                    resp_cmd | RESPONSE_FLAG)),
+                ]
+                with m.Switch(resp_kind):
+                    with m.Case(_Resp.ACK):
+                        m.d.comb += enframer.hdr.payload.length.eq(0)
+                    with m.Case(_Resp.INFO):
+                        m.d.comb += enframer.hdr.payload.length.eq(INFO_LENGTH)
+                    with m.Case(_Resp.ERROR):
+                        m.d.comb += enframer.hdr.payload.length.eq(2)
+                    with m.Case(_Resp.RESULT):
+                        m.d.comb += enframer.hdr.payload.length.eq(result_length(ncls))
+                with m.If(enframer.hdr.ready):
+                    m.d.sync += [idx.eq(0), k_out.eq(0), cycles.eq(accel.cycles)]
+                    with m.Switch(resp_kind):
+                        with m.Case(_Resp.ACK):
+                            m.next = "DONE"
+                        with m.Case(_Resp.INFO):
+                            m.next = "INFO"
+                        with m.Case(_Resp.ERROR):
+                            m.next = "ERROR"
+                        with m.Case(_Resp.RESULT):
+                            m.next = "CLASS"
+            with m.State("INFO"):
+                m.d.comb += [pay.valid.eq(1), pay.payload.eq(info[idx])]
+                with m.If(pay.ready):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx == INFO_LENGTH - 1):
+                        m.next = "DONE"
+            with m.State("ERROR"):
+                m.d.comb += [pay.valid.eq(1), pay.payload.eq(Mux(idx == 0, resp_err, resp_cmd))]
+                with m.If(pay.ready):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx == 1):
+                        m.next = "DONE"
+            with m.State("CLASS"):
+                m.d.comb += [pay.valid.eq(1), pay.payload.eq(class16.word_select(idx[0], 8))]
+                with m.If(pay.ready):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx == CLASS_BYTES - 1):
+                        m.d.sync += idx.eq(0)
+                        m.next = "FETCH"
+            with m.State("FETCH"):     # logit_rd.addr = k_out was presented this cycle
+                m.next = "LOGIT"
+            with m.State("LOGIT"):
+                m.d.comb += [pay.valid.eq(1),
+                             pay.payload.eq(logit32.as_unsigned().word_select(idx[:2], 8))]
+                with m.If(pay.ready):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx == LOGIT_BYTES - 1):
+                        m.d.sync += [idx.eq(0), k_out.eq(k_out + 1)]
+                        m.next = "FETCH"
+                        with m.If(k_out == ncls - 1):
+                            m.d.sync += k_out.eq(0)
+                            m.next = "CYCLES"
+            with m.State("CYCLES"):
+                m.d.comb += [pay.valid.eq(1), pay.payload.eq(cycles.word_select(idx[:2], 8))]
+                with m.If(pay.ready):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx == CYCLES_BYTES - 1):
+                        m.next = "DONE"
+            with m.State("DONE"):
+                m.d.sync += resp_valid.eq(0)
+                m.next = "IDLE"
+        return m
+
+
+# ---------------------------------------------------------------------------------------- system
+
+
+class UARTAccelerator(wiring.Component):
+    """UART receiver + :class:`HostLink` + UART transmitter + ``core``: the system behind two pins.
+
+    ``core`` is an elaboratable component with the accelerator signature (its pixel and logit
+    widths are read from the signature); ``num_pixels``/``num_classes`` describe what it computes;
+    ``divisor`` is clock cycles per UART bit; ``timeout`` the inter-byte timeout in cycles;
+    ``clk_hz`` the clock frequency reported by INFO.
+
+    Members: ``rx`` (In, idles high), ``tx`` (Out, idles high), ``running``, ``loaded``,
+    ``rx_error`` (Out, pulses on a UART framing error or overrun).
+    """
+
+    def __init__(self, core, *, num_pixels: int, num_classes: int, divisor: int, timeout: int,
+                 clk_hz: int = 0):
+        pixel_bits, logit_bits = accel_widths(core)
+        self._core = core
+        self._link = HostLink(num_pixels=num_pixels, num_classes=num_classes, pixel_bits=pixel_bits,
+                              logit_bits=logit_bits, timeout=timeout, clk_hz=clk_hz)
+        self._uart_rx = UARTRx(divisor=divisor)
+        self._uart_tx = UARTTx(divisor=divisor)
+        super().__init__({
+            "rx": In(1, init=1),
+            "tx": Out(1, init=1),
+            "running": Out(1),
+            "loaded": Out(1),
+            "rx_error": Out(1),
+        })
+
+    @property
+    def link(self) -> HostLink:
+        return self._link
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.uart_rx = urx = self._uart_rx
+        m.submodules.uart_tx = utx = self._uart_tx
+        m.submodules.link = link = self._link
+        m.submodules.core = core = self._core
+        wiring.connect(m, urx.o, link.rx)
+        wiring.connect(m, link.tx, utx.i)
+        connect_core(m, link.accel, core)
+        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), self.running.eq(link.running),
+                     self.loaded.eq(link.loaded), self.rx_error.eq(urx.frame_error | urx.overrun)]
+        return m

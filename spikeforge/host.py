@@ -1,0 +1,412 @@
+"""Host side of the spikeforge host protocol (``docs/host-protocol.md``): talk to a board over a
+serial port, and a pure-Python model of the device for tests.
+
+    from spikeforge.host import Device
+    with Device.open("/dev/ttyUSB1", baud=115200) as dev:
+        info = dev.info()                 # num_pixels, widths, clock
+        r = dev.infer(pixels)             # LOAD, START, READ (polling while busy)
+        print(r.cls, r.logits, r.cycles, r.latency_us(info.clk_hz))
+
+Every failure is a :class:`spikeforge.errors.SpikeforgeError` subclass with one clear line:
+:class:`DeviceTimeout` (nothing, or not enough, came back in time), :class:`FrameError` (bytes came
+back but not a valid frame: bad sync, bad checksum, unexpected response), :class:`DeviceError` (the
+device answered with an ERROR frame; ``.code`` and ``.cmd`` say which).
+
+The protocol numbers come from :mod:`spikeforge.hw.host_link`, the gateware that implements it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from spikeforge.errors import SpikeforgeError
+from spikeforge.hw.host_link import (CLASS_BYTES, ERROR_RESPONSE, INFO_LENGTH, LOGIT_BYTES,
+                                     PROTOCOL_VERSION, RESPONSE_FLAG, SYNC, Cmd, Err,
+                                     bytes_per_pixel, checksum, info_payload, result_length)
+
+__all__ = ["Device", "DeviceInfo", "Result", "DeviceError", "DeviceTimeout", "FrameError",
+           "encode_frame", "encode_pixels", "FrameParser", "ProtocolModel", "ERROR_NAMES"]
+
+ERROR_NAMES = {
+    Err.BAD_CHECKSUM: "bad checksum",
+    Err.BAD_LENGTH: "wrong payload length",
+    Err.UNKNOWN_CMD: "unknown command",
+    Err.NOT_LOADED: "no image loaded",
+    Err.BUSY: "busy",
+    Err.NO_RESULT: "no result yet",
+    Err.TIMEOUT: "frame timed out",
+}
+MAX_GARBAGE = 64   # bytes tolerated before a response's sync byte
+
+
+class DeviceError(SpikeforgeError):
+    """The device answered a request with an ERROR frame."""
+
+    def __init__(self, code: int, cmd: int):
+        self.code, self.cmd = code, cmd
+        try:
+            what = ERROR_NAMES[Err(code)]
+        except ValueError:
+            what = f"error code {code:#04x}"
+        try:
+            name = Cmd(cmd).name
+        except ValueError:
+            name = f"{cmd:#04x}"
+        super().__init__(f"device refused {name}: {what}")
+
+
+class DeviceTimeout(SpikeforgeError):
+    """No (complete) response within the timeout."""
+
+
+class FrameError(SpikeforgeError):
+    """A response that is not a valid frame, or not the expected one."""
+
+
+def encode_frame(cmd: int, payload: bytes = b"") -> bytes:
+    if len(payload) > 0xFFFF:
+        raise ValueError(f"payload must be at most 65535 bytes, not {len(payload)}")
+    body = bytes([cmd, len(payload) & 0xFF, len(payload) >> 8]) + bytes(payload)
+    return bytes([SYNC]) + body + bytes([checksum(body)])
+
+
+def encode_pixels(pixels: Sequence[int], pixel_bits: int) -> bytes:
+    """Pixels as little-endian two's complement, ``ceil(pixel_bits / 8)`` bytes each. Values must
+    fit ``pixel_bits`` signed bits."""
+    lo, hi = -(1 << (pixel_bits - 1)), (1 << (pixel_bits - 1)) - 1
+    n = bytes_per_pixel(pixel_bits)
+    out = bytearray()
+    for i, p in enumerate(pixels):
+        p = int(p)
+        if not lo <= p <= hi:
+            raise SpikeforgeError(f"pixel {i} = {p} does not fit {pixel_bits} signed bits ({lo}..{hi})")
+        out += p.to_bytes(n, "little", signed=True)
+    return bytes(out)
+
+
+class FrameParser:
+    """Incremental frame decoder: ``feed(bytes)`` returns the complete frames ``(code, payload)``.
+
+    Bytes before a sync byte are skipped (counted in ``skipped``); a bad checksum raises
+    :class:`FrameError`."""
+
+    def __init__(self):
+        self._buf = bytearray()
+        self.skipped = 0
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        self._buf += data
+        frames = []
+        while True:
+            i = self._buf.find(SYNC)
+            if i < 0:
+                self.skipped += len(self._buf)
+                self._buf.clear()
+                return frames
+            if i:
+                self.skipped += i
+                del self._buf[:i]
+            if len(self._buf) < 4:
+                return frames
+            n = self._buf[2] | self._buf[3] << 8
+            if len(self._buf) < 5 + n:
+                return frames
+            frame = bytes(self._buf[:5 + n])
+            del self._buf[:5 + n]
+            if checksum(frame[1:-1]) != frame[-1]:
+                raise FrameError(f"response frame {frame[:4].hex()}...: bad checksum "
+                                 f"({frame[-1]:#04x}, expected {checksum(frame[1:-1]):#04x})")
+            frames.append((frame[1], frame[4:-1]))
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    version: int
+    pixel_bits: int
+    logit_bits: int
+    bytes_per_pixel: int
+    num_pixels: int
+    num_classes: int
+    clk_hz: int
+
+    @classmethod
+    def decode(cls, payload: bytes) -> "DeviceInfo":
+        if len(payload) != INFO_LENGTH:
+            raise FrameError(f"INFO response has {len(payload)} bytes, expected {INFO_LENGTH}")
+        return cls(version=payload[0], pixel_bits=payload[1], logit_bits=payload[2],
+                   bytes_per_pixel=payload[3], num_pixels=int.from_bytes(payload[4:8], "little"),
+                   num_classes=int.from_bytes(payload[8:10], "little"),
+                   clk_hz=int.from_bytes(payload[10:14], "little") * 1000)
+
+
+@dataclass(frozen=True)
+class Result:
+    cls: int
+    logits: list[int]
+    cycles: int
+    wall_s: float = 0.0
+
+    @classmethod
+    def decode(cls, payload: bytes, num_classes: int) -> "Result":
+        if len(payload) != result_length(num_classes):
+            raise FrameError(f"RESULT response has {len(payload)} bytes, expected "
+                             f"{result_length(num_classes)} for {num_classes} classes")
+        k = int.from_bytes(payload[:CLASS_BYTES], "little")
+        logits = [int.from_bytes(payload[CLASS_BYTES + LOGIT_BYTES * i:CLASS_BYTES + LOGIT_BYTES * (i + 1)],
+                                 "little", signed=True) for i in range(num_classes)]
+        cycles = int.from_bytes(payload[-4:], "little")
+        if k >= num_classes:
+            raise FrameError(f"RESULT names class {k}, but there are {num_classes}")
+        return cls(k, logits, cycles)
+
+    def latency_us(self, clk_hz: float) -> float | None:
+        return self.cycles / clk_hz * 1e6 if clk_hz else None
+
+
+class Device:
+    """A device speaking the host protocol over ``port`` (a pyserial ``Serial`` or anything with
+    ``write``, ``read(n)`` honouring its own short timeout, ``reset_input_buffer`` and ``close``)."""
+
+    def __init__(self, port, *, timeout: float = 2.0, name: str = "device"):
+        self._port = port
+        self._timeout = float(timeout)
+        self._name = name
+        self._info: DeviceInfo | None = None
+
+    @classmethod
+    def open(cls, url: str, *, baud: int = 115200, timeout: float = 2.0) -> "Device":
+        import serial  # pyserial
+
+        try:
+            port = serial.serial_for_url(url, baudrate=baud, timeout=0.05, write_timeout=timeout)
+        except (serial.SerialException, ValueError, OSError) as e:
+            raise SpikeforgeError(f"cannot open {url}: {e}") from None
+        return cls(port, timeout=timeout, name=url)
+
+    def close(self):
+        self._port.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- frames -------------------------------------------------------------------------------
+
+    def _read_frame(self, what: str) -> tuple[int, bytes]:
+        parser = FrameParser()
+        deadline = time.monotonic() + self._timeout
+        got = 0
+        while True:
+            chunk = self._port.read(max(1, getattr(self._port, "in_waiting", 0)))
+            if chunk:
+                got += len(chunk)
+                frames = parser.feed(chunk)
+                if parser.skipped > MAX_GARBAGE:
+                    raise FrameError(f"{self._name}: {parser.skipped} bytes of garbage instead of a "
+                                     f"response to {what} (wrong baud rate or not a spikeforge device?)")
+                if frames:
+                    if len(frames) > 1 or parser.pending:
+                        raise FrameError(f"{self._name}: more than one frame in response to {what}")
+                    return frames[0]
+            if time.monotonic() > deadline:
+                if got:
+                    raise DeviceTimeout(f"{self._name}: incomplete response to {what} "
+                                        f"({got} bytes in {self._timeout:g} s)")
+                raise DeviceTimeout(f"{self._name}: no response to {what} in {self._timeout:g} s "
+                                    f"(board not programmed, wrong port or baud rate?)")
+
+    def request(self, cmd: int, payload: bytes = b"") -> bytes:
+        """Send one request, return the payload of its successful response."""
+        what = Cmd(cmd).name if cmd in Cmd._value2member_map_ else f"command {cmd:#04x}"
+        self._port.reset_input_buffer()
+        self._port.write(encode_frame(cmd, payload))
+        code, body = self._read_frame(what)
+        if code == ERROR_RESPONSE:
+            if len(body) != 2:
+                raise FrameError(f"{self._name}: ERROR response with {len(body)} bytes, expected 2")
+            raise DeviceError(body[0], body[1])
+        if code != cmd | RESPONSE_FLAG:
+            raise FrameError(f"{self._name}: response {code:#04x} to {what}, expected "
+                             f"{cmd | RESPONSE_FLAG:#04x}")
+        return body
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def info(self) -> DeviceInfo:
+        info = DeviceInfo.decode(self.request(Cmd.INFO))
+        if info.version != PROTOCOL_VERSION:
+            raise FrameError(f"{self._name}: protocol version {info.version}, this host speaks "
+                             f"{PROTOCOL_VERSION}")
+        self._info = info
+        return info
+
+    @property
+    def cached_info(self) -> DeviceInfo:
+        return self._info if self._info is not None else self.info()
+
+    def load(self, pixels: Sequence[int]):
+        info = self.cached_info
+        if len(pixels) != info.num_pixels:
+            raise SpikeforgeError(f"an image has {len(pixels)} pixels; the device takes {info.num_pixels}")
+        self._expect_empty(self.request(Cmd.LOAD, encode_pixels(pixels, info.pixel_bits)), "LOAD")
+
+    def start(self):
+        self._expect_empty(self.request(Cmd.START), "START")
+
+    def read(self, *, wait_s: float | None = None) -> Result:
+        """READ, polling while the device is busy, for up to ``wait_s`` (default: the timeout)."""
+        info = self.cached_info
+        deadline = time.monotonic() + (self._timeout if wait_s is None else wait_s)
+        while True:
+            try:
+                return Result.decode(self.request(Cmd.READ), info.num_classes)
+            except DeviceError as e:
+                if e.code != Err.BUSY or time.monotonic() > deadline:
+                    if e.code == Err.BUSY:
+                        raise DeviceTimeout(f"{self._name}: still busy after {wait_s or self._timeout:g} s")
+                    raise
+            time.sleep(0.001)
+
+    def infer(self, pixels: Sequence[int], *, wait_s: float | None = None) -> Result:
+        t0 = time.perf_counter()
+        self.load(pixels)
+        self.start()
+        r = self.read(wait_s=wait_s)
+        return Result(r.cls, r.logits, r.cycles, time.perf_counter() - t0)
+
+    def _expect_empty(self, body: bytes, what: str):
+        if body:
+            raise FrameError(f"{self._name}: {what} acknowledged with {len(body)} unexpected bytes")
+
+
+# ------------------------------------------------------------------------------------- model
+
+
+@dataclass
+class ProtocolModel:
+    """The device side of the protocol in Python: bytes in, bytes out, same rules as the gateware
+    (``spikeforge.hw.host_link.HostLink``). ``compute(pixels) -> (logits, cycles)`` stands in for
+    the core; ``busy_reads`` makes the first N READs after each START answer BUSY.
+
+    ``feed(data)`` returns the response bytes; ``timeout()`` is what the inter-byte timeout does
+    when a frame stops arriving.
+    """
+
+    num_pixels: int
+    num_classes: int
+    pixel_bits: int
+    logit_bits: int
+    compute: Callable[[list[int]], tuple[list[int], int]]
+    clk_hz: int = 0
+    busy_reads: int = 0
+    _state: str = "sync"
+    _cmd: int = 0
+    _len: int = 0
+    _payload: bytearray = field(default_factory=bytearray)
+    _sum: int = 0
+    _image: list[int] | None = None
+    _result: tuple[int, list[int], int] | None = None
+    _busy_left: int = 0
+
+    def feed(self, data: bytes) -> bytes:
+        out = bytearray()
+        for b in data:
+            out += self._byte(b)
+        return bytes(out)
+
+    def timeout(self) -> bytes:
+        if self._state == "sync":
+            return b""
+        cmd = self._cmd if self._state != "cmd" else 0
+        if cmd == Cmd.LOAD and self._state in ("payload", "check"):
+            self._image = None
+        self._state = "sync"
+        return self._error(Err.TIMEOUT, cmd)
+
+    def _error(self, code: int, cmd: int) -> bytes:
+        return encode_frame(ERROR_RESPONSE, bytes([code, cmd & 0xFF]))
+
+    def _byte(self, b: int) -> bytes:
+        s = self._state
+        if s == "sync":
+            if b == SYNC:
+                self._state, self._sum, self._cmd = "cmd", 0, 0
+            return b""
+        if s != "check":
+            self._sum = (self._sum + b) & 0xFF
+        if s == "cmd":
+            self._cmd, self._state = b, "len_lo"
+        elif s == "len_lo":
+            self._len, self._state = b, "len_hi"
+        elif s == "len_hi":
+            self._len |= b << 8
+            self._payload = bytearray()
+            self._state = "payload" if self._len else "check"
+            if self._cmd == Cmd.LOAD and self._len == self._load_len() and not self._busy_left:
+                self._image = None   # about to be overwritten
+        elif s == "payload":
+            self._payload.append(b)
+            if len(self._payload) == self._len:
+                self._state = "check"
+        elif s == "check":
+            self._state = "sync"
+            if b != self._sum:
+                return self._error(Err.BAD_CHECKSUM, self._cmd)
+            return self._execute()
+        return b""
+
+    def _load_len(self) -> int:
+        return self.num_pixels * bytes_per_pixel(self.pixel_bits)
+
+    def _execute(self) -> bytes:
+        cmd, n = self._cmd, self._len
+        ack = encode_frame(cmd | RESPONSE_FLAG)
+        if cmd == Cmd.INFO:
+            if n:
+                return self._error(Err.BAD_LENGTH, cmd)
+            return encode_frame(cmd | RESPONSE_FLAG, info_payload(
+                num_pixels=self.num_pixels, num_classes=self.num_classes,
+                pixel_bits=self.pixel_bits, logit_bits=self.logit_bits, clk_hz=self.clk_hz))
+        if cmd == Cmd.LOAD:
+            if n != self._load_len():
+                return self._error(Err.BAD_LENGTH, cmd)
+            if self._busy_left:
+                return self._error(Err.BUSY, cmd)
+            k, mask = bytes_per_pixel(self.pixel_bits), (1 << self.pixel_bits) - 1
+            img = []
+            for i in range(self.num_pixels):
+                v = int.from_bytes(self._payload[i * k:(i + 1) * k], "little") & mask
+                img.append(v - (1 << self.pixel_bits) if v >> (self.pixel_bits - 1) else v)
+            self._image = img
+            return ack
+        if cmd in (Cmd.START, Cmd.READ):
+            if n:
+                return self._error(Err.BAD_LENGTH, cmd)
+            if self._busy_left:
+                if cmd == Cmd.READ:
+                    self._busy_left -= 1
+                return self._error(Err.BUSY, cmd)
+            if cmd == Cmd.START:
+                if self._image is None:
+                    return self._error(Err.NOT_LOADED, cmd)
+                logits, cycles = self.compute(list(self._image))
+                bits = self.logit_bits
+                logits = [((v + (1 << (bits - 1))) % (1 << bits)) - (1 << (bits - 1)) for v in logits]
+                self._result = (logits.index(max(logits)), logits, cycles & 0xFFFFFFFF)
+                self._busy_left = self.busy_reads
+                return ack
+            if self._result is None:
+                return self._error(Err.NO_RESULT, cmd)
+            k, logits, cycles = self._result
+            payload = k.to_bytes(CLASS_BYTES, "little") + b"".join(
+                v.to_bytes(LOGIT_BYTES, "little", signed=True) for v in logits) + cycles.to_bytes(4, "little")
+            return encode_frame(cmd | RESPONSE_FLAG, payload)
+        return self._error(Err.UNKNOWN_CMD, cmd)

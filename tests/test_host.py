@@ -1,0 +1,261 @@
+"""The host client (``spikeforge.host``) and ``spikeforge run``, against a simulated device.
+
+The device is ``ProtocolModel`` (the protocol in Python) behind a pseudo-terminal, served by a
+thread: the client opens the pty's path with pyserial exactly as it would open /dev/ttyUSB1. Fault
+modes make the device silent, corrupt its checksums, cut responses short, or babble.
+(The gateware side of the same protocol is tested in rtl_tests/test_host_link.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import threading
+import tty
+
+import numpy as np
+import pytest
+
+from spikeforge.cli import main
+from spikeforge.errors import SpikeforgeError
+from spikeforge.host import (Device, DeviceError, DeviceTimeout, FrameError, FrameParser,
+                             ProtocolModel, encode_frame, encode_pixels)
+from spikeforge.hw.host_link import Cmd, Err, info_payload
+from spikeforge.quantize.intops import quantize_input
+from spikeforge.rtl_tests.toy_core import toy_model, write_toy_build
+
+NPIX, NCLS, PBITS, LBITS = 16, 4, 8, 16
+CLK_HZ = 30_000_000
+
+
+def toy_compute(pixels):
+    return toy_model(pixels, num_classes=NCLS, logit_bits=LBITS), 1000 + sum(abs(p) for p in pixels)
+
+
+def make_model(**kw):
+    return ProtocolModel(num_pixels=NPIX, num_classes=NCLS, pixel_bits=PBITS, logit_bits=LBITS,
+                         compute=toy_compute, clk_hz=CLK_HZ, **kw)
+
+
+class PtyDevice:
+    """Serves a ProtocolModel on a pty. ``mode``: ok, silent, corrupt, truncate, babble."""
+
+    def __init__(self, model, mode="ok", byte_timeout=0.2):
+        self.model, self.mode, self.byte_timeout = model, mode, byte_timeout
+        self.master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        self.path = os.ttyname(self._slave)
+        self.received = bytearray()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self.master], [], [], self.byte_timeout)
+            if ready:
+                try:
+                    data = os.read(self.master, 4096)
+                except OSError:
+                    return
+                self.received += data
+                out = self.model.feed(data)
+            else:
+                out = self.model.timeout()
+            if out and self.mode != "silent":
+                os.write(self.master, self._mangle(out))
+
+    def _mangle(self, out: bytes) -> bytes:
+        if self.mode == "corrupt":
+            return out[:-1] + bytes([out[-1] ^ 0x5A])
+        if self.mode == "truncate":
+            return out[:3]
+        if self.mode == "babble":
+            return bytes(200) + out
+        return out
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=2)
+        os.close(self.master)
+        os.close(self._slave)
+
+
+@pytest.fixture
+def device():
+    devs = []
+
+    def make(mode="ok", **kw):
+        d = PtyDevice(make_model(**kw), mode=mode)
+        devs.append(d)
+        return d
+    yield make
+    for d in devs:
+        d.close()
+
+
+# ------------------------------------------------------------------------------ frames, pixels
+
+
+def test_frame_encoding_and_parsing():
+    f = encode_frame(Cmd.LOAD, bytes([1, 2, 0xA5]))
+    assert f == bytes([0xA5, 0x02, 3, 0, 1, 2, 0xA5, (2 + 3 + 1 + 2 + 0xA5) & 0xFF])
+    p = FrameParser()
+    assert p.feed(b"\x00\x13" + f[:5]) == []
+    assert p.skipped == 2
+    assert p.feed(f[5:] + encode_frame(0x81)) == [(0x02, bytes([1, 2, 0xA5])), (0x81, b"")]
+    bad = bytearray(encode_frame(0x84, b"xyz"))
+    bad[-1] ^= 1
+    with pytest.raises(FrameError, match="bad checksum"):
+        FrameParser().feed(bytes(bad))
+
+
+def test_pixel_encoding():
+    assert encode_pixels([-1, 5, -128, 127], 8) == bytes([0xFF, 5, 0x80, 0x7F])
+    assert encode_pixels([-2, 300], 12) == bytes([0xFE, 0xFF, 0x2C, 0x01])
+    with pytest.raises(SpikeforgeError, match=r"^pixel 1 = 128 does not fit 8 signed bits \(-128\.\.127\)$"):
+        encode_pixels([0, 128], 8)
+
+
+def test_model_follows_the_protocol():
+    m = make_model()
+    assert m.feed(encode_frame(Cmd.START)) == encode_frame(0xFF, bytes([Err.NOT_LOADED, Cmd.START]))
+    assert m.feed(encode_frame(Cmd.READ)) == encode_frame(0xFF, bytes([Err.NO_RESULT, Cmd.READ]))
+    assert m.feed(encode_frame(Cmd.INFO)) == encode_frame(0x81, info_payload(
+        num_pixels=NPIX, num_classes=NCLS, pixel_bits=PBITS, logit_bits=LBITS, clk_hz=CLK_HZ))
+    assert m.feed(encode_frame(0x42)) == encode_frame(0xFF, bytes([Err.UNKNOWN_CMD, 0x42]))
+    assert m.feed(encode_frame(Cmd.LOAD, bytes(3))) == encode_frame(0xFF, bytes([Err.BAD_LENGTH, Cmd.LOAD]))
+    assert m.feed(encode_frame(Cmd.LOAD, bytes(NPIX))[:6]) == b""
+    assert m.timeout() == encode_frame(0xFF, bytes([Err.TIMEOUT, Cmd.LOAD]))
+    assert m.timeout() == b""
+
+
+# ------------------------------------------------------------------------------ client on a pty
+
+
+def test_infer_over_pty(device):
+    d = device(busy_reads=3)
+    rng = np.random.default_rng(7)
+    with Device.open(d.path, timeout=2) as dev:
+        info = dev.info()
+        assert (info.num_pixels, info.num_classes, info.pixel_bits, info.logit_bits, info.clk_hz) == \
+            (NPIX, NCLS, PBITS, LBITS, CLK_HZ)
+        for _ in range(5):
+            img = [int(v) for v in rng.integers(-128, 128, NPIX)]
+            r = dev.infer(img)
+            logits, cycles = toy_compute(img)
+            assert r.logits == logits
+            assert r.cls == logits.index(max(logits))
+            assert r.cycles == cycles
+            assert r.latency_us(info.clk_hz) == pytest.approx(cycles / 30)
+            assert r.wall_s > 0
+        # all equal: the first maximum wins
+        assert dev.infer([1] * NPIX).cls == 0
+
+
+def test_device_errors_are_reported(device):
+    d = device()
+    with Device.open(d.path, timeout=2) as dev:
+        with pytest.raises(DeviceError, match=r"^device refused START: no image loaded$") as e:
+            dev.start()
+        assert (e.value.code, e.value.cmd) == (Err.NOT_LOADED, Cmd.START)
+        with pytest.raises(DeviceError, match=r"^device refused READ: no result yet$"):
+            dev.read()
+        with pytest.raises(SpikeforgeError, match=r"^an image has 3 pixels; the device takes 16$"):
+            dev.load([0, 0, 0])
+
+
+def test_busy_for_too_long_times_out(device):
+    d = device(busy_reads=10**6)
+    with Device.open(d.path, timeout=0.5) as dev:
+        dev.load([0] * NPIX)
+        dev.start()
+        with pytest.raises(DeviceTimeout, match=r"still busy after 0\.3 s$"):
+            dev.read(wait_s=0.3)
+
+
+@pytest.mark.parametrize("mode, error, message", [
+    ("silent", DeviceTimeout, r"no response to INFO in 0\.5 s \(board not programmed, wrong port or baud rate\?\)$"),
+    ("truncate", DeviceTimeout, r"incomplete response to INFO \(3 bytes in 0\.5 s\)$"),
+    ("corrupt", FrameError, r"bad checksum"),
+    ("babble", FrameError, r"bytes of garbage instead of a response to INFO \(wrong baud rate"),
+])
+def test_broken_devices_give_clear_errors(device, mode, error, message):
+    d = device(mode=mode)
+    with Device.open(d.path, timeout=0.5) as dev:
+        with pytest.raises(error, match=message):
+            dev.info()
+
+
+def test_open_missing_port():
+    with pytest.raises(SpikeforgeError, match=r"^cannot open /dev/does-not-exist: "):
+        Device.open("/dev/does-not-exist")
+
+
+# ------------------------------------------------------------------------------ spikeforge run
+
+
+def test_run_command_quantises_and_reports(device, tmp_path, capsys):
+    d = device(busy_reads=1)
+    build = write_toy_build(str(tmp_path / "build"), target="icebreaker", num_pixels=NPIX,
+                            num_classes=NCLS, pixel_bits=PBITS, logit_bits=LBITS, input_scale=100.0)
+    x = np.random.default_rng(3).uniform(-1.5, 1.5, (3, 1, 4, 4)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    rc = main(["run", "--port", d.path, "--inputs", str(tmp_path / "x.npy"), "--build", build,
+               "--timeout", "2", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["device"]["clk_hz"] == CLK_HZ
+    q = quantize_input(x.reshape(3, -1), 100.0, PBITS)
+    assert q.min() == -128 and q.max() == 127    # clipping happened
+    for row, img in zip(out["results"], q):
+        logits, cycles = toy_compute([int(v) for v in img])
+        assert row["logits"] == logits and row["cycles"] == cycles
+        assert row["class"] == logits.index(max(logits))
+        assert row["latency_us"] == pytest.approx(cycles / 30, abs=1e-3)
+
+    # integers go as they are, without --build; human-readable output
+    np.save(tmp_path / "xi.npy", np.arange(-8, 8, dtype=np.int16).reshape(1, 16))
+    assert main(["run", "--port", d.path, "--inputs", str(tmp_path / "xi.npy")]) == 0
+    text = capsys.readouterr().out
+    logits, cycles = toy_compute(list(range(-8, 8)))
+    assert f"input 0: class {logits.index(max(logits))}  logits {logits}  cycles {cycles}" in text
+    assert "at 30 MHz" in text
+
+
+@pytest.mark.parametrize("array, extra, message", [
+    (np.zeros((2, 1, 4, 4), np.float32), [], r"holds floats: give --build BUILD_DIR"),
+    (np.zeros((2, 15), np.int8), [], r"images have 15 values \(shape \(2, 15\)\); the device takes 16"),
+    (np.full((1, 16), 200, np.int16), [], r"integer pixels span 200\.\.200; the device takes 8-bit"),
+    (np.zeros((1, 16), np.int8), ["--timeout", "0"], r"--timeout must be in \(0, 3600\] seconds"),
+])
+def test_run_command_user_errors(device, tmp_path, capsys, array, extra, message):
+    d = device()
+    np.save(tmp_path / "x.npy", array)
+    rc = main(["run", "--port", d.path, "--inputs", str(tmp_path / "x.npy"), *extra])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("spikeforge run: error: ")
+    assert __import__("re").search(message, err), err
+
+
+def test_run_command_detects_another_build(device, tmp_path, capsys):
+    d = device()
+    build = write_toy_build(str(tmp_path / "b"), num_pixels=NPIX, num_classes=10, pixel_bits=PBITS,
+                            logit_bits=LBITS)
+    np.save(tmp_path / "x.npy", np.zeros((1, 16), np.int8))
+    assert main(["run", "--port", d.path, "--inputs", str(tmp_path / "x.npy"), "--build", build]) == 2
+    assert "runs a different build: num_classes 4, " in capsys.readouterr().err
+
+
+def test_run_command_without_a_device(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((1, 16), np.int8))
+    master, slave = os.openpty()   # a port nobody answers on
+    try:
+        assert main(["run", "--port", os.ttyname(slave), "--inputs", str(tmp_path / "x.npy"),
+                     "--timeout", "0.3"]) == 2
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert "no response to INFO in 0.3 s" in capsys.readouterr().err

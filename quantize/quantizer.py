@@ -30,6 +30,7 @@ from .graph import Graph, validate
 from .ranges import assign_widths
 
 MAX_SCALE_LOG2 = 24  # thresholds/scales are capped at 2**24 (dead channels would ask for infinity)
+EXTRA_BITS = 4       # threshold/bias resolution beyond the weights' (see rescale)
 
 
 def _qmax(bits: int) -> int:
@@ -49,10 +50,18 @@ def _rowmax(w: np.ndarray) -> np.ndarray:
     return np.abs(w).reshape(w.shape[0], -1).max(axis=1)
 
 
-def rescale(g0: Graph, *, input_scale: float, input_bits: int, weight_bits: int) -> Graph:
-    """Scale every op so thresholds are integers and weights fill ``weight_bits`` (no rounding)."""
+def rescale(g0: Graph, *, input_scale: float, input_bits: int, weight_bits: int,
+            extra_bits: int = EXTRA_BITS) -> Graph:
+    """Scale every op so thresholds are integers and weights fill ``weight_bits`` (no rounding).
+
+    ``extra_bits``: thresholds and biases get this many more bits of resolution than the weights:
+    a LIF-feeding convolution's accumulator is shifted left by ``extra_bits`` before its bias is
+    added, and residual-stream scales are ``2**extra_bits`` finer than the weights need. The
+    weights keep ``weight_bits``; only accumulator widths grow.
+    """
     g = g0.copy()
     qmax = _qmax(weight_bits)
+    fine = float(1 << extra_bits)
     cap = float(1 << MAX_SCALE_LOG2)
     ops = {o.name: o for o in g.ops}
     qi = g.ops[0]
@@ -72,11 +81,16 @@ def rescale(g0: Graph, *, input_scale: float, input_bits: int, weight_bits: int)
         if o.attrs["role"] == "lif":
             (lif,) = g.consumers(o.name)
             vth = float(lif.attrs["v_threshold"])
-            theta = np.where(m > 0, np.floor(vth * qmax / np.maximum(m, 1e-300)), cap)
+            # threshold in units of 2**-extra_bits of a weight step: exact integer, weights <= qmax
+            theta = np.where(m > 0, np.floor(vth * fine * qmax / np.maximum(m, 1e-300)), cap)
             theta = np.clip(theta, 1, cap)
-            alpha = theta / vth
+            alpha = theta / (vth * fine)  # weights scale; the accumulator shifts by extra_bits
             lif.params["threshold"] = theta
-            scale_notes[o.name] = f"x{_fmt_range(alpha)} (threshold {_fmt_range(theta)})"
+            o.params["shift"] = np.full(w.shape[0], extra_bits, dtype=np.int64)
+            o.params["bias"] = b * alpha * fine
+            o.params["weight"] = w * alpha[:, None, None, None]
+            scale_notes[o.name] = f"x{_fmt_range(alpha)} <<{extra_bits} (threshold {_fmt_range(theta)})"
+            continue
         else:  # "int": its output is a multi-bit input of the next conv
             alpha = np.where(m > 0, qmax / np.maximum(m, 1e-300), 1.0)
             in_scale[o.name] = alpha
@@ -105,7 +119,7 @@ def rescale(g0: Graph, *, input_scale: float, input_bits: int, weight_bits: int)
         for o in spike_writers:
             m = _rowmax(o.params["weight"])
             need = np.maximum(need, np.where(m > 0, qmax / np.maximum(m, 1e-300), 0))
-        need = np.where(need > 0, need, 1.0)
+        need = np.where(need > 0, need, 1.0) * fine
         sigma = 2.0 ** np.clip(np.ceil(np.log2(need)), 0, MAX_SCALE_LOG2)
         stream_scale[seg] = sigma
         for o in writers:

@@ -1,24 +1,32 @@
 """Per-phase cycle costs of ``hw/accelerator.py``; the ISS multiplies them by the loop counts.
 
-The structure (what is counted) follows the loop nests in docs/accelerator.md; these constants are
-the fixed pipeline overheads of each phase, measured on the RTL and kept here, once.
+The structure (what is counted) follows the loop nests in docs/accelerator.md and the engines'
+pipelines (``hw/sfa_*.py``); these constants are the fixed overheads of each phase, read off the
+RTL and checked cycle for cycle by ``rtl_tests/test_accelerator.py`` (the ``cycles`` output must
+equal the ISS's prediction). An instruction's cost runs from its fetch to the cycle its engine
+finishes (INPUT: from its first accepted pixel; OUTPUT: to its last accepted logit).
 """
 
-FETCH = 2            # per instruction: fetch + decode
-INPUT_OVH = 1        # INPUT: after the last pixel
-SCAN = 1             # CONV: per scanned input element (zero or not)
-EVENT_OVH = 0        # CONV: per event, before its first tap group
-TSTEP_OVH = 2        # CONV: per time step (phase switches, pipeline drain)
+FETCH = 5            # per instruction: fetch, 4 decode cycles (one product each), the last starts the
+                     # engine (INPUT's fetch happens before the first pixel and is not counted)
+INPUT_OVH = 0        # INPUT: one cycle per pixel, done with the last one
+SCAN = 1             # CONV/HEAD: per scanned element that is not an event (zero, or reaches no output)
+EVENT_OVH = 0        # CONV/HEAD: per event beyond its tap cycles (its scan cycle is its first tap cycle)
+TSTEP_OVH = 1        # CONV/HEAD: per time step: scanner fill
 READOUT = 1          # CONV: per output element
-READOUT_OVH = 2      # CONV: readout pipeline drain, per time step
+READOUT_OVH = 1      # CONV: readout drain per time step (HEAD: bias drain)
 LIF = 1              # LIF: per element per time step
-LIF_OVH = 2
+LIF_OVH = 1          # LIF: pipeline drain
+ATTN_OVH = 13        # ATTN: per instruction: d = C / heads (one cycle per bit of the cout field) + drain
 ATTN_SCAN = 1        # ATTN: per K/Q bit scanned
 ATTN_ROW = 1         # ATTN: per row element added (per set K or Q bit, d of them)
 ATTN_WRITE = 1       # ATTN: per Y element written
-ATTN_HEAD_OVH = 4    # ATTN: per (time step, head): KV clear is d*d more (counted separately)
+ATTN_HEAD_OVH = 1    # ATTN: per (time step, head): end of the K scan; the KV clear is d*d more
+ATTN_TOKEN_OVH = 1   # ATTN: per (time step, head, token): end of the Q scan
 SUM = 1              # SUM: per element read
-SUM_ROW_OVH = 1      # SUM: per (t, c) write
-HEAD_SCAN = 1
-HEAD_BIAS = 1        # per lane group per time step
+SUM_ROW_OVH = 0      # SUM: per (t, c) write (overlaps the next row's reads)
+SUM_OVH = 1          # SUM: pipeline drain
+HEAD_SCAN = 1        # HEAD: per input channel scanned (non-spike); a spike costs G
+HEAD_BIAS = 1        # HEAD: per (lane, lane group) per time step
 OUTPUT = 1           # per logit
+OUTPUT_OVH = 1       # OUTPUT: first ACC read

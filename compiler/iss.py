@@ -71,7 +71,7 @@ def run(prog: Program, pixels: np.ndarray) -> RunResult:
             px = np.asarray(pixels, dtype=np.int64).reshape(-1)
             assert px.size == n
             act[ins.dst: ins.dst + n] = px
-            c += n + cm.INPUT_OVH
+            c = n + cm.INPUT_OVH      # counted from the first pixel: its fetch happened before
         elif ins.opcode == OP_CONV:
             w = _unpack_conv(prog, ins)
             n_in = ins.cin * ins.h * ins.w
@@ -89,13 +89,16 @@ def run(prog: Program, pixels: np.ndarray) -> RunResult:
                 nz = x != 0
                 events = int(nz.sum())
                 tap_total = int((nz * taps[None]).sum())
+                # An event's scan cycle is its first tap cycle; an element reaching no output
+                # (LANES_CO) costs its scan cycle like a zero.
                 if ins.lane_mode == LANES_CO:
                     G = math.ceil(ins.cout / P)
-                    c += n_in * cm.SCAN + events * cm.EVENT_OVH + tap_total * G
+                    ev = int((nz * (taps[None] > 0)).sum())
+                    c += (n_in - ev) * cm.SCAN + ev * cm.EVENT_OVH + tap_total * G
                     work = tap_total * ins.cout
                 else:
                     Gt = math.ceil(ins.k * ins.k / P)
-                    c += n_in * cm.SCAN + events * (cm.EVENT_OVH + Gt)
+                    c += (n_in - events) * cm.SCAN + events * (cm.EVENT_OVH + Gt)
                     work = tap_total
                 if ins.in_kind == IN_SPIKE:
                     sops += work
@@ -123,18 +126,19 @@ def run(prog: Program, pixels: np.ndarray) -> RunResult:
             C, N, h = ins.cout, ins.ho * ins.wo, ins.heads
             d = C // h
             n = C * N
+            c += cm.ATTN_OVH
             for t in range(ins.T):
                 q, k, v = (spk[base + t * n: base + (t + 1) * n].reshape(C, N) for base in (ins.src, ins.src2, ins.src3))
                 y = intops.attention(q.reshape(1, 1, C, N, 1), k.reshape(1, 1, C, N, 1), v.reshape(1, 1, C, N, 1), h)
                 act[ins.dst + t * n: ins.dst + (t + 1) * n] = y.reshape(-1)
-                c += h * (cm.ATTN_HEAD_OVH + d * d) + 2 * N * C * cm.ATTN_SCAN + \
+                c += h * (cm.ATTN_HEAD_OVH + d * d + N * cm.ATTN_TOKEN_OVH) + 2 * N * C * cm.ATTN_SCAN + \
                     (int(k.sum()) + int(q.sum())) * d * cm.ATTN_ROW + N * C * cm.ATTN_WRITE
                 sops += (int(k.sum()) + int(q.sum())) * d
         elif ins.opcode == OP_SUM:
             C, N = ins.cin, ins.h * ins.w
             x = act[ins.src: ins.src + ins.T * C * N].reshape(ins.T, C, N)
             act[ins.dst: ins.dst + ins.T * C] = x.sum(axis=2).reshape(-1)
-            c += ins.T * C * (N * cm.SUM + cm.SUM_ROW_OVH)
+            c += ins.T * C * (N * cm.SUM + cm.SUM_ROW_OVH) + cm.SUM_OVH
         elif ins.opcode == OP_HEAD:
             C, K = ins.cin, ins.cout
             G = math.ceil(K / P)
@@ -143,14 +147,16 @@ def run(prog: Program, pixels: np.ndarray) -> RunResult:
             s = spk[ins.src: ins.src + ins.T * C].reshape(ins.T, C)
             tot = (s @ wd).sum(axis=0) + ins.T * b
             acc[:, :G] += tot.reshape(G, P).T
-            c += ins.T * (C * cm.HEAD_SCAN + G * cm.HEAD_BIAS) + int(s.sum()) * G
+            n_spk = int(s.sum())
+            c += ins.T * (C * cm.HEAD_SCAN + G * P * cm.HEAD_BIAS + cm.TSTEP_OVH + cm.READOUT_OVH) + \
+                n_spk * (G + cm.EVENT_OVH - cm.HEAD_SCAN)
             sops += int(s.sum()) * K
         elif ins.opcode == OP_OUTPUT:
             K = ins.cout
             idx = np.arange(K)
             logits = acc[idx % P, idx // P].copy()
             acc[idx % P, idx // P] = 0
-            c += K * cm.OUTPUT
+            c += K * cm.OUTPUT + cm.OUTPUT_OVH
         cycles.append(c)
     return RunResult(logits=logits, cycles=int(sum(cycles)), cycles_per_instr=cycles, sops=sops, macs=macs,
                      spike_counts=counts)
@@ -175,17 +181,21 @@ def estimate_cycles(prog: Program, rate: float) -> dict:
     for ins in prog.instrs:
         c = cm.FETCH
         if ins.opcode == OP_INPUT:
-            c += ins.cin * ins.h * ins.w + cm.INPUT_OVH
+            c = ins.cin * ins.h * ins.w + cm.INPUT_OVH
         elif ins.opcode == OP_CONV:
             r = rate if ins.in_kind == IN_SPIKE else 1.0
             n_in = ins.cin * ins.h * ins.w
-            taps = float(np.outer(_valid_taps(ins.h, ins.ho, ins.k, ins.stride, ins.pad),
-                                  _valid_taps(ins.w, ins.wo, ins.k, ins.stride, ins.pad)).sum()) * ins.cin
+            ty = _valid_taps(ins.h, ins.ho, ins.k, ins.stride, ins.pad)
+            tx = _valid_taps(ins.w, ins.wo, ins.k, ins.stride, ins.pad)
+            tap_map = np.outer(ty, tx)
+            taps = float(tap_map.sum()) * ins.cin
+            reach = float((tap_map > 0).sum()) * ins.cin     # elements reaching an output
             if ins.lane_mode == LANES_CO:
-                per_t = n_in * cm.SCAN + r * n_in * cm.EVENT_OVH + r * taps * math.ceil(ins.cout / P)
+                per_t = (n_in - r * reach) * cm.SCAN + r * reach * cm.EVENT_OVH + \
+                    r * taps * math.ceil(ins.cout / P)
                 work = r * taps * ins.cout
             else:
-                per_t = n_in * cm.SCAN + r * n_in * (cm.EVENT_OVH + math.ceil(ins.k * ins.k / P))
+                per_t = (n_in - r * n_in) * cm.SCAN + r * n_in * (cm.EVENT_OVH + math.ceil(ins.k * ins.k / P))
                 work = r * taps
             per_t += ins.cout * ins.ho * ins.wo * cm.READOUT + cm.READOUT_OVH + cm.TSTEP_OVH
             c += ins.T * per_t
@@ -198,16 +208,18 @@ def estimate_cycles(prog: Program, rate: float) -> dict:
         elif ins.opcode == OP_ATTN:
             C, N, h = ins.cout, ins.ho * ins.wo, ins.heads
             d = C // h
-            c += ins.T * (h * (cm.ATTN_HEAD_OVH + d * d) + 2 * N * C * cm.ATTN_SCAN +
-                          2 * rate * C * N * d * cm.ATTN_ROW + N * C * cm.ATTN_WRITE)
+            c += cm.ATTN_OVH + ins.T * (h * (cm.ATTN_HEAD_OVH + d * d + N * cm.ATTN_TOKEN_OVH) +
+                                        2 * N * C * cm.ATTN_SCAN + 2 * rate * C * N * d * cm.ATTN_ROW +
+                                        N * C * cm.ATTN_WRITE)
             sops += ins.T * 2 * rate * C * N * d
         elif ins.opcode == OP_SUM:
-            c += ins.T * ins.cin * (ins.h * ins.w * cm.SUM + cm.SUM_ROW_OVH)
+            c += ins.T * ins.cin * (ins.h * ins.w * cm.SUM + cm.SUM_ROW_OVH) + cm.SUM_OVH
         elif ins.opcode == OP_HEAD:
             G = math.ceil(ins.cout / P)
-            c += ins.T * (ins.cin * cm.HEAD_SCAN + G * cm.HEAD_BIAS + rate * ins.cin * G)
+            c += ins.T * (ins.cin * cm.HEAD_SCAN + G * P * cm.HEAD_BIAS + cm.TSTEP_OVH + cm.READOUT_OVH) + \
+                ins.T * rate * ins.cin * (G + cm.EVENT_OVH - cm.HEAD_SCAN)
             sops += ins.T * rate * ins.cin * ins.cout
         elif ins.opcode == OP_OUTPUT:
-            c += ins.cout * cm.OUTPUT
+            c += ins.cout * cm.OUTPUT + cm.OUTPUT_OVH
         cycles += c
     return {"rate": rate, "cycles": int(round(cycles)), "sops": int(round(sops)), "macs": int(round(macs))}

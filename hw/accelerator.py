@@ -1,0 +1,284 @@
+"""The spikeforge accelerator (SFA): a memory-to-memory machine that runs a compiled ``Program``.
+
+``docs/accelerator.md`` is the specification; ``compiler/iss.py`` the executable reference this
+RTL matches bit for bit (logits) and cycle for cycle (``compiler/cycle_model.py``).
+
+Structure (one ``wiring.Component`` per block):
+
+* **Memories**, all sized and typed from the Program: ACT (``act_bits`` signed), SPK (1 bit), ``lanes``
+  ACC banks (``acc_bits`` signed; read ports transparent for their write ports, so read-modify-write
+  pipelines never lose a back-to-back update), WMEM (``lanes`` weights per word), BIAS, SHIFT,
+  THRESH, and the program ROM of encoded instruction words. ATTN's ``K^T V`` scratch lives inside
+  its engine.
+* **Sequencer** (here): after a reset ``CLEAR`` zeroes the ACC banks (``acc_words`` cycles, before
+  the first pixel is accepted); ``FETCH`` reads the instruction at ``pc`` (the ROM's read port then holds
+  it, decoded through :func:`~spikeforge.hw.sfa_common.instr_layout`), ``DEC1``..``DEC4`` compute
+  the instruction's products (``h*w``, ``ho*wo``, ``cin*h*w``, ``cout*ho*wo`` on one shared
+  multiplier, one per cycle; lane groups ``G``, ``k*G``, ``k*k*G``, tap groups ``Gt`` by
+  shift-and-add) and, in ``DEC4``, start the engine of the opcode, ``RUN`` waits for its
+  ``done``; then ``pc`` moves on (after OUTPUT back to 0: the next image).
+* **Engines** (``hw/sfa_*.py``): :class:`~spikeforge.hw.sfa_io.InputEngine`,
+  :class:`~spikeforge.hw.sfa_conv.ConvEngine` (CONV and HEAD),
+  :class:`~spikeforge.hw.sfa_lif.LIFEngine`, :class:`~spikeforge.hw.sfa_attn.AttnEngine`,
+  :class:`~spikeforge.hw.sfa_io.SumEngine`, :class:`~spikeforge.hw.sfa_io.OutputEngine`. Each
+  drives its own view of the memory ports; the ports are multiplexed by the running opcode.
+* **Cycle counter**: ``cycles`` counts clock cycles from the first accepted pixel to the last
+  accepted logit, both included; ``busy`` is high from the cycle after the first pixel until the
+  cycle after the last logit.
+
+Debug outputs (for the testbench): ``dbg_instr_done`` pulses for one cycle after each instruction,
+with ``dbg_tag`` its tag and ``dbg_spikes`` (after a LIF) its spike count.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import Out
+
+from spikeforge.compiler.program import (FIELDS, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT,
+                                         OP_SUM, Program)
+
+from .accel_interface import accelerator_signature
+from .sfa_attn import AttnEngine
+from .sfa_common import MachineConfig, ceil_div_const, derived_layout, instr_layout, small_mul
+from .sfa_conv import ConvEngine
+from .sfa_io import InputEngine, OutputEngine, SumEngine
+from .sfa_lif import LIFEngine
+
+__all__ = ["Accelerator", "emit_verilog"]
+
+TAG_BITS = dict(FIELDS)["tag"]
+
+
+def _fit(name: str, values: np.ndarray, bits: int, signed_: bool = True) -> list[int]:
+    v = np.asarray(values, dtype=np.int64).reshape(-1)
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed_ else (0, (1 << bits) - 1)
+    if v.size and (v.min() < lo or v.max() > hi):
+        raise ValueError(f"program {name} must fit {bits}-bit integers, not [{v.min()}, {v.max()}]")
+    return [int(x) for x in v]
+
+
+class Accelerator(wiring.Component):
+    """The SFA core for one compiled ``program`` (its memories initialised from it)."""
+
+    def __init__(self, program: Program):
+        if not isinstance(program, Program):
+            self._MustUse__silence = True       # never elaborated: no "unused" warning
+            raise TypeError(f"program must be a compiler.program.Program, not {program!r}")
+        if not program.instrs or program.instrs[0].opcode != OP_INPUT or program.instrs[-1].opcode != OP_OUTPUT:
+            self._MustUse__silence = True
+            raise ValueError("program must start with INPUT and end with OUTPUT")
+        wm = np.asarray(program.wmem)
+        if wm.ndim != 2 or wm.shape[1] != program.lanes:
+            self._MustUse__silence = True
+            raise ValueError(f"program.wmem must have shape [words, lanes={program.lanes}], not {wm.shape!r}")
+        self._program = program
+        self._cfg = MachineConfig.from_program(program)
+        members = dict(accelerator_signature(pixel_bits=program.pixel_bits,
+                                             logit_bits=program.logit_bits).members)
+        members.update({
+            "dbg_instr_done": Out(1),
+            "dbg_tag": Out(TAG_BITS),
+            "dbg_spikes": Out(32),
+        })
+        super().__init__(members)
+
+    @property
+    def program(self) -> Program:
+        return self._program
+
+    @property
+    def config(self) -> MachineConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        prog, cfg = self._program, self._cfg
+        P = cfg.lanes
+
+        # ---------------------------------------------------------------- memories
+        def mem(name, shape, depth, init=()):
+            mm = Memory(shape=shape, depth=depth, init=list(init))
+            m.submodules[name] = mm
+            return mm
+
+        act = mem("act", signed(cfg.act_bits), cfg.act_words)
+        spk = mem("spk", unsigned(1), cfg.spk_words)
+        accs = [mem(f"acc{p}", signed(cfg.acc_bits), cfg.acc_words) for p in range(P)]
+        wb = cfg.weight_bits
+        wmask = (1 << wb) - 1
+        words = _fit("weights", prog.wmem, wb)
+        packed = []
+        for r in range(len(prog.wmem)):
+            word = 0
+            for p in range(P):
+                word |= (words[r * P + p] & wmask) << (p * wb)
+            packed.append(word)
+        wmem = mem("wmem", unsigned(P * wb), cfg.wmem_words, packed)
+        bias = mem("bias", signed(cfg.bias_bits), cfg.bias_words, _fit("biases", prog.bias, cfg.bias_bits))
+        shift = mem("shift", signed(cfg.shift_bits), cfg.shift_words, _fit("shifts", prog.shift, cfg.shift_bits))
+        thresh = mem("thresh", signed(cfg.thresh_bits), cfg.thresh_words,
+                     _fit("thresholds", prog.thresh, cfg.thresh_bits))
+        rom = mem("rom", unsigned(sum(w for _, w in FIELDS)), cfg.rom_words, [i.encode() for i in prog.instrs])
+
+        act_w = act.write_port()
+        act_r = act.read_port()
+        spk_w = spk.write_port()
+        spk_r = spk.read_port()
+        acc_w = [a.write_port() for a in accs]
+        acc_r = [a.read_port(transparent_for=(w,)) for a, w in zip(accs, acc_w)]
+        wmem_r = wmem.read_port()
+        bias_r = bias.read_port()
+        shift_r = shift.read_port()
+        thresh_r = thresh.read_port()
+        rom_r = rom.read_port()
+
+        # ---------------------------------------------------------------- engines
+        m.submodules.inp = inp = InputEngine(cfg)
+        m.submodules.conv = conv = ConvEngine(cfg)
+        m.submodules.lif = lif = LIFEngine(cfg)
+        m.submodules.attn = attn = AttnEngine(cfg)
+        m.submodules.sum = summ = SumEngine(cfg)
+        m.submodules.out = out = OutputEngine(cfg)
+        engines = {OP_INPUT: inp, OP_CONV: conv, OP_HEAD: conv, OP_LIF: lif, OP_ATTN: attn, OP_SUM: summ,
+                   OP_OUTPUT: out}
+
+        instr = rom_r.data
+        ins = instr_layout()(instr)         # a View of the held instruction word
+        op = ins.opcode
+        drv = Signal(derived_layout())
+        for e in (inp, conv, lif, attn, summ, out):
+            m.d.comb += [e.instr.eq(instr), e.drv.eq(drv)]
+
+        wiring.connect(m, wiring.flipped(self.pixels), inp.pixels)
+        wiring.connect(m, out.logits, wiring.flipped(self.logits))
+
+        # ---------------------------------------------------------------- port multiplexers
+        def sel(*ops):
+            cond = op == ops[0]
+            for o in ops[1:]:
+                cond = cond | (op == o)
+            return cond
+
+        def share_read(port, clients):
+            m.d.comb += port.en.eq(0)
+            for _, c in clients:
+                m.d.comb += c.data.eq(port.data)
+            for i, (cond, c) in enumerate(clients):
+                with (m.If if i == 0 else m.Elif)(cond):
+                    m.d.comb += [port.addr.eq(c.addr), port.en.eq(c.en)]
+
+        def share_write(port, clients):
+            m.d.comb += port.en.eq(0)
+            for i, (cond, c) in enumerate(clients):
+                with (m.If if i == 0 else m.Elif)(cond):
+                    m.d.comb += [port.addr.eq(c.addr), port.data.eq(c.data), port.en.eq(c.en)]
+
+        is_conv = sel(OP_CONV, OP_HEAD)
+        share_read(act_r, [(is_conv, conv.act_r), (sel(OP_LIF), lif.act_r), (sel(OP_SUM), summ.act_r)])
+        share_write(act_w, [(sel(OP_INPUT), inp.act_w), (is_conv, conv.act_w), (sel(OP_ATTN), attn.act_w),
+                            (sel(OP_SUM), summ.act_w)])
+        share_read(spk_r, [(is_conv, conv.spk_r), (sel(OP_ATTN), attn.spk_r)])
+        share_write(spk_w, [(sel(OP_LIF), lif.spk_w)])
+        # after a reset the sequencer first clears the ACC banks (a reset in the middle of an
+        # inference would otherwise leave partial sums behind)
+        clearing = Signal()
+        clr_addr = Signal(range(cfg.acc_words))
+        for p in range(P):
+            share_read(acc_r[p], [(is_conv, conv.acc_r[p]), (sel(OP_OUTPUT), out.acc_r[p])])
+            share_write(acc_w[p], [(is_conv, conv.acc_w[p]), (sel(OP_OUTPUT), out.acc_w[p])])
+            with m.If(clearing):
+                m.d.comb += [acc_w[p].addr.eq(clr_addr), acc_w[p].data.eq(0), acc_w[p].en.eq(1)]
+        share_read(wmem_r, [(is_conv, conv.wmem_r)])
+        share_read(bias_r, [(is_conv, conv.bias_r)])
+        share_read(shift_r, [(is_conv, conv.shift_r)])
+        share_read(thresh_r, [(sel(OP_LIF), lif.thresh_r)])
+
+        # ---------------------------------------------------------------- sequencer
+        pc = Signal(range(cfg.rom_words))
+        n_instr = len(prog.instrs)
+        done = Signal()
+        with m.Switch(op):
+            for code, e in engines.items():
+                with m.Case(code):
+                    m.d.comb += done.eq(e.done)
+        m.d.sync += self.dbg_instr_done.eq(0)
+        m.d.comb += self.dbg_spikes.eq(lif.spikes)
+
+        with m.FSM(name="seq"):
+            with m.State("CLEAR"):
+                m.d.comb += clearing.eq(1)
+                m.d.sync += clr_addr.eq(clr_addr + 1)
+                with m.If(clr_addr == cfg.acc_words - 1):
+                    m.next = "FETCH"
+            with m.State("FETCH"):
+                m.d.comb += [rom_r.addr.eq(pc), rom_r.en.eq(1)]
+                m.next = "DEC1"
+            # One shared multiplier computes the instruction's products, one per cycle; the
+            # narrow ones (by the kernel size k, 4 bits) are shift-and-add.
+            mul_a = Signal(max(len(ins.cin), len(ins.cout), len(ins.h), len(ins.ho)))
+            mul_b = Signal(len(drv.hw))
+            mul_p = Signal(len(drv.hw))
+            m.d.comb += mul_p.eq(mul_a * mul_b)
+            with m.State("DEC1"):
+                m.d.comb += [rom_r.en.eq(0), mul_a.eq(ins.h), mul_b.eq(ins.w)]
+                m.d.sync += [drv.hw.eq(mul_p), drv.kk.eq(small_mul(ins.k, ins.k)),
+                             drv.G.eq(ceil_div_const(ins.cout, P, (1 << len(ins.cout)) - 1))]
+                m.next = "DEC2"
+            with m.State("DEC2"):
+                m.d.comb += [rom_r.en.eq(0), mul_a.eq(ins.ho), mul_b.eq(ins.wo)]
+                m.d.sync += [drv.howo.eq(mul_p), drv.kG.eq(small_mul(ins.k, drv.G)),
+                             drv.Gt.eq(ceil_div_const(drv.kk, P, (1 << len(drv.kk)) - 1))]
+                m.next = "DEC3"
+            with m.State("DEC3"):
+                m.d.comb += [rom_r.en.eq(0), mul_a.eq(ins.cin), mul_b.eq(drv.hw)]
+                m.d.sync += [drv.n_in.eq(mul_p), drv.kkG.eq(small_mul(ins.k, drv.kG))]
+                m.next = "DEC4"
+            with m.State("DEC4"):
+                m.d.comb += [rom_r.en.eq(0), mul_a.eq(ins.cout), mul_b.eq(drv.howo)]
+                m.d.sync += drv.n_out.eq(mul_p)
+                with m.Switch(op):
+                    for code, e in engines.items():
+                        with m.Case(code):
+                            m.d.comb += e.start.eq(1)
+                m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += rom_r.en.eq(0)
+                with m.If(done):
+                    m.d.sync += [self.dbg_instr_done.eq(1), self.dbg_tag.eq(ins.tag)]
+                    with m.If(pc == n_instr - 1):
+                        m.d.sync += pc.eq(0)
+                    with m.Else():
+                        m.d.sync += pc.eq(pc + 1)
+                    m.next = "FETCH"
+
+        # ---------------------------------------------------------------- cycle counter
+        pix_fire = self.pixels.valid & self.pixels.ready
+        last_fire = self.logits.valid & self.logits.ready & self.logits.payload.last
+        with m.If(~self.busy):
+            with m.If(pix_fire):
+                m.d.sync += [self.busy.eq(1), self.cycles.eq(1)]
+        with m.Else():
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+            with m.If(last_fire):
+                m.d.sync += self.busy.eq(0)
+        return m
+
+
+def emit_verilog(program: Program, path, name: str = "sfa_top") -> None:
+    """Write the Verilog of ``Accelerator(program)`` to ``path`` (atomically; the same program gives
+    the same bytes)."""
+    from amaranth.back import verilog
+
+    text = verilog.convert(Accelerator(program), name=name, emit_src=False)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)

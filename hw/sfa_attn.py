@@ -1,0 +1,214 @@
+"""ATTN engine of the SFA accelerator: spike-driven self-attention ``Y = Q (K^T V)`` per head.
+
+``docs/accelerator.md`` (ATTN). ``N = ho*wo`` tokens, ``C = cout`` channels, ``d = C / heads``. For
+each time step and head (states):
+
+``CLR``  clear the ``d x d`` counts ``KV`` (one word per cycle).
+``KS``   scan ``K[h*d + i, n]`` (``n`` outer, ``i`` inner), one bit per cycle; for a set bit read
+         ``V[h*d + j, n]`` for ``j < d`` (one per cycle, on the same SPK port) and add it into
+         ``KV[i][j]`` one cycle later. A set bit costs ``1 + d`` cycles, a clear one 1.
+``QS``   for one token ``n``: scan ``Q[h*d + i, n]``; for a set bit add row ``KV[i]`` into the
+         ``d`` accumulators ``Y`` (a small memory), one ``j`` per cycle.
+``YO``   write ``Y[j]`` to ``ACT[dst + t*C*N + (h*d + j)*N + n]`` and clear it, one per cycle;
+         then ``QS`` for the next token.
+
+``KV`` (``d_max * d_max`` words of ``kv_bits``) and ``Y`` (``d_max`` words) live inside the engine.
+At the start ``d`` is found by a restoring division (one cycle per bit of the ``cout`` field) and
+``d * N`` alongside it (Horner's rule on the quotient bits): no multiplier. Cycle counts: ``compiler/iss.py``.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .sfa_common import ADDR_BITS, FIELD_BITS, MachineConfig, derived_layout, instr_layout, read_sig, write_sig
+
+__all__ = ["AttnEngine"]
+
+CB = FIELD_BITS["cout"]
+
+
+class AttnEngine(wiring.Component):
+    def __init__(self, cfg: MachineConfig):
+        if not isinstance(cfg, MachineConfig):
+            raise TypeError(f"cfg must be a MachineConfig, not {cfg!r}")
+        self._cfg = cfg
+        super().__init__({
+            "start": In(1),
+            "done": Out(1),
+            "instr": In(instr_layout()),
+            "drv": In(derived_layout()),
+            "spk_r": Out(read_sig(cfg.spk_abits, unsigned(1))),
+            "act_w": Out(write_sig(cfg.act_abits, signed(cfg.act_bits))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        I, D = self.instr, self.drv
+        N = D.howo
+
+        kv_words = max(2, cfg.d_max * cfg.d_max)
+        y_words = max(2, cfg.d_max)
+        m.submodules.kv = kv = Memory(shape=unsigned(cfg.kv_bits), depth=kv_words, init=[])
+        m.submodules.ymem = ymem = Memory(shape=unsigned(cfg.act_bits), depth=y_words, init=[])
+        kv_w = kv.write_port()
+        kv_r = kv.read_port(transparent_for=(kv_w,))
+        y_w = ymem.write_port()
+        y_r = ymem.read_port(transparent_for=(y_w,))
+
+        # ---- d = C // heads (restoring division), d*N
+        d = Signal(CB)
+        rem = Signal(CB + 1)
+        div_i = Signal(range(CB + 1))
+        dN = Signal(ADDR_BITS)
+
+        t = Signal(FIELD_BITS["T"])
+        hh = Signal(FIELD_BITS["heads"])
+        thb = Signal(ADDR_BITS)         # t*C*N + h*d*N
+        n = Signal(ADDR_BITS)           # token of QS/YO
+        # scanner (KS: n outer, i inner; QS: i only)
+        sn = Signal(ADDR_BITS)
+        si = Signal(CB)
+        sid = Signal(ADDR_BITS)         # si * d
+        snb = Signal(ADDR_BITS)         # base + thb + sn
+        sa = Signal(ADDR_BITS)          # snb + si * N
+        more = Signal()
+        pend = Signal()
+        p_vb = Signal(ADDR_BITS)        # src3 + thb + sn of the pending bit
+        p_kvrow = Signal(ADDR_BITS)     # si * d of the pending bit
+        row = Signal()
+        j = Signal(CB)
+        r_va = Signal(ADDR_BITS)
+        r_kva = Signal(ADDR_BITS)
+        # CLR / YO counters
+        ci = Signal(CB)
+        cj = Signal(CB)
+        ca = Signal(ADDR_BITS)
+        oa = Signal(ADDR_BITS)
+        # write-back registers
+        k1v = Signal()
+        k1a = Signal(range(kv_words))
+        y1v = Signal()
+        y1a = Signal(range(y_words))
+        o1v = Signal()
+        o1a = Signal(cfg.act_abits)
+        o1j = Signal(range(y_words))
+        m.d.sync += [k1v.eq(0), y1v.eq(0), o1v.eq(0)]
+
+        m.d.comb += [kv_r.en.eq(1), y_r.en.eq(1)]
+
+        def scan_start(base, n_value, thb_value):
+            return [sn.eq(n_value), si.eq(0), sid.eq(0), snb.eq(base + thb_value + n_value),
+                    sa.eq(base + thb_value + n_value), more.eq(1), pend.eq(0), row.eq(0)]
+
+        def head_start(thb_value):
+            return [ci.eq(0), cj.eq(0), ca.eq(0), thb.eq(thb_value)]
+
+        def scan_cycle(is_k: bool):
+            """One cycle of KS/QS. Returns the condition 'phase finished in this cycle'."""
+            finished = Signal(name="ks_fin" if is_k else "qs_fin")
+            bit = self.spk_r.data
+            with m.If(row):
+                if is_k:
+                    m.d.comb += [self.spk_r.addr.eq(r_va), self.spk_r.en.eq(1), kv_r.addr.eq(r_kva)]
+                    m.d.sync += [k1v.eq(1), k1a.eq(r_kva)]
+                else:
+                    m.d.comb += [kv_r.addr.eq(r_kva), y_r.addr.eq(j)]
+                    m.d.sync += [y1v.eq(1), y1a.eq(j)]
+                m.d.sync += [r_va.eq(r_va + N), r_kva.eq(r_kva + 1), j.eq(j + 1)]
+                with m.If(j == d - 1):
+                    m.d.sync += row.eq(0)
+            with m.Elif(pend & bit):
+                m.d.sync += pend.eq(0)
+                if is_k:
+                    m.d.comb += [self.spk_r.addr.eq(p_vb), self.spk_r.en.eq(1), kv_r.addr.eq(p_kvrow)]
+                    m.d.sync += [k1v.eq(1), k1a.eq(p_kvrow)]
+                else:
+                    m.d.comb += [kv_r.addr.eq(p_kvrow), y_r.addr.eq(0)]
+                    m.d.sync += [y1v.eq(1), y1a.eq(0)]
+                m.d.sync += [r_va.eq(p_vb + N), r_kva.eq(p_kvrow + 1), j.eq(1)]
+                with m.If(d != 1):
+                    m.d.sync += row.eq(1)
+            with m.Elif(more):
+                m.d.comb += [self.spk_r.addr.eq(sa), self.spk_r.en.eq(1)]
+                m.d.sync += [pend.eq(1), p_vb.eq(I.src3 + thb + sn), p_kvrow.eq(sid)]
+                with m.If(si != d - 1):
+                    m.d.sync += [si.eq(si + 1), sid.eq(sid + d), sa.eq(sa + N)]
+                with m.Else():
+                    m.d.sync += [si.eq(0), sid.eq(0)]
+                    if is_k:
+                        m.d.sync += [sn.eq(sn + 1), snb.eq(snb + 1), sa.eq(snb + 1)]
+                        with m.If(sn == N - 1):
+                            m.d.sync += more.eq(0)
+                    else:
+                        m.d.sync += more.eq(0)
+            with m.Else():
+                m.d.sync += pend.eq(0)
+                m.d.comb += finished.eq(1)
+            return finished
+
+        with m.FSM(name="attn"):
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [d.eq(I.cout), rem.eq(0), div_i.eq(0), dN.eq(0), t.eq(0), hh.eq(0)]
+                    m.next = "DIV"
+            with m.State("DIV"):
+                # restoring division, quotient bits MSB first; d*N by Horner's rule alongside
+                r2 = (rem << 1) | d[CB - 1]
+                ge = r2 >= I.heads
+                m.d.sync += [rem.eq(r2 - Mux(ge, I.heads, 0)), d.eq((d << 1) | ge), div_i.eq(div_i + 1),
+                             dN.eq((dN << 1) + Mux(ge, N, 0))]
+                with m.If(div_i == CB - 1):
+                    m.d.sync += head_start(0)
+                    m.next = "CLR"
+            with m.State("CLR"):
+                m.d.comb += [kv_w.en.eq(1), kv_w.addr.eq(ca), kv_w.data.eq(0)]
+                m.d.sync += ca.eq(ca + 1)
+                with m.If(cj != d - 1):
+                    m.d.sync += cj.eq(cj + 1)
+                with m.Else():
+                    m.d.sync += [cj.eq(0), ci.eq(ci + 1)]
+                    with m.If(ci == d - 1):
+                        m.d.sync += scan_start(I.src2, 0, thb)
+                        m.next = "KS"
+            with m.State("KS"):
+                with m.If(scan_cycle(True)):
+                    m.d.sync += [n.eq(0), scan_start(I.src, 0, thb)]
+                    m.next = "QS"
+            with m.State("QS"):
+                with m.If(scan_cycle(False)):
+                    m.d.sync += [j.eq(0), oa.eq(I.dst + thb + n)]
+                    m.next = "YO"
+            with m.State("YO"):
+                m.d.comb += y_r.addr.eq(j)
+                m.d.sync += [o1v.eq(1), o1a.eq(oa), o1j.eq(j), oa.eq(oa + N), j.eq(j + 1)]
+                with m.If(j == d - 1):
+                    with m.If(n != N - 1):
+                        m.d.sync += [n.eq(n + 1), scan_start(I.src, n + 1, thb)]
+                        m.next = "QS"
+                    with m.Elif(hh != I.heads - 1):
+                        m.d.sync += [hh.eq(hh + 1), head_start(thb + dN)]
+                        m.next = "CLR"
+                    with m.Elif(t != I.T - 1):
+                        m.d.sync += [t.eq(t + 1), hh.eq(0), head_start(thb + dN)]
+                        m.next = "CLR"
+                    with m.Else():
+                        m.next = "FIN"
+            with m.State("FIN"):
+                m.d.comb += self.done.eq(1)     # the last Y word is written in this cycle
+                m.next = "IDLE"
+
+        # write-backs
+        with m.If(k1v):
+            m.d.comb += [kv_w.en.eq(1), kv_w.addr.eq(k1a), kv_w.data.eq(kv_r.data + self.spk_r.data)]
+        with m.If(y1v):
+            m.d.comb += [y_w.en.eq(1), y_w.addr.eq(y1a), y_w.data.eq(y_r.data + kv_r.data)]
+        with m.Elif(o1v):
+            m.d.comb += [y_w.en.eq(1), y_w.addr.eq(o1j), y_w.data.eq(0)]
+        with m.If(o1v):
+            m.d.comb += [self.act_w.en.eq(1), self.act_w.addr.eq(o1a), self.act_w.data.eq(y_r.data)]
+        return m

@@ -1,0 +1,178 @@
+"""Shared pieces of the SFA accelerator (``hw/accelerator.py``) and its engines (``hw/sfa_*.py``).
+
+* :class:`MachineConfig`: every width and memory size of one accelerator, taken from a
+  :class:`~spikeforge.compiler.program.Program` (nothing here is hard-coded).
+* :func:`instr_layout`: the instruction word as an Amaranth ``StructLayout`` mirroring
+  ``compiler/program.py: FIELDS`` (LSB first, so ``Instr.encode`` and the layout agree bit for bit).
+* :func:`derived_layout`: per-instruction products the sequencer computes once (``h*w``, ``ho*wo``,
+  lane groups ...), so that no engine multiplies instruction fields in its inner loops.
+* :func:`read_sig` / :func:`write_sig`: an engine's view of a memory port. Engines never own the
+  shared memories; the top multiplexes the ports by the running instruction's opcode.
+* Arithmetic helpers: :func:`small_mul` (a narrow-by-wide product as shift-and-add, for address
+  arithmetic), :func:`ceil_div_const` (``ceil(x / P)`` for the constant lane count, by an exact
+  reciprocal multiplication) and :func:`align` (``integer-semantics.md``: shift left, or right
+  rounding half up).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from amaranth.hdl import Const, Mux, Value, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from spikeforge.compiler.program import FIELDS, OP_ATTN, Program
+
+from .params import bits_for, mul_const
+
+__all__ = ["MachineConfig", "instr_layout", "derived_layout", "read_sig", "write_sig", "small_mul",
+           "ceil_div_const", "align", "ADDR_BITS", "FIELD_BITS"]
+
+FIELD_BITS = dict(FIELDS)
+ADDR_BITS = FIELD_BITS["src"]          # every base address field of the ISA is this wide
+
+
+def instr_layout() -> data.StructLayout:
+    """The instruction word: ``FIELDS`` in order, the first field in the least significant bits."""
+    return data.StructLayout({name: unsigned(width) for name, width in FIELDS})
+
+
+def derived_layout() -> data.StructLayout:
+    """Products of instruction fields, computed by the sequencer before an engine starts."""
+    return data.StructLayout({
+        "hw": unsigned(ADDR_BITS),      # h * w
+        "howo": unsigned(ADDR_BITS),    # ho * wo
+        "n_in": unsigned(ADDR_BITS),    # cin * h * w
+        "n_out": unsigned(ADDR_BITS),   # cout * ho * wo
+        "kk": unsigned(2 * FIELD_BITS["k"]),          # k * k
+        "G": unsigned(FIELD_BITS["cout"] + 1),        # ceil(cout / lanes)
+        "kG": unsigned(ADDR_BITS),      # k * G
+        "kkG": unsigned(ADDR_BITS),     # k * k * G
+        "Gt": unsigned(2 * FIELD_BITS["k"] + 1),      # ceil(k * k / lanes)
+    })
+
+
+def read_sig(addr_bits: int, shape) -> wiring.Signature:
+    """A synchronous read port seen from the engine: it drives ``addr``/``en``, gets ``data`` one
+    cycle later (``data`` holds while ``en`` is low)."""
+    return wiring.Signature({"addr": Out(addr_bits), "en": Out(1), "data": In(shape)})
+
+
+def write_sig(addr_bits: int, shape) -> wiring.Signature:
+    return wiring.Signature({"addr": Out(addr_bits), "data": Out(shape), "en": Out(1)})
+
+
+def small_mul(narrow: Value, wide: Value) -> Value:
+    """``narrow * wide`` for a narrow unsigned ``narrow`` (a few bits) as a sum of shifted,
+    conditionally selected copies of ``wide`` (adders only, never a multiplier cell)."""
+    narrow = Value.cast(narrow)
+    wide = Value.cast(wide)
+    total = Const(0, unsigned(1))
+    for i in range(len(narrow)):
+        total = total + Mux(narrow[i], wide << i, 0)
+    return total
+
+
+def ceil_div_const(x: Value, divisor: int, max_x: int) -> Value:
+    """``ceil(x / divisor)`` for unsigned ``x <= max_x`` and a constant ``divisor >= 1``.
+
+    A power of two is a shift; otherwise ``((x + divisor - 1) * M) >> S`` with ``M = ceil(2^S /
+    divisor)``, the smallest ``S`` for which it is exact over the whole range (checked here, for
+    every ``x``, at elaboration time).
+    """
+    x = Value.cast(x)
+    if divisor < 1:
+        raise ValueError(f"divisor must be a positive integer, not {divisor!r}")
+    if divisor & (divisor - 1) == 0:
+        return (x + (divisor - 1)) >> (divisor.bit_length() - 1)
+    top = max_x + divisor - 1
+    xs = range(0, max_x + 1)
+    for s in range(1, 64):
+        mult = -(-(1 << s) // divisor)
+        if all(((v + divisor - 1) * mult) >> s == -(-v // divisor) for v in xs):
+            break
+    else:  # pragma: no cover - always found for the ranges used here
+        raise AssertionError("no exact reciprocal")
+    assert top * mult < (1 << 64)
+    return mul_const(x + (divisor - 1), mult) >> s
+
+
+def align(acc: Value, shift: Value) -> Value:
+    """``integer-semantics.md`` ``align``: ``acc << s`` for ``s >= 0``, else
+    ``(acc + 2^(-s-1)) >> -s`` (arithmetic: floors; so it rounds half up). ``shift`` is signed."""
+    acc = Value.cast(acc)
+    shift = Value.cast(shift)
+    sb = len(shift)
+    left = acc << shift[:sb - 1]                 # s >= 0: the low bits are the amount
+    neg = (-shift)[:sb]                          # s < 0: 1 .. 2^(sb-1)
+    half = (Const(1, unsigned(1)) << neg) >> 1
+    right = (acc + half) >> neg
+    return Mux(shift[sb - 1], right, left)
+
+
+@dataclass(frozen=True)
+class MachineConfig:
+    """Widths and memory sizes of an accelerator built for ``program`` (all from the Program)."""
+
+    lanes: int
+    act_bits: int
+    acc_bits: int
+    membrane_bits: int
+    weight_bits: int
+    bias_bits: int
+    shift_bits: int
+    thresh_bits: int
+    pixel_bits: int
+    logit_bits: int
+    act_words: int
+    spk_words: int
+    acc_words: int
+    wmem_words: int
+    bias_words: int
+    shift_words: int
+    thresh_words: int
+    rom_words: int
+    kv_bits: int          # attention K^T V counts: 0 .. N (largest N over the ATTN instructions)
+    d_max: int            # largest channels-per-head over the ATTN instructions (>= 1)
+    sum_bits: int         # SUM accumulator: act_bits plus room for the largest h*w
+
+    @classmethod
+    def from_program(cls, p: Program) -> "MachineConfig":
+        attn = [i for i in p.instrs if i.opcode == OP_ATTN]
+        n_max = max([i.ho * i.wo for i in attn] + [1])
+        d_max = max([i.cout // max(i.heads, 1) for i in attn] + [1])
+        hw_max = max([i.h * i.w for i in p.instrs] + [1])
+        return cls(
+            lanes=p.lanes, act_bits=p.act_bits, acc_bits=p.acc_bits, membrane_bits=p.membrane_bits,
+            weight_bits=p.weight_bits, bias_bits=p.bias_bits, shift_bits=p.shift_bits,
+            thresh_bits=p.thresh_bits, pixel_bits=p.pixel_bits, logit_bits=p.logit_bits,
+            act_words=max(2, p.act_words), spk_words=max(2, p.spk_words), acc_words=max(2, p.acc_words),
+            wmem_words=max(2, len(p.wmem)), bias_words=max(2, len(p.bias)), shift_words=max(2, len(p.shift)),
+            thresh_words=max(2, len(p.thresh)), rom_words=max(2, len(p.instrs)),
+            kv_bits=bits_for(n_max), d_max=d_max, sum_bits=p.act_bits + bits_for(hw_max))
+
+    @staticmethod
+    def abits(words: int) -> int:
+        return max(1, math.ceil(math.log2(words)))
+
+    @property
+    def act_abits(self): return self.abits(self.act_words)
+    @property
+    def spk_abits(self): return self.abits(self.spk_words)
+    @property
+    def acc_abits(self): return self.abits(self.acc_words)
+    @property
+    def wmem_abits(self): return self.abits(self.wmem_words)
+    @property
+    def bias_abits(self): return self.abits(self.bias_words)
+    @property
+    def shift_abits(self): return self.abits(self.shift_words)
+    @property
+    def thresh_abits(self): return self.abits(self.thresh_words)
+    @property
+    def rom_abits(self): return self.abits(self.rom_words)
+
+    def wmem_layout(self) -> data.ArrayLayout:
+        return data.ArrayLayout(signed(self.weight_bits), self.lanes)

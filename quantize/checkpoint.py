@@ -135,8 +135,9 @@ def infer_config(ck: LoadedCheckpoint, heads: int | None = None, T: int | None =
     img = ck.args.get("input_size", ck.args.get("img_size"))
     img = int(img) if isinstance(img, int) and img >= 8 else 224
     T = T or ck.raw_T or 1
-    if heads is None:
-        heads = 8
+    if heads is None:  # not derivable from shapes: spikeforge's own checkpoints record it in args
+        h = ck.args.get("num_heads")
+        heads = int(h) if isinstance(h, int) and h > 0 else 8
     try:
         return ModelConfig(embed_dim=(d0, d1, d2, d3),
                            num_heads=heads, mlp_ratio=max(ratio, 1), in_channels=w0[1],

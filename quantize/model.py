@@ -101,9 +101,10 @@ PRESETS: dict[str, ModelConfig] = {
     "meta-spikeformer-15m": ModelConfig(embed_dim=(64, 128, 256, 360), num_classes=1000),
     "meta-spikeformer-31m": ModelConfig(embed_dim=(96, 192, 384, 480), num_classes=1000),
     "meta-spikeformer-55m": ModelConfig(embed_dim=(128, 256, 512, 640), num_classes=1000),
-    # The embedded default: 8x8 scikit-learn digits upscaled to 16x16, one grey channel.
+    # The embedded default: 8x8 scikit-learn digits upscaled to 32x32 (nearest neighbour), one grey
+    # channel. At 32x32 stages 3 and 4 attend over 2x2 tokens; at 16x16 they would see one token.
     "fpga-digits": ModelConfig(embed_dim=(8, 16, 32, 32), num_heads=2, in_channels=1,
-                               num_classes=10, img_size=16, depths=(1, 1), T=1),
+                               num_classes=10, img_size=32, depths=(1, 1), T=1),
     # A smaller sibling used for quick RTL checks (Icarus).
     "fpga-tiny": ModelConfig(embed_dim=(4, 8, 16, 16), num_heads=2, in_channels=1,
                              num_classes=10, img_size=16, depths=(1, 1), T=1),

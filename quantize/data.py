@@ -1,0 +1,114 @@
+"""The 8x8 scikit-learn handwritten digits, as Meta-SpikeFormer inputs.
+
+Encoding (the same for training, evaluation and the hardware golden model):
+
+* ``sklearn.datasets.load_digits``: 1797 grey images of 8x8 pixels with integer values 0..16;
+* each pixel is divided by 16, so every input value is ``k/16`` for an integer ``k`` in 0..16
+  (exactly representable in binary floating point and in any fixed-point format with >= 4
+  fractional bits);
+* each image is upscaled by nearest neighbour (``np.repeat`` along both axes, factor
+  ``img_size // 8``) to ``img_size x img_size`` and given one channel: ``[B, 1, S, S]`` float32.
+
+The held-out split is fixed: ``train_test_split(test_size=0.25, random_state=0, stratify=y)``,
+which leaves 1347 training and 450 test images. The test images are never used for training.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+# The split is part of every reported accuracy; do not change these without re-training.
+TEST_SIZE = 0.25
+SPLIT_SEED = 0
+DIGITS_SIDE = 8
+SUPPORTED_SIZES = (8, 16, 24, 32, 64)
+
+
+def _check_size(img_size: int) -> int:
+    img_size = int(img_size)
+    if img_size % DIGITS_SIDE or img_size < DIGITS_SIDE:
+        raise ValueError(f"img_size must be a positive multiple of 8 (e.g. 16 or 32), not {img_size!r}")
+    return img_size
+
+
+def encode(images: np.ndarray, img_size: int = 32) -> np.ndarray:
+    """Raw digits ``[B, 8, 8]`` (integers 0..16) -> float32 ``[B, 1, S, S]`` with values ``k/16``.
+
+    Nearest-neighbour upscaling by ``img_size // 8`` (each pixel becomes a square block).
+    """
+    img_size = _check_size(img_size)
+    f = img_size // DIGITS_SIDE
+    x = np.asarray(images, dtype=np.float32).reshape(-1, DIGITS_SIDE, DIGITS_SIDE) / np.float32(16.0)
+    if f > 1:
+        x = np.repeat(np.repeat(x, f, axis=1), f, axis=2)
+    return np.ascontiguousarray(x[:, None, :, :], dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _raw_split():
+    """(images_train, images_test, y_train, y_test) as read-only int64 arrays (cached)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    images = d.images.astype(np.int64)  # [1797, 8, 8], 0..16
+    y = d.target.astype(np.int64)
+    parts = train_test_split(images, y, test_size=TEST_SIZE, random_state=SPLIT_SEED, stratify=y)
+    for a in parts:
+        a.setflags(write=False)
+    return tuple(parts)
+
+
+def load_digits_split(img_size: int = 32):
+    """``(x_train, y_train, x_test, y_test)``: float32 ``[B, 1, S, S]`` images and int64 labels.
+
+    Fixed, deterministic, stratified held-out split (25 % test, ``random_state=0``); pixel values
+    are ``raw/16`` upscaled by nearest neighbour from 8x8 to ``img_size`` (see the module docstring).
+    """
+    img_size = _check_size(img_size)
+    im_tr, im_te, y_tr, y_te = _raw_split()
+    return encode(im_tr, img_size), y_tr.copy(), encode(im_te, img_size), y_te.copy()
+
+
+def digits_inputs(split: str = "test", img_size: int = 32, n: int | None = None) -> np.ndarray:
+    """Encoded images ``[B, 1, S, S]`` of the ``"train"`` or ``"test"`` split (first ``n`` if given)."""
+    x, _ = digits_split_xy(split, img_size, n)
+    return x
+
+
+def digits_split_xy(split: str = "test", img_size: int = 32, n: int | None = None):
+    """``(x, y)`` of one split (first ``n`` samples if given), encoded as in ``load_digits_split``."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    if n is not None and n < 1:
+        raise ValueError(f"n must be >= 1, not {n!r}")
+    x_tr, y_tr, x_te, y_te = load_digits_split(img_size)
+    x, y = (x_tr, y_tr) if split == "train" else (x_te, y_te)
+    if n is not None:
+        x, y = x[:n], y[:n]
+    return x, y
+
+
+def evaluate_float(model, x, y, T: int | None = None, batch: int = 256) -> dict:
+    """Top-1 of a float model (put in eval mode) on ``x`` ``[B, C, S, S]`` with labels ``y``.
+
+    Returns ``{"top1": percent, "samples": B, "correct": count}``.
+    """
+    import torch
+
+    was_training = model.training
+    model.eval()
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    y = torch.as_tensor(np.asarray(y, dtype=np.int64))
+    correct = 0
+    try:
+        with torch.no_grad():
+            for i in range(0, len(x), batch):
+                logits = model(x[i:i + batch], T=T)
+                correct += int((logits.argmax(1) == y[i:i + batch]).sum())
+    finally:
+        model.train(was_training)
+    n = int(len(x))
+    return {"top1": 100.0 * correct / n if n else 0.0, "samples": n, "correct": correct}

@@ -1,0 +1,69 @@
+"""spikeforge eval: top-1 on the held-out digits, of a float checkpoint or a quantized ``.sfq`` model."""
+
+from __future__ import annotations
+
+from spikeforge.commands._common import checked_int, print_json
+from spikeforge.errors import SpikeforgeError
+
+DATASETS = ("digits",)
+
+
+def register(sub):
+    p = sub.add_parser("eval", help="held-out top-1 of a checkpoint (float) or an .sfq model (integer)")
+    p.add_argument("model", metavar="CKPT|MODEL.sfq",
+                   help="checkpoint (.pth, or an embedded name such as 'default') or quantized model (.sfq)")
+    p.add_argument("--data", default="digits", help="data set (only 'digits': the 8x8 scikit-learn digits, "
+                                                    "fixed 25%% held-out split)")
+    p.add_argument("--T", dest="T", type=int, help="time steps, 1..16 (default: the checkpoint's)")
+    p.add_argument("--heads", type=int, help="attention heads (default: as recorded by spikeforge train, else 8)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+
+
+def evaluate_checkpoint(path: str, data: str = "digits", T: int | None = None, heads: int | None = None) -> dict:
+    """Float top-1 of a checkpoint on the held-out split, at the checkpoint's own input size."""
+    from spikeforge.quantize.checkpoint import load_checkpoint, load_model
+    from spikeforge.quantize.data import digits_split_xy, evaluate_float
+
+    if heads is None:
+        # Head count is not a weight shape; `spikeforge train` records it in the checkpoint's args.
+        h = load_checkpoint(path).args.get("num_heads")
+        heads = h if isinstance(h, int) and h > 0 else None
+    model, _ = load_model(path, heads=heads, T=T)
+    cfg = model.cfg
+    if cfg.in_channels != 1 or cfg.num_classes != 10:
+        raise SpikeforgeError(
+            f"{path}: the model takes {cfg.in_channels} channels and has {cfg.num_classes} classes; "
+            "--data digits needs 1 channel and 10 classes")
+    if cfg.img_size % 8:
+        raise SpikeforgeError(
+            f"{path}: the model's input size {cfg.img_size} is not a multiple of 8, so the 8x8 digits "
+            "cannot be upscaled to it")
+    x, y = digits_split_xy("test", cfg.img_size)
+    res = evaluate_float(model, x, y, T=T)
+    return dict(res, model=path, kind="float", data=data, T=T or cfg.T, img_size=cfg.img_size,
+                heads=cfg.num_heads)
+
+
+def run(args):
+    if args.data not in DATASETS:
+        raise SpikeforgeError(f"--data must be one of {', '.join(DATASETS)}, not {args.data!r}")
+    T = checked_int(args, "T", "--T", 1, 16)
+    heads = checked_int(args, "heads", "--heads", 1)
+    if args.model.endswith(".sfq"):
+        if T is not None or heads is not None:
+            raise SpikeforgeError("--T and --heads apply to float checkpoints only; an .sfq model fixes both")
+        from spikeforge.quantize.golden import evaluate_sfq
+
+        res = evaluate_sfq(args.model, data=args.data)
+        res.setdefault("model", args.model)
+        res.setdefault("kind", "sfq")
+    else:
+        res = evaluate_checkpoint(args.model, data=args.data, T=T, heads=heads)
+    if args.json:
+        print_json(res)
+        return 0
+    extra = f", T={res['T']}" if "T" in res else ""
+    print(f"{args.model}: {res.get('kind', '')} top-1 {res['top1']:.2f}% ({res['correct']}/{res['samples']}) "
+          f"on the {args.data} held-out split{extra}")
+    return 0

@@ -1,0 +1,96 @@
+"""spikeforge train: train a small preset on the 8x8 scikit-learn digits (CPU, seeded)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+from spikeforge.commands._common import checked_int
+from spikeforge.errors import SpikeforgeError
+
+
+def register(sub):
+    p = sub.add_parser("train", help="train a preset on the 8x8 digits and write a checkpoint")
+    p.add_argument("--preset", default="fpga-digits", help="model preset (default fpga-digits)")
+    p.add_argument("--T", dest="T", type=int, help="time steps, 1..16 (default: the preset's)")
+    p.add_argument("--epochs", type=int, help="training epochs, >= 1 (default 30)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--lr", type=float, help="peak AdamW learning rate (default 4e-3)")
+    p.add_argument("--weight-decay", type=float, metavar="F",
+                   help="AdamW weight decay on conv/linear weights, 0..1 (default 0.1)")
+    p.add_argument("--heads", type=int, help="attention heads (default: the preset's)")
+    p.add_argument("--batch", type=int, help="batch size (default 32)")
+    p.add_argument("--train-samples", type=int, metavar="N",
+                   help="train on the first N training images only (quick checks; default all 1347)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="torch CPU threads, 1..64 (default 2; weights are bit-identical for the same count)")
+    p.add_argument("-o", "--out", required=True, metavar="CKPT", help="checkpoint to write (.pth)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from spikeforge.commands._common import print_json
+    from spikeforge.quantize import train as tr
+    from spikeforge.quantize.model import preset
+
+    T = checked_int(args, "T", "--T", 1, 16)
+    epochs = checked_int(args, "epochs", "--epochs", 1, 100000)
+    heads = checked_int(args, "heads", "--heads", 1)
+    batch = checked_int(args, "batch", "--batch", 1, 4096)
+    seed = checked_int(args, "seed", "--seed", 0, 2**32 - 1)
+    threads = checked_int(args, "threads", "--threads", 1, 64)
+    n_train = checked_int(args, "train_samples", "--train-samples", 1)
+    lr = args.lr
+    if lr is not None and not (math.isfinite(lr) and 0 < lr <= 1):
+        raise SpikeforgeError(f"--lr must be in (0, 1], not {lr}")
+    wd = args.weight_decay
+    if wd is not None and not (math.isfinite(wd) and 0 <= wd <= 1):
+        raise SpikeforgeError(f"--weight-decay must be in 0..1, not {wd}")
+    try:
+        cfg = preset(args.preset)
+        repl = {}
+        if T:
+            repl["T"] = T
+        if heads:
+            repl["num_heads"] = heads
+        cfg = cfg.replace(**repl)
+    except ValueError as e:
+        raise SpikeforgeError(str(e)) from None
+    if cfg.in_channels != 1 or cfg.num_classes != 10:
+        raise SpikeforgeError(
+            f"preset {args.preset} takes {cfg.in_channels} channels and {cfg.num_classes} classes; "
+            "the digits need 1 channel and 10 classes (try fpga-digits or fpga-tiny)")
+    if cfg.img_size % 8:
+        raise SpikeforgeError(f"preset {args.preset} has img_size {cfg.img_size}; the digits need a multiple of 8")
+    out = args.out
+    d = os.path.dirname(os.path.abspath(out))
+    if os.path.isdir(out):
+        raise SpikeforgeError(f"-o {out}: is a directory; name the checkpoint file to write")
+    if not os.path.isdir(d):
+        raise SpikeforgeError(f"-o {out}: output folder {d} does not exist")
+    if not os.access(d, os.W_OK):
+        raise SpikeforgeError(f"-o {out}: output folder {d} is not writable")
+
+    kw = {}
+    if epochs is not None:
+        kw["epochs"] = epochs
+    if lr is not None:
+        kw["lr"] = lr
+    if batch is not None:
+        kw["batch"] = batch
+    if n_train is not None:
+        kw["n_train"] = n_train
+    if wd is not None:
+        kw["weight_decay"] = wd
+    res = tr.train(cfg, seed=seed, out_path=out, progress=not args.quiet, threads=threads, **kw)
+    res.pop("model", None)
+    if args.json:
+        print_json(dict(res, preset=args.preset, seed=seed))
+        return 0
+    print(f"wrote {out}: preset {args.preset}, T={cfg.T}, heads {cfg.num_heads}, {res['epochs']} epochs, "
+          f"seed {seed}, {res['seconds']:.0f} s")
+    print(f"held-out top-1 {res['top1']:.2f}% ({res['correct']}/{res['samples']}), "
+          f"train top-1 {res['train_top1']:.2f}%")
+    return 0

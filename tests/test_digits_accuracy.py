@@ -1,0 +1,50 @@
+"""The embedded trained checkpoints: held-out float accuracy through `spikeforge eval`."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from spikeforge.cli import main
+from spikeforge.quantize.checkpoint import load_checkpoint, resolve_checkpoint
+from spikeforge.quantize.data import load_digits_split
+from spikeforge.quantize.model import preset
+
+# name -> (preset, T, minimum held-out top-1 in percent)
+EMBEDDED = {
+    "default": ("fpga-digits", 1, 95.0),
+    "fpga-tiny-t2": ("fpga-tiny", 2, 90.0),
+}
+
+
+@pytest.fixture(scope="module")
+def held_out_size():
+    return len(load_digits_split(8)[3])
+
+
+@pytest.mark.parametrize("name", sorted(EMBEDDED))
+def test_embedded_checkpoint_accuracy(name, held_out_size, capsys):
+    preset_name, T, floor = EMBEDDED[name]
+    assert main(["eval", name, "--data", "digits", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["samples"] == held_out_size == 450
+    assert rep["top1"] >= floor, rep
+    assert rep["top1"] == pytest.approx(100.0 * rep["correct"] / rep["samples"])
+    assert rep["kind"] == "float" and rep["model"] == name
+    assert rep["T"] == T
+    cfg = preset(preset_name)
+    assert rep["img_size"] == cfg.img_size and rep["heads"] == cfg.num_heads
+
+
+@pytest.mark.parametrize("name", sorted(EMBEDDED))
+def test_embedded_checkpoint_is_small_and_self_describing(name):
+    preset_name, T, _ = EMBEDDED[name]
+    path = resolve_checkpoint(name)
+    assert os.path.getsize(path) < 2 * 1024 * 1024
+    ck = load_checkpoint(path)
+    cfg = preset(preset_name)
+    assert ck.raw_T == T
+    assert ck.args["input_size"] == cfg.img_size and ck.args["num_heads"] == cfg.num_heads
+    assert ck.args["embed_dim"] == list(cfg.embed_dim) and ck.args["data"] == "digits"

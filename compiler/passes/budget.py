@@ -15,8 +15,8 @@ from spikeforge.errors import SpikeforgeError
 from ..program import Program
 from ..targets import Target
 
-LUT_BASE = 2500        # sequencer, engines, address generators (estimate)
-LUT_PER_LANE = 180     # one accumulate lane with its adders and muxes (estimate)
+LUT_BASE = 3500        # sequencer, engines, address generators (estimate from synthesis: 4.8k LUT4
+LUT_PER_LANE = 350     # + 1k carry cells for 4 lanes on the ECP5, 5.6k LUT4 on the iCE40)
 
 
 class BudgetError(SpikeforgeError):
@@ -38,7 +38,11 @@ class Needs:
 
 
 def memory_bits(p: Program) -> dict[str, int]:
-    kv = 64 * 64 * 16
+    from ..program import OP_ATTN
+    attn = [i for i in p.instrs if i.opcode == OP_ATTN]
+    d = max((i.cout // i.heads for i in attn), default=0)
+    n = max((i.ho * i.wo for i in attn), default=0)
+    kv = d * d * (n.bit_length() + 1) + d * (d * n).bit_length()  # KV counts and the Y row
     return {
         "weights (WMEM)": len(p.wmem) * p.lanes * p.weight_bits,
         "activations (ACT)": p.act_words * p.act_bits,
@@ -53,8 +57,11 @@ def needs(p: Program, t: Target) -> tuple[Needs, dict[str, int]]:
     mem = memory_bits(p)
     total = sum(mem.values())
     on_chip = t.bram_bits + t.spram_bits + t.external_bits
+    # one multiplier per lane for multi-bit inputs, split into 18x18 blocks when wider, plus the
+    # sequencer's shared one
+    per_lane = math.ceil(max(p.act_bits, 2) / 18) * math.ceil(max(p.weight_bits, 2) / 18)
     out = [("memory bits (total)", total, on_chip),
-           ("multipliers (DSP)", p.lanes, t.dsps),
+           ("multipliers (DSP)", p.lanes * per_lane + 1, t.dsps),
            ("LUTs (estimate)", LUT_BASE + LUT_PER_LANE * p.lanes, t.luts)]
     return Needs(out), mem
 
@@ -66,7 +73,7 @@ def check_budget(p: Program, t: Target, lanes_given: bool) -> dict:
     hints = []
     over = {r for r, a, b in n.rows if a > b}
     if "multipliers (DSP)" in over or "LUTs (estimate)" in over:
-        fit = max(1, min(t.dsps, (t.luts - LUT_BASE) // LUT_PER_LANE))
+        fit = max(1, min(t.dsps - 1, (t.luts - LUT_BASE) // LUT_PER_LANE))
         hints.append(f"fewer lanes (--lanes {fit})")
     if "memory bits (total)" in over:
         w = mem["weights (WMEM)"]

@@ -95,7 +95,7 @@ def random_graph(seed: int, cfg: GenConfig | None = None) -> tuple[Graph, np.nda
     T = int(rng.integers(1, cfg.max_T + 1))
     G = _G(rng, cfg, T)
     cin = int(rng.choice([1, 2, 3]))
-    size = int(rng.choice([s for s in (4, 6, 8, 12, 16) if s <= max(4, cfg.max_size)]))
+    size = int(rng.choice([s for s in (8, 12, 16) if s <= max(8, cfg.max_size)]))
     bits = int(rng.integers(2, 9))
     G.ops.append(Op("input", "quant_input", [], (cin, size, size),
                     {"scale": float(2 ** int(rng.integers(0, 5))), "bits": bits, "channels": cin, "size": size}))

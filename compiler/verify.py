@@ -31,12 +31,12 @@ def _simulate(build_dir: str, prog, pixels: np.ndarray, sim: str, capture: list[
               backpressure: float = 0.0) -> list[dict]:
     from spikeforge.rtl_tests.cocotb_util import run_cocotb
 
-    verilog = os.path.join(build_dir, "accelerator.v")
+    verilog = os.path.abspath(os.path.join(build_dir, "accelerator.v"))
     if not os.path.isfile(verilog):
         raise SpikeforgeError(f"{build_dir}: accelerator.v is missing; recompile with `spikeforge compile`")
     if sim == "icarus" and shutil.which("iverilog") is None:
         raise SpikeforgeError("--sim icarus: iverilog is not installed (apt-get install iverilog)")
-    work = os.path.join(build_dir, f"sim-{sim}")
+    work = os.path.abspath(os.path.join(build_dir, f"sim-{sim}"))  # cocotb runs in another directory
     os.makedirs(work, exist_ok=True)
     px_path = os.path.join(work, "pixels.npy")
     out_path = os.path.join(work, "observed.json")

@@ -20,7 +20,7 @@ def test_default_model_loses_at_most_half_a_point_at_8_bits():
     print(s)
     assert s["samples"] == 450
     assert s["int_top1"] >= s["float_top1"] - 0.5
-    # The goal is >= 99 % argmax agreement; this model reaches about 97.8 % at 8 bits
+    # The goal is >= 99 % argmax agreement; this model reaches about 97.6 % at 8 bits
     # (100 % at 16 bits): near-tie samples flip under weight rounding. Recorded as an open gap;
     # this bound guards against regressions until quantisation-robust training closes it.
     assert s["argmax_agreement"] >= 97.0

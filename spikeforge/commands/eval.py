@@ -22,13 +22,10 @@ def register(sub):
 
 def evaluate_checkpoint(path: str, data: str = "digits", T: int | None = None, heads: int | None = None) -> dict:
     """Float top-1 of a checkpoint on the held-out split, at the checkpoint's own input size."""
-    from spikeforge.quantize.checkpoint import load_checkpoint, load_model
+    from spikeforge.quantize.checkpoint import load_model
     from spikeforge.quantize.data import digits_split_xy, evaluate_float
 
-    if heads is None:
-        # Head count is not a weight shape; `spikeforge train` records it in the checkpoint's args.
-        h = load_checkpoint(path).args.get("num_heads")
-        heads = h if isinstance(h, int) and h > 0 else None
+    # heads=None: the count `spikeforge train` recorded in the checkpoint's args, else 8.
     model, _ = load_model(path, heads=heads, T=T)
     cfg = model.cfg
     if cfg.in_channels != 1 or cfg.num_classes != 10:

@@ -3,14 +3,13 @@ Verilog, simulated on Icarus and compared with the golden model, layer by layer 
 `make fuzz N=... RTL=icarus` runs more)."""
 
 import os
-import random
 import shutil
 
 import pytest
 
 from spikeforge.compiler.fuzz import run_one
 
-SEED = int(os.environ.get("SPIKEFORGE_FUZZ_SEED") or random.SystemRandom().randrange(1, 10**6))
+SEED = int(os.environ.get("SPIKEFORGE_FUZZ_SEED") or 1000)  # fixed in CI; make fuzz draws new seeds
 COUNT = 8
 
 

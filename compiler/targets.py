@@ -35,7 +35,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("large", "sizing target with 1 GiB external memory (paper presets)", "sim", 200.0, 10**9, 10**9,
            64 * 2**20, 10**6, 0, 10**6, external_bits=8 * 2**30, default_lanes=32),
     # Clocks are what the v1 datapath meets today (its critical path runs memory -> multiplier ->
-    # memory; about 34 MHz on the ECP5 in the open flow); the goals are 100 MHz (ECP5) and 30 MHz
+    # memory; about 34 MHz on the ECP5 in the open flow; 24 MHz on the OrangeCrab, whose 48 MHz
+    # oscillator's PLL cannot make 25); the goals are 100 MHz (ECP5) and 30 MHz
     # (UP5K). The UP5K's SPRAM is not counted: Amaranth memories always carry an initial value,
     # so Yosys never maps them to SPRAM (shared/notes/toolchain.md) and the accelerator has no
     # SB_SPRAM256KA instances yet.
@@ -43,7 +44,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
            0, 8, default_lanes=1, board="icebreaker"),
     Target("ulx3s-85f", "ULX3S: Lattice ECP5 LFE5U-85F", "ecp5", 25.0, 83640, 83640, 208 * 18432, 208,
            0, 156, default_lanes=8, board="ulx3s-85f"),
-    Target("orangecrab", "OrangeCrab r0.2: Lattice ECP5 LFE5U-25F", "ecp5", 25.0, 24288, 24288, 56 * 18432, 56,
+    Target("orangecrab", "OrangeCrab r0.2: Lattice ECP5 LFE5U-25F", "ecp5", 24.0, 24288, 24288, 56 * 18432, 56,
            0, 28, default_lanes=4, board="orangecrab"),
 ]}
 

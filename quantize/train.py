@@ -33,6 +33,11 @@ DEFAULT_LR = 4e-3
 DEFAULT_BATCH = 32
 DEFAULT_WEIGHT_DECAY = 0.1
 DEFAULT_SEED = 0
+# One intra-op thread: the layers are so small that per-op overhead dominates, and on a shared
+# 2-core machine two spinning threads made epochs 3-6x slower (8 s/epoch with 1 thread against
+# 24-52 s with 2, fpga-digits, same load). Use `threads=2` on an idle machine if you like; results
+# are bit-identical only for the same thread count.
+DEFAULT_THREADS = 1
 
 
 def _shift_batch(x: np.ndarray, rng: np.random.RandomState, max_shift: int) -> np.ndarray:
@@ -91,7 +96,7 @@ def train(cfg: ModelConfig, epochs: int = DEFAULT_EPOCHS, seed: int = DEFAULT_SE
           weight_decay: float = DEFAULT_WEIGHT_DECAY, shift: int = 0,
           label_smoothing: float = 0.1, warmup_epochs: int = 2, n_train: int | None = None,
           qkv_bias: float = 2.0, branch_bias: float = 1.0, surrogate_alpha: float = 2.0,
-          clip_grad: float | None = 1.0, threads: int = 2) -> dict:
+          clip_grad: float | None = 1.0, threads: int = DEFAULT_THREADS) -> dict:
     """Train ``cfg`` on the digits, evaluate on the held-out split, optionally save a checkpoint.
 
     ``shift`` is the maximum random shift in input pixels (0, the default, disables this
@@ -99,8 +104,9 @@ def train(cfg: ModelConfig, epochs: int = DEFAULT_EPOCHS, seed: int = DEFAULT_SE
     training to the first ``n_train`` training images (for quick tests). Each epoch is a fresh
     permutation cut into full batches (the remainder is dropped: a batch of 3 would give
     BatchNorm useless statistics). ``threads`` is the torch CPU thread count while training
-    (results are bit-identical only for the same count). Returns a dict with ``top1``, ``samples``, ``correct`` (held
-    out), ``train_top1``, ``loss`` (last epoch), ``epochs``, ``seconds`` and ``path``.
+    (results are bit-identical only for the same count). Returns a dict with ``top1``,
+    ``samples``, ``correct`` (held out), ``train_top1``, ``loss`` (last epoch), ``epochs``,
+    ``seconds``, ``path`` and ``model`` (the trained module, in eval mode).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, not {epochs!r}")
@@ -189,6 +195,7 @@ def _train(cfg, epochs, seed, lr, batch, out_path, progress, weight_decay, shift
         bar.set_postfix(loss=f"{loss_avg:.3f}", train=f"{train_acc:.1f}%")
     bar.close()
 
+    model.eval()
     res = evaluate_float(model, x_te, y_te)
     seconds = time.time() - t0
     result = dict(res, train_top1=train_acc, loss=loss_avg, epochs=epochs, seconds=seconds,

@@ -12,15 +12,17 @@ def register(sub):
     p = sub.add_parser("eval", help="held-out top-1 of a checkpoint (float) or an .sfq model (integer)")
     p.add_argument("model", metavar="CKPT|MODEL.sfq",
                    help="checkpoint (.pth, or an embedded name such as 'default') or quantized model (.sfq)")
-    p.add_argument("--data", default="digits", help="data set (only 'digits': the 8x8 scikit-learn digits, "
-                                                    "fixed 25%% held-out split)")
+    p.add_argument("--data", default="digits",
+                   help="data set (only 'digits': the 8x8 scikit-learn digits, fixed 25%% held-out split)")
     p.add_argument("--T", dest="T", type=int, help="time steps, 1..16 (default: the checkpoint's)")
-    p.add_argument("--heads", type=int, help="attention heads (default: as recorded by spikeforge train, else 8)")
+    p.add_argument("--heads", type=int,
+                   help="attention heads (default: as recorded by spikeforge train, else 8)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
 
-def evaluate_checkpoint(path: str, data: str = "digits", T: int | None = None, heads: int | None = None) -> dict:
+def evaluate_checkpoint(path: str, data: str = "digits", T: int | None = None,
+                        heads: int | None = None) -> dict:
     """Float top-1 of a checkpoint on the held-out split, at the checkpoint's own input size."""
     from spikeforge.quantize.checkpoint import load_model
     from spikeforge.quantize.data import digits_split_xy, evaluate_float

@@ -22,8 +22,9 @@ def register(sub):
     p.add_argument("--batch", type=int, help="batch size (default 32)")
     p.add_argument("--train-samples", type=int, metavar="N",
                    help="train on the first N training images only (quick checks; default all 1347)")
-    p.add_argument("--threads", type=int, default=2,
-                   help="torch CPU threads, 1..64 (default 2; weights are bit-identical for the same count)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads, 1..64 (default 1, fastest on a busy 2-core machine; weights "
+                        "are bit-identical for the same count)")
     p.add_argument("-o", "--out", required=True, metavar="CKPT", help="checkpoint to write (.pth)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -63,7 +64,8 @@ def run(args):
             f"preset {args.preset} takes {cfg.in_channels} channels and {cfg.num_classes} classes; "
             "the digits need 1 channel and 10 classes (try fpga-digits or fpga-tiny)")
     if cfg.img_size % 8:
-        raise SpikeforgeError(f"preset {args.preset} has img_size {cfg.img_size}; the digits need a multiple of 8")
+        raise SpikeforgeError(
+            f"preset {args.preset} has img_size {cfg.img_size}; the digits need a multiple of 8")
     out = args.out
     d = os.path.dirname(os.path.abspath(out))
     if os.path.isdir(out):

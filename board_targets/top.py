@@ -58,6 +58,7 @@ class BoardTop(Elaboratable):
                  clock_mhz: float | None = None, baud: int | None = None, timeout_ms: float = 100.0):
         self._board = board if isinstance(board, Board) else get_board(board)
         self._core_factory = core_factory
+        self._core = None
         self._num_pixels, self._num_classes = num_pixels, num_classes
         self._clock = clock_plan(self._board, clock_mhz)
         self._baud = int(baud or self._board.baud)
@@ -70,6 +71,13 @@ class BoardTop(Elaboratable):
     @property
     def board(self) -> Board:
         return self._board
+
+    @property
+    def core(self):
+        """The accelerator core (``core_factory()``, called once, on first use)."""
+        if self._core is None:
+            self._core = self._core_factory()
+        return self._core
 
     @property
     def clock(self) -> dict:
@@ -86,6 +94,16 @@ class BoardTop(Elaboratable):
     @property
     def actual_baud(self) -> float:
         return self._clock["actual_mhz"] * 1e6 / self._divisor
+
+    @property
+    def uart_timeout(self) -> int:
+        """The host link's inter-byte timeout, in clock cycles."""
+        return self._timeout
+
+    @property
+    def por_cycles(self) -> int:
+        """Clock cycles after PLL lock before ``sync`` leaves reset (then two synchroniser stages)."""
+        return max(1, int(POR_SECONDS * self._clock["actual_mhz"] * 1e6))
 
     def elaborate(self, platform):
         m = Module()
@@ -115,7 +133,7 @@ class BoardTop(Elaboratable):
         m.domains.sync = ClockDomain("sync")
         m.domains.por = ClockDomain("por", reset_less=True, local=True)
         m.d.comb += [ClockSignal("sync").eq(clk), ClockSignal("por").eq(clk)]
-        delay = max(1, int(POR_SECONDS * clk_hz))
+        delay = self.por_cycles
         por_count = Signal(range(delay + 1))
         por_done = Signal()
         m.d.comb += por_done.eq(por_count == delay)
@@ -126,7 +144,7 @@ class BoardTop(Elaboratable):
         m.submodules.reset_sync = ResetSynchronizer(~por_done, domain="sync")
 
         m.submodules.system = system = UARTAccelerator(
-            self._core_factory(), num_pixels=self._num_pixels, num_classes=self._num_classes,
+            self.core, num_pixels=self._num_pixels, num_classes=self._num_classes,
             divisor=self._divisor, timeout=self._timeout, clk_hz=int(round(clk_hz)))
 
         uart = platform.request(*board.uart, dir="-")

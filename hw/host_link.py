@@ -116,6 +116,13 @@ def connect_core(m: Module, accel, core) -> None:
     m.d.comb += [accel.cycles.eq(core.cycles), accel.busy.eq(core.busy)]
 
 
+def _index(n: int, name: str) -> Signal:
+    """A signal for an index in ``0..n-1``, at least one bit wide: for ``n = 1`` a zero-width
+    signal would be emitted as ``wire [-1:0]``, which Verilator rejects (ASCRANGE lint). The case
+    of ``byte_idx`` whenever pixels take one byte (``pixel_bits <= 8``, the default input width)."""
+    return Signal(range(max(n, 2)), name=name)
+
+
 def _check_int(name, value, lo, hi=None):
     if not isinstance(value, int) or isinstance(value, bool) or value < lo or (hi is not None and value > hi):
         rng = f">= {lo}" if hi is None else f"in {lo}..{hi}"
@@ -425,7 +432,7 @@ class HostLink(wiring.Component):
         length = ev.payload.length
         load_ok = Signal()           # this frame is a well-formed LOAD accepted for writing
         wr_addr = Signal(range(npix + 1))
-        byte_idx = Signal(range(bpp))
+        byte_idx = _index(bpp, "byte_idx")
         shreg = Signal(8 * bpp)
         word = Cat(shreg[8:], ev.payload.data)
 

@@ -375,6 +375,23 @@ def test_host_link(sim):
                config={**DESIGN, "divisor": DIVISOR, "timeout": TIMEOUT, "clk_hz": CLK_HZ})
 
 
+def test_one_byte_pixels_pass_verilator_lint(tmp_path):
+    """With pixels of one byte (8 bits, as the compiled models have), the pixel byte index used to be
+    a zero-width signal, emitted as ``wire [-1:0]``, which Verilator rejects (ASCRANGE): the
+    whole-board simulation on Verilator (``test_board_uart.py``) found it."""
+    import subprocess
+
+    from spikeforge.rtl_tests.cocotb_util import VERILATOR_LINT_OFF, verilator_env, write_verilog
+
+    core = ToyCore(num_pixels=4, num_classes=3, pixel_bits=8, logit_bits=10, latency=3)
+    top = UARTAccelerator(core, num_pixels=4, num_classes=3, divisor=DIVISOR, timeout=TIMEOUT)
+    path = write_verilog(top, "host_link_top", tmp_path / "top.v")
+    with verilator_env():
+        r = subprocess.run(["verilator", "--lint-only", *VERILATOR_LINT_OFF, str(path)],
+                           capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
 def test_parameter_validation():
     ok = dict(num_pixels=16, num_classes=4, pixel_bits=8, logit_bits=16, timeout=100)
     HostLink(**ok)

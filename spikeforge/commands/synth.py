@@ -253,20 +253,16 @@ def _utilisation(nextpnr: dict, board, out_dir: str) -> dict:
     return out
 
 
-def synthesize(build_dir: str, board_name: str, *, seed: int = 1, clock_mhz: float | None = None,
-               baud: int | None = None) -> dict:
-    from spikeforge.board_targets import get_board
-    from spikeforge.io import write_json
-
-    t0 = time.monotonic()
-    board = get_board(board_name)
-    report = read_report(build_dir)
-    compiled_for = check_board(report, board, build_dir)
-    env = _tool_env()
-
+def board_top(build_dir: str, board, report: dict, *, clock_mhz: float | None = None,
+              baud: int | None = None, **top_options):
+    """``(top, compiled_for, requested_mhz)``: the :class:`~spikeforge.board_targets.top.BoardTop`
+    that ``synth`` builds for ``build_dir`` on ``board`` (checked: compiled for this board's family,
+    core widths as in ``report``). ``top_options`` go to ``BoardTop`` (``timeout_ms``); the board-level
+    simulation (``rtl_tests/test_board_uart.py``) builds its top here too."""
     from spikeforge.board_targets.top import BoardTop
     from spikeforge.hw.host_link import accel_widths
 
+    compiled_for = check_board(report, board, build_dir)
     requested = clock_mhz if clock_mhz is not None else report.get("clock_mhz") or board.clock_mhz
     core = load_core_from(build_dir, report)
     try:
@@ -278,9 +274,24 @@ def synthesize(build_dir: str, board_name: str, *, seed: int = 1, clock_mhz: flo
                               f"{(report['pixel_bits'], report['logit_bits'])}; recompile")
     try:
         top = BoardTop(lambda: core, board, num_pixels=report["num_pixels"],
-                       num_classes=report["num_classes"], clock_mhz=float(requested), baud=baud)
+                       num_classes=report["num_classes"], clock_mhz=float(requested), baud=baud,
+                       **top_options)
     except ValueError as e:
         raise SpikeforgeError(f"{board.name}: {e}") from None
+    return top, compiled_for, requested
+
+
+def synthesize(build_dir: str, board_name: str, *, seed: int = 1, clock_mhz: float | None = None,
+               baud: int | None = None) -> dict:
+    from spikeforge.board_targets import get_board
+    from spikeforge.io import write_json
+
+    t0 = time.monotonic()
+    board = get_board(board_name)
+    report = read_report(build_dir)
+    check_board(report, board, build_dir)      # before anything slow
+    env = _tool_env()
+    top, compiled_for, requested = board_top(build_dir, board, report, clock_mhz=clock_mhz, baud=baud)
 
     out_dir = os.path.join(build_dir, board.name)
     _prepare_out_dir(out_dir)

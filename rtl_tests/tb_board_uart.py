@@ -1,0 +1,392 @@
+"""cocotb half of ``rtl_tests/test_board_uart.py``: a simulated host talks to the whole board top
+(``BoardTop``: power-on reset, I/O buffers, ``UARTAccelerator`` around the real compiled accelerator)
+over its UART pins, with the host client users run (``spikeforge.host.Device``).
+
+* **Host**: ``Device`` runs unmodified in a cocotb bridge thread, on :class:`SimSerial`, a
+  pyserial-like port (``write``, ``read`` with a short timeout, ``in_waiting``,
+  ``reset_input_buffer``) whose calls drive the board's RX pin and sample its TX pin
+  (``UARTSource``/``UARTSink``, ``divisor`` cycles per bit). Raw frames (corrupt, truncated) are
+  built with ``spikeforge.host.encode_frame`` and answered frames parsed with its ``FrameParser``.
+* **Monitors** (passive, on probes: inner signals the pytest half makes top-level outputs): the
+  core's ``pixels`` and ``logits`` streams (cycle and payload of every transfer), the core's
+  ``cycles`` output when ``busy`` falls, the sync-domain reset; and the board's "running" LED.
+* **Scoreboard**: per inference, the pixels the core accepted are the image the host loaded; the
+  logits it produced (``last`` on the K-th only) and the logits in the RESULT frame equal the golden
+  model's; the class is their first maximum; the cycle count in the RESULT equals the core's
+  ``cycles`` output, the span the stream monitors measured (first pixel to last logit, inclusive)
+  and the ISS's prediction, exactly (the host link streams pixels back to back and always takes
+  logits, so the run is stall-free). The golden logits and ISS cycles come in the config.
+
+The tests share one simulation and one board: there is no reset pin, the power-on reset happens once
+(first test), and the later tests rely on the state the earlier ones leave (a result exists, an
+image is loaded). Each test waits out the inter-byte timeout first, so a failed predecessor cannot
+leave a half-sent frame behind.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.simtime import get_sim_time
+from cocotb.task import bridge, resume
+from cocotb.triggers import ClockCycles, Edge, FallingEdge, ReadOnly, RisingEdge
+
+from spikeforge.host import Device, DeviceError, FrameParser, encode_frame, encode_pixels
+from spikeforge.hw.host_link import ERROR_RESPONSE, Cmd, Err
+from spikeforge.rtl_tests.cocotb_util import UARTSink, UARTSource, tb_config, tb_seed
+
+HOST_TIMEOUT_S = 600.0     # wall-clock limit of the host client; the port's own guard counts cycles
+
+
+def _signed(raw: int, bits: int) -> int:
+    raw &= (1 << bits) - 1
+    return raw - (1 << bits) if raw >> (bits - 1) else raw
+
+
+class Board:
+    """The DUT's pins and probes, the clock, and the monitors (one per test)."""
+
+    def __init__(self, dut, test: str):
+        self.dut = dut
+        self.cfg = cfg = tb_config()
+        seed = tb_seed() ^ zlib.crc32(test.encode()) & 0xFFFF
+        dut._log.info(f"{test}: seed {seed}")
+        self.rng = random.Random(seed)
+        ports = cfg["ports"]
+        self.clk = getattr(dut, ports["clk"])
+        self.rx, self.tx = getattr(dut, ports["rx"]), getattr(dut, ports["tx"])
+        self.led_loaded = getattr(dut, ports["loaded"]) if ports.get("loaded") else None
+        self.led_running = getattr(dut, ports["running"]) if ports.get("running") else None
+        self.period_ns = cfg["period_ns"]
+        self.divisor, self.timeout = cfg["divisor"], cfg["timeout"]
+        self.byte_cycles = 10 * self.divisor
+        self.pbits, self.lbits = cfg["pixel_bits"], cfg["logit_bits"]
+        self.ncls = cfg["num_classes"]
+        Clock(self.clk, self.period_ns, unit="ns").start()
+        self.src = UARTSource(self.clk, self.rx, self.divisor)
+        self.sink = UARTSink(self.clk, self.tx, self.divisor)
+        probe = {k: getattr(dut, v) for k, v in cfg["probes"].items()}
+        self.rst = probe["rst"]
+        self.pixels = StreamMonitor(self, *(probe[f"pixels_{s}"] for s in ("valid", "ready", "payload")))
+        self.logits = StreamMonitor(self, *(probe[f"logits_{s}"] for s in ("valid", "ready", "payload")))
+        self.runs = RunMonitor(self, probe["busy"], probe["cycles"])
+        self.running_edges = EdgeMonitor(self, self.led_running) if self.led_running is not None else None
+        self.port = SimSerial(self)
+
+    def cycle(self) -> int:
+        return int(round(get_sim_time("ns") / self.period_ns))
+
+    async def quiesce(self):
+        """Wait until any frame a previous test left half-sent has timed out; drop its answer."""
+        await ClockCycles(self.clk, self.timeout + 60 * self.byte_cycles)
+        while not self.sink.queue.empty():
+            self.sink.queue.get_nowait()
+        self.sink.errors.clear()
+
+    # -- the host (runs in bridge threads) ------------------------------------------------------
+
+    def device(self) -> Device:
+        return Device(self.port, timeout=HOST_TIMEOUT_S, name="simulated board")
+
+    async def call(self, fn, *args, **kwargs):
+        """Run a blocking host call (a ``Device`` method) against the simulation."""
+        return await bridge(fn)(*args, **kwargs)
+
+    async def expect_error(self, fn, *args, code: int, cmd: int):
+        try:
+            got = await self.call(fn, *args)
+        except DeviceError as e:
+            assert (e.code, e.cmd) == (code, cmd), \
+                f"expected ERROR {Err(code).name} for {Cmd(cmd).name}, got {str(e)!r} ({e.code}, {e.cmd:#x})"
+        else:
+            raise AssertionError(f"expected ERROR {Err(code).name} for {Cmd(cmd).name}, got {got!r}")
+
+    async def exchange(self, data: bytes) -> tuple[int, bytes]:
+        """Send raw bytes, return the one frame that answers them (parsed by the host's parser)."""
+        return await self.call(_raw_exchange, self.port, data)
+
+    # -- scoreboard -------------------------------------------------------------------------------
+
+    def marks(self) -> tuple[int, int, int]:
+        return len(self.pixels.items), len(self.logits.items), len(self.runs.items)
+
+    def check_inference(self, marks, image: dict, result, what: str):
+        p0, l0, r0 = marks
+        pix, logs, runs = self.pixels.items[p0:], self.logits.items[l0:], self.runs.items[r0:]
+        golden = image["golden"]
+        accepted = [_signed(v, self.pbits) for _, v in pix]
+        assert accepted == image["pixels"], f"{what}: the core accepted other pixels than the host loaded"
+        seen = [_signed(v, self.lbits) for _, v in logs]
+        lasts = [v >> self.lbits & 1 for _, v in logs]
+        assert seen == golden, f"{what}: core logits {seen}, golden {golden}"
+        assert lasts == [0] * (self.ncls - 1) + [1], f"{what}: 'last' flags {lasts}"
+        assert result.logits == golden, f"{what}: RESULT logits {result.logits}, golden {golden}"
+        assert result.cls == golden.index(max(golden)), f"{what}: RESULT class {result.cls}, logits {golden}"
+        assert len(runs) == 1, f"{what}: the core finished {len(runs)} runs, expected 1"
+        span = logs[-1][0] - pix[0][0] + 1
+        assert result.cycles == runs[0][1] == span == image["iss_cycles"], \
+            (f"{what}: RESULT cycles {result.cycles}, core cycles output {runs[0][1]}, measured span "
+             f"{span}, ISS {image['iss_cycles']}")
+
+
+def _raw_exchange(port: "SimSerial", data: bytes) -> tuple[int, bytes]:
+    port.reset_input_buffer()
+    port.write(data)
+    parser = FrameParser()
+    while True:
+        frames = parser.feed(port.read(max(1, port.in_waiting)))
+        if frames:
+            assert len(frames) == 1 and not parser.pending, f"more than one frame: {frames}"
+            assert parser.skipped == 0, f"{parser.skipped} bytes before the response's sync byte"
+            return frames[0]
+
+
+class SimSerial:
+    """What ``Device`` needs of a pyserial port, over the simulated pins (call from bridge threads).
+
+    ``read(n)`` waits up to ``poll_cycles`` for ``n`` bytes and returns what came (pyserial with a
+    short timeout). Guards: more than ``max_silence`` cycles without a byte in either direction
+    while the host waits fails the test (a dead link, in simulated time, not wall time); bytes
+    nobody asked for (found by ``reset_input_buffer`` before a request) fail it too, as do UART
+    framing errors on TX."""
+
+    def __init__(self, board: Board):
+        self.b = board
+        self.poll_cycles = 4 * board.byte_cycles
+        self.max_silence = board.timeout + 100 * board.byte_cycles
+        self.silent = 0
+
+    @property
+    def in_waiting(self) -> int:
+        return self.b.sink.queue.qsize()
+
+    def reset_input_buffer(self):
+        stray = self._drain()
+        assert not stray, f"the board sent bytes nobody asked for: {stray.hex()}"
+
+    def write(self, data: bytes) -> int:
+        self._write(bytes(data))
+        return len(data)
+
+    def read(self, n: int = 1) -> bytes:
+        return self._read(n)
+
+    def close(self):
+        pass
+
+    def _drain(self, n: int | None = None) -> bytes:
+        q = self.b.sink.queue
+        out = bytearray()
+        while not q.empty() and (n is None or len(out) < n):
+            out.append(q.get_nowait())
+        return bytes(out)
+
+    @resume
+    async def _write(self, data: bytes):
+        b = self.b
+        for byte in data:
+            await b.src.write_byte(byte)
+            gap = b.rng.choice([0, 0, 0, 0, 1, 7, 23])   # a host's bytes need not be back to back
+            if gap:
+                await ClockCycles(b.clk, gap)
+        self.silent = 0
+
+    @resume
+    async def _read(self, n: int) -> bytes:
+        b = self.b
+        waited = 0
+        while self.in_waiting < n and waited < self.poll_cycles:
+            await ClockCycles(b.clk, b.divisor)
+            waited += b.divisor
+        assert not b.sink.errors, f"UART errors on TX: {b.sink.errors}"
+        out = self._drain(n)
+        self.silent = 0 if out else self.silent + waited
+        assert self.silent <= self.max_silence, \
+            f"no byte from the board for {self.silent} cycles while the host waits for a response"
+        return out
+
+
+class StreamMonitor:
+    """Passive monitor of a stream inside the DUT: ``(cycle, payload)`` at each transfer. Sleeps
+    until ``valid`` rises, then samples every clock while it is high (whole networks spend most
+    cycles with both streams idle)."""
+
+    def __init__(self, board: Board, valid, ready, payload):
+        self.b = board
+        self.valid, self.ready, self.payload = valid, ready, payload
+        self.items: list[tuple[int, int]] = []
+        cocotb.start_soon(self._run())
+
+    async def _run(self):
+        while True:
+            if str(self.valid.value) != "1":
+                await RisingEdge(self.valid)
+            await RisingEdge(self.b.clk)
+            if str(self.valid.value) == "1" and str(self.ready.value) == "1":
+                self.items.append((self.b.cycle(), int(self.payload.value)))
+
+
+class RunMonitor:
+    """``(cycle, core cycles output)`` each time the core's ``busy`` falls (a run finished)."""
+
+    def __init__(self, board: Board, busy, cycles):
+        self.b, self.busy, self.cycles = board, busy, cycles
+        self.items: list[tuple[int, int]] = []
+        cocotb.start_soon(self._run())
+
+    async def _run(self):
+        while True:
+            await FallingEdge(self.busy)
+            await ReadOnly()
+            if self.cycles.value.is_resolvable:      # (not the X -> 0 at time 0)
+                self.items.append((self.b.cycle(), int(self.cycles.value)))
+
+
+class EdgeMonitor:
+    """``(cycle, new value)`` at every change of a one-bit output (an LED)."""
+
+    def __init__(self, board: Board, sig):
+        self.b, self.sig = board, sig
+        self.items: list[tuple[int, int]] = []
+        cocotb.start_soon(self._run())
+
+    async def _run(self):
+        while True:
+            await Edge(self.sig)
+            await ReadOnly()
+            if self.sig.value.is_resolvable:
+                self.items.append((self.b.cycle(), int(self.sig.value)))
+
+
+def _led(sig) -> int | None:
+    return None if sig is None else int(sig.value)
+
+
+# ---------------------------------------------------------------------------------------- tests
+
+
+@cocotb.test()
+async def power_on(dut):
+    """Power-on reset: held for the POR delay (+2 synchroniser stages), TX idle and LEDs off
+    meanwhile, a request sent during it is ignored; afterwards INFO describes the build, and READ
+    before any START / START before any LOAD are refused with the right errors."""
+    b = Board(dut, "power_on")
+    cfg = b.cfg
+    # A whole INFO frame while the system is still in reset: it must vanish without an answer.
+    await ClockCycles(b.clk, 8)
+    assert str(b.rst.value) == "1", "sync domain not in reset at power-on"
+    frame = encode_frame(Cmd.INFO)
+    assert 8 + len(frame) * b.byte_cycles < cfg["por_cycles"], "POR too short to send a frame during it"
+    await b.src.write(frame)
+    assert str(b.rst.value) == "1"
+    assert int(b.tx.value) == 1, "TX not idle (high) during reset"
+    assert _led(b.led_loaded) in (0, None) and _led(b.led_running) in (0, None), "LEDs on in reset"
+    if str(b.rst.value) == "1":
+        await FallingEdge(b.rst)
+    released = b.cycle()
+    lo, hi = cfg["por_cycles"] + 1, cfg["por_cycles"] + 3
+    assert lo <= released <= hi, f"reset released at cycle {released}, expected {lo}..{hi}"
+    await ClockCycles(b.clk, b.timeout + 20 * b.byte_cycles)
+    assert b.sink.queue.empty(), "the board answered a request sent during the power-on reset"
+
+    dev = b.device()
+    info = await b.call(dev.info)
+    want = cfg["info"]
+    got = {k: getattr(info, k) for k in want}
+    assert got == want, f"INFO {got}, expected {want}"
+    await b.expect_error(dev.read, code=Err.NO_RESULT, cmd=Cmd.READ)
+    await b.expect_error(dev.start, code=Err.NOT_LOADED, cmd=Cmd.START)
+    assert _led(b.led_loaded) in (0, None) and _led(b.led_running) in (0, None)
+
+
+@cocotb.test()
+async def inferences_match_golden(dut):
+    """LOAD, START, READ (polling while busy) through the host client, image after image: logits,
+    class and cycles bit-exact against the golden model and the ISS. On the first image, START,
+    READ and LOAD while the core runs are refused with BUSY and change nothing."""
+    b = Board(dut, "inferences_match_golden")
+    await b.quiesce()
+    dev = b.device()
+    await b.call(dev.info)
+    images = b.cfg["images"]
+    for n, image in enumerate(images):
+        marks = b.marks()
+        led0 = len(b.running_edges.items) if b.running_edges else 0
+        t0 = b.cycle()
+        if n == 0:
+            await b.call(dev.load, image["pixels"])
+            assert _led(b.led_loaded) in (1, None), "'loaded' LED off after a successful LOAD"
+            await b.call(dev.start)
+            await b.expect_error(dev.start, code=Err.BUSY, cmd=Cmd.START)
+            await b.expect_error(dev.request, Cmd.READ, code=Err.BUSY, cmd=Cmd.READ)
+            await b.expect_error(dev.load, images[-1]["pixels"], code=Err.BUSY, cmd=Cmd.LOAD)
+            result = await b.call(dev.read)
+            b.check_inference(marks, image, result, f"image {n} ({image['name']})")
+            # the refused LOAD left the image alone: START again without LOAD, same result
+            marks = b.marks()
+            await b.call(dev.start)
+            result = await b.call(dev.read)
+            what = f"image {n} ({image['name']}), started again"
+            runs = 2
+        else:
+            result = await b.call(dev.infer, image["pixels"])
+            what = f"image {n} ({image['name']})"
+            runs = 1
+        b.check_inference(marks, image, result, what)
+        if b.running_edges:
+            edges = [v for _, v in b.running_edges.items[led0:]]
+            assert edges == [1, 0] * runs, f"{what}: 'running' LED edges {edges}, expected on, off"
+        # READ again: the same result
+        again = await b.call(dev.read)
+        assert (again.cls, again.logits, again.cycles) == (result.cls, result.logits, result.cycles)
+        dut._log.info(f"image {n} ({image['name']}): class {result.cls} logits {result.logits} "
+                      f"cycles {result.cycles} (UART session {b.cycle() - t0} cycles)")
+
+
+@cocotb.test()
+async def corrupt_frames_and_recovery(dut):
+    """A LOAD with a bad checksum is answered ERROR BAD_CHECKSUM and leaves no image (START:
+    NOT_LOADED, 'loaded' LED off); a corrupt INFO and a truncated frame (inter-byte timeout) get
+    their errors; garbage between frames is skipped; after all that, the board still infers
+    bit-exactly."""
+    b = Board(dut, "corrupt_frames_and_recovery")
+    await b.quiesce()
+    dev = b.device()
+    info = await b.call(dev.info)
+    image = b.cfg["images"][0]
+    load = bytearray(encode_frame(Cmd.LOAD, encode_pixels(image["pixels"], info.pixel_bits)))
+
+    bad = bytearray(load)
+    bad[-1] ^= 0x5A                                   # checksum byte
+    code, pay = await b.exchange(bytes(bad))
+    assert (code, pay) == (ERROR_RESPONSE, bytes([Err.BAD_CHECKSUM, Cmd.LOAD])), (hex(code), pay.hex())
+    assert _led(b.led_loaded) in (0, None), "'loaded' LED on after a corrupt LOAD"
+    await b.expect_error(dev.start, code=Err.NOT_LOADED, cmd=Cmd.START)
+
+    bad = bytearray(load)
+    bad[4 + len(load) // 3] ^= 0x01                   # a payload byte: the checksum no longer fits
+    code, pay = await b.exchange(bytes(bad))
+    assert (code, pay) == (ERROR_RESPONSE, bytes([Err.BAD_CHECKSUM, Cmd.LOAD])), (hex(code), pay.hex())
+
+    bad = bytearray(encode_frame(Cmd.INFO))
+    bad[-1] ^= 0xFF
+    code, pay = await b.exchange(bytes(bad))
+    assert (code, pay) == (ERROR_RESPONSE, bytes([Err.BAD_CHECKSUM, Cmd.INFO])), (hex(code), pay.hex())
+
+    t0 = b.cycle()                                    # a LOAD that stops arriving
+    code, pay = await b.exchange(bytes(load[:9]))
+    assert (code, pay) == (ERROR_RESPONSE, bytes([Err.TIMEOUT, Cmd.LOAD])), (hex(code), pay.hex())
+    assert b.cycle() - t0 >= b.timeout
+    await b.expect_error(dev.start, code=Err.NOT_LOADED, cmd=Cmd.START)
+
+    await b.call(b.port.write, bytes([0x00, 0x13, 0xFF, 0x5A]))   # garbage, no sync byte
+    info2 = await b.call(dev.info)
+    assert info2 == info
+
+    image = b.cfg["images"][0]     # not the image of the last run: a new result, computed anew
+    marks = b.marks()
+    result = await b.call(dev.infer, image["pixels"])
+    b.check_inference(marks, image, result, f"image 0 ({image['name']}) after the errors")

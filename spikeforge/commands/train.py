@@ -1,4 +1,12 @@
-"""spikeforge train: train a small preset on the 8x8 scikit-learn digits (CPU, seeded)."""
+"""spikeforge train: train a small preset on the 8x8 scikit-learn digits (CPU, seeded).
+
+``--weight-noise-bits N`` makes the training quantisation-robust: every step runs on conv/linear
+weights perturbed per output row by uniform noise of ``--weight-noise-scale`` (default 1) rounding
+steps of an N-bit quantiser, so the integer model that ``spikeforge quantize --weight-bits N``
+makes keeps the float model's decisions. ``--init CKPT`` fine-tunes a trained checkpoint instead of
+starting from scratch. ``--spike-margin M`` adds a regulariser that keeps membrane potentials out
+of the band ``|h / v_th - 1| < M`` around each LIF's threshold, where rounding would flip spikes.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +30,23 @@ def register(sub):
     p.add_argument("--batch", type=int, help="batch size (default 32)")
     p.add_argument("--train-samples", type=int, metavar="N",
                    help="train on the first N training images only (quick checks; default all 1347)")
+    p.add_argument("--weight-noise-bits", type=int, metavar="N",
+                   help="quantisation-robust training: perturb every conv/linear weight, per output row, "
+                        "by uniform noise the width of an N-bit rounding step (row max |w| / (2**(N-1)-1)) "
+                        "in each training step; 4..16, use the --weight-bits you will quantise with "
+                        "(default off)")
+    p.add_argument("--weight-noise-scale", type=float, metavar="F",
+                   help="noise width in rounding steps, (0, 16] (default 1: exactly the rounding "
+                        "error's range; larger is a stronger regulariser); needs --weight-noise-bits")
+    p.add_argument("--spike-margin", type=float, metavar="M",
+                   help="quantisation-robust training: penalise membrane potentials within M * v_threshold "
+                        "of their LIF's threshold (where a rounding step flips the spike), (0, 1], e.g. 0.05 "
+                        "(default off)")
+    p.add_argument("--spike-margin-weight", type=float, metavar="W",
+                   help="weight of the --spike-margin penalty in the loss, 0..1000 (default 1)")
+    p.add_argument("--init", metavar="CKPT",
+                   help="start from this checkpoint's weights (fine-tuning; same preset and shapes) "
+                        "instead of a fresh initialisation; an embedded name such as 'default' works")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads, 1..64 (default 1, fastest on a busy 2-core machine; weights "
                         "are bit-identical for the same count)")
@@ -47,6 +72,13 @@ def run(args):
     if lr is not None and not (math.isfinite(lr) and 0 < lr <= 1):
         raise SpikeforgeError(f"--lr must be in (0, 1], not {lr}")
     wd = args.weight_decay
+    nbits = checked_int(args, "weight_noise_bits", "--weight-noise-bits", 4, 16)
+    nscale = args.weight_noise_scale
+    if nscale is not None:
+        if nbits is None:
+            raise SpikeforgeError("--weight-noise-scale needs --weight-noise-bits")
+        if not (math.isfinite(nscale) and 0 < nscale <= 16):
+            raise SpikeforgeError(f"--weight-noise-scale must be in (0, 16], not {nscale}")
     if wd is not None and not (math.isfinite(wd) and 0 <= wd <= 1):
         raise SpikeforgeError(f"--weight-decay must be in 0..1, not {wd}")
     try:
@@ -86,13 +118,40 @@ def run(args):
         kw["n_train"] = n_train
     if wd is not None:
         kw["weight_decay"] = wd
+    if nbits is not None:
+        kw["weight_noise_bits"] = nbits
+        if nscale is not None:
+            kw["weight_noise_scale"] = nscale
+    margin, mweight = args.spike_margin, args.spike_margin_weight
+    if margin is not None:
+        if not (math.isfinite(margin) and 0 < margin <= 1):
+            raise SpikeforgeError(f"--spike-margin must be in (0, 1], not {margin}")
+        kw["spike_margin"] = margin
+    if mweight is not None:
+        if margin is None:
+            raise SpikeforgeError("--spike-margin-weight needs --spike-margin")
+        if not (math.isfinite(mweight) and 0 <= mweight <= 1000):
+            raise SpikeforgeError(f"--spike-margin-weight must be in 0..1000, not {mweight}")
+        kw["spike_margin_weight"] = mweight
+    if args.init:
+        from spikeforge.quantize.checkpoint import load_checkpoint
+
+        load_checkpoint(args.init)  # a missing or unsafe file fails here, before any work
+        kw["init_from"] = args.init
     res = tr.train(cfg, seed=seed, out_path=out, progress=not args.quiet, threads=threads, **kw)
     res.pop("model", None)
     if args.json:
         print_json(dict(res, preset=args.preset, seed=seed))
         return 0
+    extra = ""
+    if nbits is not None:
+        extra += f", weight noise {nscale or 1:g} step(s) at {nbits} bits"
+    if margin is not None:
+        extra += f", spike margin {margin:g} (weight {1.0 if mweight is None else mweight:g})"
+    if args.init:
+        extra += f", from {args.init}"
     print(f"wrote {out}: preset {args.preset}, T={cfg.T}, heads {cfg.num_heads}, {res['epochs']} epochs, "
-          f"seed {seed}, {res['seconds']:.0f} s")
+          f"seed {seed}{extra}, {res['seconds']:.0f} s")
     print(f"held-out top-1 {res['top1']:.2f}% ({res['correct']}/{res['samples']}), "
           f"train top-1 {res['train_top1']:.2f}%")
     return 0

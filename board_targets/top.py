@@ -11,8 +11,9 @@ configuration, so Amaranth's own iCE40 platform waits as long), released through
 ``ResetSynchronizer``.
 
 Inside: :class:`spikeforge.hw.host_link.UARTAccelerator` (UART at ``baud``, inter-byte timeout
-``timeout_ms``) around the core from ``core_factory()``. LEDs, where the board lists them, show
-"image loaded" and "running".
+``timeout_ms``) around the core from ``core_factory()``; a core with runtime-loaded weights (the
+iCE40 build with WMEM in SPRAM) gets ``weight_words`` words through LOAD_WEIGHTS. LEDs, where the
+board lists them, show "image loaded" and "running".
 """
 
 from __future__ import annotations
@@ -50,16 +51,19 @@ def clock_plan(board: Board, clock_mhz: float | None = None) -> dict:
 class BoardTop(Elaboratable):
     """Top level for ``board`` (a :class:`Board` or its name) around ``core_factory()``.
 
-    ``num_pixels``/``num_classes`` describe the core (they are not in its signature); the pixel
-    and logit widths are read from the core's signature.
+    ``num_pixels``/``num_classes`` (and ``weight_words``, for a core whose weights are loaded at
+    run time) describe the core (they are not in its signature); the pixel and logit widths are
+    read from the core's signature.
     """
 
     def __init__(self, core_factory, board, *, num_pixels: int, num_classes: int,
-                 clock_mhz: float | None = None, baud: int | None = None, timeout_ms: float = 100.0):
+                 clock_mhz: float | None = None, baud: int | None = None, timeout_ms: float = 100.0,
+                 weight_words: int = 0):
         self._board = board if isinstance(board, Board) else get_board(board)
         self._core_factory = core_factory
         self._core = None
         self._num_pixels, self._num_classes = num_pixels, num_classes
+        self._weight_words = weight_words
         self._clock = clock_plan(self._board, clock_mhz)
         self._baud = int(baud or self._board.baud)
         if self._baud <= 0:
@@ -145,7 +149,8 @@ class BoardTop(Elaboratable):
 
         m.submodules.system = system = UARTAccelerator(
             self.core, num_pixels=self._num_pixels, num_classes=self._num_classes,
-            divisor=self._divisor, timeout=self._timeout, clk_hz=int(round(clk_hz)))
+            divisor=self._divisor, timeout=self._timeout, clk_hz=int(round(clk_hz)),
+            weight_words=self._weight_words)
 
         uart = platform.request(*board.uart, dir="-")
         m.submodules.uart_rx_buf = rx_buf = io.Buffer("i", uart.rx)

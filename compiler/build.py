@@ -5,7 +5,11 @@ A build directory holds everything needed to simulate, verify and synthesise one
 * ``model.sfq``      the IR it was compiled from (so verify/synth rebuild the same design)
 * ``program.txt``    the program for humans; ``*.hex`` the memory images (one word per line)
 * ``accelerator.v``  the Verilog emitted by Amaranth from ``hw/accelerator.py``
-* ``report.json``    lanes, widths, memories, budget, predicted cycles, op counts
+* ``report.json``    lanes, widths, memories, budget, predicted cycles, op counts, and ``weights``:
+  where the weights live (``"loading": "bitstream"``, in block RAM, or ``"runtime-loaded"``, in
+  the iCE40's SPRAM, uploaded by the host over the host link), WMEM words and bits, and for
+  runtime-loaded weights the image (``weights.bin``: each WMEM word as ``bytes_per_word``
+  little-endian bytes, in address order, exactly what LOAD_WEIGHTS sends) and its sha256
 
 Compilation is deterministic: the same IR, target and lanes give the same bytes. The directory is
 written under a temporary name and renamed into place, so a failed compile leaves nothing that looks
@@ -51,7 +55,8 @@ def _hex_lines(values, bits: int) -> str:
     return "".join(f"{int(v) & mask:0{digits}x}\n" for v in values)
 
 
-def _wmem_lines(p: Program) -> str:
+def wmem_words(p: Program) -> list[int]:
+    """The WMEM words as unsigned integers: lane ``p``'s weight in bits ``[p*wb, (p+1)*wb)``."""
     mask = (1 << p.weight_bits) - 1
     words = []
     for row in p.wmem:
@@ -59,7 +64,27 @@ def _wmem_lines(p: Program) -> str:
         for lane, v in enumerate(row):
             w |= (int(v) & mask) << (lane * p.weight_bits)
         words.append(w)
-    return _hex_lines(words, p.lanes * p.weight_bits)
+    return words
+
+
+def _wmem_lines(p: Program) -> str:
+    return _hex_lines(wmem_words(p), p.lanes * p.weight_bits)
+
+
+WEIGHT_IMAGE = "weights.bin"
+
+
+def weight_image(p: Program) -> bytes:
+    """The runtime weight image: each WMEM word as ``ceil(lanes * weight_bits / 8)`` little-endian
+    bytes, in address order (the payload of LOAD_WEIGHTS after its offset)."""
+    n = (p.lanes * p.weight_bits + 7) // 8
+    return b"".join(w.to_bytes(n, "little") for w in wmem_words(p))
+
+
+def weights_storage(report: dict) -> str:
+    """``"spram"`` if the build's weights are runtime-loaded into SPRAM, else ``"rom"``."""
+    w = report.get("weights") or {}
+    return "spram" if w.get("loading") == "runtime-loaded" else "rom"
 
 
 def sample_inputs(g: Graph, n: int = 8) -> tuple[np.ndarray | None, str]:
@@ -73,7 +98,10 @@ def sample_inputs(g: Graph, n: int = 8) -> tuple[np.ndarray | None, str]:
 
 
 def compile_ir(ir_path: str, target_name: str, lanes: int | None, out_dir: str, *,
-               predict_samples: int = 4) -> dict:
+               predict_samples: int = 4, weights: str = "auto") -> dict:
+    """Compile the IR at ``ir_path`` for ``target_name`` into ``out_dir``; returns the report.
+    ``weights``: ``"auto"`` (block RAM unless they only fit the target's SPRAM), ``"bitstream"``
+    or ``"runtime"`` (SPRAM, loaded over the host link); see ``passes/budget.py``."""
     from . import iss
 
     target = get_target(target_name)
@@ -83,7 +111,7 @@ def compile_ir(ir_path: str, target_name: str, lanes: int | None, out_dir: str, 
     if not 1 <= lanes <= 256:
         raise SpikeforgeError(f"--lanes must be in 1..256, not {lanes}")
     prog = lower_to_program(g, lanes)
-    budget = check_budget(prog, target, lanes_given=True)  # raises with the table before emitting
+    budget = check_budget(prog, target, lanes_given=True, weights=weights)  # raises with the table
     x, desc = sample_inputs(g, predict_samples) if predict_samples else (None, "")
     predicted = []
     if x is not None:
@@ -91,6 +119,13 @@ def compile_ir(ir_path: str, target_name: str, lanes: int | None, out_dir: str, 
             predicted.append({"cycles": r.cycles, "sops": r.sops, "macs": r.macs})
     estimates = [iss.estimate_cycles(prog, rate) for rate in (0.0, 0.1, 0.2)]
     ir_bytes = open(ir_path, "rb").read()
+    word_bits = prog.lanes * prog.weight_bits
+    wrep = dict(budget["weights"], words=int(len(prog.wmem)), word_bits=word_bits,
+                bits=int(len(prog.wmem)) * word_bits, bytes_per_word=(word_bits + 7) // 8)
+    image = None
+    if wrep["loading"] == "runtime-loaded":
+        image = weight_image(prog)
+        wrep.update(image=WEIGHT_IMAGE, sha256=hashlib.sha256(image).hexdigest())
     report = {
         "spikeforge_version": __version__,
         "target": target.name, "board": target.board, "clock_mhz": target.clock_mhz,
@@ -98,11 +133,12 @@ def compile_ir(ir_path: str, target_name: str, lanes: int | None, out_dir: str, 
         "ir_sha256": hashlib.sha256(ir_bytes).hexdigest(),
         "T": prog.T, "num_pixels": prog.num_pixels, "num_classes": prog.num_classes,
         "pixel_bits": prog.pixel_bits, "logit_bits": prog.logit_bits, "input_scale": prog.input_scale,
-        "widths": {k: getattr(prog, k) for k in ("act_bits", "acc_bits", "membrane_bits", "weight_bits",
-                                                  "bias_bits", "shift_bits", "thresh_bits")},
+        "widths": {k: getattr(prog, k) for k in ("act_bits", "acc_bits", "membrane_bits", "state_bits", "kv_bits",
+                                                  "weight_bits", "bias_bits", "shift_bits", "thresh_bits")},
         "memories": {"act_words": prog.act_words, "spk_words": prog.spk_words, "acc_words": prog.acc_words,
                      "wmem_words": int(len(prog.wmem)), "bits": budget["memory_bits"]},
         "resources": budget["resources"],
+        "weights": wrep,
         "instructions": len(prog.instrs),
         "predicted_cycles": [p["cycles"] for p in predicted],
         "predicted_on": desc,
@@ -128,7 +164,10 @@ def compile_ir(ir_path: str, target_name: str, lanes: int | None, out_dir: str, 
         for name, text in images.items():
             with open(os.path.join(tmp, name), "w") as f:
                 f.write(text)
-        emitted = _emit_verilog(prog, os.path.join(tmp, "accelerator.v"))
+        if image is not None:
+            with open(os.path.join(tmp, WEIGHT_IMAGE), "wb") as f:
+                f.write(image)
+        emitted = _emit_verilog(prog, os.path.join(tmp, "accelerator.v"), weights_storage(report))
         report["verilog"] = "accelerator.v" if emitted else None
         with open(os.path.join(tmp, REPORT), "w") as f:
             json.dump(report, f, indent=1, sort_keys=True)
@@ -145,12 +184,12 @@ def compile_ir(ir_path: str, target_name: str, lanes: int | None, out_dir: str, 
     return report
 
 
-def _emit_verilog(prog: Program, path: str) -> bool:
+def _emit_verilog(prog: Program, path: str, weights: str = "rom") -> bool:
     try:
         from spikeforge.hw.accelerator import emit_verilog
     except ImportError:
         return False
-    emit_verilog(prog, path)
+    emit_verilog(prog, path, weights=weights)
     return True
 
 
@@ -190,9 +229,31 @@ def read_build(build_dir: str) -> tuple[dict, Graph, Program]:
     return report, g, prog
 
 
+def read_weight_image(build_dir: str, report: dict) -> bytes:
+    """The runtime weight image of a build whose weights are runtime-loaded, checked against
+    ``report.json`` (size and sha256)."""
+    w = report.get("weights") or {}
+    if w.get("loading") != "runtime-loaded":
+        raise SpikeforgeError(f"{build_dir}: its weights are in the bitstream, not loaded at run time")
+    path = os.path.join(build_dir, w.get("image") or WEIGHT_IMAGE)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise SpikeforgeError(f"{path}: cannot read the weight image ({e.strerror or e}); recompile "
+                              f"the build directory") from None
+    want = int(w.get("words", -1)) * int(w.get("bytes_per_word", 0))
+    if len(data) != want:
+        raise SpikeforgeError(f"{path}: {len(data):,} bytes, report.json says {w.get('words')} words of "
+                              f"{w.get('bytes_per_word')} bytes; recompile the build directory")
+    if hashlib.sha256(data).hexdigest() != w.get("sha256"):
+        raise SpikeforgeError(f"{path}: sha256 does not match report.json (modified?); recompile")
+    return data
+
+
 def load_core(build_dir: str):
     """The accelerator core of a build directory, as an Amaranth component (for board wrappers)."""
     from spikeforge.hw.accelerator import Accelerator
 
-    _, _, prog = read_build(build_dir)
-    return Accelerator(prog)
+    report, _, prog = read_build(build_dir)
+    return Accelerator(prog, weights=weights_storage(report))

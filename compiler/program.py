@@ -132,15 +132,20 @@ class Instr:
 
 @dataclass
 class Program:
-    """Everything the hardware needs, and the widths it is built with (all from the IR)."""
+    """Everything the hardware needs, and the widths it is built with (all from the IR: the
+    range analysis' declared widths, and the exact widths of the parameter tables)."""
 
     instrs: list[Instr]
     lanes: int
-    act_bits: int
-    acc_bits: int
-    membrane_bits: int
+    act_bits: int           # ACT words: every integer tensor's declared "out" width
+    acc_bits: int           # ACC words: every conv's and the head's declared "acc" width
+    membrane_bits: int      # LIF h2 = v + x: every LIF's declared "membrane" width
+    state_bits: int         # LIF state v carried between time steps: every LIF's declared "state" width
+    kv_bits: int            # attention K^T V counts (unsigned): every attention's "kv" width less its sign bit
     weight_bits: int
     bias_bits: int
+    shift_bits: int
+    thresh_bits: int
     pixel_bits: int
     logit_bits: int
     act_words: int
@@ -150,8 +155,6 @@ class Program:
     bias: np.ndarray        # [entries] int64
     shift: np.ndarray       # [entries] int64 (signed)
     thresh: np.ndarray      # [entries] int64 (the LIF compares h2 >= 2 * thresh)
-    shift_bits: int = 6
-    thresh_bits: int = 2
     num_pixels: int = 0
     num_classes: int = 0
     input_scale: float = 1.0
@@ -166,8 +169,9 @@ class Program:
         return "\n".join([head] + [f"{i:4d} {ins.describe()}" for i, ins in enumerate(self.instrs)])
 
     def summary(self) -> dict:
-        d = {k: getattr(self, k) for k in ("lanes", "act_bits", "acc_bits", "membrane_bits", "weight_bits",
-                                            "bias_bits", "shift_bits", "thresh_bits", "pixel_bits", "logit_bits",
+        d = {k: getattr(self, k) for k in ("lanes", "act_bits", "acc_bits", "membrane_bits", "state_bits",
+                                            "kv_bits", "weight_bits", "bias_bits", "shift_bits", "thresh_bits",
+                                            "pixel_bits", "logit_bits",
                                             "act_words", "spk_words", "acc_words", "num_pixels", "num_classes",
                                             "input_scale", "T")}
         d["wmem_words"] = int(len(self.wmem))

@@ -22,9 +22,10 @@ class Target:
     ffs: int
     bram_bits: int       # block RAM, total bits
     bram_blocks: int
-    spram_bits: int      # iCE40 single-port RAM (activations only: it cannot be initialised)
+    spram_bits: int      # iCE40 single-port RAM (SB_SPRAM256KA), total bits
     dsps: int            # hardware multipliers
     external_bits: int = 0  # off-chip memory usable for weights/activations
+    spram_blocks: int = 0   # SB_SPRAM256KA instances (16K x 16 each)
     default_lanes: int = 8
     board: str | None = None  # board_targets name for `spikeforge synth`
 
@@ -37,11 +38,12 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     # Clocks are what the v1 datapath meets today (its critical path runs memory -> multiplier ->
     # memory; about 34 MHz on the ECP5 in the open flow; 24 MHz on the OrangeCrab, whose 48 MHz
     # oscillator's PLL cannot make 25); the goals are 100 MHz (ECP5) and 30 MHz
-    # (UP5K). The UP5K's SPRAM is not counted: Amaranth memories always carry an initial value,
-    # so Yosys never maps them to SPRAM (shared/notes/toolchain.md) and the accelerator has no
-    # SB_SPRAM256KA instances yet.
+    # (UP5K). The UP5K's SPRAM cannot be initialised by the bitstream (and Yosys never maps an
+    # Amaranth memory to it: shared/notes/toolchain.md), so it holds only what is loaded at run
+    # time: the weights (WMEM), as SB_SPRAM256KA instances, when they do not fit the block RAM
+    # (compiler/passes/budget.py; the host uploads them, docs/host-protocol.md).
     Target("icebreaker", "iCEBreaker: Lattice iCE40 UP5K", "ice40", 12.0, 5280, 5280, 30 * 4096, 30,
-           0, 8, default_lanes=1, board="icebreaker"),
+           4 * 16384 * 16, 8, default_lanes=1, board="icebreaker", spram_blocks=4),
     Target("ulx3s-85f", "ULX3S: Lattice ECP5 LFE5U-85F", "ecp5", 25.0, 83640, 83640, 208 * 18432, 208,
            0, 156, default_lanes=8, board="ulx3s-85f"),
     Target("orangecrab", "OrangeCrab r0.2: Lattice ECP5 LFE5U-25F", "ecp5", 24.0, 24288, 24288, 56 * 18432, 56,

@@ -31,9 +31,17 @@ def _simulate(build_dir: str, prog, pixels: np.ndarray, sim: str, capture: list[
               backpressure: float = 0.0) -> list[dict]:
     from spikeforge.rtl_tests.cocotb_util import run_cocotb
 
+    from spikeforge.hw.spram import sim_sources
+
+    from .build import REPORT, WEIGHT_IMAGE
+
     verilog = os.path.abspath(os.path.join(build_dir, "accelerator.v"))
     if not os.path.isfile(verilog):
         raise SpikeforgeError(f"{build_dir}: accelerator.v is missing; recompile with `spikeforge compile`")
+    with open(verilog) as f:
+        sources = [verilog] + [str(p) for p in sim_sources(f.read())]   # vendor primitive models
+    with open(os.path.join(build_dir, REPORT)) as f:     # (read_build checked it already)
+        report = json.load(f)
     if sim == "icarus" and shutil.which("iverilog") is None:
         raise SpikeforgeError("--sim icarus: iverilog is not installed (apt-get install iverilog)")
     work = os.path.abspath(os.path.join(build_dir, f"sim-{sim}"))  # cocotb runs in another directory
@@ -47,8 +55,14 @@ def _simulate(build_dir: str, prog, pixels: np.ndarray, sim: str, capture: list[
     cfg = {"pixels": px_path, "out": out_path, "num_classes": prog.num_classes, "pixel_bits": prog.pixel_bits,
            "logit_bits": prog.logit_bits, "timeout_cycles": 4 * per_image + 10000,
            "capture_spikes": bool(capture), "capture_images": list(capture or []), "backpressure": backpressure}
+    weights = report.get("weights") or {}
+    if weights.get("loading") == "runtime-loaded":   # written through the weight port first
+        from .build import read_weight_image
+        read_weight_image(build_dir, report)            # (checked against report.json)
+        cfg.update(weights=os.path.abspath(os.path.join(build_dir, weights.get("image") or WEIGHT_IMAGE)),
+                   weight_bytes_per_word=int(weights["bytes_per_word"]))
     try:
-        run_cocotb(verilog, "sfa_top", "spikeforge.rtl_tests.tb_verify", sim, work, config=cfg)
+        run_cocotb(sources, "sfa_top", "spikeforge.rtl_tests.tb_verify", sim, work, config=cfg)
     except AssertionError as e:
         raise SpikeforgeError(f"RTL simulation failed: {str(e).splitlines()[0]}") from None
     with open(out_path) as f:

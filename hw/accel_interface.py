@@ -11,6 +11,10 @@ to a host link) and the testbenches (which drive it):
   to the last logit; stable while ``busy`` is low.
 * ``busy``    (``Out``): high from the first accepted pixel until the last logit is accepted.
 
+A core whose weights are loaded at run time (the iCE40 build with weights in SPRAM) has one more
+member, ``weights`` (``In``, :func:`weight_port_signature`): a write port, one weight-memory word
+per cycle while ``en`` is high, used by the host link only while the core is idle.
+
 Bit widths come from the compiled model (the IR), never from here.
 """
 
@@ -29,6 +33,15 @@ def pixel_stream(pixel_bits: int) -> stream.Signature:
 
 def logit_stream(logit_bits: int) -> stream.Signature:
     return stream.Signature(data.StructLayout({"value": signed(logit_bits), "last": unsigned(1)}))
+
+
+def weight_port_signature(*, addr_bits: int, word_bits: int) -> wiring.Signature:
+    """The writer's view of a core's runtime weight port: ``addr`` (word address), ``data`` (one
+    weight-memory word, lane ``p`` in bits ``[p * weight_bits, (p + 1) * weight_bits)``), ``en``."""
+    for name, v in (("addr_bits", addr_bits), ("word_bits", word_bits)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, not {v!r}")
+    return wiring.Signature({"addr": Out(addr_bits), "data": Out(word_bits), "en": Out(1)})
 
 
 def accelerator_signature(*, pixel_bits: int, logit_bits: int) -> wiring.Signature:

@@ -9,7 +9,11 @@ Structure (one ``wiring.Component`` per block):
   ACC banks (``acc_bits`` signed; read ports transparent for their write ports, so read-modify-write
   pipelines never lose a back-to-back update), WMEM (``lanes`` weights per word), BIAS, SHIFT,
   THRESH, and the program ROM of encoded instruction words. ATTN's ``K^T V`` scratch lives inside
-  its engine.
+  its engine. WMEM is block RAM initialised with the weights (``weights="rom"``, the default), or
+  (``weights="spram"``, for builds whose weights are runtime-loaded) the iCE40's SB_SPRAM256KA
+  blocks (:class:`~spikeforge.hw.spram.SPRAMWeightMemory`, same read timing), written through
+  the extra ``weights`` port (:func:`~spikeforge.hw.accel_interface.weight_port_signature`) before
+  the first image.
 * **Sequencer** (here): after a reset ``CLEAR`` zeroes the ACC banks (``acc_words`` cycles, before
   the first pixel is accepted); ``FETCH`` reads the instruction at ``pc`` (the ROM's read port then holds
   it, decoded through :func:`~spikeforge.hw.sfa_common.instr_layout`), ``DEC1``..``DEC4`` compute
@@ -39,21 +43,23 @@ import numpy as np
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import Out
+from amaranth.lib.wiring import In, Out
 
 from spikeforge.compiler.program import (FIELDS, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT,
                                          OP_SUM, Program)
 
-from .accel_interface import accelerator_signature
+from .accel_interface import accelerator_signature, weight_port_signature
 from .sfa_attn import AttnEngine
 from .sfa_common import MachineConfig, ceil_div_const, derived_layout, instr_layout, small_mul
 from .sfa_conv import ConvEngine
 from .sfa_io import InputEngine, OutputEngine, SumEngine
 from .sfa_lif import LIFEngine
+from .spram import SPRAMWeightMemory
 
-__all__ = ["Accelerator", "emit_verilog"]
+__all__ = ["Accelerator", "emit_verilog", "WEIGHT_STORAGE"]
 
 TAG_BITS = dict(FIELDS)["tag"]
+WEIGHT_STORAGE = ("rom", "spram")
 
 
 def _fit(name: str, values: np.ndarray, bits: int, signed_: bool = True) -> list[int]:
@@ -65,12 +71,16 @@ def _fit(name: str, values: np.ndarray, bits: int, signed_: bool = True) -> list
 
 
 class Accelerator(wiring.Component):
-    """The SFA core for one compiled ``program`` (its memories initialised from it)."""
+    """The SFA core for one compiled ``program`` (its memories initialised from it; with
+    ``weights="spram"`` all but WMEM, which is then written through the ``weights`` port)."""
 
-    def __init__(self, program: Program):
+    def __init__(self, program: Program, *, weights: str = "rom"):
         if not isinstance(program, Program):
             self._MustUse__silence = True       # never elaborated: no "unused" warning
             raise TypeError(f"program must be a compiler.program.Program, not {program!r}")
+        if weights not in WEIGHT_STORAGE:
+            self._MustUse__silence = True
+            raise ValueError(f"weights must be one of {', '.join(map(repr, WEIGHT_STORAGE))}, not {weights!r}")
         if not program.instrs or program.instrs[0].opcode != OP_INPUT or program.instrs[-1].opcode != OP_OUTPUT:
             self._MustUse__silence = True
             raise ValueError("program must start with INPUT and end with OUTPUT")
@@ -80,8 +90,12 @@ class Accelerator(wiring.Component):
             raise ValueError(f"program.wmem must have shape [words, lanes={program.lanes}], not {wm.shape!r}")
         self._program = program
         self._cfg = MachineConfig.from_program(program)
+        self._weights = weights
         members = dict(accelerator_signature(pixel_bits=program.pixel_bits,
                                              logit_bits=program.logit_bits).members)
+        if weights == "spram":
+            members["weights"] = In(weight_port_signature(addr_bits=self._cfg.wmem_abits,
+                                                          word_bits=program.lanes * program.weight_bits))
         members.update({
             "dbg_instr_done": Out(1),
             "dbg_tag": Out(TAG_BITS),
@@ -96,6 +110,16 @@ class Accelerator(wiring.Component):
     @property
     def config(self) -> MachineConfig:
         return self._cfg
+
+    @property
+    def weight_storage(self) -> str:
+        """``"rom"`` (block RAM, initialised by the bitstream) or ``"spram"`` (runtime-loaded)."""
+        return self._weights
+
+    @property
+    def weight_words(self) -> int:
+        """WMEM words the program uses (what a host uploads when they are runtime-loaded)."""
+        return int(len(self._program.wmem))
 
     def elaborate(self, platform):
         m = Module()
@@ -120,7 +144,11 @@ class Accelerator(wiring.Component):
             for p in range(P):
                 word |= (words[r * P + p] & wmask) << (p * wb)
             packed.append(word)
-        wmem = mem("wmem", unsigned(P * wb), cfg.wmem_words, packed)
+        if self._weights == "spram":
+            m.submodules.wmem = wmem = SPRAMWeightMemory(words=cfg.wmem_words, width=P * wb)
+            wiring.connect(m, wiring.flipped(self.weights), wmem.write)
+        else:
+            wmem = mem("wmem", unsigned(P * wb), cfg.wmem_words, packed)
         bias = mem("bias", signed(cfg.bias_bits), cfg.bias_words, _fit("biases", prog.bias, cfg.bias_bits))
         shift = mem("shift", signed(cfg.shift_bits), cfg.shift_words, _fit("shifts", prog.shift, cfg.shift_bits))
         thresh = mem("thresh", signed(cfg.thresh_bits), cfg.thresh_words,
@@ -133,7 +161,7 @@ class Accelerator(wiring.Component):
         spk_r = spk.read_port()
         acc_w = [a.write_port() for a in accs]
         acc_r = [a.read_port(transparent_for=(w,)) for a, w in zip(accs, acc_w)]
-        wmem_r = wmem.read_port()
+        wmem_r = wmem.read if self._weights == "spram" else wmem.read_port()
         bias_r = bias.read_port()
         shift_r = shift.read_port()
         thresh_r = thresh.read_port()
@@ -271,12 +299,13 @@ class Accelerator(wiring.Component):
         return m
 
 
-def emit_verilog(program: Program, path, name: str = "sfa_top") -> None:
-    """Write the Verilog of ``Accelerator(program)`` to ``path`` (atomically; the same program gives
-    the same bytes)."""
+def emit_verilog(program: Program, path, name: str = "sfa_top", *, weights: str = "rom") -> None:
+    """Write the Verilog of ``Accelerator(program, weights=weights)`` to ``path`` (atomically; the
+    same program gives the same bytes). With ``weights="spram"`` the text names the vendor
+    primitive ``SB_SPRAM256KA``; simulations add :data:`spikeforge.hw.spram.SIM_MODEL`."""
     from amaranth.back import verilog
 
-    text = verilog.convert(Accelerator(program), name=name, emit_src=False)
+    text = verilog.convert(Accelerator(program, weights=weights), name=name, emit_src=False)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")

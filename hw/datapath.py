@@ -1,8 +1,17 @@
-"""The combinational heart of the integer ops, one component each, shared by every engine.
+"""The combinational heart of the integer ops, one component each, shared by the engines.
 
-These are the hardware twins of ``quantize.intops.lif_step`` and ``intops.shift_round`` (+ bias);
-``rtl_tests/test_formal.py`` proves each equal to its definition for *every* input of the given
-widths with SymbiYosys, and the engines instantiate them rather than re-writing the logic.
+* :class:`LIFStep`: ``quantize.intops.lif_step`` (one membrane update), instantiated by the LIF
+  engine (``hw/sfa_lif.py``);
+* :class:`AlignBias`: ``intops.shift_round`` + bias (a convolution's readout), instantiated by the
+  CONV engine's readout (``hw/sfa_conv.py``);
+* :class:`AccumulateLane`: one accumulator lane's read-modify-write (``intops.conv``'s
+  ``acc += w * x``, and the head's bias), instantiated once per lane by the CONV/HEAD engine.
+
+``rtl_tests/test_formal.py`` proves each equal to its definition with SymbiYosys for *every* input
+of the given widths within the range analysis' invariant (``quantize/ranges.py``), at the widths
+the engines instantiate them with for real programs; the engines use these components rather than
+re-writing the arithmetic, so the proofs cover the shipped hardware. The widths come from the
+``MachineConfig`` (``hw/sfa_common.py``), i.e. from the IR's declared widths.
 """
 
 from __future__ import annotations
@@ -23,13 +32,16 @@ def _width(name: str, v, lo: int = 1) -> int:
 class LIFStep(wiring.Component):
     """One LIF update (tau = 2, doubled units): ``h2 = v + x``; ``spike = h2 >= 2*threshold``;
     ``v_next = 0 if spike else h2 >> 1``. ``membrane_bits`` must hold ``h2`` (the IR's declared
-    membrane width); ``v`` and ``v_next`` are ``state_bits`` wide."""
+    membrane width); ``v`` and ``v_next`` are ``state_bits`` wide (the IR's declared state width:
+    a neuron that does not fire keeps ``h2 < 2*threshold``, so ``v_next`` stays within it)."""
 
     def __init__(self, *, x_bits: int, state_bits: int, membrane_bits: int, threshold_bits: int):
         self.x_bits = _width("x_bits", x_bits, 2)
         self.state_bits = _width("state_bits", state_bits, 2)
         self.membrane_bits = _width("membrane_bits", membrane_bits, 2)
         self.threshold_bits = _width("threshold_bits", threshold_bits, 1)
+        self.widths = dict(x_bits=x_bits, state_bits=state_bits, membrane_bits=membrane_bits,
+                           threshold_bits=threshold_bits)
         super().__init__({
             "v": In(signed(state_bits)), "x": In(signed(x_bits)), "threshold": In(unsigned(threshold_bits)),
             "h2": Out(signed(membrane_bits)), "spike": Out(1), "v_next": Out(signed(state_bits)),
@@ -52,6 +64,7 @@ class AlignBias(wiring.Component):
         self.shift_bits = _width("shift_bits", shift_bits, 2)
         self.bias_bits = _width("bias_bits", bias_bits, 2)
         self.out_bits = _width("out_bits", out_bits, 2)
+        self.widths = dict(acc_bits=acc_bits, shift_bits=shift_bits, bias_bits=bias_bits, out_bits=out_bits)
         super().__init__({
             "acc": In(signed(acc_bits)), "shift": In(signed(shift_bits)), "bias": In(signed(bias_bits)),
             "y": Out(signed(out_bits)),
@@ -68,4 +81,42 @@ class AlignBias(wiring.Component):
         # round half up: floor((acc + 2**(r-1)) / 2**r) == (floor(acc / 2**(r-1)) + 1) >> 1
         m.d.comb += right.eq(((self.acc >> (r - 1).as_unsigned()[: self.shift_bits]) + 1) >> 1)
         m.d.comb += self.y.eq(Mux(self.shift[-1], right, left) + self.bias)
+        return m
+
+
+class AccumulateLane(wiring.Component):
+    """One accumulator lane: ``acc_next = acc + addend`` with, by ``mode``,
+
+    * ``SPIKE``: ``weight`` (``w * x`` for a spike ``x = 1``: the weight is selected, no multiplier;
+      the accumulation is event driven, so a lane only runs for an input that spiked, and an input
+      that did not leaves the accumulator as it is: the engine does not write it back);
+    * ``MUL``: ``x * weight`` (multi-bit inputs: the pixels, the depthwise convolution's output);
+    * ``BIAS``: ``bias`` (the head adds its biases into the accumulators once per time step).
+
+    ``acc_bits`` is the IR's declared accumulator width. It holds every partial sum, in any order:
+    the range analysis bounds each term ``w * x`` by a range that contains 0 (a tap may see padding
+    or no spike), so any sum of some of the terms lies between the sum of the negative parts and
+    the sum of the positive parts, and those two sums are what the declared width is made of (the
+    head's width likewise includes its biases). ``mode`` 3 is not used."""
+
+    SPIKE, MUL, BIAS = 0, 1, 2
+
+    def __init__(self, *, acc_bits: int, weight_bits: int, x_bits: int, bias_bits: int):
+        self.acc_bits = _width("acc_bits", acc_bits, 2)
+        self.weight_bits = _width("weight_bits", weight_bits, 2)
+        self.x_bits = _width("x_bits", x_bits, 2)
+        self.bias_bits = _width("bias_bits", bias_bits, 2)
+        self.widths = dict(acc_bits=acc_bits, weight_bits=weight_bits, x_bits=x_bits, bias_bits=bias_bits)
+        super().__init__({
+            "mode": In(2), "acc": In(signed(acc_bits)), "x": In(signed(x_bits)),
+            "weight": In(signed(weight_bits)), "bias": In(signed(bias_bits)),
+            "acc_next": Out(signed(acc_bits)),
+        })
+
+    def addend(self):
+        return Mux(self.mode == self.BIAS, self.bias, Mux(self.mode == self.MUL, self.x * self.weight, self.weight))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.acc_next.eq(self.acc + self.addend())
         return m

@@ -10,7 +10,10 @@ The protocol is specified in ``docs/host-protocol.md``; the constants below are 
 * :class:`Enframer`  header + payload bytes -> bytes on the wire, with sync and checksum.
 * :class:`HostLink`  executes commands: LOAD writes pixels into a ``lib.memory.Memory``, START
   streams them into the core, the logits are kept in a second memory while a running argmax is
-  taken, READ / INFO / errors are answered through the enframer.
+  taken, READ / INFO / errors are answered through the enframer. For a core whose weights are
+  loaded at run time (``weight_words > 0``), LOAD_WEIGHTS writes them through the core's
+  ``weights`` port, INFO (protocol version 2) says how many words and whether they are loaded,
+  and START is refused until they are.
 * :class:`UARTAccelerator`  UART receiver + host link + UART transmitter + the core: the whole
   system behind two pins, as simulated by the testbench and placed on the boards.
 """
@@ -20,28 +23,37 @@ from __future__ import annotations
 import enum
 
 from amaranth.lib import enum as hdl_enum
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.hw.accel_interface import CYCLE_COUNTER_BITS, accelerator_signature
+from spikeforge.hw.accel_interface import (CYCLE_COUNTER_BITS, accelerator_signature,
+                                           weight_port_signature)
 from spikeforge.hw.uart import UARTRx, UARTTx, byte_stream
 
 __all__ = [
-    "PROTOCOL_VERSION", "SYNC", "RESPONSE_FLAG", "ERROR_RESPONSE", "Cmd", "Err", "INFO_LENGTH",
-    "bytes_per_pixel", "result_length", "info_payload", "checksum",
-    "Deframer", "Enframer", "HostLink", "UARTAccelerator", "accel_widths", "connect_core",
+    "PROTOCOL_VERSION", "PROTOCOL_VERSION_WEIGHTS", "SYNC", "RESPONSE_FLAG", "ERROR_RESPONSE", "Cmd",
+    "Err", "INFO_LENGTH", "INFO_LENGTH_WEIGHTS", "INFO_RUNTIME_WEIGHTS", "INFO_WEIGHTS_LOADED",
+    "WEIGHT_OFFSET_BYTES", "WEIGHT_ACK_BYTES",
+    "bytes_per_pixel", "bytes_per_word", "result_length", "info_payload", "checksum",
+    "Deframer", "Enframer", "HostLink", "UARTAccelerator", "accel_widths", "accel_weights", "connect_core",
 ]
 
 # ------------------------------------------------------------------------------- protocol constants
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 1            # devices whose weights are in the bitstream
+PROTOCOL_VERSION_WEIGHTS = 2    # devices whose weights are loaded at run time (LOAD_WEIGHTS)
 SYNC = 0xA5
 RESPONSE_FLAG = 0x80       # a successful response carries the request's command | 0x80
 ERROR_RESPONSE = 0xFF      # an error response; payload = [error code, command that failed]
 MAX_FRAME_PAYLOAD = 0xFFFF
 INFO_LENGTH = 14
+INFO_LENGTH_WEIGHTS = 20         # version 2: + weight flags, bytes per word, words (u32)
+INFO_RUNTIME_WEIGHTS = 0x01      # weight flags: the weights must be loaded at run time
+INFO_WEIGHTS_LOADED = 0x02       #               and they are (every word, since reset)
+WEIGHT_OFFSET_BYTES = 4          # LOAD_WEIGHTS payload: word offset (u32), then the words
+WEIGHT_ACK_BYTES = 4             # LOAD_WEIGHTS response: words loaded so far (u32)
 LOGIT_BYTES = 4
 CYCLES_BYTES = 4
 CLASS_BYTES = 2
@@ -52,6 +64,7 @@ class Cmd(enum.IntEnum):
     LOAD = 0x02
     START = 0x03
     READ = 0x04
+    LOAD_WEIGHTS = 0x05
 
 
 class Err(enum.IntEnum):
@@ -62,6 +75,8 @@ class Err(enum.IntEnum):
     BUSY = 0x05
     NO_RESULT = 0x06
     TIMEOUT = 0x07
+    WEIGHTS_NOT_LOADED = 0x08
+    BAD_OFFSET = 0x09
 
 
 def checksum(body: bytes) -> int:
@@ -73,22 +88,36 @@ def bytes_per_pixel(pixel_bits: int) -> int:
     return (pixel_bits + 7) // 8
 
 
+def bytes_per_word(word_bits: int) -> int:
+    """Bytes per weight-memory word in LOAD_WEIGHTS (little-endian)."""
+    return (word_bits + 7) // 8
+
+
 def result_length(num_classes: int) -> int:
     return CLASS_BYTES + LOGIT_BYTES * num_classes + CYCLES_BYTES
 
 
-def info_payload(*, num_pixels, num_classes, pixel_bits, logit_bits, clk_hz=0) -> bytes:
-    """The INFO response payload a device with these parameters sends (``INFO_LENGTH`` bytes)."""
-    return bytes([PROTOCOL_VERSION, pixel_bits, logit_bits, bytes_per_pixel(pixel_bits)]) + \
+def info_payload(*, num_pixels, num_classes, pixel_bits, logit_bits, clk_hz=0, weight_words=0,
+                 weight_bits=0, weights_loaded=False) -> bytes:
+    """The INFO response payload a device with these parameters sends: ``INFO_LENGTH`` bytes
+    (version 1), or with runtime-loaded weights (``weight_words > 0``) ``INFO_LENGTH_WEIGHTS``
+    bytes (version 2: the weight flags, bytes per word and the number of words follow)."""
+    version = PROTOCOL_VERSION_WEIGHTS if weight_words else PROTOCOL_VERSION
+    out = bytes([version, pixel_bits, logit_bits, bytes_per_pixel(pixel_bits)]) + \
         num_pixels.to_bytes(4, "little") + num_classes.to_bytes(2, "little") + \
         (int(clk_hz) // 1000).to_bytes(4, "little")
+    if weight_words:
+        flags = INFO_RUNTIME_WEIGHTS | (INFO_WEIGHTS_LOADED if weights_loaded else 0)
+        out += bytes([flags, bytes_per_word(weight_bits)]) + int(weight_words).to_bytes(4, "little")
+    return out
 
 
 def accel_widths(core) -> tuple[int, int]:
     """``(pixel_bits, logit_bits)`` read from an accelerator core's signature.
 
     The core must have every member of :func:`accelerator_signature` as specified; it may have
-    more, if they are outputs (debug ports, say), which the host link leaves unconnected."""
+    more, if they are outputs (debug ports, say), which the host link leaves unconnected, and the
+    runtime weight port ``weights`` (see :func:`accel_weights`)."""
     try:
         members = core.signature.members
         pixel_bits = members["pixels"].signature.members["payload"].shape.width
@@ -102,18 +131,43 @@ def accel_widths(core) -> tuple[int, int]:
             raise TypeError(f"core must have the accelerator signature: member {name!r} must be "
                             f"{member!r}, not {members[name] if name in members else None!r}")
     for name, member in members.items():
-        if name not in expected and not (member.is_port and member.flow == Out):
+        if name == "weights":
+            accel_weights(core)
+        elif name not in expected and not (member.is_port and member.flow == Out):
             raise TypeError(f"core may add only output ports to the accelerator signature, not "
                             f"{name!r}: {member!r}")
     return pixel_bits, logit_bits
 
 
-def connect_core(m: Module, accel, core) -> None:
+def accel_weights(core) -> tuple[int, int] | None:
+    """``(addr_bits, word_bits)`` of a core's runtime weight port (``weights``, an ``In`` member of
+    :func:`~spikeforge.hw.accel_interface.weight_port_signature`), or ``None`` if it has none
+    (its weights are in the bitstream)."""
+    members = core.signature.members
+    if "weights" not in members:
+        return None
+    member = members["weights"]
+    try:
+        ports = member.signature.members
+        addr_bits = Shape.cast(ports["addr"].shape).width
+        word_bits = Shape.cast(ports["data"].shape).width
+        ok = member == In(weight_port_signature(addr_bits=addr_bits, word_bits=word_bits))
+    except (AttributeError, KeyError, TypeError, ValueError, wiring.SignatureError):
+        ok = False
+    if not ok:
+        raise TypeError(f"core member 'weights' must be In(weight_port_signature(...)), not {member!r}")
+    return addr_bits, word_bits
+
+
+def connect_core(m: Module, accel, core, weights=None) -> None:
     """Connect a host link's ``accel`` interface to ``core`` member by member (the core may have
-    extra output ports, see :func:`accel_widths`)."""
+    extra output ports, see :func:`accel_widths`), and the link's ``weights`` port to the core's
+    when given."""
     wiring.connect(m, accel.pixels, core.pixels)
     wiring.connect(m, core.logits, accel.logits)
     m.d.comb += [accel.cycles.eq(core.cycles), accel.busy.eq(core.busy)]
+    if weights is not None:
+        wiring.connect(m, weights, core.weights)
 
 
 def _index(n: int, name: str) -> Signal:
@@ -307,11 +361,12 @@ class Enframer(wiring.Component):
 # ---------------------------------------------------------------------------------------- host link
 
 
-class _Resp(hdl_enum.Enum, shape=2):
+class _Resp(hdl_enum.Enum, shape=3):
     ACK = 0
     INFO = 1
     RESULT = 2
     ERROR = 3
+    WACK = 4       # LOAD_WEIGHTS acknowledged: payload = words loaded so far (u32)
 
 
 class HostLink(wiring.Component):
@@ -319,15 +374,21 @@ class HostLink(wiring.Component):
 
     Members: ``rx`` (In byte stream, from the UART receiver), ``tx`` (Out byte stream, to the UART
     transmitter), ``accel`` (the core's interface, flipped: connect with
-    ``connect_core(m, link.accel, core)``), ``running`` and ``loaded`` (Out, for status LEDs).
+    ``connect_core(m, link.accel, core)``), ``running`` and ``loaded`` (Out, for status LEDs);
+    with runtime weights also ``weights`` (Out, :func:`weight_port_signature`, registered: one
+    word per cycle, to the core's ``weights``) and ``weights_loaded`` (Out).
 
     Parameters (keyword-only): ``num_pixels``, ``num_classes``, ``pixel_bits``, ``logit_bits``
     (<= 32, logits travel as 32-bit words), ``timeout`` (inter-byte timeout in clock cycles) and
-    ``clk_hz`` (reported by INFO so the host can turn cycles into time; 0 = unknown).
+    ``clk_hz`` (reported by INFO so the host can turn cycles into time; 0 = unknown). For a core
+    whose weights are loaded at run time: ``weight_words`` (> 0: the words LOAD_WEIGHTS must
+    write before START is accepted), ``weight_bits`` (bits per word) and ``weight_addr_bits``
+    (the core's weight address width; default: just enough for ``weight_words``).
     """
 
     def __init__(self, *, num_pixels: int, num_classes: int, pixel_bits: int, logit_bits: int,
-                 timeout: int, clk_hz: int = 0):
+                 timeout: int, clk_hz: int = 0, weight_words: int = 0, weight_bits: int = 0,
+                 weight_addr_bits: int | None = None):
         _check_int("pixel_bits", pixel_bits, 2, 32)
         _check_int("logit_bits", logit_bits, 2, 32)
         bpp = bytes_per_pixel(pixel_bits)
@@ -338,13 +399,26 @@ class HostLink(wiring.Component):
         self._num_pixels, self._num_classes = num_pixels, num_classes
         self._pixel_bits, self._logit_bits = pixel_bits, logit_bits
         self._timeout, self._clk_hz = timeout, clk_hz
-        super().__init__({
+        _check_int("weight_words", weight_words, 0, 2**32 - 1)
+        members = {
             "rx": In(byte_stream()),
             "tx": Out(byte_stream()),
             "accel": In(accelerator_signature(pixel_bits=pixel_bits, logit_bits=logit_bits)),
             "running": Out(1),
             "loaded": Out(1),
-        })
+        }
+        if weight_words:
+            _check_int("weight_bits", weight_bits, 1, 8 * 255)
+            need = max(1, (weight_words - 1).bit_length())
+            if weight_addr_bits is None:
+                weight_addr_bits = need
+            _check_int("weight_addr_bits", weight_addr_bits, need, 32)
+            members["weights"] = Out(weight_port_signature(addr_bits=weight_addr_bits, word_bits=weight_bits))
+            members["weights_loaded"] = Out(1)
+        else:
+            weight_bits = 0
+        self._weight_words, self._weight_bits = weight_words, weight_bits
+        super().__init__(members)
 
     num_pixels = property(lambda self: self._num_pixels)
     num_classes = property(lambda self: self._num_classes)
@@ -352,11 +426,14 @@ class HostLink(wiring.Component):
     logit_bits = property(lambda self: self._logit_bits)
     timeout = property(lambda self: self._timeout)
     clk_hz = property(lambda self: self._clk_hz)
+    weight_words = property(lambda self: self._weight_words)
+    weight_bits = property(lambda self: self._weight_bits)
 
-    def info_payload(self) -> bytes:
+    def info_payload(self, weights_loaded: bool = False) -> bytes:
         return info_payload(num_pixels=self._num_pixels, num_classes=self._num_classes,
                             pixel_bits=self._pixel_bits, logit_bits=self._logit_bits,
-                            clk_hz=self._clk_hz)
+                            clk_hz=self._clk_hz, weight_words=self._weight_words,
+                            weight_bits=self._weight_bits, weights_loaded=weights_loaded)
 
     def elaborate(self, platform):
         m = Module()
@@ -443,6 +520,28 @@ class HostLink(wiring.Component):
 
         m.d.comb += [pix_wr.addr.eq(wr_addr), pix_wr.data.eq(word[:self._pixel_bits])]
 
+        # runtime weights (LOAD_WEIGHTS): words are written as they arrive (registered, one per
+        # cycle, to the core's weight port); ``w_next`` counts the words [0, w_next) written by
+        # frames that ended well, each starting at 0 or where the previous one ended, so that
+        # ``w_loaded`` (w_next reached the end) means every word came through a good frame.
+        nw = self._weight_words
+        bpw = bytes_per_word(self._weight_bits) if nw else 1
+        w_loaded = Signal()
+        w_next = Signal(range(nw + 1))
+        w_busy = Signal()            # the frame's header came while the core was busy
+        w_off = Signal(8 * WEIGHT_OFFSET_BYTES)
+        w_off_idx = Signal(range(WEIGHT_OFFSET_BYTES + 1))
+        w_ok = Signal()              # the frame's offset is accepted: its words are written
+        w_over = Signal()            # the frame runs past the last word
+        w_addr = Signal(range(nw + 1))
+        w_byte = _index(bpw, "w_byte")
+        w_shreg = Signal(8 * bpw)
+        w_word = Cat(w_shreg[8:], ev.payload.data)
+        if nw:
+            wp = self.weights
+            m.d.comb += self.weights_loaded.eq(w_loaded)
+            m.d.sync += wp.en.eq(0)
+
         is_end = ev.payload.kind.as_value().matches(EventKind.END_OK, EventKind.END_BAD, EventKind.TIMEOUT)
         m.d.comb += ev.ready.eq(~is_end | ~resp_valid)
 
@@ -456,6 +555,9 @@ class HostLink(wiring.Component):
                     m.d.sync += [load_ok.eq(accept), wr_addr.eq(0), byte_idx.eq(0)]
                     with m.If(accept):
                         m.d.sync += loaded.eq(0)   # about to be overwritten
+                    if nw:
+                        m.d.sync += [w_busy.eq(busy), w_off_idx.eq(0), w_ok.eq(0), w_over.eq(0),
+                                     w_byte.eq(0)]
                 with m.Case(EventKind.DATA):
                     with m.If(load_ok):
                         m.d.sync += shreg.eq(word)
@@ -464,6 +566,26 @@ class HostLink(wiring.Component):
                             m.d.comb += pix_wr.en.eq(wr_addr != npix)
                         with m.Else():
                             m.d.sync += byte_idx.eq(byte_idx + 1)
+                    if nw:
+                        with m.If((cmd == Cmd.LOAD_WEIGHTS) & (w_off_idx != WEIGHT_OFFSET_BYTES)):
+                            off = Cat(w_off[8:], ev.payload.data)      # little-endian u32
+                            m.d.sync += [w_off.eq(off), w_off_idx.eq(w_off_idx + 1)]
+                            with m.If(w_off_idx == WEIGHT_OFFSET_BYTES - 1):
+                                m.d.sync += [w_addr.eq(off), w_over.eq(off > nw)]
+                                with m.If(~w_busy & ((off == 0) | (off == w_next))):
+                                    # from here on the words from `off` are being replaced
+                                    m.d.sync += [w_ok.eq(1), w_loaded.eq(0), w_next.eq(off)]
+                        with m.Elif(cmd == Cmd.LOAD_WEIGHTS):
+                            m.d.sync += w_shreg.eq(w_word)
+                            with m.If(w_byte == bpw - 1):
+                                m.d.sync += w_byte.eq(0)
+                                with m.If(w_addr == nw):
+                                    m.d.sync += w_over.eq(1)
+                                with m.Else():
+                                    m.d.sync += [w_addr.eq(w_addr + 1), wp.en.eq(w_ok),
+                                                 wp.addr.eq(w_addr), wp.data.eq(w_word)]
+                            with m.Else():
+                                m.d.sync += w_byte.eq(w_byte + 1)
                 with m.Case(EventKind.TIMEOUT):
                     respond(_Resp.ERROR, Err.TIMEOUT)
                 with m.Case(EventKind.END_BAD):
@@ -488,6 +610,9 @@ class HostLink(wiring.Component):
                                 respond(_Resp.ERROR, Err.BAD_LENGTH)
                             with m.Elif(busy):
                                 respond(_Resp.ERROR, Err.BUSY)
+                            if nw:
+                                with m.Elif(~w_loaded):
+                                    respond(_Resp.ERROR, Err.WEIGHTS_NOT_LOADED)
                             with m.Elif(~loaded):
                                 respond(_Resp.ERROR, Err.NOT_LOADED)
                             with m.Else():
@@ -502,12 +627,27 @@ class HostLink(wiring.Component):
                                 respond(_Resp.ERROR, Err.NO_RESULT)
                             with m.Else():
                                 respond(_Resp.RESULT)
+                        if nw:
+                            with m.Case(Cmd.LOAD_WEIGHTS):
+                                with m.If((length < WEIGHT_OFFSET_BYTES + bpw) | (w_byte != 0) | w_over):
+                                    respond(_Resp.ERROR, Err.BAD_LENGTH)
+                                with m.Elif(w_busy):
+                                    respond(_Resp.ERROR, Err.BUSY)
+                                with m.Elif(~w_ok):
+                                    respond(_Resp.ERROR, Err.BAD_OFFSET)
+                                with m.Else():
+                                    m.d.sync += [w_next.eq(w_addr), w_loaded.eq(w_addr == nw)]
+                                    respond(_Resp.WACK)
                         with m.Default():
                             respond(_Resp.ERROR, Err.UNKNOWN_CMD)
 
         # ---- responder: response request -> header + payload bytes for the enframer -------------
-        info = Array(Const(b, 8) for b in self.info_payload())
-        idx = Signal(range(max(INFO_LENGTH, 4)))
+        info_bytes = [Const(b, 8) for b in self.info_payload()]
+        if nw:     # the weight flags: runtime weights, and whether they are loaded
+            info_bytes[INFO_LENGTH] = Cat(Const(INFO_RUNTIME_WEIGHTS, 1), w_loaded, Const(0, 6))
+        info_len = len(info_bytes)
+        info = Array(info_bytes)
+        idx = Signal(range(max(info_len, 4)))
         k_out = Signal(range(ncls))
         cycles = Signal(CYCLE_COUNTER_BITS)
         class16 = Signal(8 * CLASS_BYTES)
@@ -530,13 +670,18 @@ class HostLink(wiring.Component):
                     with m.Case(_Resp.ACK):
                         m.d.comb += enframer.hdr.payload.length.eq(0)
                     with m.Case(_Resp.INFO):
-                        m.d.comb += enframer.hdr.payload.length.eq(INFO_LENGTH)
+                        m.d.comb += enframer.hdr.payload.length.eq(info_len)
+                    with m.Case(_Resp.WACK):
+                        m.d.comb += enframer.hdr.payload.length.eq(WEIGHT_ACK_BYTES)
                     with m.Case(_Resp.ERROR):
                         m.d.comb += enframer.hdr.payload.length.eq(2)
                     with m.Case(_Resp.RESULT):
                         m.d.comb += enframer.hdr.payload.length.eq(result_length(ncls))
                 with m.If(enframer.hdr.ready):
                     m.d.sync += [idx.eq(0), k_out.eq(0), cycles.eq(accel.cycles)]
+                    if nw:      # the WACK payload goes out through the CYCLES state
+                        with m.If(resp_kind == _Resp.WACK):
+                            m.d.sync += cycles.eq(w_next)
                     with m.Switch(resp_kind):
                         with m.Case(_Resp.ACK):
                             m.next = "DONE"
@@ -546,11 +691,13 @@ class HostLink(wiring.Component):
                             m.next = "ERROR"
                         with m.Case(_Resp.RESULT):
                             m.next = "CLASS"
+                        with m.Case(_Resp.WACK):
+                            m.next = "CYCLES"
             with m.State("INFO"):
                 m.d.comb += [pay.valid.eq(1), pay.payload.eq(info[idx])]
                 with m.If(pay.ready):
                     m.d.sync += idx.eq(idx + 1)
-                    with m.If(idx == INFO_LENGTH - 1):
+                    with m.If(idx == info_len - 1):
                         m.next = "DONE"
             with m.State("ERROR"):
                 m.d.comb += [pay.valid.eq(1), pay.payload.eq(Mux(idx == 0, resp_err, resp_cmd))]
@@ -601,16 +748,30 @@ class UARTAccelerator(wiring.Component):
     ``divisor`` is clock cycles per UART bit; ``timeout`` the inter-byte timeout in cycles;
     ``clk_hz`` the clock frequency reported by INFO.
 
+    A core with a runtime weight port (``weights``, see :func:`accel_weights`) needs
+    ``weight_words``, the number of words the host must load (LOAD_WEIGHTS) before START.
+
     Members: ``rx`` (In, idles high), ``tx`` (Out, idles high), ``running``, ``loaded``,
     ``rx_error`` (Out, pulses on a UART framing error or overrun).
     """
 
     def __init__(self, core, *, num_pixels: int, num_classes: int, divisor: int, timeout: int,
-                 clk_hz: int = 0):
+                 clk_hz: int = 0, weight_words: int = 0):
         pixel_bits, logit_bits = accel_widths(core)
+        port = accel_weights(core)
+        if (port is None) != (not weight_words):
+            raise ValueError(f"weight_words must be given (> 0) exactly when the core has a runtime "
+                             f"weight port; the core has {'one' if port else 'none'}, weight_words is "
+                             f"{weight_words!r}")
+        addr_bits, word_bits = port or (None, 0)
+        if port is not None and weight_words > 1 << addr_bits:
+            raise ValueError(f"weight_words must be at most {1 << addr_bits} (the core's weight "
+                             f"address is {addr_bits} bits), not {weight_words}")
         self._core = core
         self._link = HostLink(num_pixels=num_pixels, num_classes=num_classes, pixel_bits=pixel_bits,
-                              logit_bits=logit_bits, timeout=timeout, clk_hz=clk_hz)
+                              logit_bits=logit_bits, timeout=timeout, clk_hz=clk_hz,
+                              weight_words=weight_words, weight_bits=word_bits,
+                              weight_addr_bits=addr_bits)
         self._uart_rx = UARTRx(divisor=divisor)
         self._uart_tx = UARTTx(divisor=divisor)
         super().__init__({
@@ -633,7 +794,7 @@ class UARTAccelerator(wiring.Component):
         m.submodules.core = core = self._core
         wiring.connect(m, urx.o, link.rx)
         wiring.connect(m, link.tx, utx.i)
-        connect_core(m, link.accel, core)
+        connect_core(m, link.accel, core, link.weights if link.weight_words else None)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), self.running.eq(link.running),
                      self.loaded.eq(link.loaded), self.rx_error.eq(urx.frame_error | urx.overrun)]
         return m

@@ -1,17 +1,18 @@
 """Shared pieces of the SFA accelerator (``hw/accelerator.py``) and its engines (``hw/sfa_*.py``).
 
 * :class:`MachineConfig`: every width and memory size of one accelerator, taken from a
-  :class:`~spikeforge.compiler.program.Program` (nothing here is hard-coded).
+  :class:`~spikeforge.compiler.program.Program`: the data widths are the IR's declared widths
+  (the range analysis), copied, never re-derived here; nothing is hard-coded.
 * :func:`instr_layout`: the instruction word as an Amaranth ``StructLayout`` mirroring
   ``compiler/program.py: FIELDS`` (LSB first, so ``Instr.encode`` and the layout agree bit for bit).
 * :func:`derived_layout`: per-instruction products the sequencer computes once (``h*w``, ``ho*wo``,
   lane groups ...), so that no engine multiplies instruction fields in its inner loops.
 * :func:`read_sig` / :func:`write_sig`: an engine's view of a memory port. Engines never own the
   shared memories; the top multiplexes the ports by the running instruction's opcode.
-* Arithmetic helpers: :func:`small_mul` (a narrow-by-wide product as shift-and-add, for address
-  arithmetic), :func:`ceil_div_const` (``ceil(x / P)`` for the constant lane count, by an exact
-  reciprocal multiplication) and :func:`align` (``integer-semantics.md``: shift left, or right
-  rounding half up).
+* Address arithmetic helpers: :func:`small_mul` (a narrow-by-wide product as shift-and-add) and
+  :func:`ceil_div_const` (``ceil(x / P)`` for the constant lane count, by an exact reciprocal
+  multiplication). The integer ops themselves (LIF update, accumulate lane, align + bias) are the
+  formally proven components of ``hw/datapath.py``, which the engines instantiate.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from amaranth.lib.wiring import In, Out
 
 from spikeforge.compiler.program import FIELDS, OP_ATTN, Program
 
-from .params import bits_for, mul_const
+from .params import mul_const
 
 __all__ = ["MachineConfig", "instr_layout", "derived_layout", "read_sig", "write_sig", "small_mul",
-           "ceil_div_const", "align", "ADDR_BITS", "FIELD_BITS"]
+           "ceil_div_const", "ADDR_BITS", "FIELD_BITS"]
 
 FIELD_BITS = dict(FIELDS)
 ADDR_BITS = FIELD_BITS["src"]          # every base address field of the ISA is this wide
@@ -99,19 +100,6 @@ def ceil_div_const(x: Value, divisor: int, max_x: int) -> Value:
     return mul_const(x + (divisor - 1), mult) >> s
 
 
-def align(acc: Value, shift: Value) -> Value:
-    """``integer-semantics.md`` ``align``: ``acc << s`` for ``s >= 0``, else
-    ``(acc + 2^(-s-1)) >> -s`` (arithmetic: floors; so it rounds half up). ``shift`` is signed."""
-    acc = Value.cast(acc)
-    shift = Value.cast(shift)
-    sb = len(shift)
-    left = acc << shift[:sb - 1]                 # s >= 0: the low bits are the amount
-    neg = (-shift)[:sb]                          # s < 0: 1 .. 2^(sb-1)
-    half = (Const(1, unsigned(1)) << neg) >> 1
-    right = (acc + half) >> neg
-    return Mux(shift[sb - 1], right, left)
-
-
 @dataclass(frozen=True)
 class MachineConfig:
     """Widths and memory sizes of an accelerator built for ``program`` (all from the Program)."""
@@ -120,6 +108,7 @@ class MachineConfig:
     act_bits: int
     acc_bits: int
     membrane_bits: int
+    state_bits: int
     weight_bits: int
     bias_bits: int
     shift_bits: int
@@ -134,24 +123,21 @@ class MachineConfig:
     shift_words: int
     thresh_words: int
     rom_words: int
-    kv_bits: int          # attention K^T V counts: 0 .. N (largest N over the ATTN instructions)
-    d_max: int            # largest channels-per-head over the ATTN instructions (>= 1)
-    sum_bits: int         # SUM accumulator: act_bits plus room for the largest h*w
+    kv_bits: int          # attention K^T V counts 0 .. N (unsigned)
+    d_max: int            # largest channels-per-head over the ATTN instructions (>= 1): a depth, not a width
 
     @classmethod
     def from_program(cls, p: Program) -> "MachineConfig":
         attn = [i for i in p.instrs if i.opcode == OP_ATTN]
-        n_max = max([i.ho * i.wo for i in attn] + [1])
         d_max = max([i.cout // max(i.heads, 1) for i in attn] + [1])
-        hw_max = max([i.h * i.w for i in p.instrs] + [1])
         return cls(
             lanes=p.lanes, act_bits=p.act_bits, acc_bits=p.acc_bits, membrane_bits=p.membrane_bits,
-            weight_bits=p.weight_bits, bias_bits=p.bias_bits, shift_bits=p.shift_bits,
+            state_bits=p.state_bits, weight_bits=p.weight_bits, bias_bits=p.bias_bits, shift_bits=p.shift_bits,
             thresh_bits=p.thresh_bits, pixel_bits=p.pixel_bits, logit_bits=p.logit_bits,
             act_words=max(2, p.act_words), spk_words=max(2, p.spk_words), acc_words=max(2, p.acc_words),
             wmem_words=max(2, len(p.wmem)), bias_words=max(2, len(p.bias)), shift_words=max(2, len(p.shift)),
             thresh_words=max(2, len(p.thresh)), rom_words=max(2, len(p.instrs)),
-            kv_bits=bits_for(n_max), d_max=d_max, sum_bits=p.act_bits + bits_for(hw_max))
+            kv_bits=p.kv_bits, d_max=d_max)
 
     @staticmethod
     def abits(words: int) -> int:

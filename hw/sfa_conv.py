@@ -20,14 +20,18 @@ Per time step ``t``:
   event therefore costs exactly its tap cycles (``taps * G``, or ``Gt``), a non-event one cycle.
 
 A tap issue reads WMEM and the ACC word(s); one cycle later (T1) each lane adds its weight (SPIKE),
-or ``x * weight`` (INT), or its bias (HEAD's bias phase) and writes the word back. The ACC read
-ports are transparent for their write ports, so a tap issued right after another one to the same
-word sees the updated value.
+or ``x * weight`` (INT), or its bias (HEAD's bias phase) and writes the word back: lane ``p`` is an
+:class:`~spikeforge.hw.datapath.AccumulateLane`. The ACC read ports are transparent for their write
+ports, so a tap issued right after another one to the same word sees the updated value.
 
 ``RO`` (CONV readout, one output element per cycle, channels then positions): read the ACC word(s)
 (LANES_TAP: all banks at once, summed), SHIFT/BIAS of the channel and, for OUT_ACCUM, the old ACT
 word; one cycle later (R1) write ``align(acc, shift) + bias (+ old)`` to ACT and clear the ACC
-word(s).
+word(s). ``align(acc, shift) + bias`` is an :class:`~spikeforge.hw.datapath.AlignBias`.
+
+The lanes and the readout are the components ``rtl_tests/test_formal.py`` proves equal to their
+integer definitions (``quantize/intops.py``), at the widths :func:`lane_widths` and
+:func:`readout_widths` give them; this engine only sequences them.
 
 ``BIAS`` (HEAD): for ``g``, ``p``: lane ``p`` adds ``BIAS[pbase + g*P + p]`` into ``ACC[p][g]``.
 
@@ -43,11 +47,25 @@ from amaranth.lib.wiring import In, Out
 
 from spikeforge.compiler.program import OP_HEAD
 
+from .datapath import AccumulateLane, AlignBias
 from .params import bits_for
-from .sfa_common import (ADDR_BITS, FIELD_BITS, MachineConfig, align, derived_layout, instr_layout,
-                         read_sig, small_mul, write_sig)
+from .sfa_common import (ADDR_BITS, FIELD_BITS, MachineConfig, derived_layout, instr_layout, read_sig,
+                         small_mul, write_sig)
 
-__all__ = ["ConvEngine"]
+__all__ = ["ConvEngine", "lane_widths", "readout_widths"]
+
+
+def lane_widths(cfg: MachineConfig) -> dict:
+    """The widths of each :class:`AccumulateLane`: an ACC word, a weight, an ACT word (INT inputs),
+    a BIAS word."""
+    return dict(acc_bits=cfg.acc_bits, weight_bits=cfg.weight_bits, x_bits=cfg.act_bits, bias_bits=cfg.bias_bits)
+
+
+def readout_widths(cfg: MachineConfig) -> dict:
+    """The widths of the readout's :class:`AlignBias`: the accumulator is one ACC word, or in
+    LANES_TAP the sum of the ``lanes`` banks; the result is an ACT word."""
+    return dict(acc_bits=cfg.acc_bits + bits_for(cfg.lanes), shift_bits=cfg.shift_bits, bias_bits=cfg.bias_bits,
+                out_bits=cfg.act_bits)
 
 CB = FIELD_BITS["h"]            # coordinate fields (h, w, ho, wo)
 KB = FIELD_BITS["k"]
@@ -199,7 +217,7 @@ class ConvEngine(wiring.Component):
         m.d.comb += s1_done.eq(~s1v | ~event | last_tap)
 
         # ---- T1 (tap / bias write-back) pipeline registers
-        MODE_SEL, MODE_MUL, MODE_BIAS = 0, 1, 2
+        MODE_SEL, MODE_MUL, MODE_BIAS = AccumulateLane.SPIKE, AccumulateLane.MUL, AccumulateLane.BIAS
         t1_en = [Signal(name=f"t1_en{p}") for p in range(P)]
         t1_addr = [Signal(cfg.acc_abits, name=f"t1_addr{p}") for p in range(P)]
         t1_x = Signal(signed(cfg.act_bits))
@@ -374,14 +392,16 @@ class ConvEngine(wiring.Component):
         with m.If(self.start):
             m.d.sync += readout_init()
 
-        # ---- T1: tap or bias write-back
+        # ---- T1: tap or bias write-back, one proven AccumulateLane per lane (only events, non-zero
+        # elements, issue taps: in SPIKE mode the lane runs for a spike)
         for p in range(P):
-            wgt = wl[p]
-            addend = Mux(t1_mode == MODE_BIAS, self.bias_r.data,
-                         Mux(t1_mode == MODE_MUL, t1_x * wgt, wgt))
+            lane = AccumulateLane(**lane_widths(cfg))
+            m.submodules[f"lane{p}"] = lane
+            m.d.comb += [lane.mode.eq(t1_mode), lane.acc.eq(self.acc_r[p].data), lane.x.eq(t1_x),
+                         lane.weight.eq(wl[p]), lane.bias.eq(self.bias_r.data)]
             with m.If(t1_en[p]):
                 m.d.comb += [self.acc_w[p].en.eq(1), self.acc_w[p].addr.eq(t1_addr[p]),
-                             self.acc_w[p].data.eq(self.acc_r[p].data + addend)]
+                             self.acc_w[p].data.eq(lane.acc_next)]
             with m.Elif(r1v & (tapm | (r1_p == p))):
                 m.d.comb += [self.acc_w[p].en.eq(1), self.acc_w[p].addr.eq(r1_ra),
                              self.acc_w[p].data.eq(0)]
@@ -399,7 +419,9 @@ class ConvEngine(wiring.Component):
                 for p in range(P):
                     with m.Case(p):
                         m.d.comb += acc_sel.eq(self.acc_r[p].data)
-        y = align(acc_sel, self.shift_r.data) + self.bias_r.data + Mux(accum, self.act_r.data, 0)
+        m.submodules.readout = ro = AlignBias(**readout_widths(cfg))
+        m.d.comb += [ro.acc.eq(acc_sel), ro.shift.eq(self.shift_r.data), ro.bias.eq(self.bias_r.data)]
+        y = ro.y + Mux(accum, self.act_r.data, 0)     # OUT_ACCUM: the residual add (intops.add)
         with m.If(r1v):
             m.d.comb += [self.act_w.en.eq(1), self.act_w.addr.eq(r1_oa), self.act_w.data.eq(y)]
         m.d.comb += [self.bias_r.en.eq(1), self.shift_r.en.eq(1)]

@@ -83,7 +83,9 @@ class SumEngine(wiring.Component):
         s1_first = Signal()
         s1_last = Signal()
         s1_wa = Signal(cfg.act_abits)
-        acc = Signal(signed(cfg.sum_bits))
+        # act_bits (the IR's declared widths) holds every spatial sum's range [N*lo, N*hi], and each
+        # partial sum of a row lies in [min(0, N*lo), max(0, N*hi)], inside the same width
+        acc = Signal(signed(cfg.act_bits))
         m.d.sync += s1.eq(0)
         m.d.comb += [self.act_r.addr.eq(ra), self.act_r.en.eq(run)]
         with m.If(self.start):

@@ -7,6 +7,11 @@
 Two stages: issue (ACT and THRESH reads, one element-step per cycle) and compute (membrane update,
 SPK write, spike count). Cycles: ``T * n + 1``. ``spikes`` holds the spike count of the last LIF
 instruction (for verification).
+
+The membrane update is :class:`~spikeforge.hw.datapath.LIFStep`, the component
+``rtl_tests/test_formal.py`` proves equal to ``intops.lif_step`` (at the widths :func:`lif_step_widths`
+gives it); the engine only sequences it. ``v`` is ``state_bits`` wide and ``h2`` ``membrane_bits``
+(the IR's declared state and membrane widths).
 """
 
 from __future__ import annotations
@@ -15,9 +20,17 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .datapath import LIFStep
 from .sfa_common import ADDR_BITS, FIELD_BITS, MachineConfig, derived_layout, instr_layout, read_sig, write_sig
 
-__all__ = ["LIFEngine"]
+__all__ = ["LIFEngine", "lif_step_widths"]
+
+
+def lif_step_widths(cfg: MachineConfig) -> dict:
+    """The widths the engine builds its :class:`LIFStep` with: ``x`` is an ACT word, the state and
+    the membrane the IR's declared widths, the threshold a THRESH word (never negative)."""
+    return dict(x_bits=cfg.act_bits, state_bits=cfg.state_bits, membrane_bits=cfg.membrane_bits,
+                threshold_bits=cfg.thresh_bits)
 
 
 class LIFEngine(wiring.Component):
@@ -55,7 +68,8 @@ class LIFEngine(wiring.Component):
         c1 = Signal()
         c1_first = Signal()
         c1_dst = Signal(cfg.spk_abits)
-        v = Signal(signed(cfg.membrane_bits))
+        v = Signal(signed(cfg.state_bits))
+        m.submodules.step = step = LIFStep(**lif_step_widths(cfg))
         m.d.sync += c1.eq(0)
 
         m.d.comb += [self.act_r.addr.eq(a_src), self.act_r.en.eq(run),
@@ -78,10 +92,11 @@ class LIFEngine(wiring.Component):
                 with m.If(e_src + 1 == I.src + n):
                     m.d.sync += run.eq(0)
 
-        h2 = Mux(c1_first, 0, v) + self.act_r.data
-        spike = h2 >= (self.thresh_r.data << 1)
+        m.d.comb += [step.v.eq(Mux(c1_first, 0, v)), step.x.eq(self.act_r.data),
+                     step.threshold.eq(self.thresh_r.data.as_unsigned())]
+        spike = step.spike
         with m.If(c1):
-            m.d.sync += [v.eq(Mux(spike, 0, h2 >> 1)), self.spikes.eq(self.spikes + spike)]
+            m.d.sync += [v.eq(step.v_next), self.spikes.eq(self.spikes + spike)]
             m.d.comb += [self.spk_w.en.eq(1), self.spk_w.addr.eq(c1_dst), self.spk_w.data.eq(spike)]
             m.d.comb += self.done.eq(~run)
         return m

@@ -83,7 +83,10 @@ def layer_report(g_float: Graph, g_int: Graph, x: np.ndarray, T: int) -> list[di
 
 def quantize_checkpoint(ckpt: str, *, calib: str | None = None, weight_bits: int = 8, input_bits: int = 8,
                         heads: int | None = None, T: int | None = None, preset: str | None = None,
-                        progress=None) -> tuple[Graph, dict]:
+                        progress=None, evaluate: bool = True) -> tuple[Graph, dict]:
+    """The integer IR of a checkpoint, and a report (per-layer errors and accuracy). With
+    ``evaluate=False``: the same IR without ``meta["accuracy"]`` and only the model config in the
+    report, several times faster."""
     if not isinstance(weight_bits, int) or not 4 <= weight_bits <= 16:
         raise SpikeforgeError(f"--weight-bits must be in 4..16, not {weight_bits}")
     model, ck = load_model(ckpt, preset_name=preset, heads=heads, T=T)
@@ -93,6 +96,8 @@ def quantize_checkpoint(ckpt: str, *, calib: str | None = None, weight_bits: int
     g0 = lower(model)
     g_float, g_int = quantize_graph(g0, x_cal, weight_bits=weight_bits, input_bits=input_bits, T=T)
     g_int.meta["source"] = {"checkpoint": ck.path, "calibration": calib_desc}
+    if not evaluate:
+        return g_int, {"config": cfg.to_json()}
     layers = layer_report(g_float, g_int, x_cal, T)
     # Accuracy: on the held-out split when we have labels, else agreement on the calibration set.
     xe, ye = evalset if evalset is not None else (x_cal, None)

@@ -17,10 +17,16 @@ over its UART pins, with the host client users run (``spikeforge.host.Device``).
   and the ISS's prediction, exactly (the host link streams pixels back to back and always takes
   logits, so the run is stall-free). The golden logits and ISS cycles come in the config.
 
+Runtime weights (``config["weights"]``, the iCEBreaker build with WMEM in SPRAM): until the host has
+uploaded ``weights.bin`` START answers WEIGHTS_NOT_LOADED; ``runtime_weights`` uploads it with
+``Device.load_weights`` (several chunks, each acknowledgement checked) after provoking BAD_OFFSET
+and a corrupted chunk. A build with its weights in the bitstream answers LOAD_WEIGHTS with
+UNKNOWN_CMD.
+
 The tests share one simulation and one board: there is no reset pin, the power-on reset happens once
-(first test), and the later tests rely on the state the earlier ones leave (a result exists, an
-image is loaded). Each test waits out the inter-byte timeout first, so a failed predecessor cannot
-leave a half-sent frame behind.
+(first test), and the later tests rely on the state the earlier ones leave (weights uploaded, a
+result exists, an image is loaded). Each test waits out the inter-byte timeout first, so a failed
+predecessor cannot leave a half-sent frame behind.
 """
 
 from __future__ import annotations
@@ -60,6 +66,9 @@ class Board:
         self.rx, self.tx = getattr(dut, ports["rx"]), getattr(dut, ports["tx"])
         self.led_loaded = getattr(dut, ports["loaded"]) if ports.get("loaded") else None
         self.led_running = getattr(dut, ports["running"]) if ports.get("running") else None
+        # pin levels of active-low LEDs (the iCEBreaker's) are inverted: the monitors see "lit"
+        self.led_invert = {"loaded": ports.get("loaded_invert", False),
+                           "running": ports.get("running_invert", False)}
         self.period_ns = cfg["period_ns"]
         self.divisor, self.timeout = cfg["divisor"], cfg["timeout"]
         self.byte_cycles = 10 * self.divisor
@@ -73,8 +82,14 @@ class Board:
         self.pixels = StreamMonitor(self, *(probe[f"pixels_{s}"] for s in ("valid", "ready", "payload")))
         self.logits = StreamMonitor(self, *(probe[f"logits_{s}"] for s in ("valid", "ready", "payload")))
         self.runs = RunMonitor(self, probe["busy"], probe["cycles"])
-        self.running_edges = EdgeMonitor(self, self.led_running) if self.led_running is not None else None
+        self.running_edges = (EdgeMonitor(self, self.led_running, self.led_invert["running"])
+                              if self.led_running is not None else None)
         self.port = SimSerial(self)
+
+    def led(self, which: str) -> int | None:
+        """The "loaded" or "running" LED: 1 lit, 0 dark, None if the board has none."""
+        sig = self.led_loaded if which == "loaded" else self.led_running
+        return None if sig is None else int(sig.value) ^ int(self.led_invert[which])
 
     def cycle(self) -> int:
         return int(round(get_sim_time("ns") / self.period_ns))
@@ -246,10 +261,11 @@ class RunMonitor:
 
 
 class EdgeMonitor:
-    """``(cycle, new value)`` at every change of a one-bit output (an LED)."""
+    """``(cycle, new value)`` at every change of a one-bit output (an LED; ``invert`` for an active-low
+    one, so that 1 means lit)."""
 
-    def __init__(self, board: Board, sig):
-        self.b, self.sig = board, sig
+    def __init__(self, board: Board, sig, invert: bool = False):
+        self.b, self.sig, self.invert = board, sig, int(invert)
         self.items: list[tuple[int, int]] = []
         cocotb.start_soon(self._run())
 
@@ -258,11 +274,7 @@ class EdgeMonitor:
             await Edge(self.sig)
             await ReadOnly()
             if self.sig.value.is_resolvable:
-                self.items.append((self.b.cycle(), int(self.sig.value)))
-
-
-def _led(sig) -> int | None:
-    return None if sig is None else int(sig.value)
+                self.items.append((self.b.cycle(), int(self.sig.value) ^ self.invert))
 
 
 # ---------------------------------------------------------------------------------------- tests
@@ -275,15 +287,17 @@ async def power_on(dut):
     before any START / START before any LOAD are refused with the right errors."""
     b = Board(dut, "power_on")
     cfg = b.cfg
-    # A whole INFO frame while the system is still in reset: it must vanish without an answer.
+    # An INFO frame while the system is still in reset: it must vanish without an answer
     await ClockCycles(b.clk, 8)
     assert str(b.rst.value) == "1", "sync domain not in reset at power-on"
-    frame = encode_frame(Cmd.INFO)
-    assert 8 + len(frame) * b.byte_cycles < cfg["por_cycles"], "POR too short to send a frame during it"
+    # (as much of it as fits: at 12 MHz the 15 us POR is 180 cycles, 4.5 bytes at the divisor 4; a
+    # partial frame that got through would be answered TIMEOUT, caught below as well)
+    frame = encode_frame(Cmd.INFO)[:(cfg["por_cycles"] - 8 - 10) // b.byte_cycles]
+    assert len(frame) >= 2, "POR too short to send even 2 bytes during it"
     await b.src.write(frame)
     assert str(b.rst.value) == "1"
     assert int(b.tx.value) == 1, "TX not idle (high) during reset"
-    assert _led(b.led_loaded) in (0, None) and _led(b.led_running) in (0, None), "LEDs on in reset"
+    assert b.led("loaded") in (0, None) and b.led("running") in (0, None), "LEDs on in reset"
     if str(b.rst.value) == "1":
         await FallingEdge(b.rst)
     released = b.cycle()
@@ -298,8 +312,50 @@ async def power_on(dut):
     got = {k: getattr(info, k) for k in want}
     assert got == want, f"INFO {got}, expected {want}"
     await b.expect_error(dev.read, code=Err.NO_RESULT, cmd=Cmd.READ)
-    await b.expect_error(dev.start, code=Err.NOT_LOADED, cmd=Cmd.START)
-    assert _led(b.led_loaded) in (0, None) and _led(b.led_running) in (0, None)
+    await b.expect_error(dev.start, code=Err.WEIGHTS_NOT_LOADED if cfg["weights"] else Err.NOT_LOADED,
+                         cmd=Cmd.START)
+    assert b.led("loaded") in (0, None) and b.led("running") in (0, None)
+
+
+@cocotb.test()
+async def runtime_weights(dut):
+    """Weights in SPRAM: START is refused until they are uploaded, even with an image loaded; a chunk
+    at a wrong offset (BAD_OFFSET) or with a bad checksum changes nothing; the host client's upload
+    (chunk by chunk, each acknowledgement checked) makes INFO report them loaded. Weights in the
+    bitstream: LOAD_WEIGHTS is an unknown command."""
+    b = Board(dut, "runtime_weights")
+    await b.quiesce()
+    dev = b.device()
+    info = await b.call(dev.info)
+    w = b.cfg["weights"]
+    if w is None:
+        assert not info.runtime_weights
+        await b.expect_error(dev.request, Cmd.LOAD_WEIGHTS, bytes(5), code=Err.UNKNOWN_CMD,
+                             cmd=Cmd.LOAD_WEIGHTS)
+        return
+    assert info.weights_needed and info.weight_words == w["words"]
+    with open(w["image"], "rb") as f:
+        image = f.read()
+    bpw = info.weight_bytes_per_word
+    assert len(image) == w["words"] * bpw
+    await b.call(dev.load, b.cfg["images"][0]["pixels"])
+    await b.expect_error(dev.start, code=Err.WEIGHTS_NOT_LOADED, cmd=Cmd.START)
+    chunk = (5).to_bytes(4, "little") + image[5 * bpw:9 * bpw]
+    await b.expect_error(dev.request, Cmd.LOAD_WEIGHTS, chunk, code=Err.BAD_OFFSET, cmd=Cmd.LOAD_WEIGHTS)
+    bad = bytearray(encode_frame(Cmd.LOAD_WEIGHTS, bytes(4) + image[:16 * bpw]))
+    bad[-1] ^= 0x21
+    code, pay = await b.exchange(bytes(bad))
+    assert (code, pay) == (ERROR_RESPONSE, bytes([Err.BAD_CHECKSUM, Cmd.LOAD_WEIGHTS])), (hex(code), pay.hex())
+    assert not (await b.call(dev.info)).weights_loaded
+
+    done = []
+    chunk_bytes = max(bpw, len(image) // 3)            # a few chunks: offsets 0, n, 2n, ...
+    t0 = b.cycle()
+    info = await b.call(dev.load_weights, image, chunk_bytes=chunk_bytes, progress=done.append)
+    assert info.weights_loaded and not info.weights_needed
+    assert sum(done) == w["words"] and len(done) >= 3, done
+    dut._log.info(f"weights: {w['words']} words ({len(image)} bytes) in {len(done)} chunks, "
+                  f"{b.cycle() - t0} cycles")
 
 
 @cocotb.test()
@@ -318,7 +374,7 @@ async def inferences_match_golden(dut):
         t0 = b.cycle()
         if n == 0:
             await b.call(dev.load, image["pixels"])
-            assert _led(b.led_loaded) in (1, None), "'loaded' LED off after a successful LOAD"
+            assert b.led("loaded") in (1, None), "'loaded' LED off after a successful LOAD"
             await b.call(dev.start)
             await b.expect_error(dev.start, code=Err.BUSY, cmd=Cmd.START)
             await b.expect_error(dev.request, Cmd.READ, code=Err.BUSY, cmd=Cmd.READ)
@@ -363,7 +419,7 @@ async def corrupt_frames_and_recovery(dut):
     bad[-1] ^= 0x5A                                   # checksum byte
     code, pay = await b.exchange(bytes(bad))
     assert (code, pay) == (ERROR_RESPONSE, bytes([Err.BAD_CHECKSUM, Cmd.LOAD])), (hex(code), pay.hex())
-    assert _led(b.led_loaded) in (0, None), "'loaded' LED on after a corrupt LOAD"
+    assert b.led("loaded") in (0, None), "'loaded' LED on after a corrupt LOAD"
     await b.expect_error(dev.start, code=Err.NOT_LOADED, cmd=Cmd.START)
 
     bad = bytearray(load)

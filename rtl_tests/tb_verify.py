@@ -1,7 +1,9 @@
 """cocotb testbench behind `spikeforge verify`: run images through an emitted accelerator.
 
 A pixel driver feeds each image through the ``pixels`` stream; a logits monitor collects the
-``logits`` stream (with optional random back-pressure); a debug monitor records the spike count of
+``logits`` stream (with optional random back-pressure); for a build whose weights are loaded at run
+time (``config["weights"]``: the build's ``weights.bin``) a weight loader first writes every word
+through the ``weights`` port, one per cycle, as the host link does; a debug monitor records the spike count of
 every LIF instruction from the debug port and, with ``capture_spikes``, every SPK write
 (``dbg_spk_*``), so a mismatch can be traced to the exact time step and neuron. What was observed is
 written to ``config["out"]`` as JSON; the comparison with the golden model happens in
@@ -100,6 +102,20 @@ class DebugMonitor:
                 self.spk_writes.append((int(dut.dbg_spk_addr.value), int(dut.dbg_spk_data.value)))
 
 
+async def load_weights(dut, path: str, bytes_per_word: int) -> int:
+    """Write the weight image through the core's ``weights`` port, one word per cycle."""
+    with open(path, "rb") as f:
+        image = f.read()
+    n = len(image) // bytes_per_word
+    dut.weights__en.value = 1
+    for a in range(n):
+        dut.weights__addr.value = a
+        dut.weights__data.value = int.from_bytes(image[a * bytes_per_word:(a + 1) * bytes_per_word], "little")
+        await RisingEdge(dut.clk)
+    dut.weights__en.value = 0
+    return n
+
+
 @cocotb.test()
 async def run_images(dut):
     cfg = tb_config()
@@ -110,10 +126,15 @@ async def run_images(dut):
     Clock(dut.clk, PERIOD_NS, unit="ns").start()
     driver = PixelDriver(dut, cfg["pixel_bits"])
     logits = LogitsMonitor(dut, cfg["logit_bits"], random.Random(seed), cfg.get("backpressure", 0.0))
+    if cfg.get("weights"):
+        dut.weights__en.value = 0
     dut.rst.value = 1
     await ClockCycles(dut.clk, 2)
     dut.rst.value = 0
     await RisingEdge(dut.clk)
+    if cfg.get("weights"):
+        n = await load_weights(dut, cfg["weights"], cfg["weight_bytes_per_word"])
+        dut._log.info("%d weight words loaded through the weight port", n)
     debug = DebugMonitor(dut, cfg.get("capture_spikes", False))
     results = []
     for i, img in enumerate(pixels):

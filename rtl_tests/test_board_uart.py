@@ -12,8 +12,16 @@ and directions them), so the simulated Verilog is the board wrapper's, not a re-
 The ULX3S build runs at its 25 MHz oscillator, so no PLL sits in the path (a vendor primitive
 the simulators lack); the power-on-reset counter and reset synchroniser are simulated. Two
 options differ from a bitstream: the baud rate is clock / 4 (UART divisor 4, computed by
-``BoardTop`` as on the board) and the inter-byte timeout is 40 us (1000 cycles) instead of
-100 ms, so that a timeout is cheap to provoke.
+``BoardTop`` as on the board) and the inter-byte timeout is 1000 cycles instead of 100 ms, so
+that a timeout is cheap to provoke.
+
+The iCEBreaker case (issue 6) is a smaller model of the same kinds, 4-bit weights, compiled for
+the iCEBreaker (12 MHz oscillator, no PLL; the target's lane count) with its weights in SPRAM
+(``--weights runtime``): the core's WMEM is SB_SPRAM256KA instances, simulated with the
+behavioural model ``hw/sim_models/SB_SPRAM256KA.v``, so nothing is in them until the host uploads
+the build's ``weights.bin`` (LOAD_WEIGHTS). Until then START is refused (WEIGHTS_NOT_LOADED);
+bad offsets and corrupted chunks are refused too; after the upload the images are bit-exact. The
+ULX3S build (weights in its block RAM) answers LOAD_WEIGHTS with UNKNOWN_CMD.
 
 The host is the host client users run (``spikeforge.host.Device``, pixels quantised by
 ``spikeforge run``'s ``quantize_images``); the protocol numbers all come from
@@ -42,10 +50,20 @@ from spikeforge.rtl_tests.cocotb_util import SIMULATORS, sim_build_dir, write_ve
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("board_uart")]
 
-BOARD = "ulx3s-85f"      # compiled for, and wrapped for; accelerator clock = oscillator (25 MHz)
-LANES = 4
+# Per board (compiled for, and wrapped for; accelerator clock = oscillator, so no PLL): the model
+# (tiny_cfg arguments, seed), quantisation weight bits, lanes (None: the target's), where the
+# weights go. The iCEBreaker model is small so that its upload (5,765 one-byte words) is quick to
+# simulate; its seed is one whose logits depend on the weights and differ between the test images
+# (most such tiny random models go quiet, and then the weights would not matter: the fixture
+# checks they do).
+CASES = {
+    "ulx3s-85f": dict(cfg=dict(T=2, kd=True), seed=3, weight_bits=8, lanes=4, weights="auto",
+                      name="board_uart"),
+    "icebreaker": dict(cfg=dict(T=2, kd=True, embed_dim=(2, 4, 4, 4), img_size=8), seed=1, weight_bits=4,
+                       lanes=None, weights="runtime", name="board_uart_icebreaker"),
+}
 DIVISOR = 4              # UART clock cycles per bit
-TIMEOUT_MS = 0.04        # inter-byte timeout: 1000 cycles at 25 MHz
+TIMEOUT_CYCLES = 1000    # inter-byte timeout
 MODULE = "board_top"
 
 
@@ -129,9 +147,9 @@ def _images(cfg, report):
     return x, ["random", "blob", "full-range"]
 
 
-@pytest.fixture(scope="module")
-def board_design(tmp_path_factory):
-    """Model -> IR -> ULX3S build -> BoardTop on the simulation platform -> Verilog; plus the
+@pytest.fixture(scope="module", params=list(CASES))
+def board_design(request, tmp_path_factory):
+    """Model -> IR -> board build -> BoardTop on the simulation platform -> Verilog; plus the
     expected results of each image (golden logits, ISS cycles) and what INFO must say."""
     from amaranth.hdl import Fragment
 
@@ -143,30 +161,36 @@ def board_design(tmp_path_factory):
     from spikeforge.commands.synth import board_top, read_report
     from spikeforge.compiler import iss
     from spikeforge.compiler.build import compile_ir, read_build
-    from spikeforge.hw.host_link import PROTOCOL_VERSION
+    from spikeforge.compiler.build import read_weight_image
+    from spikeforge.hw.host_link import PROTOCOL_VERSION, PROTOCOL_VERSION_WEIGHTS, bytes_per_word
+    from spikeforge.hw.spram import sim_sources
     from spikeforge.quantize.golden import execute
     from spikeforge.quantize.irfile import save_ir
     from spikeforge.quantize.lower import lower
     from spikeforge.quantize.quantizer import quantize_graph
 
+    board_name = request.param
+    case = CASES[board_name]
     tmp = tmp_path_factory.mktemp("board_uart")
-    cfg = tiny_cfg(T=2, kd=True)
-    model = calibrated_model(cfg, seed=3)
-    _, g = quantize_graph(lower(model), images(cfg, 6, seed=4))
+    cfg = tiny_cfg(**case["cfg"])
+    model = calibrated_model(cfg, seed=case["seed"])
+    _, g = quantize_graph(lower(model), images(cfg, 6, seed=4), weight_bits=case["weight_bits"])
     sfq = tmp / "tiny.sfq"
     save_ir(g, str(sfq))
-    build = tmp / f"tiny-{BOARD}"
-    compile_ir(str(sfq), BOARD, LANES, str(build), predict_samples=0)
+    build = tmp / f"tiny-{board_name}"
+    compile_ir(str(sfq), board_name, case["lanes"], str(build), predict_samples=0, weights=case["weights"])
 
     report = read_report(str(build))
     _, g, prog = read_build(str(build))          # the build's own IR and program
     kinds = set(report["op_counts"]["ops_by_kind"])
     assert {"conv", "lif", "attention", "add", "spatial_sum", "head"} <= kinds, kinds
 
-    board = get_board(BOARD)
+    board = get_board(board_name)
     clk_hz = clock_plan(board, report["clock_mhz"])["actual_mhz"] * 1e6
+    runtime = report["weights"]["loading"] == "runtime-loaded"
+    assert runtime == (case["weights"] == "runtime")
     top, _, _ = board_top(str(build), board, report, baud=round(clk_hz / DIVISOR),
-                          timeout_ms=TIMEOUT_MS)
+                          timeout_ms=(TIMEOUT_CYCLES + 0.5) / clk_hz * 1e3)
     assert top.clock["pll"] is None, "the simulated board must run at its oscillator (no PLL)"
     assert top.uart_divisor == DIVISOR and top.actual_baud * DIVISOR == clk_hz
     platform = SimPlatform(board)
@@ -178,8 +202,10 @@ def board_design(tmp_path_factory):
               "pixels_payload": core.pixels.payload, "logits_valid": core.logits.valid,
               "logits_ready": core.logits.ready, "logits_payload": core.logits.payload.as_value(),
               "busy": core.busy, "cycles": core.cycles, "rst": fragment.domains["sync"].rst}
-    verilog = write_verilog(fragment, MODULE, sim_build_dir("board_uart", "verilog") / f"{MODULE}.v",
+    verilog = write_verilog(fragment, MODULE, sim_build_dir(case["name"], "verilog") / f"{MODULE}.v",
                             ports=platform.top_ports() + list(probes.values()))
+    sources = [str(verilog)] + [str(p) for p in sim_sources(verilog.read_text())]
+    assert len(sources) == (2 if runtime else 1)     # SB_SPRAM256KA's model exactly when in SPRAM
 
     x, names = _images(cfg, report)
     pixels = quantize_images(x, report, report["num_pixels"], report["pixel_bits"], "test images")
@@ -191,6 +217,11 @@ def board_design(tmp_path_factory):
         assert r.logits.tolist() == gl.tolist(), f"{name}: ISS and golden model disagree"
         expected.append({"name": name, "pixels": [int(v) for v in px],
                          "golden": [int(v) for v in gl], "iss_cycles": int(r.cycles)})
+    if runtime:     # the results depend on the weights: a failed upload could not pass unseen
+        import dataclasses
+        blank = dataclasses.replace(prog, wmem=np.zeros_like(prog.wmem))
+        assert any(iss.run(blank, px.reshape(x.shape[1:])).logits.tolist() != e["golden"]
+                   for px, e in zip(pixels, expected)), "the test images do not depend on the weights"
 
     uart_name = f"{board.uart[0]}_{board.uart[1]}"
     leds = [platform.ports.get(f"{res}_{num}") for res, num in board.leds]
@@ -201,26 +232,37 @@ def board_design(tmp_path_factory):
             "tx": _port_name(platform.ports[f"{uart_name}_tx"]),
             "loaded": _port_name(leds[0]) if len(leds) > 0 else None,
             "running": _port_name(leds[1]) if len(leds) > 1 else None,
+            "loaded_invert": bool(leds[0].invert[0]) if len(leds) > 0 else False,
+            "running_invert": bool(leds[1].invert[0]) if len(leds) > 1 else False,
         },
         "probes": {k: v.name for k, v in probes.items()},
-        "period_ns": 1e9 / clk_hz,
+        "period_ns": 2 * round(1e9 / clk_hz / 2, 3),   # (halves in whole ps: 83.334 ns at 12 MHz)
         "divisor": top.uart_divisor,
         "timeout": top.uart_timeout,
         "por_cycles": top.por_cycles,
         "pixel_bits": report["pixel_bits"],
         "logit_bits": report["logit_bits"],
         "num_classes": report["num_classes"],
-        "info": {"version": PROTOCOL_VERSION, "num_pixels": report["num_pixels"],
+        "info": {"version": PROTOCOL_VERSION_WEIGHTS if runtime else PROTOCOL_VERSION,
+                 "num_pixels": report["num_pixels"],
                  "num_classes": report["num_classes"], "pixel_bits": report["pixel_bits"],
-                 "logit_bits": report["logit_bits"], "clk_hz": int(clk_hz) // 1000 * 1000},
+                 "logit_bits": report["logit_bits"], "clk_hz": int(clk_hz) // 1000 * 1000,
+                 "runtime_weights": runtime, "weights_loaded": False,
+                 "weight_words": report["weights"]["words"] if runtime else 0,
+                 "weight_bytes_per_word": bytes_per_word(report["weights"]["word_bits"]) if runtime else 0},
+        "weights": None,
         "images": expected,
     }
-    return verilog, config
+    if runtime:
+        read_weight_image(str(build), report)        # checked against report.json
+        config["weights"] = {"image": str(build / report["weights"]["image"]),
+                             "words": report["weights"]["words"]}
+    return sources, config, case["name"]
 
 
 @pytest.mark.parametrize("sim", SIMULATORS)
 def test_board_uart(board_design, sim):
-    """The three cocotb tests of ``tb_board_uart`` (power-on, inferences vs golden, corrupt frames and
-    recovery) on one simulation of the whole board."""
-    verilog, config = board_design
-    run_design(str(verilog), MODULE, "tb_board_uart", sim, "board_uart", config=config)
+    """The four cocotb tests of ``tb_board_uart`` (power-on, runtime weights, inferences vs golden,
+    corrupt frames and recovery) on one simulation of the whole board."""
+    sources, config, name = board_design
+    run_design(sources, MODULE, "tb_board_uart", sim, name, config=config)

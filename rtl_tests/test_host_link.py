@@ -277,25 +277,32 @@ def make_top():
                            divisor=DIVISOR, timeout=TIMEOUT, clk_hz=CLK_HZ)
 
 
-def test_gateware_matches_protocol_model():
+@pytest.mark.parametrize("weights", [False, True], ids=["rom-weights", "runtime-weights"])
+def test_gateware_matches_protocol_model(weights):
     """Differential test in Amaranth's simulator, at the byte-stream level (no UART): a seeded random
     mix of good and bad requests goes to ``HostLink`` (+ a ``ToyCore``) and to the host library's
-    ``ProtocolModel``; every response byte must agree."""
+    ``ProtocolModel``; every response byte must agree. With runtime weights (a core with a weight
+    port, 11-bit words in 2 bytes) the mix adds LOAD_WEIGHTS chunks at good and bad offsets, of
+    bad lengths, corrupted and truncated, and the toy's logits depend on the words it was given."""
     from amaranth.sim import Simulator
 
     from spikeforge.host import ProtocolModel, encode_frame
 
     npix, ncls, pbits, lbits, timeout = 6, 3, 10, 12, 200
+    nw, wbits = (40, 11) if weights else (0, 0)
     link = HostLink(num_pixels=npix, num_classes=ncls, pixel_bits=pbits, logit_bits=lbits,
-                    timeout=timeout, clk_hz=CLK_HZ)
-    core = ToyCore(num_pixels=npix, num_classes=ncls, pixel_bits=pbits, logit_bits=lbits)
+                    timeout=timeout, clk_hz=CLK_HZ, weight_words=nw, weight_bits=wbits)
+    core = ToyCore(num_pixels=npix, num_classes=ncls, pixel_bits=pbits, logit_bits=lbits,
+                   weight_words=nw, weight_bits=wbits or 8)
     m = Module()
     m.submodules.link, m.submodules.core = link, core
-    connect_core(m, link.accel, core)
+    connect_core(m, link.accel, core, link.weights if weights else None)
     # the toy core without stalls: pixels one per cycle, one idle cycle, then the logits
+    cycles = npix + ncls + 1
     model = ProtocolModel(num_pixels=npix, num_classes=ncls, pixel_bits=pbits, logit_bits=lbits,
-                          clk_hz=CLK_HZ, compute=lambda px: (toy_model(px, num_classes=ncls,
-                                                                       logit_bits=lbits), npix + ncls + 1))
+                          clk_hz=CLK_HZ, weight_words=nw, weight_bits=wbits,
+                          compute=lambda px, w=None: (toy_model(px, num_classes=ncls, logit_bits=lbits,
+                                                                weights=w), cycles))
     seed = int(os.environ.get("SPIKEFORGE_TB_SEED", 20240611))
     print(f"seed {seed} (set SPIKEFORGE_TB_SEED to change)")
     rng = random.Random(seed)
@@ -305,10 +312,17 @@ def test_gateware_matches_protocol_model():
     def image_payload():
         return pixels_payload([rng.randint(lo, hi) for _ in range(npix)], pbits)
 
+    def weights_payload(offset, n, pad=0):
+        words = [rng.getrandbits(16) for _ in range(n)]     # (the top 5 bits are dropped)
+        return offset.to_bytes(4, "little") + b"".join(w.to_bytes(2, "little") for w in words) + bytes(pad)
+
+    kinds = ["info", "load", "load", "start", "start", "read", "read", "badsum", "unknown", "badlen",
+             "truncated", "garbage"]
+    if weights:
+        kinds += ["wload"] * 8 + ["wbad"] * 3
     requests = []
-    for _ in range(60):
-        kind = rng.choice(["info", "load", "load", "start", "start", "read", "read", "badsum",
-                           "unknown", "badlen", "truncated", "garbage"])
+    for _ in range(120 if weights else 60):
+        kind = rng.choice(kinds)
         if kind == "info":
             data = encode_frame(INFO)
         elif kind == "load":
@@ -330,12 +344,34 @@ def test_gateware_matches_protocol_model():
         elif kind == "truncated":
             full = encode_frame(LOAD, image_payload())
             data = full[:rng.randrange(1, len(full))]
+        elif kind == "wload":     # a good chunk from where the loaded words end (or restart at 0)
+            off = 0 if rng.random() < 0.1 else None
+            data = ("wload", off)       # (the offset is chosen when sent: it depends on the state)
+        elif kind == "wbad":
+            choice = rng.choice(["offset", "partial", "past-end", "empty", "badsum", "truncated"])
+            if choice == "offset":
+                data = encode_frame(0x05, weights_payload(rng.choice([1, 3, nw, 2**31 + 5]), 2))
+            elif choice == "partial":
+                data = encode_frame(0x05, weights_payload(0, 2, pad=1))
+            elif choice == "past-end":
+                data = encode_frame(0x05, weights_payload(0, nw + 1))
+            elif choice == "empty":
+                data = encode_frame(0x05, weights_payload(0, 0, pad=rng.choice([0, 1])))
+            else:
+                f = bytearray(encode_frame(0x05, weights_payload(0, 5)))
+                if choice == "badsum":
+                    f[-1] ^= 0x04
+                    data = bytes(f)
+                else:
+                    data = bytes(f[:rng.randrange(1, len(f))])
+                    kind = "truncated"
         else:
             data = bytes(rng.choice([0x00, 0x13, 0x5A, 0xFF]) for _ in range(rng.randrange(1, 5)))
         requests.append((kind, data))
 
     got = bytearray()
     mismatches = []
+    seen_kinds = set()       # response codes (and error payloads) the mix provoked
 
     async def collector(ctx):
         async for _, _, valid, payload in ctx.tick().sample(link.tx.valid, link.tx.payload):
@@ -345,6 +381,10 @@ def test_gateware_matches_protocol_model():
     async def host(ctx):
         ctx.set(link.tx.ready, 1)
         for n, (kind, data) in enumerate(requests):
+            if isinstance(data, tuple):     # a good LOAD_WEIGHTS chunk, from the model's state
+                off = model._w_next if data[1] is None or model._w_next == nw else data[1]
+                off = 0 if off == nw else off
+                data = encode_frame(0x05, weights_payload(off, rng.randint(1, nw - off)))
             for b in data:
                 ctx.set(link.rx.payload, b)
                 ctx.set(link.rx.valid, 1)
@@ -352,6 +392,7 @@ def test_gateware_matches_protocol_model():
                 ctx.set(link.rx.valid, 0)
                 await ctx.tick().repeat(rng.choice([0, 1, 3]) + 1)
             expected = model.feed(data)
+            seen_kinds.add(expected[1:2] + expected[4:6] if expected[1:2] == b"\xff" else expected[1:2])
             if kind == "truncated":
                 expected += model.timeout()
             await ctx.tick().repeat(timeout + 60 if kind == "truncated" else 80)
@@ -366,13 +407,18 @@ def test_gateware_matches_protocol_model():
     sim.run()
     assert not mismatches, mismatches[:3]
     assert model._result is not None   # the mix did run inferences
+    if weights:   # ... with the weights loaded; START refused without them; every weight error
+        for code, cmd in [(0x08, 0x03), (0x09, 0x05), (0x02, 0x05), (0x01, 0x05)]:
+            assert bytes([0xFF, code, cmd]) in seen_kinds, (hex(code), hex(cmd), seen_kinds)
+        assert b"\x85" in seen_kinds
 
 
 @pytest.mark.parametrize("sim", SIMULATORS)
 def test_host_link(sim):
     run_cocotb(make_top(), "host_link_top", "spikeforge.rtl_tests.test_host_link", sim,
                sim_build_dir("host_link", sim),
-               config={**DESIGN, "divisor": DIVISOR, "timeout": TIMEOUT, "clk_hz": CLK_HZ})
+               config={**DESIGN, "divisor": DIVISOR, "timeout": TIMEOUT, "clk_hz": CLK_HZ},
+               vpi_access="all")      # (the monitors watch the core's streams inside the top)
 
 
 def test_one_byte_pixels_pass_verilator_lint(tmp_path):

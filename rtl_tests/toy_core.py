@@ -4,7 +4,9 @@
 ``logits[k] = sum(pixels[i] for i with i % num_classes == k)`` (wrapping at ``logit_bits``, two's
 complement). Optional ``stall`` makes it refuse pixels on a pseudo-random half of the cycles (to
 exercise back-pressure upstream) and ``latency`` adds idle cycles between the last pixel and the
-first logit (to make it observably busy). :func:`toy_model` is the Python reference.
+first logit (to make it observably busy). With ``weight_words > 0`` it has a runtime weight port
+(``weights``, as a core whose weights live in SPRAM) and adds word ``k`` (unsigned,
+``weight_bits`` wide) to logit ``k``. :func:`toy_model` is the Python reference.
 
 It is also a stand-in for the compiler's output in the synth flow: :func:`write_toy_build` writes a
 ``BUILD_DIR`` whose ``report.json`` names :func:`load_core` (``"core": "module:callable"``), the same
@@ -18,8 +20,9 @@ import os
 
 from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import wiring
+from amaranth.lib.wiring import In
 
-from spikeforge.hw.accel_interface import CYCLE_COUNTER_BITS, accelerator_signature
+from spikeforge.hw.accel_interface import CYCLE_COUNTER_BITS, accelerator_signature, weight_port_signature
 
 __all__ = ["ToyCore", "toy_model", "write_toy_build", "load_core"]
 
@@ -29,16 +32,18 @@ def _wrap(v: int, bits: int) -> int:
     return v - (1 << bits) if v >> (bits - 1) else v
 
 
-def toy_model(pixels, *, num_classes: int, logit_bits: int) -> list[int]:
+def toy_model(pixels, *, num_classes: int, logit_bits: int, weights=None) -> list[int]:
     logits = [0] * num_classes
     for i, p in enumerate(pixels):
         logits[i % num_classes] += int(p)
+    for k, w in enumerate((weights or [])[:num_classes]):
+        logits[k] += int(w)
     return [_wrap(v, logit_bits) for v in logits]
 
 
 class ToyCore(wiring.Component):
     def __init__(self, *, num_pixels: int, num_classes: int, pixel_bits: int, logit_bits: int,
-                 stall: bool = False, latency: int = 0):
+                 stall: bool = False, latency: int = 0, weight_words: int = 0, weight_bits: int = 8):
         for name, v, lo in (("num_pixels", num_pixels, 1), ("num_classes", num_classes, 1),
                             ("latency", latency, 0)):
             if not isinstance(v, int) or v < lo:
@@ -46,7 +51,12 @@ class ToyCore(wiring.Component):
         self._num_pixels, self._num_classes = num_pixels, num_classes
         self._pixel_bits, self._logit_bits = pixel_bits, logit_bits
         self._stall, self._latency = bool(stall), latency
-        super().__init__(accelerator_signature(pixel_bits=pixel_bits, logit_bits=logit_bits))
+        self._weight_words, self._weight_bits = weight_words, weight_bits
+        members = dict(accelerator_signature(pixel_bits=pixel_bits, logit_bits=logit_bits).members)
+        if weight_words:
+            members["weights"] = In(weight_port_signature(
+                addr_bits=max(1, (weight_words - 1).bit_length()), word_bits=weight_bits))
+        super().__init__(members)
 
     num_pixels = property(lambda self: self._num_pixels)
     num_classes = property(lambda self: self._num_classes)
@@ -71,6 +81,11 @@ class ToyCore(wiring.Component):
         with m.If(busy):
             m.d.sync += cycles.eq(cycles + 1)
 
+        offset = Array(Signal(self._weight_bits, name=f"w{k}") for k in range(ncls))   # weights 0..K-1
+        if self._weight_words:
+            with m.If(self.weights.en & (self.weights.addr < ncls)):
+                m.d.sync += offset[self.weights.addr].eq(self.weights.data)
+
         with m.FSM():
             with m.State("ACCUM"):
                 m.d.comb += self.pixels.ready.eq(accept_now)
@@ -89,7 +104,8 @@ class ToyCore(wiring.Component):
                 with m.Else():
                     m.d.sync += wait.eq(wait - 1)
             with m.State("EMIT"):
-                m.d.comb += [self.logits.valid.eq(1), self.logits.payload.value.eq(acc[cls]),
+                m.d.comb += [self.logits.valid.eq(1),
+                             self.logits.payload.value.eq(acc[cls] + (offset[cls] if self._weight_words else 0)),
                              self.logits.payload.last.eq(cls == ncls - 1)]
                 with m.If(self.logits.ready):
                     m.d.sync += acc[cls].eq(0)

@@ -91,9 +91,11 @@ class Demo:
         self.write_report(info, qrep, ev_f, ev_i, stats)
 
     def compile_boards(self, sfq: str) -> dict:
+        """``{board: (build dir, report, inputs .npy for it)}`` for the boards something fits."""
         builds = {}
         for board in self.boards:
             bdir = os.path.join(self.out, board)
+            inputs = os.path.join(self.out, "inputs.npy")
             rep, err = self.step(f"compile {board}", ["compile", sfq, "--target", board, "-o", bdir, "--json"],
                                  json_out=True, allow_fail=True)
             if rep is None and self.small_checkpoint:
@@ -105,20 +107,42 @@ class Demo:
                 rep, err = self.step(f"compile {board} (small model)",
                                      ["compile", small, "--target", board, "-o", bdir, "--json"], json_out=True,
                                      allow_fail=True)
+                inputs = self.small_inputs(board)
             if rep is None:
                 self.notes.append(f"{board}: not compiled: {err}")
                 continue
-            builds[board] = (bdir, rep)
+            w = rep.get("weights") or {}
+            if w.get("loading") == "runtime-loaded":
+                upload_s = w["words"] * w["bytes_per_word"] * 10 / 115200
+                self.notes.append(
+                    f"{board}: the weights ({w['words']:,} words of {w['word_bits']} bits) do not fit the block "
+                    f"RAM with the rest; they live in the iCE40's SPRAM ({w['spram']['blocks']} of its "
+                    f"SB_SPRAM256KA blocks), which the bitstream cannot initialise, so they are loaded at run "
+                    f"time over the UART: `spikeforge run --port DEV --build {bdir} --inputs X.npy` uploads "
+                    f"`weights.bin` (sha256 {w['sha256'][:16]}...) when the board asks for it, about "
+                    f"{upload_s:.1f} s at 115200 baud. The RTL verification writes them through the core's "
+                    f"weight port before the first image.")
+            builds[board] = (bdir, rep, inputs)
         return builds
+
+    def small_inputs(self, board: str) -> str:
+        """The held-out digits at the small model's input size (its own inputs .npy)."""
+        from spikeforge.quantize.checkpoint import load_model
+        from spikeforge.quantize.data import digits_split_xy
+
+        model, _ = load_model(self.small_checkpoint)
+        x, _ = digits_split_xy("test", img_size=model.cfg.img_size)
+        path = os.path.join(self.out, f"inputs-{board}-small.npy")
+        np.save(path, x[: self.samples])
+        return path
 
     def verify(self, builds: dict) -> None:
         if not _have("verify"):
             self.notes.append("RTL verification: not available in this install (spikeforge verify missing).")
             return
-        inputs = os.path.join(self.out, "inputs.npy")
         self.res["verify"] = {}
         pred, meas = [], []
-        for board, (bdir, rep) in builds.items():
+        for board, (bdir, rep, inputs) in builds.items():
             v, _ = self.step(f"verify {board} ({self.sim})", ["verify", bdir, "--inputs", inputs, "--sim", self.sim,
                                                              "--json"], json_out=True)
             self.res["verify"][board] = v
@@ -133,7 +157,7 @@ class Demo:
             self.notes.append("Bitstreams: not available in this install (spikeforge synth missing).")
             return
         self.res["boards"] = {}
-        for board, (bdir, rep) in builds.items():
+        for board, (bdir, rep, _) in builds.items():
             s, err = self.step(f"synth {board}", ["synth", bdir, "--board", board, "--json"], json_out=True,
                                allow_fail=True)
             if s is None:
@@ -167,12 +191,14 @@ class Demo:
             L.append("")
         bd = self.res.get("boards")
         if bd:
-            L += ["## Boards", "", "| board | LUTs | FFs | block RAM | DSP | Fmax MHz | requested MHz | timing met |",
-                  "|---|---|---|---|---|---|---|---|"]
+            L += ["## Boards", "", "| board | LUTs | FFs | block RAM | SPRAM | DSP | Fmax MHz | requested MHz | "
+                  "timing met | weights |", "|---|---|---|---|---|---|---|---|---|---|"]
             for b, r in bd.items():
                 L.append(f"| {b} | {r['luts']['used']}/{r['luts']['available']} | {r['ffs']['used']}/{r['ffs']['available']}"
-                         f" | {r['bram']['used']}/{r['bram']['available']} | {r['dsp']['used']}/{r['dsp']['available']}"
-                         f" | {r['fmax_mhz']:.1f} | {r['requested_mhz']} | {r['timing_met']} |")
+                         f" | {r['bram']['used']}/{r['bram']['available']} | {r['spram']['used']}/{r['spram']['available']}"
+                         f" | {r['dsp']['used']}/{r['dsp']['available']}"
+                         f" | {r['fmax_mhz']:.1f} | {r['requested_mhz']} | {r['timing_met']} "
+                         f"| {r.get('weights', 'bitstream')} |")
             L.append("")
         if self.notes:
             L += ["## Notes", ""] + [f"- {n}" for n in self.notes] + [""]

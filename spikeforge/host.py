@@ -3,7 +3,9 @@ serial port, and a pure-Python model of the device for tests.
 
     from spikeforge.host import Device
     with Device.open("/dev/ttyUSB1", baud=115200) as dev:
-        info = dev.info()                 # num_pixels, widths, clock
+        info = dev.info()                 # num_pixels, widths, clock, runtime weights
+        if info.weights_needed:           # weights in SPRAM (iCE40 builds): upload them first
+            dev.load_weights(open("BUILD/weights.bin", "rb").read())
         r = dev.infer(pixels)             # LOAD, START, READ (polling while busy)
         print(r.cls, r.logits, r.cycles, r.latency_us(info.clk_hz))
 
@@ -22,9 +24,12 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from spikeforge.errors import SpikeforgeError
-from spikeforge.hw.host_link import (CLASS_BYTES, ERROR_RESPONSE, INFO_LENGTH, LOGIT_BYTES,
-                                     PROTOCOL_VERSION, RESPONSE_FLAG, SYNC, Cmd, Err,
-                                     bytes_per_pixel, checksum, info_payload, result_length)
+from spikeforge.hw.host_link import (CLASS_BYTES, ERROR_RESPONSE, INFO_LENGTH, INFO_LENGTH_WEIGHTS,
+                                     INFO_RUNTIME_WEIGHTS, INFO_WEIGHTS_LOADED, LOGIT_BYTES,
+                                     MAX_FRAME_PAYLOAD, PROTOCOL_VERSION, PROTOCOL_VERSION_WEIGHTS,
+                                     RESPONSE_FLAG, SYNC, WEIGHT_ACK_BYTES, WEIGHT_OFFSET_BYTES, Cmd,
+                                     Err, bytes_per_pixel, bytes_per_word, checksum, info_payload,
+                                     result_length)
 
 __all__ = ["Device", "DeviceInfo", "Result", "DeviceError", "DeviceTimeout", "FrameError",
            "encode_frame", "encode_pixels", "FrameParser", "ProtocolModel", "ERROR_NAMES"]
@@ -37,8 +42,13 @@ ERROR_NAMES = {
     Err.BUSY: "busy",
     Err.NO_RESULT: "no result yet",
     Err.TIMEOUT: "frame timed out",
+    Err.WEIGHTS_NOT_LOADED: "weights not loaded (they live in SPRAM: upload them, e.g. "
+                            "`spikeforge run --build BUILD_DIR`)",
+    Err.BAD_OFFSET: "weight offset is neither 0 nor the end of the words loaded so far",
 }
 MAX_GARBAGE = 64   # bytes tolerated before a response's sync byte
+VERSIONS = {PROTOCOL_VERSION: INFO_LENGTH, PROTOCOL_VERSION_WEIGHTS: INFO_LENGTH_WEIGHTS}
+WEIGHT_CHUNK_BYTES = 4096   # LOAD_WEIGHTS payload per frame (about 0.36 s at 115200 baud)
 
 
 class DeviceError(SpikeforgeError):
@@ -134,15 +144,36 @@ class DeviceInfo:
     num_pixels: int
     num_classes: int
     clk_hz: int
+    runtime_weights: bool = False     # version 2: the weights are loaded at run time ...
+    weights_loaded: bool = False      # ... and they are
+    weight_words: int = 0
+    weight_bytes_per_word: int = 0
+
+    @property
+    def weights_needed(self) -> bool:
+        """The device refuses START until LOAD_WEIGHTS has written every word."""
+        return self.runtime_weights and not self.weights_loaded
 
     @classmethod
     def decode(cls, payload: bytes) -> "DeviceInfo":
-        if len(payload) != INFO_LENGTH:
-            raise FrameError(f"INFO response has {len(payload)} bytes, expected {INFO_LENGTH}")
-        return cls(version=payload[0], pixel_bits=payload[1], logit_bits=payload[2],
+        version = payload[0] if payload else None
+        if version not in VERSIONS:
+            raise FrameError(f"protocol version {version}, this host speaks "
+                             f"{' and '.join(map(str, VERSIONS))}")
+        if len(payload) != VERSIONS[version]:
+            raise FrameError(f"INFO response has {len(payload)} bytes, expected {VERSIONS[version]} "
+                             f"(protocol version {version})")
+        extra = {}
+        if version == PROTOCOL_VERSION_WEIGHTS:
+            flags = payload[INFO_LENGTH]
+            extra = dict(runtime_weights=bool(flags & INFO_RUNTIME_WEIGHTS),
+                         weights_loaded=bool(flags & INFO_WEIGHTS_LOADED),
+                         weight_bytes_per_word=payload[INFO_LENGTH + 1],
+                         weight_words=int.from_bytes(payload[INFO_LENGTH + 2:INFO_LENGTH + 6], "little"))
+        return cls(version=version, pixel_bits=payload[1], logit_bits=payload[2],
                    bytes_per_pixel=payload[3], num_pixels=int.from_bytes(payload[4:8], "little"),
                    num_classes=int.from_bytes(payload[8:10], "little"),
-                   clk_hz=int.from_bytes(payload[10:14], "little") * 1000)
+                   clk_hz=int.from_bytes(payload[10:14], "little") * 1000, **extra)
 
 
 @dataclass(frozen=True)
@@ -241,11 +272,56 @@ class Device:
     # -- commands -----------------------------------------------------------------------------
 
     def info(self) -> DeviceInfo:
-        info = DeviceInfo.decode(self.request(Cmd.INFO))
-        if info.version != PROTOCOL_VERSION:
-            raise FrameError(f"{self._name}: protocol version {info.version}, this host speaks "
-                             f"{PROTOCOL_VERSION}")
+        body = self.request(Cmd.INFO)
+        try:
+            info = DeviceInfo.decode(body)
+        except FrameError as e:
+            raise FrameError(f"{self._name}: {e}") from None
         self._info = info
+        return info
+
+    def load_weights(self, image: bytes, *, chunk_bytes: int = WEIGHT_CHUNK_BYTES,
+                     progress: Callable[[int], None] | None = None, retries: int = 2) -> DeviceInfo:
+        """Upload the runtime weight image (``weights.bin`` of the build: every weight-memory word,
+        ``weight_bytes_per_word`` little-endian bytes each) with LOAD_WEIGHTS frames of at most
+        ``chunk_bytes`` bytes of words, in order from word 0. Each acknowledgement must name the
+        words loaded so far; a chunk answered BAD_CHECKSUM or TIMEOUT (a corrupted or lost frame)
+        is sent again, up to ``retries`` times. ``progress(words)`` is called after each chunk.
+        Returns the device's INFO afterwards, which must say the weights are loaded."""
+        info = self.info()
+        if not info.runtime_weights:
+            raise SpikeforgeError(f"{self._name}: the device's weights are in its bitstream; it takes "
+                                  f"no LOAD_WEIGHTS")
+        bpw, words = info.weight_bytes_per_word, info.weight_words
+        if bpw < 1 or len(image) != words * bpw:
+            raise SpikeforgeError(f"the weight image has {len(image):,} bytes; the device takes "
+                                  f"{words:,} words of {bpw} bytes ({words * bpw:,} bytes): another build?")
+        per_frame = max(1, min(chunk_bytes, MAX_FRAME_PAYLOAD - WEIGHT_OFFSET_BYTES) // bpw)
+        offset = 0
+        while offset < words:
+            n = min(per_frame, words - offset)
+            payload = offset.to_bytes(WEIGHT_OFFSET_BYTES, "little") + image[offset * bpw:(offset + n) * bpw]
+            for attempt in range(retries + 1):
+                try:
+                    body = self.request(Cmd.LOAD_WEIGHTS, payload)
+                    break
+                except DeviceError as e:
+                    if e.code not in (Err.BAD_CHECKSUM, Err.TIMEOUT) or attempt == retries:
+                        raise
+            if len(body) != WEIGHT_ACK_BYTES:
+                raise FrameError(f"{self._name}: LOAD_WEIGHTS acknowledged with {len(body)} bytes, "
+                                 f"expected {WEIGHT_ACK_BYTES}")
+            done = int.from_bytes(body, "little")
+            if done != offset + n:
+                raise FrameError(f"{self._name}: LOAD_WEIGHTS of words {offset}..{offset + n - 1} "
+                                 f"acknowledged with {done} words loaded, expected {offset + n}")
+            offset += n
+            if progress is not None:
+                progress(n)
+        info = self.info()
+        if not info.weights_loaded:
+            raise FrameError(f"{self._name}: all {words:,} weight words acknowledged, but INFO says "
+                             f"the weights are not loaded")
         return info
 
     @property
@@ -296,6 +372,11 @@ class ProtocolModel:
     (``spikeforge.hw.host_link.HostLink``). ``compute(pixels) -> (logits, cycles)`` stands in for
     the core; ``busy_reads`` makes the first N READs after each START answer BUSY.
 
+    ``weight_words > 0`` models a device whose weights are loaded at run time (``weight_bits``
+    per word): LOAD_WEIGHTS writes ``weights`` (None = never written) word by word as the bytes
+    arrive, INFO is version 2, START is refused until they are loaded, and ``compute`` is called as
+    ``compute(pixels, weights)``.
+
     ``feed(data)`` returns the response bytes; ``timeout()`` is what the inter-byte timeout does
     when a frame stops arriving.
     """
@@ -304,9 +385,13 @@ class ProtocolModel:
     num_classes: int
     pixel_bits: int
     logit_bits: int
-    compute: Callable[[list[int]], tuple[list[int], int]]
+    compute: Callable[..., tuple[list[int], int]]
     clk_hz: int = 0
     busy_reads: int = 0
+    weight_words: int = 0
+    weight_bits: int = 0
+    weights: list = field(default_factory=list)
+    weights_loaded: bool = False
     _state: str = "sync"
     _cmd: int = 0
     _len: int = 0
@@ -315,6 +400,11 @@ class ProtocolModel:
     _image: list[int] | None = None
     _result: tuple[int, list[int], int] | None = None
     _busy_left: int = 0
+    _w_next: int = 0             # words [0, _w_next) came through good frames, in order
+    _w: dict = field(default_factory=dict)   # this LOAD_WEIGHTS frame: busy, offset bytes, ok, ...
+
+    def __post_init__(self):
+        self.weights = [None] * self.weight_words
 
     def feed(self, data: bytes) -> bytes:
         out = bytearray()
@@ -352,8 +442,12 @@ class ProtocolModel:
             self._state = "payload" if self._len else "check"
             if self._cmd == Cmd.LOAD and self._len == self._load_len() and not self._busy_left:
                 self._image = None   # about to be overwritten
+            self._w = {"busy": bool(self._busy_left), "off": bytearray(), "ok": False, "over": False,
+                       "addr": 0, "word": bytearray()}
         elif s == "payload":
             self._payload.append(b)
+            if self.weight_words and self._cmd == Cmd.LOAD_WEIGHTS:
+                self._weight_byte(b)
             if len(self._payload) == self._len:
                 self._state = "check"
         elif s == "check":
@@ -366,6 +460,29 @@ class ProtocolModel:
     def _load_len(self) -> int:
         return self.num_pixels * bytes_per_pixel(self.pixel_bits)
 
+    def _weight_byte(self, b: int) -> None:
+        """One LOAD_WEIGHTS payload byte, as the gateware takes it: the offset, then words written
+        as they complete (before the checksum is known)."""
+        w, n = self._w, self.weight_words
+        if len(w["off"]) < WEIGHT_OFFSET_BYTES:
+            w["off"].append(b)
+            if len(w["off"]) == WEIGHT_OFFSET_BYTES:
+                off = int.from_bytes(w["off"], "little")
+                w["addr"], w["over"] = off, off > n
+                if not w["busy"] and off in (0, self._w_next):
+                    w["ok"], self.weights_loaded, self._w_next = True, False, off
+            return
+        w["word"].append(b)
+        if len(w["word"]) == bytes_per_word(self.weight_bits):
+            word = int.from_bytes(w["word"], "little") & ((1 << self.weight_bits) - 1)
+            w["word"] = bytearray()
+            if w["addr"] == n:
+                w["over"] = True
+            else:
+                if w["ok"]:
+                    self.weights[w["addr"]] = word
+                w["addr"] += 1
+
     def _execute(self) -> bytes:
         cmd, n = self._cmd, self._len
         ack = encode_frame(cmd | RESPONSE_FLAG)
@@ -374,7 +491,20 @@ class ProtocolModel:
                 return self._error(Err.BAD_LENGTH, cmd)
             return encode_frame(cmd | RESPONSE_FLAG, info_payload(
                 num_pixels=self.num_pixels, num_classes=self.num_classes,
-                pixel_bits=self.pixel_bits, logit_bits=self.logit_bits, clk_hz=self.clk_hz))
+                pixel_bits=self.pixel_bits, logit_bits=self.logit_bits, clk_hz=self.clk_hz,
+                weight_words=self.weight_words, weight_bits=self.weight_bits,
+                weights_loaded=self.weights_loaded))
+        if cmd == Cmd.LOAD_WEIGHTS and self.weight_words:
+            w = self._w
+            if n < WEIGHT_OFFSET_BYTES + bytes_per_word(self.weight_bits) or w["word"] or w["over"]:
+                return self._error(Err.BAD_LENGTH, cmd)
+            if w["busy"]:
+                return self._error(Err.BUSY, cmd)
+            if not w["ok"]:
+                return self._error(Err.BAD_OFFSET, cmd)
+            self._w_next = w["addr"]
+            self.weights_loaded = w["addr"] == self.weight_words
+            return encode_frame(cmd | RESPONSE_FLAG, self._w_next.to_bytes(WEIGHT_ACK_BYTES, "little"))
         if cmd == Cmd.LOAD:
             if n != self._load_len():
                 return self._error(Err.BAD_LENGTH, cmd)
@@ -395,9 +525,14 @@ class ProtocolModel:
                     self._busy_left -= 1
                 return self._error(Err.BUSY, cmd)
             if cmd == Cmd.START:
+                if self.weight_words and not self.weights_loaded:
+                    return self._error(Err.WEIGHTS_NOT_LOADED, cmd)
                 if self._image is None:
                     return self._error(Err.NOT_LOADED, cmd)
-                logits, cycles = self.compute(list(self._image))
+                if self.weight_words:
+                    logits, cycles = self.compute(list(self._image), list(self.weights))
+                else:
+                    logits, cycles = self.compute(list(self._image))
                 bits = self.logit_bits
                 logits = [((v + (1 << (bits - 1))) % (1 << bits)) - (1 << (bits - 1)) for v in logits]
                 self._result = (logits.index(max(logits)), logits, cycles & 0xFFFFFFFF)

@@ -48,6 +48,27 @@ def test_iss_equals_golden(kw, lanes):
         assert r0.spike_counts[name] == int(spikes.sum()), name
 
 
+def test_hardware_widths_are_the_irs_declared_widths():
+    """Program and MachineConfig copy the range analysis' widths; nothing is re-derived."""
+    from spikeforge.hw.sfa_common import MachineConfig
+
+    g, _ = _ir(tiny_cfg(T=2))
+    prog = lower_to_program(g, 3)
+    by = lambda *kinds: [o for o in g.ops if o.kind in kinds]  # noqa: E731
+    want = dict(act_bits=max(o.widths["out"] for o in by("quant_input", "conv", "add", "attention", "spatial_sum")),
+                acc_bits=max(o.widths["acc"] for o in by("conv", "head")),
+                membrane_bits=max(o.widths["membrane"] for o in by("lif")),
+                state_bits=max(o.widths["state"] for o in by("lif")),
+                kv_bits=max([o.widths["kv"] - 1 for o in by("attention")] + [1]),
+                logit_bits=by("head")[0].widths["acc"], pixel_bits=g.ops[0].attrs["bits"])
+    assert by("attention")
+    cfg = MachineConfig.from_program(prog)
+    for k, v in want.items():
+        assert getattr(prog, k) == v and getattr(cfg, k) == v, k
+    for k in ("weight_bits", "bias_bits", "shift_bits", "thresh_bits"):
+        assert getattr(cfg, k) == getattr(prog, k), k
+
+
 def test_iss_equals_golden_on_official_fixture():
     from spikeforge.quantize.checkpoint import load_model
     data = np.load(fixture_path("small_t1.npz"))
@@ -171,3 +192,96 @@ def test_corrupt_build_dir(tiny_sfq, tmp_path):
     os.remove(b / "report.json")
     with pytest.raises(SpikeforgeError, match="not a spikeforge build directory"):
         read_build(str(b))
+
+
+# ------------------------------------------------------------------------------ weights in SPRAM
+
+
+def test_icebreaker_puts_weights_in_spram(tiny_sfq, tmp_path):
+    """fpga-tiny's shape (40,006 weight words at 1 lane) does not fit the UP5K's block RAM with the
+    rest: WMEM goes to SPRAM, runtime-loaded; the block RAM budget covers everything else; the
+    report says so, with the words, bits and the sha256 of weights.bin (the words in address
+    order, little-endian, as wmem.hex has them); the Verilog has the SB_SPRAM256KA instances."""
+    import hashlib
+
+    path, g, x = tiny_sfq
+    b = tmp_path / "ice"
+    rep = compile_ir(path, "icebreaker", None, str(b), predict_samples=0)
+    w = rep["weights"]
+    assert rep["lanes"] == 1
+    assert w["loading"] == "runtime-loaded" and w["storage"] == "SPRAM"
+    words = [int(line, 16) for line in (b / "wmem.hex").read_text().split()]
+    assert w["words"] == len(words) == rep["memories"]["wmem_words"] > 30_000
+    assert w["word_bits"] == rep["widths"]["weight_bits"] and w["bits"] == w["words"] * w["word_bits"]
+    assert w["bytes_per_word"] == (w["word_bits"] + 7) // 8
+    image = (b / "weights.bin").read_bytes()
+    assert w["image"] == "weights.bin" and hashlib.sha256(image).hexdigest() == w["sha256"]
+    n = w["bytes_per_word"]
+    assert [int.from_bytes(image[i:i + n], "little") for i in range(0, len(image), n)] == words
+    assert w["spram"]["blocks"] == (b / "accelerator.v").read_text().count("SB_SPRAM256KA")
+    rows = {r["resource"]: (r["needed"], r["available"]) for r in rep["resources"]}
+    bits = rep["memories"]["bits"]
+    assert rows["memory bits (block RAM, all but weights)"] == \
+        (sum(bits.values()) - bits["weights (WMEM)"], 30 * 4096)
+    assert rows["SPRAM blocks (weights, runtime-loaded)"] == (w["spram"]["blocks"], 4)
+    assert "memory bits (total)" not in rows
+    assert rows["LUTs (estimate)"][0] <= rows["LUTs (estimate)"][1]
+    # the core built from the build directory has the weight port; other targets keep the ROM
+    from spikeforge.compiler.build import load_core, read_weight_image
+    core = load_core(str(b))
+    core._MustUse__silence = True      # (inspected, not elaborated)
+    assert core.weight_storage == "spram" and "weights" in core.signature.members
+    assert read_weight_image(str(b), rep) == image
+    rep2 = compile_ir(path, "sim", None, str(tmp_path / "sim"), predict_samples=0)
+    assert rep2["weights"] == {"storage": "block RAM", "loading": "bitstream",
+                               "words": rep2["memories"]["wmem_words"],
+                               "word_bits": rep2["lanes"] * rep2["widths"]["weight_bits"],
+                               "bits": rep2["memories"]["bits"]["weights (WMEM)"],
+                               "bytes_per_word": (rep2["lanes"] * rep2["widths"]["weight_bits"] + 7) // 8}
+    assert not (tmp_path / "sim" / "weights.bin").exists()
+    with pytest.raises(SpikeforgeError, match=r"its weights are in the bitstream, not loaded at run time$"):
+        read_weight_image(str(tmp_path / "sim"), rep2)
+
+
+def test_weights_option(tiny_sfq, tmp_path, capsys):
+    path, g, x = tiny_sfq
+    rc, out, err = run_cli(["compile", path, "--target", "icebreaker", "--weights", "bitstream",
+                            "-o", tmp_path / "a"], capsys)
+    assert rc == 2 and "memory bits (total)" in err and "<-- too much" in err
+    rc, out, err = run_cli(["compile", path, "--target", "ulx3s-85f", "--weights", "runtime",
+                            "-o", tmp_path / "b"], capsys)
+    assert rc == 2
+    assert "--weights runtime: target ulx3s-85f (ULX3S: Lattice ECP5 LFE5U-85F) has no SPRAM" in err
+    rc, out, err = run_cli(["compile", path, "--target", "icebreaker", "-o", tmp_path / "c"], capsys)
+    assert rc == 0, err
+    assert "weights: 40,006 words of 8 bits in SPRAM, runtime-loaded" in out
+
+
+def test_spram_budget_errors_are_clear(tiny_sfq):
+    """Weights too many for the SPRAM, or the rest too much for the block RAM: the table names the
+    row, and only the hints that would help."""
+    import dataclasses
+
+    from spikeforge.compiler.passes.budget import check_budget
+    from spikeforge.compiler.targets import get_target
+
+    path, g, x = tiny_sfq
+    prog = lower_to_program(g, 1)
+    ice = get_target("icebreaker")
+    ok = check_budget(prog, ice, True)
+    assert ok["weights"]["spram"] == {"blocks": 2, "banks": 2, "columns": 1, "words_per_row": 2,
+                                      "slot_bits": 8}
+    big = dataclasses.replace(prog, wmem=np.zeros((140_000, 1), dtype=np.int64))   # 5 banks
+    with pytest.raises(BudgetError) as e:
+        check_budget(big, ice, True)
+    msg = str(e.value)
+    assert "SPRAM blocks (weights, runtime-loaded)" in msg and "<-- too much" in msg
+    assert "weights: 140,000 words of 8 bits in SPRAM (2 per 16-bit row, 5 of 4 blocks)" in msg
+    assert "fewer weight bits" in msg
+    wide = dataclasses.replace(prog, act_words=10_000)     # the rest: 230k bits of ACT alone
+    with pytest.raises(BudgetError) as e:
+        check_budget(wide, ice, True)
+    msg = str(e.value)
+    line = next(ln for ln in msg.splitlines() if ln.startswith("memory bits (block RAM, all but weights)"))
+    assert line.endswith("<-- too much")
+    assert "fewer weight bits" not in msg and "a smaller model" in msg

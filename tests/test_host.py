@@ -259,3 +259,200 @@ def test_run_command_without_a_device(tmp_path, capsys):
         os.close(master)
         os.close(slave)
     assert "no response to INFO in 0.3 s" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ runtime weights
+
+NWORDS, WBITS = 300, 12         # 2 bytes per word: little-endian, the top 4 bits dropped
+
+
+def toy_compute_w(pixels, weights):
+    """The toy core plus the first NCLS weights as per-class offsets (so the upload matters)."""
+    logits, cycles = toy_compute(pixels)
+    return [v + int(w) for v, w in zip(logits, weights[:NCLS])], cycles
+
+
+def make_weight_model(**kw):
+    return ProtocolModel(num_pixels=NPIX, num_classes=NCLS, pixel_bits=PBITS, logit_bits=LBITS,
+                         compute=toy_compute_w, clk_hz=CLK_HZ, weight_words=NWORDS, weight_bits=WBITS, **kw)
+
+
+def weight_image(seed=5):
+    rng = np.random.default_rng(seed)
+    words = [int(v) for v in rng.integers(0, 1 << WBITS, NWORDS)]
+    return words, b"".join(w.to_bytes(2, "little") for w in words)
+
+
+def wl_frame(offset, words):
+    return encode_frame(Cmd.LOAD_WEIGHTS, offset.to_bytes(4, "little") +
+                        b"".join(w.to_bytes(2, "little") for w in words))
+
+
+def test_weight_model_follows_the_protocol():
+    from spikeforge.host import DeviceInfo
+
+    m = make_weight_model()
+    err = lambda code, cmd: encode_frame(0xFF, bytes([code, cmd]))   # noqa: E731
+    info = DeviceInfo.decode(m.feed(encode_frame(Cmd.INFO))[4:-1])
+    assert (info.version, info.runtime_weights, info.weights_loaded, info.weights_needed) == (2, True, False, True)
+    assert (info.weight_words, info.weight_bytes_per_word, info.num_pixels) == (NWORDS, 2, NPIX)
+    assert m.feed(encode_frame(Cmd.LOAD, bytes(NPIX))) == encode_frame(0x82)      # pixels: fine
+    assert m.feed(encode_frame(Cmd.START)) == err(Err.WEIGHTS_NOT_LOADED, Cmd.START)
+    words, _ = weight_image()
+    # lengths: no whole word, a partial word, past the end; then offsets: neither 0 nor the end
+    assert m.feed(encode_frame(Cmd.LOAD_WEIGHTS, bytes(5))) == err(Err.BAD_LENGTH, Cmd.LOAD_WEIGHTS)
+    assert m.feed(encode_frame(Cmd.LOAD_WEIGHTS, bytes(7))) == err(Err.BAD_LENGTH, Cmd.LOAD_WEIGHTS)
+    assert m.feed(wl_frame(NWORDS - 1, [1, 2])) == err(Err.BAD_LENGTH, Cmd.LOAD_WEIGHTS)
+    assert m.feed(wl_frame(7, [1])) == err(Err.BAD_OFFSET, Cmd.LOAD_WEIGHTS)
+    assert m.feed(wl_frame(0, words[:100])) == encode_frame(0x85, (100).to_bytes(4, "little"))
+    assert m.feed(wl_frame(50, [1])) == err(Err.BAD_OFFSET, Cmd.LOAD_WEIGHTS)
+    assert m.feed(wl_frame(100, words[100:200])) == encode_frame(0x85, (200).to_bytes(4, "little"))
+    # a chunk that stops arriving: the words from its offset on are no longer trusted
+    assert m.feed(wl_frame(200, words[200:])[:30]) == b""
+    assert m.timeout() == err(Err.TIMEOUT, Cmd.LOAD_WEIGHTS)
+    assert m.feed(wl_frame(300, [])) == err(Err.BAD_LENGTH, Cmd.LOAD_WEIGHTS)
+    assert m.feed(wl_frame(200, words[200:])) == encode_frame(0x85, (NWORDS).to_bytes(4, "little"))
+    assert m.weights == words and m.weights_loaded
+    assert DeviceInfo.decode(m.feed(encode_frame(Cmd.INFO))[4:-1]).weights_loaded
+    assert m.feed(encode_frame(Cmd.START)) == encode_frame(0x83)
+    # a bad checksum in a chunk starting at 0 unloads them all (words were already overwritten)
+    bad = bytearray(wl_frame(0, words[:10]))
+    bad[-1] ^= 1
+    assert m.feed(bytes(bad)) == err(Err.BAD_CHECKSUM, Cmd.LOAD_WEIGHTS)
+    assert not m.weights_loaded
+    assert m.feed(wl_frame(10, words[10:])) == err(Err.BAD_OFFSET, Cmd.LOAD_WEIGHTS)
+    # a device without runtime weights does not know the command
+    assert make_model().feed(wl_frame(0, [1])) == err(Err.UNKNOWN_CMD, Cmd.LOAD_WEIGHTS)
+
+
+def test_info_versions_are_checked():
+    from spikeforge.host import DeviceInfo
+
+    v1 = info_payload(num_pixels=NPIX, num_classes=NCLS, pixel_bits=PBITS, logit_bits=LBITS)
+    assert DeviceInfo.decode(v1).weights_needed is False
+    with pytest.raises(FrameError, match=r"^INFO response has 20 bytes, expected 14 \(protocol version 1\)$"):
+        DeviceInfo.decode(v1 + bytes(6))
+    with pytest.raises(FrameError, match=r"^protocol version 3, this host speaks 1 and 2$"):
+        DeviceInfo.decode(bytes([3]) + v1[1:])
+
+
+class FlakyPty(PtyDevice):
+    """Flips one byte of the first long request it receives (a corrupted LOAD_WEIGHTS chunk)."""
+
+    def _serve(self):
+        flipped = False
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self.master], [], [], self.byte_timeout)
+            if ready:
+                try:
+                    data = bytearray(os.read(self.master, 4096))
+                except OSError:
+                    return
+                if not flipped and len(data) > 40:
+                    data[20] ^= 0x10
+                    flipped = True
+                out = self.model.feed(bytes(data))
+            else:
+                out = self.model.timeout()
+            if out:
+                os.write(self.master, out)
+
+
+def test_load_weights_over_pty_with_a_retry():
+    words, image = weight_image()
+    d = FlakyPty(make_weight_model())
+    try:
+        seen = []
+        with Device.open(d.path, timeout=2) as dev:
+            with pytest.raises(DeviceError, match=r"^device refused START: weights not loaded") as e:
+                dev.start()
+            assert e.value.code == Err.WEIGHTS_NOT_LOADED
+            with pytest.raises(SpikeforgeError, match=r"^the weight image has 599 bytes; the device takes "
+                                                      r"300 words of 2 bytes \(600 bytes\): another build\?$"):
+                dev.load_weights(image[:-1])
+            info = dev.load_weights(image, chunk_bytes=128, progress=seen.append)
+            assert info.weights_loaded and not info.weights_needed
+            assert seen == [64] * 4 + [44] and d.model.weights == words
+            img = list(range(NPIX))
+            r = dev.infer(img)
+            assert r.logits == toy_compute_w(img, words)[0]
+    finally:
+        d.close()
+
+
+def test_load_weights_needs_a_runtime_weight_device(device):
+    d = device()
+    with Device.open(d.path, timeout=2) as dev:
+        with pytest.raises(SpikeforgeError, match=r"weights are in its bitstream; it takes no LOAD_WEIGHTS$"):
+            dev.load_weights(b"\x00\x00")
+
+
+def _weight_build(tmp_path, image, **kw):
+    import hashlib
+
+    build = write_toy_build(str(tmp_path / "wbuild"), num_pixels=NPIX, num_classes=NCLS, pixel_bits=PBITS,
+                            logit_bits=LBITS, extra={"weights": {
+                                "loading": "runtime-loaded", "storage": "SPRAM", "words": NWORDS,
+                                "word_bits": WBITS, "bytes_per_word": 2, "bits": NWORDS * WBITS,
+                                "image": "weights.bin", "sha256": hashlib.sha256(image).hexdigest(), **kw}})
+    (tmp_path / "wbuild" / "weights.bin").write_bytes(image)
+    return build
+
+
+def test_run_command_uploads_runtime_weights(tmp_path, capsys):
+    words, image = weight_image()
+    build = _weight_build(tmp_path, image)
+    d = PtyDevice(make_weight_model(busy_reads=1))
+    np.save(tmp_path / "xi.npy", np.arange(-8, 8, dtype=np.int16).reshape(1, 16))
+    argv = ["run", "--port", d.path, "--inputs", str(tmp_path / "xi.npy"), "--timeout", "2"]
+    try:
+        assert main(argv) == 2            # without the build directory: nothing to upload from
+        err = capsys.readouterr().err
+        assert err == (f"spikeforge run: error: the device on {d.path} needs its weights loaded (300 words, "
+                       f"in SPRAM): give --build BUILD_DIR, whose weights.bin has them\n")
+
+        assert main(argv + ["--build", build, "--json"]) == 0
+        cap = capsys.readouterr()
+        out = json.loads(cap.out)
+        assert out["weights"]["uploaded"] is True and out["weights"]["words"] == NWORDS
+        assert out["device"]["weights_loaded"] is True
+        assert "weights: 300 words (600 bytes, sha256 " in cap.err
+        assert d.model.weights == words
+        logits, _ = toy_compute_w(list(range(-8, 8)), words)
+        assert out["results"][0]["logits"] == logits
+
+        # loaded already: no upload, unless asked for
+        assert main(argv + ["--build", build, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["weights"] == {"uploaded": False, "words": NWORDS}
+        assert main(argv + ["--build", build, "--json", "--load-weights"]) == 0
+        assert json.loads(capsys.readouterr().out)["weights"]["uploaded"] is True
+    finally:
+        d.close()
+
+
+def test_run_command_checks_the_weight_image(tmp_path, capsys):
+    words, image = weight_image()
+    d = PtyDevice(make_weight_model())
+    np.save(tmp_path / "xi.npy", np.zeros((1, 16), np.int8))
+    try:
+        build = _weight_build(tmp_path, image, sha256="0" * 64)
+        argv = ["run", "--port", d.path, "--inputs", str(tmp_path / "xi.npy"), "--build", build]
+        assert main(argv) == 2
+        assert "weights.bin: sha256 does not match report.json (modified?); recompile" in capsys.readouterr().err
+        build = _weight_build(tmp_path, image, words=NWORDS + 1)
+        assert main(argv) == 2
+        assert "runs a different build: it takes 300 weight words of 2 bytes" in capsys.readouterr().err
+        assert d.model.weights == [None] * NWORDS
+    finally:
+        d.close()
+
+
+def test_run_command_runtime_build_on_a_bitstream_device(device, tmp_path, capsys):
+    _, image = weight_image()
+    build = _weight_build(tmp_path, image)
+    d = device()
+    np.save(tmp_path / "xi.npy", np.zeros((1, 16), np.int8))
+    assert main(["run", "--port", d.path, "--inputs", str(tmp_path / "xi.npy"), "--build", build]) == 2
+    assert "runs a different build: its weights are in its bitstream" in capsys.readouterr().err
+    assert main(["run", "--port", d.path, "--inputs", str(tmp_path / "xi.npy"), "--load-weights"]) == 2
+    assert "--load-weights: the device on" in capsys.readouterr().err

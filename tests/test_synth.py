@@ -89,6 +89,10 @@ def test_design_that_does_not_fit(tmp_path, capsys):
     with open(os.path.join(d, "synth.json")) as f:
         r = json.load(f)
     assert r["timing_met"] is False and r["bitstream"] is None and "does not fit" in r["error"]
+    assert r["bram"]["used"] > r["bram"]["available"] == 30     # what it needs, from nextpnr's log
+    assert r["luts"]["available"] == 5280 and r["spram"] == {"used": 0, "available": 4,
+                                                             "cell": "ICESTORM_SPRAM"}
+    assert r["weights"] == "bitstream"
 
 
 # ------------------------------------------------------------------------------ user errors
@@ -203,6 +207,7 @@ def test_compiler_targets_agree_with_boards():
         assert t.luts == b.resources.luts
         assert t.bram_blocks == b.resources.bram_blocks
         assert t.dsps == b.resources.dsps
+        assert (t.spram_blocks, t.spram_bits) == (b.resources.spram_blocks, b.resources.spram_bits)
         clock_plan(b, t.clock_mhz)   # the PLL can make the compiler's clock
 
 

@@ -116,11 +116,16 @@ def pack_parameters(g: Graph, s: Schedule, plan: MemoryPlan, lanes: int) -> Prog
     conv_acc = [o.widths["acc"] for o in g.ops if o.kind == "conv"]
     head = g.ops[-1]
     acc_bits = max(conv_acc + [head.widths["acc"]])
-    membrane_bits = max(o.widths["membrane"] for o in g.ops if o.kind == "lif")
+    lifs = [o for o in g.ops if o.kind == "lif"]
+    membrane_bits = max(o.widths["membrane"] for o in lifs)
+    state_bits = max(o.widths["state"] for o in lifs)
+    # K^T V counts are never negative: the KV memory drops the sign bit of the declared width
+    kv_bits = max([o.widths["kv"] - 1 for o in g.ops if o.kind == "attention"] + [1])
     th = np.array(thresh or [1])
     qi = g.ops[0]
     return Program(
         instrs=instrs, lanes=lanes, act_bits=act_bits, acc_bits=acc_bits, membrane_bits=membrane_bits,
+        state_bits=state_bits, kv_bits=kv_bits,
         weight_bits=signed_bits(int(wmem.min()), int(wmem.max())),
         bias_bits=signed_bits(min(bias + [0]), max(bias + [0])),
         shift_bits=signed_bits(min(shift + [0]), max(shift + [0])),

@@ -10,6 +10,10 @@ def register(sub):
     p.add_argument("model", help="IR file (.sfq)")
     p.add_argument("--target", required=True, help="sim, large, icebreaker, ulx3s-85f, orangecrab")
     p.add_argument("--lanes", type=int, help="parallel accumulate lanes (default: the target's)")
+    p.add_argument("--weights", choices=("auto", "bitstream", "runtime"), default="auto",
+                   help="where the weights live: auto (in block RAM, initialised by the bitstream, unless "
+                        "they only fit the iCE40's SPRAM), bitstream, or runtime (SPRAM, uploaded by "
+                        "`spikeforge run`; iCE40 UP5K targets only)")
     p.add_argument("-o", "--out", required=True, help="build directory")
     p.add_argument("--json", action="store_true", help="print report.json")
     p.set_defaults(func=run)
@@ -19,7 +23,7 @@ def run(args):
     from spikeforge.compiler.build import compile_ir
 
     lanes = checked_int(args, "lanes", "--lanes", 1, 256)
-    rep = compile_ir(args.model, args.target, lanes, args.out)
+    rep = compile_ir(args.model, args.target, lanes, args.out, weights=args.weights)
     if args.json:
         print_json(rep)
         return 0
@@ -28,7 +32,11 @@ def run(args):
     print(f"  widths: act {w['act_bits']}b, acc {w['acc_bits']}b, membrane {w['membrane_bits']}b, "
           f"weights {w['weight_bits']}b; {rep['instructions']} instructions")
     for r in rep["resources"]:
-        print(f"  {r['resource']:<24}{r['needed']:>14,} of {r['available']:,}")
+        print(f"  {r['resource']:<40}{r['needed']:>10,} of {r['available']:,}")
+    wt = rep["weights"]
+    if wt["loading"] == "runtime-loaded":
+        print(f"  weights: {wt['words']:,} words of {wt['word_bits']} bits in SPRAM, runtime-loaded: "
+              f"`spikeforge run --build {args.out}` uploads {wt['image']} (sha256 {wt['sha256'][:16]}...)")
     if rep["predicted_cycles"]:
         print(f"  predicted cycles per inference ({rep['predicted_on']}): {rep['predicted_cycles']}")
     est = rep["cycle_estimates"]

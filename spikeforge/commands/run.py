@@ -7,6 +7,13 @@ in ``C, H, W`` order. Float images are quantised as the compiler's reference doe
 the device runs that build (INFO: pixels, classes, widths) and supplies the default baud rate from
 ``BUILD_DIR/<board>/synth.json``.
 
+Runtime-loaded weights (iCE40 builds whose weights live in SPRAM, which the bitstream cannot
+initialise): when INFO says the device's weights are not loaded (after configuration or a reset),
+the weight image of ``--build`` (``weights.bin``, checked against ``report.json``'s sha256) is
+uploaded first with LOAD_WEIGHTS frames, with a progress bar on stderr, each chunk's
+acknowledgement checked, and INFO must then report them loaded. ``--load-weights`` uploads them
+even when the device says it has weights (from another build of the same shape, say).
+
 Per image: the class, the logits, the cycle count and the latency it means at the device's clock
 (reported by INFO), and the wall time of the round trip (dominated by the UART).
 """
@@ -26,9 +33,12 @@ def register(sub):
     p = sub.add_parser("run", help="run images on a board over its serial port")
     p.add_argument("--port", required=True, help="serial port (e.g. /dev/ttyUSB1) or pyserial URL")
     p.add_argument("--inputs", required=True, help=".npy array of images [B, C, H, W] or [B, N]")
-    p.add_argument("--build", help="build directory (quantisation scale, checks, default baud)")
+    p.add_argument("--build", help="build directory (quantisation scale, checks, default baud, and the "
+                                   "weights to upload when they are runtime-loaded)")
     p.add_argument("--baud", help="baud rate (default: from the build's synth.json, else 115200)")
     p.add_argument("--timeout", default="5", help="seconds to wait for each response (default 5)")
+    p.add_argument("--load-weights", action="store_true",
+                   help="upload the build's runtime weights even if the device reports weights loaded")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.set_defaults(func=run)
 
@@ -78,6 +88,52 @@ def quantize_images(arr: np.ndarray, report: dict | None, num_pixels: int, pixel
     return q
 
 
+def upload_weights(dev, info, report: dict | None, build_dir: str | None, port: str, *,
+                   force: bool = False, show_progress: bool = True) -> dict | None:
+    """Upload ``build_dir``'s runtime weights if the device needs them (or ``force``); returns what
+    was done (for the JSON output), or None if the device takes no weights."""
+    import sys
+    import time
+
+    from tqdm import tqdm
+
+    build_runtime = report is not None and (report.get("weights") or {}).get("loading") == "runtime-loaded"
+    if not info.runtime_weights:
+        if build_runtime:
+            raise SpikeforgeError(f"the device on {port} runs a different build: its weights are in its "
+                                  f"bitstream, {build_dir}'s are runtime-loaded")
+        if force:
+            raise SpikeforgeError(f"--load-weights: the device on {port} has its weights in the "
+                                  f"bitstream; there is nothing to upload")
+        return None
+    if not info.weights_needed and not force:
+        return {"uploaded": False, "words": info.weight_words}
+    if report is None or build_dir is None:
+        raise SpikeforgeError(f"the device on {port} needs its weights loaded ({info.weight_words:,} "
+                              f"words, in SPRAM): give --build BUILD_DIR, whose weights.bin has them")
+    from spikeforge.compiler.build import read_weight_image
+
+    w = report.get("weights") or {}
+    if w.get("loading") != "runtime-loaded":
+        raise SpikeforgeError(f"the device on {port} needs runtime weights, but {build_dir} has its "
+                              f"weights in the bitstream: the device runs another build")
+    if (int(w.get("words", -1)), int(w.get("bytes_per_word", -1))) != \
+            (info.weight_words, info.weight_bytes_per_word):
+        raise SpikeforgeError(f"the device on {port} runs a different build: it takes "
+                              f"{info.weight_words:,} weight words of {info.weight_bytes_per_word} bytes, "
+                              f"{build_dir} has {w.get('words')} of {w.get('bytes_per_word')}")
+    image = read_weight_image(build_dir, report)
+    t0 = time.perf_counter()
+    with tqdm(total=info.weight_words, unit="word", desc="weights", file=sys.stderr, leave=False,
+              disable=not show_progress or None) as bar:
+        dev.load_weights(image, progress=bar.update)
+    seconds = time.perf_counter() - t0
+    print(f"weights: {info.weight_words:,} words ({len(image):,} bytes, sha256 {w['sha256'][:16]}...) "
+          f"uploaded in {seconds:.1f} s", file=sys.stderr)
+    return {"uploaded": True, "words": info.weight_words, "bytes": len(image), "sha256": w["sha256"],
+            "seconds": round(seconds, 3)}
+
+
 def run(args):
     from spikeforge.commands._common import positive_int
     from spikeforge.host import Device
@@ -102,6 +158,9 @@ def run(args):
                     raise SpikeforgeError(f"the device on {args.port} runs a different build: {key} "
                                           f"{getattr(info, key)}, {args.build} has {report[key]}")
         images = quantize_images(arr, report, info.num_pixels, info.pixel_bits, args.inputs)
+        weights = upload_weights(dev, info, report, args.build, args.port, force=args.load_weights,
+                                 show_progress=not args.json)
+        info = dev.cached_info         # (INFO again after an upload: weights loaded)
         for i, img in enumerate(images):
             r = dev.infer([int(v) for v in img])
             lat = r.latency_us(info.clk_hz)
@@ -115,5 +174,6 @@ def run(args):
                 print(f"input {i}: class {r.cls}  logits {r.logits}  cycles {r.cycles}  "
                       f"latency {lat_s}  (wall {r.wall_s * 1e3:.1f} ms)")
     if args.json:
-        print_json({"port": args.port, "baud": baud, "device": info.__dict__, "results": results})
+        print_json({"port": args.port, "baud": baud, "device": info.__dict__, "weights": weights,
+                    "results": results})
     return 0

@@ -13,7 +13,8 @@ Failures never leave a bitstream that looks good:
 
 * the folder ``BUILD_DIR/<board>/`` is emptied before each run;
 * if the design does not fit (or any tool fails), no bitstream exists, ``synth.json`` records
-  ``"error"`` and ``"timing_met": false``;
+  ``"error"`` and ``"timing_met": false`` (and, when nextpnr got as far as packing, what the design
+  needs in ``luts``/``bram``/``spram``/``dsp``: ``used`` above ``available``);
 * if the clock is not met, the bitstream is renamed ``top.bin.timing-failed`` /
   ``top.bit.timing-failed``, ``synth.json`` has ``"timing_met": false`` and ``"bitstream": null``;
 and the command exits non-zero with one line saying what happened.
@@ -24,7 +25,9 @@ cells, ICESTORM_LC; iCE40 flip-flops are counted from Yosys' statistics; "availa
 figure for the device); ``fmax_mhz`` (the slowest clock), ``clocks`` (per clock, achieved and
 constraint), ``requested_mhz``, ``clock_mhz`` (what the PLL makes of it), ``timing_met``;
 ``bitstream`` (relative to BUILD_DIR, or null), ``bitstream_sha256``; ``baud`` and
-``uart_divisor``; ``seed``; ``seconds``; ``error`` (null on success); ``notes``.
+``uart_divisor``; ``weights`` (``"bitstream"``, or ``"runtime-loaded"``: in SPRAM, uploaded by
+``spikeforge run --build``; the bitstream does not hold them); ``seed``; ``seconds``; ``error`` (null
+on success); ``notes``.
 """
 
 from __future__ import annotations
@@ -200,6 +203,20 @@ def _first_error(out_dir: str) -> str:
     return "no ERROR line in the logs"
 
 
+def _log_utilisation(out_dir: str) -> dict:
+    """nextpnr's "Device utilisation" table from its log, as its report's ``utilization`` (``{cell:
+    {"used", "available"}}``): the numbers of a design that did not fit (no report is written)."""
+    path = os.path.join(out_dir, "top.tim")
+    util = {}
+    if os.path.exists(path):
+        with open(path, errors="replace") as f:
+            for line in f:
+                mt = re.match(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", line)
+                if mt:
+                    util[mt.group(1)] = {"used": int(mt.group(2)), "available": int(mt.group(3))}
+    return util
+
+
 def _overused(out_dir: str) -> str:
     """From nextpnr's "Device utilisation" table: the resources used beyond what the device has,
     e.g. "120 of 30 ICESTORM_RAM"."""
@@ -272,10 +289,12 @@ def board_top(build_dir: str, board, report: dict, *, clock_mhz: float | None = 
     if widths != (report["pixel_bits"], report["logit_bits"]):
         raise SpikeforgeError(f"{build_dir}: the core has pixel/logit widths {widths}, report.json says "
                               f"{(report['pixel_bits'], report['logit_bits'])}; recompile")
+    weights = report.get("weights") or {}
+    weight_words = int(weights.get("words", 0)) if weights.get("loading") == "runtime-loaded" else 0
     try:
         top = BoardTop(lambda: core, board, num_pixels=report["num_pixels"],
                        num_classes=report["num_classes"], clock_mhz=float(requested), baud=baud,
-                       **top_options)
+                       weight_words=weight_words, **top_options)
     except ValueError as e:
         raise SpikeforgeError(f"{board.name}: {e}") from None
     return top, compiled_for, requested
@@ -295,6 +314,11 @@ def synthesize(build_dir: str, board_name: str, *, seed: int = 1, clock_mhz: flo
 
     out_dir = os.path.join(build_dir, board.name)
     _prepare_out_dir(out_dir)
+    runtime = (report.get("weights") or {}).get("loading") == "runtime-loaded"
+    notes = [n for n in (board.notes, ) if n]
+    if runtime:
+        notes.append(f"the weights ({report['weights']['words']:,} words) are in SPRAM, not in the "
+                     f"bitstream: `spikeforge run --build {build_dir}` uploads them after configuration")
     result = {
         "board": board.name, "family": board.family, "device": board.device,
         "package": board.package, "compiled_for": compiled_for,
@@ -304,13 +328,19 @@ def synthesize(build_dir: str, board_name: str, *, seed: int = 1, clock_mhz: flo
         "luts": None, "ffs": None, "bram": None, "spram": None, "dsp": None,
         "fmax_mhz": None, "clocks": {}, "timing_met": False,
         "bitstream": None, "bitstream_sha256": None,
+        "weights": "runtime-loaded" if runtime else "bitstream",
         "log": os.path.join(board.name, LOG), "seconds": None, "error": None,
-        "notes": board.notes or None,
+        "notes": "; ".join(notes) or None,
     }
 
     plat = board.platform()
     nextpnr_opts = ["--seed", str(seed), "--report", NEXTPNR_REPORT, "--timing-allow-fail"]
-    plan = plat.prepare(top, name="top", nextpnr_opts=nextpnr_opts)
+    overrides = {}
+    if board.family == "ice40" and board.resources.dsps:
+        # synth_ice40 leaves multipliers in LUTs unless told the device has SB_MAC16s (the UP5K's
+        # 8; the compiler's budget counts the core's multipliers against them)
+        overrides["synth_opts"] = "-dsp"
+    plan = plat.prepare(top, name="top", nextpnr_opts=nextpnr_opts, **overrides)
     plan.extract(out_dir)
     for tool in board.dummy_tools:   # required by the platform for programming only
         env[tool.upper().replace("-", "_")] = "true"
@@ -331,6 +361,9 @@ def synthesize(build_dir: str, board_name: str, *, seed: int = 1, clock_mhz: flo
             if os.path.exists(p):
                 os.remove(p)
         over = _overused(out_dir)
+        util = _log_utilisation(out_dir)
+        if util:     # what the design needs, even when it does not fit
+            result.update(_utilisation({"utilization": util}, board, out_dir))
         if over:
             fail(f"{board.name}: the design does not fit: needs {over} "
                  f"(log: {os.path.join(out_dir, LOG)})")
@@ -385,6 +418,8 @@ def summary(r: dict, build_dir: str) -> str:
              row("LUTs", "luts"), row("FFs", "ffs"), row("BRAM", "bram"), row("SPRAM", "spram"),
              row("DSP", "dsp"),
              f"  UART  {r['baud']} baud (divisor {r['uart_divisor']})",
+             *([f"  weights runtime-loaded (SPRAM): `spikeforge run --build` uploads them"]
+               if r.get("weights") == "runtime-loaded" else []),
              f"  bitstream {os.path.join(build_dir, r['bitstream'])}  sha256 {r['bitstream_sha256'][:16]}...  "
              f"({r['seconds']:.0f} s)"]
     return "\n".join(lines)

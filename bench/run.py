@@ -16,15 +16,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import hashlib
 import importlib
 import importlib.util
 import json
 import os
 import platform
 import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -63,6 +67,7 @@ class Settings:
         self.icarus_images = a.icarus_images
         self.rtl_all_lanes = a.rtl_all_lanes
         self.no_rtl = a.no_rtl
+        self.no_synth = a.no_synth
         self.demo_dir = a.demo_dir
         self.synth_dirs = [a.demo_dir, os.path.join(REPO, "build")] + list(a.synth_dir or [])
 
@@ -414,56 +419,161 @@ def _used(rep: dict, key: str):
     return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-def boards(s: Settings, dm: DefaultModel, runs: "IssRuns", rtl_cycles: dict) -> dict:
-    """Per board, from ``spikeforge synth``'s ``BUILD_DIR/<board>/synth.json``; never estimated."""
-    from spikeforge.compiler.targets import get_target
+def iss_of_build(build_dir: str, images: int) -> dict:
+    """The board's own build, run by the ISS on the first held-out digits at its input size.
 
+    The ISS's cycles equal the RTL's cycle counter (``verify`` and the tests check it), so the
+    board rows need no RTL simulation; a board running the smaller model is measured on it.
+    """
+    from spikeforge.compiler import iss
+    from spikeforge.compiler.build import read_build
+    from spikeforge.quantize.data import digits_split_xy
+
+    report, g, prog = read_build(build_dir)
+    x = digits_split_xy("test", img_size=g.ops[0].attrs["size"], n=images)[0]
+    rr = iss.run_batch(prog, x)
+    return {"ir_sha256": report["ir_sha256"], "lanes": int(report["lanes"]), "images": len(rr),
+            "cycles": float(np.mean([r.cycles for r in rr])),
+            "ops": float(np.mean([r.sops + r.macs for r in rr]))}
+
+
+def boards(s: Settings, default_sha: str | None, builds: "BoardBuilds", measure=iss_of_build) -> dict:
+    """Per board, from ``spikeforge synth``'s ``BUILD_DIR/<board>/synth.json``; never estimated.
+
+    Cycles and ops per image: ``measure(build dir, images)`` (the ISS of that build). The row names
+    the model: ``default`` when the build's IR is the default model's (``default_sha``).
+    """
+    from spikeforge.errors import SpikeforgeError
+
+    builds.wait()
     out = {}
     for board in BOARDS:
         path = find_synth(s, board)
         if path is None:
             where = ", ".join(os.path.relpath(d, REPO) for d in s.synth_dirs)
-            out[board] = not_available(
+            why = builds.failures.get(board) or (
                 f"no {board}/synth.json under {where} (`spikeforge synth BUILD_DIR --board {board} --json` "
-                "has not been run there)")
+                "has not been run there" + ("; --quick builds none)" if s.quick else ")"))
+            out[board] = not_available(why)
             continue
         rel = os.path.relpath(path, REPO)
         with open(path) as f:
             rep = json.load(f)
-        if rep.get("error"):
-            out[board] = not_available(f"{rel}: the synth flow failed: {str(rep['error'])[:200]}")
-            continue
         got = {k: _used(rep, k) for k in ("luts", "ffs", "bram", "spram", "dsp")}
         got["fmax_mhz"] = rep.get("fmax_mhz") if isinstance(rep.get("fmax_mhz"), (int, float)) else None
+
+        def avail(key):
+            v = rep.get(key)
+            return v.get("available") if isinstance(v, dict) else None
+
+        row = {"source": rel, "luts": got["luts"], "luts_available": avail("luts"),
+               "luts_cell": rep["luts"].get("cell") if isinstance(rep.get("luts"), dict) else None,
+               "ffs": got["ffs"], "rams": got["bram"], "rams_available": avail("bram"),
+               "spram": got["spram"], "dsps": got["dsp"], "fmax_mhz": got["fmax_mhz"],
+               "timing_met": rep.get("timing_met"), "clock_mhz": rep.get("clock_mhz"),
+               "synth_seconds": rep.get("seconds"), "error": rep.get("error")}
+        if rep.get("error"):
+            # a failed fit still says what it needed: keep the numbers, flag the row
+            row["status"] = f"not available: {rel}: {str(rep['error']).split(' (log:')[0][:200]}"
+            out[board] = row
+            continue
         missing = [k for k in ("luts", "ffs", "bram", "dsp", "fmax_mhz") if got[k] is None]
         if missing:
             out[board] = not_available(f"{rel} lacks {', '.join(missing)}")
             continue
-        side = os.path.join(os.path.dirname(os.path.dirname(path)), "report.json")
-        lanes = None
-        if os.path.isfile(side):
-            with open(side) as f:
-                lanes = json.load(f).get("lanes")
-        lanes = int(lanes or get_target(board).default_lanes)
-        _, rr, _ = runs.get(lanes)
-        meas = rtl_cycles.get(lanes)
-        if meas and len(meas["cycles"]) == len(rr):
-            cyc, src = float(np.mean(meas["cycles"])), f"rtl ({meas['sim']})"
-        else:
-            cyc, src = float(np.mean([r.cycles for r in rr])), "iss"
-        ops = float(np.mean([r.sops + r.macs for r in rr]))
-        ips = got["fmax_mhz"] * 1e6 / cyc
-        avail = rep.get("luts", {}).get("available") if isinstance(rep.get("luts"), dict) else None
-        out[board] = {"source": rel, "lanes": lanes, "luts": got["luts"], "luts_available": avail,
-                      "luts_cell": rep["luts"].get("cell") if isinstance(rep.get("luts"), dict) else None,
-                      "ffs": got["ffs"], "rams": got["bram"], "spram": got["spram"], "dsps": got["dsp"],
-                      "fmax_mhz": got["fmax_mhz"], "timing_met": rep.get("timing_met"),
-                      "clock_mhz": rep.get("clock_mhz"), "synth_seconds": rep.get("seconds"),
-                      "cycles_per_image": cyc, "cycles_source": src, "ops_per_image": ops,
-                      "images_per_s_at_fmax": ips,
-                      "sops_per_s_per_klut": ops * ips / (got["luts"] / 1000.0) if got["luts"] else None}
+        try:
+            m = measure(os.path.dirname(os.path.dirname(path)), s.dp_images)
+        except SpikeforgeError as e:
+            out[board] = not_available(f"{rel}: its build directory does not load: {str(e)[:200]}")
+            continue
+        ips = got["fmax_mhz"] * 1e6 / m["cycles"]
+        row.update({"model": "default" if m["ir_sha256"] == default_sha else
+                    builds.models.get(board) or f"another model (IR sha256 {m['ir_sha256'][:12]})",
+                    "lanes": m["lanes"], "cycles_per_image": m["cycles"],
+                    "cycles_source": f"iss of this build ({m['images']} held-out digits)",
+                    "ops_per_image": m["ops"], "images_per_s_at_fmax": ips, "gops_at_fmax": m["ops"] * ips / 1e9,
+                    "sops_per_s_per_klut": m["ops"] * ips / (got["luts"] / 1000.0) if got["luts"] else None})
+        out[board] = row
     out["reference_up5k_published"] = dict(PUBLISHED_UP5K)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Bitstreams the bench builds itself (when no `make demo` or earlier synth left a synth.json)
+# --------------------------------------------------------------------------------------------
+
+SMALL_MODEL = "fpga-tiny-t2"
+
+
+def _cli(argv: list[str], log) -> subprocess.CompletedProcess:
+    p = subprocess.run([sys.executable, "-m", "spikeforge", *map(str, argv)], capture_output=True, text=True)
+    log.write(f"$ spikeforge {' '.join(map(str, argv))}\n{p.stdout}{p.stderr}\n")
+    log.flush()
+    return p
+
+
+class BoardBuilds:
+    """Compiles and synthesises, in a background thread, every board that has no ``synth.json``.
+
+    Each board gets the default model, or the smaller embedded model ``fpga-tiny-t2`` where
+    ``spikeforge compile`` refuses the default for that target (the row says which). The steps are
+    the CLI's own verbs, in child processes, one board at a time (one core), so that the
+    RTL simulations can use the other. Wall seconds per step go to ``toolchain``.
+    """
+
+    def __init__(self, s: Settings, dm: DefaultModel, tmp: str):
+        self.s, self.dm, self.tmp = s, dm, tmp
+        self.root = os.path.join(REPO, "build", "bench-boards")   # kept: the rows name their files
+        self.todo = [b for b in BOARDS if find_synth(s, b) is None] if not (s.quick or s.no_synth) else []
+        if self.todo:
+            shutil.rmtree(self.root, ignore_errors=True)
+            os.makedirs(self.root)
+        self.seconds: dict[str, float] = {}
+        self.models: dict[str, str] = {}
+        self.failures: dict[str, str] = {}
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        if self.todo:
+            print(f"==> synthesising in the background: {', '.join(self.todo)}", file=sys.stderr, flush=True)
+            self.thread.start()
+        return self
+
+    def wait(self):
+        if self.thread.ident is not None:
+            self.thread.join()
+        if self.todo and self.root not in self.s.synth_dirs:
+            self.s.synth_dirs.append(self.root)
+
+    def _timed_cli(self, key, argv, log):
+        t0 = time.perf_counter()
+        p = _cli(argv, log)
+        self.seconds[key] = round(time.perf_counter() - t0, 2)
+        return p
+
+    def _run(self):
+        with open(os.path.join(self.root, "log.txt"), "w") as log:
+            small_sfq = None
+            for board in self.todo:
+                bdir = os.path.join(self.root, board)
+                p = self._timed_cli(f"compile-{board}", ["compile", self.dm.sfq, "--target", board, "-o", bdir], log)
+                self.models[board] = "default"
+                if p.returncode != 0:
+                    if small_sfq is None:
+                        small_sfq = os.path.join(self.root, f"{SMALL_MODEL}.sfq")
+                        q = self._timed_cli(f"quantize-{SMALL_MODEL}",
+                                            ["quantize", SMALL_MODEL, "--calib", "digits", "-o", small_sfq], log)
+                        if q.returncode != 0:
+                            self.failures[board] = f"quantize {SMALL_MODEL} failed: {q.stderr.strip()[:200]}"
+                            small_sfq = None
+                            continue
+                    p = self._timed_cli(f"compile-{board}", ["compile", small_sfq, "--target", board, "-o", bdir],
+                                        log)
+                    self.models[board] = SMALL_MODEL
+                    if p.returncode != 0:
+                        self.failures[board] = f"compile failed: {p.stderr.strip()[:200]}"
+                        continue
+                self._timed_cli(f"synth-{board}", ["synth", bdir, "--board", board, "--json"], log)
 
 
 @contextlib.contextmanager
@@ -596,7 +706,7 @@ def _demo_timings(demo_dir: str) -> tuple[dict | None, str | None]:
     return None, None
 
 
-def toolchain(s: Settings, dm: DefaultModel, build: dict | None, rtl: dict) -> dict:
+def toolchain(s: Settings, dm: DefaultModel, build: dict | None, rtl: dict, builds: "BoardBuilds") -> dict:
     """Wall seconds per pipeline stage: measured in this run where it ran here, else read from files."""
     stages: dict = {"quantize": {"seconds": dm.quantize_seconds,
                                  "source": "measured here: quantize_checkpoint(calib='digits')"}}
@@ -622,6 +732,9 @@ def toolchain(s: Settings, dm: DefaultModel, build: dict | None, rtl: dict) -> d
             stages[f"synth-{board}"] = {"seconds": secs, "source": f"{os.path.relpath(path, REPO)} (seconds)"}
         else:
             stages[f"synth-{board}"] = not_available(f"no {board}/synth.json with 'seconds' (synth not run)")
+    for k, v in builds.seconds.items():
+        if not k.startswith("synth-"):
+            stages[k] = {"seconds": v, "source": f"measured here: `spikeforge {k.split('-')[0]}` for the boards"}
     demo, src = _demo_timings(s.demo_dir)
     if demo is not None:
         demo_block = {"source": src, "stages_s": demo}
@@ -735,11 +848,14 @@ def table(res: dict) -> str:
                 f"{d['fmax_mhz']} MHz, {d['logic_cells']}/{d['logic_cells_available']} LC, "
                 f"{d['ebr']}/{d['ebr_available']} EBR, {d['gops']} GOPS")
         elif "status" in d:
-            add("boards", b, d["status"])
+            need = (f" (needs {d['luts']}/{d['luts_available']} LUT, {d['rams']}/{d['rams_available']} RAM)"
+                    if d.get("luts") else "")
+            add("boards", b, d["status"] + need)
         else:
-            add("boards", b, f"{d['luts']} LUT, {d['ffs']} FF, {d['rams']} RAM, {d['dsps']} DSP, "
-                             f"{d['fmax_mhz']:.2f} MHz, {d['images_per_s_at_fmax']:,.1f} img/s, "
-                             f"{d['sops_per_s_per_klut']:,.0f} ops/s/kLUT")
+            add("boards", f"{b} ({d['model']}, {d['lanes']} lanes)",
+                f"{d['luts']}/{d['luts_available']} LUT, {d['ffs']} FF, {d['rams']} RAM, {d['spram'] or 0} SPRAM, "
+                f"{d['dsps']} DSP, {d['fmax_mhz']:.2f} MHz, {d['images_per_s_at_fmax']:,.1f} img/s, "
+                f"{d['gops_at_fmax']:.3f} GOPS, {d['sops_per_s_per_klut']:,.0f} ops/s/kLUT")
     pp = res["paper"]
     for name, r in pp["presets"].items():
         add("paper", f"{name} parameters", f"{r['params']:,} ({'matches' if r['params_match'] else 'DIFFERS'})")
@@ -805,6 +921,8 @@ def main(argv=None) -> int:
     p.add_argument("--rtl-all-lanes", action="store_true",
                    help="also compile and simulate (Verilator) every lane count, so the datapath table is "
                         "all RTL cycles (several minutes per lane count)")
+    p.add_argument("--no-synth", action="store_true",
+                   help="do not compile and synthesise boards that have no synth.json yet (about 10 minutes)")
     p.add_argument("--demo-dir", default=os.path.join(REPO, "demo_out"), help="where `make demo` wrote")
     p.add_argument("--synth-dir", action="append", help="extra folder holding <board>/synth.json (repeatable)")
     a = p.parse_args(argv)
@@ -846,6 +964,7 @@ def main(argv=None) -> int:
                                         "quantize_summary": dm.summary}
         section("golden_vs_float", lambda: golden_vs_float(s, dm))
         section("onnx_int_vs_golden", lambda: onnx_int_vs_golden(s, dm))
+        builds = BoardBuilds(s, dm, tmp).start()   # after the timed comparisons: it loads one core
         build = None
         if not s.quick:
             print("==> compile", file=sys.stderr, flush=True)
@@ -858,9 +977,10 @@ def main(argv=None) -> int:
         section("rtl_sim", lambda: rtl_sim(s, dm, build, tmp, rtl_cycles))
         runs = IssRuns(dm, dm.heldout(s.dp_images)[0])
         section("datapath", lambda: datapath(s, dm, runs, rtl_cycles))
-        section("boards", lambda: boards(s, dm, runs, rtl_cycles))
+        default_sha = hashlib.sha256(open(dm.sfq, "rb").read()).hexdigest()
+        section("boards", lambda: boards(s, default_sha, builds))
         section("paper", lambda: paper(s, dm))
-        section("toolchain", lambda: toolchain(s, dm, build, res["rtl_sim"]))
+        section("toolchain", lambda: toolchain(s, dm, build, res["rtl_sim"], builds))
     res["meta"]["wall_seconds"] = round(time.perf_counter() - t_start, 2)
     res["meta"]["loadavg_at_end"] = [round(v, 2) for v in os.getloadavg()]
     assert all(k in res for k in SECTIONS)

@@ -61,10 +61,19 @@ def _simulate(build_dir: str, prog, pixels: np.ndarray, sim: str, capture: list[
         read_weight_image(build_dir, report)            # (checked against report.json)
         cfg.update(weights=os.path.abspath(os.path.join(build_dir, weights.get("image") or WEIGHT_IMAGE)),
                    weight_bytes_per_word=int(weights["bytes_per_word"]))
-    try:
-        run_cocotb(sources, "sfa_top", "spikeforge.rtl_tests.tb_verify", sim, work, config=cfg)
-    except AssertionError as e:
-        raise SpikeforgeError(f"RTL simulation failed: {str(e).splitlines()[0]}") from None
+    from spikeforge import progress
+
+    cfg["progress"] = os.path.join(work, "progress.txt")
+    progress.remove(cfg["progress"])
+    with progress.bar(len(pixels), f"{sim} (build, then images)", unit="img") as bar:
+        def done(text):
+            bar.n = text.count("\n")
+            bar.refresh()
+        with progress.poll(lambda: progress.read_text(cfg["progress"]), done):
+            try:
+                run_cocotb(sources, "sfa_top", "spikeforge.rtl_tests.tb_verify", sim, work, config=cfg)
+            except AssertionError as e:
+                raise SpikeforgeError(f"RTL simulation failed: {str(e).splitlines()[0]}") from None
     with open(out_path) as f:
         return json.load(f)
 

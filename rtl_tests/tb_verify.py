@@ -146,5 +146,8 @@ async def run_images(dut):
         assert int(dut.busy.value) == 0, f"image {i}: busy still high after the last logit"
         results.append({"logits": [g[0] for g in got], "cycles": int(dut.cycles.value),
                         "instr": debug.events[e0:], "spk_writes": debug.spk_writes[w0:]})
+        if cfg.get("progress"):      # the caller's progress bar counts these lines
+            with open(cfg["progress"], "a") as f:
+                f.write(f"{i}\n")
     with open(cfg["out"], "w") as f:
         json.dump(results, f)

@@ -12,12 +12,14 @@ import importlib.util
 import io
 import json
 import os
+import shutil
 import sys
 import time
 
 import numpy as np
 
 from spikeforge import report as report_mod
+from spikeforge.io import write_json
 
 BOARDS = ("ulx3s-85f", "icebreaker")
 
@@ -26,10 +28,29 @@ def _have(verb: str) -> bool:
     return importlib.util.find_spec(f"spikeforge.commands.{verb}") is not None
 
 
+class _Tee(io.StringIO):
+    """Keeps what a verb writes to stderr (for the demo's error messages) and passes it on to the
+    terminal, so the verbs' progress bars show; ``isatty`` is the terminal's (tqdm asks it)."""
+
+    def __init__(self, through):
+        super().__init__()
+        self.through = through
+
+    def write(self, s):
+        self.through.write(s)
+        return super().write(s)
+
+    def flush(self):
+        self.through.flush()
+
+    def isatty(self):
+        return self.through.isatty()
+
+
 def _cli(argv: list[str]) -> tuple[int, str, str]:
     from spikeforge.cli import main
 
-    out, err = io.StringIO(), io.StringIO()
+    out, err = io.StringIO(), _Tee(sys.stderr)
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = main([str(a) for a in argv])
     return rc, out.getvalue(), err.getvalue()
@@ -164,6 +185,9 @@ class Demo:
                 self.notes.append(f"{board}: synthesis failed: {err}")
                 continue
             self.res["boards"][board] = s
+            # the board's build directory holds its synth.json (synth writes it one level down,
+            # beside the bitstream)
+            shutil.copyfile(os.path.join(bdir, board, "synth.json"), os.path.join(bdir, "synth.json"))
 
     def write_report(self, info, qrep, ev_f, ev_i, stats) -> None:
         s = qrep["summary"]
@@ -207,6 +231,8 @@ class Demo:
         report_mod.write(self.out, L, self.res)
         with open(os.path.join(self.out, "timings.json"), "w") as f:
             json.dump(self.timings, f, indent=1)
+        write_json(os.path.join(self.out, "report.json"),
+                   {**self.res, "notes": self.notes, "timings": self.timings})
         print(f"==> wrote {os.path.join(self.out, 'report.md')} and report.html")
 
 

@@ -33,3 +33,19 @@ def run_cli(argv, capsys):
         rc = e.code
     out = capsys.readouterr()
     return rc, out.out, out.err
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """``make demo``'s entry point on a reduced sample (3 held-out digits), run once per session.
+
+    Tests that use it belong to the xdist group ``demo`` so that they share this one run.
+    Returns ``(out_dir, completed process)``.
+    """
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("demo") / "demo_out"
+    proc = subprocess.run([sys.executable, "-m", "spikeforge.demo", "--out", str(out), "--samples", "3"],
+                          capture_output=True, text=True, cwd=REPO)
+    return out, proc

@@ -107,33 +107,36 @@ def test_fit_line():
 
 
 def test_boards_read_synth_json(tmp_path):
-    """Numbers only from a synth.json; a failed synth is "not available"; cycles from the runs given."""
+    """Numbers only from a synth.json; a failed synth keeps its numbers but is "not available";
+    cycles and ops from the board's own build; the model is named."""
     build = tmp_path / "build-ulx3s"
     (build / "ulx3s-85f").mkdir(parents=True)
-    (build / "report.json").write_text(json.dumps({"lanes": 4}))
     (build / "ulx3s-85f" / "synth.json").write_text(json.dumps({
         "board": "ulx3s-85f", "luts": {"used": 2000, "available": 83640, "cell": "TRELLIS_COMB"},
-        "ffs": {"used": 1500}, "bram": {"used": 12}, "dsp": {"used": 2}, "fmax_mhz": 50.0,
+        "ffs": {"used": 1500}, "bram": {"used": 12, "available": 208}, "dsp": {"used": 2}, "fmax_mhz": 50.0,
         "timing_met": True, "seconds": 12.5, "error": None}))
     (tmp_path / "orangecrab").mkdir()
-    (tmp_path / "orangecrab" / "synth.json").write_text(json.dumps({"error": "does not fit", "timing_met": False}))
-    s = SimpleNamespace(synth_dirs=[str(tmp_path)])
-    rr = [SimpleNamespace(cycles=1000, sops=3000, macs=1000), SimpleNamespace(cycles=3000, sops=5000, macs=3000)]
+    (tmp_path / "orangecrab" / "synth.json").write_text(json.dumps({
+        "error": "orangecrab: the design does not fit: needs 30000 LUT (log: x)", "timing_met": False,
+        "luts": {"used": 30000, "available": 24288}}))
+    s = SimpleNamespace(synth_dirs=[str(tmp_path)], dp_images=2, quick=False)
     asked = []
 
-    class Runs:
-        def get(self, lanes):
-            asked.append(lanes)
-            return None, rr, 0.0
+    def measure(build_dir, images):
+        asked.append((build_dir, images))
+        return {"ir_sha256": "abc", "lanes": 4, "images": 2, "cycles": 2000.0, "ops": 6000.0}
 
-    out = bench.boards(s, None, Runs(), {})
+    builds = SimpleNamespace(wait=lambda: None, failures={}, models={})
+    out = bench.boards(s, "abc", builds, measure=measure)
     assert out["icebreaker"]["status"].startswith("not available: no icebreaker/synth.json")
-    assert out["orangecrab"]["status"].startswith("not available: ") and "does not fit" in out["orangecrab"]["status"]
+    oc = out["orangecrab"]
+    assert oc["status"].startswith("not available: ") and "does not fit" in oc["status"]
+    assert "(log:" not in oc["status"] and (oc["luts"], oc["luts_available"]) == (30000, 24288)
     u = out["ulx3s-85f"]
-    assert asked == [4] and u["lanes"] == 4 and u["cycles_source"] == "iss"
+    assert asked == [(str(build), 2)] and u["lanes"] == 4 and u["model"] == "default"
     assert (u["luts"], u["ffs"], u["rams"], u["dsps"], u["fmax_mhz"]) == (2000, 1500, 12, 2, 50.0)
     assert u["images_per_s_at_fmax"] == pytest.approx(50e6 / 2000)
+    assert u["gops_at_fmax"] == pytest.approx(6000 * 25000 / 1e9)
     assert u["sops_per_s_per_klut"] == pytest.approx(6000 * 25000 / 2.0)
-    # the RTL's cycles win when they cover every input
-    out = bench.boards(s, None, Runs(), {4: {"sim": "verilator", "cycles": [1500, 2500]}})
-    assert out["ulx3s-85f"]["cycles_source"] == "rtl (verilator)"
+    builds.models["ulx3s-85f"] = "fpga-tiny-t2"
+    assert bench.boards(s, "other", builds, measure=measure)["ulx3s-85f"]["model"] == "fpga-tiny-t2"

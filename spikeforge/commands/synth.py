@@ -43,6 +43,7 @@ import sys
 import time
 
 from spikeforge.commands._common import print_json
+from spikeforge import progress
 from spikeforge.errors import SpikeforgeError
 
 REPORT = "report.json"
@@ -300,6 +301,23 @@ def board_top(build_dir: str, board, report: dict, *, clock_mhz: float | None = 
     return top, compiled_for, requested
 
 
+FLOW_STAGES = ("yosys", "nextpnr: pack", "nextpnr: place", "nextpnr: route", "bitstream")
+
+
+def _flow_stage(out_dir: str) -> int:
+    """Which of ``FLOW_STAGES`` the build script is in, from the files it has written so far."""
+    if os.path.exists(os.path.join(out_dir, "top.config")) or os.path.exists(os.path.join(out_dir, "top.asc")):
+        return 4
+    log = progress.read_text(os.path.join(out_dir, "top.tim"))
+    if not log:
+        return 0
+    if "Routing" in log or "Router" in log:
+        return 3
+    if "Placing" in log or "placer" in log:
+        return 2
+    return 1
+
+
 def synthesize(build_dir: str, board_name: str, *, seed: int = 1, clock_mhz: float | None = None,
                baud: int | None = None) -> dict:
     from spikeforge.board_targets import get_board
@@ -345,9 +363,14 @@ def synthesize(build_dir: str, board_name: str, *, seed: int = 1, clock_mhz: flo
     for tool in board.dummy_tools:   # required by the platform for programming only
         env[tool.upper().replace("-", "_")] = "true"
 
-    with open(os.path.join(out_dir, LOG), "w") as log:
-        proc = subprocess.run(["sh", "build_top.sh"], cwd=out_dir, env=env, stdout=log,
-                              stderr=subprocess.STDOUT)
+    with open(os.path.join(out_dir, LOG), "w") as log, \
+            progress.bar(len(FLOW_STAGES), f"synth {board.name}", unit="stage") as bar:
+        def stage(i):
+            bar.n = i
+            bar.set_postfix_str(FLOW_STAGES[i], refresh=True)
+        with progress.poll(lambda: _flow_stage(out_dir), stage, interval=1.0):
+            proc = subprocess.run(["sh", "build_top.sh"], cwd=out_dir, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
 
     def fail(msg: str):
         result["error"] = msg

@@ -28,6 +28,10 @@ class GenConfig:
     max_size: int = 8
     max_T: int = 4
     weight_bits: int = 8
+    # Worst case for overflow: every weight +qmax, every bias +4*qmax, every stream shift +3,
+    # every threshold 1, every input pixel at its largest value, so every neuron fires at every
+    # step and every accumulator and membrane goes to the top of its analysed range.
+    worst_case: bool = False
 
 
 class _G:
@@ -45,6 +49,8 @@ class _G:
         return next(o.shape for o in self.ops if o.name == t)
 
     def weights(self, shape, extreme: bool = False) -> np.ndarray:
+        if self.cfg.worst_case:
+            return np.full(shape, self.qmax, dtype=np.int64)
         w = self.rng.integers(-self.qmax, self.qmax + 1, shape)
         if extreme and self.rng.random() < 0.5:
             mask = self.rng.random(shape) < 0.3
@@ -65,6 +71,9 @@ class _G:
             shift = self.rng.integers(lo, 4, cout).astype(np.int64)
         else:
             shift = np.zeros(cout, dtype=np.int64)
+        if self.cfg.worst_case:
+            bias = np.full(cout, 4 * self.qmax, dtype=np.int64)
+            shift = np.where(shift != 0, 3, shift) if role != "stream" else np.full(cout, 3, dtype=np.int64)
         name = self.name("conv")
         self.ops.append(Op(name, "conv", [x], (cout, ho, wo),
                            {"kernel": k, "stride": stride, "padding": pad, "groups": groups, "in_kind": in_kind,
@@ -78,6 +87,8 @@ class _G:
         th = np.maximum(1, (scale * self.rng.choice([0.05, 0.3, 1.0, 3.0], C))).astype(np.int64)
         if tie and self.rng.random() < 0.3:
             th[self.rng.integers(0, C)] = 1  # fires on any h2 >= 2: ties at small inputs
+        if self.cfg.worst_case:
+            th = np.ones(C, dtype=np.int64)
         name = self.name("lif")
         self.ops.append(Op(name, "lif", [x], self.shape(x), {"public_shape": "CHW"}, {"threshold": th}))
         return name
@@ -128,7 +139,8 @@ def random_graph(seed: int, cfg: GenConfig | None = None) -> tuple[Graph, np.nda
             G.ops.append(Op(name, "attention", qkv, G.shape(s), {"heads": heads}))
             ys = G.ops[-1].name
             a = G.lif(ys, 1.0 + rng.integers(0, 6), tie=False)
-            G.ops[-1].params["threshold"] = np.full(C, int(rng.choice([1, 2, 4, 8])), dtype=np.int64)
+            G.ops[-1].params["threshold"] = np.full(C, 1 if cfg.worst_case else int(rng.choice([1, 2, 4, 8])),
+                                                    dtype=np.int64)
             r = G.add(r, G.conv(a, C, 3, 1, "spike", "stream"))
         else:
             a = G.lif(r, unit)
@@ -142,7 +154,9 @@ def random_graph(seed: int, cfg: GenConfig | None = None) -> tuple[Graph, np.nda
     nh = int(rng.choice([1, 2]))
     K = int(rng.integers(2, 11))
     G.ops.append(Op("head", "head", [zs], (K,), {"num_heads_out": nh},
-                    {"weight": G.weights((nh, K, C)), "bias": rng.integers(-G.qmax, G.qmax + 1, (nh, K)).astype(np.int64)}))
+                    {"weight": G.weights((nh, K, C)),
+                     "bias": (np.full((nh, K), G.qmax) if cfg.worst_case else
+                              rng.integers(-G.qmax, G.qmax + 1, (nh, K))).astype(np.int64)}))
     g = Graph(G.ops, meta={"T": T, "logit_scale": 1.0, "generator_seed": int(seed), "weight_bits": cfg.weight_bits})
     validate(g, integer=True)
     g = assign_widths(g)
@@ -151,6 +165,8 @@ def random_graph(seed: int, cfg: GenConfig | None = None) -> tuple[Graph, np.nda
     dens = rng.choice([0.0, 0.2, 0.6, 1.0], B)
     lim = 2 ** (bits - 1)
     x = (rng.random((B, cin, size, size)) < dens[:, None, None, None]) * rng.uniform(-lim, lim, (B, cin, size, size))
+    if cfg.worst_case:
+        x = np.full((B, cin, size, size), lim - 1, dtype=np.float64)
     x = x / G.ops[0].attrs["scale"]
     return g, x.astype(np.float32)
 

@@ -181,13 +181,15 @@ class Demo:
         for board, (bdir, rep, _) in builds.items():
             s, err = self.step(f"synth {board}", ["synth", bdir, "--board", board, "--json"], json_out=True,
                                allow_fail=True)
+            # the board's build directory holds its synth.json (synth writes it one level down,
+            # beside the bitstream; a failed fit's synth.json has the error and what it needed)
+            written = os.path.join(bdir, board, "synth.json")
+            if os.path.exists(written):
+                shutil.copyfile(written, os.path.join(bdir, "synth.json"))
             if s is None:
                 self.notes.append(f"{board}: synthesis failed: {err}")
                 continue
             self.res["boards"][board] = s
-            # the board's build directory holds its synth.json (synth writes it one level down,
-            # beside the bitstream)
-            shutil.copyfile(os.path.join(bdir, board, "synth.json"), os.path.join(bdir, "synth.json"))
 
     def write_report(self, info, qrep, ev_f, ev_i, stats) -> None:
         s = qrep["summary"]

@@ -61,6 +61,13 @@ FIELDS: list[tuple[str, int]] = [
 INSTR_BITS = sum(w for _, w in FIELDS)
 
 
+def field_widths(instrs) -> dict[str, int]:
+    """Per field of ``FIELDS``, the bits the largest value ``instrs`` put in it need (at least 1):
+    the width of that field in the accelerator built for this program (its ROM holds the program
+    in this narrower layout; ``hw/sfa_common.py: instr_layout``)."""
+    return {f: max([1] + [int(getattr(i, f)).bit_length() for i in instrs]) for f, _ in FIELDS}
+
+
 @dataclass
 class Instr:
     opcode: int

@@ -153,7 +153,9 @@ class Accelerator(wiring.Component):
         shift = mem("shift", signed(cfg.shift_bits), cfg.shift_words, _fit("shifts", prog.shift, cfg.shift_bits))
         thresh = mem("thresh", signed(cfg.thresh_bits), cfg.thresh_words,
                      _fit("thresholds", prog.thresh, cfg.thresh_bits))
-        rom = mem("rom", unsigned(sum(w for _, w in FIELDS)), cfg.rom_words, [i.encode() for i in prog.instrs])
+        # the ROM holds the program in this accelerator's own instruction layout: every field only as
+        # wide as the program's largest value of it (MachineConfig.field_bits)
+        rom = mem("rom", unsigned(instr_layout(cfg).size), cfg.rom_words, [cfg.encode(i) for i in prog.instrs])
 
         act_w = act.write_port()
         act_r = act.read_port()
@@ -178,9 +180,9 @@ class Accelerator(wiring.Component):
                    OP_OUTPUT: out}
 
         instr = rom_r.data
-        ins = instr_layout()(instr)         # a View of the held instruction word
+        ins = instr_layout(cfg)(instr)      # a View of the held instruction word
         op = ins.opcode
-        drv = Signal(derived_layout())
+        drv = Signal(derived_layout(cfg))
         for e in (inp, conv, lif, attn, summ, out):
             m.d.comb += [e.instr.eq(instr), e.drv.eq(drv)]
 
@@ -251,8 +253,8 @@ class Accelerator(wiring.Component):
             # One shared multiplier computes the instruction's products, one per cycle; the
             # narrow ones (by the kernel size k, 4 bits) are shift-and-add.
             mul_a = Signal(max(len(ins.cin), len(ins.cout), len(ins.h), len(ins.ho)))
-            mul_b = Signal(len(drv.hw))
-            mul_p = Signal(len(drv.hw))
+            mul_b = Signal(max(len(ins.w), len(ins.wo), len(drv.hw), len(drv.howo)))
+            mul_p = Signal(max(len(drv.hw), len(drv.howo), len(drv.n_in), len(drv.n_out)))
             m.d.comb += mul_p.eq(mul_a * mul_b)
             with m.State("DEC1"):
                 m.d.comb += [rom_r.en.eq(0), mul_a.eq(ins.h), mul_b.eq(ins.w)]

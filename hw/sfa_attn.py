@@ -24,11 +24,11 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .sfa_common import ADDR_BITS, FIELD_BITS, MachineConfig, derived_layout, instr_layout, read_sig, write_sig
+from .sfa_common import FIELD_BITS, MachineConfig, derived_layout, instr_layout, read_sig, write_sig
 
 __all__ = ["AttnEngine"]
 
-CB = FIELD_BITS["cout"]
+CB = FIELD_BITS["cout"]   # the division C / heads runs one cycle per bit of the ISA's cout field (cycle model)
 
 
 class AttnEngine(wiring.Component):
@@ -39,8 +39,8 @@ class AttnEngine(wiring.Component):
         super().__init__({
             "start": In(1),
             "done": Out(1),
-            "instr": In(instr_layout()),
-            "drv": In(derived_layout()),
+            "instr": In(instr_layout(cfg)),
+            "drv": In(derived_layout(cfg)),
             "spk_r": Out(read_sig(cfg.spk_abits, unsigned(1))),
             "act_w": Out(write_sig(cfg.act_abits, signed(cfg.act_bits))),
         })
@@ -54,7 +54,10 @@ class AttnEngine(wiring.Component):
         kv_words = max(2, cfg.d_max * cfg.d_max)
         y_words = max(2, cfg.d_max)
         m.submodules.kv = kv = Memory(shape=unsigned(cfg.kv_bits), depth=kv_words, init=[])
-        m.submodules.ymem = ymem = Memory(shape=unsigned(cfg.act_bits), depth=y_words, init=[])
+        # a row sum Y[j] adds at most d_max counts of at most 2**kv_bits - 1 each (and fits an ACT word,
+        # where it goes): Y words need only that many bits, zero-extended on their way to ACT
+        y_bits = min(cfg.act_bits, max(1, (cfg.d_max * ((1 << cfg.kv_bits) - 1)).bit_length()))
+        m.submodules.ymem = ymem = Memory(shape=unsigned(y_bits), depth=y_words, init=[])
         kv_w = kv.write_port()
         kv_r = kv.read_port(transparent_for=(kv_w,))
         y_w = ymem.write_port()
@@ -64,31 +67,36 @@ class AttnEngine(wiring.Component):
         d = Signal(CB)
         rem = Signal(CB + 1)
         div_i = Signal(range(CB + 1))
-        dN = Signal(ADDR_BITS)
+        # widths from the program: counters as wide as the program's largest values, addresses as
+        # wide as the memory they address (SPK or ACT: only ever used modulo its size; KV)
+        AB = max(cfg.act_abits, cfg.spk_abits)
+        KVB = max(1, (kv_words - 1).bit_length())
+        DB = cfg.fbits("cout")          # d <= C
+        dN = Signal(AB)
 
-        t = Signal(FIELD_BITS["T"])
-        hh = Signal(FIELD_BITS["heads"])
-        thb = Signal(ADDR_BITS)         # t*C*N + h*d*N
-        n = Signal(ADDR_BITS)           # token of QS/YO
+        t = Signal(cfg.fbits("T"))
+        hh = Signal(cfg.fbits("heads"))
+        thb = Signal(AB)                # t*C*N + h*d*N
+        n = Signal(len(N))              # token of QS/YO
         # scanner (KS: n outer, i inner; QS: i only)
-        sn = Signal(ADDR_BITS)
-        si = Signal(CB)
-        sid = Signal(ADDR_BITS)         # si * d
-        snb = Signal(ADDR_BITS)         # base + thb + sn
-        sa = Signal(ADDR_BITS)          # snb + si * N
+        sn = Signal(len(N))
+        si = Signal(DB)
+        sid = Signal(KVB)               # si * d
+        snb = Signal(AB)                # base + thb + sn
+        sa = Signal(AB)                 # snb + si * N
         more = Signal()
         pend = Signal()
-        p_vb = Signal(ADDR_BITS)        # src3 + thb + sn of the pending bit
-        p_kvrow = Signal(ADDR_BITS)     # si * d of the pending bit
+        p_vb = Signal(AB)               # src3 + thb + sn of the pending bit
+        p_kvrow = Signal(KVB)           # si * d of the pending bit
         row = Signal()
-        j = Signal(CB)
-        r_va = Signal(ADDR_BITS)
-        r_kva = Signal(ADDR_BITS)
+        j = Signal(DB)
+        r_va = Signal(AB)
+        r_kva = Signal(KVB)
         # CLR / YO counters
-        ci = Signal(CB)
-        cj = Signal(CB)
-        ca = Signal(ADDR_BITS)
-        oa = Signal(ADDR_BITS)
+        ci = Signal(DB)
+        cj = Signal(DB)
+        ca = Signal(KVB)
+        oa = Signal(cfg.act_abits)
         # write-back registers
         k1v = Signal()
         k1a = Signal(range(kv_words))

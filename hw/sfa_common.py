@@ -24,7 +24,7 @@ from amaranth.hdl import Const, Mux, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.compiler.program import FIELDS, OP_ATTN, Program
+from spikeforge.compiler.program import FIELDS, OP_ATTN, Program, field_widths
 
 from .params import mul_const
 
@@ -35,13 +35,35 @@ FIELD_BITS = dict(FIELDS)
 ADDR_BITS = FIELD_BITS["src"]          # every base address field of the ISA is this wide
 
 
-def instr_layout() -> data.StructLayout:
-    """The instruction word: ``FIELDS`` in order, the first field in the least significant bits."""
-    return data.StructLayout({name: unsigned(width) for name, width in FIELDS})
+def instr_layout(cfg: "MachineConfig | None" = None) -> data.StructLayout:
+    """The instruction word: ``FIELDS`` in order, the first field in the least significant bits.
+
+    Without ``cfg``: the ISA's word (``Instr.encode``). With ``cfg``: the word of the accelerator
+    built for that program (its ROM's words), every field only as wide as the largest value the
+    program puts in it (``MachineConfig.field_bits``): bits no instruction uses are compiled out,
+    and with them the logic that would carry them."""
+    widths = dict(FIELDS) if cfg is None else dict(cfg.field_bits)
+    return data.StructLayout({name: unsigned(widths[name]) for name, _ in FIELDS})
 
 
-def derived_layout() -> data.StructLayout:
-    """Products of instruction fields, computed by the sequencer before an engine starts."""
+DERIVED = ("hw", "howo", "n_in", "n_out", "kk", "G", "kG", "kkG", "Gt")
+
+
+def derived_values(ins, lanes: int) -> dict[str, int]:
+    """The sequencer's products of one instruction (``ins`` an ``Instr``), as integers."""
+    G = -(-ins.cout // lanes)
+    kk = ins.k * ins.k
+    return {"hw": ins.h * ins.w, "howo": ins.ho * ins.wo, "n_in": ins.cin * ins.h * ins.w,
+            "n_out": ins.cout * ins.ho * ins.wo, "kk": kk, "G": G, "kG": ins.k * G,
+            "kkG": kk * G, "Gt": -(-kk // lanes)}
+
+
+def derived_layout(cfg: "MachineConfig | None" = None) -> data.StructLayout:
+    """Products of instruction fields, computed by the sequencer before an engine starts. Without
+    ``cfg`` at the widths the ISA's fields allow; with ``cfg`` as wide as the largest value over the
+    program's instructions (``MachineConfig.derived_bits``)."""
+    if cfg is not None:
+        return data.StructLayout({name: unsigned(w) for name, w in cfg.derived_bits})
     return data.StructLayout({
         "hw": unsigned(ADDR_BITS),      # h * w
         "howo": unsigned(ADDR_BITS),    # ho * wo
@@ -125,6 +147,11 @@ class MachineConfig:
     rom_words: int
     kv_bits: int          # attention K^T V counts 0 .. N (unsigned)
     d_max: int            # largest channels-per-head over the ATTN instructions (>= 1): a depth, not a width
+    # per instruction field, the bits its largest value in the program needs (at least 1; at most
+    # the ISA's width): the ROM word and every register that holds a field are this wide
+    field_bits: tuple[tuple[str, int], ...] = tuple(FIELDS)
+    # per sequencer product (DERIVED), the bits its largest value over the program's instructions needs
+    derived_bits: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def from_program(cls, p: Program) -> "MachineConfig":
@@ -137,7 +164,35 @@ class MachineConfig:
             act_words=max(2, p.act_words), spk_words=max(2, p.spk_words), acc_words=max(2, p.acc_words),
             wmem_words=max(2, len(p.wmem)), bias_words=max(2, len(p.bias)), shift_words=max(2, len(p.shift)),
             thresh_words=max(2, len(p.thresh)), rom_words=max(2, len(p.instrs)),
-            kv_bits=p.kv_bits, d_max=d_max)
+            kv_bits=p.kv_bits, d_max=d_max,
+            field_bits=tuple(field_widths(p.instrs).items()),
+            derived_bits=tuple((k, max(1, max(derived_values(i, p.lanes)[k] for i in p.instrs).bit_length()))
+                               for k in DERIVED))
+
+    def fbits(self, name: str) -> int:
+        """Bits of instruction field ``name`` in this accelerator (see ``field_bits``)."""
+        return dict(self.field_bits)[name]
+
+    def dbits(self, name: str) -> int:
+        """Bits of the sequencer product ``name`` (see ``derived_bits``)."""
+        return dict(self.derived_bits)[name]
+
+    @property
+    def coord_bits(self) -> int:
+        """Bits of the coordinate fields (``h``, ``w``, ``ho``, ``wo``), at least 3 (the address
+        generators add a padding of up to 7 to a coordinate)."""
+        return max(3, *(self.fbits(f) for f in ("h", "w", "ho", "wo")))
+
+    def encode(self, ins) -> int:
+        """``ins`` (an ``Instr``) as a word of :func:`instr_layout` ``(self)`` (the ROM's words)."""
+        word, pos = 0, 0
+        for f, width in self.field_bits:
+            v = int(getattr(ins, f))
+            if not 0 <= v < (1 << width):
+                raise ValueError(f"field {f}={v} does not fit the accelerator's {width} bits")
+            word |= v << pos
+            pos += width
+        return word
 
     @staticmethod
     def abits(words: int) -> int:

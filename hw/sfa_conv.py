@@ -49,7 +49,7 @@ from spikeforge.compiler.program import OP_HEAD
 
 from .datapath import AccumulateLane, AlignBias
 from .params import bits_for
-from .sfa_common import (ADDR_BITS, FIELD_BITS, MachineConfig, derived_layout, instr_layout, read_sig,
+from .sfa_common import (MachineConfig, derived_layout, instr_layout, read_sig,
                          small_mul, write_sig)
 
 __all__ = ["ConvEngine", "lane_widths", "readout_widths"]
@@ -67,9 +67,6 @@ def readout_widths(cfg: MachineConfig) -> dict:
     return dict(acc_bits=cfg.acc_bits + bits_for(cfg.lanes), shift_bits=cfg.shift_bits, bias_bits=cfg.bias_bits,
                 out_bits=cfg.act_bits)
 
-CB = FIELD_BITS["h"]            # coordinate fields (h, w, ho, wo)
-KB = FIELD_BITS["k"]
-
 
 class ConvEngine(wiring.Component):
     """Runs CONV and HEAD instructions (``start`` while the instruction is presented on ``instr``
@@ -83,8 +80,8 @@ class ConvEngine(wiring.Component):
         super().__init__({
             "start": In(1),
             "done": Out(1),
-            "instr": In(instr_layout()),
-            "drv": In(derived_layout()),
+            "instr": In(instr_layout(cfg)),
+            "drv": In(derived_layout(cfg)),
             "act_r": Out(read_sig(cfg.act_abits, signed(cfg.act_bits))),
             "act_w": Out(write_sig(cfg.act_abits, signed(cfg.act_bits))),
             "spk_r": Out(read_sig(cfg.spk_abits, unsigned(1))),
@@ -100,6 +97,13 @@ class ConvEngine(wiring.Component):
         cfg = self._cfg
         P = cfg.lanes
         I, D = self.instr, self.drv
+        # Widths from the program: coordinates, counters and products as wide as the program's
+        # largest values (MachineConfig.field_bits / derived_bits); addresses as wide as the memory
+        # they address (only ever used modulo its size)
+        CB = cfg.coord_bits
+        KB = cfg.fbits("k")             # every tap index is below k
+        SAB = max(cfg.act_abits, cfg.spk_abits)
+        PAB = max(cfg.bias_abits, cfg.shift_abits)
 
         # ---- the instruction, with HEAD's implicit geometry (1x1 kernel on a 1x1 map)
         is_head = Signal()
@@ -116,10 +120,10 @@ class ConvEngine(wiring.Component):
         bcast = Signal()
         m.d.comb += [in_int.eq(~is_head & I.in_kind), tapm.eq(~is_head & I.lane_mode),
                      accum.eq(~is_head & I.out_mode), bcast.eq(~is_head & (I.src2 != 0))]
-        howo = Signal(ADDR_BITS)
+        howo = Signal(len(D.howo))
         G = Signal.like(D.G)
-        kG = Signal(ADDR_BITS)
-        kkG = Signal(ADDR_BITS)
+        kG = Signal(max(len(D.kG), len(D.G)))
+        kkG = Signal(max(len(D.kkG), len(D.G)))
         Gt = Signal.like(D.Gt)
         m.d.comb += [howo.eq(Mux(is_head, 1, D.howo)), G.eq(D.G), kG.eq(Mux(is_head, D.G, D.kG)),
                      kkG.eq(Mux(is_head, D.G, D.kkG)), Gt.eq(D.Gt)]
@@ -139,16 +143,16 @@ class ConvEngine(wiring.Component):
             return hi
 
         # ---- scan stage S0: the element whose read is issued next
-        tcnt = Signal(FIELD_BITS["T"])
+        tcnt = Signal(cfg.fbits("T"))
         s0v = Signal()
-        ci = Signal(FIELD_BITS["cin"])
+        ci = Signal(cfg.fbits("cin"))
         iy = Signal(CB)
         ix = Signal(CB)
-        sa = Signal(ADDR_BITS)          # scan address (continues over time steps unless broadcast)
-        arow = Signal(ADDR_BITS)        # oy_lo(iy) * wo                         (LANES_CO)
-        wch = Signal(ADDR_BITS)         # wbase + ci * kkG (LANES_CO) / ci * Gt  (LANES_TAP)
-        chb = Signal(ADDR_BITS)         # ci * howo                              (LANES_TAP)
-        yrow = Signal(ADDR_BITS)        # ((iy + pad) >> s) * wo                 (LANES_TAP)
+        sa = Signal(SAB)                # scan address (continues over time steps unless broadcast)
+        arow = Signal(cfg.acc_abits)        # oy_lo(iy) * wo                         (LANES_CO)
+        wch = Signal(cfg.wmem_abits)         # wbase + ci * kkG (LANES_CO) / ci * Gt  (LANES_TAP)
+        chb = Signal(cfg.acc_abits)         # ci * howo                              (LANES_TAP)
+        yrow = Signal(cfg.acc_abits)        # ((iy + pad) >> s) * wo                 (LANES_TAP)
 
         oy_lo, oy_hi = lo_fn(iy), hi_fn(iy, ho)
         ox_lo, ox_hi = lo_fn(ix), hi_fn(ix, wo)
@@ -157,8 +161,8 @@ class ConvEngine(wiring.Component):
         kx0 = Signal(KB + 1)
         m.d.comb += [ky0.eq(iy + pad - (oy_lo << sh)), kx0.eq(ix + pad - (ox_lo << sh))]
         has_taps = (oy_lo <= oy_hi) & (ox_lo <= ox_hi)
-        acc_start = Signal(ADDR_BITS)
-        w_start = Signal(ADDR_BITS)
+        acc_start = Signal(cfg.acc_abits)
+        w_start = Signal(cfg.wmem_abits)
         m.d.comb += [
             acc_start.eq(arow + ox_lo),
             w_start.eq(Mux(tapm, wch, wch + small_mul(ky0[:KB], kG) + small_mul(kx0[:KB], G))),
@@ -175,19 +179,19 @@ class ConvEngine(wiring.Component):
         s1_has = Signal()
         s1_iy = Signal(CB)
         s1_ix = Signal(CB)
-        s1_E = Signal(ADDR_BITS)        # LANES_TAP: ci*howo + ((iy+pad)>>s)*wo
+        s1_E = Signal(cfg.acc_abits)        # LANES_TAP: ci*howo + ((iy+pad)>>s)*wo
         oy = Signal(CB + 2)
         oyh = Signal(CB + 1)
         ox = Signal(CB + 2)
         oxl = Signal(CB + 2)
         oxh = Signal(CB + 1)
         g = Signal.like(G)
-        a_row = Signal(ADDR_BITS)
-        a_pos = Signal(ADDR_BITS)
-        a_cur = Signal(ADDR_BITS)
-        w_row = Signal(ADDR_BITS)
-        w_pos = Signal(ADDR_BITS)
-        w_cur = Signal(ADDR_BITS)
+        a_row = Signal(cfg.acc_abits)
+        a_pos = Signal(cfg.acc_abits)
+        a_cur = Signal(cfg.acc_abits)
+        w_row = Signal(cfg.wmem_abits)
+        w_pos = Signal(cfg.wmem_abits)
+        w_cur = Signal(cfg.wmem_abits)
         tg = Signal.like(Gt)
         KYB = bits_for((1 << KB) + P + 1)
         kyl = [Signal(KYB, name=f"ky{p}") for p in range(P)]
@@ -226,13 +230,13 @@ class ConvEngine(wiring.Component):
             m.d.sync += t1_en[p].eq(0)
 
         # ---- readout registers
-        co = Signal(FIELD_BITS["cout"])
+        co = Signal(cfg.fbits("cout"))
         rp = Signal(range(max(P, 2)))           # co % P       (LANES_CO)
-        rq = Signal(ADDR_BITS)          # position in the channel
-        ra = Signal(ADDR_BITS)          # ACC word
-        rgb = Signal(ADDR_BITS)         # (co // P) * howo
-        oa = Signal(ADDR_BITS)          # ACT word (continues over time steps)
-        pa = Signal(ADDR_BITS)          # pbase + co
+        rq = Signal(len(howo))          # position in the channel
+        ra = Signal(cfg.acc_abits)      # ACC word
+        rgb = Signal(cfg.acc_abits)     # (co // P) * howo
+        oa = Signal(cfg.act_abits)      # ACT word (continues over time steps)
+        pa = Signal(PAB)                # pbase + co
         r1v = Signal()
         r1_p = Signal(range(max(P, 2)))
         r1_ra = Signal(cfg.acc_abits)
@@ -242,7 +246,7 @@ class ConvEngine(wiring.Component):
         # ---- HEAD bias phase registers
         bp = Signal(range(max(P, 2)))
         bg = Signal.like(G)
-        ba = Signal(ADDR_BITS)
+        ba = Signal(PAB)
 
         wl = self.wmem_r.data           # View: array of P signed weights
         m.d.comb += [self.wmem_r.addr.eq(w_cur), self.wmem_r.en.eq(1)]

@@ -17,7 +17,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .accel_interface import logit_stream, pixel_stream
-from .sfa_common import ADDR_BITS, FIELD_BITS, MachineConfig, derived_layout, instr_layout, read_sig, write_sig
+from .sfa_common import MachineConfig, derived_layout, instr_layout, read_sig, write_sig
 
 __all__ = ["InputEngine", "SumEngine", "OutputEngine"]
 
@@ -34,8 +34,8 @@ class InputEngine(wiring.Component):
         super().__init__({
             "start": In(1),
             "done": Out(1),
-            "instr": In(instr_layout()),
-            "drv": In(derived_layout()),
+            "instr": In(instr_layout(cfg)),
+            "drv": In(derived_layout(cfg)),
             "pixels": In(pixel_stream(cfg.pixel_bits)),
             "act_w": Out(write_sig(cfg.act_abits, signed(cfg.act_bits))),
         })
@@ -43,8 +43,8 @@ class InputEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         run = Signal()
-        addr = Signal(ADDR_BITS)
-        left = Signal(ADDR_BITS)        # pixels still expected after this one
+        addr = Signal(self._cfg.act_abits)
+        left = Signal(len(self.drv.n_in))   # pixels still expected after this one
         m.d.comb += self.pixels.ready.eq(run)
         with m.If(self.start):
             m.d.sync += [run.eq(1), addr.eq(self.instr.dst), left.eq(self.drv.n_in - 1)]
@@ -63,8 +63,8 @@ class SumEngine(wiring.Component):
         super().__init__({
             "start": In(1),
             "done": Out(1),
-            "instr": In(instr_layout()),
-            "drv": In(derived_layout()),
+            "instr": In(instr_layout(cfg)),
+            "drv": In(derived_layout(cfg)),
             "act_r": Out(read_sig(cfg.act_abits, signed(cfg.act_bits))),
             "act_w": Out(write_sig(cfg.act_abits, signed(cfg.act_bits))),
         })
@@ -74,11 +74,11 @@ class SumEngine(wiring.Component):
         cfg = self._cfg
         I, D = self.instr, self.drv
         run = Signal()
-        ra = Signal(ADDR_BITS)
-        wa = Signal(ADDR_BITS)
-        q = Signal(ADDR_BITS)
-        c = Signal(FIELD_BITS["cin"])
-        t = Signal(FIELD_BITS["T"])
+        ra = Signal(cfg.act_abits)
+        wa = Signal(cfg.act_abits)
+        q = Signal(len(D.hw))
+        c = Signal(cfg.fbits("cin"))
+        t = Signal(cfg.fbits("T"))
         s1 = Signal()
         s1_first = Signal()
         s1_last = Signal()
@@ -118,8 +118,8 @@ class OutputEngine(wiring.Component):
         super().__init__({
             "start": In(1),
             "done": Out(1),
-            "instr": In(instr_layout()),
-            "drv": In(derived_layout()),
+            "instr": In(instr_layout(cfg)),
+            "drv": In(derived_layout(cfg)),
             "acc_r": Out(read_sig(cfg.acc_abits, signed(cfg.acc_bits))).array(P),
             "acc_w": Out(write_sig(cfg.acc_abits, signed(cfg.acc_bits))).array(P),
             "logits": Out(logit_stream(cfg.logit_bits)),
@@ -133,8 +133,8 @@ class OutputEngine(wiring.Component):
         run = Signal()
         p = Signal(range(max(P, 2)))
         g = Signal(cfg.acc_abits)
-        kq = Signal(FIELD_BITS["cout"])     # logits issued (read)
-        ko = Signal(FIELD_BITS["cout"])     # logits accepted
+        kq = Signal(cfg.fbits("cout"))      # logits issued (read)
+        ko = Signal(cfg.fbits("cout"))      # logits accepted
         ov = Signal()                       # output register holds a logit
         op = Signal(range(max(P, 2)))
         og = Signal(cfg.acc_abits)

@@ -21,7 +21,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .datapath import LIFStep
-from .sfa_common import ADDR_BITS, FIELD_BITS, MachineConfig, derived_layout, instr_layout, read_sig, write_sig
+from .sfa_common import MachineConfig, derived_layout, instr_layout, read_sig, write_sig
 
 __all__ = ["LIFEngine", "lif_step_widths"]
 
@@ -41,8 +41,8 @@ class LIFEngine(wiring.Component):
         super().__init__({
             "start": In(1),
             "done": Out(1),
-            "instr": In(instr_layout()),
-            "drv": In(derived_layout()),
+            "instr": In(instr_layout(cfg)),
+            "drv": In(derived_layout(cfg)),
             "act_r": Out(read_sig(cfg.act_abits, signed(cfg.act_bits))),
             "thresh_r": Out(read_sig(cfg.thresh_abits, signed(cfg.thresh_bits))),
             "spk_w": Out(write_sig(cfg.spk_abits, unsigned(1))),
@@ -56,13 +56,14 @@ class LIFEngine(wiring.Component):
         n = D.n_out
 
         run = Signal()
-        t = Signal(FIELD_BITS["T"])
-        q = Signal(ADDR_BITS)           # position within the channel
-        e_src = Signal(ADDR_BITS)       # src + e
-        e_dst = Signal(ADDR_BITS)       # dst + e
-        a_src = Signal(ADDR_BITS)       # src + t*n + e
-        a_dst = Signal(ADDR_BITS)       # dst + t*n + e
-        ta = Signal(ADDR_BITS)          # pbase + c
+        # widths from the program (counters) and of the memory addressed (addresses)
+        t = Signal(cfg.fbits("T"))
+        q = Signal(len(D.howo))         # position within the channel
+        e_src = Signal(cfg.act_abits)   # src + e
+        e_dst = Signal(cfg.spk_abits)   # dst + e
+        a_src = Signal(cfg.act_abits)   # src + t*n + e
+        a_dst = Signal(cfg.spk_abits)   # dst + t*n + e
+        ta = Signal(cfg.thresh_abits)   # pbase + c
 
         # compute stage
         c1 = Signal()

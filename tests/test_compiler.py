@@ -132,6 +132,18 @@ def test_unsupported_pattern_is_named():
 
 
 @pytest.fixture(scope="module")
+def trained_tiny_sfq(tmp_path_factory):
+    """The embedded fpga-tiny-t2 checkpoint quantised as the README does (``--calib digits``): the
+    model that fits the iCEBreaker (a random fpga-tiny has wider activations, which do not)."""
+    from spikeforge.quantize.pipeline import quantize_checkpoint
+    d = tmp_path_factory.mktemp("t")
+    g, _ = quantize_checkpoint("fpga-tiny-t2", calib="digits", evaluate=False)
+    p = d / "tiny-t2.sfq"
+    save_ir(g, str(p))
+    return str(p), g, None
+
+
+@pytest.fixture(scope="module")
 def tiny_sfq(tmp_path_factory):
     d = tmp_path_factory.mktemp("c")
     g, x = _ir(tiny_cfg(T=2))
@@ -197,14 +209,14 @@ def test_corrupt_build_dir(tiny_sfq, tmp_path):
 # ------------------------------------------------------------------------------ weights in SPRAM
 
 
-def test_icebreaker_puts_weights_in_spram(tiny_sfq, tmp_path):
+def test_icebreaker_puts_weights_in_spram(trained_tiny_sfq, tmp_path):
     """fpga-tiny's shape (40,006 weight words at 1 lane) does not fit the UP5K's block RAM with the
     rest: WMEM goes to SPRAM, runtime-loaded; the block RAM budget covers everything else; the
     report says so, with the words, bits and the sha256 of weights.bin (the words in address
     order, little-endian, as wmem.hex has them); the Verilog has the SB_SPRAM256KA instances."""
     import hashlib
 
-    path, g, x = tiny_sfq
+    path, g, x = trained_tiny_sfq
     b = tmp_path / "ice"
     rep = compile_ir(path, "icebreaker", None, str(b), predict_samples=0)
     w = rep["weights"]
@@ -220,11 +232,10 @@ def test_icebreaker_puts_weights_in_spram(tiny_sfq, tmp_path):
     assert [int.from_bytes(image[i:i + n], "little") for i in range(0, len(image), n)] == words
     assert w["spram"]["blocks"] == (b / "accelerator.v").read_text().count("SB_SPRAM256KA")
     rows = {r["resource"]: (r["needed"], r["available"]) for r in rep["resources"]}
-    bits = rep["memories"]["bits"]
-    assert rows["memory bits (block RAM, all but weights)"] == \
-        (sum(bits.values()) - bits["weights (WMEM)"], 30 * 4096)
+    # counted in SB_RAM40_4K blocks as Yosys maps the memories (30 measured on the UP5K)
+    assert rows["block RAMs (all but weights)"] == (30, 30)
     assert rows["SPRAM blocks (weights, runtime-loaded)"] == (w["spram"]["blocks"], 4)
-    assert "memory bits (total)" not in rows
+    assert "block RAMs (all memories)" not in rows
     assert rows["LUTs (estimate)"][0] <= rows["LUTs (estimate)"][1]
     # the core built from the build directory has the weight port; other targets keep the ROM
     from spikeforge.compiler.build import load_core, read_weight_image
@@ -243,11 +254,11 @@ def test_icebreaker_puts_weights_in_spram(tiny_sfq, tmp_path):
         read_weight_image(str(tmp_path / "sim"), rep2)
 
 
-def test_weights_option(tiny_sfq, tmp_path, capsys):
-    path, g, x = tiny_sfq
+def test_weights_option(trained_tiny_sfq, tmp_path, capsys):
+    path, g, x = trained_tiny_sfq
     rc, out, err = run_cli(["compile", path, "--target", "icebreaker", "--weights", "bitstream",
                             "-o", tmp_path / "a"], capsys)
-    assert rc == 2 and "memory bits (total)" in err and "<-- too much" in err
+    assert rc == 2 and "block RAMs (all memories)" in err and "<-- too much" in err
     rc, out, err = run_cli(["compile", path, "--target", "ulx3s-85f", "--weights", "runtime",
                             "-o", tmp_path / "b"], capsys)
     assert rc == 2
@@ -257,7 +268,7 @@ def test_weights_option(tiny_sfq, tmp_path, capsys):
     assert "weights: 40,006 words of 8 bits in SPRAM, runtime-loaded" in out
 
 
-def test_spram_budget_errors_are_clear(tiny_sfq):
+def test_spram_budget_errors_are_clear(trained_tiny_sfq):
     """Weights too many for the SPRAM, or the rest too much for the block RAM: the table names the
     row, and only the hints that would help."""
     import dataclasses
@@ -265,7 +276,7 @@ def test_spram_budget_errors_are_clear(tiny_sfq):
     from spikeforge.compiler.passes.budget import check_budget
     from spikeforge.compiler.targets import get_target
 
-    path, g, x = tiny_sfq
+    path, g, x = trained_tiny_sfq
     prog = lower_to_program(g, 1)
     ice = get_target("icebreaker")
     ok = check_budget(prog, ice, True)
@@ -282,6 +293,39 @@ def test_spram_budget_errors_are_clear(tiny_sfq):
     with pytest.raises(BudgetError) as e:
         check_budget(wide, ice, True)
     msg = str(e.value)
-    line = next(ln for ln in msg.splitlines() if ln.startswith("memory bits (block RAM, all but weights)"))
+    line = next(ln for ln in msg.splitlines() if ln.startswith("block RAMs (all but weights)"))
     assert line.endswith("<-- too much")
     assert "fewer weight bits" not in msg and "a smaller model" in msg
+
+
+def test_block_ram_counted_in_blocks_as_synthesis_maps_them():
+    """Block RAM is counted in primitives, per memory (a memory takes whole blocks), calibrated on
+    what Yosys did: iCE40 SB_RAM40_4K (256x16 .. 2048x2), ECP5 DP16KD (512x36 .. 16384x1); memories
+    of at most 64 bits become flip-flops; initialised tables put a short tail of rows in logic."""
+    from spikeforge.compiler.passes.budget import bram_blocks
+    assert bram_blocks(1536, 23, "ice40") == 9          # ACT of fpga-tiny-t2 (measured 9)
+    assert bram_blocks(512, 21, "ice40") == 3           # one ACC bank (3)
+    assert bram_blocks(1024, 1, "ice40") == 1           # SPK (1)
+    assert bram_blocks(564, 20, "ice40", rom=True) == 4  # BIAS (4)
+    assert bram_blocks(564, 5, "ice40", rom=True) == 1   # SHIFT (1)
+    assert bram_blocks(78, 110, "ice40", rom=True) == 7  # a program ROM (7)
+    assert bram_blocks(8, 4, "ice40") == bram_blocks(64, 1, "ice40") == 0   # flip-flops
+    assert bram_blocks(8, 23, "ice40") == 2 and bram_blocks(10, 12, "ice40") == 1
+    assert bram_blocks(2048, 22, "ecp5") == 3
+    assert bram_blocks(100, 100, "sim") == 0
+
+
+def test_icebreaker_logic_budget_refuses_at_compile(tiny_sfq, tmp_path, capsys):
+    """A design whose logic cannot fit the UP5K is refused by compile with the needs table (not
+    at synth): the LUT estimate is calibrated per family (5,060 estimated, 4,999 logic cells
+    measured for fpga-tiny-t2 at 1 lane)."""
+    from spikeforge.compiler.passes.budget import lut_estimate
+    assert lut_estimate(1, "ice40") == 5060
+    assert lut_estimate(8, "ecp5") == 9310           # the default model on the ULX3S (9,307 measured)
+    path, g, x = tiny_sfq
+    rc, out, err = run_cli(["compile", path, "--target", "icebreaker", "--lanes", "4", "-o", tmp_path / "b"],
+                           capsys)
+    assert rc == 2 and not (tmp_path / "b").exists()
+    line = next(ln for ln in err.splitlines() if ln.startswith("LUTs (estimate)"))
+    assert line.endswith("<-- too much") and "5,390" in line
+    assert "--lanes 3" in err

@@ -1,8 +1,13 @@
 """Pass: the program's memory and logic needs against a target's budget.
 
-Memory needs are exact (from the program's widths and sizes). Logic is an estimate (a linear model
-in the lane count, fitted to synthesis results of the accelerator, see bench/); the hard checks are
-memory and multipliers, and `spikeforge synth` has the final word on LUTs.
+Memory needs come from the program's widths and sizes, counted in the block RAM primitives of the
+target's family as Yosys maps them (:func:`bram_blocks`: whole blocks per memory, in the best
+aspect ratio; tiny memories in flip-flops; constant ROM columns dropped), including the host link's
+pixel and logit buffers. Logic is an estimate (:func:`lut_estimate`, per family, calibrated on
+synthesis results); `spikeforge synth` has the final word. Checked against the iCE40 UP5K build of
+fpga-tiny-t2 (estimate 30 blocks, 30 measured; LUT estimate 5,060, 4,999 logic cells measured) and
+the ULX3S build of the default model (estimate 122 DP16KD, 115 measured: errs high; 9,310 LUTs,
+9,307 measured).
 
 Where the weights live (:func:`weight_storage`): in block RAM, initialised by the bitstream, unless
 the target has SPRAM (the iCE40 UP5K) and the memories do not all fit its block RAM; then WMEM
@@ -22,8 +27,85 @@ from ..program import Program
 from ..targets import Target
 from .memory_plan import SPRAMPlan, spram_plan
 
-LUT_BASE = 3500        # sequencer, engines, address generators (estimate from synthesis: 4.8k LUT4
-LUT_PER_LANE = 350     # + 1k carry cells for 4 lanes on the ECP5, 5.6k LUT4 on the iCE40)
+# Logic: LUTs = base + per_lane * lanes, per family, calibrated on what synthesis measured (not a
+# general model of the widths; `spikeforge synth` has the final word):
+#   iCE40 UP5K, fpga-tiny-t2 at 1 lane (act 23 b, acc 21 b, weights in SPRAM, UART host link):
+#     4,999 logic cells (nextpnr ICESTORM_LC) after the program-width specialisation (5,801 before);
+#     one lane (AccumulateLane, its ACC bank's port multiplexers, the readout's selection) is about
+#     110 of them (Yosys hierarchy statistics, `synth_ice40 -noflatten`).
+#   ECP5 85F, default at 8 lanes: 9,307 TRELLIS_COMB after the specialisation (11,140 before);
+#     an ECP5 lane about 200 (carry chains count twice as COMB).
+LUT_MODEL = {"ice40": (4950, 110), "ecp5": (7710, 200)}
+LUT_MODEL_DEFAULT = (7710, 200)   # sim / large: no limit worth modelling
+WMEM_NAME = "WMEM"
+
+
+def lut_estimate(lanes: int, family: str) -> int:
+    base, per_lane = LUT_MODEL.get(family, LUT_MODEL_DEFAULT)
+    return base + per_lane * lanes
+
+
+# Block RAM primitives as (depth, width) aspect ratios: iCE40 SB_RAM40_4K, ECP5 DP16KD.
+BRAM_MODES = {"ice40": ((256, 16), (512, 8), (1024, 4), (2048, 2)),
+              "ecp5": ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1))}
+FF_MEMORY_BITS = 64      # memories this small become flip-flops (Yosys' memory_libmap)
+LOGIC_ROM_BITS = 2048    # initialised memories: rows past the last whole block up to this many bits
+                         # become logic (Yosys); measured on the UP5K: 564 x 20 -> 4 blocks, 564 x 5 -> 1
+
+
+def bram_blocks(depth: int, width: int, family: str, rom: bool = False) -> int:
+    """Block RAM primitives a ``depth`` x ``width`` memory takes on ``family`` as Yosys maps it
+    (calibrated: see the module docstring). ``rom``: initialised and never written."""
+    modes = BRAM_MODES.get(family)
+    if modes is None or depth * width <= FF_MEMORY_BITS or width == 0:
+        return 0
+    if rom and width >= modes[0][1]:
+        modes = modes[:1]       # wide read-only tables: the widest aspect ratio (as Yosys picks)
+    best = None
+    for d, w in modes:
+        cols = -(-width // w)
+        rows = -(-depth // d)
+        if rom and depth >= d and (depth % d) * width <= LOGIC_ROM_BITS:
+            rows = depth // d
+        n = cols * rows
+        best = n if best is None else min(best, n)
+    return best
+
+
+def memories(p: Program) -> list[tuple[str, int, int, bool]]:
+    """Every memory of the accelerator built for ``p`` and of the host link around it, as
+    ``(name, depth, width, read_only)``; WMEM last. The ROM counts only the bit columns that differ
+    between the program's instruction words (the others are constants; the debug tag is not read on
+    a board), as synthesis keeps it."""
+    from ..program import OP_ATTN, field_widths
+    fw = field_widths(p.instrs)
+    words = []
+    for i in p.instrs:
+        w, pos = 0, 0
+        for f, width in fw.items():
+            if f != "tag":
+                w |= int(getattr(i, f)) << pos
+            pos += width
+        words.append(w)
+    rom_bits = sum(1 for b in range(sum(fw.values())) if len({(w >> b) & 1 for w in words}) > 1)
+    attn = [i for i in p.instrs if i.opcode == OP_ATTN]
+    d = max([i.cout // max(i.heads, 1) for i in attn] + [1])
+    y_bits = min(p.act_bits, max(1, (d * ((1 << p.kv_bits) - 1)).bit_length()))
+    first, last = p.instrs[0], p.instrs[-1]
+    out = [("ACT", max(2, p.act_words), p.act_bits, False), ("SPK", max(2, p.spk_words), 1, False)]
+    out += [(f"ACC{q}", max(2, p.acc_words), p.acc_bits, False) for q in range(p.lanes)]
+    out += [("BIAS", max(2, len(p.bias)), p.bias_bits, True), ("SHIFT", max(2, len(p.shift)), p.shift_bits, True),
+            ("THRESH", max(2, len(p.thresh)), p.thresh_bits, True), ("program", max(2, len(p.instrs)), rom_bits, True),
+            ("KV", max(2, d * d), p.kv_bits, False), ("Y", max(2, d), y_bits, False),
+            ("host pixels", first.cin * first.h * first.w, p.pixel_bits, False),
+            ("host logits", last.cout, p.logit_bits, False),
+            (WMEM_NAME, max(2, len(p.wmem)), p.lanes * p.weight_bits, True)]
+    return out
+
+
+def blocks_needed(p: Program, family: str, with_wmem: bool) -> int:
+    return sum(bram_blocks(d, w, family, rom) for name, d, w, rom in memories(p)
+               if with_wmem or name != WMEM_NAME)
 
 
 class BudgetError(SpikeforgeError):
@@ -62,9 +144,10 @@ def memory_bits(p: Program) -> dict[str, int]:
 
 
 WMEM = "weights (WMEM)"
-ROW_TOTAL = "memory bits (total)"
-ROW_BRAM = "memory bits (block RAM, all but weights)"
+ROW_TOTAL = "block RAMs (all memories)"
+ROW_BRAM = "block RAMs (all but weights)"
 ROW_SPRAM = "SPRAM blocks (weights, runtime-loaded)"
+ROW_LUTS = "LUTs (estimate)"
 
 
 WEIGHT_MODES = ("auto", "bitstream", "runtime")
@@ -84,7 +167,7 @@ def weight_storage(p: Program, t: Target, mode: str = "auto") -> SPRAMPlan | Non
             raise BudgetError(f"--weights runtime: target {t.name} ({t.description}) has no SPRAM; "
                               f"runtime-loaded weights live in the iCE40 UP5K's SPRAM (--target icebreaker)")
         return None
-    if mode == "auto" and sum(memory_bits(p).values()) <= t.bram_bits + t.external_bits:
+    if mode == "auto" and (t.external_bits or blocks_needed(p, t.family, True) <= t.bram_blocks):
         return None
     return spram_plan(max(1, len(p.wmem)), p.lanes * p.weight_bits)
 
@@ -96,13 +179,18 @@ def needs(p: Program, t: Target, weights: str = "auto") -> tuple[Needs, dict[str
     # one multiplier per lane for multi-bit inputs, split into 18x18 blocks when wider, plus the
     # sequencer's shared one
     per_lane = math.ceil(max(p.act_bits, 2) / 18) * math.ceil(max(p.weight_bits, 2) / 18)
-    if plan is None:
-        out = [(ROW_TOTAL, total, t.bram_bits + t.external_bits)]
+    # block RAM in primitives of the family (a memory takes whole blocks); targets with external
+    # memory (``large``) or none to speak of (``sim``) count bits against their bits
+    if t.family in BRAM_MODES:
+        if plan is None:
+            out = [(ROW_TOTAL, blocks_needed(p, t.family, True), t.bram_blocks)]
+        else:
+            out = [(ROW_BRAM, blocks_needed(p, t.family, False), t.bram_blocks),
+                   (ROW_SPRAM, plan.blocks, t.spram_blocks)]
     else:
-        out = [(ROW_BRAM, total - mem[WMEM], t.bram_bits + t.external_bits),
-               (ROW_SPRAM, plan.blocks, t.spram_blocks)]
+        out = [("memory bits (total)", total, t.bram_bits + t.external_bits)]
     out += [("multipliers (DSP)", p.lanes * per_lane + 1, t.dsps),
-            ("LUTs (estimate)", LUT_BASE + LUT_PER_LANE * p.lanes, t.luts)]
+            (ROW_LUTS, lut_estimate(p.lanes, t.family), t.luts)]
     return Needs(out), mem, plan
 
 
@@ -119,12 +207,14 @@ def check_budget(p: Program, t: Target, lanes_given: bool, weights: str = "auto"
                 "resources": [{"resource": r, "needed": a, "available": b} for r, a, b in n.rows]}
     hints = []
     over = {r for r, a, b in n.rows if a > b}
-    if "multipliers (DSP)" in over or "LUTs (estimate)" in over:
-        fit = max(1, min(t.dsps - 1, (t.luts - LUT_BASE) // LUT_PER_LANE))
-        hints.append(f"fewer lanes (--lanes {fit})")
-    if over & {ROW_TOTAL, ROW_BRAM, ROW_SPRAM}:
+    if "multipliers (DSP)" in over or ROW_LUTS in over:
+        base, per_lane = LUT_MODEL.get(t.family, LUT_MODEL_DEFAULT)
+        fit = min(t.dsps - 1, (t.luts - base) // per_lane)
+        if fit >= 1 and fit < p.lanes:
+            hints.append(f"fewer lanes (--lanes {fit})")
+    if over & {ROW_TOTAL, ROW_BRAM, ROW_SPRAM, "memory bits (total)"}:
         w = mem[WMEM]
-        if p.weight_bits > 4 and over & {ROW_TOTAL, ROW_SPRAM}:   # (SPRAM weights: not in block RAM)
+        if p.weight_bits > 4 and over & {ROW_TOTAL, ROW_SPRAM, "memory bits (total)"}:   # (SPRAM weights: not in block RAM)
             hints.append(f"fewer weight bits (quantize with --weight-bits 4 saves about "
                          f"{w - w * 4 // p.weight_bits:,} bits)")
         hints.append("a smaller model (a smaller preset)")

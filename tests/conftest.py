@@ -37,15 +37,29 @@ def run_cli(argv, capsys):
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
-    """``make demo``'s entry point on a reduced sample (3 held-out digits), run once per session.
+    """``make demo``'s entry point on a reduced sample (3 held-out digits), run once per test run.
 
-    Tests that use it belong to the xdist group ``demo`` so that they share this one run.
+    Tests that use it belong to the xdist group ``demo`` so that one worker runs them all; in case
+    the grouping does not hold (pytest-xdist's loadgroup rewrites node ids, which pytest 9 ignores),
+    the run is also shared between workers through a lock file in their common temporary folder:
+    the first worker runs the demo, the others wait and read its result.
     Returns ``(out_dir, completed process)``.
     """
+    import json
     import subprocess
     import sys
 
-    out = tmp_path_factory.mktemp("demo") / "demo_out"
-    proc = subprocess.run([sys.executable, "-m", "spikeforge.demo", "--out", str(out), "--samples", "3"],
-                          capture_output=True, text=True, cwd=REPO)
-    return out, proc
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "demo-shared"
+    shared.mkdir(exist_ok=True)
+    out, result = shared / "demo_out", shared / "result.json"
+    with FileLock(str(shared) + ".lock"):
+        if not result.exists():
+            proc = subprocess.run([sys.executable, "-m", "spikeforge.demo", "--out", str(out), "--samples", "3"],
+                                  capture_output=True, text=True, cwd=REPO)
+            result.write_text(json.dumps({"returncode": proc.returncode, "stdout": proc.stdout,
+                                          "stderr": proc.stderr}))
+    r = json.loads(result.read_text())
+    return out, subprocess.CompletedProcess([], r["returncode"], r["stdout"], r["stderr"])

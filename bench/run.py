@@ -338,7 +338,7 @@ def rtl_sim(s: Settings, dm: DefaultModel, build: dict | None, tmp: str, rtl_cyc
 
 
 class IssRuns:
-    """ISS results per lane count on the datapath inputs (cached: boards reuse them)."""
+    """ISS results per lane count on the datapath inputs, run once per lane count."""
 
     def __init__(self, dm: DefaultModel, x: np.ndarray):
         self.dm, self.x, self.cache = dm, x, {}

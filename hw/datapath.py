@@ -29,6 +29,14 @@ def _width(name: str, v, lo: int = 1) -> int:
     return v
 
 
+def _set_widths(component, widths: dict, lo: dict | None = None) -> None:
+    """Check each width (an integer >= 2, or ``lo[name]``) and keep it as an attribute and in
+    ``component.widths`` (the harnesses and reports read the widths an instance was built with)."""
+    for name, v in widths.items():
+        setattr(component, name, _width(name, v, (lo or {}).get(name, 2)))
+    component.widths = dict(widths)
+
+
 class LIFStep(wiring.Component):
     """One LIF update (tau = 2, doubled units): ``h2 = v + x``; ``spike = h2 >= 2*threshold``;
     ``v_next = 0 if spike else h2 >> 1``. ``membrane_bits`` must hold ``h2`` (the IR's declared
@@ -36,12 +44,8 @@ class LIFStep(wiring.Component):
     a neuron that does not fire keeps ``h2 < 2*threshold``, so ``v_next`` stays within it)."""
 
     def __init__(self, *, x_bits: int, state_bits: int, membrane_bits: int, threshold_bits: int):
-        self.x_bits = _width("x_bits", x_bits, 2)
-        self.state_bits = _width("state_bits", state_bits, 2)
-        self.membrane_bits = _width("membrane_bits", membrane_bits, 2)
-        self.threshold_bits = _width("threshold_bits", threshold_bits, 1)
-        self.widths = dict(x_bits=x_bits, state_bits=state_bits, membrane_bits=membrane_bits,
-                           threshold_bits=threshold_bits)
+        _set_widths(self, dict(x_bits=x_bits, state_bits=state_bits, membrane_bits=membrane_bits,
+                               threshold_bits=threshold_bits), lo={"threshold_bits": 1})
         super().__init__({
             "v": In(signed(state_bits)), "x": In(signed(x_bits)), "threshold": In(unsigned(threshold_bits)),
             "h2": Out(signed(membrane_bits)), "spike": Out(1), "v_next": Out(signed(state_bits)),
@@ -60,11 +64,7 @@ class AlignBias(wiring.Component):
     ``(acc + 2**(-shift-1)) >> -shift`` (round half up); the stream aligner of the residual adds."""
 
     def __init__(self, *, acc_bits: int, shift_bits: int, bias_bits: int, out_bits: int):
-        self.acc_bits = _width("acc_bits", acc_bits, 2)
-        self.shift_bits = _width("shift_bits", shift_bits, 2)
-        self.bias_bits = _width("bias_bits", bias_bits, 2)
-        self.out_bits = _width("out_bits", out_bits, 2)
-        self.widths = dict(acc_bits=acc_bits, shift_bits=shift_bits, bias_bits=bias_bits, out_bits=out_bits)
+        _set_widths(self, dict(acc_bits=acc_bits, shift_bits=shift_bits, bias_bits=bias_bits, out_bits=out_bits))
         super().__init__({
             "acc": In(signed(acc_bits)), "shift": In(signed(shift_bits)), "bias": In(signed(bias_bits)),
             "y": Out(signed(out_bits)),
@@ -102,11 +102,7 @@ class AccumulateLane(wiring.Component):
     SPIKE, MUL, BIAS = 0, 1, 2
 
     def __init__(self, *, acc_bits: int, weight_bits: int, x_bits: int, bias_bits: int):
-        self.acc_bits = _width("acc_bits", acc_bits, 2)
-        self.weight_bits = _width("weight_bits", weight_bits, 2)
-        self.x_bits = _width("x_bits", x_bits, 2)
-        self.bias_bits = _width("bias_bits", bias_bits, 2)
-        self.widths = dict(acc_bits=acc_bits, weight_bits=weight_bits, x_bits=x_bits, bias_bits=bias_bits)
+        _set_widths(self, dict(acc_bits=acc_bits, weight_bits=weight_bits, x_bits=x_bits, bias_bits=bias_bits))
         super().__init__({
             "mode": In(2), "acc": In(signed(acc_bits)), "x": In(signed(x_bits)),
             "weight": In(signed(weight_bits)), "bias": In(signed(bias_bits)),

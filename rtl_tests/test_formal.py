@@ -42,24 +42,36 @@ def _lim(bits: int) -> tuple[int, int]:
     return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
 
+class _Harness(Elaboratable):
+    """A proof harness around one datapath component: ``dut_cls`` (the component or a mutant of
+    it) built with ``widths``; subclasses add free inputs, assumptions and assertions."""
+
+    default_dut = None
+
+    def __init__(self, dut_cls=None, **widths):
+        self.dut_cls = dut_cls or self.default_dut
+        self.widths = widths
+
+    def _dut(self, m: Module):
+        m.submodules.dut = dut = self.dut_cls(**self.widths)
+        return dut, self.widths
+
+
 # ---------------------------------------------------------------------------------------------
 # LIF
 # ---------------------------------------------------------------------------------------------
 
-class LIFHarness(Elaboratable):
+class LIFHarness(_Harness):
     """One neuron (one channel) of a ``lif`` op. Its input lies in some ``[xlo, xhi]`` (free); the
     analysis makes the state range ``[vlo, vhi] = [min(0, xlo), max(0, min(th - 1, xhi))]`` and
     declares widths holding it and ``h2``'s range ``[vlo + xlo, vhi + xhi]`` and ``2 th``: assumed
     here of ``state_bits`` and ``membrane_bits``. The state ``v`` is anywhere in its range."""
 
-    def __init__(self, dut_cls=LIFStep, **widths):
-        self.dut_cls = dut_cls
-        self.widths = widths
+    default_dut = LIFStep
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.dut = dut = self.dut_cls(**self.widths)
-        w = self.widths
+        dut, w = self._dut(m)
         xb, sb, mb, tb = w["x_bits"], w["state_bits"], w["membrane_bits"], w["threshold_bits"]
         v, x, th = AnyConst(signed(sb)), AnyConst(signed(xb)), AnyConst(unsigned(tb))
         xlo, xhi = AnyConst(signed(xb)), AnyConst(signed(xb))
@@ -130,7 +142,7 @@ def test_formal_catches_a_lif_state_one_bit_short(tmp_path):
 # align + bias
 # ---------------------------------------------------------------------------------------------
 
-class AlignHarness(Elaboratable):
+class AlignHarness(_Harness):
     """``shift`` in ``[-max_shift, max_shift]`` (all of ``shift_bits`` when ``max_shift`` is None),
     or in ``shifts = (lo, hi)``; the result fits ``out_bits`` (what the analysis' output width
     guarantees)."""
@@ -142,13 +154,11 @@ class AlignHarness(Elaboratable):
             shifts = (lo, hi) if max_shift is None else (max(lo, -max_shift), min(hi, max_shift))
         self.shifts = shifts
         self.max_shift = max(-shifts[0], shifts[1], 0)
-        self.dut_cls = dut_cls
-        self.widths = widths
+        super().__init__(dut_cls, **widths)
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.dut = dut = self.dut_cls(**self.widths)
-        w = self.widths
+        dut, w = self._dut(m)
         acc, sh, b = AnyConst(signed(w["acc_bits"])), AnyConst(signed(w["shift_bits"])), AnyConst(signed(w["bias_bits"]))
         m.d.comb += [dut.acc.eq(acc), dut.shift.eq(sh), dut.bias.eq(b)]
         lo, hi = self.shifts
@@ -199,18 +209,15 @@ def test_formal_catches_truncating_alignment(tmp_path):
 # accumulate lane
 # ---------------------------------------------------------------------------------------------
 
-class LaneHarness(Elaboratable):
+class LaneHarness(_Harness):
     """One read-modify-write of a lane, any mode and inputs, the result within the declared
     accumulator width (the range analysis' invariant: every partial sum fits it)."""
 
-    def __init__(self, dut_cls=AccumulateLane, **widths):
-        self.dut_cls = dut_cls
-        self.widths = widths
+    default_dut = AccumulateLane
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.dut = dut = self.dut_cls(**self.widths)
-        w = self.widths
+        dut, w = self._dut(m)
         mode, acc = AnyConst(2), AnyConst(signed(w["acc_bits"]))
         x, wt, b = AnyConst(signed(w["x_bits"])), AnyConst(signed(w["weight_bits"])), AnyConst(signed(w["bias_bits"]))
         m.d.comb += [dut.mode.eq(mode), dut.acc.eq(acc), dut.x.eq(x), dut.weight.eq(wt), dut.bias.eq(b)]

@@ -13,7 +13,9 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -107,8 +109,9 @@ class Demo:
         self.res.update(info=info, quant=qrep, stats=stats,
                         accuracy={"float": ev_f["top1"], "integer": ev_i["top1"]})
         builds = self.compile_boards(sfq)
+        synth = self.start_synth(builds)
         self.verify(builds)
-        self.synth(builds)
+        self.finish_synth(builds, synth)
         self.write_report(info, qrep, ev_f, ev_i, stats)
 
     def compile_boards(self, sfq: str) -> dict:
@@ -173,23 +176,39 @@ class Demo:
             meas += v["cycles"]
         self.res["cycles"] = {"predicted": pred, "measured": meas}
 
-    def synth(self, builds: dict) -> None:
+    def start_synth(self, builds: dict) -> "BackgroundSynth | None":
+        """Start the boards' synthesis (in child processes) beside the RTL verification.
+
+        Yosys/nextpnr use one core and the RTL simulation the other (the 2 cores the demo is
+        budgeted for); once verify is done the remaining boards take that core too, so the
+        longest board's synthesis, not the sum of every step, sets the demo's wall time.
+        """
         if not _have("synth"):
             self.notes.append("Bitstreams: not available in this install (spikeforge synth missing).")
+            return None
+        print(f"==> synthesis of {', '.join(builds)} starts in the background (one board at a time "
+              f"while verify runs, two after; logs: <board dir>/{BackgroundSynth.CONSOLE})", flush=True)
+        return BackgroundSynth(builds).start()
+
+    def finish_synth(self, builds: dict, synth: "BackgroundSynth | None") -> None:
+        if synth is None:
             return
+        results = synth.wait()
         self.res["boards"] = {}
         for board, (bdir, rep, _) in builds.items():
-            s, err = self.step(f"synth {board}", ["synth", bdir, "--board", board, "--json"], json_out=True,
-                               allow_fail=True)
+            rc, out, err, seconds = results[board]
+            self.timings[f"synth {board} (background)"] = seconds
+            print(f"==> [{len(self.timings)}] synth {board}: spikeforge synth {bdir} --board {board} --json "
+                  f"({seconds:.0f} s, in the background)", flush=True)
             # the board's build directory holds its synth.json (synth writes it one level down,
             # beside the bitstream; a failed fit's synth.json has the error and what it needed)
             written = os.path.join(bdir, board, "synth.json")
             if os.path.exists(written):
                 shutil.copyfile(written, os.path.join(bdir, "synth.json"))
-            if s is None:
+            if rc != 0:
                 self.notes.append(f"{board}: synthesis failed: {err}")
                 continue
-            self.res["boards"][board] = s
+            self.res["boards"][board] = json.loads(out)
 
     def write_report(self, info, qrep, ev_f, ev_i, stats) -> None:
         s = qrep["summary"]
@@ -236,6 +255,84 @@ class Demo:
         write_json(os.path.join(self.out, "report.json"),
                    {**self.res, "notes": self.notes, "timings": self.timings})
         print(f"==> wrote {os.path.join(self.out, 'report.md')} and report.html")
+
+
+class BackgroundSynth:
+    """``spikeforge synth`` for each board, in child processes, from a queue served by threads.
+
+    ``start()`` begins with one worker (the RTL verification has the other core); ``wait()`` adds
+    a second worker for the boards still queued, shows one bar over every board's flow stages,
+    and returns ``{board: (exit code, stdout, error message, seconds)}``. The boards are taken in
+    the order given (the demo lists the largest first).
+    """
+
+    CONSOLE = "synth-console.log"
+
+    def __init__(self, builds: dict):
+        self.jobs = [(board, bdir) for board, (bdir, _, _) in builds.items()]
+        self.queue = list(self.jobs)
+        self.lock = threading.Lock()
+        self.running: dict[str, str] = {}           # board -> its synth output dir, while it runs
+        self.results: dict[str, tuple[int, str, str, float]] = {}
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> "BackgroundSynth":
+        self._add_worker()
+        return self
+
+    def _add_worker(self) -> None:
+        t = threading.Thread(target=self._work, daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def _work(self) -> None:
+        while True:
+            with self.lock:
+                if not self.queue:
+                    return
+                board, bdir = self.queue.pop(0)
+                self.running[board] = os.path.join(bdir, board)
+            self.results[board] = self._synth(board, bdir)
+            with self.lock:
+                del self.running[board]
+
+    def _synth(self, board: str, bdir: str) -> tuple[int, str, str, float]:
+        t0 = time.time()
+        console = os.path.join(bdir, self.CONSOLE)
+        try:
+            with open(console, "w") as log:
+                p = subprocess.run([sys.executable, "-m", "spikeforge", "synth", bdir, "--board", board, "--json"],
+                                   stdout=subprocess.PIPE, stderr=log, text=True)
+            err = ""
+            if p.returncode != 0:
+                lines = [ln for ln in open(console, errors="replace").read().splitlines() if ln.strip()]
+                err = (lines[-1] if lines else f"exit {p.returncode}") + f" (console: {console})"
+            return p.returncode, p.stdout, err, round(time.time() - t0, 2)
+        except Exception as e:   # reported as this board's failure, never a hang in wait()
+            return 1, "", f"{type(e).__name__}: {e}", round(time.time() - t0, 2)
+
+    def _stages_done(self) -> int:
+        from spikeforge.commands.synth import FLOW_STAGES, flow_stage
+
+        with self.lock:
+            running = list(self.running.values())
+        return len(self.results) * len(FLOW_STAGES) + sum(flow_stage(d) for d in running)
+
+    def wait(self) -> dict:
+        from spikeforge import progress
+        from spikeforge.commands.synth import FLOW_STAGES
+
+        if self.queue:
+            self._add_worker()
+        total = len(self.jobs) * len(FLOW_STAGES)
+        with progress.bar(total, "synth (" + ", ".join(b for b, _ in self.jobs) + ")", unit="stage") as bar:
+            def update(n):
+                bar.n = n
+                bar.refresh()
+            with progress.poll(self._stages_done, update, interval=1.0):
+                for t in self.threads:
+                    t.join()
+        return self.results
 
 
 def main(argv=None) -> int:

@@ -28,6 +28,11 @@ def test_demo_runs_to_the_end(demo_run):
         assert section in md
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4      # rates, SOPs, cycles, resources (+ accuracy)
+    # the bitstreams are built beside the RTL verification (one core each), each board timed
+    timings = json.loads((out / "timings.json").read_text())
+    for board in BOARDS:
+        assert timings[f"synth {board} (background)"] > 0
+        assert (out / board / "synth-console.log").is_file()
 
 
 def test_demo_verifies_bit_exact_with_cycles_as_predicted(demo_run):

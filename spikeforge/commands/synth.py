@@ -304,7 +304,7 @@ def board_top(build_dir: str, board, report: dict, *, clock_mhz: float | None = 
 FLOW_STAGES = ("yosys", "nextpnr: pack", "nextpnr: place", "nextpnr: route", "bitstream")
 
 
-def _flow_stage(out_dir: str) -> int:
+def flow_stage(out_dir: str) -> int:
     """Which of ``FLOW_STAGES`` the build script is in, from the files it has written so far."""
     if os.path.exists(os.path.join(out_dir, "top.config")) or os.path.exists(os.path.join(out_dir, "top.asc")):
         return 4
@@ -368,7 +368,7 @@ def synthesize(build_dir: str, board_name: str, *, seed: int = 1, clock_mhz: flo
         def stage(i):
             bar.n = i
             bar.set_postfix_str(FLOW_STAGES[i], refresh=True)
-        with progress.poll(lambda: _flow_stage(out_dir), stage, interval=1.0):
+        with progress.poll(lambda: flow_stage(out_dir), stage, interval=1.0):
             proc = subprocess.run(["sh", "build_top.sh"], cwd=out_dir, env=env, stdout=log,
                                   stderr=subprocess.STDOUT)
 

@@ -140,3 +140,22 @@ def test_boards_read_synth_json(tmp_path):
     assert u["sops_per_s_per_klut"] == pytest.approx(6000 * 25000 / 2.0)
     builds.models["ulx3s-85f"] = "fpga-tiny-t2"
     assert bench.boards(s, "other", builds, measure=measure)["ulx3s-85f"]["model"] == "fpga-tiny-t2"
+
+
+def test_sensitivity_bench_rows(capsys):
+    """bench/sensitivity.py on the small embedded model and 24 digits: one row per weighted layer."""
+    from bench import sensitivity
+    from spikeforge.quantize.checkpoint import load_model
+    from spikeforge.quantize.lower import lower
+
+    r = sensitivity.run("fpga-tiny-t2", weight_bits=8, samples=24, widths=(4, 16))
+    sensitivity.print_table(r)
+    assert "every layer's weights rounded" in capsys.readouterr().out
+    model, _ = load_model("fpga-tiny-t2")
+    layers = [o.name for o in lower(model).ops if o.kind in ("conv", "head")]
+    assert [row["layer"] for row in r["layers"]] == layers
+    assert r["samples"] == 24 and r["T"] == 2
+    assert r["scaled_graph_vs_float_model"] == 100.0       # exact before rounding
+    for row in r["layers"]:
+        assert 0.0 <= row["only_this_rounded"] <= 100.0 and 0.0 <= row["all_but_this_rounded"] <= 100.0
+    assert set(r["all_layers_rounded_by_width"]) == {4, 16}

@@ -12,9 +12,10 @@ FETCH = 5            # per instruction: fetch, 4 decode cycles (one product each
 INPUT_OVH = 0        # INPUT: one cycle per pixel, done with the last one
 SCAN = 1             # CONV/HEAD: per scanned element that is not an event (zero, or reaches no output)
 EVENT_OVH = 0        # CONV/HEAD: per event beyond its tap cycles (its scan cycle is its first tap cycle)
-TSTEP_OVH = 1        # CONV/HEAD: per time step: scanner fill
+TSTEP_OVH = 2        # CONV/HEAD: per time step: scanner fill, and the last tap's T1 (SCAT_DRAIN)
 READOUT = 1          # CONV: per output element
-READOUT_OVH = 1      # CONV: readout drain per time step (HEAD: bias drain)
+READOUT_OVH = 2      # CONV: readout drain per time step (R1 and R2 of the last element)
+BIAS_OVH = 2         # HEAD: bias drain per time step (T1 and T2 of the last bias)
 LIF = 1              # LIF: per element per time step
 LIF_OVH = 1          # LIF: pipeline drain
 ATTN_OVH = 13        # ATTN: per instruction: d = C / heads (one cycle per bit of the cout field) + drain

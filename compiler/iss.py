@@ -148,7 +148,7 @@ def run(prog: Program, pixels: np.ndarray) -> RunResult:
             tot = (s @ wd).sum(axis=0) + ins.T * b
             acc[:, :G] += tot.reshape(G, P).T
             n_spk = int(s.sum())
-            c += ins.T * (C * cm.HEAD_SCAN + G * P * cm.HEAD_BIAS + cm.TSTEP_OVH + cm.READOUT_OVH) + \
+            c += ins.T * (C * cm.HEAD_SCAN + G * P * cm.HEAD_BIAS + cm.TSTEP_OVH + cm.BIAS_OVH) + \
                 n_spk * (G + cm.EVENT_OVH - cm.HEAD_SCAN)
             sops += int(s.sum()) * K
         elif ins.opcode == OP_OUTPUT:
@@ -216,7 +216,7 @@ def estimate_cycles(prog: Program, rate: float) -> dict:
             c += ins.T * ins.cin * (ins.h * ins.w * cm.SUM + cm.SUM_ROW_OVH) + cm.SUM_OVH
         elif ins.opcode == OP_HEAD:
             G = math.ceil(ins.cout / P)
-            c += ins.T * (ins.cin * cm.HEAD_SCAN + G * P * cm.HEAD_BIAS + cm.TSTEP_OVH + cm.READOUT_OVH) + \
+            c += ins.T * (ins.cin * cm.HEAD_SCAN + G * P * cm.HEAD_BIAS + cm.TSTEP_OVH + cm.BIAS_OVH) + \
                 ins.T * rate * ins.cin * (G + cm.EVENT_OVH - cm.HEAD_SCAN)
             sops += ins.T * rate * ins.cin * ins.cout
         elif ins.opcode == OP_OUTPUT:

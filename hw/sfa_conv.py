@@ -19,15 +19,23 @@ Per time step ``t``:
   lane ``p`` on tap ``tg*P + p``), and S0 issues the next read in the event's last cycle. An
   event therefore costs exactly its tap cycles (``taps * G``, or ``Gt``), a non-event one cycle.
 
-A tap issue reads WMEM and the ACC word(s); one cycle later (T1) each lane adds its weight (SPIKE),
-or ``x * weight`` (INT), or its bias (HEAD's bias phase) and writes the word back: lane ``p`` is an
+A tap issue reads WMEM (and BIAS in HEAD's bias phase); one cycle later (T1) the weights and bias
+are registered and the ACC word(s) read; one more cycle later (T2) each lane adds its weight
+(SPIKE), or ``x * weight`` (INT), or its bias and writes the word back: lane ``p`` is an
 :class:`~spikeforge.hw.datapath.AccumulateLane`. The ACC read ports are transparent for their write
-ports, so a tap issued right after another one to the same word sees the updated value.
+ports, so a tap issued right after another one to the same word (its T1 read in the cycle of the
+first one's T2 write) sees the updated value. A drain cycle (SCAT_DRAIN) after the scan keeps the
+last tap's T1 read off the port before the readout or bias phase uses it. (T1 and T2 are split
+because a block RAM's clock-to-output, the multiplier and the adder in one cycle were the ECP5's
+critical path.)
 
-``RO`` (CONV readout, one output element per cycle, channels then positions): read the ACC word(s)
-(LANES_TAP: all banks at once, summed), SHIFT/BIAS of the channel and, for OUT_ACCUM, the old ACT
-word; one cycle later (R1) write ``align(acc, shift) + bias (+ old)`` to ACT and clear the ACC
-word(s). ``align(acc, shift) + bias`` is an :class:`~spikeforge.hw.datapath.AlignBias`.
+``RO`` (CONV readout, one output element per cycle, channels then positions): read the ACC word(s),
+SHIFT/BIAS of the channel and, for OUT_ACCUM, the old ACT word; one cycle later (R1) select the
+word (LANES_TAP: sum the banks), register it with the shift, bias and old word, and clear the ACC
+word(s); one more cycle later (R2) write ``align(acc, shift) + bias (+ old)`` to ACT. Two stages,
+not one, because a block RAM's clock-to-output, the lane sum, the aligner and two adders in one
+cycle were the ECP5's critical path. ``align(acc, shift) + bias`` is an
+:class:`~spikeforge.hw.datapath.AlignBias`.
 
 The lanes and the readout are the components ``rtl_tests/test_formal.py`` proves equal to their
 integer definitions (``quantize/intops.py``), at the widths :func:`lane_widths` and
@@ -36,7 +44,8 @@ integer definitions (``quantize/intops.py``), at the widths :func:`lane_widths` 
 ``BIAS`` (HEAD): for ``g``, ``p``: lane ``p`` adds ``BIAS[pbase + g*P + p]`` into ``ACC[p][g]``.
 
 Cycle costs (``compiler/cycle_model.py`` holds the constants, ``compiler/iss.py`` the counting):
-per time step ``1 + sum(element costs)`` for SCAT, ``n_out + 1`` for RO, ``G*P + 1`` for BIAS.
+per time step ``2 + sum(element costs)`` for SCAT (with SCAT_DRAIN), ``n_out + 2`` for RO,
+``G*P + 2`` for BIAS.
 """
 
 from __future__ import annotations
@@ -228,6 +237,22 @@ class ConvEngine(wiring.Component):
         t1_mode = Signal(2)
         for p in range(P):
             m.d.sync += t1_en[p].eq(0)
+        # T2 (lane add and write-back): the T1 stage reads the ACC word(s) and registers the weights
+        # (WMEM), the bias and x, so that neither block RAM read feeds the multiplier or the adder
+        # in the same cycle
+        t2_en = [Signal(name=f"t2_en{p}") for p in range(P)]
+        t2_addr = [Signal(cfg.acc_abits, name=f"t2_addr{p}") for p in range(P)]
+        t2_x = Signal(signed(cfg.act_bits))
+        t2_mode = Signal(2)
+        t2_w = Signal.like(self.wmem_r.data)
+        t2_bias = Signal(signed(cfg.bias_bits))
+        m.d.sync += [t2_en[p].eq(t1_en[p]) for p in range(P)]
+        m.d.sync += [t2_addr[p].eq(t1_addr[p]) for p in range(P)]
+        m.d.sync += [t2_x.eq(t1_x), t2_mode.eq(t1_mode), t2_w.eq(self.wmem_r.data),
+                     t2_bias.eq(self.bias_r.data)]
+        # the ACC read of T1 (the readout overrides it: no tap is in flight then)
+        for p in range(P):
+            m.d.comb += self.acc_r[p].addr.eq(t1_addr[p])
 
         # ---- readout registers
         co = Signal(cfg.fbits("cout"))
@@ -242,13 +267,24 @@ class ConvEngine(wiring.Component):
         r1_ra = Signal(cfg.acc_abits)
         r1_oa = Signal(cfg.act_abits)
         m.d.sync += r1v.eq(0)
+        # R2: the selected (LANES_TAP: summed) accumulator, the channel's shift and bias and the old
+        # ACT word, registered so that the ACC read and the lane sum end in R1 and the align, bias
+        # and residual add have R2 to themselves
+        ro_w = readout_widths(cfg)
+        r2v = Signal()
+        r2_acc = Signal(signed(ro_w["acc_bits"]))
+        r2_shift = Signal(signed(cfg.shift_bits))
+        r2_bias = Signal(signed(cfg.bias_bits))
+        r2_old = Signal(signed(cfg.act_bits))
+        r2_oa = Signal(cfg.act_abits)
+        m.d.sync += r2v.eq(0)
 
         # ---- HEAD bias phase registers
         bp = Signal(range(max(P, 2)))
         bg = Signal.like(G)
         ba = Signal(PAB)
 
-        wl = self.wmem_r.data           # View: array of P signed weights
+        wl = t2_w                       # View: array of P signed weights (WMEM, registered in T1)
         m.d.comb += [self.wmem_r.addr.eq(w_cur), self.wmem_r.en.eq(1)]
 
         def scan_init():
@@ -337,17 +373,20 @@ class ConvEngine(wiring.Component):
                             ok = ((kyl[p] < k) & (ry >= 0) & (rx >= 0) & (~sh | (~ry[0] & ~rx[0])) &
                                   (qy < ho) & (qx < wo))
                             addr = s1_E - small_mul(kyl[p][:KB] >> sh, wo) + x0 - (kxl[p] >> sh)
-                            m.d.comb += self.acc_r[p].addr.eq(addr)
                             m.d.sync += [t1_en[p].eq(ok), t1_addr[p].eq(addr)]
                     with m.Else():
                         for p in range(P):
-                            m.d.comb += self.acc_r[p].addr.eq(a_cur)
                             m.d.sync += [t1_en[p].eq(1), t1_addr[p].eq(a_cur)]
                 with m.If(~s0v & s1_done):
-                    with m.If(is_head):
-                        m.next = "BIAS"
-                    with m.Else():
-                        m.next = "RO"
+                    m.next = "SCAT_DRAIN"
+
+            with m.State("SCAT_DRAIN"):
+                # the last tap is in T1 (its ACC read); its write-back (T2) is in the next cycle,
+                # whose reads (readout, or the bias phase's T1) see it through the transparent port
+                with m.If(is_head):
+                    m.next = "BIAS"
+                with m.Else():
+                    m.next = "RO"
 
             with m.State("RO"):
                 for p in range(P):
@@ -366,11 +405,14 @@ class ConvEngine(wiring.Component):
                     with m.Else():
                         m.d.sync += [rp.eq(0), rgb.eq(rgb + howo), ra.eq(rgb + howo)]
                     with m.If(co == I.cout - 1):
-                        m.next = "DRAIN"
+                        m.next = "RO_DRAIN"
+
+            with m.State("RO_DRAIN"):
+                # the last element is in R1 (its ACC word read, summed, cleared); R2 writes it next
+                m.next = "DRAIN"
 
             with m.State("BIAS"):
                 for p in range(P):
-                    m.d.comb += self.acc_r[p].addr.eq(bg)
                     m.d.sync += [t1_en[p].eq(bp == p), t1_addr[p].eq(bg)]
                 m.d.comb += self.bias_r.addr.eq(ba)
                 m.d.sync += [t1_mode.eq(MODE_BIAS), ba.eq(ba + 1)]
@@ -379,10 +421,14 @@ class ConvEngine(wiring.Component):
                 with m.Else():
                     m.d.sync += [bp.eq(0), bg.eq(bg + 1)]
                     with m.If(bg == G - 1):
-                        m.next = "DRAIN"
+                        m.next = "BIAS_DRAIN"
+
+            with m.State("BIAS_DRAIN"):
+                # the last bias is in T1; T2 writes it next
+                m.next = "DRAIN"
 
             with m.State("DRAIN"):
-                # the last write-back (R1 or T1) happens in this cycle
+                # the last write-back (R2 or T2) happens in this cycle
                 with m.If(tcnt == I.T - 1):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
@@ -396,23 +442,23 @@ class ConvEngine(wiring.Component):
         with m.If(self.start):
             m.d.sync += readout_init()
 
-        # ---- T1: tap or bias write-back, one proven AccumulateLane per lane (only events, non-zero
+        # ---- T2: tap or bias write-back, one proven AccumulateLane per lane (only events, non-zero
         # elements, issue taps: in SPIKE mode the lane runs for a spike)
         for p in range(P):
             lane = AccumulateLane(**lane_widths(cfg))
             m.submodules[f"lane{p}"] = lane
-            m.d.comb += [lane.mode.eq(t1_mode), lane.acc.eq(self.acc_r[p].data), lane.x.eq(t1_x),
-                         lane.weight.eq(wl[p]), lane.bias.eq(self.bias_r.data)]
-            with m.If(t1_en[p]):
-                m.d.comb += [self.acc_w[p].en.eq(1), self.acc_w[p].addr.eq(t1_addr[p]),
+            m.d.comb += [lane.mode.eq(t2_mode), lane.acc.eq(self.acc_r[p].data), lane.x.eq(t2_x),
+                         lane.weight.eq(wl[p]), lane.bias.eq(t2_bias)]
+            with m.If(t2_en[p]):
+                m.d.comb += [self.acc_w[p].en.eq(1), self.acc_w[p].addr.eq(t2_addr[p]),
                              self.acc_w[p].data.eq(lane.acc_next)]
             with m.Elif(r1v & (tapm | (r1_p == p))):
                 m.d.comb += [self.acc_w[p].en.eq(1), self.acc_w[p].addr.eq(r1_ra),
                              self.acc_w[p].data.eq(0)]
             m.d.comb += self.acc_r[p].en.eq(1)
 
-        # ---- R1: readout write
-        acc_sel = Signal(signed(cfg.acc_bits + bits_for(P)))
+        # ---- R1: readout sum (the ACC word(s) are cleared above)
+        acc_sel = Signal(signed(ro_w["acc_bits"]))
         with m.If(tapm):
             total = self.acc_r[0].data
             for p in range(1, P):
@@ -423,10 +469,15 @@ class ConvEngine(wiring.Component):
                 for p in range(P):
                     with m.Case(p):
                         m.d.comb += acc_sel.eq(self.acc_r[p].data)
-        m.submodules.readout = ro = AlignBias(**readout_widths(cfg))
-        m.d.comb += [ro.acc.eq(acc_sel), ro.shift.eq(self.shift_r.data), ro.bias.eq(self.bias_r.data)]
-        y = ro.y + Mux(accum, self.act_r.data, 0)     # OUT_ACCUM: the residual add (intops.add)
-        with m.If(r1v):
-            m.d.comb += [self.act_w.en.eq(1), self.act_w.addr.eq(r1_oa), self.act_w.data.eq(y)]
+        m.d.sync += [r2v.eq(r1v), r2_acc.eq(acc_sel), r2_shift.eq(self.shift_r.data),
+                     r2_bias.eq(self.bias_r.data), r2_old.eq(Mux(accum, self.act_r.data, 0)),
+                     r2_oa.eq(r1_oa)]
+
+        # ---- R2: readout write
+        m.submodules.readout = ro = AlignBias(**ro_w)
+        m.d.comb += [ro.acc.eq(r2_acc), ro.shift.eq(r2_shift), ro.bias.eq(r2_bias)]
+        y = ro.y + r2_old                               # OUT_ACCUM: the residual add (intops.add)
+        with m.If(r2v):
+            m.d.comb += [self.act_w.en.eq(1), self.act_w.addr.eq(r2_oa), self.act_w.data.eq(y)]
         m.d.comb += [self.bias_r.en.eq(1), self.shift_r.en.eq(1)]
         return m

@@ -16,7 +16,8 @@ Structure (one ``wiring.Component`` per block):
   the first image.
 * **Sequencer** (here): after a reset ``CLEAR`` zeroes the ACC banks (``acc_words`` cycles, before
   the first pixel is accepted); ``FETCH`` reads the instruction at ``pc`` (the ROM's read port then holds
-  it, decoded through :func:`~spikeforge.hw.sfa_common.instr_layout`), ``DEC1``..``DEC4`` compute
+  it, decoded through :func:`~spikeforge.hw.sfa_common.instr_layout`; the engines see it through a
+  register, from ``DEC2`` on), ``DEC1``..``DEC4`` compute
   the instruction's products (``h*w``, ``ho*wo``, ``cin*h*w``, ``cout*ho*wo`` on one shared
   multiplier, one per cycle; lane groups ``G``, ``k*G``, ``k*k*G``, tap groups ``Gt`` by
   shift-and-add) and, in ``DEC4``, start the engine of the opcode, ``RUN`` waits for its
@@ -179,9 +180,15 @@ class Accelerator(wiring.Component):
         engines = {OP_INPUT: inp, OP_CONV: conv, OP_HEAD: conv, OP_LIF: lif, OP_ATTN: attn, OP_SUM: summ,
                    OP_OUTPUT: out}
 
-        instr = rom_r.data
-        ins = instr_layout(cfg)(instr)      # a View of the held instruction word
-        op = ins.opcode
+        ins = instr_layout(cfg)(rom_r.data)     # a View of the word on the ROM's read port (DEC*)
+        # The engines and the port multiplexers see the instruction through a register, one cycle
+        # behind the ROM's read port (which holds the word from DEC1 until the next FETCH), so the
+        # ROM's clock-to-output does not start every engine's paths. It is valid from DEC2 on; the
+        # engines start in DEC4.
+        instr = Signal(instr_layout(cfg).size)
+        m.d.sync += instr.eq(rom_r.data)
+        held = instr_layout(cfg)(instr)
+        op = held.opcode
         drv = Signal(derived_layout(cfg))
         for e in (inp, conv, lif, attn, summ, out):
             m.d.comb += [e.instr.eq(instr), e.drv.eq(drv)]
@@ -281,7 +288,7 @@ class Accelerator(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += rom_r.en.eq(0)
                 with m.If(done):
-                    m.d.sync += [self.dbg_instr_done.eq(1), self.dbg_tag.eq(ins.tag)]
+                    m.d.sync += [self.dbg_instr_done.eq(1), self.dbg_tag.eq(held.tag)]
                     with m.If(pc == n_instr - 1):
                         m.d.sync += pc.eq(0)
                     with m.Else():

@@ -6,18 +6,24 @@ the scatter adds the biases into the ACC banks instead of reading them out.
 
 Per time step ``t``:
 
-``SCAT`` (scatter). A two-stage scanner walks the input elements in ``[c][y][x]`` order:
+``SCAT`` (scatter). A three-stage scanner walks the input elements in ``[c][y][x]`` order:
 
 * stage S0 issues the read of the next element (SPK, or ACT in INT mode) and computes, from its
   coordinates, where its first tap goes: the valid output range ``oy_lo..oy_hi`` (``ox`` likewise,
   no multiplier: stride 1 or 2 is a shift), the ACC word ``oy_lo*wo + ox_lo`` (``oy_lo*wo`` kept
   incrementally as the scan moves down the rows) and the WMEM word
   ``wbase + ci*k*k*G + ky*k*G + kx*G`` (a running channel base plus two narrow products);
-* stage S1 sees the element's value. A zero (or an element reaching no output) takes this one
-  cycle. A non-zero one is an *event*: its taps are issued one per cycle starting in this very
-  cycle (LANES_CO: ``oy``, ``ox``, lane group ``g`` innermost; LANES_TAP: one tap group per cycle,
-  lane ``p`` on tap ``tg*P + p``), and S0 issues the next read in the event's last cycle. An
-  event therefore costs exactly its tap cycles (``taps * G``, or ``Gt``), a non-event one cycle.
+* stage SR holds those results while the read is in flight (the value is on the read port at its
+  end, and held there while the scanner stalls);
+* stage S1 has the element's value in a register. A zero (or an element reaching no output) takes
+  this one cycle. A non-zero one is an *event*: its taps are issued one per cycle starting in this
+  very cycle (LANES_CO: ``oy``, ``ox``, lane group ``g`` innermost; LANES_TAP: one tap group per
+  cycle, lane ``p`` on tap ``tg*P + p``), and the scanner advances (S0 issues the next read, SR
+  and S1 take the next elements) in the event's last cycle. An event therefore costs exactly its
+  tap cycles (``taps * G``, or ``Gt``), a non-event one cycle; filling S0 and SR costs two cycles
+  per time step. (SR exists so that the decision to advance depends on registers only: a block
+  RAM's clock-to-output, the zero test and the read enable in one cycle were the critical path
+  on both the ECP5 and the iCE40.)
 
 A tap issue reads WMEM (and BIAS in HEAD's bias phase); one cycle later (T1) the weights and bias
 are registered and the ACC word(s) read; one more cycle later (T2) each lane adds its weight
@@ -44,7 +50,7 @@ integer definitions (``quantize/intops.py``), at the widths :func:`lane_widths` 
 ``BIAS`` (HEAD): for ``g``, ``p``: lane ``p`` adds ``BIAS[pbase + g*P + p]`` into ``ACC[p][g]``.
 
 Cycle costs (``compiler/cycle_model.py`` holds the constants, ``compiler/iss.py`` the counting):
-per time step ``2 + sum(element costs)`` for SCAT (with SCAT_DRAIN), ``n_out + 2`` for RO,
+per time step ``3 + sum(element costs)`` for SCAT (with SCAT_DRAIN), ``n_out + 2`` for RO,
 ``G*P + 2`` for BIAS.
 """
 
@@ -78,8 +84,9 @@ def readout_widths(cfg: MachineConfig) -> dict:
 
 
 class ConvEngine(wiring.Component):
-    """Runs CONV and HEAD instructions (``start`` while the instruction is presented on ``instr``
-    and its products on ``drv``; ``done`` pulses in the cycle of the last memory write)."""
+    """Runs CONV and HEAD instructions (``start`` with the instruction presented on ``instr`` from
+    the cycle before ``start`` on and its products on ``drv`` from ``start`` on, both held until
+    ``done``; ``done`` pulses in the cycle of the last memory write)."""
 
     def __init__(self, cfg: MachineConfig):
         if not isinstance(cfg, MachineConfig):
@@ -114,34 +121,39 @@ class ConvEngine(wiring.Component):
         SAB = max(cfg.act_abits, cfg.spk_abits)
         PAB = max(cfg.bias_abits, cfg.shift_abits)
 
-        # ---- the instruction, with HEAD's implicit geometry (1x1 kernel on a 1x1 map)
-        is_head = Signal()
-        m.d.comb += is_head.eq(I.opcode == OP_HEAD)
-        k = Mux(is_head, 1, I.k)
-        pad = Mux(is_head, 0, I.pad)
-        sh = Signal()                                   # stride 2 <=> shift by 1
-        m.d.comb += sh.eq(~is_head & (I.stride == 2))
-        h, w = Mux(is_head, 1, I.h), Mux(is_head, 1, I.w)
-        ho, wo = Mux(is_head, 1, I.ho), Mux(is_head, 1, I.wo)
-        in_int = Signal()
-        tapm = Signal()                                 # LANES_TAP
-        accum = Signal()
-        bcast = Signal()
-        m.d.comb += [in_int.eq(~is_head & I.in_kind), tapm.eq(~is_head & I.lane_mode),
-                     accum.eq(~is_head & I.out_mode), bcast.eq(~is_head & (I.src2 != 0))]
-        howo = Signal(len(D.howo))
+        # ---- the instruction, with HEAD's implicit geometry (1x1 kernel on a 1x1 map), registered
+        # (the opcode decode, the HEAD muxes and pad + 1 - k stay off the scanner's paths): the
+        # engine needs ``instr`` from the cycle before ``start`` on, ``drv`` from ``start`` on
+        head_now = I.opcode == OP_HEAD
+
+        def held(value, shape, name):
+            sig = Signal(shape, name=name)
+            m.d.sync += sig.eq(value)
+            return sig
+        is_head = held(head_now, 1, "is_head")
+        k = held(Mux(head_now, 1, I.k), len(I.k), "k")
+        pad = held(Mux(head_now, 0, I.pad), len(I.pad), "pad")
+        sh = held(~head_now & (I.stride == 2), 1, "sh")           # stride 2 <=> shift by 1
+        h, w = held(Mux(head_now, 1, I.h), len(I.h), "h"), held(Mux(head_now, 1, I.w), len(I.w), "w")
+        ho, wo = held(Mux(head_now, 1, I.ho), len(I.ho), "ho"), held(Mux(head_now, 1, I.wo), len(I.wo), "wo")
+        in_int = held(~head_now & I.in_kind, 1, "in_int")
+        tapm = held(~head_now & I.lane_mode, 1, "tapm")            # LANES_TAP
+        accum = held(~head_now & I.out_mode, 1, "accum")
+        bcast = held(~head_now & (I.src2 != 0), 1, "bcast")
+        pk1 = held(Mux(head_now, 0, I.pad) + 1 - Mux(head_now, 1, I.k), signed(max(len(I.pad), len(I.k)) + 2),
+                   "pad1k")                                        # pad + 1 - k
+        howo = held(Mux(is_head, 1, D.howo), len(D.howo), "howo")
         G = Signal.like(D.G)
-        kG = Signal(max(len(D.kG), len(D.G)))
-        kkG = Signal(max(len(D.kkG), len(D.G)))
+        kG = held(Mux(is_head, D.G, D.kG), max(len(D.kG), len(D.G)), "kG")
+        kkG = held(Mux(is_head, D.G, D.kkG), max(len(D.kkG), len(D.G)), "kkG")
         Gt = Signal.like(D.Gt)
-        m.d.comb += [howo.eq(Mux(is_head, 1, D.howo)), G.eq(D.G), kG.eq(Mux(is_head, D.G, D.kG)),
-                     kkG.eq(Mux(is_head, D.G, D.kkG)), Gt.eq(D.Gt)]
+        m.d.comb += [G.eq(D.G), Gt.eq(D.Gt)]
 
         def lo_fn(v):
             """First output index reached by input index ``v`` (``max(0, ceil((v+pad-k+1)/s))``)."""
             a = Signal(signed(CB + 4), name="lo_a")
             lo = Signal(CB + 2, name="lo")
-            m.d.comb += [a.eq(v + pad + 1 - k), lo.eq(Mux(a <= 0, 0, (a + sh) >> sh))]
+            m.d.comb += [a.eq(v + pk1), lo.eq(Mux(a <= 0, 0, (a + sh) >> sh))]
             return lo
 
         def hi_fn(v, size_o):
@@ -218,14 +230,31 @@ class ConvEngine(wiring.Component):
             m.d.comb += [init_ky[p].eq(chain[p][0]), init_kx[p].eq(chain[p][1])]
         dky, dkx = init_ky[P], init_kx[P]
 
-        x_val = Signal(signed(cfg.act_bits))
-        m.d.comb += x_val.eq(Mux(in_int, self.act_r.data, self.spk_r.data))
+        # ---- SR: the element whose read is in flight (its value arrives on the read port at the end
+        # of this stage), with S0's first-tap results registered; S1 takes both when it advances,
+        # so S1's decisions (event, last tap, advance) depend on registers only, never on a block
+        # RAM's output in the same cycle
+        srv = Signal()
+        sr_has = Signal()
+        sr_iy = Signal(CB)
+        sr_ix = Signal(CB)
+        sr_E = Signal(cfg.acc_abits)
+        sr_oy_lo = Signal.like(oy_lo)
+        sr_oy_hi = Signal.like(oy_hi)
+        sr_ox_lo = Signal.like(ox_lo)
+        sr_ox_hi = Signal.like(ox_hi)
+        sr_acc = Signal(cfg.acc_abits)
+        sr_w = Signal(cfg.wmem_abits)
+
+        x_val = Signal(signed(cfg.act_bits))    # the S1 element's value, and whether it is non-zero
+        x_nz = Signal()
+        read_val = Mux(in_int, self.act_r.data, self.spk_r.data)
 
         last_co = (g == G - 1) & (ox == oxh) & (oy == oyh)
         last_tap = Signal()
         m.d.comb += last_tap.eq(Mux(tapm, tg == Gt - 1, last_co))
         event = Signal()
-        m.d.comb += event.eq(s1v & (x_val != 0) & (tapm | s1_has))
+        m.d.comb += event.eq(s1v & x_nz & (tapm | s1_has))
         s1_done = Signal()
         m.d.comb += s1_done.eq(~s1v | ~event | last_tap)
 
@@ -288,7 +317,7 @@ class ConvEngine(wiring.Component):
         m.d.comb += [self.wmem_r.addr.eq(w_cur), self.wmem_r.en.eq(1)]
 
         def scan_init():
-            return [ci.eq(0), iy.eq(0), ix.eq(0), s0v.eq(1), s1v.eq(0), arow.eq(arow0), yrow.eq(yrow0),
+            return [ci.eq(0), iy.eq(0), ix.eq(0), s0v.eq(1), srv.eq(0), s1v.eq(0), arow.eq(arow0), yrow.eq(yrow0),
                     chb.eq(0), wch.eq(I.wbase)]
 
         def readout_init():
@@ -308,17 +337,27 @@ class ConvEngine(wiring.Component):
                 m.d.comb += [self.spk_r.addr.eq(sa), self.act_r.addr.eq(sa),
                              self.spk_r.en.eq(adv & s0v), self.act_r.en.eq(adv & s0v)]
                 with m.If(adv):
-                    m.d.sync += s1v.eq(s0v)
-                    with m.If(s0v):
-                        # S0 -> S1, first tap of the element
+                    m.d.sync += s1v.eq(srv)
+                    with m.If(srv):
+                        # SR -> S1: the value from the read port, first tap of the element
                         m.d.sync += [
-                            s1_has.eq(has_taps), s1_iy.eq(iy), s1_ix.eq(ix), s1_E.eq(chb + yrow),
-                            oy.eq(oy_lo), oyh.eq(oy_hi), ox.eq(ox_lo), oxl.eq(ox_lo), oxh.eq(ox_hi), g.eq(0),
-                            a_row.eq(acc_start), a_pos.eq(acc_start), a_cur.eq(acc_start),
-                            w_row.eq(w_start), w_pos.eq(w_start), w_cur.eq(w_start), tg.eq(0),
+                            x_val.eq(read_val), x_nz.eq(read_val != 0),
+                            s1_has.eq(sr_has), s1_iy.eq(sr_iy), s1_ix.eq(sr_ix), s1_E.eq(sr_E),
+                            oy.eq(sr_oy_lo), oyh.eq(sr_oy_hi), ox.eq(sr_ox_lo), oxl.eq(sr_ox_lo),
+                            oxh.eq(sr_ox_hi), g.eq(0),
+                            a_row.eq(sr_acc), a_pos.eq(sr_acc), a_cur.eq(sr_acc),
+                            w_row.eq(sr_w), w_pos.eq(sr_w), w_cur.eq(sr_w), tg.eq(0),
                         ]
                         m.d.sync += [kyl[p].eq(init_ky[p]) for p in range(P)]
                         m.d.sync += [kxl[p].eq(init_kx[p]) for p in range(P)]
+                    m.d.sync += srv.eq(s0v)
+                    with m.If(s0v):
+                        # S0 -> SR: the read is issued now, the first tap computed
+                        m.d.sync += [
+                            sr_has.eq(has_taps), sr_iy.eq(iy), sr_ix.eq(ix), sr_E.eq(chb + yrow),
+                            sr_oy_lo.eq(oy_lo), sr_oy_hi.eq(oy_hi), sr_ox_lo.eq(ox_lo), sr_ox_hi.eq(ox_hi),
+                            sr_acc.eq(acc_start), sr_w.eq(w_start),
+                        ]
                         # S0 advances
                         m.d.sync += sa.eq(sa + 1)
                         with m.If(ix != w - 1):
@@ -377,7 +416,7 @@ class ConvEngine(wiring.Component):
                     with m.Else():
                         for p in range(P):
                             m.d.sync += [t1_en[p].eq(1), t1_addr[p].eq(a_cur)]
-                with m.If(~s0v & s1_done):
+                with m.If(~s0v & ~srv & s1_done):
                     m.next = "SCAT_DRAIN"
 
             with m.State("SCAT_DRAIN"):

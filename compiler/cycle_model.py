@@ -15,9 +15,15 @@ EVENT_OVH = 0        # CONV/HEAD: per event beyond its tap cycles (its scan cycl
 TSTEP_OVH = 3        # CONV/HEAD: per time step: scanner fill (S0, SR), and the last tap's T1 (SCAT_DRAIN)
 READOUT = 1          # CONV: per output element
 READOUT_OVH = 2      # CONV: readout drain per time step (R1 and R2 of the last element)
+READOUT_SUM_OVH = 1  # CONV, with more than one lane: the lane select/sum stage (RS) drains too
+
+
+def readout_ovh(lanes: int) -> int:
+    """Readout drain per CONV time step: R1, R2 and, when there are lanes to select or sum, RS."""
+    return READOUT_OVH + (READOUT_SUM_OVH if lanes > 1 else 0)
 BIAS_OVH = 2         # HEAD: bias drain per time step (T1 and T2 of the last bias)
 LIF = 1              # LIF: per element per time step
-LIF_OVH = 1          # LIF: pipeline drain
+LIF_OVH = 2          # LIF: pipeline drain (C1, C2)
 ATTN_OVH = 13        # ATTN: per instruction: d = C / heads (one cycle per bit of the cout field) + drain
 ATTN_SCAN = 1        # ATTN: per K/Q bit scanned
 ATTN_ROW = 1         # ATTN: per row element added (per set K or Q bit, d of them)

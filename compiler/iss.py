@@ -113,7 +113,7 @@ def run(prog: Program, pixels: np.ndarray) -> RunResult:
                     act[base: base + n_out] += y.reshape(-1)
                 else:
                     act[base: base + n_out] = y.reshape(-1)
-                c += n_out * cm.READOUT + cm.READOUT_OVH + cm.TSTEP_OVH
+                c += n_out * cm.READOUT + cm.readout_ovh(P) + cm.TSTEP_OVH
         elif ins.opcode == OP_LIF:
             n = ins.cout * ins.ho * ins.wo
             x = act[ins.src: ins.src + ins.T * n].reshape(ins.T, 1, ins.cout, ins.ho * ins.wo)
@@ -197,7 +197,7 @@ def estimate_cycles(prog: Program, rate: float) -> dict:
             else:
                 per_t = (n_in - r * n_in) * cm.SCAN + r * n_in * (cm.EVENT_OVH + math.ceil(ins.k * ins.k / P))
                 work = r * taps
-            per_t += ins.cout * ins.ho * ins.wo * cm.READOUT + cm.READOUT_OVH + cm.TSTEP_OVH
+            per_t += ins.cout * ins.ho * ins.wo * cm.READOUT + cm.readout_ovh(P) + cm.TSTEP_OVH
             c += ins.T * per_t
             if ins.in_kind == IN_SPIKE:
                 sops += ins.T * work

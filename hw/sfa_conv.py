@@ -36,11 +36,12 @@ because a block RAM's clock-to-output, the multiplier and the adder in one cycle
 critical path.)
 
 ``RO`` (CONV readout, one output element per cycle, channels then positions): read the ACC word(s),
-SHIFT/BIAS of the channel and, for OUT_ACCUM, the old ACT word; one cycle later (R1) select the
-word (LANES_TAP: sum the banks), register it with the shift, bias and old word, and clear the ACC
-word(s); one more cycle later (R2) write ``align(acc, shift) + bias (+ old)`` to ACT. Two stages,
-not one, because a block RAM's clock-to-output, the lane sum, the aligner and two adders in one
-cycle were the ECP5's critical path. ``align(acc, shift) + bias`` is an
+SHIFT/BIAS of the channel and, for OUT_ACCUM, the old ACT word; one cycle later (R1) clear the ACC
+word(s) and, with more than one lane, register the words with the shift, bias and old word; in
+the next cycle (RS, only with more than one lane) select the lane's word (LANES_TAP: sum the
+banks) and register it; one more cycle later (R2) write ``align(acc, shift) + bias (+ old)`` to
+ACT. Separate stages because a block RAM's clock-to-output, the lane sum, the aligner and two
+adders in one cycle were the ECP5's critical path. ``align(acc, shift) + bias`` is an
 :class:`~spikeforge.hw.datapath.AlignBias`.
 
 The lanes and the readout are the components ``rtl_tests/test_formal.py`` proves equal to their
@@ -50,7 +51,7 @@ integer definitions (``quantize/intops.py``), at the widths :func:`lane_widths` 
 ``BIAS`` (HEAD): for ``g``, ``p``: lane ``p`` adds ``BIAS[pbase + g*P + p]`` into ``ACC[p][g]``.
 
 Cycle costs (``compiler/cycle_model.py`` holds the constants, ``compiler/iss.py`` the counting):
-per time step ``3 + sum(element costs)`` for SCAT (with SCAT_DRAIN), ``n_out + 2`` for RO,
+per time step ``3 + sum(element costs)`` for SCAT (with SCAT_DRAIN), ``n_out + 2`` for RO (``n_out + 3`` with more than one lane),
 ``G*P + 2`` for BIAS.
 """
 
@@ -447,8 +448,13 @@ class ConvEngine(wiring.Component):
                         m.next = "RO_DRAIN"
 
             with m.State("RO_DRAIN"):
-                # the last element is in R1 (its ACC word read, summed, cleared); R2 writes it next
-                m.next = "DRAIN"
+                # the last element is in R1 (its ACC word(s) read and cleared); then RS (with lanes
+                # to select or sum), then R2 writes it
+                m.next = "RO_DRAIN2" if P > 1 else "DRAIN"
+
+            if P > 1:
+                with m.State("RO_DRAIN2"):
+                    m.next = "DRAIN"
 
             with m.State("BIAS"):
                 for p in range(P):
@@ -496,21 +502,36 @@ class ConvEngine(wiring.Component):
                              self.acc_w[p].data.eq(0)]
             m.d.comb += self.acc_r[p].en.eq(1)
 
-        # ---- R1: readout sum (the ACC word(s) are cleared above)
+        # ---- R1 (the ACC word(s) are cleared above) and, with more than one lane, RS: the lane's
+        # word is selected (LANES_CO) or the banks summed (LANES_TAP) from registered words, so
+        # the block RAMs' clock-to-output and the sum tree are in different cycles
+        shift_v, bias_v, old_v = self.shift_r.data, self.bias_r.data, Mux(accum, self.act_r.data, 0)
+        words = [self.acc_r[p].data for p in range(P)]
+        sel_p, sel_v, sel_oa = r1_p, r1v, r1_oa
+        if P > 1:
+            rs_words = [Signal(signed(cfg.acc_bits), name=f"rs_word{p}") for p in range(P)]
+            rs_p = Signal.like(r1_p)
+            rs_v = Signal()
+            rs_oa = Signal.like(r1_oa)
+            rs_shift, rs_bias, rs_old = Signal.like(r2_shift), Signal.like(r2_bias), Signal.like(r2_old)
+            m.d.sync += [rs_words[p].eq(words[p]) for p in range(P)]
+            m.d.sync += [rs_p.eq(r1_p), rs_v.eq(r1v), rs_oa.eq(r1_oa),
+                         rs_shift.eq(shift_v), rs_bias.eq(bias_v), rs_old.eq(old_v)]
+            words, sel_p, sel_v, sel_oa = rs_words, rs_p, rs_v, rs_oa
+            shift_v, bias_v, old_v = rs_shift, rs_bias, rs_old
         acc_sel = Signal(signed(ro_w["acc_bits"]))
         with m.If(tapm):
-            total = self.acc_r[0].data
+            total = words[0]
             for p in range(1, P):
-                total = total + self.acc_r[p].data
+                total = total + words[p]
             m.d.comb += acc_sel.eq(total)
         with m.Else():
-            with m.Switch(r1_p):
+            with m.Switch(sel_p):
                 for p in range(P):
                     with m.Case(p):
-                        m.d.comb += acc_sel.eq(self.acc_r[p].data)
-        m.d.sync += [r2v.eq(r1v), r2_acc.eq(acc_sel), r2_shift.eq(self.shift_r.data),
-                     r2_bias.eq(self.bias_r.data), r2_old.eq(Mux(accum, self.act_r.data, 0)),
-                     r2_oa.eq(r1_oa)]
+                        m.d.comb += acc_sel.eq(words[p])
+        m.d.sync += [r2v.eq(sel_v), r2_acc.eq(acc_sel), r2_shift.eq(shift_v),
+                     r2_bias.eq(bias_v), r2_old.eq(old_v), r2_oa.eq(sel_oa)]
 
         # ---- R2: readout write
         m.submodules.readout = ro = AlignBias(**ro_w)

@@ -4,8 +4,10 @@
 ``t`` (innermost): ``h2 = v + ACT[src + t*n + e]``, ``s = h2 >= 2*THRESH[pbase + c]``,
 ``v = 0 if s else h2 >> 1``, ``SPK[dst + t*n + e] = s``; ``v`` starts at 0 for every element.
 
-Two stages: issue (ACT and THRESH reads, one element-step per cycle) and compute (membrane update,
-SPK write, spike count). Cycles: ``T * n + 1``. ``spikes`` holds the spike count of the last LIF
+Three stages: issue (ACT and THRESH reads, one element-step per cycle), C1 (the words read are
+registered) and C2 (membrane update, SPK write, spike count). Cycles: ``T * n + 2``. (C1 keeps a
+block RAM's clock-to-output out of the membrane's add-compare-select, which was the ECP5's
+critical path; the membrane recurrence itself, ``v`` to ``v``, stays one cycle.) ``spikes`` holds the spike count of the last LIF
 instruction (for verification).
 
 The membrane update is :class:`~spikeforge.hw.datapath.LIFStep`, the component
@@ -72,6 +74,13 @@ class LIFEngine(wiring.Component):
         v = Signal(signed(cfg.state_bits))
         m.submodules.step = step = LIFStep(**lif_step_widths(cfg))
         m.d.sync += c1.eq(0)
+        c2 = Signal()
+        c2_first = Signal()
+        c2_dst = Signal(cfg.spk_abits)
+        x2 = Signal(signed(cfg.act_bits))
+        th2 = Signal(unsigned(cfg.thresh_bits))
+        m.d.sync += [c2.eq(c1), c2_first.eq(c1_first), c2_dst.eq(c1_dst), x2.eq(self.act_r.data),
+                     th2.eq(self.thresh_r.data.as_unsigned())]
 
         m.d.comb += [self.act_r.addr.eq(a_src), self.act_r.en.eq(run),
                      self.thresh_r.addr.eq(ta), self.thresh_r.en.eq(run)]
@@ -93,11 +102,10 @@ class LIFEngine(wiring.Component):
                 with m.If(e_src + 1 == I.src + n):
                     m.d.sync += run.eq(0)
 
-        m.d.comb += [step.v.eq(Mux(c1_first, 0, v)), step.x.eq(self.act_r.data),
-                     step.threshold.eq(self.thresh_r.data.as_unsigned())]
+        m.d.comb += [step.v.eq(Mux(c2_first, 0, v)), step.x.eq(x2), step.threshold.eq(th2)]
         spike = step.spike
-        with m.If(c1):
+        with m.If(c2):
             m.d.sync += [v.eq(step.v_next), self.spikes.eq(self.spikes + spike)]
-            m.d.comb += [self.spk_w.en.eq(1), self.spk_w.addr.eq(c1_dst), self.spk_w.data.eq(spike)]
-            m.d.comb += self.done.eq(~run)
+            m.d.comb += [self.spk_w.en.eq(1), self.spk_w.addr.eq(c2_dst), self.spk_w.data.eq(spike)]
+            m.d.comb += self.done.eq(~run & ~c1)
         return m

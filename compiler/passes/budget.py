@@ -5,9 +5,9 @@ target's family as Yosys maps them (:func:`bram_blocks`: whole blocks per memory
 aspect ratio; tiny memories in flip-flops; constant ROM columns dropped), including the host link's
 pixel and logit buffers. Logic is an estimate (:func:`lut_estimate`, per family, calibrated on
 synthesis results); `spikeforge synth` has the final word. Checked against the iCE40 UP5K build of
-fpga-tiny-t2 (estimate 30 blocks, 30 measured; LUT estimate 5,060, 4,999 logic cells measured) and
-the ULX3S build of the default model (estimate 122 DP16KD, 115 measured: errs high; 9,310 LUTs,
-9,307 measured).
+fpga-tiny-t2 (estimate 30 blocks, 30 measured; LUT estimate 5,266, 5,266 logic cells measured) and
+the ULX3S build of the default model (estimate 122 DP16KD, 115 measured: errs high; 9,125 LUTs,
+9,125 measured).
 
 Where the weights live (:func:`weight_storage`): in block RAM, initialised by the bitstream, unless
 the target has SPRAM (the iCE40 UP5K) and the memories do not all fit its block RAM; then WMEM
@@ -30,12 +30,14 @@ from .memory_plan import SPRAMPlan, spram_plan
 # Logic: LUTs = base + per_lane * lanes, per family, calibrated on what synthesis measured (not a
 # general model of the widths; `spikeforge synth` has the final word):
 #   iCE40 UP5K, fpga-tiny-t2 at 1 lane (act 23 b, acc 21 b, weights in SPRAM, UART host link):
-#     4,999 logic cells (nextpnr ICESTORM_LC) after the program-width specialisation (5,801 before);
+#     5,266 logic cells (nextpnr ICESTORM_LC) with the Fmax pipeline stages (4,999 before them;
+#     5,801 before the program-width specialisation);
 #     one lane (AccumulateLane, its ACC bank's port multiplexers, the readout's selection) is about
 #     110 of them (Yosys hierarchy statistics, `synth_ice40 -noflatten`).
-#   ECP5 85F, default at 8 lanes: 9,307 TRELLIS_COMB after the specialisation (11,140 before);
+#   ECP5 85F, default at 8 lanes: 9,125 TRELLIS_COMB with the pipeline stages (9,307 before them,
+#     11,140 before the specialisation);
 #     an ECP5 lane about 200 (carry chains count twice as COMB).
-LUT_MODEL = {"ice40": (4950, 110), "ecp5": (7710, 200)}
+LUT_MODEL = {"ice40": (5156, 110), "ecp5": (7525, 200)}
 LUT_MODEL_DEFAULT = (7710, 200)   # sim / large: no limit worth modelling
 WMEM_NAME = "WMEM"
 

@@ -404,11 +404,14 @@ def datapath(s: Settings, dm: DefaultModel, runs: IssRuns, rtl_cycles: dict) -> 
 
 
 def find_synth(s: Settings, board: str) -> str | None:
-    """The newest ``<board>/synth.json`` in a searched folder or one level below it."""
+    """The newest ``<board>/synth.json`` in a searched folder or one level below it, written by
+    ``spikeforge synth`` into a build directory (``BUILD_DIR/<board>/synth.json`` with
+    ``BUILD_DIR/report.json``; ``make demo``'s copy at ``demo_out/<board>/synth.json`` is not one)."""
     found = []
     for d in s.synth_dirs:
         found += glob.glob(os.path.join(d, board, "synth.json"))
         found += glob.glob(os.path.join(d, "*", board, "synth.json"))
+    found = [f for f in found if os.path.isfile(os.path.join(os.path.dirname(os.path.dirname(f)), "report.json"))]
     return max(found, key=os.path.getmtime) if found else None
 
 

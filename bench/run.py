@@ -406,13 +406,24 @@ def datapath(s: Settings, dm: DefaultModel, runs: IssRuns, rtl_cycles: dict) -> 
 def find_synth(s: Settings, board: str) -> str | None:
     """The newest ``<board>/synth.json`` in a searched folder or one level below it, written by
     ``spikeforge synth`` into a build directory (``BUILD_DIR/<board>/synth.json`` with
-    ``BUILD_DIR/report.json``; ``make demo``'s copy at ``demo_out/<board>/synth.json`` is not one)."""
+    a build's ``BUILD_DIR/report.json``; ``make demo``'s copy at ``demo_out/<board>/synth.json`` is
+    not one)."""
     found = []
     for d in s.synth_dirs:
         found += glob.glob(os.path.join(d, board, "synth.json"))
         found += glob.glob(os.path.join(d, "*", board, "synth.json"))
-    found = [f for f in found if os.path.isfile(os.path.join(os.path.dirname(os.path.dirname(f)), "report.json"))]
+    found = [f for f in found if _is_build_dir(os.path.dirname(os.path.dirname(f)))]
     return max(found, key=os.path.getmtime) if found else None
+
+
+def _is_build_dir(d: str) -> bool:
+    """A ``spikeforge compile`` output: its report.json names the lanes (``demo_out/report.json``,
+    the demo's own report, does not)."""
+    try:
+        with open(os.path.join(d, "report.json")) as f:
+            return "lanes" in json.load(f)
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def _used(rep: dict, key: str):

@@ -115,12 +115,13 @@ def test_boards_read_synth_json(tmp_path):
         "board": "ulx3s-85f", "luts": {"used": 2000, "available": 83640, "cell": "TRELLIS_COMB"},
         "ffs": {"used": 1500}, "bram": {"used": 12, "available": 208}, "dsp": {"used": 2}, "fmax_mhz": 50.0,
         "timing_met": True, "seconds": 12.5, "error": None}))
-    (build / "report.json").write_text("{}")
+    (build / "report.json").write_text('{"lanes": 4}')
+    (tmp_path / "report.json").write_text('{"demo": true}')     # make demo's own report
     # make demo's copy beside the build (demo_out/<board>/synth.json, newer): not a build directory
     (tmp_path / "ulx3s-85f").mkdir()
     (tmp_path / "ulx3s-85f" / "synth.json").write_text(json.dumps({"board": "ulx3s-85f", "fmax_mhz": 1.0}))
     (tmp_path / "build-oc" / "orangecrab").mkdir(parents=True)
-    (tmp_path / "build-oc" / "report.json").write_text("{}")
+    (tmp_path / "build-oc" / "report.json").write_text('{"lanes": 4}')
     (tmp_path / "build-oc" / "orangecrab" / "synth.json").write_text(json.dumps({
         "error": "orangecrab: the design does not fit: needs 30000 LUT (log: x)", "timing_met": False,
         "luts": {"used": 30000, "available": 24288}}))

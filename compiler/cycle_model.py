@@ -16,11 +16,6 @@ TSTEP_OVH = 3        # CONV/HEAD: per time step: scanner fill (S0, SR), and the 
 READOUT = 1          # CONV: per output element
 READOUT_OVH = 2      # CONV: readout drain per time step (R1 and R2 of the last element)
 READOUT_SUM_OVH = 1  # CONV, with more than one lane: the lane select/sum stage (RS) drains too
-
-
-def readout_ovh(lanes: int) -> int:
-    """Readout drain per CONV time step: R1, R2 and, when there are lanes to select or sum, RS."""
-    return READOUT_OVH + (READOUT_SUM_OVH if lanes > 1 else 0)
 BIAS_OVH = 2         # HEAD: bias drain per time step (T1 and T2 of the last bias)
 LIF = 1              # LIF: per element per time step
 LIF_OVH = 2          # LIF: pipeline drain (C1, C2)
@@ -37,3 +32,8 @@ HEAD_SCAN = 1        # HEAD: per input channel scanned (non-spike); a spike cost
 HEAD_BIAS = 1        # HEAD: per (lane, lane group) per time step
 OUTPUT = 1           # per logit
 OUTPUT_OVH = 1       # OUTPUT: first ACC read
+
+
+def readout_ovh(lanes: int) -> int:
+    """Readout drain per CONV time step: R1, R2 and, when there are lanes to select or sum, RS."""
+    return READOUT_OVH + (READOUT_SUM_OVH if lanes > 1 else 0)

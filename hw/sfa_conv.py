@@ -51,8 +51,8 @@ integer definitions (``quantize/intops.py``), at the widths :func:`lane_widths` 
 ``BIAS`` (HEAD): for ``g``, ``p``: lane ``p`` adds ``BIAS[pbase + g*P + p]`` into ``ACC[p][g]``.
 
 Cycle costs (``compiler/cycle_model.py`` holds the constants, ``compiler/iss.py`` the counting):
-per time step ``3 + sum(element costs)`` for SCAT (with SCAT_DRAIN), ``n_out + 2`` for RO (``n_out + 3`` with more than one lane),
-``G*P + 2`` for BIAS.
+per time step ``3 + sum(element costs)`` for SCAT (with SCAT_DRAIN), ``n_out + 2`` for RO
+(``n_out + 3`` with more than one lane), ``G*P + 2`` for BIAS.
 """
 
 from __future__ import annotations
@@ -131,18 +131,19 @@ class ConvEngine(wiring.Component):
             sig = Signal(shape, name=name)
             m.d.sync += sig.eq(value)
             return sig
+        k_now, pad_now = Mux(head_now, 1, I.k), Mux(head_now, 0, I.pad)
         is_head = held(head_now, 1, "is_head")
-        k = held(Mux(head_now, 1, I.k), len(I.k), "k")
-        pad = held(Mux(head_now, 0, I.pad), len(I.pad), "pad")
+        k = held(k_now, len(I.k), "k")
+        pad = held(pad_now, len(I.pad), "pad")
         sh = held(~head_now & (I.stride == 2), 1, "sh")           # stride 2 <=> shift by 1
         h, w = held(Mux(head_now, 1, I.h), len(I.h), "h"), held(Mux(head_now, 1, I.w), len(I.w), "w")
-        ho, wo = held(Mux(head_now, 1, I.ho), len(I.ho), "ho"), held(Mux(head_now, 1, I.wo), len(I.wo), "wo")
+        ho = held(Mux(head_now, 1, I.ho), len(I.ho), "ho")
+        wo = held(Mux(head_now, 1, I.wo), len(I.wo), "wo")
         in_int = held(~head_now & I.in_kind, 1, "in_int")
         tapm = held(~head_now & I.lane_mode, 1, "tapm")            # LANES_TAP
         accum = held(~head_now & I.out_mode, 1, "accum")
         bcast = held(~head_now & (I.src2 != 0), 1, "bcast")
-        pk1 = held(Mux(head_now, 0, I.pad) + 1 - Mux(head_now, 1, I.k), signed(max(len(I.pad), len(I.k)) + 2),
-                   "pad1k")                                        # pad + 1 - k
+        pk1 = held(pad_now + 1 - k_now, signed(max(len(I.pad), len(I.k)) + 2), "pad1k")  # pad + 1 - k
         howo = held(Mux(is_head, 1, D.howo), len(D.howo), "howo")
         G = Signal.like(D.G)
         kG = held(Mux(is_head, D.G, D.kG), max(len(D.kG), len(D.G)), "kG")
@@ -274,7 +275,7 @@ class ConvEngine(wiring.Component):
         t2_addr = [Signal(cfg.acc_abits, name=f"t2_addr{p}") for p in range(P)]
         t2_x = Signal(signed(cfg.act_bits))
         t2_mode = Signal(2)
-        t2_w = Signal.like(self.wmem_r.data)
+        t2_w = Signal.like(self.wmem_r.data)        # View: array of P signed weights
         t2_bias = Signal(signed(cfg.bias_bits))
         m.d.sync += [t2_en[p].eq(t1_en[p]) for p in range(P)]
         m.d.sync += [t2_addr[p].eq(t1_addr[p]) for p in range(P)]
@@ -314,12 +315,11 @@ class ConvEngine(wiring.Component):
         bg = Signal.like(G)
         ba = Signal(PAB)
 
-        wl = t2_w                       # View: array of P signed weights (WMEM, registered in T1)
         m.d.comb += [self.wmem_r.addr.eq(w_cur), self.wmem_r.en.eq(1)]
 
         def scan_init():
-            return [ci.eq(0), iy.eq(0), ix.eq(0), s0v.eq(1), srv.eq(0), s1v.eq(0), arow.eq(arow0), yrow.eq(yrow0),
-                    chb.eq(0), wch.eq(I.wbase)]
+            return [ci.eq(0), iy.eq(0), ix.eq(0), s0v.eq(1), srv.eq(0), s1v.eq(0), arow.eq(arow0),
+                    yrow.eq(yrow0), chb.eq(0), wch.eq(I.wbase)]
 
         def readout_init():
             return [co.eq(0), rp.eq(0), rq.eq(0), ra.eq(0), rgb.eq(0), pa.eq(I.pbase),
@@ -493,7 +493,7 @@ class ConvEngine(wiring.Component):
             lane = AccumulateLane(**lane_widths(cfg))
             m.submodules[f"lane{p}"] = lane
             m.d.comb += [lane.mode.eq(t2_mode), lane.acc.eq(self.acc_r[p].data), lane.x.eq(t2_x),
-                         lane.weight.eq(wl[p]), lane.bias.eq(t2_bias)]
+                         lane.weight.eq(t2_w[p]), lane.bias.eq(t2_bias)]
             with m.If(t2_en[p]):
                 m.d.comb += [self.acc_w[p].en.eq(1), self.acc_w[p].addr.eq(t2_addr[p]),
                              self.acc_w[p].data.eq(lane.acc_next)]

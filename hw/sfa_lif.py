@@ -7,8 +7,8 @@
 Three stages: issue (ACT and THRESH reads, one element-step per cycle), C1 (the words read are
 registered) and C2 (membrane update, SPK write, spike count). Cycles: ``T * n + 2``. (C1 keeps a
 block RAM's clock-to-output out of the membrane's add-compare-select, which was the ECP5's
-critical path; the membrane recurrence itself, ``v`` to ``v``, stays one cycle.) ``spikes`` holds the spike count of the last LIF
-instruction (for verification).
+critical path; the membrane recurrence itself, ``v`` to ``v``, stays one cycle.) ``spikes`` holds
+the spike count of the last LIF instruction (for verification).
 
 The membrane update is :class:`~spikeforge.hw.datapath.LIFStep`, the component
 ``rtl_tests/test_formal.py`` proves equal to ``intops.lif_step`` (at the widths :func:`lif_step_widths`

@@ -24,7 +24,8 @@ from .model import MetaSpikeFormer, ModelConfig, preset
 
 # Checkpoints shipped inside the package, reachable by name wherever a CKPT path is accepted.
 EMBEDDED_CHECKPOINTS = {
-    "default": "default.pth",          # fpga-digits preset trained on the 8x8 digits (make demo)
+    "default": "default.pth",          # fpga-digits on the 8x8 digits, QAT fine-tuned at 8 bits (make demo)
+    "default-float": "default_float.pth",  # the float-trained checkpoint the default was fine-tuned from
     "fpga-tiny-t2": "fpga_tiny_t2.pth",  # a second trained model: fpga-tiny preset, T = 2
 }
 

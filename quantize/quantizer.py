@@ -37,6 +37,22 @@ def _qmax(bits: int) -> int:
     return (1 << (bits - 1)) - 1
 
 
+# Scale choices round real numbers to integers (a threshold) or powers of two (a stream scale, a
+# shift). A checkpoint whose weights already lie on the grid (quantisation-aware training,
+# ``spikeforge.quantize.qat``) puts those numbers exactly on an integer, give or take the float32
+# storage of its weights; these tolerate that, so such a checkpoint maps onto its own grid.
+_SNAP = 1e-6  # far above float32 noise (~1e-7), far below what could push a weight past qmax
+
+
+def _floor(x):
+    return np.floor(np.asarray(x, dtype=np.float64) * (1.0 + _SNAP))
+
+
+def _ceil(x):
+    x = np.asarray(x, dtype=np.float64)
+    return np.ceil(x - _SNAP * np.maximum(np.abs(x), 1.0))
+
+
 def choose_input_scale(calib: np.ndarray, input_bits: int) -> float:
     m = float(np.abs(calib).max()) if calib.size else 1.0
     if not math.isfinite(m):
@@ -82,7 +98,7 @@ def rescale(g0: Graph, *, input_scale: float, input_bits: int, weight_bits: int,
             (lif,) = g.consumers(o.name)
             vth = float(lif.attrs["v_threshold"])
             # threshold in units of 2**-extra_bits of a weight step: exact integer, weights <= qmax
-            theta = np.where(m > 0, np.floor(vth * fine * qmax / np.maximum(m, 1e-300)), cap)
+            theta = np.where(m > 0, _floor(vth * fine * qmax / np.maximum(m, 1e-300)), cap)
             theta = np.clip(theta, 1, cap)
             alpha = theta / (vth * fine)  # weights scale; the accumulator shifts by extra_bits
             lif.params["threshold"] = theta
@@ -120,11 +136,11 @@ def rescale(g0: Graph, *, input_scale: float, input_bits: int, weight_bits: int,
             m = _rowmax(o.params["weight"])
             need = np.maximum(need, np.where(m > 0, qmax / np.maximum(m, 1e-300), 0))
         need = np.where(need > 0, need, 1.0) * fine
-        sigma = 2.0 ** np.clip(np.ceil(np.log2(need)), 0, MAX_SCALE_LOG2)
+        sigma = 2.0 ** np.clip(_ceil(np.log2(need)), 0, MAX_SCALE_LOG2)
         stream_scale[seg] = sigma
         for o in writers:
             m = _rowmax(o.params["weight"]) * sigma
-            k = np.where(m > 0, np.ceil(np.log2(np.maximum(m, 1e-300) / qmax)), 0).astype(np.int64)
+            k = np.where(m > 0, _ceil(np.log2(np.maximum(m, 1e-300) / qmax)), 0).astype(np.int64)
             if o.attrs["in_kind"] == "spike":
                 k = np.maximum(k, 0)
             k = np.clip(k, -30, 30)

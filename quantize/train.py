@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from .checkpoint import save_checkpoint
 from .data import evaluate_float, load_digits_split
 from .model import MetaSpikeFormer, ModelConfig, lif_modules
+from .qat import GridQAT, freeze_batchnorm
 from .quantizer import _qmax
 
 # Weight-noise (quantisation-robust) training: the bits the quantiser accepts (spikeforge quantize
@@ -218,7 +219,7 @@ def train(cfg: ModelConfig, epochs: int = DEFAULT_EPOCHS, seed: int = DEFAULT_SE
           clip_grad: float | None = 1.0, threads: int = DEFAULT_THREADS,
           weight_noise_bits: int | None = None, weight_noise_scale: float = DEFAULT_WEIGHT_NOISE_SCALE,
           init_from: str | None = None, spike_margin: float | None = None,
-          spike_margin_weight: float = DEFAULT_SPIKE_MARGIN_WEIGHT) -> dict:
+          spike_margin_weight: float = DEFAULT_SPIKE_MARGIN_WEIGHT, qat_bits: int | None = None) -> dict:
     """Train ``cfg`` on the digits, evaluate on the held-out split, optionally save a checkpoint.
 
     ``shift`` is the maximum random shift in input pixels (0, the default, disables this
@@ -231,9 +232,14 @@ def train(cfg: ModelConfig, epochs: int = DEFAULT_EPOCHS, seed: int = DEFAULT_SE
     that many bits (module docstring); the noise is on in the training steps only. ``init_from``
     starts from a checkpoint's weights (same shapes; fine-tuning) instead of a fresh
     initialisation. ``spike_margin`` (a fraction of the threshold, e.g. 0.05; default off) adds the
-    spike-margin regulariser with weight ``spike_margin_weight`` (module docstring). Returns a dict
+    spike-margin regulariser with weight ``spike_margin_weight`` (module docstring). ``qat_bits``
+    (4..16, needs ``init_from``) fine-tunes quantisation-aware on the grid ``spikeforge quantize
+    --weight-bits qat_bits --calib digits`` will use and saves the weights on it
+    (``spikeforge.quantize.qat``; BatchNorm frozen). Returns a dict
     with ``top1``, ``samples``, ``correct`` (held out), ``train_top1``, ``loss`` (last epoch),
-    ``epochs``, ``seconds``, ``path`` and ``model`` (the trained module, in eval mode).
+    ``epochs``, ``seconds``, ``path``, ``qat_off_grid`` (with ``qat_bits``: weights the projection
+    could not put on the grid, by parameter; normally empty) and ``model`` (the trained module, in
+    eval mode).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, not {epochs!r}")
@@ -251,6 +257,15 @@ def train(cfg: ModelConfig, epochs: int = DEFAULT_EPOCHS, seed: int = DEFAULT_SE
         SpikeMargin.check(spike_margin)
     if not (math.isfinite(spike_margin_weight) and spike_margin_weight >= 0):
         raise ValueError(f"spike_margin_weight must be >= 0, not {spike_margin_weight!r}")
+    if qat_bits is not None:
+        if isinstance(qat_bits, bool) or not isinstance(qat_bits, int) or not 4 <= qat_bits <= 16:
+            raise ValueError(f"qat_bits must be an integer in 4..16 (the quantiser's weight bits), not {qat_bits!r}")
+        if not init_from:
+            raise ValueError("qat_bits needs init_from: quantisation-aware training fine-tunes a trained "
+                             "checkpoint with its BatchNorm statistics frozen")
+        if weight_noise_bits is not None:
+            raise ValueError("qat_bits and weight_noise_bits exclude each other: the QAT forward pass "
+                             "already runs on the rounded weights")
 
     t0 = time.time()
     old_threads = torch.get_num_threads()
@@ -259,14 +274,14 @@ def train(cfg: ModelConfig, epochs: int = DEFAULT_EPOCHS, seed: int = DEFAULT_SE
         return _train(cfg, epochs, seed, lr, batch, out_path, progress, weight_decay, shift,
                       label_smoothing, warmup_epochs, n_train, qkv_bias, branch_bias, surrogate_alpha,
                       clip_grad, threads, t0, weight_noise_bits, weight_noise_scale, init_from,
-                      spike_margin, spike_margin_weight)
+                      spike_margin, spike_margin_weight, qat_bits)
     finally:
         torch.set_num_threads(old_threads)
 
 
 def _train(cfg, epochs, seed, lr, batch, out_path, progress, weight_decay, shift, label_smoothing,
            warmup_epochs, n_train, qkv_bias, branch_bias, surrogate_alpha, clip_grad, threads, t0,
-           weight_noise_bits, weight_noise_scale, init_from, spike_margin, spike_margin_weight):
+           weight_noise_bits, weight_noise_scale, init_from, spike_margin, spike_margin_weight, qat_bits):
     torch.manual_seed(seed)
     rng = np.random.RandomState(seed)
 
@@ -284,6 +299,7 @@ def _train(cfg, epochs, seed, lr, batch, out_path, progress, weight_decay, shift
         model.load_state_dict(ck.state_dict, strict=True)
     noise = WeightNoise(model, weight_noise_bits, weight_noise_scale, seed) if weight_noise_bits else None
     margin = SpikeMargin(model, spike_margin) if spike_margin else None
+    qat = GridQAT(model, qat_bits, x_tr) if qat_bits else None
     for _, lif in lif_modules(model):
         # A training-only setting (not in state dicts); wider than spikingjelly's default alpha = 4,
         # which starves the deep, sparsely firing T = 1 network of gradient.
@@ -311,13 +327,20 @@ def _train(cfg, epochs, seed, lr, batch, out_path, progress, weight_decay, shift
     train_acc = float("nan")
     for ep in bar:
         model.train()
+        if qat:
+            freeze_batchnorm(model)
         order = rng.permutation(n)
         tot_loss, tot_correct, seen = 0.0, 0, 0
         for i in range(0, steps_per_epoch * batch, batch):
             idx = order[i:i + batch]
             xb = torch.from_numpy(_shift_batch(x_tr[idx], rng, shift))
             yb = torch.from_numpy(y_tr[idx])
-            out = torch.func.functional_call(model, noise.perturbed(model), (xb,)) if noise else model(xb)
+            if noise:
+                out = torch.func.functional_call(model, noise.perturbed(model), (xb,))
+            elif qat:
+                out = torch.func.functional_call(model, qat.quantized(model, qat.factors(model)), (xb,))
+            else:
+                out = model(xb)
             if isinstance(out, tuple):  # kd: (head, head_kd)
                 loss = sum(F.cross_entropy(o, yb, label_smoothing=label_smoothing) for o in out)
                 logits = (out[0] + out[1]) / 2
@@ -343,10 +366,11 @@ def _train(cfg, epochs, seed, lr, batch, out_path, progress, weight_decay, shift
         margin.remove()
 
     model.eval()
+    off_grid = qat.project(model) if qat else {}
     res = evaluate_float(model, x_te, y_te)
     seconds = time.time() - t0
     result = dict(res, train_top1=train_acc, loss=loss_avg, epochs=epochs, seconds=seconds,
-                  path=out_path, T=cfg.T, img_size=cfg.img_size)
+                  path=out_path, T=cfg.T, img_size=cfg.img_size, qat_off_grid=off_grid)
     if out_path:
         save_checkpoint(model, out_path, epoch=epochs - 1, extra_args=dict(
             data="digits", epochs=epochs, seed=seed, lr=lr, batch_size=batch, weight_decay=weight_decay,
@@ -356,6 +380,7 @@ def _train(cfg, epochs, seed, lr, batch, out_path, progress, weight_decay, shift
             weight_noise_scale=weight_noise_scale if weight_noise_bits else None,
             init_from=init_from, spike_margin=spike_margin,
             spike_margin_weight=spike_margin_weight if spike_margin else None,
+            qat_bits=qat_bits, qat_off_grid=sum(off_grid.values()) if qat else None,
             held_out_top1=round(res["top1"], 4), held_out_samples=res["samples"]))
     result["model"] = model
     return result

@@ -15,6 +15,7 @@ from spikeforge.quantize.model import preset
 # name -> (preset, T, minimum held-out top-1 in percent)
 EMBEDDED = {
     "default": ("fpga-digits", 1, 95.0),
+    "default-float": ("fpga-digits", 1, 95.0),
     "fpga-tiny-t2": ("fpga-tiny", 2, 90.0),
 }
 

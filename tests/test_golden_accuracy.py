@@ -13,16 +13,28 @@ def _need(name):
         pytest.fail(f"embedded checkpoint {name!r} is missing from quantize/data/")
 
 
-def test_default_model_loses_at_most_half_a_point_at_8_bits():
+def test_default_model_loses_at_most_half_a_point_and_agrees_99_percent_at_8_bits():
     _need("default")
     g, rep = quantize_checkpoint("default", calib="digits", weight_bits=8)
     s = rep["summary"]
     print(s)
     assert s["samples"] == 450
     assert s["int_top1"] >= s["float_top1"] - 0.5
-    # The issue's goal is >= 99 % argmax agreement; this model reaches about 97.6 % at 8 bits
-    # (100 % at 16 bits): near-tie samples flip under weight rounding. Recorded as an open gap;
-    # this bound guards against regressions until quantisation-robust training closes it.
+    # The default is QAT fine-tuned (spikeforge.quantize.qat): its weights sit on the quantiser's
+    # grid except RepConv's; only those, the biases and the first conv's shift are rounded.
+    assert s["argmax_agreement"] >= 99.0
+
+
+def test_float_trained_default_post_training_quantisation_at_8_bits():
+    """The same network before QAT: plain post-training quantisation of a float-trained model."""
+    _need("default-float")
+    g, rep = quantize_checkpoint("default-float", calib="digits", weight_bits=8)
+    s = rep["summary"]
+    print(s)
+    assert s["int_top1"] >= s["float_top1"] - 0.5
+    # About 97.6 % (100 % at 16-bit weights): rounding flips spikes in the first layers and the
+    # flips cascade through ~35 LIF layers (python -m bench.sensitivity default-float). This bound
+    # guards the post-training path against regressions.
     assert s["argmax_agreement"] >= 97.0
 
 

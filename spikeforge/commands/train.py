@@ -6,6 +6,10 @@ steps of an N-bit quantiser, so the integer model that ``spikeforge quantize --w
 makes keeps the float model's decisions. ``--init CKPT`` fine-tunes a trained checkpoint instead of
 starting from scratch. ``--spike-margin M`` adds a regulariser that keeps membrane potentials out
 of the band ``|h / v_th - 1| < M`` around each LIF's threshold, where rounding would flip spikes.
+``--qat-bits N --init CKPT`` fine-tunes quantisation-aware: the forward pass runs on the weights as
+``spikeforge quantize --weight-bits N --calib digits`` rounds them, and the checkpoint it writes
+has its weights on that grid (``spikeforge.quantize.qat``), so the integer model keeps the float
+model's decisions.
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ def register(sub):
                         "(default off)")
     p.add_argument("--spike-margin-weight", type=float, metavar="W",
                    help="weight of the --spike-margin penalty in the loss, 0..1000 (default 1)")
+    p.add_argument("--qat-bits", type=int, metavar="N",
+                   help="quantisation-aware fine-tuning (needs --init): train on the weights as "
+                        "`spikeforge quantize --weight-bits N --calib digits` rounds them and save them on "
+                        "that grid, BatchNorm frozen; 4..16 (default off)")
     p.add_argument("--init", metavar="CKPT",
                    help="start from this checkpoint's weights (fine-tuning; same preset and shapes) "
                         "instead of a fresh initialisation; an embedded name such as 'default' works")
@@ -74,6 +82,13 @@ def run(args):
     wd = args.weight_decay
     nbits = checked_int(args, "weight_noise_bits", "--weight-noise-bits", 4, 16)
     nscale = args.weight_noise_scale
+    qat_bits = checked_int(args, "qat_bits", "--qat-bits", 4, 16)
+    if qat_bits is not None and not args.init:
+        raise SpikeforgeError("--qat-bits needs --init CKPT: quantisation-aware training fine-tunes a "
+                              "trained checkpoint (its BatchNorm statistics are frozen)")
+    if qat_bits is not None and nbits is not None:
+        raise SpikeforgeError("--qat-bits and --weight-noise-bits exclude each other (the QAT forward pass "
+                              "already runs on the rounded weights)")
     if nscale is not None:
         if nbits is None:
             raise SpikeforgeError("--weight-noise-scale needs --weight-noise-bits")
@@ -133,6 +148,8 @@ def run(args):
         if not (math.isfinite(mweight) and 0 <= mweight <= 1000):
             raise SpikeforgeError(f"--spike-margin-weight must be in 0..1000, not {mweight}")
         kw["spike_margin_weight"] = mweight
+    if qat_bits is not None:
+        kw["qat_bits"] = qat_bits
     if args.init:
         from spikeforge.quantize.checkpoint import load_checkpoint
 
@@ -148,10 +165,15 @@ def run(args):
         extra += f", weight noise {nscale or 1:g} step(s) at {nbits} bits"
     if margin is not None:
         extra += f", spike margin {margin:g} (weight {1.0 if mweight is None else mweight:g})"
+    if qat_bits is not None:
+        extra += f", quantisation-aware at {qat_bits} bits"
     if args.init:
         extra += f", from {args.init}"
     print(f"wrote {out}: preset {args.preset}, T={cfg.T}, heads {cfg.num_heads}, {res['epochs']} epochs, "
           f"seed {seed}{extra}, {res['seconds']:.0f} s")
     print(f"held-out top-1 {res['top1']:.2f}% ({res['correct']}/{res['samples']}), "
           f"train top-1 {res['train_top1']:.2f}%")
+    if res.get("qat_off_grid"):
+        print(f"warning: {sum(res['qat_off_grid'].values())} weights are not on the {qat_bits}-bit grid "
+              f"({', '.join(res['qat_off_grid'])}); the quantiser will round them")
     return 0

@@ -1,0 +1,139 @@
+"""Quantisation-aware fine-tuning: weights on the quantiser's own grid, and what that buys."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spikeforge.cli import main
+from spikeforge.quantize.checkpoint import load_model
+from spikeforge.quantize.data import digits_split_xy
+from spikeforge.quantize.lower import lower
+from spikeforge.quantize.model import preset
+from spikeforge.quantize.pipeline import quantize_checkpoint
+from spikeforge.quantize.qat import ON_GRID_TOL, GridQAT, _lowered_params
+from spikeforge.quantize.quantizer import quantize_graph
+from spikeforge.quantize.train import train
+
+KW = dict(epochs=1, seed=0, batch=32, progress=False, n_train=64, threads=1)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A briefly trained fpga-tiny checkpoint (BatchNorm statistics from training)."""
+    out = tmp_path_factory.mktemp("qat") / "base.pth"
+    train(preset("fpga-tiny"), out_path=str(out), **KW)
+    return out
+
+
+def _grid_ops(model, g):
+    return [o for o in g.ops if _lowered_params(model, o)]
+
+
+def test_projection_puts_every_single_parameter_weight_on_the_quantisers_grid(base):
+    model, _ = load_model(str(base))
+    calib, _ = digits_split_xy("train", model.cfg.img_size)
+    q = GridQAT(model, 8, calib)
+    assert q.off_grid(model)  # a float-trained model is off the grid
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    assert q.project(model) == {}
+    # The quantiser itself, run on the projected model, finds integers where it will round.
+    g_scaled, g_int = quantize_graph(lower(model), calib, weight_bits=8, T=model.cfg.T)
+    ints = {o.name: o for o in g_int.ops}
+    covered = _grid_ops(model, g_scaled)
+    names = {o.name for o in covered}
+    assert {"downsample1_1.encode_conv", "ConvBlock1_1.0.Conv.dwconv", "ConvBlock1_1.0.Conv.pwconv2",
+            "block3.0.mlp.fc1_conv", "head"} <= names
+    assert not any(n.endswith(("q_conv", "k_conv", "v_conv", "proj_conv")) for n in names)  # RepConv
+    for o in covered:
+        # float32 storage of the checkpoint leaves ~1e-7 relative; rounding moves nothing more
+        err = np.abs(ints[o.name].params["weight"] - np.asarray(o.params["weight"], np.float64))
+        assert float(err.max()) < ON_GRID_TOL, o.name
+        assert not g_int.meta["clipped_weights"].get(o.name)
+    # Only weights moved, each by at most half a grid step; the projection is idempotent.
+    after = {n: p.detach().clone() for n, p in model.named_parameters()}
+    moved = {n for n in before if not torch.equal(before[n], after[n])}
+    assert moved == set(q.names)
+    c = q.factors(model)
+    for n in moved:
+        assert float(((after[n] - before[n]).double() * c[n]).abs().max()) <= 0.5 + 1e-6, n
+    assert q.project(model) == {}
+    assert all(torch.equal(after[n], p) for n, p in model.named_parameters())
+
+
+def test_qat_training_is_deterministic_saves_on_grid_and_records_it(base, tmp_path):
+    r1 = train(preset("fpga-tiny"), init_from=str(base), qat_bits=6, out_path=str(tmp_path / "a.pth"), **KW)
+    r2 = train(preset("fpga-tiny"), init_from=str(base), qat_bits=6, **KW)
+    assert r1["qat_off_grid"] == {} and r2["qat_off_grid"] == {}
+    s1, s2 = r1["model"].state_dict(), r2["model"].state_dict()
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)
+    model, ck = load_model(str(tmp_path / "a.pth"))
+    assert ck.args["qat_bits"] == 6 and ck.args["qat_off_grid"] == 0 and ck.args["init_from"] == str(base)
+    # BatchNorm was frozen: its running statistics are the checkpoint's.
+    b = load_model(str(base))[0].state_dict()
+    assert torch.equal(s1["ConvBlock1_1.0.bn1.running_mean"], b["ConvBlock1_1.0.bn1.running_mean"])
+    assert torch.equal(s1["downsample1_1.encode_bn.running_var"], b["downsample1_1.encode_bn.running_var"])
+    calib, _ = digits_split_xy("train", model.cfg.img_size)
+    assert GridQAT(model, 6, calib).off_grid(model) == {}
+    assert GridQAT(model, 8, calib).off_grid(model)  # the 6-bit grid is not the 8-bit one
+
+
+def test_qat_fine_tuning_makes_the_integer_model_keep_the_float_decisions(tmp_path):
+    """Beyond the demo model: the shipped T = 2 model, fine-tuned two epochs at 8 bits."""
+    out = tmp_path / "qat.pth"
+    train(load_model("fpga-tiny-t2")[0].cfg, epochs=2, lr=1e-3, seed=0, init_from="fpga-tiny-t2",
+          qat_bits=8, out_path=str(out), progress=False, threads=1)
+    _, rep = quantize_checkpoint(str(out), calib="digits", weight_bits=8)
+    s = rep["summary"]
+    print(s)
+    assert s["T"] == 2 and s["samples"] == 450
+    assert s["argmax_agreement"] >= 99.0  # post-training quantisation of the same model: 98.0 %
+
+
+def test_qat_options_are_checked(base):
+    with pytest.raises(ValueError, match="qat_bits needs init_from"):
+        train(preset("fpga-tiny"), qat_bits=8, **KW)
+    with pytest.raises(ValueError, match="qat_bits must be an integer in 4..16"):
+        train(preset("fpga-tiny"), qat_bits=3, init_from=str(base), **KW)
+    with pytest.raises(ValueError, match="exclude each other"):
+        train(preset("fpga-tiny"), qat_bits=8, weight_noise_bits=8, init_from=str(base), **KW)
+    with pytest.raises(ValueError, match="qat weight_bits must be an integer in 4..16"):
+        GridQAT(load_model(str(base))[0], 17, np.zeros((1, 1, 16, 16), np.float32))
+
+
+def _one_line_error(capsys, argv, fragment):
+    rc = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc != 0
+    assert len(err.splitlines()) == 1, err
+    assert fragment in err, err
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["train", "--qat-bits", "8", "-o", "{tmp}/x.pth"], "--qat-bits needs --init CKPT"),
+    (["train", "--qat-bits", "3", "--init", "default", "-o", "{tmp}/x.pth"], "--qat-bits must be in 4..16"),
+    (["train", "--qat-bits", "8", "--weight-noise-bits", "8", "--init", "default", "-o", "{tmp}/x.pth"],
+     "exclude each other"),
+])
+def test_cli_qat_bad_options_fail_with_one_line(tmp_path, capsys, argv, fragment):
+    _one_line_error(capsys, [a.replace("{tmp}", str(tmp_path)) for a in argv], fragment)
+    assert not (tmp_path / "x.pth").exists()
+
+
+def test_cli_qat_fine_tuning(base, tmp_path, capsys):
+    out = tmp_path / "qat.pth"
+    rc = main(["train", "--preset", "fpga-tiny", "--epochs", "1", "--train-samples", "64",
+               "--init", str(base), "--qat-bits", "8", "-o", str(out), "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "quantisation-aware at 8 bits" in text and "warning" not in text
+    _, ck = load_model(str(out))
+    assert ck.args["qat_bits"] == 8 and ck.args["qat_off_grid"] == 0
+
+
+def test_embedded_default_is_quantisation_aware_and_on_its_grid():
+    model, ck = load_model("default")
+    assert ck.args.get("qat_bits") == 8, "the embedded default should be the QAT fine-tuned checkpoint"
+    calib, _ = digits_split_xy("train", model.cfg.img_size)
+    assert GridQAT(model, 8, calib).off_grid(model) == {}

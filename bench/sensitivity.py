@@ -7,9 +7,12 @@ integral, nothing rounded) computes exactly what the float model computes. This 
 weights of one layer at a time on that graph (everything else exact, float64 executor of the
 golden model) and measures the argmax agreement with the unrounded graph on the held-out digits,
 then the reverse (every layer rounded but that one), and the same for all layers at several weight
-widths. It answers "where is the agreement lost?" with numbers anyone can rerun: on the embedded
-default most single layers alone already flip a few low-margin digits (the network's spikes
-cascade), which is why no single layer's width or rounding rule closes the gap to 99 %.
+widths. It answers "where is the agreement lost?" with numbers anyone can rerun. Its default
+checkpoint is ``default-float``, the float-trained network before quantisation-aware fine-tuning:
+there most single layers alone already flip a few low-margin digits (the network's spikes
+cascade), which is why no single layer's width or rounding rule closes the gap to 99 % and the
+embedded ``default`` is QAT fine-tuned instead (``spikeforge.quantize.qat``; on it, rounding a
+layer whose weights are on the grid changes nothing).
 
 Prints a table; ``--json`` writes the rows.
 """
@@ -27,7 +30,7 @@ def _agreement(a: np.ndarray, b: np.ndarray) -> float:
     return round(float((a == b).mean()) * 100.0, 2)
 
 
-def run(ckpt: str = "default", weight_bits: int = 8, samples: int | None = None,
+def run(ckpt: str = "default-float", weight_bits: int = 8, samples: int | None = None,
         widths=(4, 6, 8, 10, 12, 14, 16)) -> dict:
     import torch
 
@@ -97,7 +100,9 @@ def print_table(r: dict) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.sensitivity", description=__doc__.split("\n\n")[0])
-    ap.add_argument("checkpoint", nargs="?", default="default", help="checkpoint (default: the embedded default)")
+    ap.add_argument("checkpoint", nargs="?", default="default-float",
+                    help="checkpoint (default: default-float, the float-trained model the embedded default "
+                         "was QAT fine-tuned from)")
     ap.add_argument("--weight-bits", type=int, default=8, help="weight bits of the per-layer rows (default 8)")
     ap.add_argument("--samples", type=int, default=None, help="first N held-out digits (default all 450)")
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")

@@ -73,6 +73,14 @@ class AttnEngine(wiring.Component):
         KVB = max(1, (kv_words - 1).bit_length())
         DB = cfg.fbits("cout")          # d <= C
         dN = Signal(AB)
+        # loop bounds minus one, registered, so the scanners' and counters' compares see a register
+        # and not a subtractor (d - 1 in front of the row/state logic was the UP5K's critical path):
+        # d1 is set with d's last quotient bit, the others from start + 1 on (instr and drv held)
+        d1 = Signal(CB)
+        N1 = Signal(len(N))
+        heads1 = Signal(len(I.heads))
+        T1 = Signal(len(I.T))
+        m.d.sync += [N1.eq(N - 1), heads1.eq(I.heads - 1), T1.eq(I.T - 1)]
 
         t = Signal(cfg.fbits("T"))
         hh = Signal(cfg.fbits("heads"))
@@ -128,7 +136,7 @@ class AttnEngine(wiring.Component):
                     m.d.comb += [kv_r.addr.eq(r_kva), y_r.addr.eq(j)]
                     m.d.sync += [y1v.eq(1), y1a.eq(j)]
                 m.d.sync += [r_va.eq(r_va + N), r_kva.eq(r_kva + 1), j.eq(j + 1)]
-                with m.If(j == d - 1):
+                with m.If(j == d1):
                     m.d.sync += row.eq(0)
             with m.Elif(pend & bit):
                 m.d.sync += pend.eq(0)
@@ -144,13 +152,13 @@ class AttnEngine(wiring.Component):
             with m.Elif(more):
                 m.d.comb += [self.spk_r.addr.eq(sa), self.spk_r.en.eq(1)]
                 m.d.sync += [pend.eq(1), p_vb.eq(I.src3 + thb + sn), p_kvrow.eq(sid)]
-                with m.If(si != d - 1):
+                with m.If(si != d1):
                     m.d.sync += [si.eq(si + 1), sid.eq(sid + d), sa.eq(sa + N)]
                 with m.Else():
                     m.d.sync += [si.eq(0), sid.eq(0)]
                     if is_k:
                         m.d.sync += [sn.eq(sn + 1), snb.eq(snb + 1), sa.eq(snb + 1)]
-                        with m.If(sn == N - 1):
+                        with m.If(sn == N1):
                             m.d.sync += more.eq(0)
                     else:
                         m.d.sync += more.eq(0)
@@ -168,19 +176,19 @@ class AttnEngine(wiring.Component):
                 # restoring division, quotient bits MSB first; d*N by Horner's rule alongside
                 r2 = (rem << 1) | d[CB - 1]
                 ge = r2 >= I.heads
-                m.d.sync += [rem.eq(r2 - Mux(ge, I.heads, 0)), d.eq((d << 1) | ge), div_i.eq(div_i + 1),
-                             dN.eq((dN << 1) + Mux(ge, N, 0))]
+                m.d.sync += [rem.eq(r2 - Mux(ge, I.heads, 0)), d.eq((d << 1) | ge), d1.eq(((d << 1) | ge) - 1),
+                             div_i.eq(div_i + 1), dN.eq((dN << 1) + Mux(ge, N, 0))]
                 with m.If(div_i == CB - 1):
                     m.d.sync += head_start(0)
                     m.next = "CLR"
             with m.State("CLR"):
                 m.d.comb += [kv_w.en.eq(1), kv_w.addr.eq(ca), kv_w.data.eq(0)]
                 m.d.sync += ca.eq(ca + 1)
-                with m.If(cj != d - 1):
+                with m.If(cj != d1):
                     m.d.sync += cj.eq(cj + 1)
                 with m.Else():
                     m.d.sync += [cj.eq(0), ci.eq(ci + 1)]
-                    with m.If(ci == d - 1):
+                    with m.If(ci == d1):
                         m.d.sync += scan_start(I.src2, 0, thb)
                         m.next = "KS"
             with m.State("KS"):
@@ -194,14 +202,14 @@ class AttnEngine(wiring.Component):
             with m.State("YO"):
                 m.d.comb += y_r.addr.eq(j)
                 m.d.sync += [o1v.eq(1), o1a.eq(oa), o1j.eq(j), oa.eq(oa + N), j.eq(j + 1)]
-                with m.If(j == d - 1):
-                    with m.If(n != N - 1):
+                with m.If(j == d1):
+                    with m.If(n != N1):
                         m.d.sync += [n.eq(n + 1), scan_start(I.src, n + 1, thb)]
                         m.next = "QS"
-                    with m.Elif(hh != I.heads - 1):
+                    with m.Elif(hh != heads1):
                         m.d.sync += [hh.eq(hh + 1), head_start(thb + dN)]
                         m.next = "CLR"
-                    with m.Elif(t != I.T - 1):
+                    with m.Elif(t != T1):
                         m.d.sync += [t.eq(t + 1), hh.eq(0), head_start(thb + dN)]
                         m.next = "CLR"
                     with m.Else():

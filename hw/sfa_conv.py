@@ -12,7 +12,9 @@ Per time step ``t``:
   coordinates, where its first tap goes: the valid output range ``oy_lo..oy_hi`` (``ox`` likewise,
   no multiplier: stride 1 or 2 is a shift), the ACC word ``oy_lo*wo + ox_lo`` (``oy_lo*wo`` kept
   incrementally as the scan moves down the rows) and the WMEM word
-  ``wbase + ci*k*k*G + ky*k*G + kx*G`` (a running channel base plus two narrow products);
+  ``wbase + ci*k*k*G + ky*k*G + kx*G`` (a running channel base plus two narrow products; the
+  first tap's ``ky``, ``kx`` are registers stepped with ``iy``, ``ix``, and every loop bound minus
+  one is a register, so no subtractor sits in front of these paths);
 * stage SR holds those results while the read is in flight (the value is on the read port at its
   end, and held there while the scanner stalls);
 * stage S1 has the element's value in a register. A zero (or an element reaching no output) takes
@@ -39,10 +41,11 @@ critical path.)
 SHIFT/BIAS of the channel and, for OUT_ACCUM, the old ACT word; one cycle later (R1) clear the ACC
 word(s) and, with more than one lane, register the words with the shift, bias and old word; in
 the next cycle (RS, only with more than one lane) select the lane's word (LANES_TAP: sum the
-banks) and register it; one more cycle later (R2) write ``align(acc, shift) + bias (+ old)`` to
-ACT. Separate stages because a block RAM's clock-to-output, the lane sum, the aligner and two
-adders in one cycle were the ECP5's critical path. ``align(acc, shift) + bias`` is an
-:class:`~spikeforge.hw.datapath.AlignBias`.
+banks) and register it with ``bias + old`` (without RS, R1 registers that sum); one more cycle
+later (R2) write ``align(acc, shift) + (bias + old)`` to ACT. Separate stages because a block
+RAM's clock-to-output, the lane sum, the aligner and two adders in one cycle were the ECP5's
+critical path, and the aligner followed by two adders was the UP5K's. ``align(acc, shift) + b``
+is an :class:`~spikeforge.hw.datapath.AlignBias`.
 
 The lanes and the readout are the components ``rtl_tests/test_formal.py`` proves equal to their
 integer definitions (``quantize/intops.py``), at the widths :func:`lane_widths` and
@@ -79,9 +82,11 @@ def lane_widths(cfg: MachineConfig) -> dict:
 
 def readout_widths(cfg: MachineConfig) -> dict:
     """The widths of the readout's :class:`AlignBias`: the accumulator is one ACC word, or in
-    LANES_TAP the sum of the ``lanes`` banks; the result is an ACT word."""
-    return dict(acc_bits=cfg.acc_bits + bits_for(cfg.lanes), shift_bits=cfg.shift_bits, bias_bits=cfg.bias_bits,
-                out_bits=cfg.act_bits)
+    LANES_TAP the sum of the ``lanes`` banks; its "bias" is the channel's BIAS word plus, for
+    OUT_ACCUM, the old ACT word (added a stage earlier, so R2 has one adder after the aligner);
+    the result is an ACT word."""
+    return dict(acc_bits=cfg.acc_bits + bits_for(cfg.lanes), shift_bits=cfg.shift_bits,
+                bias_bits=max(cfg.bias_bits, cfg.act_bits) + 1, out_bits=cfg.act_bits)
 
 
 class ConvEngine(wiring.Component):
@@ -136,7 +141,6 @@ class ConvEngine(wiring.Component):
         k = held(k_now, len(I.k), "k")
         pad = held(pad_now, len(I.pad), "pad")
         sh = held(~head_now & (I.stride == 2), 1, "sh")           # stride 2 <=> shift by 1
-        h, w = held(Mux(head_now, 1, I.h), len(I.h), "h"), held(Mux(head_now, 1, I.w), len(I.w), "w")
         ho = held(Mux(head_now, 1, I.ho), len(I.ho), "ho")
         wo = held(Mux(head_now, 1, I.wo), len(I.wo), "wo")
         in_int = held(~head_now & I.in_kind, 1, "in_int")
@@ -150,6 +154,17 @@ class ConvEngine(wiring.Component):
         kkG = held(Mux(is_head, D.G, D.kkG), max(len(D.kkG), len(D.G)), "kkG")
         Gt = Signal.like(D.Gt)
         m.d.comb += [G.eq(D.G), Gt.eq(D.Gt)]
+        # the loop bounds minus one, registered: the scanner's advance decision and S0's compares
+        # see a register, not a subtractor (on the UP5K that chain was the critical path). The
+        # instruction's values are valid from the cycle before start, drv's from start: either way
+        # the registers hold the instruction's values from start + 1, the first SCAT cycle, on.
+        w1 = held(Mux(head_now, 1, I.w) - 1, len(I.w), "w1")
+        h1 = held(Mux(head_now, 1, I.h) - 1, len(I.h), "h1")
+        ho1 = held(Mux(head_now, 1, I.ho) - 1, len(I.ho), "ho1")
+        wo1 = held(Mux(head_now, 1, I.wo) - 1, len(I.wo), "wo1")
+        cin1 = held(I.cin - 1, len(I.cin), "cin1")
+        G1 = held(D.G - 1, len(D.G), "G1")
+        Gt1 = held(D.Gt - 1, len(D.Gt), "Gt1")
 
         def lo_fn(v):
             """First output index reached by input index ``v`` (``max(0, ceil((v+pad-k+1)/s))``)."""
@@ -158,11 +173,11 @@ class ConvEngine(wiring.Component):
             m.d.comb += [a.eq(v + pk1), lo.eq(Mux(a <= 0, 0, (a + sh) >> sh))]
             return lo
 
-        def hi_fn(v, size_o):
-            """Last output index reached (``min(size_o - 1, (v + pad) >> s)``)."""
+        def hi_fn(v, size_o1):
+            """Last output index reached (``min(size_o1, (v + pad) >> s)``, ``size_o1`` = size - 1)."""
             q = Signal(CB + 1, name="hi_q")
             hi = Signal(CB + 1, name="hi")
-            m.d.comb += [q.eq((v + pad) >> sh), hi.eq(Mux(q > size_o - 1, size_o - 1, q))]
+            m.d.comb += [q.eq((v + pad) >> sh), hi.eq(Mux(q > size_o1, size_o1, q))]
             return hi
 
         # ---- scan stage S0: the element whose read is issued next
@@ -177,12 +192,24 @@ class ConvEngine(wiring.Component):
         chb = Signal(cfg.acc_abits)         # ci * howo                              (LANES_TAP)
         yrow = Signal(cfg.acc_abits)        # ((iy + pad) >> s) * wo                 (LANES_TAP)
 
-        oy_lo, oy_hi = lo_fn(iy), hi_fn(iy, ho)
-        ox_lo, ox_hi = lo_fn(ix), hi_fn(ix, wo)
+        oy_lo, oy_hi = lo_fn(iy), hi_fn(iy, ho1)
+        ox_lo, ox_hi = lo_fn(ix), hi_fn(ix, wo1)
         oy_lo_next = lo_fn(iy + 1)
-        ky0 = Signal(KB + 1)
-        kx0 = Signal(KB + 1)
-        m.d.comb += [ky0.eq(iy + pad - (oy_lo << sh)), kx0.eq(ix + pad - (ox_lo << sh))]
+        # The kernel index of the S0 element's first tap, ``v + pad - (lo(v) << s)``, kept in a
+        # register per axis and stepped with the index (not derived from lo_fn in S0: lo_fn, that
+        # subtraction and the WMEM word's adds in one cycle were the UP5K's critical path). As v
+        # grows by one it grows by one until it would reach k, then (stride s) it steps back by
+        # 2**s - 1: ``min(v + pad, k - 1)`` for stride 1, alternating k - 1, k - 2 for stride 2.
+        # (signed: an index that reaches no output, e.g. an odd one under a 1x1 kernel of stride 2,
+        # has k0 = -1; its S0 results are not used, but the next index steps from it)
+        ky0 = Signal(signed(KB + 2))
+        kx0 = Signal(signed(KB + 2))
+        k0_start = Signal(signed(KB + 2))   # its value at v = 0
+        m.d.comb += k0_start.eq(pad - (lo_fn(Const(0, CB)) << sh))
+
+        def k0_step(k0):
+            up = k0 + 1
+            return Mux(up < k, up, up - (1 << sh))
         has_taps = (oy_lo <= oy_hi) & (ox_lo <= ox_hi)
         acc_start = Signal(cfg.acc_abits)
         w_start = Signal(cfg.wmem_abits)
@@ -252,9 +279,9 @@ class ConvEngine(wiring.Component):
         x_nz = Signal()
         read_val = Mux(in_int, self.act_r.data, self.spk_r.data)
 
-        last_co = (g == G - 1) & (ox == oxh) & (oy == oyh)
+        last_co = (g == G1) & (ox == oxh) & (oy == oyh)
         last_tap = Signal()
-        m.d.comb += last_tap.eq(Mux(tapm, tg == Gt - 1, last_co))
+        m.d.comb += last_tap.eq(Mux(tapm, tg == Gt1, last_co))
         event = Signal()
         m.d.comb += event.eq(s1v & x_nz & (tapm | s1_has))
         s1_done = Signal()
@@ -298,15 +325,14 @@ class ConvEngine(wiring.Component):
         r1_ra = Signal(cfg.acc_abits)
         r1_oa = Signal(cfg.act_abits)
         m.d.sync += r1v.eq(0)
-        # R2: the selected (LANES_TAP: summed) accumulator, the channel's shift and bias and the old
-        # ACT word, registered so that the ACC read and the lane sum end in R1 and the align, bias
-        # and residual add have R2 to themselves
+        # R2: the selected (LANES_TAP: summed) accumulator, the channel's shift and its bias plus the
+        # old ACT word (the residual add), registered so that the ACC read, the lane sum and the
+        # bias + old add end before R2, and the align and one add have R2 to themselves
         ro_w = readout_widths(cfg)
         r2v = Signal()
         r2_acc = Signal(signed(ro_w["acc_bits"]))
         r2_shift = Signal(signed(cfg.shift_bits))
-        r2_bias = Signal(signed(cfg.bias_bits))
-        r2_old = Signal(signed(cfg.act_bits))
+        r2_bias_old = Signal(signed(ro_w["bias_bits"]))
         r2_oa = Signal(cfg.act_abits)
         m.d.sync += r2v.eq(0)
 
@@ -319,7 +345,7 @@ class ConvEngine(wiring.Component):
 
         def scan_init():
             return [ci.eq(0), iy.eq(0), ix.eq(0), s0v.eq(1), srv.eq(0), s1v.eq(0), arow.eq(arow0),
-                    yrow.eq(yrow0), chb.eq(0), wch.eq(I.wbase)]
+                    yrow.eq(yrow0), chb.eq(0), wch.eq(I.wbase), ky0.eq(k0_start), kx0.eq(k0_start)]
 
         def readout_init():
             return [co.eq(0), rp.eq(0), rq.eq(0), ra.eq(0), rgb.eq(0), pa.eq(I.pbase),
@@ -361,17 +387,17 @@ class ConvEngine(wiring.Component):
                         ]
                         # S0 advances
                         m.d.sync += sa.eq(sa + 1)
-                        with m.If(ix != w - 1):
-                            m.d.sync += ix.eq(ix + 1)
+                        with m.If(ix != w1):
+                            m.d.sync += [ix.eq(ix + 1), kx0.eq(k0_step(kx0))]
                         with m.Else():
-                            m.d.sync += ix.eq(0)
-                            with m.If(iy != h - 1):
-                                m.d.sync += [iy.eq(iy + 1),
+                            m.d.sync += [ix.eq(0), kx0.eq(k0_start)]
+                            with m.If(iy != h1):
+                                m.d.sync += [iy.eq(iy + 1), ky0.eq(k0_step(ky0)),
                                              arow.eq(arow + Mux(oy_lo_next != oy_lo, wo, 0)),
                                              yrow.eq(yrow + Mux(y0_next != y0_now, wo, 0))]
                             with m.Else():
-                                m.d.sync += [iy.eq(0), arow.eq(arow0), yrow.eq(yrow0)]
-                                with m.If(ci != I.cin - 1):
+                                m.d.sync += [iy.eq(0), ky0.eq(k0_start), arow.eq(arow0), yrow.eq(yrow0)]
+                                with m.If(ci != cin1):
                                     m.d.sync += [ci.eq(ci + 1), chb.eq(chb + howo),
                                                  wch.eq(wch + Mux(tapm, Gt, kkG))]
                                 with m.Else():
@@ -385,7 +411,7 @@ class ConvEngine(wiring.Component):
                             wrap = nkx >= k
                             m.d.sync += [kxl[p].eq(Mux(wrap, nkx - k, nkx)),
                                          kyl[p].eq(kyl[p] + dky + wrap)]
-                    with m.Elif(g != G - 1):
+                    with m.Elif(g != G1):
                         m.d.sync += [g.eq(g + 1), a_cur.eq(a_cur + howo), w_cur.eq(w_cur + 1)]
                     with m.Elif(ox != oxh):
                         sG = G << sh
@@ -465,7 +491,7 @@ class ConvEngine(wiring.Component):
                     m.d.sync += bp.eq(bp + 1)
                 with m.Else():
                     m.d.sync += [bp.eq(0), bg.eq(bg + 1)]
-                    with m.If(bg == G - 1):
+                    with m.If(bg == G1):
                         m.next = "BIAS_DRAIN"
 
             with m.State("BIAS_DRAIN"):
@@ -513,7 +539,8 @@ class ConvEngine(wiring.Component):
             rs_p = Signal.like(r1_p)
             rs_v = Signal()
             rs_oa = Signal.like(r1_oa)
-            rs_shift, rs_bias, rs_old = Signal.like(r2_shift), Signal.like(r2_bias), Signal.like(r2_old)
+            rs_shift = Signal.like(r2_shift)
+            rs_bias, rs_old = Signal(signed(cfg.bias_bits)), Signal(signed(cfg.act_bits))
             m.d.sync += [rs_words[p].eq(words[p]) for p in range(P)]
             m.d.sync += [rs_p.eq(r1_p), rs_v.eq(r1v), rs_oa.eq(r1_oa),
                          rs_shift.eq(shift_v), rs_bias.eq(bias_v), rs_old.eq(old_v)]
@@ -530,14 +557,14 @@ class ConvEngine(wiring.Component):
                 for p in range(P):
                     with m.Case(p):
                         m.d.comb += acc_sel.eq(words[p])
+        # OUT_ACCUM's residual add (intops.add) folded into the bias: align(acc) + (bias + old)
         m.d.sync += [r2v.eq(sel_v), r2_acc.eq(acc_sel), r2_shift.eq(shift_v),
-                     r2_bias.eq(bias_v), r2_old.eq(old_v), r2_oa.eq(sel_oa)]
+                     r2_bias_old.eq(bias_v + old_v), r2_oa.eq(sel_oa)]
 
         # ---- R2: readout write
         m.submodules.readout = ro = AlignBias(**ro_w)
-        m.d.comb += [ro.acc.eq(r2_acc), ro.shift.eq(r2_shift), ro.bias.eq(r2_bias)]
-        y = ro.y + r2_old                               # OUT_ACCUM: the residual add (intops.add)
+        m.d.comb += [ro.acc.eq(r2_acc), ro.shift.eq(r2_shift), ro.bias.eq(r2_bias_old)]
         with m.If(r2v):
-            m.d.comb += [self.act_w.en.eq(1), self.act_w.addr.eq(r2_oa), self.act_w.data.eq(y)]
+            m.d.comb += [self.act_w.en.eq(1), self.act_w.addr.eq(r2_oa), self.act_w.data.eq(ro.y)]
         m.d.comb += [self.bias_r.en.eq(1), self.shift_r.en.eq(1)]
         return m

@@ -235,3 +235,25 @@ def test_clock_plan():
     assert clock_plan(ice, 30)["actual_mhz"] == 30
     with pytest.raises(ValueError, match="cannot make 73.3 MHz from its 25 MHz oscillator"):
         clock_plan(get_board("ulx3s-85f"), 73.3)
+
+
+def test_yosys_ff_count_takes_primitives_of_the_last_table(tmp_path):
+    """With synth_ice40 -dff, Yosys' report also tables ABC9's temporary flop boxes; only the
+    final primitives count (the earlier parse counted both, about twice the real number)."""
+    from spikeforge.commands.synth import _yosys_ff_count
+
+    (tmp_path / "top.rpt").write_text(
+        "   Number of cells:   9\n"
+        "      425 SB_DFFSR_$abc9_flop\n"
+        "     1367 SB_DFFESR_$abc9_flop\n"
+        "        2 SB_DFFR_$abc9_byp\n"
+        "   Number of cells:   9\n"
+        "       83   SB_DFF\n"
+        "     1328   SB_DFFESR\n"
+        "        2   SB_DFFR\n"
+        "      404   SB_DFFSR\n"
+        "     4234   SB_LUT4\n")
+    assert _yosys_ff_count(str(tmp_path), "ice40") == 83 + 1328 + 2 + 404
+    (tmp_path / "top.rpt").write_text("     2580   TRELLIS_FF\n     9103   TRELLIS_COMB\n")
+    assert _yosys_ff_count(str(tmp_path), "ecp5") == 2580
+    assert _yosys_ff_count(str(tmp_path / "nothing"), "ice40") is None

@@ -36,11 +36,13 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("large", "sizing target with 1 GiB external memory (paper presets)", "sim", 200.0, 10**9, 10**9,
            64 * 2**20, 10**6, 0, 10**6, external_bits=8 * 2**30, default_lanes=32),
     # Clocks are what the shipped builds meet with margin (seed 1, `spikeforge synth`): the default
-    # model at 8 lanes closes at 52.0 MHz on the ULX3S (requested 45 MHz, PLL from 25; its critical
-    # path is now the accumulate lanes' ACC read -> add -> ACC write), fpga-tiny-t2 at 21.2 MHz on
-    # the iCEBreaker (requested 16.5 MHz, PLL from 12: a faster request changes the UART divisor's
-    # logic and the design, 5,266 of 5,280 logic cells, no longer fits); 24 MHz on the OrangeCrab,
-    # whose 48 MHz oscillator's PLL cannot make 25. The goals are 100 MHz (ECP5) and 30 MHz (UP5K).
+    # model at 8 lanes closes at 48.9 MHz on the ULX3S (requested 45 MHz, PLL from 25; its critical
+    # path is the accumulate lanes' ACC read -> add -> ACC write; placement moves it, 50-52 MHz
+    # over seeds 1..5 with the previous RTL),
+    # fpga-tiny-t2 at 23.7 MHz on the iCEBreaker (requested 16.5 MHz, PLL from 12: a faster request
+    # changes the UART divisor's logic, and the design uses 5,252 of 5,280 logic cells); 24 MHz on
+    # the OrangeCrab, whose 48 MHz oscillator's PLL cannot make 25. The goals are 100 MHz (ECP5)
+    # and 30 MHz (UP5K).
     # The UP5K's SPRAM cannot be initialised by the bitstream (and Yosys never maps an
     # Amaranth memory to it: shared/notes/toolchain.md), so it holds only what is loaded at run
     # time: the weights (WMEM), as SB_SPRAM256KA instances, when they do not fit the block RAM

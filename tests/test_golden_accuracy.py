@@ -13,11 +13,15 @@ def _need(name):
         pytest.fail(f"embedded checkpoint {name!r} is missing from quantize/data/")
 
 
+def _summary_at_8_bits(name):
+    _need(name)
+    g, rep = quantize_checkpoint(name, calib="digits", weight_bits=8)
+    print(rep["summary"])
+    return rep["summary"]
+
+
 def test_default_model_loses_at_most_half_a_point_and_agrees_99_percent_at_8_bits():
-    _need("default")
-    g, rep = quantize_checkpoint("default", calib="digits", weight_bits=8)
-    s = rep["summary"]
-    print(s)
+    s = _summary_at_8_bits("default")
     assert s["samples"] == 450
     assert s["int_top1"] >= s["float_top1"] - 0.5
     # The default is QAT fine-tuned (spikeforge.quantize.qat): its weights sit on the quantiser's
@@ -27,10 +31,7 @@ def test_default_model_loses_at_most_half_a_point_and_agrees_99_percent_at_8_bit
 
 def test_float_trained_default_post_training_quantisation_at_8_bits():
     """The same network before QAT: plain post-training quantisation of a float-trained model."""
-    _need("default-float")
-    g, rep = quantize_checkpoint("default-float", calib="digits", weight_bits=8)
-    s = rep["summary"]
-    print(s)
+    s = _summary_at_8_bits("default-float")
     assert s["int_top1"] >= s["float_top1"] - 0.5
     # About 97.6 % (100 % at 16-bit weights): rounding flips spikes in the first layers and the
     # flips cascade through ~35 LIF layers (python -m bench.sensitivity default-float). This bound
@@ -39,9 +40,6 @@ def test_float_trained_default_post_training_quantisation_at_8_bits():
 
 
 def test_second_trained_model_T2_loses_at_most_one_point():
-    _need("fpga-tiny-t2")
-    g, rep = quantize_checkpoint("fpga-tiny-t2", calib="digits", weight_bits=8)
-    s = rep["summary"]
-    print(s)
-    assert rep["config"]["T"] == 2
+    s = _summary_at_8_bits("fpga-tiny-t2")
+    assert s["T"] == 2
     assert s["int_top1"] >= s["float_top1"] - 1.0

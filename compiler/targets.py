@@ -39,15 +39,15 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     # model at 8 lanes closes at 48.9 MHz on the ULX3S (requested 45 MHz, PLL from 25; its critical
     # path is the accumulate lanes' ACC read -> add -> ACC write; placement moves it, 50-52 MHz
     # over seeds 1..5 with the previous RTL),
-    # fpga-tiny-t2 at 23.7 MHz on the iCEBreaker (requested 16.5 MHz, PLL from 12: a faster request
-    # changes the UART divisor's logic, and the design uses 5,252 of 5,280 logic cells); 24 MHz on
+    # fpga-tiny-t2 at 24.5 MHz on the iCEBreaker (requested 21 MHz, PLL from 12; the request sets
+    # the UART divisor's logic, and the design uses 5,250 of 5,280 logic cells); 24 MHz on
     # the OrangeCrab, whose 48 MHz oscillator's PLL cannot make 25. The goals are 100 MHz (ECP5)
     # and 30 MHz (UP5K).
     # The UP5K's SPRAM cannot be initialised by the bitstream (and Yosys never maps an
     # Amaranth memory to it: shared/notes/toolchain.md), so it holds only what is loaded at run
     # time: the weights (WMEM), as SB_SPRAM256KA instances, when they do not fit the block RAM
     # (compiler/passes/budget.py; the host uploads them, docs/host-protocol.md).
-    Target("icebreaker", "iCEBreaker: Lattice iCE40 UP5K", "ice40", 16.5, 5280, 5280, 30 * 4096, 30,
+    Target("icebreaker", "iCEBreaker: Lattice iCE40 UP5K", "ice40", 21.0, 5280, 5280, 30 * 4096, 30,
            4 * 16384 * 16, 8, default_lanes=1, board="icebreaker", spram_blocks=4),
     Target("ulx3s-85f", "ULX3S: Lattice ECP5 LFE5U-85F", "ecp5", 45.0, 83640, 83640, 208 * 18432, 208,
            0, 156, default_lanes=8, board="ulx3s-85f"),

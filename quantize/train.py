@@ -33,6 +33,11 @@ width ``M`` around the threshold, where a weight change of a rounding step would
 empties the band behind the branch convolutions but barely moves the residual-stream readers
 (whose inputs are near-continuous sums); weights above ~2 cost accuracy when training from scratch.
 
+Quantisation-aware fine-tuning (``qat_bits``, ``spikeforge train --qat-bits N --init CKPT``): the
+forward pass runs on the weights as the quantiser rounds them and the checkpoint keeps them on that
+grid (``spikeforge.quantize.qat``). Unlike the two options above it closes the gap: the embedded
+default is ``default-float`` fine-tuned so (8-bit argmax agreement 97.56 -> 100 %).
+
 Runs are reproducible: the same configuration, seed and thread count give bit-identical weights.
 Only the training split of ``spikeforge.quantize.data.load_digits_split`` is used for training;
 the held-out split is evaluated once, at the end (no model selection on it).

@@ -40,9 +40,15 @@ ON_GRID_TOL = 1e-2      # |w * c - round(w * c)| below this is on the grid (inte
 PROJECT_ROUNDS = 4      # projections tried until the quantiser's grid stops moving
 
 
-def _lowered_params(model: torch.nn.Module, op) -> list[tuple[str, int | None]]:
-    """The checkpoint parameters behind one lowered op's weight: [(name, index into the op)]."""
-    params = dict(model.named_parameters())
+def check_qat_bits(bits, name: str = "qat_bits") -> None:
+    """The weight bits a QAT run may target: those ``spikeforge quantize --weight-bits`` accepts."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 4 <= bits <= 16:
+        raise ValueError(f"{name} must be an integer in 4..16 (the quantiser's weight bits), not {bits!r}")
+
+
+def _lowered_params(params: dict, op) -> list[tuple[str, int | None]]:
+    """The parameters (of ``params``, a model's ``named_parameters``) behind one lowered op's
+    weight: [(name, index into the op)]."""
     if op.kind == "head":
         heads = ["head.weight"] + (["head_kd.weight"] if "head_kd.weight" in params else [])
         return [(n, i) for i, n in enumerate(heads)]
@@ -61,13 +67,13 @@ class GridQAT:
 
     def __init__(self, model: torch.nn.Module, weight_bits: int, calib: np.ndarray,
                  input_bits: int = INPUT_BITS):
-        if isinstance(weight_bits, bool) or not isinstance(weight_bits, int) or not 4 <= weight_bits <= 16:
-            raise ValueError(f"qat weight_bits must be an integer in 4..16, not {weight_bits!r}")
+        check_qat_bits(weight_bits, "qat weight_bits")
         self.weight_bits = int(weight_bits)
         self.input_bits = int(input_bits)
         self.qmax = _qmax(self.weight_bits)
         self.input_scale = choose_input_scale(np.asarray(calib), self.input_bits)
-        self.names = [n for op in self._scaled(model).ops for n, _ in _lowered_params(model, op)]
+        params = dict(model.named_parameters())
+        self.names = [n for op in self._scaled(model).ops for n, _ in _lowered_params(params, op)]
         if not self.names:
             raise SpikeforgeError("quantisation-aware training found no weight it can put on the grid")
 
@@ -88,7 +94,7 @@ class GridQAT:
         params = dict(model.named_parameters())
         out = {}
         for op in self._scaled(model).ops:
-            for name, idx in _lowered_params(model, op):
+            for name, idx in _lowered_params(params, op):
                 scaled = op.params["weight"] if idx is None else op.params["weight"][idx]
                 w = params[name].detach().to(torch.float64).numpy()
                 scaled = np.asarray(scaled, dtype=np.float64).reshape(w.shape)

@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from .checkpoint import save_checkpoint
 from .data import evaluate_float, load_digits_split
 from .model import MetaSpikeFormer, ModelConfig, lif_modules
-from .qat import GridQAT, freeze_batchnorm
+from .qat import GridQAT, check_qat_bits, freeze_batchnorm
 from .quantizer import _qmax
 
 # Weight-noise (quantisation-robust) training: the bits the quantiser accepts (spikeforge quantize
@@ -263,8 +263,7 @@ def train(cfg: ModelConfig, epochs: int = DEFAULT_EPOCHS, seed: int = DEFAULT_SE
     if not (math.isfinite(spike_margin_weight) and spike_margin_weight >= 0):
         raise ValueError(f"spike_margin_weight must be >= 0, not {spike_margin_weight!r}")
     if qat_bits is not None:
-        if isinstance(qat_bits, bool) or not isinstance(qat_bits, int) or not 4 <= qat_bits <= 16:
-            raise ValueError(f"qat_bits must be an integer in 4..16 (the quantiser's weight bits), not {qat_bits!r}")
+        check_qat_bits(qat_bits)
         if not init_from:
             raise ValueError("qat_bits needs init_from: quantisation-aware training fine-tunes a trained "
                              "checkpoint with its BatchNorm statistics frozen")

@@ -28,7 +28,8 @@ def base(tmp_path_factory):
 
 
 def _grid_ops(model, g):
-    return [o for o in g.ops if _lowered_params(model, o)]
+    params = dict(model.named_parameters())
+    return [o for o in g.ops if _lowered_params(params, o)]
 
 
 def test_projection_puts_every_single_parameter_weight_on_the_quantisers_grid(base):

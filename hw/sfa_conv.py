@@ -210,7 +210,12 @@ class ConvEngine(wiring.Component):
         def k0_step(k0):
             up = k0 + 1
             return Mux(up < k, up, up - (1 << sh))
-        has_taps = (oy_lo <= oy_hi) & (ox_lo <= ox_hi)
+        # the output range's span (hi - lo: the number of output rows/columns less one); negative
+        # where the element reaches no output
+        oy_span = Signal(signed(CB + 3), name="oy_span")
+        ox_span = Signal(signed(CB + 3), name="ox_span")
+        m.d.comb += [oy_span.eq(oy_hi - oy_lo), ox_span.eq(ox_hi - ox_lo)]
+        has_taps = (oy_span >= 0) & (ox_span >= 0)
         acc_start = Signal(cfg.acc_abits)
         w_start = Signal(cfg.wmem_abits)
         m.d.comb += [
@@ -230,19 +235,19 @@ class ConvEngine(wiring.Component):
         s1_iy = Signal(CB)
         s1_ix = Signal(CB)
         s1_E = Signal(cfg.acc_abits)        # LANES_TAP: ci*howo + ((iy+pad)>>s)*wo
-        oy = Signal(CB + 2)
-        oyh = Signal(CB + 1)
-        ox = Signal(CB + 2)
-        oxl = Signal(CB + 2)
-        oxh = Signal(CB + 1)
-        g = Signal.like(G)
+        # The tap loop's indices count down what is left of their range (the addresses step in
+        # their own registers), each with a flag that says it is at its last value
+        oy_left = Signal(CB + 1)
+        ox_left = Signal(CB + 1)
+        ox_row_left = Signal(CB + 1)     # ox_left's value at the start of each row of taps
+        g_left = Signal.like(G)
         a_row = Signal(cfg.acc_abits)
         a_pos = Signal(cfg.acc_abits)
         a_cur = Signal(cfg.acc_abits)
         w_row = Signal(cfg.wmem_abits)
         w_pos = Signal(cfg.wmem_abits)
         w_cur = Signal(cfg.wmem_abits)
-        tg = Signal.like(Gt)
+        tg_left = Signal.like(Gt)
         KYB = bits_for((1 << KB) + P + 1)
         kyl = [Signal(KYB, name=f"ky{p}") for p in range(P)]
         kxl = [Signal(KB, name=f"kx{p}") for p in range(P)]
@@ -268,10 +273,8 @@ class ConvEngine(wiring.Component):
         sr_iy = Signal(CB)
         sr_ix = Signal(CB)
         sr_E = Signal(cfg.acc_abits)
-        sr_oy_lo = Signal.like(oy_lo)
-        sr_oy_hi = Signal.like(oy_hi)
-        sr_ox_lo = Signal.like(ox_lo)
-        sr_ox_hi = Signal.like(ox_hi)
+        sr_oy_span = Signal.like(oy_span)
+        sr_ox_span = Signal.like(ox_span)
         sr_acc = Signal(cfg.acc_abits)
         sr_w = Signal(cfg.wmem_abits)
 
@@ -279,9 +282,17 @@ class ConvEngine(wiring.Component):
         x_nz = Signal()
         read_val = Mux(in_int, self.act_r.data, self.spk_r.data)
 
-        last_co = (g == G1) & (ox == oxh) & (oy == oyh)
+        # Whether each index of the tap loop is at its last value (nothing left), kept in
+        # flip-flops: set when the index is loaded (its span is 0) or stepped (1 was left). So the
+        # last-tap decision, and with it the scanner's advance that enables every scan register,
+        # starts at registers; comparing up-counting indices with their bounds in that cycle put
+        # three LUT levels in front of it (the UP5K's critical path)
+        g_end, ox_end, oy_end, tg_end = (Signal(name=n) for n in ("g_end", "ox_end", "oy_end", "tg_end"))
+        ox_one = Signal()               # the element's ox range has one value (ox_end after an oy step)
+        g_one = held(D.G == 1, 1, "g_one")
+        gt_one = held(D.Gt == 1, 1, "gt_one")
         last_tap = Signal()
-        m.d.comb += last_tap.eq(Mux(tapm, tg == Gt1, last_co))
+        m.d.comb += last_tap.eq(Mux(tapm, tg_end, g_end & ox_end & oy_end))
         event = Signal()
         m.d.comb += event.eq(s1v & x_nz & (tapm | s1_has))
         s1_done = Signal()
@@ -370,10 +381,12 @@ class ConvEngine(wiring.Component):
                         m.d.sync += [
                             x_val.eq(read_val), x_nz.eq(read_val != 0),
                             s1_has.eq(sr_has), s1_iy.eq(sr_iy), s1_ix.eq(sr_ix), s1_E.eq(sr_E),
-                            oy.eq(sr_oy_lo), oyh.eq(sr_oy_hi), ox.eq(sr_ox_lo), oxl.eq(sr_ox_lo),
-                            oxh.eq(sr_ox_hi), g.eq(0),
+                            oy_left.eq(sr_oy_span), ox_left.eq(sr_ox_span), ox_row_left.eq(sr_ox_span),
+                            g_left.eq(G1),
                             a_row.eq(sr_acc), a_pos.eq(sr_acc), a_cur.eq(sr_acc),
-                            w_row.eq(sr_w), w_pos.eq(sr_w), w_cur.eq(sr_w), tg.eq(0),
+                            w_row.eq(sr_w), w_pos.eq(sr_w), w_cur.eq(sr_w), tg_left.eq(Gt1),
+                            g_end.eq(g_one), tg_end.eq(gt_one), oy_end.eq(sr_oy_span == 0),
+                            ox_end.eq(sr_ox_span == 0), ox_one.eq(sr_ox_span == 0),
                         ]
                         m.d.sync += [kyl[p].eq(init_ky[p]) for p in range(P)]
                         m.d.sync += [kxl[p].eq(init_kx[p]) for p in range(P)]
@@ -382,7 +395,7 @@ class ConvEngine(wiring.Component):
                         # S0 -> SR: the read is issued now, the first tap computed
                         m.d.sync += [
                             sr_has.eq(has_taps), sr_iy.eq(iy), sr_ix.eq(ix), sr_E.eq(chb + yrow),
-                            sr_oy_lo.eq(oy_lo), sr_oy_hi.eq(oy_hi), sr_ox_lo.eq(ox_lo), sr_ox_hi.eq(ox_hi),
+                            sr_oy_span.eq(oy_span), sr_ox_span.eq(ox_span),
                             sr_acc.eq(acc_start), sr_w.eq(w_start),
                         ]
                         # S0 advances
@@ -405,21 +418,25 @@ class ConvEngine(wiring.Component):
                 with m.Elif(event):
                     # next tap of the current event
                     with m.If(tapm):
-                        m.d.sync += [tg.eq(tg + 1), w_cur.eq(w_cur + 1)]
+                        m.d.sync += [tg_left.eq(tg_left - 1), tg_end.eq(tg_left == 1), w_cur.eq(w_cur + 1)]
                         for p in range(P):
                             nkx = kxl[p] + dkx
                             wrap = nkx >= k
                             m.d.sync += [kxl[p].eq(Mux(wrap, nkx - k, nkx)),
                                          kyl[p].eq(kyl[p] + dky + wrap)]
-                    with m.Elif(g != G1):
-                        m.d.sync += [g.eq(g + 1), a_cur.eq(a_cur + howo), w_cur.eq(w_cur + 1)]
-                    with m.Elif(ox != oxh):
+                    with m.Elif(~g_end):
+                        m.d.sync += [g_left.eq(g_left - 1), g_end.eq(g_left == 1), a_cur.eq(a_cur + howo),
+                                     w_cur.eq(w_cur + 1)]
+                    with m.Elif(~ox_end):
                         sG = G << sh
-                        m.d.sync += [g.eq(0), ox.eq(ox + 1), a_pos.eq(a_pos + 1), a_cur.eq(a_pos + 1),
+                        m.d.sync += [g_left.eq(G1), g_end.eq(g_one), ox_left.eq(ox_left - 1),
+                                     ox_end.eq(ox_left == 1),
+                                     a_pos.eq(a_pos + 1), a_cur.eq(a_pos + 1),
                                      w_pos.eq(w_pos - sG), w_cur.eq(w_pos - sG)]
                     with m.Else():
                         skG = kG << sh
-                        m.d.sync += [g.eq(0), ox.eq(oxl), oy.eq(oy + 1),
+                        m.d.sync += [g_left.eq(G1), g_end.eq(g_one), ox_left.eq(ox_row_left),
+                                     ox_end.eq(ox_one), oy_left.eq(oy_left - 1), oy_end.eq(oy_left == 1),
                                      a_row.eq(a_row + wo), a_pos.eq(a_row + wo), a_cur.eq(a_row + wo),
                                      w_row.eq(w_row - skG), w_pos.eq(w_row - skG), w_cur.eq(w_row - skG)]
 

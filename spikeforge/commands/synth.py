@@ -360,8 +360,9 @@ def synthesize(build_dir: str, board_name: str, *, seed: int = 1, clock_mhz: flo
         # synth_ice40 leaves multipliers in LUTs unless told the device has SB_MAC16s (the UP5K's
         # 8; the compiler's budget counts the core's multipliers against them). -dff lets ABC9 map
         # across flip-flops: on the UP5K build it saves ~30-70 logic cells at the same Fmax (seed
-        # for seed), which the nearly full device needs
-        overrides["synth_opts"] = "-dsp -dff"
+        # for seed), which the nearly full device needs. -device u: ABC9 maps with the UP5K's cell
+        # delays (its default is the HX's)
+        overrides["synth_opts"] = "-dsp -dff -device u" if board.device == "iCE40UP5K" else "-dsp -dff"
     plan = plat.prepare(top, name="top", nextpnr_opts=nextpnr_opts, **overrides)
     plan.extract(out_dir)
     for tool in board.dummy_tools:   # required by the platform for programming only

@@ -43,7 +43,7 @@ CASES = {
     "tiny-l1-t1": dict(kind="model", preset="fpga-tiny", lanes=1, T=1, n_images=2),
     "digits-l4": dict(kind="checkpoint", lanes=4, n_images=4),
     # HEAD with one lane group (G = 1): back-to-back spikes add into the same ACC word in
-    # consecutive cycles (the lanes' forward); with G = 2 two cycles apart (the transparent port)
+    # consecutive cycles (the lanes' first forward); with G = 2 two cycles apart (the second one)
     "rand-l4-t2-g1": dict(kind="random", seed=13, lanes=4, T=2, cin=1, size=6, dw_stride=1, classes=4),
     "rand-l3-t3-g2": dict(kind="random", seed=14, lanes=3, T=3, cin=1, size=6, dw_stride=2, classes=6),
 }

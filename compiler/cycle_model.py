@@ -12,11 +12,12 @@ FETCH = 5            # per instruction: fetch, 4 decode cycles (one product each
 INPUT_OVH = 0        # INPUT: one cycle per pixel, done with the last one
 SCAN = 1             # CONV/HEAD: per scanned element that is not an event (zero, or reaches no output)
 EVENT_OVH = 0        # CONV/HEAD: per event beyond its tap cycles (its scan cycle is its first tap cycle)
-TSTEP_OVH = 3        # CONV/HEAD: per time step: scanner fill (S0, SR), and the last tap's T1 (SCAT_DRAIN)
+TSTEP_OVH = 5        # CONV/HEAD: per time step: scanner fill (S0, SR), and the last tap's T1, T2, T3
+                     # (SCAT_DRAIN, SCAT_DRAIN2, SCAT_DRAIN3)
 READOUT = 1          # CONV: per output element
 READOUT_OVH = 2      # CONV: readout drain per time step (R1 and R2 of the last element)
 READOUT_SUM_OVH = 1  # CONV, with more than one lane: the lane select/sum stage (RS) drains too
-BIAS_OVH = 2         # HEAD: bias drain per time step (T1 and T2 of the last bias)
+BIAS_OVH = 4         # HEAD: bias drain per time step (T1, T2, T3 and T4 of the last bias)
 LIF = 1              # LIF: per element per time step
 LIF_OVH = 2          # LIF: pipeline drain (C1, C2)
 ATTN_OVH = 13        # ATTN: per instruction: d = C / heads (one cycle per bit of the cout field) + drain

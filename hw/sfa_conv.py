@@ -28,14 +28,22 @@ Per time step ``t``:
   on both the ECP5 and the iCE40.)
 
 A tap issue reads WMEM (and BIAS in HEAD's bias phase); one cycle later (T1) the weights and bias
-are registered and the ACC word(s) read; one more cycle later (T2) each lane adds its weight
-(SPIKE), or ``x * weight`` (INT), or its bias and writes the word back: lane ``p`` is an
-:class:`~spikeforge.hw.datapath.AccumulateLane`. The ACC read ports are transparent for their write
-ports, so a tap issued right after another one to the same word (its T1 read in the cycle of the
-first one's T2 write) sees the updated value. A drain cycle (SCAT_DRAIN) after the scan keeps the
-last tap's T1 read off the port before the readout or bias phase uses it. (T1 and T2 are split
-because a block RAM's clock-to-output, the multiplier and the adder in one cycle were the ECP5's
-critical path.)
+are registered and the ACC word(s) read; one more cycle later (T2) the ACC word(s) are registered;
+one more cycle later (T3) each lane adds its weight (SPIKE), or ``x * weight`` (INT), or its bias
+into a register: lane ``p`` is an :class:`~spikeforge.hw.datapath.AccumulateLane`; one more cycle
+later (T4) that register is written back. A tap issued three cycles after another one to the same
+word (its T1 read in the cycle of the first one's T4 write) sees the updated value through the
+ACC read port, which is transparent for its write port; a tap issued one or two cycles after it
+would read a stale word, so each lane forwards: in T3 it adds to the result of the previous
+cycle's T3 (the register T4 writes now) or of the one before (written in the previous cycle)
+instead of the registered word when that tap went to the same word of this lane (the nearer one
+first; the addresses are compared one stage earlier, in T2, from registers). Three drain cycles
+(SCAT_DRAIN, SCAT_DRAIN2, SCAT_DRAIN3) after the scan put the last tap's T4 write in the first
+cycle of the readout or bias phase, whose ACC reads see it through the transparent port. (T1, T2,
+T3 and T4 are split because a block RAM's clock-to-output, the multiplier and the adder in one
+cycle were the ECP5's critical path, then the ACC block RAM's clock-to-output, the transparent
+port's bypass mux and the adder back into the block RAM's write data, then the multiplier and the
+adder into the write data.)
 
 ``RO`` (CONV readout, one output element per cycle, channels then positions): read the ACC word(s),
 SHIFT/BIAS of the channel and, for OUT_ACCUM, the old ACT word; one cycle later (R1) clear the ACC
@@ -54,8 +62,9 @@ integer definitions (``quantize/intops.py``), at the widths :func:`lane_widths` 
 ``BIAS`` (HEAD): for ``g``, ``p``: lane ``p`` adds ``BIAS[pbase + g*P + p]`` into ``ACC[p][g]``.
 
 Cycle costs (``compiler/cycle_model.py`` holds the constants, ``compiler/iss.py`` the counting):
-per time step ``3 + sum(element costs)`` for SCAT (with SCAT_DRAIN), ``n_out + 2`` for RO
-(``n_out + 3`` with more than one lane), ``G*P + 2`` for BIAS.
+per time step ``5 + sum(element costs)`` for SCAT (with SCAT_DRAIN .. SCAT_DRAIN3), ``n_out + 2``
+for RO (``n_out + 3`` with more than one lane), ``G*P + 4`` for BIAS (with BIAS_DRAIN .. BIAS_DRAIN3
+and the DRAIN cycle of the last T4 write).
 """
 
 from __future__ import annotations
@@ -306,9 +315,9 @@ class ConvEngine(wiring.Component):
         t1_mode = Signal(2)
         for p in range(P):
             m.d.sync += t1_en[p].eq(0)
-        # T2 (lane add and write-back): the T1 stage reads the ACC word(s) and registers the weights
-        # (WMEM), the bias and x, so that neither block RAM read feeds the multiplier or the adder
-        # in the same cycle
+        # T2: the T1 stage reads the ACC word(s) and registers the weights (WMEM), the bias and x;
+        # T2 registers the ACC word(s) (and carries the rest along), so that no block RAM read feeds
+        # the multiplier, the forward mux or the adder in the same cycle
         t2_en = [Signal(name=f"t2_en{p}") for p in range(P)]
         t2_addr = [Signal(cfg.acc_abits, name=f"t2_addr{p}") for p in range(P)]
         t2_x = Signal(signed(cfg.act_bits))
@@ -319,6 +328,37 @@ class ConvEngine(wiring.Component):
         m.d.sync += [t2_addr[p].eq(t1_addr[p]) for p in range(P)]
         m.d.sync += [t2_x.eq(t1_x), t2_mode.eq(t1_mode), t2_w.eq(self.wmem_r.data),
                      t2_bias.eq(self.bias_r.data)]
+        # T3 (lane add, result registered) and T4 (write-back of that register): the ACC word(s)
+        # registered in T2, and per lane a two-deep forward: a tap's ACC read (T1) happens two
+        # cycles before the T4 write of the tap issued one cycle before it and one cycle before
+        # that of the tap issued two cycles before it, so when one of those wrote the same word of
+        # this lane (t3_fwd1, t3_fwd2, compared in T2 from registered addresses) the lane adds to
+        # that tap's result (t3_prev: the previous T3 result, i.e. the word T4 writes now;
+        # t4_prev: the one before, written in the previous cycle) instead of the stale word read
+        # (the nearer one first: it already includes the other); a write three or more cycles
+        # before T3 is seen through the transparent port
+        t3_en = [Signal(name=f"t3_en{p}") for p in range(P)]
+        t3_addr = [Signal(cfg.acc_abits, name=f"t3_addr{p}") for p in range(P)]
+        t3_fwd1 = [Signal(name=f"t3_fwd1_{p}") for p in range(P)]
+        t3_fwd2 = [Signal(name=f"t3_fwd2_{p}") for p in range(P)]
+        t3_acc = [Signal(signed(cfg.acc_bits), name=f"t3_acc{p}") for p in range(P)]
+        t3_prev = [Signal(signed(cfg.acc_bits), name=f"t3_prev{p}") for p in range(P)]
+        t4_en = [Signal(name=f"t4_en{p}") for p in range(P)]
+        t4_addr = [Signal(cfg.acc_abits, name=f"t4_addr{p}") for p in range(P)]
+        t4_prev = [Signal(signed(cfg.acc_bits), name=f"t4_prev{p}") for p in range(P)]
+        t3_x = Signal(signed(cfg.act_bits))
+        t3_mode = Signal(2)
+        t3_w = Signal.like(self.wmem_r.data)
+        t3_bias = Signal(signed(cfg.bias_bits))
+        m.d.sync += [t3_en[p].eq(t2_en[p]) for p in range(P)]
+        m.d.sync += [t3_addr[p].eq(t2_addr[p]) for p in range(P)]
+        m.d.sync += [t3_fwd1[p].eq(t3_en[p] & (t3_addr[p] == t2_addr[p])) for p in range(P)]
+        m.d.sync += [t3_fwd2[p].eq(t4_en[p] & (t4_addr[p] == t2_addr[p])) for p in range(P)]
+        m.d.sync += [t4_en[p].eq(t3_en[p]) for p in range(P)]
+        m.d.sync += [t4_addr[p].eq(t3_addr[p]) for p in range(P)]
+        m.d.sync += [t4_prev[p].eq(t3_prev[p]) for p in range(P)]
+        m.d.sync += [t3_acc[p].eq(self.acc_r[p].data) for p in range(P)]
+        m.d.sync += [t3_x.eq(t2_x), t3_mode.eq(t2_mode), t3_w.eq(t2_w), t3_bias.eq(t2_bias)]
         # the ACC read of T1 (the readout overrides it: no tap is in flight then)
         for p in range(P):
             m.d.comb += self.acc_r[p].addr.eq(t1_addr[p])
@@ -440,7 +480,7 @@ class ConvEngine(wiring.Component):
                                      a_row.eq(a_row + wo), a_pos.eq(a_row + wo), a_cur.eq(a_row + wo),
                                      w_row.eq(w_row - skG), w_pos.eq(w_row - skG), w_cur.eq(w_row - skG)]
 
-                # tap issue: ACC reads now, write-back in T1
+                # tap issue: WMEM read now, ACC read in T1, write-back in T4
                 with m.If(event):
                     m.d.sync += [t1_x.eq(x_val), t1_mode.eq(Mux(in_int, MODE_MUL, MODE_SEL))]
                     with m.If(tapm):
@@ -464,8 +504,16 @@ class ConvEngine(wiring.Component):
                     m.next = "SCAT_DRAIN"
 
             with m.State("SCAT_DRAIN"):
-                # the last tap is in T1 (its ACC read); its write-back (T2) is in the next cycle,
-                # whose reads (readout, or the bias phase's T1) see it through the transparent port
+                # the last tap is in T1 (its ACC read)
+                m.next = "SCAT_DRAIN2"
+
+            with m.State("SCAT_DRAIN2"):
+                # the last tap is in T2 (its ACC word registered)
+                m.next = "SCAT_DRAIN3"
+
+            with m.State("SCAT_DRAIN3"):
+                # the last tap is in T3 (its add); its write-back (T4) is in the next cycle, whose
+                # reads (readout, or the bias phase's T1) see it through the transparent port
                 with m.If(is_head):
                     m.next = "BIAS"
                 with m.Else():
@@ -512,11 +560,19 @@ class ConvEngine(wiring.Component):
                         m.next = "BIAS_DRAIN"
 
             with m.State("BIAS_DRAIN"):
-                # the last bias is in T1; T2 writes it next
+                # the last bias is in T1
+                m.next = "BIAS_DRAIN2"
+
+            with m.State("BIAS_DRAIN2"):
+                # the last bias is in T2
+                m.next = "BIAS_DRAIN3"
+
+            with m.State("BIAS_DRAIN3"):
+                # the last bias is in T3; T4 writes it next
                 m.next = "DRAIN"
 
             with m.State("DRAIN"):
-                # the last write-back (R2 or T2) happens in this cycle
+                # the last write-back (R2 or T4) happens in this cycle
                 with m.If(tcnt == I.T - 1):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
@@ -530,16 +586,19 @@ class ConvEngine(wiring.Component):
         with m.If(self.start):
             m.d.sync += readout_init()
 
-        # ---- T2: tap or bias write-back, one proven AccumulateLane per lane (only events, non-zero
-        # elements, issue taps: in SPIKE mode the lane runs for a spike)
+        # ---- T3: tap or bias add, one proven AccumulateLane per lane (only events, non-zero
+        # elements, issue taps: in SPIKE mode the lane runs for a spike); T4 writes its registered
+        # result back (so neither the multiplier nor the adder drives the block RAM's write data)
         for p in range(P):
             lane = AccumulateLane(**lane_widths(cfg))
             m.submodules[f"lane{p}"] = lane
-            m.d.comb += [lane.mode.eq(t2_mode), lane.acc.eq(self.acc_r[p].data), lane.x.eq(t2_x),
-                         lane.weight.eq(t2_w[p]), lane.bias.eq(t2_bias)]
-            with m.If(t2_en[p]):
-                m.d.comb += [self.acc_w[p].en.eq(1), self.acc_w[p].addr.eq(t2_addr[p]),
-                             self.acc_w[p].data.eq(lane.acc_next)]
+            acc_in = Mux(t3_fwd1[p], t3_prev[p], Mux(t3_fwd2[p], t4_prev[p], t3_acc[p]))
+            m.d.comb += [lane.mode.eq(t3_mode), lane.acc.eq(acc_in),
+                         lane.x.eq(t3_x), lane.weight.eq(t3_w[p]), lane.bias.eq(t3_bias)]
+            m.d.sync += t3_prev[p].eq(lane.acc_next)
+            with m.If(t4_en[p]):
+                m.d.comb += [self.acc_w[p].en.eq(1), self.acc_w[p].addr.eq(t4_addr[p]),
+                             self.acc_w[p].data.eq(t3_prev[p])]
             with m.Elif(r1v & (tapm | (r1_p == p))):
                 m.d.comb += [self.acc_w[p].en.eq(1), self.acc_w[p].addr.eq(r1_ra),
                              self.acc_w[p].data.eq(0)]

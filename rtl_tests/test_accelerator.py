@@ -42,6 +42,10 @@ CASES = {
     "tiny-l3-t2-kd-2ch": dict(kind="model", preset="fpga-tiny", lanes=3, T=2, kd=True, in_channels=2, n_images=2),
     "tiny-l1-t1": dict(kind="model", preset="fpga-tiny", lanes=1, T=1, n_images=2),
     "digits-l4": dict(kind="checkpoint", lanes=4, n_images=4),
+    # HEAD with one lane group (G = 1): back-to-back spikes add into the same ACC word in
+    # consecutive cycles (the lanes' first forward); with G = 2 two cycles apart (the second one)
+    "rand-l4-t2-g1": dict(kind="random", seed=13, lanes=4, T=2, cin=1, size=6, dw_stride=1, classes=4),
+    "rand-l3-t3-g2": dict(kind="random", seed=14, lanes=3, T=3, cin=1, size=6, dw_stride=2, classes=6),
 }
 RUNS = [
     # (case, simulator, back-to-back images, stall images)
@@ -51,6 +55,8 @@ RUNS = [
     ("tiny-l4-t1", "verilator", 4, 1),
     ("tiny-l3-t2-kd-2ch", "verilator", 2, 1),
     ("digits-l4", "verilator", 4, 0),
+    ("rand-l4-t2-g1", "verilator", 2, 1),
+    ("rand-l3-t3-g2", "verilator", 2, 0),
     # more of the same kinds, for a longer run (-m slow)
     pytest.param("rand-l4-t2", "verilator", 2, 1, marks=pytest.mark.slow),
     pytest.param("tiny-l1-t1", "verilator", 2, 0, marks=pytest.mark.slow),

@@ -12,12 +12,13 @@ FETCH = 5            # per instruction: fetch, 4 decode cycles (one product each
 INPUT_OVH = 0        # INPUT: one cycle per pixel, done with the last one
 SCAN = 1             # CONV/HEAD: per scanned element that is not an event (zero, or reaches no output)
 EVENT_OVH = 0        # CONV/HEAD: per event beyond its tap cycles (its scan cycle is its first tap cycle)
-TSTEP_OVH = 5        # CONV/HEAD: per time step: scanner fill (S0, SR), and the last tap's T1, T2, T3
-                     # (SCAT_DRAIN, SCAT_DRAIN2, SCAT_DRAIN3)
+TSTEP_OVH = 3        # CONV/HEAD: per time step: scanner fill (S0, SR), and the last tap's T1 (SCAT_DRAIN)
+ACC_DEEP_OVH = 2     # CONV/HEAD, with more than one lane (deep ACC pipeline): the last tap's or bias's
+                     # T2 and T3 drain too (SCAT_DRAIN2/3, BIAS_DRAIN2/3), per time step each
 READOUT = 1          # CONV: per output element
 READOUT_OVH = 2      # CONV: readout drain per time step (R1 and R2 of the last element)
 READOUT_SUM_OVH = 1  # CONV, with more than one lane: the lane select/sum stage (RS) drains too
-BIAS_OVH = 4         # HEAD: bias drain per time step (T1, T2, T3 and T4 of the last bias)
+BIAS_OVH = 2         # HEAD: bias drain per time step (T1 and the write-back of the last bias)
 LIF = 1              # LIF: per element per time step
 LIF_OVH = 2          # LIF: pipeline drain (C1, C2)
 ATTN_OVH = 13        # ATTN: per instruction: d = C / heads (one cycle per bit of the cout field) + drain
@@ -38,3 +39,22 @@ OUTPUT_OVH = 1       # OUTPUT: first ACC read
 def readout_ovh(lanes: int) -> int:
     """Readout drain per CONV time step: R1, R2 and, when there are lanes to select or sum, RS."""
     return READOUT_OVH + (READOUT_SUM_OVH if lanes > 1 else 0)
+
+
+def deep_acc_pipeline(lanes: int) -> bool:
+    """Whether the CONV/HEAD lanes run the deep ACC read-modify-write (T1 read, T2 register, T3 add,
+    T4 write, with forwarding) rather than the short one (T1 read, T2 add and write). With more than
+    one lane the ACC banks are many block RAMs spread over the die, and reading, adding and writing
+    one in a cycle was the ECP5's critical path; with one lane the bank is local and the deep
+    pipeline's registers would not fit the UP5K."""
+    return lanes > 1
+
+
+def tstep_ovh(lanes: int) -> int:
+    """CONV/HEAD overhead per time step: scanner fill and the last tap's drain."""
+    return TSTEP_OVH + (ACC_DEEP_OVH if deep_acc_pipeline(lanes) else 0)
+
+
+def bias_ovh(lanes: int) -> int:
+    """HEAD bias drain per time step."""
+    return BIAS_OVH + (ACC_DEEP_OVH if deep_acc_pipeline(lanes) else 0)

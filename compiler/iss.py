@@ -113,7 +113,7 @@ def run(prog: Program, pixels: np.ndarray) -> RunResult:
                     act[base: base + n_out] += y.reshape(-1)
                 else:
                     act[base: base + n_out] = y.reshape(-1)
-                c += n_out * cm.READOUT + cm.readout_ovh(P) + cm.TSTEP_OVH
+                c += n_out * cm.READOUT + cm.readout_ovh(P) + cm.tstep_ovh(P)
         elif ins.opcode == OP_LIF:
             n = ins.cout * ins.ho * ins.wo
             x = act[ins.src: ins.src + ins.T * n].reshape(ins.T, 1, ins.cout, ins.ho * ins.wo)
@@ -148,7 +148,7 @@ def run(prog: Program, pixels: np.ndarray) -> RunResult:
             tot = (s @ wd).sum(axis=0) + ins.T * b
             acc[:, :G] += tot.reshape(G, P).T
             n_spk = int(s.sum())
-            c += ins.T * (C * cm.HEAD_SCAN + G * P * cm.HEAD_BIAS + cm.TSTEP_OVH + cm.BIAS_OVH) + \
+            c += ins.T * (C * cm.HEAD_SCAN + G * P * cm.HEAD_BIAS + cm.tstep_ovh(P) + cm.bias_ovh(P)) + \
                 n_spk * (G + cm.EVENT_OVH - cm.HEAD_SCAN)
             sops += int(s.sum()) * K
         elif ins.opcode == OP_OUTPUT:
@@ -197,7 +197,7 @@ def estimate_cycles(prog: Program, rate: float) -> dict:
             else:
                 per_t = (n_in - r * n_in) * cm.SCAN + r * n_in * (cm.EVENT_OVH + math.ceil(ins.k * ins.k / P))
                 work = r * taps
-            per_t += ins.cout * ins.ho * ins.wo * cm.READOUT + cm.readout_ovh(P) + cm.TSTEP_OVH
+            per_t += ins.cout * ins.ho * ins.wo * cm.READOUT + cm.readout_ovh(P) + cm.tstep_ovh(P)
             c += ins.T * per_t
             if ins.in_kind == IN_SPIKE:
                 sops += ins.T * work
@@ -216,7 +216,7 @@ def estimate_cycles(prog: Program, rate: float) -> dict:
             c += ins.T * ins.cin * (ins.h * ins.w * cm.SUM + cm.SUM_ROW_OVH) + cm.SUM_OVH
         elif ins.opcode == OP_HEAD:
             G = math.ceil(ins.cout / P)
-            c += ins.T * (ins.cin * cm.HEAD_SCAN + G * P * cm.HEAD_BIAS + cm.TSTEP_OVH + cm.BIAS_OVH) + \
+            c += ins.T * (ins.cin * cm.HEAD_SCAN + G * P * cm.HEAD_BIAS + cm.tstep_ovh(P) + cm.bias_ovh(P)) + \
                 ins.T * rate * ins.cin * (G + cm.EVENT_OVH - cm.HEAD_SCAN)
             sops += ins.T * rate * ins.cin * ins.cout
         elif ins.opcode == OP_OUTPUT:

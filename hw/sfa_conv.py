@@ -28,8 +28,14 @@ Per time step ``t``:
   on both the ECP5 and the iCE40.)
 
 A tap issue reads WMEM (and BIAS in HEAD's bias phase); one cycle later (T1) the weights and bias
-are registered and the ACC word(s) read; one more cycle later (T2) the ACC word(s) are registered;
-one more cycle later (T3) each lane adds its weight (SPIKE), or ``x * weight`` (INT), or its bias
+are registered and the ACC word(s) read. With one lane (the *short* ACC pipeline), one cycle later
+(T2) the lane adds its weight, ``x * weight`` or its bias to the word on the read port and writes it
+back; a tap issued right after another one to the same word (its T1 read in the cycle of the first
+one's T2 write) sees the updated value through the transparent read port, and one drain cycle
+(SCAT_DRAIN) after the scan puts the last write in the first cycle of the readout or bias phase.
+With more than one lane (the *deep* pipeline, ``compiler/cycle_model.py: deep_acc_pipeline``: the
+banks are many block RAMs spread over the die), one more cycle later (T2) the ACC word(s) are
+registered; one more cycle later (T3) each lane adds its weight (SPIKE), or ``x * weight`` (INT), or its bias
 into a register: lane ``p`` is an :class:`~spikeforge.hw.datapath.AccumulateLane`; one more cycle
 later (T4) that register is written back. A tap issued three cycles after another one to the same
 word (its T1 read in the cycle of the first one's T4 write) sees the updated value through the
@@ -62,9 +68,9 @@ integer definitions (``quantize/intops.py``), at the widths :func:`lane_widths` 
 ``BIAS`` (HEAD): for ``g``, ``p``: lane ``p`` adds ``BIAS[pbase + g*P + p]`` into ``ACC[p][g]``.
 
 Cycle costs (``compiler/cycle_model.py`` holds the constants, ``compiler/iss.py`` the counting):
-per time step ``5 + sum(element costs)`` for SCAT (with SCAT_DRAIN .. SCAT_DRAIN3), ``n_out + 2``
-for RO (``n_out + 3`` with more than one lane), ``G*P + 4`` for BIAS (with BIAS_DRAIN .. BIAS_DRAIN3
-and the DRAIN cycle of the last T4 write).
+per time step ``3 + sum(element costs)`` for SCAT (with SCAT_DRAIN), ``n_out + 2`` for RO, ``G*P +
+2`` for BIAS (with BIAS_DRAIN and the DRAIN cycle of the last write-back); with more than one lane
+SCAT and BIAS take two more (the deep pipeline's drains), RO one more (RS).
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from spikeforge.compiler.cycle_model import deep_acc_pipeline
 from spikeforge.compiler.program import OP_HEAD
 
 from .datapath import AccumulateLane, AlignBias
@@ -315,9 +322,11 @@ class ConvEngine(wiring.Component):
         t1_mode = Signal(2)
         for p in range(P):
             m.d.sync += t1_en[p].eq(0)
-        # T2: the T1 stage reads the ACC word(s) and registers the weights (WMEM), the bias and x;
-        # T2 registers the ACC word(s) (and carries the rest along), so that no block RAM read feeds
-        # the multiplier, the forward mux or the adder in the same cycle
+        # T2: the T1 stage reads the ACC word(s) and registers the weights (WMEM), the bias and x.
+        # In the short pipeline (one lane) T2 adds and writes back; in the deep one T2 registers
+        # the ACC word(s) (and carries the rest along), so that no block RAM read feeds the
+        # multiplier, the forward mux or the adder in the same cycle
+        deep = deep_acc_pipeline(P)
         t2_en = [Signal(name=f"t2_en{p}") for p in range(P)]
         t2_addr = [Signal(cfg.acc_abits, name=f"t2_addr{p}") for p in range(P)]
         t2_x = Signal(signed(cfg.act_bits))
@@ -337,28 +346,29 @@ class ConvEngine(wiring.Component):
         # t4_prev: the one before, written in the previous cycle) instead of the stale word read
         # (the nearer one first: it already includes the other); a write three or more cycles
         # before T3 is seen through the transparent port
-        t3_en = [Signal(name=f"t3_en{p}") for p in range(P)]
-        t3_addr = [Signal(cfg.acc_abits, name=f"t3_addr{p}") for p in range(P)]
-        t3_fwd1 = [Signal(name=f"t3_fwd1_{p}") for p in range(P)]
-        t3_fwd2 = [Signal(name=f"t3_fwd2_{p}") for p in range(P)]
-        t3_acc = [Signal(signed(cfg.acc_bits), name=f"t3_acc{p}") for p in range(P)]
-        t3_prev = [Signal(signed(cfg.acc_bits), name=f"t3_prev{p}") for p in range(P)]
-        t4_en = [Signal(name=f"t4_en{p}") for p in range(P)]
-        t4_addr = [Signal(cfg.acc_abits, name=f"t4_addr{p}") for p in range(P)]
-        t4_prev = [Signal(signed(cfg.acc_bits), name=f"t4_prev{p}") for p in range(P)]
-        t3_x = Signal(signed(cfg.act_bits))
-        t3_mode = Signal(2)
-        t3_w = Signal.like(self.wmem_r.data)
-        t3_bias = Signal(signed(cfg.bias_bits))
-        m.d.sync += [t3_en[p].eq(t2_en[p]) for p in range(P)]
-        m.d.sync += [t3_addr[p].eq(t2_addr[p]) for p in range(P)]
-        m.d.sync += [t3_fwd1[p].eq(t3_en[p] & (t3_addr[p] == t2_addr[p])) for p in range(P)]
-        m.d.sync += [t3_fwd2[p].eq(t4_en[p] & (t4_addr[p] == t2_addr[p])) for p in range(P)]
-        m.d.sync += [t4_en[p].eq(t3_en[p]) for p in range(P)]
-        m.d.sync += [t4_addr[p].eq(t3_addr[p]) for p in range(P)]
-        m.d.sync += [t4_prev[p].eq(t3_prev[p]) for p in range(P)]
-        m.d.sync += [t3_acc[p].eq(self.acc_r[p].data) for p in range(P)]
-        m.d.sync += [t3_x.eq(t2_x), t3_mode.eq(t2_mode), t3_w.eq(t2_w), t3_bias.eq(t2_bias)]
+        if deep:
+            t3_en = [Signal(name=f"t3_en{p}") for p in range(P)]
+            t3_addr = [Signal(cfg.acc_abits, name=f"t3_addr{p}") for p in range(P)]
+            t3_fwd1 = [Signal(name=f"t3_fwd1_{p}") for p in range(P)]
+            t3_fwd2 = [Signal(name=f"t3_fwd2_{p}") for p in range(P)]
+            t3_acc = [Signal(signed(cfg.acc_bits), name=f"t3_acc{p}") for p in range(P)]
+            t3_prev = [Signal(signed(cfg.acc_bits), name=f"t3_prev{p}") for p in range(P)]
+            t4_en = [Signal(name=f"t4_en{p}") for p in range(P)]
+            t4_addr = [Signal(cfg.acc_abits, name=f"t4_addr{p}") for p in range(P)]
+            t4_prev = [Signal(signed(cfg.acc_bits), name=f"t4_prev{p}") for p in range(P)]
+            t3_x = Signal(signed(cfg.act_bits))
+            t3_mode = Signal(2)
+            t3_w = Signal.like(self.wmem_r.data)
+            t3_bias = Signal(signed(cfg.bias_bits))
+            m.d.sync += [t3_en[p].eq(t2_en[p]) for p in range(P)]
+            m.d.sync += [t3_addr[p].eq(t2_addr[p]) for p in range(P)]
+            m.d.sync += [t3_fwd1[p].eq(t3_en[p] & (t3_addr[p] == t2_addr[p])) for p in range(P)]
+            m.d.sync += [t3_fwd2[p].eq(t4_en[p] & (t4_addr[p] == t2_addr[p])) for p in range(P)]
+            m.d.sync += [t4_en[p].eq(t3_en[p]) for p in range(P)]
+            m.d.sync += [t4_addr[p].eq(t3_addr[p]) for p in range(P)]
+            m.d.sync += [t4_prev[p].eq(t3_prev[p]) for p in range(P)]
+            m.d.sync += [t3_acc[p].eq(self.acc_r[p].data) for p in range(P)]
+            m.d.sync += [t3_x.eq(t2_x), t3_mode.eq(t2_mode), t3_w.eq(t2_w), t3_bias.eq(t2_bias)]
         # the ACC read of T1 (the readout overrides it: no tap is in flight then)
         for p in range(P):
             m.d.comb += self.acc_r[p].addr.eq(t1_addr[p])
@@ -503,21 +513,20 @@ class ConvEngine(wiring.Component):
                 with m.If(~s0v & ~srv & s1_done):
                     m.next = "SCAT_DRAIN"
 
-            with m.State("SCAT_DRAIN"):
-                # the last tap is in T1 (its ACC read)
-                m.next = "SCAT_DRAIN2"
-
-            with m.State("SCAT_DRAIN2"):
-                # the last tap is in T2 (its ACC word registered)
-                m.next = "SCAT_DRAIN3"
-
-            with m.State("SCAT_DRAIN3"):
-                # the last tap is in T3 (its add); its write-back (T4) is in the next cycle, whose
-                # reads (readout, or the bias phase's T1) see it through the transparent port
-                with m.If(is_head):
-                    m.next = "BIAS"
-                with m.Else():
-                    m.next = "RO"
+            # the last tap's drain: it is in T1 (its ACC read) in SCAT_DRAIN, and in the deep
+            # pipeline in T2 (its ACC word registered) in SCAT_DRAIN2 and T3 (its add) in
+            # SCAT_DRAIN3; its write-back (T2 or T4) is in the next cycle, whose reads (readout, or
+            # the bias phase's T1) see it through the transparent port
+            drain = ["SCAT_DRAIN", "SCAT_DRAIN2", "SCAT_DRAIN3"] if deep else ["SCAT_DRAIN"]
+            for state, following in zip(drain, drain[1:] + [None]):
+                with m.State(state):
+                    if following:
+                        m.next = following
+                    else:
+                        with m.If(is_head):
+                            m.next = "BIAS"
+                        with m.Else():
+                            m.next = "RO"
 
             with m.State("RO"):
                 for p in range(P):
@@ -559,17 +568,12 @@ class ConvEngine(wiring.Component):
                     with m.If(bg == G1):
                         m.next = "BIAS_DRAIN"
 
-            with m.State("BIAS_DRAIN"):
-                # the last bias is in T1
-                m.next = "BIAS_DRAIN2"
-
-            with m.State("BIAS_DRAIN2"):
-                # the last bias is in T2
-                m.next = "BIAS_DRAIN3"
-
-            with m.State("BIAS_DRAIN3"):
-                # the last bias is in T3; T4 writes it next
-                m.next = "DRAIN"
+            # the last bias is in T1 in BIAS_DRAIN (and in the deep pipeline in T2, T3 in
+            # BIAS_DRAIN2, BIAS_DRAIN3); its write-back (T2 or T4) is in DRAIN
+            drain = ["BIAS_DRAIN", "BIAS_DRAIN2", "BIAS_DRAIN3"] if deep else ["BIAS_DRAIN"]
+            for state, following in zip(drain, drain[1:] + ["DRAIN"]):
+                with m.State(state):
+                    m.next = following
 
             with m.State("DRAIN"):
                 # the last write-back (R2 or T4) happens in this cycle
@@ -592,13 +596,19 @@ class ConvEngine(wiring.Component):
         for p in range(P):
             lane = AccumulateLane(**lane_widths(cfg))
             m.submodules[f"lane{p}"] = lane
-            acc_in = Mux(t3_fwd1[p], t3_prev[p], Mux(t3_fwd2[p], t4_prev[p], t3_acc[p]))
-            m.d.comb += [lane.mode.eq(t3_mode), lane.acc.eq(acc_in),
-                         lane.x.eq(t3_x), lane.weight.eq(t3_w[p]), lane.bias.eq(t3_bias)]
-            m.d.sync += t3_prev[p].eq(lane.acc_next)
-            with m.If(t4_en[p]):
-                m.d.comb += [self.acc_w[p].en.eq(1), self.acc_w[p].addr.eq(t4_addr[p]),
-                             self.acc_w[p].data.eq(t3_prev[p])]
+            if deep:
+                acc_in = Mux(t3_fwd1[p], t3_prev[p], Mux(t3_fwd2[p], t4_prev[p], t3_acc[p]))
+                m.d.comb += [lane.mode.eq(t3_mode), lane.acc.eq(acc_in),
+                             lane.x.eq(t3_x), lane.weight.eq(t3_w[p]), lane.bias.eq(t3_bias)]
+                m.d.sync += t3_prev[p].eq(lane.acc_next)
+                wb_en, wb_addr, wb_data = t4_en[p], t4_addr[p], t3_prev[p]
+            else:
+                m.d.comb += [lane.mode.eq(t2_mode), lane.acc.eq(self.acc_r[p].data),
+                             lane.x.eq(t2_x), lane.weight.eq(t2_w[p]), lane.bias.eq(t2_bias)]
+                wb_en, wb_addr, wb_data = t2_en[p], t2_addr[p], lane.acc_next
+            with m.If(wb_en):
+                m.d.comb += [self.acc_w[p].en.eq(1), self.acc_w[p].addr.eq(wb_addr),
+                             self.acc_w[p].data.eq(wb_data)]
             with m.Elif(r1v & (tapm | (r1_p == p))):
                 m.d.comb += [self.acc_w[p].en.eq(1), self.acc_w[p].addr.eq(r1_ra),
                              self.acc_w[p].data.eq(0)]

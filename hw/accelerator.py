@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from amaranth.hdl import Module, Signal, signed, unsigned
@@ -128,13 +129,19 @@ class Accelerator(wiring.Component):
         P = cfg.lanes
 
         # ---------------------------------------------------------------- memories
-        def mem(name, shape, depth, init=()):
-            mm = Memory(shape=shape, depth=depth, init=list(init))
+        def mem(name, shape, depth, init=(), attrs=None):
+            mm = Memory(shape=shape, depth=depth, init=list(init), attrs=attrs)
             m.submodules[name] = mm
             return mm
 
         act = mem("act", signed(cfg.act_bits), cfg.act_words)
-        spk = mem("spk", unsigned(1), cfg.spk_words)
+        # SPK is written only by the LIF engine and read only by CONV/HEAD and ATTN, and the port
+        # multiplexers below enable each port only while its engines' opcode runs: a read and a
+        # write never meet in one cycle. Yosys cannot see that and emulates the read-before-write
+        # order of a collision in logic (the write delayed a cycle, an address compare and a bypass
+        # mux on the read data), which sat on the critical path of both FPGA families; no_rw_check
+        # tells it there is no collision to order (see registered_read_port).
+        spk = mem("spk", unsigned(1), cfg.spk_words, attrs={"no_rw_check": 1})
         accs = [mem(f"acc{p}", signed(cfg.acc_bits), cfg.acc_words) for p in range(P)]
         wb = cfg.weight_bits
         wmask = (1 << wb) - 1
@@ -161,7 +168,7 @@ class Accelerator(wiring.Component):
         act_w = act.write_port()
         act_r = act.read_port()
         spk_w = spk.write_port()
-        spk_r = spk.read_port()
+        spk_r = registered_read_port(m, spk, "spk_r")
         acc_w = [a.write_port() for a in accs]
         acc_r = [a.read_port(transparent_for=(w,)) for a, w in zip(accs, acc_w)]
         wmem_r = wmem.read if self._weights == "spram" else wmem.read_port()
@@ -306,6 +313,25 @@ class Accelerator(wiring.Component):
             with m.If(last_fire):
                 m.d.sync += self.busy.eq(0)
         return m
+
+
+def registered_read_port(m: Module, memory: Memory, name: str) -> SimpleNamespace:
+    """A synchronous read port of ``memory`` (``addr``, ``en``, ``data``: address and enable in one
+    cycle, the word in the next, held while ``en`` is low), made of an asynchronous port and a
+    register. It behaves exactly as ``memory.read_port()``; Yosys' ``memory_dff`` merges the
+    register back into the block RAM's read port, and only a port merged that way takes the
+    memory's ``no_rw_check`` attribute into account (one emitted synchronous keeps its defined
+    read-before-write order)."""
+    port = memory.read_port(domain="comb")
+    addr = Signal.like(port.addr, name=f"{name}_addr")
+    en = Signal(name=f"{name}_en")
+    # no reset, as a block RAM's output register has none (a reset would have to be emulated in
+    # logic behind the block RAM)
+    data = Signal.like(port.data, name=f"{name}_data", reset_less=True)
+    m.d.comb += port.addr.eq(addr)
+    with m.If(en):
+        m.d.sync += data.eq(port.data)
+    return SimpleNamespace(addr=addr, en=en, data=data)
 
 
 def emit_verilog(program: Program, path, name: str = "sfa_top", *, weights: str = "rom") -> None:

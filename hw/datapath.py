@@ -75,11 +75,13 @@ class AlignBias(wiring.Component):
         wide = self.out_bits + (1 << (self.shift_bits - 1)) + 2
         left = Signal(signed(wide))
         right = Signal(signed(self.acc_bits + 1))
-        r = Signal(unsigned(self.shift_bits))
-        m.d.comb += r.eq(-self.shift)
+        # for a right shift by r = -shift > 0: r - 1 == -shift - 1 == ~shift (two's complement), an
+        # inversion instead of two subtractions in front of the shifter (on the UP5K's critical path)
+        r1 = Signal(unsigned(self.shift_bits))
+        m.d.comb += r1.eq(~self.shift)
         m.d.comb += left.eq(self.acc << self.shift.as_unsigned()[: self.shift_bits - 1])
         # round half up: floor((acc + 2**(r-1)) / 2**r) == (floor(acc / 2**(r-1)) + 1) >> 1
-        m.d.comb += right.eq(((self.acc >> (r - 1).as_unsigned()[: self.shift_bits]) + 1) >> 1)
+        m.d.comb += right.eq(((self.acc >> r1) + 1) >> 1)
         m.d.comb += self.y.eq(Mux(self.shift[-1], right, left) + self.bias)
         return m
 

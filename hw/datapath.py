@@ -16,7 +16,7 @@ re-writing the arithmetic, so the proofs cover the shipped hardware. The widths 
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -73,16 +73,22 @@ class AlignBias(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         wide = self.out_bits + (1 << (self.shift_bits - 1)) + 2
-        left = Signal(signed(wide))
-        right = Signal(signed(self.acc_bits + 1))
-        # for a right shift by r = -shift > 0: r - 1 == -shift - 1 == ~shift (two's complement), an
-        # inversion instead of two subtractions in front of the shifter (on the UP5K's critical path)
+        right = self.shift[-1]
+        # One adder after the shifters: for a right shift by r = -shift > 0, round half up,
+        #   floor((acc + 2**(r-1)) / 2**r) + bias == (floor(acc / 2**(r-1)) + 2*bias + 1) >> 1,
+        # with r - 1 == -shift - 1 == ~shift (two's complement: an inversion, not two subtractions);
+        # for a left shift, (acc << shift) + bias == (2*(acc << shift) + 2*bias) >> 1. So the
+        # shifted value (doubled when shifting left) plus 2*bias + [right] (the bias with the
+        # rounding bit below it, wiring only), halved. (The rounding add and the bias add in series
+        # after the shifter were the UP5K's critical path.)
         r1 = Signal(unsigned(self.shift_bits))
         m.d.comb += r1.eq(~self.shift)
-        m.d.comb += left.eq(self.acc << self.shift.as_unsigned()[: self.shift_bits - 1])
-        # round half up: floor((acc + 2**(r-1)) / 2**r) == (floor(acc / 2**(r-1)) + 1) >> 1
-        m.d.comb += right.eq(((self.acc >> r1) + 1) >> 1)
-        m.d.comb += self.y.eq(Mux(self.shift[-1], right, left) + self.bias)
+        shifted = Signal(signed(wide + 1))
+        m.d.comb += shifted.eq(Mux(right, self.acc >> r1,
+                                   (self.acc << self.shift.as_unsigned()[: self.shift_bits - 1]) << 1))
+        total = Signal(signed(wide + 2))
+        m.d.comb += total.eq(shifted + Cat(right, self.bias).as_signed())
+        m.d.comb += self.y.eq(total >> 1)
         return m
 
 

@@ -16,7 +16,7 @@ TSTEP_OVH = 3        # CONV/HEAD: per time step: scanner fill (S0, SR), and the 
 ACC_DEEP_OVH = 2     # CONV/HEAD, with more than one lane (deep ACC pipeline): the last tap's or bias's
                      # T2 and T3 drain too (SCAT_DRAIN2/3, BIAS_DRAIN2/3), per time step each
 READOUT = 1          # CONV: per output element
-READOUT_OVH = 2      # CONV: readout drain per time step (R1 and R2 of the last element)
+READOUT_OVH = 3      # CONV: readout drain per time step (R1, R2 and R3 of the last element)
 READOUT_SUM_OVH = 1  # CONV, with more than one lane: the lane select/sum stage (RS) drains too
 BIAS_OVH = 2         # HEAD: bias drain per time step (T1 and the write-back of the last bias)
 LIF = 1              # LIF: per element per time step
@@ -37,7 +37,7 @@ OUTPUT_OVH = 1       # OUTPUT: first ACC read
 
 
 def readout_ovh(lanes: int) -> int:
-    """Readout drain per CONV time step: R1, R2 and, when there are lanes to select or sum, RS."""
+    """Readout drain per CONV time step: R1, R2, R3 and, when there are lanes to select or sum, RS."""
     return READOUT_OVH + (READOUT_SUM_OVH if lanes > 1 else 0)
 
 

@@ -56,9 +56,10 @@ SHIFT/BIAS of the channel and, for OUT_ACCUM, the old ACT word; one cycle later 
 word(s) and, with more than one lane, register the words with the shift, bias and old word; in
 the next cycle (RS, only with more than one lane) select the lane's word (LANES_TAP: sum the
 banks) and register it with ``bias + old`` (without RS, R1 registers that sum); one more cycle
-later (R2) write ``align(acc, shift) + (bias + old)`` to ACT. Separate stages because a block
-RAM's clock-to-output, the lane sum, the aligner and two adders in one cycle were the ECP5's
-critical path, and the aligner followed by two adders was the UP5K's. ``align(acc, shift) + b``
+later (R2) register ``align(acc, shift) + (bias + old)``, and in the next (R3) write it to ACT.
+Separate stages because a block RAM's clock-to-output, the lane sum, the aligner and two adders in
+one cycle were the ECP5's critical path, and the aligner with its adder and the route to the ACT
+block RAM the UP5K's. ``align(acc, shift) + b``
 is an :class:`~spikeforge.hw.datapath.AlignBias`.
 
 The lanes and the readout are the components ``rtl_tests/test_formal.py`` proves equal to their
@@ -68,7 +69,7 @@ integer definitions (``quantize/intops.py``), at the widths :func:`lane_widths` 
 ``BIAS`` (HEAD): for ``g``, ``p``: lane ``p`` adds ``BIAS[pbase + g*P + p]`` into ``ACC[p][g]``.
 
 Cycle costs (``compiler/cycle_model.py`` holds the constants, ``compiler/iss.py`` the counting):
-per time step ``3 + sum(element costs)`` for SCAT (with SCAT_DRAIN), ``n_out + 2`` for RO, ``G*P +
+per time step ``3 + sum(element costs)`` for SCAT (with SCAT_DRAIN), ``n_out + 3`` for RO, ``G*P +
 2`` for BIAS (with BIAS_DRAIN and the DRAIN cycle of the last write-back); with more than one lane
 SCAT and BIAS take two more (the deep pipeline's drains), RO one more (RS).
 """
@@ -547,14 +548,12 @@ class ConvEngine(wiring.Component):
                     with m.If(co == I.cout - 1):
                         m.next = "RO_DRAIN"
 
-            with m.State("RO_DRAIN"):
-                # the last element is in R1 (its ACC word(s) read and cleared); then RS (with lanes
-                # to select or sum), then R2 writes it
-                m.next = "RO_DRAIN2" if P > 1 else "DRAIN"
-
-            if P > 1:
-                with m.State("RO_DRAIN2"):
-                    m.next = "DRAIN"
+            # the last element is in R1 (its ACC word(s) read and cleared) in RO_DRAIN, then in RS
+            # (with lanes to select or sum) and R2 (aligned); R3 writes it in DRAIN
+            drain = ["RO_DRAIN", "RO_DRAIN2", "RO_DRAIN3"] if P > 1 else ["RO_DRAIN", "RO_DRAIN3"]
+            for state, following in zip(drain, drain[1:] + ["DRAIN"]):
+                with m.State(state):
+                    m.next = following
 
             with m.State("BIAS"):
                 for p in range(P):
@@ -647,10 +646,16 @@ class ConvEngine(wiring.Component):
         m.d.sync += [r2v.eq(sel_v), r2_acc.eq(acc_sel), r2_shift.eq(shift_v),
                      r2_bias_old.eq(bias_v + old_v), r2_oa.eq(sel_oa)]
 
-        # ---- R2: readout write
+        # ---- R2: align + bias, registered; R3: the ACT write of that register (the aligner, its
+        # adder and the route to the ACT block RAM's write data in one cycle were the UP5K's
+        # critical path)
         m.submodules.readout = ro = AlignBias(**ro_w)
         m.d.comb += [ro.acc.eq(r2_acc), ro.shift.eq(r2_shift), ro.bias.eq(r2_bias_old)]
-        with m.If(r2v):
-            m.d.comb += [self.act_w.en.eq(1), self.act_w.addr.eq(r2_oa), self.act_w.data.eq(ro.y)]
+        r3v = Signal()
+        r3_oa = Signal.like(r2_oa)
+        r3_y = Signal.like(ro.y)
+        m.d.sync += [r3v.eq(r2v), r3_oa.eq(r2_oa), r3_y.eq(ro.y)]
+        with m.If(r3v):
+            m.d.comb += [self.act_w.en.eq(1), self.act_w.addr.eq(r3_oa), self.act_w.data.eq(r3_y)]
         m.d.comb += [self.bias_r.en.eq(1), self.shift_r.en.eq(1)]
         return m

@@ -24,9 +24,11 @@ LIF_OVH = 2          # LIF: pipeline drain (C1, C2)
 ATTN_OVH = 13        # ATTN: per instruction: d = C / heads (one cycle per bit of the cout field) + drain
 ATTN_SCAN = 1        # ATTN: per K/Q bit scanned
 ATTN_ROW = 1         # ATTN: per row element added (per set K or Q bit, d of them)
+ATTN_SET_OVH = 1     # ATTN: per set K or Q bit beyond its row: the read of the next bit, lost to the
+                     # row's V reads (or dropped), is issued again (rep)
 ATTN_WRITE = 1       # ATTN: per Y element written
-ATTN_HEAD_OVH = 1    # ATTN: per (time step, head): end of the K scan; the KV clear is d*d more
-ATTN_TOKEN_OVH = 1   # ATTN: per (time step, head, token): end of the Q scan
+ATTN_HEAD_OVH = 2    # ATTN: per (time step, head): K scan fill (S0, S1) and end; the KV clear is d*d more
+ATTN_TOKEN_OVH = 2   # ATTN: per (time step, head, token): Q scan fill (S0, S1) and end
 SUM = 1              # SUM: per element read
 SUM_ROW_OVH = 0      # SUM: per (t, c) write (overlaps the next row's reads)
 SUM_OVH = 1          # SUM: pipeline drain

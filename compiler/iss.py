@@ -132,7 +132,7 @@ def run(prog: Program, pixels: np.ndarray) -> RunResult:
                 y = intops.attention(q.reshape(1, 1, C, N, 1), k.reshape(1, 1, C, N, 1), v.reshape(1, 1, C, N, 1), h)
                 act[ins.dst + t * n: ins.dst + (t + 1) * n] = y.reshape(-1)
                 c += h * (cm.ATTN_HEAD_OVH + d * d + N * cm.ATTN_TOKEN_OVH) + 2 * N * C * cm.ATTN_SCAN + \
-                    (int(k.sum()) + int(q.sum())) * d * cm.ATTN_ROW + N * C * cm.ATTN_WRITE
+                    (int(k.sum()) + int(q.sum())) * (d * cm.ATTN_ROW + cm.ATTN_SET_OVH) + N * C * cm.ATTN_WRITE
                 sops += (int(k.sum()) + int(q.sum())) * d
         elif ins.opcode == OP_SUM:
             C, N = ins.cin, ins.h * ins.w
@@ -209,7 +209,8 @@ def estimate_cycles(prog: Program, rate: float) -> dict:
             C, N, h = ins.cout, ins.ho * ins.wo, ins.heads
             d = C // h
             c += cm.ATTN_OVH + ins.T * (h * (cm.ATTN_HEAD_OVH + d * d + N * cm.ATTN_TOKEN_OVH) +
-                                        2 * N * C * cm.ATTN_SCAN + 2 * rate * C * N * d * cm.ATTN_ROW +
+                                        2 * N * C * cm.ATTN_SCAN +
+                                        2 * rate * C * N * (d * cm.ATTN_ROW + cm.ATTN_SET_OVH) +
                                         N * C * cm.ATTN_WRITE)
             sops += ins.T * 2 * rate * C * N * d
         elif ins.opcode == OP_SUM:

@@ -6,11 +6,24 @@ each time step and head (states):
 ``CLR``  clear the ``d x d`` counts ``KV`` (one word per cycle).
 ``KS``   scan ``K[h*d + i, n]`` (``n`` outer, ``i`` inner), one bit per cycle; for a set bit read
          ``V[h*d + j, n]`` for ``j < d`` (one per cycle, on the same SPK port) and add it into
-         ``KV[i][j]`` one cycle later. A set bit costs ``1 + d`` cycles, a clear one 1.
+         ``KV[i][j]`` one cycle later.
 ``QS``   for one token ``n``: scan ``Q[h*d + i, n]``; for a set bit add row ``KV[i]`` into the
          ``d`` accumulators ``Y`` (a small memory), one ``j`` per cycle.
 ``YO``   write ``Y[j]`` to ``ACT[dst + t*C*N + (h*d + j)*N + n]`` and clear it, one per cycle;
          then ``QS`` for the next token.
+
+The K and Q scans are a three-stage scanner, like the CONV engine's: S0 issues the SPK read of the
+next bit, S1 is the bit whose read is in flight, S2 has the bit in a register (taken from the read
+port when S1 moves on). Every decision (start a row, issue the next read, finish) looks at S2's
+register and never at the read port's data: the SPK block RAM's clock-to-output, the set-bit test
+and the next SPK address, read enable and scanner updates in one cycle were the critical path on
+both the ECP5 and the iCE40. A clear bit in S2 costs one cycle (S0 issues, S1 and S2 move on). A
+set bit starts its row in S2 (``j = 0``, then ``j = 1 .. d-1`` in ROW): in KS the row's V reads
+take the SPK port, so the bit in S1, arriving in the row's first cycle, is dropped, and in the
+cycle after the row (REP) S1's read is issued again from its saved address (QS does the same, so
+both scans cost the same). A set bit therefore costs ``d + 2`` cycles (its ``d`` row cycles, REP,
+and the cycle S1's bit spends in flight again), a clear one 1, and a scan of ``B`` bits with ``S``
+set ``B + S*(d + 1) + 2`` (the two cycles fill S0 and S1; the last bit's cycle finishes the scan).
 
 ``KV`` (``d_max * d_max`` words of ``kv_bits``) and ``Y`` (``d_max`` words) live inside the engine.
 At the start ``d`` is found by a restoring division (one cycle per bit of the ``cout`` field) and
@@ -86,16 +99,25 @@ class AttnEngine(wiring.Component):
         hh = Signal(cfg.fbits("heads"))
         thb = Signal(AB)                # t*C*N + h*d*N
         n = Signal(len(N))              # token of QS/YO
-        # scanner (KS: n outer, i inner; QS: i only)
+        # scanner (KS: n outer, i inner; QS: i only), three stages like the CONV scanner's:
+        # S0 (sn, si, sa, more): the element whose read is issued next;
+        # S1 (v1, a1, vb1, kr1): the element whose read is in flight (its bit is on the port next cycle);
+        # S2 (v2, b2, vb2, kr2): the element whose bit is in a register: the decisions look only at it
         sn = Signal(len(N))
         si = Signal(DB)
         sid = Signal(KVB)               # si * d
         snb = Signal(AB)                # base + thb + sn
         sa = Signal(AB)                 # snb + si * N
         more = Signal()
-        pend = Signal()
-        p_vb = Signal(AB)               # src3 + thb + sn of the pending bit
-        p_kvrow = Signal(KVB)           # si * d of the pending bit
+        v1 = Signal()
+        a1 = Signal(AB)                 # its SPK address (read again after a row: rep)
+        vb1 = Signal(AB)                # src3 + thb + sn of that element
+        kr1 = Signal(KVB)               # si * d of that element
+        v2 = Signal()
+        b2 = Signal()
+        vb2 = Signal(AB)
+        kr2 = Signal(KVB)
+        rep = Signal()                  # a row just ended: S1's read was lost to it, issue it again
         row = Signal()
         j = Signal(DB)
         r_va = Signal(AB)
@@ -119,15 +141,18 @@ class AttnEngine(wiring.Component):
 
         def scan_start(base, n_value, thb_value):
             return [sn.eq(n_value), si.eq(0), sid.eq(0), snb.eq(base + thb_value + n_value),
-                    sa.eq(base + thb_value + n_value), more.eq(1), pend.eq(0), row.eq(0)]
+                    sa.eq(base + thb_value + n_value), more.eq(1), v1.eq(0), v2.eq(0), rep.eq(0), row.eq(0)]
 
         def head_start(thb_value):
             return [ci.eq(0), cj.eq(0), ca.eq(0), thb.eq(thb_value)]
 
         def scan_cycle(is_k: bool):
-            """One cycle of KS/QS. Returns the condition 'phase finished in this cycle'."""
+            """One cycle of KS/QS. Returns the condition 'phase finished in this cycle'.
+
+            Every decision here depends on registers only (S2's bit, never the SPK read port's data):
+            the port's clock-to-output, the set-bit test and the next SPK address/enable in one cycle
+            were the critical path on both FPGA families."""
             finished = Signal(name="ks_fin" if is_k else "qs_fin")
-            bit = self.spk_r.data
             with m.If(row):
                 if is_k:
                     m.d.comb += [self.spk_r.addr.eq(r_va), self.spk_r.en.eq(1), kv_r.addr.eq(r_kva)]
@@ -138,33 +163,41 @@ class AttnEngine(wiring.Component):
                 m.d.sync += [r_va.eq(r_va + N), r_kva.eq(r_kva + 1), j.eq(j + 1)]
                 with m.If(j == d1):
                     m.d.sync += row.eq(0)
-            with m.Elif(pend & bit):
-                m.d.sync += pend.eq(0)
+            with m.Elif(v2 & b2):
+                # S2 holds a set bit: its row starts now (j = 0 here, 1 .. d-1 in ROW). S1's bit,
+                # arriving now, is dropped (KS: the port is reading V); S1 keeps its address for rep
+                m.d.sync += [v2.eq(0), rep.eq(1)]
                 if is_k:
-                    m.d.comb += [self.spk_r.addr.eq(p_vb), self.spk_r.en.eq(1), kv_r.addr.eq(p_kvrow)]
-                    m.d.sync += [k1v.eq(1), k1a.eq(p_kvrow)]
+                    m.d.comb += [self.spk_r.addr.eq(vb2), self.spk_r.en.eq(1), kv_r.addr.eq(kr2)]
+                    m.d.sync += [k1v.eq(1), k1a.eq(kr2)]
                 else:
-                    m.d.comb += [kv_r.addr.eq(p_kvrow), y_r.addr.eq(0)]
+                    m.d.comb += [kv_r.addr.eq(kr2), y_r.addr.eq(0)]
                     m.d.sync += [y1v.eq(1), y1a.eq(0)]
-                m.d.sync += [r_va.eq(p_vb + N), r_kva.eq(p_kvrow + 1), j.eq(1)]
+                m.d.sync += [r_va.eq(vb2 + N), r_kva.eq(kr2 + 1), j.eq(1)]
                 with m.If(d != 1):
                     m.d.sync += row.eq(1)
-            with m.Elif(more):
-                m.d.comb += [self.spk_r.addr.eq(sa), self.spk_r.en.eq(1)]
-                m.d.sync += [pend.eq(1), p_vb.eq(I.src3 + thb + sn), p_kvrow.eq(sid)]
-                with m.If(si != d1):
-                    m.d.sync += [si.eq(si + 1), sid.eq(sid + d), sa.eq(sa + N)]
-                with m.Else():
-                    m.d.sync += [si.eq(0), sid.eq(0)]
-                    if is_k:
-                        m.d.sync += [sn.eq(sn + 1), snb.eq(snb + 1), sa.eq(snb + 1)]
-                        with m.If(sn == N1):
-                            m.d.sync += more.eq(0)
-                    else:
-                        m.d.sync += more.eq(0)
+            with m.Elif(rep):
+                # the cycle after a row: S1's element is read again (if there is one); S2 is empty
+                m.d.sync += rep.eq(0)
+                m.d.comb += [self.spk_r.addr.eq(a1), self.spk_r.en.eq(v1)]
             with m.Else():
-                m.d.sync += pend.eq(0)
-                m.d.comb += finished.eq(1)
+                # S2's bit (if any) is clear: done with it. S1 -> S2, S0 -> S1
+                m.d.sync += [v2.eq(v1), b2.eq(self.spk_r.data), vb2.eq(vb1), kr2.eq(kr1), v1.eq(more)]
+                with m.If(more):
+                    m.d.comb += [self.spk_r.addr.eq(sa), self.spk_r.en.eq(1)]
+                    m.d.sync += [a1.eq(sa), vb1.eq(I.src3 + thb + sn), kr1.eq(sid)]
+                    with m.If(si != d1):
+                        m.d.sync += [si.eq(si + 1), sid.eq(sid + d), sa.eq(sa + N)]
+                    with m.Else():
+                        m.d.sync += [si.eq(0), sid.eq(0)]
+                        if is_k:
+                            m.d.sync += [sn.eq(sn + 1), snb.eq(snb + 1), sa.eq(snb + 1)]
+                            with m.If(sn == N1):
+                                m.d.sync += more.eq(0)
+                        else:
+                            m.d.sync += more.eq(0)
+                with m.Elif(~v1):
+                    m.d.comb += finished.eq(1)
             return finished
 
         with m.FSM(name="attn"):

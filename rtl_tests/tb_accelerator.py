@@ -36,8 +36,6 @@ from spikeforge.compiler.program import OP_CONV, OP_HEAD, OP_LIF, OPCODES
 from spikeforge.hw.accel_interface import logit_stream
 from spikeforge.rtl_tests.tb_streams import PERIOD_NS, TB, Codec
 
-CYCLE_TOLERANCE = 0.02
-
 
 class AccelTB(TB):
     def __init__(self, dut, name, *, idle=0.0, backpressure=0.0):
@@ -196,7 +194,7 @@ class AccelTB(TB):
                         log.warning("  %3d %-6s %-40s rtl %6d iss %6d", ins.tag, OPCODES[ins.opcode], ins.name,
                                     c_rtl, c_iss)
             if exact_cycles:
-                assert abs(err) <= CYCLE_TOLERANCE, f"image {i}: cycles {measured} vs predicted {predicted}"
+                assert measured == predicted, f"image {i}: cycles {measured} vs predicted {predicted}"
             else:
                 assert measured >= predicted, f"image {i}: cycles {measured} < stall-free prediction {predicted}"
         return report

@@ -46,6 +46,9 @@ CASES = {
     # consecutive cycles (the lanes' first forward); with G = 2 two cycles apart (the second one)
     "rand-l4-t2-g1": dict(kind="random", seed=13, lanes=4, T=2, cin=1, size=6, dw_stride=1, classes=4),
     "rand-l3-t3-g2": dict(kind="random", seed=14, lanes=3, T=3, cin=1, size=6, dw_stride=2, classes=6),
+    # ATTN with d = C / heads = 1 (a set bit's row is its first cycle alone, then REP) and d = 3
+    "rand-l2-t2-d1": dict(kind="random", seed=15, lanes=2, T=2, cin=1, size=6, dw_stride=1, classes=5, ca=4, heads=4),
+    "rand-l3-t2-d3": dict(kind="random", seed=16, lanes=3, T=2, cin=1, size=7, dw_stride=2, classes=5, ca=6, heads=2),
 }
 RUNS = [
     # (case, simulator, back-to-back images, stall images)
@@ -57,6 +60,8 @@ RUNS = [
     ("digits-l4", "verilator", 4, 0),
     ("rand-l4-t2-g1", "verilator", 2, 1),
     ("rand-l3-t3-g2", "verilator", 2, 0),
+    ("rand-l2-t2-d1", "verilator", 2, 1),
+    ("rand-l3-t2-d3", "verilator", 2, 0),
     # more of the same kinds, for a longer run (-m slow)
     pytest.param("rand-l4-t2", "verilator", 2, 1, marks=pytest.mark.slow),
     pytest.param("tiny-l1-t1", "verilator", 2, 0, marks=pytest.mark.slow),

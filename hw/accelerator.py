@@ -16,11 +16,11 @@ Structure (one ``wiring.Component`` per block):
   the first image.
 * **Sequencer** (here): after a reset ``CLEAR`` zeroes the ACC banks (``acc_words`` cycles, before
   the first pixel is accepted); ``FETCH`` reads the instruction at ``pc`` (the ROM's read port then holds
-  it, decoded through :func:`~spikeforge.hw.sfa_common.instr_layout`; the engines see it through a
-  register, from ``DEC2`` on), ``DEC1``..``DEC4`` compute
+  it, decoded through :func:`~spikeforge.hw.sfa_common.instr_layout`; the sequencer and the engines
+  see it through a register, from ``DEC2`` on), ``DEC2``..``DEC5`` compute
   the instruction's products (``h*w``, ``ho*wo``, ``cin*h*w``, ``cout*ho*wo`` on one shared
   multiplier, one per cycle; lane groups ``G``, ``k*G``, ``k*k*G``, tap groups ``Gt`` by
-  shift-and-add) and, in ``DEC4``, start the engine of the opcode, ``RUN`` waits for its
+  shift-and-add) and, in ``DEC5``, start the engine of the opcode, ``RUN`` waits for its
   ``done``; then ``pc`` moves on (after OUTPUT back to 0: the next image).
 * **Engines** (``hw/sfa_*.py``): :class:`~spikeforge.hw.sfa_io.InputEngine`,
   :class:`~spikeforge.hw.sfa_conv.ConvEngine` (CONV and HEAD),
@@ -187,14 +187,15 @@ class Accelerator(wiring.Component):
         engines = {OP_INPUT: inp, OP_CONV: conv, OP_HEAD: conv, OP_LIF: lif, OP_ATTN: attn, OP_SUM: summ,
                    OP_OUTPUT: out}
 
-        ins = instr_layout(cfg)(rom_r.data)     # a View of the word on the ROM's read port (DEC*)
-        # The engines and the port multiplexers see the instruction through a register, one cycle
-        # behind the ROM's read port (which holds the word from DEC1 until the next FETCH), so the
-        # ROM's clock-to-output does not start every engine's paths. It is valid from DEC2 on; the
-        # engines start in DEC4.
+        # The sequencer, the engines and the port multiplexers see the instruction through a
+        # register, one cycle behind the ROM's read port (which holds the word from DEC1 until the
+        # next FETCH), so the ROM's clock-to-output does not start any of their paths (it started
+        # the decode multiplier's, the critical path of both families). It is valid from DEC2 on;
+        # the engines start in DEC5.
         instr = Signal(instr_layout(cfg).size)
         m.d.sync += instr.eq(rom_r.data)
         held = instr_layout(cfg)(instr)
+        ins = held
         op = held.opcode
         drv = Signal(derived_layout(cfg))
         for e in (inp, conv, lif, attn, summ, out):
@@ -264,27 +265,31 @@ class Accelerator(wiring.Component):
             with m.State("FETCH"):
                 m.d.comb += [rom_r.addr.eq(pc), rom_r.en.eq(1)]
                 m.next = "DEC1"
+            with m.State("DEC1"):
+                # the word is on the ROM's read port; the instruction register takes it
+                m.d.comb += rom_r.en.eq(0)
+                m.next = "DEC2"
             # One shared multiplier computes the instruction's products, one per cycle; the
             # narrow ones (by the kernel size k, 4 bits) are shift-and-add.
             mul_a = Signal(max(len(ins.cin), len(ins.cout), len(ins.h), len(ins.ho)))
             mul_b = Signal(max(len(ins.w), len(ins.wo), len(drv.hw), len(drv.howo)))
             mul_p = Signal(max(len(drv.hw), len(drv.howo), len(drv.n_in), len(drv.n_out)))
             m.d.comb += mul_p.eq(mul_a * mul_b)
-            with m.State("DEC1"):
+            with m.State("DEC2"):
                 m.d.comb += [rom_r.en.eq(0), mul_a.eq(ins.h), mul_b.eq(ins.w)]
                 m.d.sync += [drv.hw.eq(mul_p), drv.kk.eq(small_mul(ins.k, ins.k)),
                              drv.G.eq(ceil_div_const(ins.cout, P, (1 << len(ins.cout)) - 1))]
-                m.next = "DEC2"
-            with m.State("DEC2"):
+                m.next = "DEC3"
+            with m.State("DEC3"):
                 m.d.comb += [rom_r.en.eq(0), mul_a.eq(ins.ho), mul_b.eq(ins.wo)]
                 m.d.sync += [drv.howo.eq(mul_p), drv.kG.eq(small_mul(ins.k, drv.G)),
                              drv.Gt.eq(ceil_div_const(drv.kk, P, (1 << len(drv.kk)) - 1))]
-                m.next = "DEC3"
-            with m.State("DEC3"):
-                m.d.comb += [rom_r.en.eq(0), mul_a.eq(ins.cin), mul_b.eq(drv.hw)]
-                m.d.sync += [drv.n_in.eq(mul_p), drv.kkG.eq(small_mul(ins.k, drv.kG))]
                 m.next = "DEC4"
             with m.State("DEC4"):
+                m.d.comb += [rom_r.en.eq(0), mul_a.eq(ins.cin), mul_b.eq(drv.hw)]
+                m.d.sync += [drv.n_in.eq(mul_p), drv.kkG.eq(small_mul(ins.k, drv.kG))]
+                m.next = "DEC5"
+            with m.State("DEC5"):
                 m.d.comb += [rom_r.en.eq(0), mul_a.eq(ins.cout), mul_b.eq(drv.howo)]
                 m.d.sync += drv.n_out.eq(mul_p)
                 with m.Switch(op):

@@ -36,20 +36,20 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("large", "sizing target with 1 GiB external memory (paper presets)", "sim", 200.0, 10**9, 10**9,
            64 * 2**20, 10**6, 0, 10**6, external_bits=8 * 2**30, default_lanes=32),
     # Clocks are what the shipped builds meet with margin (seed 1, `spikeforge synth`): the default
-    # model at 8 lanes closes at 48.9 MHz on the ULX3S (requested 45 MHz, PLL from 25; its critical
-    # path is the accumulate lanes' ACC read -> add -> ACC write; placement moves it, 50-52 MHz
-    # over seeds 1..5 with the previous RTL),
-    # fpga-tiny-t2 at 24.5 MHz on the iCEBreaker (requested 21 MHz, PLL from 12; the request sets
-    # the UART divisor's logic, and the design uses 5,250 of 5,280 logic cells); 24 MHz on
-    # the OrangeCrab, whose 48 MHz oscillator's PLL cannot make 25. The goals are 100 MHz (ECP5)
-    # and 30 MHz (UP5K).
+    # model at 8 lanes closes at 66.4 MHz on the ULX3S requesting 60 MHz (PLL from 25; 68.8 MHz
+    # at a 45 MHz request; its critical paths are now spread over the lanes' multiply-add, the
+    # readout and the sequencer, all near 15 ns), fpga-tiny-t2 at 26.4 MHz on the iCEBreaker
+    # (requested 21 MHz, PLL from 12; the request sets the UART divisor's logic, and the design
+    # uses 5,255 of 5,280 logic cells, so the request stays where it fits; its critical path is
+    # the sequencer's decode multiplier, in logic cells there); 24 MHz on the OrangeCrab, whose
+    # 48 MHz oscillator's PLL cannot make 25. The goals are 100 MHz (ECP5) and 30 MHz (UP5K).
     # The UP5K's SPRAM cannot be initialised by the bitstream (and Yosys never maps an
     # Amaranth memory to it: shared/notes/toolchain.md), so it holds only what is loaded at run
     # time: the weights (WMEM), as SB_SPRAM256KA instances, when they do not fit the block RAM
     # (compiler/passes/budget.py; the host uploads them, docs/host-protocol.md).
     Target("icebreaker", "iCEBreaker: Lattice iCE40 UP5K", "ice40", 21.0, 5280, 5280, 30 * 4096, 30,
            4 * 16384 * 16, 8, default_lanes=1, board="icebreaker", spram_blocks=4),
-    Target("ulx3s-85f", "ULX3S: Lattice ECP5 LFE5U-85F", "ecp5", 45.0, 83640, 83640, 208 * 18432, 208,
+    Target("ulx3s-85f", "ULX3S: Lattice ECP5 LFE5U-85F", "ecp5", 60.0, 83640, 83640, 208 * 18432, 208,
            0, 156, default_lanes=8, board="ulx3s-85f"),
     Target("orangecrab", "OrangeCrab r0.2: Lattice ECP5 LFE5U-25F", "ecp5", 24.0, 24288, 24288, 56 * 18432, 56,
            0, 28, default_lanes=4, board="orangecrab"),

@@ -195,7 +195,6 @@ class Accelerator(wiring.Component):
         instr = Signal(instr_layout(cfg).size)
         m.d.sync += instr.eq(rom_r.data)
         held = instr_layout(cfg)(instr)
-        ins = held
         op = held.opcode
         drv = Signal(derived_layout(cfg))
         for e in (inp, conv, lif, attn, summ, out):
@@ -271,26 +270,26 @@ class Accelerator(wiring.Component):
                 m.next = "DEC2"
             # One shared multiplier computes the instruction's products, one per cycle; the
             # narrow ones (by the kernel size k, 4 bits) are shift-and-add.
-            mul_a = Signal(max(len(ins.cin), len(ins.cout), len(ins.h), len(ins.ho)))
-            mul_b = Signal(max(len(ins.w), len(ins.wo), len(drv.hw), len(drv.howo)))
+            mul_a = Signal(max(len(held.cin), len(held.cout), len(held.h), len(held.ho)))
+            mul_b = Signal(max(len(held.w), len(held.wo), len(drv.hw), len(drv.howo)))
             mul_p = Signal(max(len(drv.hw), len(drv.howo), len(drv.n_in), len(drv.n_out)))
             m.d.comb += mul_p.eq(mul_a * mul_b)
             with m.State("DEC2"):
-                m.d.comb += [rom_r.en.eq(0), mul_a.eq(ins.h), mul_b.eq(ins.w)]
-                m.d.sync += [drv.hw.eq(mul_p), drv.kk.eq(small_mul(ins.k, ins.k)),
-                             drv.G.eq(ceil_div_const(ins.cout, P, (1 << len(ins.cout)) - 1))]
+                m.d.comb += [rom_r.en.eq(0), mul_a.eq(held.h), mul_b.eq(held.w)]
+                m.d.sync += [drv.hw.eq(mul_p), drv.kk.eq(small_mul(held.k, held.k)),
+                             drv.G.eq(ceil_div_const(held.cout, P, (1 << len(held.cout)) - 1))]
                 m.next = "DEC3"
             with m.State("DEC3"):
-                m.d.comb += [rom_r.en.eq(0), mul_a.eq(ins.ho), mul_b.eq(ins.wo)]
-                m.d.sync += [drv.howo.eq(mul_p), drv.kG.eq(small_mul(ins.k, drv.G)),
+                m.d.comb += [rom_r.en.eq(0), mul_a.eq(held.ho), mul_b.eq(held.wo)]
+                m.d.sync += [drv.howo.eq(mul_p), drv.kG.eq(small_mul(held.k, drv.G)),
                              drv.Gt.eq(ceil_div_const(drv.kk, P, (1 << len(drv.kk)) - 1))]
                 m.next = "DEC4"
             with m.State("DEC4"):
-                m.d.comb += [rom_r.en.eq(0), mul_a.eq(ins.cin), mul_b.eq(drv.hw)]
-                m.d.sync += [drv.n_in.eq(mul_p), drv.kkG.eq(small_mul(ins.k, drv.kG))]
+                m.d.comb += [rom_r.en.eq(0), mul_a.eq(held.cin), mul_b.eq(drv.hw)]
+                m.d.sync += [drv.n_in.eq(mul_p), drv.kkG.eq(small_mul(held.k, drv.kG))]
                 m.next = "DEC5"
             with m.State("DEC5"):
-                m.d.comb += [rom_r.en.eq(0), mul_a.eq(ins.cout), mul_b.eq(drv.howo)]
+                m.d.comb += [rom_r.en.eq(0), mul_a.eq(held.cout), mul_b.eq(drv.howo)]
                 m.d.sync += drv.n_out.eq(mul_p)
                 with m.Switch(op):
                     for code, e in engines.items():

@@ -413,6 +413,16 @@ class ConvEngine(wiring.Component):
             return [co.eq(0), rp.eq(0), rq.eq(0), ra.eq(0), rgb.eq(0), pa.eq(I.pbase),
                     bp.eq(0), bg.eq(0), ba.eq(I.pbase)]
 
+        def drain_chain(states, then):
+            """``states``, one cycle each, in order (a pipeline draining); the last one goes on to
+            the state ``then`` names, or where ``then()`` sends it."""
+            for state, following in zip(states, states[1:] + [then]):
+                with m.State(state):
+                    if callable(following):
+                        following()
+                    else:
+                        m.next = following
+
         with m.FSM(name="conv"):
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -491,7 +501,7 @@ class ConvEngine(wiring.Component):
                                      a_row.eq(a_row + wo), a_pos.eq(a_row + wo), a_cur.eq(a_row + wo),
                                      w_row.eq(w_row - skG), w_pos.eq(w_row - skG), w_cur.eq(w_row - skG)]
 
-                # tap issue: WMEM read now, ACC read in T1, write-back in T4
+                # tap issue: WMEM read now, ACC read in T1, write-back in T2 (short pipeline) or T4
                 with m.If(event):
                     m.d.sync += [t1_x.eq(x_val), t1_mode.eq(Mux(in_int, MODE_MUL, MODE_SEL))]
                     with m.If(tapm):
@@ -518,16 +528,13 @@ class ConvEngine(wiring.Component):
             # pipeline in T2 (its ACC word registered) in SCAT_DRAIN2 and T3 (its add) in
             # SCAT_DRAIN3; its write-back (T2 or T4) is in the next cycle, whose reads (readout, or
             # the bias phase's T1) see it through the transparent port
-            drain = ["SCAT_DRAIN", "SCAT_DRAIN2", "SCAT_DRAIN3"] if deep else ["SCAT_DRAIN"]
-            for state, following in zip(drain, drain[1:] + [None]):
-                with m.State(state):
-                    if following:
-                        m.next = following
-                    else:
-                        with m.If(is_head):
-                            m.next = "BIAS"
-                        with m.Else():
-                            m.next = "RO"
+            def after_scan():
+                with m.If(is_head):
+                    m.next = "BIAS"
+                with m.Else():
+                    m.next = "RO"
+            drain_chain(["SCAT_DRAIN", "SCAT_DRAIN2", "SCAT_DRAIN3"] if deep else ["SCAT_DRAIN"],
+                        after_scan)
 
             with m.State("RO"):
                 for p in range(P):
@@ -550,10 +557,8 @@ class ConvEngine(wiring.Component):
 
             # the last element is in R1 (its ACC word(s) read and cleared) in RO_DRAIN, then in RS
             # (with lanes to select or sum) and R2 (aligned); R3 writes it in DRAIN
-            drain = ["RO_DRAIN", "RO_DRAIN2", "RO_DRAIN3"] if P > 1 else ["RO_DRAIN", "RO_DRAIN3"]
-            for state, following in zip(drain, drain[1:] + ["DRAIN"]):
-                with m.State(state):
-                    m.next = following
+            drain_chain(["RO_DRAIN", "RO_DRAIN2", "RO_DRAIN3"] if P > 1 else ["RO_DRAIN", "RO_DRAIN3"],
+                        "DRAIN")
 
             with m.State("BIAS"):
                 for p in range(P):
@@ -569,13 +574,11 @@ class ConvEngine(wiring.Component):
 
             # the last bias is in T1 in BIAS_DRAIN (and in the deep pipeline in T2, T3 in
             # BIAS_DRAIN2, BIAS_DRAIN3); its write-back (T2 or T4) is in DRAIN
-            drain = ["BIAS_DRAIN", "BIAS_DRAIN2", "BIAS_DRAIN3"] if deep else ["BIAS_DRAIN"]
-            for state, following in zip(drain, drain[1:] + ["DRAIN"]):
-                with m.State(state):
-                    m.next = following
+            drain_chain(["BIAS_DRAIN", "BIAS_DRAIN2", "BIAS_DRAIN3"] if deep else ["BIAS_DRAIN"],
+                        "DRAIN")
 
             with m.State("DRAIN"):
-                # the last write-back (R2 or T4) happens in this cycle
+                # the last write-back (R3, or T2 / T4) happens in this cycle
                 with m.If(tcnt == I.T - 1):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"

@@ -7,9 +7,9 @@ equal the ISS's prediction). An instruction's cost runs from its fetch to the cy
 finishes (INPUT: from its first accepted pixel; OUTPUT: to its last accepted logit).
 """
 
-FETCH = 6            # per instruction: fetch, the instruction register (DEC1), 4 decode cycles (one
-                     # product each; the last starts the engine) (INPUT's fetch happens before the
-                     # first pixel and is not counted)
+FETCH = 4            # per instruction: fetch (the instruction's ROM word), DEC1 (its products' word),
+                     # DEC2 (the products' register), DEC3 (starts the engine) (INPUT's fetch
+                     # happens before the first pixel and is not counted)
 INPUT_OVH = 0        # INPUT: one cycle per pixel, done with the last one
 SCAN = 1             # CONV/HEAD: per scanned element that is not an event (zero, or reaches no output)
 EVENT_OVH = 0        # CONV/HEAD: per event beyond its tap cycles (its scan cycle is its first tap cycle)

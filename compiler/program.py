@@ -68,6 +68,56 @@ def field_widths(instrs) -> dict[str, int]:
     return {f: max([1] + [int(getattr(i, f)).bit_length() for i in instrs]) for f, _ in FIELDS}
 
 
+# The per-instruction products the engines use (``hw/sfa_common.py: derived_layout``). The compiler
+# computes them and the program ROM holds them beside the instruction (:func:`rom_image`), so the
+# accelerator needs no multiplier to decode an instruction.
+DERIVED = ("hw", "howo", "n_in", "n_out", "kk", "G", "kG", "kkG", "Gt")
+
+
+def derived_values(ins, lanes: int) -> dict[str, int]:
+    """The products of one instruction (``ins`` an :class:`Instr`) for ``lanes`` lanes, in
+    ``DERIVED`` order: ``h*w``, ``ho*wo``, ``cin*h*w``, ``cout*ho*wo``, ``k*k``, the lane groups
+    ``G = ceil(cout / lanes)``, ``k*G``, ``k*k*G`` and the tap groups ``Gt = ceil(k*k / lanes)``."""
+    G = -(-ins.cout // lanes)
+    kk = ins.k * ins.k
+    return {"hw": ins.h * ins.w, "howo": ins.ho * ins.wo, "n_in": ins.cin * ins.h * ins.w,
+            "n_out": ins.cout * ins.ho * ins.wo, "kk": kk, "G": G, "kG": ins.k * G,
+            "kkG": kk * G, "Gt": -(-kk // lanes)}
+
+
+def derived_widths(instrs, lanes: int) -> dict[str, int]:
+    """Per product of ``DERIVED``, the bits its largest value over ``instrs`` needs (at least 1)."""
+    vals = [derived_values(i, lanes) for i in instrs]
+    return {k: max([1] + [v[k].bit_length() for v in vals]) for k in DERIVED}
+
+
+def pack_word(values: dict[str, int], widths: dict[str, int]) -> int:
+    """``values`` packed in the order of ``widths`` (first name in the least significant bits),
+    each in its width; a value that does not fit is an error naming it."""
+    word, pos = 0, 0
+    for name, width in widths.items():
+        v = int(values[name])
+        if not 0 <= v < (1 << width):
+            raise ValueError(f"field {name}={v} does not fit the accelerator's {width} bits")
+        word |= v << pos
+        pos += width
+    return word
+
+
+def rom_image(instrs, lanes: int, *, without=()) -> list[int]:
+    """The accelerator's program ROM: two words per instruction, at ``2*pc`` its fields (the
+    :func:`field_widths` layout) and at ``2*pc + 1`` its products (the :func:`derived_widths`
+    layout). The ROM's block RAMs are far deeper than a program is long, so the second word costs no
+    block RAM where the wider word would have. Fields named in ``without`` are left zero (the
+    budget's view of what synthesis keeps)."""
+    fw, dw = field_widths(instrs), derived_widths(instrs, lanes)
+    words = []
+    for i in instrs:
+        words.append(pack_word({f: 0 if f in without else getattr(i, f) for f in fw}, fw))
+        words.append(pack_word(derived_values(i, lanes), dw))
+    return words
+
+
 @dataclass
 class Instr:
     opcode: int

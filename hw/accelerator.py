@@ -15,12 +15,11 @@ Structure (one ``wiring.Component`` per block):
   the extra ``weights`` port (:func:`~spikeforge.hw.accel_interface.weight_port_signature`) before
   the first image.
 * **Sequencer** (here): after a reset ``CLEAR`` zeroes the ACC banks (``acc_words`` cycles, before
-  the first pixel is accepted); ``FETCH`` reads the instruction at ``pc`` (the ROM's read port then holds
-  it, decoded through :func:`~spikeforge.hw.sfa_common.instr_layout`; the sequencer and the engines
-  see it through a register, from ``DEC2`` on), ``DEC2``..``DEC5`` compute
-  the instruction's products (``h*w``, ``ho*wo``, ``cin*h*w``, ``cout*ho*wo`` on one shared
-  multiplier, one per cycle; lane groups ``G``, ``k*G``, ``k*k*G``, tap groups ``Gt`` by
-  shift-and-add) and, in ``DEC5``, start the engine of the opcode, ``RUN`` waits for its
+  the first pixel is accepted); ``FETCH`` reads the instruction at ``pc`` (ROM word ``2*pc``,
+  decoded through :func:`~spikeforge.hw.sfa_common.instr_layout`), ``DEC1`` registers it and reads
+  its products (word ``2*pc + 1``: ``h*w``, ``ho*wo``, ``cin*h*w``, ``cout*ho*wo``, lane and tap
+  groups, computed by the compiler: ``compiler/program.py: rom_image``), ``DEC2`` registers those,
+  ``DEC3`` starts the engine of the opcode, ``RUN`` waits for its
   ``done``; then ``pc`` moves on (after OUTPUT back to 0: the next image).
 * **Engines** (``hw/sfa_*.py``): :class:`~spikeforge.hw.sfa_io.InputEngine`,
   :class:`~spikeforge.hw.sfa_conv.ConvEngine` (CONV and HEAD),
@@ -42,17 +41,17 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.compiler.program import (FIELDS, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT,
-                                         OP_SUM, Program)
+                                         OP_SUM, Program, rom_image)
 
 from .accel_interface import accelerator_signature, weight_port_signature
 from .sfa_attn import AttnEngine
-from .sfa_common import MachineConfig, ceil_div_const, derived_layout, instr_layout, small_mul
+from .sfa_common import MachineConfig, derived_layout, instr_layout
 from .sfa_conv import ConvEngine
 from .sfa_io import InputEngine, OutputEngine, SumEngine
 from .sfa_lif import LIFEngine
@@ -163,7 +162,9 @@ class Accelerator(wiring.Component):
                      _fit("thresholds", prog.thresh, cfg.thresh_bits))
         # the ROM holds the program in this accelerator's own instruction layout: every field only as
         # wide as the program's largest value of it (MachineConfig.field_bits)
-        rom = mem("rom", unsigned(instr_layout(cfg).size), cfg.rom_words, [cfg.encode(i) for i in prog.instrs])
+        # two words per instruction: its fields, then its products (compiler/program.py: rom_image)
+        rom_width = max(instr_layout(cfg).size, derived_layout(cfg).size)
+        rom = mem("rom", unsigned(rom_width), 2 * cfg.rom_words, rom_image(prog.instrs, P))
 
         act_w = act.write_port()
         act_r = act.read_port()
@@ -187,13 +188,11 @@ class Accelerator(wiring.Component):
         engines = {OP_INPUT: inp, OP_CONV: conv, OP_HEAD: conv, OP_LIF: lif, OP_ATTN: attn, OP_SUM: summ,
                    OP_OUTPUT: out}
 
-        # The sequencer, the engines and the port multiplexers see the instruction through a
-        # register, one cycle behind the ROM's read port (which holds the word from DEC1 until the
-        # next FETCH), so the ROM's clock-to-output does not start any of their paths (it started
-        # the decode multiplier's, the critical path of both families). It is valid from DEC2 on;
-        # the engines start in DEC5.
+        # The sequencer, the engines and the port multiplexers see the instruction and its products
+        # through registers loaded from the ROM's port (the instruction in DEC1, the products in
+        # DEC2), so the ROM's clock-to-output does not start any of their paths. The instruction
+        # is valid from DEC2 on, the products from DEC3, where the engine starts.
         instr = Signal(instr_layout(cfg).size)
-        m.d.sync += instr.eq(rom_r.data)
         held = instr_layout(cfg)(instr)
         op = held.opcode
         drv = Signal(derived_layout(cfg))
@@ -262,35 +261,19 @@ class Accelerator(wiring.Component):
                 with m.If(clr_addr == cfg.acc_words - 1):
                     m.next = "FETCH"
             with m.State("FETCH"):
-                m.d.comb += [rom_r.addr.eq(pc), rom_r.en.eq(1)]
+                m.d.comb += [rom_r.addr.eq(Cat(0, pc)), rom_r.en.eq(1)]
                 m.next = "DEC1"
             with m.State("DEC1"):
-                # the word is on the ROM's read port; the instruction register takes it
-                m.d.comb += rom_r.en.eq(0)
+                # the instruction's word is on the ROM's read port; read its products next
+                m.d.comb += [rom_r.addr.eq(Cat(1, pc)), rom_r.en.eq(1)]
+                m.d.sync += instr.eq(rom_r.data[:len(instr)])
                 m.next = "DEC2"
-            # One shared multiplier computes the instruction's products, one per cycle; the
-            # narrow ones (by the kernel size k, 4 bits) are shift-and-add.
-            mul_a = Signal(max(len(held.cin), len(held.cout), len(held.h), len(held.ho)))
-            mul_b = Signal(max(len(held.w), len(held.wo), len(drv.hw), len(drv.howo)))
-            mul_p = Signal(max(len(drv.hw), len(drv.howo), len(drv.n_in), len(drv.n_out)))
-            m.d.comb += mul_p.eq(mul_a * mul_b)
             with m.State("DEC2"):
-                m.d.comb += [rom_r.en.eq(0), mul_a.eq(held.h), mul_b.eq(held.w)]
-                m.d.sync += [drv.hw.eq(mul_p), drv.kk.eq(small_mul(held.k, held.k)),
-                             drv.G.eq(ceil_div_const(held.cout, P, (1 << len(held.cout)) - 1))]
+                m.d.comb += rom_r.en.eq(0)
+                m.d.sync += drv.eq(rom_r.data[:derived_layout(cfg).size])
                 m.next = "DEC3"
             with m.State("DEC3"):
-                m.d.comb += [rom_r.en.eq(0), mul_a.eq(held.ho), mul_b.eq(held.wo)]
-                m.d.sync += [drv.howo.eq(mul_p), drv.kG.eq(small_mul(held.k, drv.G)),
-                             drv.Gt.eq(ceil_div_const(drv.kk, P, (1 << len(drv.kk)) - 1))]
-                m.next = "DEC4"
-            with m.State("DEC4"):
-                m.d.comb += [rom_r.en.eq(0), mul_a.eq(held.cin), mul_b.eq(drv.hw)]
-                m.d.sync += [drv.n_in.eq(mul_p), drv.kkG.eq(small_mul(held.k, drv.kG))]
-                m.next = "DEC5"
-            with m.State("DEC5"):
-                m.d.comb += [rom_r.en.eq(0), mul_a.eq(held.cout), mul_b.eq(drv.howo)]
-                m.d.sync += drv.n_out.eq(mul_p)
+                m.d.comb += rom_r.en.eq(0)
                 with m.Switch(op):
                     for code, e in engines.items():
                         with m.Case(code):

@@ -5,13 +5,13 @@
   (the range analysis), copied, never re-derived here; nothing is hard-coded.
 * :func:`instr_layout`: the instruction word as an Amaranth ``StructLayout`` mirroring
   ``compiler/program.py: FIELDS`` (LSB first, so ``Instr.encode`` and the layout agree bit for bit).
-* :func:`derived_layout`: per-instruction products the sequencer computes once (``h*w``, ``ho*wo``,
-  lane groups ...), so that no engine multiplies instruction fields in its inner loops.
+* :func:`derived_layout`: per-instruction products (``h*w``, ``ho*wo``, lane groups ...), computed
+  by the compiler (``compiler/program.py: derived_values``) and held in the program ROM beside the
+  instruction, so that neither the sequencer nor any engine multiplies instruction fields.
 * :func:`read_sig` / :func:`write_sig`: an engine's view of a memory port. Engines never own the
   shared memories; the top multiplexes the ports by the running instruction's opcode.
-* Address arithmetic helpers: :func:`small_mul` (a narrow-by-wide product as shift-and-add) and
-  :func:`ceil_div_const` (``ceil(x / P)`` for the constant lane count, by an exact reciprocal
-  multiplication). The integer ops themselves (LIF update, accumulate lane, align + bias) are the
+* Address arithmetic helper: :func:`small_mul` (a narrow-by-wide product as shift-and-add). The
+  integer ops themselves (LIF update, accumulate lane, align + bias) are the
   formally proven components of ``hw/datapath.py``, which the engines instantiate.
 """
 
@@ -24,12 +24,10 @@ from amaranth.hdl import Const, Mux, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.compiler.program import FIELDS, OP_ATTN, Program, field_widths
-
-from .params import mul_const
+from spikeforge.compiler.program import FIELDS, OP_ATTN, Program, derived_widths, field_widths, pack_word
 
 __all__ = ["MachineConfig", "instr_layout", "derived_layout", "read_sig", "write_sig", "small_mul",
-           "ceil_div_const", "ADDR_BITS", "FIELD_BITS"]
+           "ADDR_BITS", "FIELD_BITS"]
 
 FIELD_BITS = dict(FIELDS)
 ADDR_BITS = FIELD_BITS["src"]          # every base address field of the ISA is this wide
@@ -46,20 +44,9 @@ def instr_layout(cfg: "MachineConfig | None" = None) -> data.StructLayout:
     return data.StructLayout({name: unsigned(widths[name]) for name, _ in FIELDS})
 
 
-DERIVED = ("hw", "howo", "n_in", "n_out", "kk", "G", "kG", "kkG", "Gt")
-
-
-def derived_values(ins, lanes: int) -> dict[str, int]:
-    """The sequencer's products of one instruction (``ins`` an ``Instr``), as integers."""
-    G = -(-ins.cout // lanes)
-    kk = ins.k * ins.k
-    return {"hw": ins.h * ins.w, "howo": ins.ho * ins.wo, "n_in": ins.cin * ins.h * ins.w,
-            "n_out": ins.cout * ins.ho * ins.wo, "kk": kk, "G": G, "kG": ins.k * G,
-            "kkG": kk * G, "Gt": -(-kk // lanes)}
-
-
 def derived_layout(cfg: "MachineConfig | None" = None) -> data.StructLayout:
-    """Products of instruction fields, computed by the sequencer before an engine starts. Without
+    """Products of instruction fields (``compiler/program.py: derived_values``), the program ROM's
+    odd words, which the sequencer registers before an engine starts. Without
     ``cfg`` at the widths the ISA's fields allow; with ``cfg`` as wide as the largest value over the
     program's instructions (``MachineConfig.derived_bits``)."""
     if cfg is not None:
@@ -98,30 +85,6 @@ def small_mul(narrow: Value, wide: Value) -> Value:
     return total
 
 
-def ceil_div_const(x: Value, divisor: int, max_x: int) -> Value:
-    """``ceil(x / divisor)`` for unsigned ``x <= max_x`` and a constant ``divisor >= 1``.
-
-    A power of two is a shift; otherwise ``((x + divisor - 1) * M) >> S`` with ``M = ceil(2^S /
-    divisor)``, the smallest ``S`` for which it is exact over the whole range (checked here, for
-    every ``x``, at elaboration time).
-    """
-    x = Value.cast(x)
-    if divisor < 1:
-        raise ValueError(f"divisor must be a positive integer, not {divisor!r}")
-    if divisor & (divisor - 1) == 0:
-        return (x + (divisor - 1)) >> (divisor.bit_length() - 1)
-    top = max_x + divisor - 1
-    xs = range(0, max_x + 1)
-    for s in range(1, 64):
-        mult = -(-(1 << s) // divisor)
-        if all(((v + divisor - 1) * mult) >> s == -(-v // divisor) for v in xs):
-            break
-    else:  # pragma: no cover - always found for the ranges used here
-        raise AssertionError("no exact reciprocal")
-    assert top * mult < (1 << 64)
-    return mul_const(x + (divisor - 1), mult) >> s
-
-
 @dataclass(frozen=True)
 class MachineConfig:
     """Widths and memory sizes of an accelerator built for ``program`` (all from the Program)."""
@@ -150,7 +113,7 @@ class MachineConfig:
     # per instruction field, the bits its largest value in the program needs (at least 1; at most
     # the ISA's width): the ROM word and every register that holds a field are this wide
     field_bits: tuple[tuple[str, int], ...] = tuple(FIELDS)
-    # per sequencer product (DERIVED), the bits its largest value over the program's instructions needs
+    # per instruction product (compiler/program.py: DERIVED), the bits its largest value over the program's instructions needs
     derived_bits: tuple[tuple[str, int], ...] = ()
 
     @classmethod
@@ -166,8 +129,7 @@ class MachineConfig:
             thresh_words=max(2, len(p.thresh)), rom_words=max(2, len(p.instrs)),
             kv_bits=p.kv_bits, d_max=d_max,
             field_bits=tuple(field_widths(p.instrs).items()),
-            derived_bits=tuple((k, max(1, max(derived_values(i, p.lanes)[k] for i in p.instrs).bit_length()))
-                               for k in DERIVED))
+            derived_bits=tuple(derived_widths(p.instrs, p.lanes).items()))
 
     def fbits(self, name: str) -> int:
         """Bits of instruction field ``name`` in this accelerator (see ``field_bits``)."""
@@ -184,15 +146,8 @@ class MachineConfig:
         return max(3, *(self.fbits(f) for f in ("h", "w", "ho", "wo")))
 
     def encode(self, ins) -> int:
-        """``ins`` (an ``Instr``) as a word of :func:`instr_layout` ``(self)`` (the ROM's words)."""
-        word, pos = 0, 0
-        for f, width in self.field_bits:
-            v = int(getattr(ins, f))
-            if not 0 <= v < (1 << width):
-                raise ValueError(f"field {f}={v} does not fit the accelerator's {width} bits")
-            word |= v << pos
-            pos += width
-        return word
+        """``ins`` (an ``Instr``) as a word of :func:`instr_layout` ``(self)`` (the ROM's even words)."""
+        return pack_word({f: getattr(ins, f) for f, _ in self.field_bits}, dict(self.field_bits))
 
     @staticmethod
     def abits(words: int) -> int:

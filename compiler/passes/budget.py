@@ -76,20 +76,13 @@ def bram_blocks(depth: int, width: int, family: str, rom: bool = False) -> int:
 
 def memories(p: Program) -> list[tuple[str, int, int, bool]]:
     """Every memory of the accelerator built for ``p`` and of the host link around it, as
-    ``(name, depth, width, read_only)``; WMEM last. The ROM counts only the bit columns that differ
-    between the program's instruction words (the others are constants; the debug tag is not read on
-    a board), as synthesis keeps it."""
-    from ..program import OP_ATTN, field_widths
-    fw = field_widths(p.instrs)
-    words = []
-    for i in p.instrs:
-        w, pos = 0, 0
-        for f, width in fw.items():
-            if f != "tag":
-                w |= int(getattr(i, f)) << pos
-            pos += width
-        words.append(w)
-    rom_bits = sum(1 for b in range(sum(fw.values())) if len({(w >> b) & 1 for w in words}) > 1)
+    ``(name, depth, width, read_only)``; WMEM last. The program ROM (two words per instruction:
+    ``program.rom_image``) counts only the bit columns that differ between its words (the others
+    are constants; the debug tag is not read on a board), as synthesis keeps it."""
+    from ..program import OP_ATTN, rom_image
+    words = rom_image(p.instrs, p.lanes, without=("tag",))
+    width = max(w.bit_length() for w in words)
+    rom_bits = sum(1 for b in range(width) if len({(w >> b) & 1 for w in words}) > 1)
     attn = [i for i in p.instrs if i.opcode == OP_ATTN]
     d = max([i.cout // max(i.heads, 1) for i in attn] + [1])
     y_bits = min(p.act_bits, max(1, (d * ((1 << p.kv_bits) - 1)).bit_length()))
@@ -97,7 +90,7 @@ def memories(p: Program) -> list[tuple[str, int, int, bool]]:
     out = [("ACT", max(2, p.act_words), p.act_bits, False), ("SPK", max(2, p.spk_words), 1, False)]
     out += [(f"ACC{q}", max(2, p.acc_words), p.acc_bits, False) for q in range(p.lanes)]
     out += [("BIAS", max(2, len(p.bias)), p.bias_bits, True), ("SHIFT", max(2, len(p.shift)), p.shift_bits, True),
-            ("THRESH", max(2, len(p.thresh)), p.thresh_bits, True), ("program", max(2, len(p.instrs)), rom_bits, True),
+            ("THRESH", max(2, len(p.thresh)), p.thresh_bits, True), ("program", max(2, len(words)), rom_bits, True),
             ("KV", max(2, d * d), p.kv_bits, False), ("Y", max(2, d), y_bits, False),
             ("host pixels", first.cin * first.h * first.w, p.pixel_bits, False),
             ("host logits", last.cout, p.logit_bits, False),

@@ -198,6 +198,14 @@ class ConvEngine(wiring.Component):
             return hi
 
         # ---- scan stage S0: the element whose read is issued next
+        # Whether ci, iy, ix are at their last value, kept in flip-flops (set when the index is
+        # loaded or stepped onto its bound) like the tap loop's end flags: the scanner's advance
+        # enables every S0 register, and comparing the indices with their bounds in that cycle
+        # put LUT levels in front of those enables (the UP5K's critical path, into wch's enable)
+        ci_end, iy_end, ix_end = Signal(name="ci_end"), Signal(name="iy_end"), Signal(name="ix_end")
+        cin_one = held(I.cin == 1, 1, "cin_one")
+        h_one = held(Mux(head_now, 1, I.h) == 1, 1, "h_one")
+        w_one = held(Mux(head_now, 1, I.w) == 1, 1, "w_one")
         tcnt = Signal(cfg.fbits("T"))
         s0v = Signal()
         ci = Signal(cfg.fbits("cin"))
@@ -211,7 +219,6 @@ class ConvEngine(wiring.Component):
 
         oy_lo, oy_hi = lo_fn(iy), hi_fn(iy, ho1)
         ox_lo, ox_hi = lo_fn(ix), hi_fn(ix, wo1)
-        oy_lo_next = lo_fn(iy + 1)
         # The kernel index of the S0 element's first tap, ``v + pad - (lo(v) << s)``, kept in a
         # register per axis and stepped with the index (not derived from lo_fn in S0: lo_fn, that
         # subtraction and the WMEM word's adds in one cycle were the UP5K's critical path). As v
@@ -227,6 +234,13 @@ class ConvEngine(wiring.Component):
         def k0_step(k0):
             up = k0 + 1
             return Mux(up < k, up, up - (1 << sh))
+
+        def lo_steps(k0):
+            """``lo(v + 1) != lo(v)`` for the index whose first tap is ``k0``: lo grows by one
+            exactly where k0_step steps back (its ``up`` reaches k). A compare of two small
+            registers, where comparing lo_fn of v and v + 1 put two lo_fn chains in front of the
+            row register's adder (the UP5K's critical path, iy -> arow)."""
+            return k0 + 1 >= k
         # the output range's span (hi - lo: the number of output rows/columns less one); negative
         # where the element reaches no output
         oy_span = Signal(signed(CB + 3), name="oy_span")
@@ -243,8 +257,9 @@ class ConvEngine(wiring.Component):
         oy_lo0 = lo_fn(Const(0, CB))
         arow0 = small_mul(oy_lo0[:3], wo)              # oy_lo(0) <= pad <= 7
         yrow0 = small_mul(pad >> sh, wo)
-        y0_now = (iy + pad) >> sh
-        y0_next = (iy + 1 + pad) >> sh
+        # (iy + 1 + pad) >> s differs from (iy + pad) >> s always at stride 1, where iy + pad is
+        # odd at stride 2
+        y0_steps = ~sh | (iy[0] ^ pad[0])
 
         # ---- S1: the element whose value is on the read port, and its tap loop
         s1v = Signal()
@@ -406,7 +421,7 @@ class ConvEngine(wiring.Component):
         m.d.comb += [self.wmem_r.addr.eq(w_cur), self.wmem_r.en.eq(1)]
 
         def scan_init():
-            return [ci.eq(0), iy.eq(0), ix.eq(0), s0v.eq(1), srv.eq(0), s1v.eq(0), arow.eq(arow0),
+            return [ci.eq(0), iy.eq(0), ix.eq(0), ci_end.eq(cin_one), iy_end.eq(h_one), ix_end.eq(w_one), s0v.eq(1), srv.eq(0), s1v.eq(0), arow.eq(arow0),
                     yrow.eq(yrow0), chb.eq(0), wch.eq(I.wbase), ky0.eq(k0_start), kx0.eq(k0_start)]
 
         def readout_init():
@@ -461,18 +476,19 @@ class ConvEngine(wiring.Component):
                         ]
                         # S0 advances
                         m.d.sync += sa.eq(sa + 1)
-                        with m.If(ix != w1):
-                            m.d.sync += [ix.eq(ix + 1), kx0.eq(k0_step(kx0))]
+                        with m.If(~ix_end):
+                            m.d.sync += [ix.eq(ix + 1), ix_end.eq(ix + 1 == w1), kx0.eq(k0_step(kx0))]
                         with m.Else():
-                            m.d.sync += [ix.eq(0), kx0.eq(k0_start)]
-                            with m.If(iy != h1):
-                                m.d.sync += [iy.eq(iy + 1), ky0.eq(k0_step(ky0)),
-                                             arow.eq(arow + Mux(oy_lo_next != oy_lo, wo, 0)),
-                                             yrow.eq(yrow + Mux(y0_next != y0_now, wo, 0))]
+                            m.d.sync += [ix.eq(0), ix_end.eq(w_one), kx0.eq(k0_start)]
+                            with m.If(~iy_end):
+                                m.d.sync += [iy.eq(iy + 1), iy_end.eq(iy + 1 == h1), ky0.eq(k0_step(ky0)),
+                                             arow.eq(arow + Mux(lo_steps(ky0), wo, 0)),
+                                             yrow.eq(yrow + Mux(y0_steps, wo, 0))]
                             with m.Else():
-                                m.d.sync += [iy.eq(0), ky0.eq(k0_start), arow.eq(arow0), yrow.eq(yrow0)]
-                                with m.If(ci != cin1):
-                                    m.d.sync += [ci.eq(ci + 1), chb.eq(chb + howo),
+                                m.d.sync += [iy.eq(0), iy_end.eq(h_one), ky0.eq(k0_start), arow.eq(arow0),
+                                             yrow.eq(yrow0)]
+                                with m.If(~ci_end):
+                                    m.d.sync += [ci.eq(ci + 1), ci_end.eq(ci + 1 == cin1), chb.eq(chb + howo),
                                                  wch.eq(wch + Mux(tapm, Gt, kkG))]
                                 with m.Else():
                                     m.d.sync += s0v.eq(0)

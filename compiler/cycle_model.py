@@ -22,7 +22,7 @@ READOUT_SUM_OVH = 1  # CONV, with more than one lane: the lane select/sum stage 
 BIAS_OVH = 2         # HEAD: bias drain per time step (T1 and the write-back of the last bias)
 LIF = 1              # LIF: per element per time step
 LIF_OVH = 2          # LIF: pipeline drain (C1, C2)
-ATTN_OVH = 13        # ATTN: per instruction: d = C / heads (one cycle per bit of the cout field) + drain
+ATTN_OVH = 1         # ATTN: per instruction: the start cycle (d and d*N come with the instruction)
 ATTN_SCAN = 1        # ATTN: per K/Q bit scanned
 ATTN_ROW = 1         # ATTN: per row element added (per set K or Q bit, d of them)
 ATTN_SET_OVH = 1     # ATTN: per set K or Q bit beyond its row: the read of the next bit, lost to the

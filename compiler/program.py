@@ -71,18 +71,21 @@ def field_widths(instrs) -> dict[str, int]:
 # The per-instruction products the engines use (``hw/sfa_common.py: derived_layout``). The compiler
 # computes them and the program ROM holds them beside the instruction (:func:`rom_image`), so the
 # accelerator needs no multiplier to decode an instruction.
-DERIVED = ("hw", "howo", "n_in", "n_out", "kk", "G", "kG", "kkG", "Gt")
+DERIVED = ("hw", "howo", "n_in", "n_out", "kk", "G", "kG", "kkG", "Gt", "d", "dN")
 
 
 def derived_values(ins, lanes: int) -> dict[str, int]:
     """The products of one instruction (``ins`` an :class:`Instr`) for ``lanes`` lanes, in
     ``DERIVED`` order: ``h*w``, ``ho*wo``, ``cin*h*w``, ``cout*ho*wo``, ``k*k``, the lane groups
-    ``G = ceil(cout / lanes)``, ``k*G``, ``k*k*G`` and the tap groups ``Gt = ceil(k*k / lanes)``."""
+    ``G = ceil(cout / lanes)``, ``k*G``, ``k*k*G``, the tap groups ``Gt = ceil(k*k / lanes)`` and,
+    for ATTN only (0 otherwise, so they widen no word for the others), the channels per head
+    ``d = cout / heads`` and ``d*N`` (``N = ho*wo`` tokens)."""
     G = -(-ins.cout // lanes)
     kk = ins.k * ins.k
+    d = ins.cout // ins.heads if ins.opcode == OP_ATTN and ins.heads > 0 else 0
     return {"hw": ins.h * ins.w, "howo": ins.ho * ins.wo, "n_in": ins.cin * ins.h * ins.w,
             "n_out": ins.cout * ins.ho * ins.wo, "kk": kk, "G": G, "kG": ins.k * G,
-            "kkG": kk * G, "Gt": -(-kk // lanes)}
+            "kkG": kk * G, "Gt": -(-kk // lanes), "d": d, "dN": d * ins.ho * ins.wo}
 
 
 def derived_widths(instrs, lanes: int) -> dict[str, int]:

@@ -26,22 +26,22 @@ and the cycle S1's bit spends in flight again), a clear one 1, and a scan of ``B
 set ``B + S*(d + 1) + 2`` (the two cycles fill S0 and S1; the last bit's cycle finishes the scan).
 
 ``KV`` (``d_max * d_max`` words of ``kv_bits``) and ``Y`` (``d_max`` words) live inside the engine.
-At the start ``d`` is found by a restoring division (one cycle per bit of the ``cout`` field) and
-``d * N`` alongside it (Horner's rule on the quotient bits): no multiplier. Cycle counts: ``compiler/iss.py``.
+``d`` and ``d * N`` are the instruction's products (``drv``, computed by the compiler and held in
+the program ROM: ``compiler/program.py: derived_values``), so the engine neither divides nor
+multiplies; it starts with CLR. Cycle counts: ``compiler/iss.py``.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .sfa_common import FIELD_BITS, MachineConfig, derived_layout, instr_layout, read_sig, write_sig
+from .sfa_common import MachineConfig, derived_layout, instr_layout, read_sig, write_sig
 
 __all__ = ["AttnEngine"]
 
-CB = FIELD_BITS["cout"]   # the division C / heads runs one cycle per bit of the ISA's cout field (cycle model)
 
 
 class AttnEngine(wiring.Component):
@@ -76,24 +76,29 @@ class AttnEngine(wiring.Component):
         y_w = ymem.write_port()
         y_r = ymem.read_port(transparent_for=(y_w,))
 
-        # ---- d = C // heads (restoring division), d*N
-        d = Signal(CB)
-        rem = Signal(CB + 1)
-        div_i = Signal(range(CB + 1))
+        # ---- d = C // heads and d*N: the instruction's products
+        d, dN = D.d, D.dN
         # widths from the program: counters as wide as the program's largest values, addresses as
         # wide as the memory they address (SPK or ACT: only ever used modulo its size; KV)
         AB = max(cfg.act_abits, cfg.spk_abits)
         KVB = max(1, (kv_words - 1).bit_length())
         DB = cfg.fbits("cout")          # d <= C
-        dN = Signal(AB)
         # loop bounds minus one, registered, so the scanners' and counters' compares see a register
         # and not a subtractor (d - 1 in front of the row/state logic was the UP5K's critical path):
-        # d1 is set with d's last quotient bit, the others from start + 1 on (instr and drv held)
-        d1 = Signal(CB)
+        # all valid from start + 1 on (instr and drv held)
+        d1 = Signal(len(d))
         N1 = Signal(len(N))
         heads1 = Signal(len(I.heads))
         T1 = Signal(len(I.T))
-        m.d.sync += [N1.eq(N - 1), heads1.eq(I.heads - 1), T1.eq(I.T - 1)]
+        m.d.sync += [d1.eq(d - 1), N1.eq(N - 1), heads1.eq(I.heads - 1), T1.eq(I.T - 1)]
+        # Whether j, si, sn, n are at their last value (d - 1, d - 1, N - 1, N - 1), kept in
+        # flip-flops: set when the counter is loaded or stepped onto its bound, so the row, scan
+        # and token decisions (which enable the scanner's and address registers) start at a
+        # register instead of a counter-vs-bound compare (the UP5K's critical path, N1 -> state
+        # -> more -> snb's enable)
+        d_one, d_two = Signal(), Signal()
+        m.d.sync += [d_one.eq(d == 1), d_two.eq(d == 2)]
+        j_end, si_end, sn_end, n_end = (Signal(name=nm) for nm in ("j_end", "si_end", "sn_end", "n_end"))
 
         t = Signal(cfg.fbits("T"))
         hh = Signal(cfg.fbits("heads"))
@@ -140,7 +145,7 @@ class AttnEngine(wiring.Component):
         m.d.comb += [kv_r.en.eq(1), y_r.en.eq(1)]
 
         def scan_start(base, n_value, thb_value):
-            return [sn.eq(n_value), si.eq(0), sid.eq(0), snb.eq(base + thb_value + n_value),
+            return [sn.eq(n_value), sn_end.eq(n_value == N1), si.eq(0), si_end.eq(d_one), sid.eq(0), snb.eq(base + thb_value + n_value),
                     sa.eq(base + thb_value + n_value), more.eq(1), v1.eq(0), v2.eq(0), rep.eq(0), row.eq(0)]
 
         def head_start(thb_value):
@@ -160,8 +165,8 @@ class AttnEngine(wiring.Component):
                 else:
                     m.d.comb += [kv_r.addr.eq(r_kva), y_r.addr.eq(j)]
                     m.d.sync += [y1v.eq(1), y1a.eq(j)]
-                m.d.sync += [r_va.eq(r_va + N), r_kva.eq(r_kva + 1), j.eq(j + 1)]
-                with m.If(j == d1):
+                m.d.sync += [r_va.eq(r_va + N), r_kva.eq(r_kva + 1), j.eq(j + 1), j_end.eq(j + 1 == d1)]
+                with m.If(j_end):
                     m.d.sync += row.eq(0)
             with m.Elif(v2 & b2):
                 # S2 holds a set bit: its row starts now (j = 0 here, 1 .. d-1 in ROW). S1's bit,
@@ -173,7 +178,7 @@ class AttnEngine(wiring.Component):
                 else:
                     m.d.comb += [kv_r.addr.eq(kr2), y_r.addr.eq(0)]
                     m.d.sync += [y1v.eq(1), y1a.eq(0)]
-                m.d.sync += [r_va.eq(vb2 + N), r_kva.eq(kr2 + 1), j.eq(1)]
+                m.d.sync += [r_va.eq(vb2 + N), r_kva.eq(kr2 + 1), j.eq(1), j_end.eq(d_two)]
                 with m.If(d != 1):
                     m.d.sync += row.eq(1)
             with m.Elif(rep):
@@ -186,13 +191,13 @@ class AttnEngine(wiring.Component):
                 with m.If(more):
                     m.d.comb += [self.spk_r.addr.eq(sa), self.spk_r.en.eq(1)]
                     m.d.sync += [a1.eq(sa), vb1.eq(I.src3 + thb + sn), kr1.eq(sid)]
-                    with m.If(si != d1):
-                        m.d.sync += [si.eq(si + 1), sid.eq(sid + d), sa.eq(sa + N)]
+                    with m.If(~si_end):
+                        m.d.sync += [si.eq(si + 1), si_end.eq(si + 1 == d1), sid.eq(sid + d), sa.eq(sa + N)]
                     with m.Else():
-                        m.d.sync += [si.eq(0), sid.eq(0)]
+                        m.d.sync += [si.eq(0), si_end.eq(d_one), sid.eq(0)]
                         if is_k:
-                            m.d.sync += [sn.eq(sn + 1), snb.eq(snb + 1), sa.eq(snb + 1)]
-                            with m.If(sn == N1):
+                            m.d.sync += [sn.eq(sn + 1), sn_end.eq(sn + 1 == N1), snb.eq(snb + 1), sa.eq(snb + 1)]
+                            with m.If(sn_end):
                                 m.d.sync += more.eq(0)
                         else:
                             m.d.sync += more.eq(0)
@@ -203,16 +208,7 @@ class AttnEngine(wiring.Component):
         with m.FSM(name="attn"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [d.eq(I.cout), rem.eq(0), div_i.eq(0), dN.eq(0), t.eq(0), hh.eq(0)]
-                    m.next = "DIV"
-            with m.State("DIV"):
-                # restoring division, quotient bits MSB first; d*N by Horner's rule alongside
-                r2 = (rem << 1) | d[CB - 1]
-                ge = r2 >= I.heads
-                m.d.sync += [rem.eq(r2 - Mux(ge, I.heads, 0)), d.eq((d << 1) | ge), d1.eq(((d << 1) | ge) - 1),
-                             div_i.eq(div_i + 1), dN.eq((dN << 1) + Mux(ge, N, 0))]
-                with m.If(div_i == CB - 1):
-                    m.d.sync += head_start(0)
+                    m.d.sync += [t.eq(0), hh.eq(0), head_start(0)]
                     m.next = "CLR"
             with m.State("CLR"):
                 m.d.comb += [kv_w.en.eq(1), kv_w.addr.eq(ca), kv_w.data.eq(0)]
@@ -226,18 +222,18 @@ class AttnEngine(wiring.Component):
                         m.next = "KS"
             with m.State("KS"):
                 with m.If(scan_cycle(True)):
-                    m.d.sync += [n.eq(0), scan_start(I.src, 0, thb)]
+                    m.d.sync += [n.eq(0), n_end.eq(N1 == 0), scan_start(I.src, 0, thb)]
                     m.next = "QS"
             with m.State("QS"):
                 with m.If(scan_cycle(False)):
-                    m.d.sync += [j.eq(0), oa.eq(I.dst + thb + n)]
+                    m.d.sync += [j.eq(0), j_end.eq(d_one), oa.eq(I.dst + thb + n)]
                     m.next = "YO"
             with m.State("YO"):
                 m.d.comb += y_r.addr.eq(j)
-                m.d.sync += [o1v.eq(1), o1a.eq(oa), o1j.eq(j), oa.eq(oa + N), j.eq(j + 1)]
-                with m.If(j == d1):
-                    with m.If(n != N1):
-                        m.d.sync += [n.eq(n + 1), scan_start(I.src, n + 1, thb)]
+                m.d.sync += [o1v.eq(1), o1a.eq(oa), o1j.eq(j), oa.eq(oa + N), j.eq(j + 1), j_end.eq(j + 1 == d1)]
+                with m.If(j_end):
+                    with m.If(~n_end):
+                        m.d.sync += [n.eq(n + 1), n_end.eq(n + 1 == N1), scan_start(I.src, n + 1, thb)]
                         m.next = "QS"
                     with m.Elif(hh != heads1):
                         m.d.sync += [hh.eq(hh + 1), head_start(thb + dN)]

@@ -61,6 +61,8 @@ def derived_layout(cfg: "MachineConfig | None" = None) -> data.StructLayout:
         "kG": unsigned(ADDR_BITS),      # k * G
         "kkG": unsigned(ADDR_BITS),     # k * k * G
         "Gt": unsigned(2 * FIELD_BITS["k"] + 1),      # ceil(k * k / lanes)
+        "d": unsigned(FIELD_BITS["cout"]),            # ATTN: cout / heads
+        "dN": unsigned(ADDR_BITS),      # ATTN: d * ho * wo
     })
 
 

@@ -180,6 +180,11 @@ class ConvEngine(wiring.Component):
         ho1 = held(Mux(head_now, 1, I.ho) - 1, len(I.ho), "ho1")
         wo1 = held(Mux(head_now, 1, I.wo) - 1, len(I.wo), "wo1")
         cin1 = held(I.cin - 1, len(I.cin), "cin1")
+        # the readout's and the time loop's bounds (a subtractor from the instruction in front of
+        # the state logic was the UP5K's critical path)
+        cout1 = held(I.cout - 1, len(I.cout), "cout1")
+        T1 = held(I.T - 1, len(I.T), "T1")
+        howo1 = held(Mux(is_head, 1, D.howo) - 1, len(D.howo), "howo1")
         G1 = held(D.G - 1, len(D.G), "G1")
         Gt1 = held(D.Gt - 1, len(D.Gt), "Gt1")
 
@@ -558,7 +563,7 @@ class ConvEngine(wiring.Component):
                 m.d.comb += [self.bias_r.addr.eq(pa), self.shift_r.addr.eq(pa),
                              self.act_r.addr.eq(oa), self.act_r.en.eq(1)]
                 m.d.sync += [r1v.eq(1), r1_p.eq(rp), r1_ra.eq(ra), r1_oa.eq(oa), oa.eq(oa + 1)]
-                with m.If(rq != howo - 1):
+                with m.If(rq != howo1):
                     m.d.sync += [rq.eq(rq + 1), ra.eq(ra + 1)]
                 with m.Else():
                     m.d.sync += [rq.eq(0), co.eq(co + 1), pa.eq(pa + 1)]
@@ -568,7 +573,7 @@ class ConvEngine(wiring.Component):
                         m.d.sync += [rp.eq(rp + 1), ra.eq(rgb)]
                     with m.Else():
                         m.d.sync += [rp.eq(0), rgb.eq(rgb + howo), ra.eq(rgb + howo)]
-                    with m.If(co == I.cout - 1):
+                    with m.If(co == cout1):
                         m.next = "RO_DRAIN"
 
             # the last element is in R1 (its ACC word(s) read and cleared) in RO_DRAIN, then in RS
@@ -595,7 +600,7 @@ class ConvEngine(wiring.Component):
 
             with m.State("DRAIN"):
                 # the last write-back (R3, or T2 / T4) happens in this cycle
-                with m.If(tcnt == I.T - 1):
+                with m.If(tcnt == T1):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
                 with m.Else():

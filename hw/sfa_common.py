@@ -24,14 +24,19 @@ from amaranth.hdl import Const, Mux, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from spikeforge.compiler.cycle_model import deep_acc_pipeline
 from spikeforge.compiler.program import FIELDS, OP_ATTN, Program, field_widths
 
 from .params import mul_const
 
 __all__ = ["MachineConfig", "instr_layout", "derived_layout", "read_sig", "write_sig", "small_mul",
-           "ceil_div_const", "ADDR_BITS", "FIELD_BITS"]
+           "ceil_div_const", "ADDR_BITS", "FIELD_BITS", "WMEM_BANK_WORDS"]
 
 FIELD_BITS = dict(FIELDS)
+# The depth of one ECP5 block RAM (DP16KD, 18 Kbit) as 2048 x 9, the configuration Yosys maps a wide
+# WMEM to (the default model's 64-bit words: 8 blocks side by side): the WMEM bank depth of the deep
+# pipeline (MachineConfig.wmem_bank_words)
+WMEM_BANK_WORDS = 2048
 ADDR_BITS = FIELD_BITS["src"]          # every base address field of the ISA is this wide
 
 
@@ -152,6 +157,10 @@ class MachineConfig:
     field_bits: tuple[tuple[str, int], ...] = tuple(FIELDS)
     # per sequencer product (DERIVED), the bits its largest value over the program's instructions needs
     derived_bits: tuple[tuple[str, int], ...] = ()
+    # With the deep ACC pipeline (compiler/cycle_model.py: deep_acc_pipeline), WMEM is a
+    # hw/banked_rom.py BankedROM in banks of this many words (a power of two): one block RAM's depth
+    # (WMEM_BANK_WORDS), so that no mux sits between a block RAM and the register its word goes to
+    wmem_bank_words: int = 0
 
     @classmethod
     def from_program(cls, p: Program) -> "MachineConfig":
@@ -167,7 +176,8 @@ class MachineConfig:
             kv_bits=p.kv_bits, d_max=d_max,
             field_bits=tuple(field_widths(p.instrs).items()),
             derived_bits=tuple((k, max(1, max(derived_values(i, p.lanes)[k] for i in p.instrs).bit_length()))
-                               for k in DERIVED))
+                               for k in DERIVED),
+            wmem_bank_words=WMEM_BANK_WORDS if deep_acc_pipeline(p.lanes) else 0)
 
     def fbits(self, name: str) -> int:
         """Bits of instruction field ``name`` in this accelerator (see ``field_bits``)."""

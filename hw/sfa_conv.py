@@ -35,7 +35,8 @@ one's T2 write) sees the updated value through the transparent read port, and on
 (SCAT_DRAIN) after the scan puts the last write in the first cycle of the readout or bias phase.
 With more than one lane (the *deep* pipeline, ``compiler/cycle_model.py: deep_acc_pipeline``: the
 banks are many block RAMs spread over the die), one more cycle later (T2) the ACC word(s) are
-registered; one more cycle later (T3) each lane adds its weight (SPIKE), or ``x * weight`` (INT), or its bias
+registered (and WMEM's banks' words are in the bank registers behind their block RAMs,
+``hw/banked_rom.py``, whose bank mux T3 registers); one more cycle later (T3) each lane adds its weight (SPIKE), or ``x * weight`` (INT), or its bias
 into a register: lane ``p`` is an :class:`~spikeforge.hw.datapath.AccumulateLane`; one more cycle
 later (T4) that register is written back. A tap issued three cycles after another one to the same
 word (its T1 read in the cycle of the first one's T4 write) sees the updated value through the
@@ -109,7 +110,9 @@ def readout_widths(cfg: MachineConfig) -> dict:
 class ConvEngine(wiring.Component):
     """Runs CONV and HEAD instructions (``start`` with the instruction presented on ``instr`` from
     the cycle before ``start`` on and its products on ``drv`` from ``start`` on, both held until
-    ``done``; ``done`` pulses in the cycle of the last memory write)."""
+    ``done``; ``done`` pulses in the cycle of the last memory write). ``wmem_r`` delivers a word
+    one cycle after its address with one lane, two cycles after it with the deep pipeline (a
+    :class:`~spikeforge.hw.banked_rom.BankedROM`: the weights are registered in T3 either way)."""
 
     def __init__(self, cfg: MachineConfig):
         if not isinstance(cfg, MachineConfig):
@@ -332,12 +335,13 @@ class ConvEngine(wiring.Component):
         t2_addr = [Signal(cfg.acc_abits, name=f"t2_addr{p}") for p in range(P)]
         t2_x = Signal(signed(cfg.act_bits))
         t2_mode = Signal(2)
-        t2_w = Signal.like(self.wmem_r.data)        # View: array of P signed weights
         t2_bias = Signal(signed(cfg.bias_bits))
         m.d.sync += [t2_en[p].eq(t1_en[p]) for p in range(P)]
         m.d.sync += [t2_addr[p].eq(t1_addr[p]) for p in range(P)]
-        m.d.sync += [t2_x.eq(t1_x), t2_mode.eq(t1_mode), t2_w.eq(self.wmem_r.data),
-                     t2_bias.eq(self.bias_r.data)]
+        m.d.sync += [t2_x.eq(t1_x), t2_mode.eq(t1_mode), t2_bias.eq(self.bias_r.data)]
+        if not deep:
+            t2_w = Signal.like(self.wmem_r.data)        # View: array of P signed weights
+            m.d.sync += t2_w.eq(self.wmem_r.data)
         # T3 (lane add, result registered) and T4 (write-back of that register): the ACC word(s)
         # registered in T2, and per lane a two-deep forward: a tap's ACC read (T1) happens two
         # cycles before the T4 write of the tap issued one cycle before it and one cycle before
@@ -369,7 +373,10 @@ class ConvEngine(wiring.Component):
             m.d.sync += [t4_addr[p].eq(t3_addr[p]) for p in range(P)]
             m.d.sync += [t4_prev[p].eq(t3_prev[p]) for p in range(P)]
             m.d.sync += [t3_acc[p].eq(self.acc_r[p].data) for p in range(P)]
-            m.d.sync += [t3_x.eq(t2_x), t3_mode.eq(t2_mode), t3_w.eq(t2_w), t3_bias.eq(t2_bias)]
+            # the weights: WMEM delivers them two cycles after the tap's issue (the deep pipeline's
+            # WMEM, hw/banked_rom.py: each bank's word registered in T1's next cycle behind its
+            # block RAMs, the bank mux in T2), so T3 registers the port's data, not a T2 register
+            m.d.sync += [t3_x.eq(t2_x), t3_mode.eq(t2_mode), t3_w.eq(self.wmem_r.data), t3_bias.eq(t2_bias)]
         # the ACC read of T1 (the readout overrides it: no tap is in flight then)
         for p in range(P):
             m.d.comb += self.acc_r[p].addr.eq(t1_addr[p])

@@ -14,6 +14,7 @@ INPUT_OVH = 0        # INPUT: one cycle per pixel, done with the last one
 SCAN = 1             # CONV/HEAD: per scanned element that is not an event (zero, or reaches no output)
 EVENT_OVH = 0        # CONV/HEAD: per event beyond its tap cycles (its scan cycle is its first tap cycle)
 TSTEP_OVH = 3        # CONV/HEAD: per time step: scanner fill (S0, SR), and the last tap's T1 (SCAT_DRAIN)
+SCAN_DEEP_OVH = 1    # CONV/HEAD, with more than one lane: per time step: the scanner's value stage (SV) fills too
 ACC_DEEP_OVH = 3     # CONV/HEAD, with more than one lane (deep ACC pipeline): the last tap's or bias's
                      # T2, T3 and T4 drain too (SCAT_DRAIN2..4, BIAS_DRAIN2..4), per time step each
 READOUT = 1          # CONV: per output element
@@ -56,7 +57,7 @@ def deep_acc_pipeline(lanes: int) -> bool:
 
 def tstep_ovh(lanes: int) -> int:
     """CONV/HEAD overhead per time step: scanner fill and the last tap's drain."""
-    return TSTEP_OVH + (ACC_DEEP_OVH if deep_acc_pipeline(lanes) else 0)
+    return TSTEP_OVH + (SCAN_DEEP_OVH + ACC_DEEP_OVH if deep_acc_pipeline(lanes) else 0)
 
 
 def bias_ovh(lanes: int) -> int:

@@ -17,11 +17,15 @@ Per time step ``t``:
   one is a register, so no subtractor sits in front of these paths);
 * stage SR holds those results while the read is in flight (the value is on the read port at its
   end, and held there while the scanner stalls);
+* with more than one lane (the deep pipeline below), stage SV has the value as read in a register,
+  with SR's results carried along, so that S1's zero test starts at a register (the ACT block
+  RAMs' clock-to-output, their output mux and the zero test in one cycle were the ECP5's critical
+  path); filling it costs one more cycle per time step (``SCAN_DEEP_OVH``);
 * stage S1 has the element's value in a register. A zero (or an element reaching no output) takes
   this one cycle. A non-zero one is an *event*: its taps are issued one per cycle starting in this
   very cycle (LANES_CO: ``oy``, ``ox``, lane group ``g`` innermost; LANES_TAP: one tap group per
-  cycle, lane ``p`` on tap ``tg*P + p``), and the scanner advances (S0 issues the next read, SR
-  and S1 take the next elements) in the event's last cycle. An event therefore costs exactly its
+  cycle, lane ``p`` on tap ``tg*P + p``), and the scanner advances (S0 issues the next read, SR,
+  SV and S1 take the next elements) in the event's last cycle. An event therefore costs exactly its
   tap cycles (``taps * G``, or ``Gt``), a non-event one cycle; filling S0 and SR costs two cycles
   per time step. (SR exists so that the decision to advance depends on registers only: a block
   RAM's clock-to-output, the zero test and the read enable in one cycle were the critical path
@@ -73,7 +77,8 @@ integer definitions (``quantize/intops.py``), at the widths :func:`lane_widths` 
 Cycle costs (``compiler/cycle_model.py`` holds the constants, ``compiler/iss.py`` the counting):
 per time step ``3 + sum(element costs)`` for SCAT (with SCAT_DRAIN), ``n_out + 3`` for RO, ``G*P +
 2`` for BIAS (with BIAS_DRAIN and the DRAIN cycle of the last write-back); with more than one lane
-SCAT and BIAS take three more (the deep pipeline's drains, ``ACC_DEEP_OVH``), RO one more (RS).
+SCAT and BIAS take three more (the deep pipeline's drains, ``ACC_DEEP_OVH``), SCAT one more (SV's
+fill), RO one more (RS).
 """
 
 from __future__ import annotations
@@ -303,6 +308,22 @@ class ConvEngine(wiring.Component):
         x_nz = Signal()
         read_val = Mux(in_int, self.act_r.data, self.spk_r.data)
 
+        # ---- SV (the deep pipeline's scanner only): the element whose value has arrived, the value
+        # registered as read and SR's results carried along; S1 takes them, and the value's zero
+        # test, when it advances. Without SV the ACT block RAMs' clock-to-output, their output mux
+        # and the zero test of the value were in one cycle (the ECP5's critical path once the
+        # lanes' multiply-add was split); with one lane S1 takes them from SR and the port.
+        deep = deep_acc_pipeline(P)
+        sr_fields = [sr_has, sr_iy, sr_ix, sr_E, sr_oy_span, sr_ox_span, sr_acc, sr_w]
+        if deep:
+            svv = Signal()
+            sv_val = Signal.like(x_val)
+            sv_fields = [Signal.like(f, name=f.name.replace("sr_", "sv_")) for f in sr_fields]
+            pre_v, pre_val, pre_fields = svv, sv_val, sv_fields
+        else:
+            pre_v, pre_val, pre_fields = srv, read_val, sr_fields
+        p_has, p_iy, p_ix, p_E, p_oy_span, p_ox_span, p_acc, p_w = pre_fields
+
         # Whether each index of the tap loop is at its last value (nothing left), kept in
         # flip-flops: set when the index is loaded (its span is 0) or stepped (1 was left). So the
         # last-tap decision, and with it the scanner's advance that enables every scan register,
@@ -332,7 +353,6 @@ class ConvEngine(wiring.Component):
         # ACC word(s) (and carries the rest along; the weights come from WMEM's bank mux), and T3
         # registers them, so that no block RAM read feeds the multiplier, the forward mux or the
         # adder in the same cycle
-        deep = deep_acc_pipeline(P)
         t2_en = [Signal(name=f"t2_en{p}") for p in range(P)]
         t2_addr = [Signal(cfg.acc_abits, name=f"t2_addr{p}") for p in range(P)]
         t2_x = Signal(signed(cfg.act_bits))
@@ -421,7 +441,8 @@ class ConvEngine(wiring.Component):
 
         def scan_init():
             return [ci.eq(0), iy.eq(0), ix.eq(0), s0v.eq(1), srv.eq(0), s1v.eq(0), arow.eq(arow0),
-                    yrow.eq(yrow0), chb.eq(0), wch.eq(I.wbase), ky0.eq(k0_start), kx0.eq(k0_start)]
+                    yrow.eq(yrow0), chb.eq(0), wch.eq(I.wbase), ky0.eq(k0_start),
+                    kx0.eq(k0_start)] + ([svv.eq(0)] if deep else [])
 
         def readout_init():
             return [co.eq(0), rp.eq(0), rq.eq(0), ra.eq(0), rgb.eq(0), pa.eq(I.pbase),
@@ -450,21 +471,25 @@ class ConvEngine(wiring.Component):
                 m.d.comb += [self.spk_r.addr.eq(sa), self.act_r.addr.eq(sa),
                              self.spk_r.en.eq(adv & s0v), self.act_r.en.eq(adv & s0v)]
                 with m.If(adv):
-                    m.d.sync += s1v.eq(srv)
-                    with m.If(srv):
-                        # SR -> S1: the value from the read port, first tap of the element
+                    m.d.sync += s1v.eq(pre_v)
+                    with m.If(pre_v):
+                        # SR (or SV) -> S1: the value from the read port (or SV), first tap of the element
                         m.d.sync += [
-                            x_val.eq(read_val), x_nz.eq(read_val != 0),
-                            s1_has.eq(sr_has), s1_iy.eq(sr_iy), s1_ix.eq(sr_ix), s1_E.eq(sr_E),
-                            oy_left.eq(sr_oy_span), ox_left.eq(sr_ox_span), ox_row_left.eq(sr_ox_span),
+                            x_val.eq(pre_val), x_nz.eq(pre_val != 0),
+                            s1_has.eq(p_has), s1_iy.eq(p_iy), s1_ix.eq(p_ix), s1_E.eq(p_E),
+                            oy_left.eq(p_oy_span), ox_left.eq(p_ox_span), ox_row_left.eq(p_ox_span),
                             g_left.eq(G1),
-                            a_row.eq(sr_acc), a_pos.eq(sr_acc), a_cur.eq(sr_acc),
-                            w_row.eq(sr_w), w_pos.eq(sr_w), w_cur.eq(sr_w), tg_left.eq(Gt1),
-                            g_end.eq(g_one), tg_end.eq(gt_one), oy_end.eq(sr_oy_span == 0),
-                            ox_end.eq(sr_ox_span == 0), ox_one.eq(sr_ox_span == 0),
+                            a_row.eq(p_acc), a_pos.eq(p_acc), a_cur.eq(p_acc),
+                            w_row.eq(p_w), w_pos.eq(p_w), w_cur.eq(p_w), tg_left.eq(Gt1),
+                            g_end.eq(g_one), tg_end.eq(gt_one), oy_end.eq(p_oy_span == 0),
+                            ox_end.eq(p_ox_span == 0), ox_one.eq(p_ox_span == 0),
                         ]
                         m.d.sync += [kyl[p].eq(init_ky[p]) for p in range(P)]
                         m.d.sync += [kxl[p].eq(init_kx[p]) for p in range(P)]
+                    if deep:
+                        # SR -> SV: the value from the read port, SR's results
+                        m.d.sync += [svv.eq(srv), sv_val.eq(read_val)]
+                        m.d.sync += [v.eq(f) for v, f in zip(sv_fields, sr_fields)]
                     m.d.sync += srv.eq(s0v)
                     with m.If(s0v):
                         # S0 -> SR: the read is issued now, the first tap computed
@@ -535,7 +560,7 @@ class ConvEngine(wiring.Component):
                     with m.Else():
                         for p in range(P):
                             m.d.sync += [t1_en[p].eq(1), t1_addr[p].eq(a_cur)]
-                with m.If(~s0v & ~srv & s1_done):
+                with m.If(~s0v & ~srv & (~svv if deep else 1) & s1_done):
                     m.next = "SCAT_DRAIN"
 
             # the last tap's drain: it is in T1 (its ACC read) in SCAT_DRAIN, and in the deep

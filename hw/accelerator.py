@@ -13,7 +13,10 @@ Structure (one ``wiring.Component`` per block):
   (``weights="spram"``, for builds whose weights are runtime-loaded) the iCE40's SB_SPRAM256KA
   blocks (:class:`~spikeforge.hw.spram.SPRAMWeightMemory`, same read timing), written through
   the extra ``weights`` port (:func:`~spikeforge.hw.accel_interface.weight_port_signature`) before
-  the first image.
+  the first image. With more than one lane (the CONV engine's deep ACC pipeline) the engine takes
+  WMEM's word two cycles after its address: the block RAM WMEM is then a
+  :class:`~spikeforge.hw.banked_rom.BankedROM` (banks of ``wmem_bank_words``, one block RAM deep,
+  each registered on its own, the bank mux a cycle later), the SPRAM one gets a register.
 * **Sequencer** (here): after a reset ``CLEAR`` zeroes the ACC banks (``acc_words`` cycles, before
   the first pixel is accepted); ``FETCH`` reads the instruction at ``pc`` (ROM word ``2*pc``,
   decoded through :func:`~spikeforge.hw.sfa_common.instr_layout`), ``DEC1`` registers it and reads
@@ -36,6 +39,7 @@ with ``dbg_tag`` its tag and ``dbg_spikes`` (after a LIF) its spike count.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -46,10 +50,12 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from spikeforge.compiler.cycle_model import deep_acc_pipeline
 from spikeforge.compiler.program import (FIELDS, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT,
                                          OP_SUM, Program, rom_image)
 
 from .accel_interface import accelerator_signature, weight_port_signature
+from .banked_rom import BankedROM
 from .sfa_attn import AttnEngine
 from .sfa_common import MachineConfig, derived_layout, instr_layout
 from .sfa_conv import ConvEngine
@@ -75,7 +81,7 @@ class Accelerator(wiring.Component):
     """The SFA core for one compiled ``program`` (its memories initialised from it; with
     ``weights="spram"`` all but WMEM, which is then written through the ``weights`` port)."""
 
-    def __init__(self, program: Program, *, weights: str = "rom"):
+    def __init__(self, program: Program, *, weights: str = "rom", wmem_bank_words: int | None = None):
         if not isinstance(program, Program):
             self._MustUse__silence = True       # never elaborated: no "unused" warning
             raise TypeError(f"program must be a compiler.program.Program, not {program!r}")
@@ -91,6 +97,13 @@ class Accelerator(wiring.Component):
             raise ValueError(f"program.wmem must have shape [words, lanes={program.lanes}], not {wm.shape!r}")
         self._program = program
         self._cfg = MachineConfig.from_program(program)
+        if wmem_bank_words is not None:
+            # other bank depths than one block RAM's: for tests, so that a small program's WMEM
+            # spans several banks
+            if not self._cfg.wmem_bank_words:
+                self._MustUse__silence = True
+                raise ValueError("wmem_bank_words applies only to the deep ACC pipeline (lanes > 1)")
+            self._cfg = dataclasses.replace(self._cfg, wmem_bank_words=wmem_bank_words)
         self._weights = weights
         members = dict(accelerator_signature(pixel_bits=program.pixel_bits,
                                              logit_bits=program.logit_bits).members)
@@ -151,9 +164,16 @@ class Accelerator(wiring.Component):
             for p in range(P):
                 word |= (words[r * P + p] & wmask) << (p * wb)
             packed.append(word)
+        # With the deep ACC pipeline the CONV engine takes WMEM's word two cycles after its address
+        # (hw/sfa_conv.py, T3): the block RAM WMEM is then a BankedROM (each bank's word registered
+        # behind its block RAMs, the bank mux a cycle later), the SPRAM one gets a register
+        deep = deep_acc_pipeline(P)
         if self._weights == "spram":
             m.submodules.wmem = wmem = SPRAMWeightMemory(words=cfg.wmem_words, width=P * wb)
             wiring.connect(m, wiring.flipped(self.weights), wmem.write)
+        elif deep:
+            m.submodules.wmem = wmem = BankedROM(width=P * wb, depth=cfg.wmem_words,
+                                                 bank_words=cfg.wmem_bank_words, init=packed)
         else:
             wmem = mem("wmem", unsigned(P * wb), cfg.wmem_words, packed)
         bias = mem("bias", signed(cfg.bias_bits), cfg.bias_words, _fit("biases", prog.bias, cfg.bias_bits))
@@ -172,7 +192,12 @@ class Accelerator(wiring.Component):
         spk_r = registered_read_port(m, spk, "spk_r")
         acc_w = [a.write_port() for a in accs]
         acc_r = [a.read_port(transparent_for=(w,)) for a, w in zip(accs, acc_w)]
-        wmem_r = wmem.read if self._weights == "spram" else wmem.read_port()
+        if self._weights == "spram" and deep:
+            wmem_r = SimpleNamespace(addr=wmem.read.addr, en=wmem.read.en,
+                                     data=Signal.like(wmem.read.data, name="wmem_r_data2"))
+            m.d.sync += wmem_r.data.eq(wmem.read.data)
+        else:
+            wmem_r = wmem.read if self._weights == "spram" or deep else wmem.read_port()
         bias_r = bias.read_port()
         shift_r = shift.read_port()
         thresh_r = thresh.read_port()

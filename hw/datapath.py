@@ -105,12 +105,21 @@ class AccumulateLane(wiring.Component):
     the range analysis bounds each term ``w * x`` by a range that contains 0 (a tap may see padding
     or no spike), so any sum of some of the terms lies between the sum of the negative parts and
     the sum of the positive parts, and those two sums are what the declared width is made of (the
-    head's width likewise includes its biases). ``mode`` 3 is not used."""
+    head's width likewise includes its biases). ``mode`` 3 is not used.
+
+    With ``registered=True`` (the CONV engine's deep pipeline) the addend is registered: ``mode``,
+    ``x``, ``weight`` and
+    ``bias`` are presented one cycle before the ``acc`` they are added to, and ``acc_next`` is
+    ``acc`` plus the addend of the previous cycle's inputs, so that the multiplier and the adder
+    are in different cycles (in one they were the ECP5's critical path)."""
 
     SPIKE, MUL, BIAS = 0, 1, 2
 
-    def __init__(self, *, acc_bits: int, weight_bits: int, x_bits: int, bias_bits: int):
+    def __init__(self, *, acc_bits: int, weight_bits: int, x_bits: int, bias_bits: int, registered: bool = False):
         _set_widths(self, dict(acc_bits=acc_bits, weight_bits=weight_bits, x_bits=x_bits, bias_bits=bias_bits))
+        if not isinstance(registered, bool):
+            raise TypeError(f"registered must be a bool, not {registered!r}")
+        self.registered = registered
         super().__init__({
             "mode": In(2), "acc": In(signed(acc_bits)), "x": In(signed(x_bits)),
             "weight": In(signed(weight_bits)), "bias": In(signed(bias_bits)),
@@ -122,5 +131,13 @@ class AccumulateLane(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.d.comb += self.acc_next.eq(self.acc + self.addend())
+        addend = self.addend()
+        if self.registered:
+            # no reset: a pipeline register, its value is used only a cycle after inputs were given
+            # (at the addend's full width: synthesis drops the bits the sum does not use, and the
+            # proof's product stays the design's, rtl_tests/formal.py)
+            reg = Signal.like(addend, name="addend", reset_less=True)
+            m.d.sync += reg.eq(addend)
+            addend = reg
+        m.d.comb += self.acc_next.eq(self.acc + addend)
         return m

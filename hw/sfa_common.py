@@ -24,12 +24,17 @@ from amaranth.hdl import Const, Mux, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from spikeforge.compiler.cycle_model import deep_acc_pipeline
 from spikeforge.compiler.program import FIELDS, OP_ATTN, Program, derived_widths, field_widths, pack_word
 
 __all__ = ["MachineConfig", "instr_layout", "derived_layout", "read_sig", "write_sig", "small_mul",
-           "ADDR_BITS", "FIELD_BITS"]
+           "ADDR_BITS", "FIELD_BITS", "WMEM_BANK_WORDS"]
 
 FIELD_BITS = dict(FIELDS)
+# The depth of one ECP5 block RAM (DP16KD, 18 Kbit) as 2048 x 9, the configuration Yosys maps a wide
+# WMEM to (the default model's 64-bit words: 8 blocks side by side): the WMEM bank depth of the deep
+# pipeline (MachineConfig.wmem_bank_words)
+WMEM_BANK_WORDS = 2048
 ADDR_BITS = FIELD_BITS["src"]          # every base address field of the ISA is this wide
 
 
@@ -117,6 +122,10 @@ class MachineConfig:
     field_bits: tuple[tuple[str, int], ...] = tuple(FIELDS)
     # per instruction product (compiler/program.py: DERIVED), the bits its largest value over the program's instructions needs
     derived_bits: tuple[tuple[str, int], ...] = ()
+    # With the deep ACC pipeline (compiler/cycle_model.py: deep_acc_pipeline), WMEM is a
+    # hw/banked_rom.py BankedROM in banks of this many words (a power of two): one block RAM's depth
+    # (WMEM_BANK_WORDS), so that no mux sits between a block RAM and the register its word goes to
+    wmem_bank_words: int = 0
 
     @classmethod
     def from_program(cls, p: Program) -> "MachineConfig":
@@ -131,7 +140,8 @@ class MachineConfig:
             thresh_words=max(2, len(p.thresh)), rom_words=max(2, len(p.instrs)),
             kv_bits=p.kv_bits, d_max=d_max,
             field_bits=tuple(field_widths(p.instrs).items()),
-            derived_bits=tuple(derived_widths(p.instrs, p.lanes).items()))
+            derived_bits=tuple(derived_widths(p.instrs, p.lanes).items()),
+            wmem_bank_words=WMEM_BANK_WORDS if deep_acc_pipeline(p.lanes) else 0)
 
     def fbits(self, name: str) -> int:
         """Bits of instruction field ``name`` in this accelerator (see ``field_bits``)."""

@@ -17,11 +17,15 @@ Per time step ``t``:
   one is a register, so no subtractor sits in front of these paths);
 * stage SR holds those results while the read is in flight (the value is on the read port at its
   end, and held there while the scanner stalls);
+* with more than one lane (the deep pipeline below), stage SV has the value as read in a register,
+  with SR's results carried along, so that S1's zero test starts at a register (the ACT block
+  RAMs' clock-to-output, their output mux and the zero test in one cycle were the ECP5's critical
+  path); filling it costs one more cycle per time step (``SCAN_DEEP_OVH``);
 * stage S1 has the element's value in a register. A zero (or an element reaching no output) takes
   this one cycle. A non-zero one is an *event*: its taps are issued one per cycle starting in this
   very cycle (LANES_CO: ``oy``, ``ox``, lane group ``g`` innermost; LANES_TAP: one tap group per
-  cycle, lane ``p`` on tap ``tg*P + p``), and the scanner advances (S0 issues the next read, SR
-  and S1 take the next elements) in the event's last cycle. An event therefore costs exactly its
+  cycle, lane ``p`` on tap ``tg*P + p``), and the scanner advances (S0 issues the next read, SR,
+  SV and S1 take the next elements) in the event's last cycle. An event therefore costs exactly its
   tap cycles (``taps * G``, or ``Gt``), a non-event one cycle; filling S0 and SR costs two cycles
   per time step. (SR exists so that the decision to advance depends on registers only: a block
   RAM's clock-to-output, the zero test and the read enable in one cycle were the critical path
@@ -34,22 +38,24 @@ back; a tap issued right after another one to the same word (its T1 read in the 
 one's T2 write) sees the updated value through the transparent read port, and one drain cycle
 (SCAT_DRAIN) after the scan puts the last write in the first cycle of the readout or bias phase.
 With more than one lane (the *deep* pipeline, ``compiler/cycle_model.py: deep_acc_pipeline``: the
-banks are many block RAMs spread over the die), one more cycle later (T2) the ACC word(s) are
-registered; one more cycle later (T3) each lane adds its weight (SPIKE), or ``x * weight`` (INT), or its bias
-into a register: lane ``p`` is an :class:`~spikeforge.hw.datapath.AccumulateLane`; one more cycle
-later (T4) that register is written back. A tap issued three cycles after another one to the same
-word (its T1 read in the cycle of the first one's T4 write) sees the updated value through the
-ACC read port, which is transparent for its write port; a tap issued one or two cycles after it
-would read a stale word, so each lane forwards: in T3 it adds to the result of the previous
-cycle's T3 (the register T4 writes now) or of the one before (written in the previous cycle)
-instead of the registered word when that tap went to the same word of this lane (the nearer one
-first; the addresses are compared one stage earlier, in T2, from registers). Three drain cycles
-(SCAT_DRAIN, SCAT_DRAIN2, SCAT_DRAIN3) after the scan put the last tap's T4 write in the first
-cycle of the readout or bias phase, whose ACC reads see it through the transparent port. (T1, T2,
-T3 and T4 are split because a block RAM's clock-to-output, the multiplier and the adder in one
-cycle were the ECP5's critical path, then the ACC block RAM's clock-to-output, the transparent
-port's bypass mux and the adder back into the block RAM's write data, then the multiplier and the
-adder into the write data.)
+banks are many block RAMs spread over the die) the ACC word(s) are read one cycle later, in T2 (WMEM's
+banks' words are then in the bank registers behind their block RAMs, ``hw/banked_rom.py``); in T3
+the ACC word(s) are registered and each lane registers its addend: its weight (SPIKE), ``x *
+weight`` (INT) or its bias (lane ``p`` is an :class:`~spikeforge.hw.datapath.AccumulateLane` with
+a registered addend); in T4 it adds the addend to the registered word into a register, which T5
+writes back. A tap issued three cycles after another one to the same word (its T2 read in the
+cycle of the first one's T5 write) sees the updated value through the ACC read port, which is
+transparent for its write port; a tap issued one or two cycles after it would read a stale word,
+so each lane forwards: in T4 it adds to the result of the previous cycle's T4 (the register T5
+writes now) or of the one before (written in the previous cycle) instead of the registered word
+when that tap went to the same word of this lane (the nearer one first; the addresses are
+compared one stage earlier, in T3, from registers). Four drain cycles (SCAT_DRAIN ..
+SCAT_DRAIN4) after the scan put the last tap's T5 write in the first cycle of the readout or bias
+phase, whose ACC reads see it through the transparent port. (The stages are split because a block
+RAM's clock-to-output, the multiplier and the adder in one cycle were the ECP5's critical path,
+then the ACC block RAM's clock-to-output, the transparent port's bypass mux and the adder back
+into the block RAM's write data, then the multiplier and the adder into the write data, then the
+multiplier, the addend mux, the forward mux and the adder into the result register.)
 
 ``RO`` (CONV readout, one output element per cycle, channels then positions): read the ACC word(s),
 SHIFT/BIAS of the channel and, for OUT_ACCUM, the old ACT word; one cycle later (R1) clear the ACC
@@ -71,7 +77,8 @@ integer definitions (``quantize/intops.py``), at the widths :func:`lane_widths` 
 Cycle costs (``compiler/cycle_model.py`` holds the constants, ``compiler/iss.py`` the counting):
 per time step ``3 + sum(element costs)`` for SCAT (with SCAT_DRAIN), ``n_out + 3`` for RO, ``G*P +
 2`` for BIAS (with BIAS_DRAIN and the DRAIN cycle of the last write-back); with more than one lane
-SCAT and BIAS take two more (the deep pipeline's drains), RO one more (RS).
+SCAT and BIAS take three more (the deep pipeline's drains, ``ACC_DEEP_OVH``), SCAT one more (SV's
+fill), RO one more (RS).
 """
 
 from __future__ import annotations
@@ -109,7 +116,9 @@ def readout_widths(cfg: MachineConfig) -> dict:
 class ConvEngine(wiring.Component):
     """Runs CONV and HEAD instructions (``start`` with the instruction presented on ``instr`` from
     the cycle before ``start`` on and its products on ``drv`` from ``start`` on, both held until
-    ``done``; ``done`` pulses in the cycle of the last memory write)."""
+    ``done``; ``done`` pulses in the cycle of the last memory write). ``wmem_r`` delivers a word
+    one cycle after its address with one lane, two cycles after it with the deep pipeline (a
+    :class:`~spikeforge.hw.banked_rom.BankedROM`: the weights are registered in T3 either way)."""
 
     def __init__(self, cfg: MachineConfig):
         if not isinstance(cfg, MachineConfig):
@@ -319,6 +328,22 @@ class ConvEngine(wiring.Component):
         x_nz = Signal()
         read_val = Mux(in_int, self.act_r.data, self.spk_r.data)
 
+        # ---- SV (the deep pipeline's scanner only): the element whose value has arrived, the value
+        # registered as read and SR's results carried along; S1 takes them, and the value's zero
+        # test, when it advances. Without SV the ACT block RAMs' clock-to-output, their output mux
+        # and the zero test of the value were in one cycle (the ECP5's critical path once the
+        # lanes' multiply-add was split); with one lane S1 takes them from SR and the port.
+        deep = deep_acc_pipeline(P)
+        sr_fields = [sr_has, sr_iy, sr_ix, sr_E, sr_oy_span, sr_ox_span, sr_acc, sr_w]
+        if deep:
+            svv = Signal()
+            sv_val = Signal.like(x_val)
+            sv_fields = [Signal.like(f, name=f.name.replace("sr_", "sv_")) for f in sr_fields]
+            pre_v, pre_val, pre_fields = svv, sv_val, sv_fields
+        else:
+            pre_v, pre_val, pre_fields = srv, read_val, sr_fields
+        p_has, p_iy, p_ix, p_E, p_oy_span, p_ox_span, p_acc, p_w = pre_fields
+
         # Whether each index of the tap loop is at its last value (nothing left), kept in
         # flip-flops: set when the index is loaded (its span is 0) or stepped (1 was left). So the
         # last-tap decision, and with it the scanner's advance that enables every scan register,
@@ -343,56 +368,65 @@ class ConvEngine(wiring.Component):
         t1_mode = Signal(2)
         for p in range(P):
             m.d.sync += t1_en[p].eq(0)
-        # T2: the T1 stage reads the ACC word(s) and registers the weights (WMEM), the bias and x.
-        # In the short pipeline (one lane) T2 adds and writes back; in the deep one T2 registers
-        # the ACC word(s) (and carries the rest along), so that no block RAM read feeds the
-        # multiplier, the forward mux or the adder in the same cycle
-        deep = deep_acc_pipeline(P)
+        # T2: in the short pipeline (one lane) the T1 stage reads the ACC word and registers the
+        # weights (WMEM), the bias and x, and T2 adds and writes back; in the deep one T2 reads the
+        # ACC word(s) (and carries the rest along; the weights come from WMEM's bank mux), and T3
+        # registers them, so that no block RAM read feeds the multiplier, the forward mux or the
+        # adder in the same cycle
         t2_en = [Signal(name=f"t2_en{p}") for p in range(P)]
         t2_addr = [Signal(cfg.acc_abits, name=f"t2_addr{p}") for p in range(P)]
         t2_x = Signal(signed(cfg.act_bits))
         t2_mode = Signal(2)
-        t2_w = Signal.like(self.wmem_r.data)        # View: array of P signed weights
         t2_bias = Signal(signed(cfg.bias_bits))
         m.d.sync += [t2_en[p].eq(t1_en[p]) for p in range(P)]
         m.d.sync += [t2_addr[p].eq(t1_addr[p]) for p in range(P)]
-        m.d.sync += [t2_x.eq(t1_x), t2_mode.eq(t1_mode), t2_w.eq(self.wmem_r.data),
-                     t2_bias.eq(self.bias_r.data)]
-        # T3 (lane add, result registered) and T4 (write-back of that register): the ACC word(s)
-        # registered in T2, and per lane a two-deep forward: a tap's ACC read (T1) happens two
-        # cycles before the T4 write of the tap issued one cycle before it and one cycle before
-        # that of the tap issued two cycles before it, so when one of those wrote the same word of
-        # this lane (t3_fwd1, t3_fwd2, compared in T2 from registered addresses) the lane adds to
-        # that tap's result (t3_prev: the previous T3 result, i.e. the word T4 writes now;
-        # t4_prev: the one before, written in the previous cycle) instead of the stale word read
-        # (the nearer one first: it already includes the other); a write three or more cycles
-        # before T3 is seen through the transparent port
+        m.d.sync += [t2_x.eq(t1_x), t2_mode.eq(t1_mode), t2_bias.eq(self.bias_r.data)]
+        if not deep:
+            t2_w = Signal.like(self.wmem_r.data)        # View: array of P signed weights
+            m.d.sync += t2_w.eq(self.wmem_r.data)
+        # T3 (the ACC word(s) registered, each lane's addend registered), T4 (lane add, result
+        # registered) and T5 (write-back of that register): per lane a two-deep forward: a tap's
+        # ACC read (T2) happens two cycles before the T5 write of the tap issued one cycle before
+        # it and one cycle before that of the tap issued two cycles before it, so when one of
+        # those wrote the same word of this lane (t4_fwd1, t4_fwd2, compared in T3 from registered
+        # addresses) the lane adds to that tap's result (t4_prev: the previous T4 result, i.e. the
+        # word T5 writes now; t5_prev: the one before, written in the previous cycle) instead of
+        # the stale word read (the nearer one first: it already includes the other); a write
+        # three or more cycles before T4 is seen through the transparent port
         if deep:
             t3_en = [Signal(name=f"t3_en{p}") for p in range(P)]
             t3_addr = [Signal(cfg.acc_abits, name=f"t3_addr{p}") for p in range(P)]
-            t3_fwd1 = [Signal(name=f"t3_fwd1_{p}") for p in range(P)]
-            t3_fwd2 = [Signal(name=f"t3_fwd2_{p}") for p in range(P)]
-            t3_acc = [Signal(signed(cfg.acc_bits), name=f"t3_acc{p}") for p in range(P)]
-            t3_prev = [Signal(signed(cfg.acc_bits), name=f"t3_prev{p}") for p in range(P)]
             t4_en = [Signal(name=f"t4_en{p}") for p in range(P)]
             t4_addr = [Signal(cfg.acc_abits, name=f"t4_addr{p}") for p in range(P)]
+            t4_fwd1 = [Signal(name=f"t4_fwd1_{p}") for p in range(P)]
+            t4_fwd2 = [Signal(name=f"t4_fwd2_{p}") for p in range(P)]
+            t4_acc = [Signal(signed(cfg.acc_bits), name=f"t4_acc{p}") for p in range(P)]
             t4_prev = [Signal(signed(cfg.acc_bits), name=f"t4_prev{p}") for p in range(P)]
+            t5_en = [Signal(name=f"t5_en{p}") for p in range(P)]
+            t5_addr = [Signal(cfg.acc_abits, name=f"t5_addr{p}") for p in range(P)]
+            t5_prev = [Signal(signed(cfg.acc_bits), name=f"t5_prev{p}") for p in range(P)]
             t3_x = Signal(signed(cfg.act_bits))
             t3_mode = Signal(2)
             t3_w = Signal.like(self.wmem_r.data)
             t3_bias = Signal(signed(cfg.bias_bits))
             m.d.sync += [t3_en[p].eq(t2_en[p]) for p in range(P)]
             m.d.sync += [t3_addr[p].eq(t2_addr[p]) for p in range(P)]
-            m.d.sync += [t3_fwd1[p].eq(t3_en[p] & (t3_addr[p] == t2_addr[p])) for p in range(P)]
-            m.d.sync += [t3_fwd2[p].eq(t4_en[p] & (t4_addr[p] == t2_addr[p])) for p in range(P)]
             m.d.sync += [t4_en[p].eq(t3_en[p]) for p in range(P)]
             m.d.sync += [t4_addr[p].eq(t3_addr[p]) for p in range(P)]
-            m.d.sync += [t4_prev[p].eq(t3_prev[p]) for p in range(P)]
-            m.d.sync += [t3_acc[p].eq(self.acc_r[p].data) for p in range(P)]
-            m.d.sync += [t3_x.eq(t2_x), t3_mode.eq(t2_mode), t3_w.eq(t2_w), t3_bias.eq(t2_bias)]
-        # the ACC read of T1 (the readout overrides it: no tap is in flight then)
+            m.d.sync += [t4_fwd1[p].eq(t4_en[p] & (t4_addr[p] == t3_addr[p])) for p in range(P)]
+            m.d.sync += [t4_fwd2[p].eq(t5_en[p] & (t5_addr[p] == t3_addr[p])) for p in range(P)]
+            m.d.sync += [t5_en[p].eq(t4_en[p]) for p in range(P)]
+            m.d.sync += [t5_addr[p].eq(t4_addr[p]) for p in range(P)]
+            m.d.sync += [t5_prev[p].eq(t4_prev[p]) for p in range(P)]
+            m.d.sync += [t4_acc[p].eq(self.acc_r[p].data) for p in range(P)]
+            # the weights: WMEM delivers them two cycles after the tap's issue (the deep pipeline's
+            # WMEM, hw/banked_rom.py: each bank's word registered in T1 behind its block RAMs, the
+            # bank mux in T2), so T3 has them in a register fed by the port, not by a T2 register
+            m.d.sync += [t3_x.eq(t2_x), t3_mode.eq(t2_mode), t3_w.eq(self.wmem_r.data), t3_bias.eq(t2_bias)]
+        # the ACC read of T1 (short pipeline) or T2 (deep one; the readout overrides it: no tap is
+        # in flight then)
         for p in range(P):
-            m.d.comb += self.acc_r[p].addr.eq(t1_addr[p])
+            m.d.comb += self.acc_r[p].addr.eq(t2_addr[p] if deep else t1_addr[p])
 
         # ---- readout registers
         co = Signal(cfg.fbits("cout"))
@@ -426,8 +460,9 @@ class ConvEngine(wiring.Component):
         m.d.comb += [self.wmem_r.addr.eq(w_cur), self.wmem_r.en.eq(1)]
 
         def scan_init():
-            return [ci.eq(0), iy.eq(0), ix.eq(0), ci_end.eq(cin_one), iy_end.eq(h_one), ix_end.eq(w_one), s0v.eq(1), srv.eq(0), s1v.eq(0), arow.eq(arow0),
-                    yrow.eq(yrow0), chb.eq(0), wch.eq(I.wbase), ky0.eq(k0_start), kx0.eq(k0_start)]
+            return [ci.eq(0), iy.eq(0), ix.eq(0), ci_end.eq(cin_one), iy_end.eq(h_one), ix_end.eq(w_one),
+                    s0v.eq(1), srv.eq(0), s1v.eq(0), arow.eq(arow0), yrow.eq(yrow0), chb.eq(0),
+                    wch.eq(I.wbase), ky0.eq(k0_start), kx0.eq(k0_start)] + ([svv.eq(0)] if deep else [])
 
         def readout_init():
             return [co.eq(0), rp.eq(0), rq.eq(0), ra.eq(0), rgb.eq(0), pa.eq(I.pbase),
@@ -456,21 +491,25 @@ class ConvEngine(wiring.Component):
                 m.d.comb += [self.spk_r.addr.eq(sa), self.act_r.addr.eq(sa),
                              self.spk_r.en.eq(adv & s0v), self.act_r.en.eq(adv & s0v)]
                 with m.If(adv):
-                    m.d.sync += s1v.eq(srv)
-                    with m.If(srv):
-                        # SR -> S1: the value from the read port, first tap of the element
+                    m.d.sync += s1v.eq(pre_v)
+                    with m.If(pre_v):
+                        # SR (or SV) -> S1: the value from the read port (or SV), first tap of the element
                         m.d.sync += [
-                            x_val.eq(read_val), x_nz.eq(read_val != 0),
-                            s1_has.eq(sr_has), s1_iy.eq(sr_iy), s1_ix.eq(sr_ix), s1_E.eq(sr_E),
-                            oy_left.eq(sr_oy_span), ox_left.eq(sr_ox_span), ox_row_left.eq(sr_ox_span),
+                            x_val.eq(pre_val), x_nz.eq(pre_val != 0),
+                            s1_has.eq(p_has), s1_iy.eq(p_iy), s1_ix.eq(p_ix), s1_E.eq(p_E),
+                            oy_left.eq(p_oy_span), ox_left.eq(p_ox_span), ox_row_left.eq(p_ox_span),
                             g_left.eq(G1),
-                            a_row.eq(sr_acc), a_pos.eq(sr_acc), a_cur.eq(sr_acc),
-                            w_row.eq(sr_w), w_pos.eq(sr_w), w_cur.eq(sr_w), tg_left.eq(Gt1),
-                            g_end.eq(g_one), tg_end.eq(gt_one), oy_end.eq(sr_oy_span == 0),
-                            ox_end.eq(sr_ox_span == 0), ox_one.eq(sr_ox_span == 0),
+                            a_row.eq(p_acc), a_pos.eq(p_acc), a_cur.eq(p_acc),
+                            w_row.eq(p_w), w_pos.eq(p_w), w_cur.eq(p_w), tg_left.eq(Gt1),
+                            g_end.eq(g_one), tg_end.eq(gt_one), oy_end.eq(p_oy_span == 0),
+                            ox_end.eq(p_ox_span == 0), ox_one.eq(p_ox_span == 0),
                         ]
                         m.d.sync += [kyl[p].eq(init_ky[p]) for p in range(P)]
                         m.d.sync += [kxl[p].eq(init_kx[p]) for p in range(P)]
+                    if deep:
+                        # SR -> SV: the value from the read port, SR's results
+                        m.d.sync += [svv.eq(srv), sv_val.eq(read_val)]
+                        m.d.sync += [v.eq(f) for v, f in zip(sv_fields, sr_fields)]
                     m.d.sync += srv.eq(s0v)
                     with m.If(s0v):
                         # S0 -> SR: the read is issued now, the first tap computed
@@ -542,19 +581,20 @@ class ConvEngine(wiring.Component):
                     with m.Else():
                         for p in range(P):
                             m.d.sync += [t1_en[p].eq(1), t1_addr[p].eq(a_cur)]
-                with m.If(~s0v & ~srv & s1_done):
+                with m.If(~s0v & ~srv & (~svv if deep else 1) & s1_done):
                     m.next = "SCAT_DRAIN"
 
             # the last tap's drain: it is in T1 (its ACC read) in SCAT_DRAIN, and in the deep
-            # pipeline in T2 (its ACC word registered) in SCAT_DRAIN2 and T3 (its add) in
-            # SCAT_DRAIN3; its write-back (T2 or T4) is in the next cycle, whose reads (readout, or
-            # the bias phase's T1) see it through the transparent port
+            # pipeline in T2 (its ACC read) in SCAT_DRAIN2, T3 (its word and addend registered) in
+            # SCAT_DRAIN3 and T4 (its add) in SCAT_DRAIN4; its write-back (T2 or T5) is in the next
+            # cycle, whose reads (readout, or the bias phase's ACC reads) see it through the
+            # transparent port
             def after_scan():
                 with m.If(is_head):
                     m.next = "BIAS"
                 with m.Else():
                     m.next = "RO"
-            drain_chain(["SCAT_DRAIN", "SCAT_DRAIN2", "SCAT_DRAIN3"] if deep else ["SCAT_DRAIN"],
+            drain_chain(["SCAT_DRAIN", "SCAT_DRAIN2", "SCAT_DRAIN3", "SCAT_DRAIN4"] if deep else ["SCAT_DRAIN"],
                         after_scan)
 
             with m.State("RO"):
@@ -593,9 +633,9 @@ class ConvEngine(wiring.Component):
                     with m.If(bg == G1):
                         m.next = "BIAS_DRAIN"
 
-            # the last bias is in T1 in BIAS_DRAIN (and in the deep pipeline in T2, T3 in
-            # BIAS_DRAIN2, BIAS_DRAIN3); its write-back (T2 or T4) is in DRAIN
-            drain_chain(["BIAS_DRAIN", "BIAS_DRAIN2", "BIAS_DRAIN3"] if deep else ["BIAS_DRAIN"],
+            # the last bias is in T1 in BIAS_DRAIN (and in the deep pipeline in T2, T3, T4 in
+            # BIAS_DRAIN2 .. BIAS_DRAIN4); its write-back (T2 or T5) is in DRAIN
+            drain_chain(["BIAS_DRAIN", "BIAS_DRAIN2", "BIAS_DRAIN3", "BIAS_DRAIN4"] if deep else ["BIAS_DRAIN"],
                         "DRAIN")
 
             with m.State("DRAIN"):
@@ -613,18 +653,21 @@ class ConvEngine(wiring.Component):
         with m.If(self.start):
             m.d.sync += readout_init()
 
-        # ---- T3: tap or bias add, one proven AccumulateLane per lane (only events, non-zero
-        # elements, issue taps: in SPIKE mode the lane runs for a spike); T4 writes its registered
-        # result back (so neither the multiplier nor the adder drives the block RAM's write data)
+        # ---- the tap or bias add, one proven AccumulateLane per lane (only events, non-zero
+        # elements, issue taps: in SPIKE mode the lane runs for a spike): in the short pipeline
+        # in T2, written back in the same cycle; in the deep one the addend in T3 (registered in
+        # the lane: the multiplier and the adder in different cycles), the add in T4 into a
+        # register, which T5 writes back (so neither the multiplier nor the adder drives the
+        # block RAM's write data)
         for p in range(P):
-            lane = AccumulateLane(**lane_widths(cfg))
+            lane = AccumulateLane(**lane_widths(cfg), registered=deep)
             m.submodules[f"lane{p}"] = lane
             if deep:
-                acc_in = Mux(t3_fwd1[p], t3_prev[p], Mux(t3_fwd2[p], t4_prev[p], t3_acc[p]))
+                acc_in = Mux(t4_fwd1[p], t4_prev[p], Mux(t4_fwd2[p], t5_prev[p], t4_acc[p]))
                 m.d.comb += [lane.mode.eq(t3_mode), lane.acc.eq(acc_in),
                              lane.x.eq(t3_x), lane.weight.eq(t3_w[p]), lane.bias.eq(t3_bias)]
-                m.d.sync += t3_prev[p].eq(lane.acc_next)
-                wb_en, wb_addr, wb_data = t4_en[p], t4_addr[p], t3_prev[p]
+                m.d.sync += t4_prev[p].eq(lane.acc_next)
+                wb_en, wb_addr, wb_data = t5_en[p], t5_addr[p], t4_prev[p]
             else:
                 m.d.comb += [lane.mode.eq(t2_mode), lane.acc.eq(self.acc_r[p].data),
                              lane.x.eq(t2_x), lane.weight.eq(t2_w[p]), lane.bias.eq(t2_bias)]

@@ -211,7 +211,10 @@ def test_formal_catches_truncating_alignment(tmp_path):
 
 class LaneHarness(_Harness):
     """One read-modify-write of a lane, any mode and inputs, the result within the declared
-    accumulator width (the range analysis' invariant: every partial sum fits it)."""
+    accumulator width (the range analysis' invariant: every partial sum fits it). A lane built with
+    ``registered=True`` adds to ``acc`` the term of the previous cycle's inputs: the specification's
+    term is registered likewise (computed in the same cycle as the lane's, so the product is one
+    multiplier cell, see rtl_tests/formal.py), and checked from the second cycle on."""
 
     default_dut = AccumulateLane
 
@@ -222,17 +225,29 @@ class LaneHarness(_Harness):
         x, wt, b = AnyConst(signed(w["x_bits"])), AnyConst(signed(w["weight_bits"])), AnyConst(signed(w["bias_bits"]))
         m.d.comb += [dut.mode.eq(mode), dut.acc.eq(acc), dut.x.eq(x), dut.weight.eq(wt), dut.bias.eq(b)]
         W = w["acc_bits"] + w["x_bits"] + w["weight_bits"] + w["bias_bits"] + 2
-        exact = Signal(signed(W))
+        term = Signal(signed(W))
         with m.Switch(mode):
             with m.Case(AccumulateLane.SPIKE):
-                m.d.comb += exact.eq(acc + 1 * wt)      # w * x for the spike x = 1 (event driven)
+                m.d.comb += term.eq(1 * wt)         # w * x for the spike x = 1 (event driven)
             with m.Case(AccumulateLane.MUL):
-                m.d.comb += exact.eq(acc + x * wt)
+                m.d.comb += term.eq(x * wt)
             with m.Case(AccumulateLane.BIAS):
-                m.d.comb += exact.eq(acc + b)
+                m.d.comb += term.eq(b)
+        registered = w.get("registered", False)
+        if registered:
+            term_q = Signal.like(term)
+            m.d.sync += term_q.eq(term)
+            term = term_q
+        exact = Signal(signed(W))
+        m.d.comb += exact.eq(acc + term)
         lo, hi = _lim(w["acc_bits"])
         m.d.comb += [Assume(mode != 3), Assume((exact >= lo) & (exact <= hi))]
-        m.d.comb += Assert(dut.acc_next == exact)
+        if registered:
+            started = Signal(init=0)
+            m.d.sync += started.eq(1)
+            m.d.comb += Assert(~started | (dut.acc_next == exact))
+        else:
+            m.d.comb += Assert(dut.acc_next == exact)
         return m
 
 
@@ -240,6 +255,8 @@ class LaneHarness(_Harness):
     dict(acc_bits=20, weight_bits=8, x_bits=8, bias_bits=12),
     dict(acc_bits=22, weight_bits=8, x_bits=23, bias_bits=18),
     dict(acc_bits=12, weight_bits=6, x_bits=16, bias_bits=14),   # x * w wider than the accumulator
+    dict(acc_bits=22, weight_bits=8, x_bits=23, bias_bits=18, registered=True),  # the deep pipeline's
+    dict(acc_bits=12, weight_bits=6, x_bits=16, bias_bits=14, registered=True),
 ])
 def test_accumulate_lane_is_the_integer_accumulate(tmp_path, widths):
     prove(LaneHarness(**widths), tmp_path / "lane")
@@ -274,10 +291,24 @@ class TreatsXAsASpike(AccumulateLane):
         return Mux(self.mode == self.BIAS, self.bias, self.weight)
 
 
-@pytest.mark.parametrize("mutant", [DropsCarry, CutsTheProduct, TreatsXAsASpike])
-def test_formal_catches_a_wrong_lane(tmp_path, mutant):
+class CutsTheRegisteredAddend(AccumulateLane):
+    """A registered lane whose addend register is one bit short of the accumulator."""
+
+    def elaborate(self, platform):
+        m = Module()
+        reg = Signal(signed(self.acc_bits - 1))
+        m.d.sync += reg.eq(self.addend())
+        m.d.comb += self.acc_next.eq(self.acc + reg)
+        return m
+
+
+@pytest.mark.parametrize("mutant, registered", [(DropsCarry, False), (CutsTheProduct, False),
+                                                (TreatsXAsASpike, False), (TreatsXAsASpike, True),
+                                                (CutsTheRegisteredAddend, True)])
+def test_formal_catches_a_wrong_lane(tmp_path, mutant, registered):
     with pytest.raises(AssertionError, match="formal proof failed"):
-        prove(LaneHarness(mutant, acc_bits=16, weight_bits=6, x_bits=16, bias_bits=8), tmp_path / "bad")
+        prove(LaneHarness(mutant, acc_bits=16, weight_bits=6, x_bits=16, bias_bits=8, registered=registered),
+              tmp_path / "bad")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,6 +477,8 @@ def test_the_accelerators_datapath_is_proven(tmp_path, model):
         cfg = acc.config
         for o in found:
             kw = dict(o.widths)
+            if isinstance(o, AccumulateLane):   # and its pipelining (the deep pipeline's lanes)
+                kw["registered"] = o.registered
             if isinstance(o, AlignBias):    # the SHIFT memory is read-only: only the table's shifts occur
                 kw["shifts"] = (int(prog.shift.min()), int(prog.shift.max()))
             todo[(type(o).__name__, tuple(sorted(kw.items())))] = (HARNESS[type(o)], kw)

@@ -1,0 +1,110 @@
+"""A read-only memory split into banks, read in two registered stages (the deep pipeline's WMEM).
+
+Why: Yosys builds a memory deeper than one block RAM out of several block RAMs stacked in depth
+and selects between their outputs with a multiplexer of LUTs *behind* the block RAMs' outputs
+(its ECP5 block RAM mapping, ``brams_16kd.txt``, has no output register option, so the block RAM's
+slow clock-to-output, 5.6 ns on the LFE5U-85F at speed 6, the route across the die to the mux
+and the mux itself all land in the cycle of the register the word goes to). For the default
+model's WMEM (19,601 words x 64 bits, 72 DP16KD) that chain was the ECP5's critical path
+(15.05 ns). Here the memory is split in Amaranth into banks no deeper than one block RAM, so each
+bank maps to block RAMs side by side with no mux; each bank's word is registered on its own
+(a register right behind each block RAM) and the bank is selected from those registers one cycle
+later, with a registered bank select.
+
+Timing (``read``: ``addr``, ``en`` in, ``data`` out): ``addr``/``en`` in cycle ``c``; the block RAMs
+read in ``c`` (their word is on their outputs in ``c + 1``, and held there while ``en`` is low,
+like any synchronous read port); the bank registers take it at the end of ``c + 1``; ``data``, the
+selected bank register, is valid in ``c + 2``, a mux behind registers (the reader registers it).
+So ``data`` in cycle ``c + 1`` is exactly what ``Memory.read_port().data`` is in cycle ``c``: one
+cycle later, same hold behaviour. The CONV engine's deep pipeline (``hw/sfa_conv.py``) registers
+the word in T3 either way, so the memory's extra cycle replaces a pipeline register that had no
+logic in front of it and no cycle count changes.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .sfa_common import MachineConfig, read_sig
+
+__all__ = ["BankedROM"]
+
+
+class BankedROM(wiring.Component):
+    """``depth`` words of ``width`` bits, initialised from ``init`` (unsigned integers; missing
+    words are 0), in banks of ``bank_words`` words (a power of two: the low address bits address
+    a bank, the high ones select it; the last bank holds the rest).
+
+    Member ``read`` (a :func:`~spikeforge.hw.sfa_common.read_sig` flipped: ``addr`` and ``en`` in,
+    ``data`` out): ``data`` is the word at the address given two cycles earlier (see the module
+    docstring), held while ``en`` is low."""
+
+    def __init__(self, *, width: int, depth: int, bank_words: int, init=()):
+        try:
+            self._check(width, depth, bank_words, init)
+        except ValueError:
+            self._MustUse__silence = True       # never elaborated: no "unused" warning
+            raise
+        self._width, self._depth, self._bank_words = width, depth, bank_words
+        self._init = [int(v) for v in init]
+        super().__init__({"read": In(read_sig(MachineConfig.abits(depth), unsigned(width)))})
+
+    @staticmethod
+    def _check(width, depth, bank_words, init):
+        for name, v, lo in (("width", width, 1), ("depth", depth, 1), ("bank_words", bank_words, 2)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise ValueError(f"{name} must be an integer >= {lo}, not {v!r}")
+        if bank_words & (bank_words - 1):
+            raise ValueError(f"bank_words must be a power of two, not {bank_words}")
+        init = [int(v) for v in init]
+        if len(init) > depth:
+            raise ValueError(f"{len(init)} initial words do not fit a depth of {depth}")
+        if any(not 0 <= v < (1 << width) for v in init):
+            raise ValueError(f"initial words must be unsigned {width}-bit integers")
+
+    @property
+    def banks(self) -> int:
+        """How many banks the memory is split into."""
+        return -(-self._depth // self._bank_words)
+
+    def bank_depth(self, b: int) -> int:
+        """The words bank ``b`` holds (every bank but the last holds ``bank_words``)."""
+        return min(self._bank_words, self._depth - b * self._bank_words)
+
+    def elaborate(self, platform):
+        m = Module()
+        B, bw = self.banks, self._bank_words
+        low = (bw - 1).bit_length()             # address bits within a bank
+        addr = self.read.addr
+        regs = []
+        for b in range(B):
+            words = self.bank_depth(b)
+            # at least 2 words (an address port of 0 bits is not expressible in Verilog)
+            mem = Memory(shape=unsigned(self._width), depth=max(2, words),
+                         init=self._init[b * bw:b * bw + words])
+            m.submodules[f"bank{b}"] = mem
+            port = mem.read_port()
+            m.d.comb += [port.addr.eq(addr[:low]), port.en.eq(self.read.en)]
+            # stage 2: the bank's word, registered right behind its block RAMs (no reset: nothing
+            # to emulate in logic, and the word is don't-care until a read)
+            reg = Signal(unsigned(self._width), name=f"bank{b}_data", reset_less=True)
+            m.d.sync += reg.eq(port.data)
+            regs.append(reg)
+        if B == 1:
+            m.d.comb += self.read.data.eq(regs[0])
+            return m
+        # the bank select follows the block RAMs' read (taken with ``en``, held without, like their
+        # outputs), then the bank registers (every cycle)
+        sel1 = Signal(range(B), name="sel1")
+        sel2 = Signal(range(B), name="sel2")
+        with m.If(self.read.en):
+            m.d.sync += sel1.eq(addr[low:])
+        m.d.sync += sel2.eq(sel1)
+        with m.Switch(sel2):
+            for b in range(B):
+                with m.Case(b):
+                    m.d.comb += self.read.data.eq(regs[b])
+        return m

@@ -276,8 +276,7 @@ class ConvEngine(wiring.Component):
         y0_steps = ~sh | (iy[0] ^ pad[0])
 
         # ---- S1: the element whose value is on the read port, and its tap loop
-        s1v = Signal()
-        s1_has = Signal()
+        event = Signal()        # S1 holds an event: a non-zero element (LANES_CO: one that reaches an output)
         s1_iy = Signal(CB)
         s1_ix = Signal(CB)
         s1_E = Signal(cfg.acc_abits)        # LANES_TAP: ci*howo + ((iy+pad)>>s)*wo
@@ -325,7 +324,6 @@ class ConvEngine(wiring.Component):
         sr_w = Signal(cfg.wmem_abits)
 
         x_val = Signal(signed(cfg.act_bits))    # the S1 element's value, and whether it is non-zero
-        x_nz = Signal()
         read_val = Mux(in_int, self.act_r.data, self.spk_r.data)
 
         # ---- SV (the deep pipeline's scanner only): the element whose value has arrived, the value
@@ -353,12 +351,14 @@ class ConvEngine(wiring.Component):
         ox_one = Signal()               # the element's ox range has one value (ox_end after an oy step)
         g_one = held(D.G == 1, 1, "g_one")
         gt_one = held(D.Gt == 1, 1, "gt_one")
+        # S1's decisions, registers themselves: ``event`` is set when S1 takes its element (valid,
+        # non-zero, reaching an output), ``last_tap`` (``Mux(tapm, tg_end, g_end & ox_end & oy_end)``)
+        # whenever one of those flags is set, from the same next values. So the scanner's advance,
+        # which enables every scan register, is one LUT of two flip-flops (from the eight it read,
+        # it was the UP5K's critical path: x_nz -> the advance -> wch's enable)
         last_tap = Signal()
-        m.d.comb += last_tap.eq(Mux(tapm, tg_end, g_end & ox_end & oy_end))
-        event = Signal()
-        m.d.comb += event.eq(s1v & x_nz & (tapm | s1_has))
         s1_done = Signal()
-        m.d.comb += s1_done.eq(~s1v | ~event | last_tap)
+        m.d.comb += s1_done.eq(~event | last_tap)
 
         # ---- T1 (tap / bias write-back) pipeline registers
         MODE_SEL, MODE_MUL, MODE_BIAS = AccumulateLane.SPIKE, AccumulateLane.MUL, AccumulateLane.BIAS
@@ -461,7 +461,7 @@ class ConvEngine(wiring.Component):
 
         def scan_init():
             return [ci.eq(0), iy.eq(0), ix.eq(0), ci_end.eq(cin_one), iy_end.eq(h_one), ix_end.eq(w_one),
-                    s0v.eq(1), srv.eq(0), s1v.eq(0), arow.eq(arow0), yrow.eq(yrow0), chb.eq(0),
+                    s0v.eq(1), srv.eq(0), event.eq(0), arow.eq(arow0), yrow.eq(yrow0), chb.eq(0),
                     wch.eq(I.wbase), ky0.eq(k0_start), kx0.eq(k0_start)] + ([svv.eq(0)] if deep else [])
 
         def readout_init():
@@ -491,18 +491,18 @@ class ConvEngine(wiring.Component):
                 m.d.comb += [self.spk_r.addr.eq(sa), self.act_r.addr.eq(sa),
                              self.spk_r.en.eq(adv & s0v), self.act_r.en.eq(adv & s0v)]
                 with m.If(adv):
-                    m.d.sync += s1v.eq(pre_v)
+                    m.d.sync += event.eq(pre_v & (pre_val != 0) & (tapm | p_has))
                     with m.If(pre_v):
                         # SR (or SV) -> S1: the value from the read port (or SV), first tap of the element
                         m.d.sync += [
-                            x_val.eq(pre_val), x_nz.eq(pre_val != 0),
-                            s1_has.eq(p_has), s1_iy.eq(p_iy), s1_ix.eq(p_ix), s1_E.eq(p_E),
+                            x_val.eq(pre_val), s1_iy.eq(p_iy), s1_ix.eq(p_ix), s1_E.eq(p_E),
                             oy_left.eq(p_oy_span), ox_left.eq(p_ox_span), ox_row_left.eq(p_ox_span),
                             g_left.eq(G1),
                             a_row.eq(p_acc), a_pos.eq(p_acc), a_cur.eq(p_acc),
                             w_row.eq(p_w), w_pos.eq(p_w), w_cur.eq(p_w), tg_left.eq(Gt1),
                             g_end.eq(g_one), tg_end.eq(gt_one), oy_end.eq(p_oy_span == 0),
                             ox_end.eq(p_ox_span == 0), ox_one.eq(p_ox_span == 0),
+                            last_tap.eq(Mux(tapm, gt_one, g_one & (p_ox_span == 0) & (p_oy_span == 0))),
                         ]
                         m.d.sync += [kyl[p].eq(init_ky[p]) for p in range(P)]
                         m.d.sync += [kxl[p].eq(init_kx[p]) for p in range(P)]
@@ -539,25 +539,28 @@ class ConvEngine(wiring.Component):
                 with m.Elif(event):
                     # next tap of the current event
                     with m.If(tapm):
-                        m.d.sync += [tg_left.eq(tg_left - 1), tg_end.eq(tg_left == 1), w_cur.eq(w_cur + 1)]
+                        m.d.sync += [tg_left.eq(tg_left - 1), tg_end.eq(tg_left == 1), last_tap.eq(tg_left == 1),
+                                     w_cur.eq(w_cur + 1)]
                         for p in range(P):
                             nkx = kxl[p] + dkx
                             wrap = nkx >= k
                             m.d.sync += [kxl[p].eq(Mux(wrap, nkx - k, nkx)),
                                          kyl[p].eq(kyl[p] + dky + wrap)]
                     with m.Elif(~g_end):
-                        m.d.sync += [g_left.eq(g_left - 1), g_end.eq(g_left == 1), a_cur.eq(a_cur + howo),
+                        m.d.sync += [g_left.eq(g_left - 1), g_end.eq(g_left == 1),
+                                     last_tap.eq((g_left == 1) & ox_end & oy_end), a_cur.eq(a_cur + howo),
                                      w_cur.eq(w_cur + 1)]
                     with m.Elif(~ox_end):
                         sG = G << sh
                         m.d.sync += [g_left.eq(G1), g_end.eq(g_one), ox_left.eq(ox_left - 1),
-                                     ox_end.eq(ox_left == 1),
+                                     ox_end.eq(ox_left == 1), last_tap.eq(g_one & (ox_left == 1) & oy_end),
                                      a_pos.eq(a_pos + 1), a_cur.eq(a_pos + 1),
                                      w_pos.eq(w_pos - sG), w_cur.eq(w_pos - sG)]
                     with m.Else():
                         skG = kG << sh
                         m.d.sync += [g_left.eq(G1), g_end.eq(g_one), ox_left.eq(ox_row_left),
                                      ox_end.eq(ox_one), oy_left.eq(oy_left - 1), oy_end.eq(oy_left == 1),
+                                     last_tap.eq(g_one & ox_one & (oy_left == 1)),
                                      a_row.eq(a_row + wo), a_pos.eq(a_row + wo), a_cur.eq(a_row + wo),
                                      w_row.eq(w_row - skG), w_pos.eq(w_row - skG), w_cur.eq(w_row - skG)]
 

@@ -71,10 +71,16 @@ class AttnEngine(wiring.Component):
         # where it goes): Y words need only that many bits, zero-extended on their way to ACT
         y_bits = min(cfg.act_bits, max(1, (cfg.d_max * ((1 << cfg.kv_bits) - 1)).bit_length()))
         m.submodules.ymem = ymem = Memory(shape=unsigned(y_bits), depth=y_words, init=[])
+        # Read ports without transparency: a word read in cycle c is written back in c + 1, and no
+        # read of the same word follows before c + 3 (in a row j moves on every cycle; the next row,
+        # of KV's or Y's same words, starts at least REP and S1's re-read later, even with d = 1;
+        # YO's clears likewise precede the next token's first row). In these flip-flop memories the
+        # transparency bypass (an address compare and a mux after the read mux) sat on the UP5K's
+        # critical path, KV's read into Y's adder.
         kv_w = kv.write_port()
-        kv_r = kv.read_port(transparent_for=(kv_w,))
+        kv_r = kv.read_port()
         y_w = ymem.write_port()
-        y_r = ymem.read_port(transparent_for=(y_w,))
+        y_r = ymem.read_port()
 
         # ---- d = C // heads and d*N: the instruction's products
         d, dN = D.d, D.dN

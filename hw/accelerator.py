@@ -278,6 +278,15 @@ class Accelerator(wiring.Component):
                     m.d.comb += done.eq(e.done)
         m.d.sync += self.dbg_instr_done.eq(0)
         m.d.comb += self.dbg_spikes.eq(lif.spikes)
+        # each engine's start is a flip-flop, set in DEC2 from the opcode and high in DEC3: every
+        # register an engine loads at its start is enabled by it, so the state and opcode decode
+        # stay a cycle away from those enables
+        starts = {}
+        for e in engines.values():
+            if id(e) not in starts:
+                starts[id(e)] = Signal(name=f"{e.__class__.__name__.lower()}_start")
+                m.d.sync += starts[id(e)].eq(0)
+                m.d.comb += e.start.eq(starts[id(e)])
 
         with m.FSM(name="seq"):
             with m.State("CLEAR"):
@@ -296,13 +305,14 @@ class Accelerator(wiring.Component):
             with m.State("DEC2"):
                 m.d.comb += rom_r.en.eq(0)
                 m.d.sync += drv.eq(rom_r.data[:derived_layout(cfg).size])
-                m.next = "DEC3"
-            with m.State("DEC3"):
-                m.d.comb += rom_r.en.eq(0)
                 with m.Switch(op):
                     for code, e in engines.items():
                         with m.Case(code):
-                            m.d.comb += e.start.eq(1)
+                            m.d.sync += starts[id(e)].eq(1)
+                m.next = "DEC3"
+            with m.State("DEC3"):
+                # the engine of the opcode starts (its start flip-flop is high)
+                m.d.comb += rom_r.en.eq(0)
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += rom_r.en.eq(0)

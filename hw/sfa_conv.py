@@ -193,6 +193,9 @@ class ConvEngine(wiring.Component):
         # the state logic was the UP5K's critical path)
         cout1 = held(I.cout - 1, len(I.cout), "cout1")
         T1 = held(I.T - 1, len(I.T), "T1")
+        t_one = held(I.T == 1, 1, "t_one")
+        t_end = Signal()                # tcnt == T - 1, kept in a flip-flop (like the scanner's end
+                                        # flags: the compare was in front of the scan registers' enables)
         howo1 = held(Mux(is_head, 1, D.howo) - 1, len(D.howo), "howo1")
         G1 = held(D.G - 1, len(D.G), "G1")
         Gt1 = held(D.Gt - 1, len(D.Gt), "Gt1")
@@ -481,7 +484,7 @@ class ConvEngine(wiring.Component):
         with m.FSM(name="conv"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [tcnt.eq(0), sa.eq(I.src), oa.eq(I.dst)]
+                    m.d.sync += [tcnt.eq(0), t_end.eq(t_one), sa.eq(I.src), oa.eq(I.dst)]
                     m.d.sync += scan_init()
                     m.next = "SCAT"
 
@@ -643,11 +646,11 @@ class ConvEngine(wiring.Component):
 
             with m.State("DRAIN"):
                 # the last write-back (R3, or T2 / T4) happens in this cycle
-                with m.If(tcnt == T1):
+                with m.If(t_end):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
                 with m.Else():
-                    m.d.sync += [tcnt.eq(tcnt + 1), scan_init(), readout_init()]
+                    m.d.sync += [tcnt.eq(tcnt + 1), t_end.eq(tcnt + 1 == T1), scan_init(), readout_init()]
                     with m.If(bcast):
                         m.d.sync += sa.eq(I.src)
                     m.next = "SCAT"

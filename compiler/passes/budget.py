@@ -5,7 +5,7 @@ target's family as Yosys maps them (:func:`bram_blocks`: whole blocks per memory
 aspect ratio; tiny memories in flip-flops; constant ROM columns dropped), including the host link's
 pixel and logit buffers. Logic is an estimate (:func:`lut_estimate`, per family, calibrated on
 synthesis results); `spikeforge synth` has the final word. Checked against the iCE40 UP5K build of
-fpga-tiny-t2 (estimate 30 blocks, 30 measured; LUT estimate 5,266, 5,266 logic cells measured) and
+fpga-tiny-t2 (estimate 30 blocks, 30 measured; LUT estimate 5,077, 5,077 logic cells measured) and
 the ULX3S build of the default model (estimate 122 DP16KD, 115 measured: errs high; 9,125 LUTs,
 9,125 measured).
 
@@ -25,26 +25,34 @@ from spikeforge.errors import SpikeforgeError
 
 from ..program import Program
 from ..targets import Target
+from ..cycle_model import deep_acc_pipeline
 from .memory_plan import SPRAMPlan, spram_plan
 
 # Logic: LUTs = base + per_lane * lanes, per family, calibrated on what synthesis measured (not a
 # general model of the widths; `spikeforge synth` has the final word):
 #   iCE40 UP5K, fpga-tiny-t2 at 1 lane (act 23 b, acc 21 b, weights in SPRAM, UART host link):
-#     5,266 logic cells (nextpnr ICESTORM_LC) with the Fmax pipeline stages (4,999 before them;
-#     5,801 before the program-width specialisation);
+#     5,077 logic cells (nextpnr ICESTORM_LC) with the instruction products in the program ROM
+#     (5,255 with the decode multiplier; 5,266 with the first Fmax pipeline stages, 4,999 before
+#     them; 5,801 before the program-width specialisation);
 #     one lane (AccumulateLane, its ACC bank's port multiplexers, the readout's selection) is about
 #     110 of them (Yosys hierarchy statistics, `synth_ice40 -noflatten`).
 #   ECP5 85F, default at 8 lanes: 9,125 TRELLIS_COMB with the pipeline stages (9,307 before them,
 #     11,140 before the specialisation);
 #     an ECP5 lane about 200 (carry chains count twice as COMB).
-LUT_MODEL = {"ice40": (5156, 110), "ecp5": (7525, 200)}
+#   With more than one lane the deep ACC pipeline (compiler/cycle_model.py: deep_acc_pipeline) adds
+#   logic of its own: on the UP5K it took the one-lane build from 5,255 to 5,380 cells (+125; its
+#   later stages, SV and the registered addend, only add to that); the ECP5 calibration build has
+#   it already (8 lanes), so there it is in the base.
+LUT_MODEL = {"ice40": (4967, 110), "ecp5": (7525, 200)}
 LUT_MODEL_DEFAULT = (7710, 200)   # sim / large: no limit worth modelling
+DEEP_PIPELINE_LUTS = {"ice40": 125}
 WMEM_NAME = "WMEM"
 
 
 def lut_estimate(lanes: int, family: str) -> int:
     base, per_lane = LUT_MODEL.get(family, LUT_MODEL_DEFAULT)
-    return base + per_lane * lanes
+    deep = DEEP_PIPELINE_LUTS.get(family, 0) if deep_acc_pipeline(lanes) else 0
+    return base + per_lane * lanes + deep
 
 
 # Block RAM primitives as (depth, width) aspect ratios: iCE40 SB_RAM40_4K, ECP5 DP16KD.
@@ -203,8 +211,7 @@ def check_budget(p: Program, t: Target, lanes_given: bool, weights: str = "auto"
     hints = []
     over = {r for r, a, b in n.rows if a > b}
     if "multipliers (DSP)" in over or ROW_LUTS in over:
-        base, per_lane = LUT_MODEL.get(t.family, LUT_MODEL_DEFAULT)
-        fit = min(t.dsps - 1, (t.luts - base) // per_lane)
+        fit = max([0] + [q for q in range(1, t.dsps) if lut_estimate(q, t.family) <= t.luts])
         if fit >= 1 and fit < p.lanes:
             hints.append(f"fewer lanes (--lanes {fit})")
     if over & {ROW_TOTAL, ROW_BRAM, ROW_SPRAM, "memory bits (total)"}:

@@ -138,7 +138,7 @@ def run(prog: Program, pixels: np.ndarray) -> RunResult:
             C, N = ins.cin, ins.h * ins.w
             x = act[ins.src: ins.src + ins.T * C * N].reshape(ins.T, C, N)
             act[ins.dst: ins.dst + ins.T * C] = x.sum(axis=2).reshape(-1)
-            c += ins.T * C * (N * cm.SUM + cm.SUM_ROW_OVH) + cm.SUM_OVH
+            c += ins.T * C * (N * cm.SUM + cm.SUM_ROW_OVH) + cm.sum_ovh(P)
         elif ins.opcode == OP_HEAD:
             C, K = ins.cin, ins.cout
             G = math.ceil(K / P)
@@ -214,7 +214,7 @@ def estimate_cycles(prog: Program, rate: float) -> dict:
                                         N * C * cm.ATTN_WRITE)
             sops += ins.T * 2 * rate * C * N * d
         elif ins.opcode == OP_SUM:
-            c += ins.T * ins.cin * (ins.h * ins.w * cm.SUM + cm.SUM_ROW_OVH) + cm.SUM_OVH
+            c += ins.T * ins.cin * (ins.h * ins.w * cm.SUM + cm.SUM_ROW_OVH) + cm.sum_ovh(P)
         elif ins.opcode == OP_HEAD:
             G = math.ceil(ins.cout / P)
             c += ins.T * (ins.cin * cm.HEAD_SCAN + G * P * cm.HEAD_BIAS + cm.tstep_ovh(P) + cm.bias_ovh(P)) + \

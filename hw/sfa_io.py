@@ -4,7 +4,8 @@
   the stream has them (``ready`` is high while it runs). Cycles: one per accepted pixel; ``done``
   pulses with the last one.
 * :class:`SumEngine`: ``ACT[dst + r] = sum_q ACT[src + r*N + q]`` for the ``T*C`` rows, one read per
-  cycle, the row's write one cycle after its last read. Cycles: ``T*C*N + 1``.
+  cycle, the row's write one cycle after its last read (two with more than one lane: the word
+  read is registered before the adder). Cycles: ``T*C*N + 1`` (``+ 2``).
 * :class:`OutputEngine`: logits ``ACC[k % P][k // P]`` on the stream, each word cleared as it is
   accepted. A read is issued whenever the output register is empty or being emptied, so with
   ``ready`` high it sends one logit per cycle. Cycles: ``K + 1`` (plus any back-pressure).
@@ -17,6 +18,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .accel_interface import logit_stream, pixel_stream
+from spikeforge.compiler.cycle_model import deep_acc_pipeline
+
 from .sfa_common import MachineConfig, derived_layout, instr_layout, read_sig, write_sig
 
 __all__ = ["InputEngine", "SumEngine", "OutputEngine"]
@@ -102,12 +105,29 @@ class SumEngine(wiring.Component):
                     m.d.sync += [c.eq(0), t.eq(t + 1)]
                     with m.If(t == I.T - 1):
                         m.d.sync += run.eq(0)
-        total = Mux(s1_first, 0, acc) + self.act_r.data
-        with m.If(s1):
+        # With more than one lane (the ECP5 builds' deep pipelines, compiler/cycle_model.py:
+        # deep_acc_pipeline) the word read is registered (S2) before the adder: the ACT block RAMs'
+        # clock-to-output, their output mux and the adder in one cycle were the ECP5's critical
+        # path. One more cycle per SUM instruction (SUM_DEEP_OVH); with one lane S1 adds.
+        if deep_acc_pipeline(cfg.lanes):
+            s2, s2_first, s2_last = Signal(), Signal(), Signal()
+            s2_wa = Signal.like(s1_wa)
+            s2_val = Signal.like(self.act_r.data)
+            m.d.sync += [s2.eq(s1), s2_first.eq(s1_first), s2_last.eq(s1_last), s2_wa.eq(s1_wa),
+                         s2_val.eq(self.act_r.data)]
+            add_v, add_first, add_last, add_wa, add_val = s2, s2_first, s2_last, s2_wa, s2_val
+            # the last write: no read left (run), and none in S1 (a one-element row's write would
+            # otherwise pass for the last while the last row's word is in S1)
+            drained = ~run & ~s1
+        else:
+            add_v, add_first, add_last, add_wa, add_val = s1, s1_first, s1_last, s1_wa, self.act_r.data
+            drained = ~run
+        total = Mux(add_first, 0, acc) + add_val
+        with m.If(add_v):
             m.d.sync += acc.eq(total)
-            with m.If(s1_last):
-                m.d.comb += [self.act_w.en.eq(1), self.act_w.addr.eq(s1_wa), self.act_w.data.eq(total)]
-                m.d.comb += self.done.eq(~run)
+            with m.If(add_last):
+                m.d.comb += [self.act_w.en.eq(1), self.act_w.addr.eq(add_wa), self.act_w.data.eq(total)]
+                m.d.comb += self.done.eq(drained)
         return m
 
 

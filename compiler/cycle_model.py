@@ -39,6 +39,7 @@ HEAD_SCAN = 1        # HEAD: per input channel scanned (non-spike); a spike cost
 HEAD_BIAS = 1        # HEAD: per (lane, lane group) per time step
 OUTPUT = 1           # per logit
 OUTPUT_OVH = 1       # OUTPUT: first ACC read
+OUTPUT_DEEP_OVH = 1  # OUTPUT, with more than one lane: the words' register stage before the lane mux
 
 
 def readout_ovh(lanes: int) -> int:
@@ -70,3 +71,9 @@ def sum_ovh(lanes: int) -> int:
     """SUM drain per instruction: the last row's write and, with the deep pipelines (more than one
     lane, the ECP5 builds), the register of the read word before the adder."""
     return SUM_OVH + (SUM_DEEP_OVH if deep_acc_pipeline(lanes) else 0)
+
+
+def output_ovh(lanes: int) -> int:
+    """OUTPUT overhead per instruction: the first ACC read and, with the deep pipelines (more than
+    one lane), the register stage of the words read."""
+    return OUTPUT_OVH + (OUTPUT_DEEP_OVH if deep_acc_pipeline(lanes) else 0)

@@ -156,7 +156,7 @@ def run(prog: Program, pixels: np.ndarray) -> RunResult:
             idx = np.arange(K)
             logits = acc[idx % P, idx // P].copy()
             acc[idx % P, idx // P] = 0
-            c += K * cm.OUTPUT + cm.OUTPUT_OVH
+            c += K * cm.OUTPUT + cm.output_ovh(P)
         cycles.append(c)
     return RunResult(logits=logits, cycles=int(sum(cycles)), cycles_per_instr=cycles, sops=sops, macs=macs,
                      spike_counts=counts)
@@ -221,6 +221,6 @@ def estimate_cycles(prog: Program, rate: float) -> dict:
                 ins.T * rate * ins.cin * (G + cm.EVENT_OVH - cm.HEAD_SCAN)
             sops += ins.T * rate * ins.cin * ins.cout
         elif ins.opcode == OP_OUTPUT:
-            c += ins.cout * cm.OUTPUT + cm.OUTPUT_OVH
+            c += ins.cout * cm.OUTPUT + cm.output_ovh(P)
         cycles += c
     return {"rate": rate, "cycles": int(round(cycles)), "sops": int(round(sops)), "macs": int(round(macs))}

@@ -40,10 +40,10 @@ one's T2 write) sees the updated value through the transparent read port, and on
 With more than one lane (the *deep* pipeline, ``compiler/cycle_model.py: deep_acc_pipeline``: the
 banks are many block RAMs spread over the die) the ACC word(s) are read one cycle later, in T2 (WMEM's
 banks' words are then in the bank registers behind their block RAMs, ``hw/banked_rom.py``); in T3
-the ACC word(s) are registered and each lane registers its addend: its weight (SPIKE), ``x *
-weight`` (INT) or its bias (lane ``p`` is an :class:`~spikeforge.hw.datapath.AccumulateLane` with
-a registered addend); in T4 it adds the addend to the registered word into a register, which T5
-writes back. A tap issued three cycles after another one to the same word (its T2 read in the
+the ACC word(s) are registered and each lane registers the operands of its addend: its weight
+(SPIKE), ``x * weight`` (INT) or its bias (lane ``p`` is an
+:class:`~spikeforge.hw.datapath.AccumulateLane` with registered operands); in T4 it selects the
+addend and adds it to the registered word into a register, which T5 writes back. A tap issued three cycles after another one to the same word (its T2 read in the
 cycle of the first one's T5 write) sees the updated value through the ACC read port, which is
 transparent for its write port; a tap issued one or two cycles after it would read a stale word,
 so each lane forwards: in T4 it adds to the result of the previous cycle's T4 (the register T5
@@ -55,7 +55,8 @@ phase, whose ACC reads see it through the transparent port. (The stages are spli
 RAM's clock-to-output, the multiplier and the adder in one cycle were the ECP5's critical path,
 then the ACC block RAM's clock-to-output, the transparent port's bypass mux and the adder back
 into the block RAM's write data, then the multiplier and the adder into the write data, then the
-multiplier, the addend mux, the forward mux and the adder into the result register.)
+multiplier, the addend mux, the forward mux and the adder into the result register, then the
+multiplier, its partial products' LUTs and the addend mux into the addend register.)
 
 ``RO`` (CONV readout, one output element per cycle, channels then positions): read the ACC word(s),
 SHIFT/BIAS of the channel and, for OUT_ACCUM, the old ACT word; one cycle later (R1) clear the ACC

@@ -358,13 +358,15 @@ class ConvEngine(wiring.Component):
         t2_addr = [Signal(cfg.acc_abits, name=f"t2_addr{p}") for p in range(P)]
         t2_x = Signal(signed(cfg.act_bits))
         t2_mode = Signal(2)
+        # the weights (short pipeline only: the deep one's come from WMEM's bank mux in T2);
+        # declared and assigned in the order they always were, so that the one-lane netlist is
+        # unchanged (a reordered netlist maps to a few more LUTs on the full UP5K)
+        t2_w = None if deep else Signal.like(self.wmem_r.data)    # View: array of P signed weights
         t2_bias = Signal(signed(cfg.bias_bits))
         m.d.sync += [t2_en[p].eq(t1_en[p]) for p in range(P)]
         m.d.sync += [t2_addr[p].eq(t1_addr[p]) for p in range(P)]
-        m.d.sync += [t2_x.eq(t1_x), t2_mode.eq(t1_mode), t2_bias.eq(self.bias_r.data)]
-        if not deep:
-            t2_w = Signal.like(self.wmem_r.data)        # View: array of P signed weights
-            m.d.sync += t2_w.eq(self.wmem_r.data)
+        m.d.sync += [t2_x.eq(t1_x), t2_mode.eq(t1_mode)] + ([] if deep else [t2_w.eq(self.wmem_r.data)]) + [
+            t2_bias.eq(self.bias_r.data)]
         # T3 (the ACC word(s) registered, each lane's addend registered), T4 (lane add, result
         # registered) and T5 (write-back of that register): per lane a two-deep forward: a tap's
         # ACC read (T2) happens two cycles before the T5 write of the tap issued one cycle before
@@ -561,7 +563,7 @@ class ConvEngine(wiring.Component):
                     with m.Else():
                         for p in range(P):
                             m.d.sync += [t1_en[p].eq(1), t1_addr[p].eq(a_cur)]
-                with m.If(~s0v & ~srv & (~svv if deep else 1) & s1_done):
+                with m.If((~s0v & ~srv & ~svv & s1_done) if deep else (~s0v & ~srv & s1_done)):
                     m.next = "SCAT_DRAIN"
 
             # the last tap's drain: it is in T1 (its ACC read) in SCAT_DRAIN, and in the deep

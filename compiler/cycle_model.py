@@ -34,10 +34,12 @@ ATTN_TOKEN_OVH = 2   # ATTN: per (time step, head, token): Q scan fill (S0, S1) 
 SUM = 1              # SUM: per element read
 SUM_ROW_OVH = 0      # SUM: per (t, c) write (overlaps the next row's reads)
 SUM_OVH = 1          # SUM: pipeline drain
+SUM_DEEP_OVH = 1     # SUM, with more than one lane (deep pipelines): the read word's register stage drains too
 HEAD_SCAN = 1        # HEAD: per input channel scanned (non-spike); a spike costs G
 HEAD_BIAS = 1        # HEAD: per (lane, lane group) per time step
 OUTPUT = 1           # per logit
 OUTPUT_OVH = 1       # OUTPUT: first ACC read
+OUTPUT_DEEP_OVH = 1  # OUTPUT, with more than one lane: the words' register stage before the lane mux
 
 
 def readout_ovh(lanes: int) -> int:
@@ -63,3 +65,15 @@ def tstep_ovh(lanes: int) -> int:
 def bias_ovh(lanes: int) -> int:
     """HEAD bias drain per time step."""
     return BIAS_OVH + (ACC_DEEP_OVH if deep_acc_pipeline(lanes) else 0)
+
+
+def sum_ovh(lanes: int) -> int:
+    """SUM drain per instruction: the last row's write and, with the deep pipelines (more than one
+    lane, the ECP5 builds), the register of the read word before the adder."""
+    return SUM_OVH + (SUM_DEEP_OVH if deep_acc_pipeline(lanes) else 0)
+
+
+def output_ovh(lanes: int) -> int:
+    """OUTPUT overhead per instruction: the first ACC read and, with the deep pipelines (more than
+    one lane), the register stage of the words read."""
+    return OUTPUT_OVH + (OUTPUT_DEEP_OVH if deep_acc_pipeline(lanes) else 0)

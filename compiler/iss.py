@@ -138,7 +138,7 @@ def run(prog: Program, pixels: np.ndarray) -> RunResult:
             C, N = ins.cin, ins.h * ins.w
             x = act[ins.src: ins.src + ins.T * C * N].reshape(ins.T, C, N)
             act[ins.dst: ins.dst + ins.T * C] = x.sum(axis=2).reshape(-1)
-            c += ins.T * C * (N * cm.SUM + cm.SUM_ROW_OVH) + cm.SUM_OVH
+            c += ins.T * C * (N * cm.SUM + cm.SUM_ROW_OVH) + cm.sum_ovh(P)
         elif ins.opcode == OP_HEAD:
             C, K = ins.cin, ins.cout
             G = math.ceil(K / P)
@@ -156,7 +156,7 @@ def run(prog: Program, pixels: np.ndarray) -> RunResult:
             idx = np.arange(K)
             logits = acc[idx % P, idx // P].copy()
             acc[idx % P, idx // P] = 0
-            c += K * cm.OUTPUT + cm.OUTPUT_OVH
+            c += K * cm.OUTPUT + cm.output_ovh(P)
         cycles.append(c)
     return RunResult(logits=logits, cycles=int(sum(cycles)), cycles_per_instr=cycles, sops=sops, macs=macs,
                      spike_counts=counts)
@@ -214,13 +214,13 @@ def estimate_cycles(prog: Program, rate: float) -> dict:
                                         N * C * cm.ATTN_WRITE)
             sops += ins.T * 2 * rate * C * N * d
         elif ins.opcode == OP_SUM:
-            c += ins.T * ins.cin * (ins.h * ins.w * cm.SUM + cm.SUM_ROW_OVH) + cm.SUM_OVH
+            c += ins.T * ins.cin * (ins.h * ins.w * cm.SUM + cm.SUM_ROW_OVH) + cm.sum_ovh(P)
         elif ins.opcode == OP_HEAD:
             G = math.ceil(ins.cout / P)
             c += ins.T * (ins.cin * cm.HEAD_SCAN + G * P * cm.HEAD_BIAS + cm.tstep_ovh(P) + cm.bias_ovh(P)) + \
                 ins.T * rate * ins.cin * (G + cm.EVENT_OVH - cm.HEAD_SCAN)
             sops += ins.T * rate * ins.cin * ins.cout
         elif ins.opcode == OP_OUTPUT:
-            c += ins.cout * cm.OUTPUT + cm.OUTPUT_OVH
+            c += ins.cout * cm.OUTPUT + cm.output_ovh(P)
         cycles += c
     return {"rate": rate, "cycles": int(round(cycles)), "sops": int(round(sops)), "macs": int(round(macs))}

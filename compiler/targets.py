@@ -36,9 +36,9 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("large", "sizing target with 1 GiB external memory (paper presets)", "sim", 200.0, 10**9, 10**9,
            64 * 2**20, 10**6, 0, 10**6, external_bits=8 * 2**30, default_lanes=32),
     # Clocks are what the shipped builds meet with margin (seed 1, `spikeforge synth`): the default
-    # model at 8 lanes closes at 66.4 MHz on the ULX3S requesting 60 MHz (PLL from 25; 68.8 MHz
-    # at a 45 MHz request; its critical paths are now spread over the WMEM read, the lanes'
-    # multiply-add, the readout and the sequencer, all near 15 ns), fpga-tiny-t2 at 26.4 MHz on the iCEBreaker
+    # model at 8 lanes closes at 86.5 MHz on the ULX3S requesting 60 MHz (PLL from 25; its
+    # critical path is the lanes' weight register, routed across the die to the multipliers, and
+    # the DSP, 11.56 ns), fpga-tiny-t2 at 26.4 MHz on the iCEBreaker
     # (requested 21 MHz, PLL from 12; the request sets the UART divisor's logic, and the design
     # uses 5,255 of 5,280 logic cells, so the request stays where it fits; its critical path is
     # the sequencer's decode multiplier, in logic cells there); 24 MHz on the OrangeCrab, whose

@@ -111,7 +111,10 @@ class AccumulateLane(wiring.Component):
     ``x``, ``weight`` and
     ``bias`` are presented one cycle before the ``acc`` they are added to, and ``acc_next`` is
     ``acc`` plus the addend of the previous cycle's inputs, so that the multiplier and the adder
-    are in different cycles (in one they were the ECP5's critical path)."""
+    are in different cycles (in one they were the ECP5's critical path). What is registered is
+    the product and the other operands, and the addend is selected after the registers: the
+    multiplier's route, its partial product sum and the mode mux in one cycle were the ECP5's
+    critical path next."""
 
     SPIKE, MUL, BIAS = 0, 1, 2
 
@@ -126,18 +129,29 @@ class AccumulateLane(wiring.Component):
             "acc_next": Out(signed(acc_bits)),
         })
 
+    def select(self, mode, product, weight, bias):
+        """The addend by ``mode``: ``weight`` (SPIKE), ``product`` (``x * weight``, MUL), ``bias``."""
+        return Mux(mode == self.BIAS, bias, Mux(mode == self.MUL, product, weight))
+
     def addend(self):
-        return Mux(self.mode == self.BIAS, self.bias, Mux(self.mode == self.MUL, self.x * self.weight, self.weight))
+        return self.select(self.mode, self.x * self.weight, self.weight, self.bias)
 
     def elaborate(self, platform):
         m = Module()
-        addend = self.addend()
         if self.registered:
-            # no reset: a pipeline register, its value is used only a cycle after inputs were given
-            # (at the addend's full width: synthesis drops the bits the sum does not use, and the
-            # proof's product stays the design's, rtl_tests/formal.py)
-            reg = Signal.like(addend, name="addend", reset_less=True)
-            m.d.sync += reg.eq(addend)
-            addend = reg
+            # the operands of the selection registered (no reset: pipeline registers, used only a
+            # cycle after inputs were given; the product at its full width: synthesis drops the
+            # bits the sum does not use, and the proof's product stays the design's,
+            # rtl_tests/formal.py)
+            ops = [(self.mode, "mode_q"), (self.x * self.weight, "product_q"), (self.weight, "weight_q"),
+                   (self.bias, "bias_q")]
+            regs = []
+            for v, name in ops:
+                reg = Signal.like(v, name=name, reset_less=True)
+                m.d.sync += reg.eq(v)
+                regs.append(reg)
+            addend = self.select(*regs)
+        else:
+            addend = self.addend()
         m.d.comb += self.acc_next.eq(self.acc + addend)
         return m

@@ -40,10 +40,10 @@ one's T2 write) sees the updated value through the transparent read port, and on
 With more than one lane (the *deep* pipeline, ``compiler/cycle_model.py: deep_acc_pipeline``: the
 banks are many block RAMs spread over the die) the ACC word(s) are read one cycle later, in T2 (WMEM's
 banks' words are then in the bank registers behind their block RAMs, ``hw/banked_rom.py``); in T3
-the ACC word(s) are registered and each lane registers its addend: its weight (SPIKE), ``x *
-weight`` (INT) or its bias (lane ``p`` is an :class:`~spikeforge.hw.datapath.AccumulateLane` with
-a registered addend); in T4 it adds the addend to the registered word into a register, which T5
-writes back. A tap issued three cycles after another one to the same word (its T2 read in the
+the ACC word(s) are registered and each lane registers the operands of its addend: its weight
+(SPIKE), ``x * weight`` (INT) or its bias (lane ``p`` is an
+:class:`~spikeforge.hw.datapath.AccumulateLane` with registered operands); in T4 it selects the
+addend and adds it to the registered word into a register, which T5 writes back. A tap issued three cycles after another one to the same word (its T2 read in the
 cycle of the first one's T5 write) sees the updated value through the ACC read port, which is
 transparent for its write port; a tap issued one or two cycles after it would read a stale word,
 so each lane forwards: in T4 it adds to the result of the previous cycle's T4 (the register T5
@@ -55,7 +55,8 @@ phase, whose ACC reads see it through the transparent port. (The stages are spli
 RAM's clock-to-output, the multiplier and the adder in one cycle were the ECP5's critical path,
 then the ACC block RAM's clock-to-output, the transparent port's bypass mux and the adder back
 into the block RAM's write data, then the multiplier and the adder into the write data, then the
-multiplier, the addend mux, the forward mux and the adder into the result register.)
+multiplier, the addend mux, the forward mux and the adder into the result register, then the
+multiplier, its partial products' LUTs and the addend mux into the addend register.)
 
 ``RO`` (CONV readout, one output element per cycle, channels then positions): read the ACC word(s),
 SHIFT/BIAS of the channel and, for OUT_ACCUM, the old ACT word; one cycle later (R1) clear the ACC
@@ -380,13 +381,15 @@ class ConvEngine(wiring.Component):
         t2_addr = [Signal(cfg.acc_abits, name=f"t2_addr{p}") for p in range(P)]
         t2_x = Signal(signed(cfg.act_bits))
         t2_mode = Signal(2)
+        # the weights (short pipeline only: the deep one's come from WMEM's bank mux in T2);
+        # declared and assigned in the order they always were, so that the one-lane netlist is
+        # unchanged (a reordered netlist maps to a few more LUTs on the full UP5K)
+        t2_w = None if deep else Signal.like(self.wmem_r.data)    # View: array of P signed weights
         t2_bias = Signal(signed(cfg.bias_bits))
         m.d.sync += [t2_en[p].eq(t1_en[p]) for p in range(P)]
         m.d.sync += [t2_addr[p].eq(t1_addr[p]) for p in range(P)]
-        m.d.sync += [t2_x.eq(t1_x), t2_mode.eq(t1_mode), t2_bias.eq(self.bias_r.data)]
-        if not deep:
-            t2_w = Signal.like(self.wmem_r.data)        # View: array of P signed weights
-            m.d.sync += t2_w.eq(self.wmem_r.data)
+        m.d.sync += [t2_x.eq(t1_x), t2_mode.eq(t1_mode)] + ([] if deep else [t2_w.eq(self.wmem_r.data)]) + [
+            t2_bias.eq(self.bias_r.data)]
         # T3 (the ACC word(s) registered, each lane's addend registered), T4 (lane add, result
         # registered) and T5 (write-back of that register): per lane a two-deep forward: a tap's
         # ACC read (T2) happens two cycles before the T5 write of the tap issued one cycle before
@@ -587,7 +590,7 @@ class ConvEngine(wiring.Component):
                     with m.Else():
                         for p in range(P):
                             m.d.sync += [t1_en[p].eq(1), t1_addr[p].eq(a_cur)]
-                with m.If(~s0v & ~srv & (~svv if deep else 1) & s1_done):
+                with m.If((~s0v & ~srv & ~svv & s1_done) if deep else (~s0v & ~srv & s1_done)):
                     m.next = "SCAT_DRAIN"
 
             # the last tap's drain: it is in T1 (its ACC read) in SCAT_DRAIN, and in the deep

@@ -4,10 +4,12 @@
   the stream has them (``ready`` is high while it runs). Cycles: one per accepted pixel; ``done``
   pulses with the last one.
 * :class:`SumEngine`: ``ACT[dst + r] = sum_q ACT[src + r*N + q]`` for the ``T*C`` rows, one read per
-  cycle, the row's write one cycle after its last read. Cycles: ``T*C*N + 1``.
+  cycle, the row's write one cycle after its last read (two with more than one lane: the word
+  read is registered before the adder). Cycles: ``T*C*N + 1`` (``+ 2``).
 * :class:`OutputEngine`: logits ``ACC[k % P][k // P]`` on the stream, each word cleared as it is
   accepted. A read is issued whenever the output register is empty or being emptied, so with
-  ``ready`` high it sends one logit per cycle. Cycles: ``K + 1`` (plus any back-pressure).
+  ``ready`` high it sends one logit per cycle. Cycles: ``K + 1`` (plus any back-pressure); with
+  more than one lane ``K + 2`` (the words are registered before the lane mux).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .accel_interface import logit_stream, pixel_stream
+from spikeforge.compiler.cycle_model import deep_acc_pipeline
+
 from .sfa_common import MachineConfig, derived_layout, instr_layout, read_sig, write_sig
 
 __all__ = ["InputEngine", "SumEngine", "OutputEngine"]
@@ -102,12 +106,29 @@ class SumEngine(wiring.Component):
                     m.d.sync += [c.eq(0), t.eq(t + 1)]
                     with m.If(t == I.T - 1):
                         m.d.sync += run.eq(0)
-        total = Mux(s1_first, 0, acc) + self.act_r.data
-        with m.If(s1):
+        # With more than one lane (the ECP5 builds' deep pipelines, compiler/cycle_model.py:
+        # deep_acc_pipeline) the word read is registered (S2) before the adder: the ACT block RAMs'
+        # clock-to-output, their output mux and the adder in one cycle were the ECP5's critical
+        # path. One more cycle per SUM instruction (SUM_DEEP_OVH); with one lane S1 adds.
+        if deep_acc_pipeline(cfg.lanes):
+            s2, s2_first, s2_last = Signal(), Signal(), Signal()
+            s2_wa = Signal.like(s1_wa)
+            s2_val = Signal.like(self.act_r.data)
+            m.d.sync += [s2.eq(s1), s2_first.eq(s1_first), s2_last.eq(s1_last), s2_wa.eq(s1_wa),
+                         s2_val.eq(self.act_r.data)]
+            add_v, add_first, add_last, add_wa, add_val = s2, s2_first, s2_last, s2_wa, s2_val
+            # the last write: no read left (run), and none in S1 (a one-element row's write would
+            # otherwise pass for the last while the last row's word is in S1)
+            drained = ~run & ~s1
+        else:
+            add_v, add_first, add_last, add_wa, add_val = s1, s1_first, s1_last, s1_wa, self.act_r.data
+            drained = ~run
+        total = Mux(add_first, 0, acc) + add_val
+        with m.If(add_v):
             m.d.sync += acc.eq(total)
-            with m.If(s1_last):
-                m.d.comb += [self.act_w.en.eq(1), self.act_w.addr.eq(s1_wa), self.act_w.data.eq(total)]
-                m.d.comb += self.done.eq(~run)
+            with m.If(add_last):
+                m.d.comb += [self.act_w.en.eq(1), self.act_w.addr.eq(add_wa), self.act_w.data.eq(total)]
+                m.d.comb += self.done.eq(drained)
         return m
 
 
@@ -135,6 +156,9 @@ class OutputEngine(wiring.Component):
         g = Signal(cfg.acc_abits)
         kq = Signal(cfg.fbits("cout"))      # logits issued (read)
         ko = Signal(cfg.fbits("cout"))      # logits accepted
+        if deep_acc_pipeline(P):
+            self._deep_output(m, run, p, g, kq, ko, K)
+            return m
         ov = Signal()                       # output register holds a logit
         op = Signal(range(max(P, 2)))
         og = Signal(cfg.acc_abits)
@@ -171,3 +195,61 @@ class OutputEngine(wiring.Component):
             with m.If(ko == K - 1):
                 m.d.comb += self.done.eq(1)
         return m
+
+    def _deep_output(self, m, run, p, g, kq, ko, K):
+        """The output path with more than one lane (the ECP5 builds' deep pipelines,
+        ``compiler/cycle_model.py: deep_acc_pipeline``): the ACC block RAMs are spread over the die,
+        and their clock-to-output, the route to the lane mux, the mux and the host link's logic in
+        one cycle were the ECP5's critical path. So a read (stage R: the word on the read port)
+        moves into an output stage O that registers every lane's word (behind its block RAMs), and
+        the stream's value is the lane mux of those registers. R takes a new read when it is empty
+        or moving on; while O is full and not accepted, R holds (no read: the port keeps its word).
+        One more cycle per OUTPUT instruction (``OUTPUT_DEEP_OVH``), one logit per cycle with
+        ``ready`` high; each ACC word is cleared when its logit is accepted."""
+        cfg = self._cfg
+        P = cfg.lanes
+        rv = Signal()                       # R: a read is on the port
+        rp = Signal.like(p)
+        rg = Signal.like(g)
+        ov = Signal()                       # O: a logit is in the word registers
+        op = Signal.like(p)
+        og = Signal.like(g)
+        words = [Signal(signed(cfg.acc_bits), name=f"out_word{b}") for b in range(P)]
+        fire = ov & self.logits.ready
+        move = Signal()
+        issue = Signal()
+        m.d.comb += [move.eq(rv & (~ov | fire)), issue.eq(run & (~rv | move))]
+
+        for b in range(P):
+            m.d.comb += [self.acc_r[b].addr.eq(g), self.acc_r[b].en.eq(issue & (p == b))]
+            with m.If(fire & (op == b)):
+                m.d.comb += [self.acc_w[b].en.eq(1), self.acc_w[b].addr.eq(og), self.acc_w[b].data.eq(0)]
+        value = Signal(signed(cfg.acc_bits))
+        with m.Switch(op):
+            for b in range(P):
+                with m.Case(b):
+                    m.d.comb += value.eq(words[b])
+        m.d.comb += [self.logits.valid.eq(ov), self.logits.payload.value.eq(value),
+                     self.logits.payload.last.eq(ko == K - 1)]
+
+        with m.If(self.start):
+            m.d.sync += [run.eq(1), p.eq(0), g.eq(0), kq.eq(0), ko.eq(0), rv.eq(0), ov.eq(0)]
+        with m.If(issue):
+            m.d.sync += [rv.eq(1), rp.eq(p), rg.eq(g), kq.eq(kq + 1)]
+            with m.If(p != P - 1):
+                m.d.sync += p.eq(p + 1)
+            with m.Else():
+                m.d.sync += [p.eq(0), g.eq(g + 1)]
+            with m.If(kq == K - 1):
+                m.d.sync += run.eq(0)
+        with m.Elif(move):
+            m.d.sync += rv.eq(0)
+        with m.If(move):
+            m.d.sync += [ov.eq(1), op.eq(rp), og.eq(rg)]
+            m.d.sync += [words[b].eq(self.acc_r[b].data) for b in range(P)]
+        with m.Elif(fire):
+            m.d.sync += ov.eq(0)
+        with m.If(fire):
+            m.d.sync += ko.eq(ko + 1)
+            with m.If(ko == K - 1):
+                m.d.comb += self.done.eq(1)

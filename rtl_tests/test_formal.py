@@ -287,24 +287,25 @@ class CutsTheProduct(AccumulateLane):
 class TreatsXAsASpike(AccumulateLane):
     """A lane that selects the weight for a multi-bit input too (as if it were a spike)."""
 
-    def addend(self):
-        return Mux(self.mode == self.BIAS, self.bias, self.weight)
+    def select(self, mode, product, weight, bias):
+        return Mux(mode == self.BIAS, bias, weight)
 
 
-class CutsTheRegisteredAddend(AccumulateLane):
-    """A registered lane whose addend register is one bit short of the accumulator."""
+class CutsTheRegisteredProduct(AccumulateLane):
+    """A registered lane whose product register is one bit short of the accumulator."""
 
     def elaborate(self, platform):
         m = Module()
-        reg = Signal(signed(self.acc_bits - 1))
-        m.d.sync += reg.eq(self.addend())
-        m.d.comb += self.acc_next.eq(self.acc + reg)
+        prod = Signal(signed(self.acc_bits - 1))
+        mode, w, b = Signal.like(self.mode), Signal.like(self.weight), Signal.like(self.bias)
+        m.d.sync += [prod.eq(self.x * self.weight), mode.eq(self.mode), w.eq(self.weight), b.eq(self.bias)]
+        m.d.comb += self.acc_next.eq(self.acc + self.select(mode, prod, w, b))
         return m
 
 
 @pytest.mark.parametrize("mutant, registered", [(DropsCarry, False), (CutsTheProduct, False),
                                                 (TreatsXAsASpike, False), (TreatsXAsASpike, True),
-                                                (CutsTheRegisteredAddend, True)])
+                                                (CutsTheRegisteredProduct, True)])
 def test_formal_catches_a_wrong_lane(tmp_path, mutant, registered):
     with pytest.raises(AssertionError, match="formal proof failed"):
         prove(LaneHarness(mutant, acc_bits=16, weight_bits=6, x_bits=16, bias_bits=8, registered=registered),

@@ -166,35 +166,51 @@ class OutputEngine(wiring.Component):
         issue = Signal()
         m.d.comb += issue.eq(run & (~ov | self.logits.ready))
 
-        for b in range(P):
-            m.d.comb += [self.acc_r[b].addr.eq(g), self.acc_r[b].en.eq(issue & (p == b))]
-            with m.If(fire & (op == b)):
-                m.d.comb += [self.acc_w[b].en.eq(1), self.acc_w[b].addr.eq(og), self.acc_w[b].data.eq(0)]
-        value = Signal(signed(cfg.acc_bits))
-        with m.Switch(op):
-            for b in range(P):
-                with m.Case(b):
-                    m.d.comb += value.eq(self.acc_r[b].data)
-        m.d.comb += [self.logits.valid.eq(ov), self.logits.payload.value.eq(value),
-                     self.logits.payload.last.eq(ko == K - 1)]
+        self._ports_and_stream(m, issue, fire, p, g, ov, op, og, ko, K, [r.data for r in self.acc_r])
 
         with m.If(self.start):
             m.d.sync += [run.eq(1), p.eq(0), g.eq(0), kq.eq(0), ko.eq(0), ov.eq(0)]
         with m.If(issue):
             m.d.sync += [ov.eq(1), op.eq(p), og.eq(g), kq.eq(kq + 1)]
-            with m.If(p != P - 1):
-                m.d.sync += p.eq(p + 1)
-            with m.Else():
-                m.d.sync += [p.eq(0), g.eq(g + 1)]
-            with m.If(kq == K - 1):
-                m.d.sync += run.eq(0)
+            self._next_read(m, run, p, g, kq, K)
         with m.Elif(fire):
             m.d.sync += ov.eq(0)
+        self._count_accepted(m, fire, ko, K)
+        return m
+
+    def _ports_and_stream(self, m, issue, fire, p, g, ov, op, og, ko, K, lane_words):
+        """Shared by both output paths: lane ``p``'s ACC read of word ``g`` when a read issues,
+        the clear of the word whose logit is accepted (lane ``op``, word ``og``), and the logit
+        stream: valid while a logit is held (``ov``), its value lane ``op``'s of ``lane_words``."""
+        P = self._cfg.lanes
+        for b in range(P):
+            m.d.comb += [self.acc_r[b].addr.eq(g), self.acc_r[b].en.eq(issue & (p == b))]
+            with m.If(fire & (op == b)):
+                m.d.comb += [self.acc_w[b].en.eq(1), self.acc_w[b].addr.eq(og), self.acc_w[b].data.eq(0)]
+        value = Signal(signed(self._cfg.acc_bits))
+        with m.Switch(op):
+            for b in range(P):
+                with m.Case(b):
+                    m.d.comb += value.eq(lane_words[b])
+        m.d.comb += [self.logits.valid.eq(ov), self.logits.payload.value.eq(value),
+                     self.logits.payload.last.eq(ko == K - 1)]
+
+    def _count_accepted(self, m, fire, ko, K):
+        """Count the accepted logits; done with the ``K``-th."""
         with m.If(fire):
             m.d.sync += ko.eq(ko + 1)
             with m.If(ko == K - 1):
                 m.d.comb += self.done.eq(1)
-        return m
+
+    def _next_read(self, m, run, p, g, kq, K):
+        """The read issue's loop, shared by both output paths: the next lane ``p`` (then the next
+        word ``g``), and the end of the reads after the ``K``-th logit's."""
+        with m.If(p != self._cfg.lanes - 1):
+            m.d.sync += p.eq(p + 1)
+        with m.Else():
+            m.d.sync += [p.eq(0), g.eq(g + 1)]
+        with m.If(kq == K - 1):
+            m.d.sync += run.eq(0)
 
     def _deep_output(self, m, run, p, g, kq, ko, K):
         """The output path with more than one lane (the ECP5 builds' deep pipelines,
@@ -220,28 +236,13 @@ class OutputEngine(wiring.Component):
         issue = Signal()
         m.d.comb += [move.eq(rv & (~ov | fire)), issue.eq(run & (~rv | move))]
 
-        for b in range(P):
-            m.d.comb += [self.acc_r[b].addr.eq(g), self.acc_r[b].en.eq(issue & (p == b))]
-            with m.If(fire & (op == b)):
-                m.d.comb += [self.acc_w[b].en.eq(1), self.acc_w[b].addr.eq(og), self.acc_w[b].data.eq(0)]
-        value = Signal(signed(cfg.acc_bits))
-        with m.Switch(op):
-            for b in range(P):
-                with m.Case(b):
-                    m.d.comb += value.eq(words[b])
-        m.d.comb += [self.logits.valid.eq(ov), self.logits.payload.value.eq(value),
-                     self.logits.payload.last.eq(ko == K - 1)]
+        self._ports_and_stream(m, issue, fire, p, g, ov, op, og, ko, K, words)
 
         with m.If(self.start):
             m.d.sync += [run.eq(1), p.eq(0), g.eq(0), kq.eq(0), ko.eq(0), rv.eq(0), ov.eq(0)]
         with m.If(issue):
             m.d.sync += [rv.eq(1), rp.eq(p), rg.eq(g), kq.eq(kq + 1)]
-            with m.If(p != P - 1):
-                m.d.sync += p.eq(p + 1)
-            with m.Else():
-                m.d.sync += [p.eq(0), g.eq(g + 1)]
-            with m.If(kq == K - 1):
-                m.d.sync += run.eq(0)
+            self._next_read(m, run, p, g, kq, K)
         with m.Elif(move):
             m.d.sync += rv.eq(0)
         with m.If(move):
@@ -249,7 +250,4 @@ class OutputEngine(wiring.Component):
             m.d.sync += [words[b].eq(self.acc_r[b].data) for b in range(P)]
         with m.Elif(fire):
             m.d.sync += ov.eq(0)
-        with m.If(fire):
-            m.d.sync += ko.eq(ko + 1)
-            with m.If(ko == K - 1):
-                m.d.comb += self.done.eq(1)
+        self._count_accepted(m, fire, ko, K)

@@ -25,7 +25,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from spikeforge.compiler.cycle_model import deep_acc_pipeline
-from spikeforge.compiler.program import FIELDS, OP_ATTN, Program, derived_widths, field_widths, pack_word
+from spikeforge.compiler.program import FIELDS, OP_ATTN, Program, derived_widths, field_widths
 
 __all__ = ["MachineConfig", "instr_layout", "derived_layout", "read_sig", "write_sig", "small_mul",
            "ADDR_BITS", "FIELD_BITS", "WMEM_BANK_WORDS"]
@@ -156,10 +156,6 @@ class MachineConfig:
         """Bits of the coordinate fields (``h``, ``w``, ``ho``, ``wo``), at least 3 (the address
         generators add a padding of up to 7 to a coordinate)."""
         return max(3, *(self.fbits(f) for f in ("h", "w", "ho", "wo")))
-
-    def encode(self, ins) -> int:
-        """``ins`` (an ``Instr``) as a word of :func:`instr_layout` ``(self)`` (the ROM's even words)."""
-        return pack_word({f: getattr(ins, f) for f, _ in self.field_bits}, dict(self.field_bits))
 
     @staticmethod
     def abits(words: int) -> int:

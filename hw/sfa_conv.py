@@ -195,8 +195,9 @@ class ConvEngine(wiring.Component):
         cout1 = held(I.cout - 1, len(I.cout), "cout1")
         T1 = held(I.T - 1, len(I.T), "T1")
         t_one = held(I.T == 1, 1, "t_one")
-        t_end = Signal()                # tcnt == T - 1, kept in a flip-flop (like the scanner's end
-                                        # flags: the compare was in front of the scan registers' enables)
+        # tcnt == T - 1, kept in a flip-flop like the scanner's end flags (the compare was in front
+        # of the scan registers' enables)
+        t_end = Signal()
         howo1 = held(Mux(is_head, 1, D.howo) - 1, len(D.howo), "howo1")
         G1 = held(D.G - 1, len(D.G), "G1")
         Gt1 = held(D.Gt - 1, len(D.Gt), "Gt1")

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 from spikeforge.errors import SpikeforgeError
 
+from ..cycle_model import deep_acc_pipeline
 from ..program import Program
 from ..targets import Target
-from ..cycle_model import deep_acc_pipeline
 from .memory_plan import SPRAMPlan, spram_plan
 
 # Logic: LUTs = base + per_lane * lanes, per family, calibrated on what synthesis measured (not a

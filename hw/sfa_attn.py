@@ -151,8 +151,9 @@ class AttnEngine(wiring.Component):
         m.d.comb += [kv_r.en.eq(1), y_r.en.eq(1)]
 
         def scan_start(base, n_value, thb_value):
-            return [sn.eq(n_value), sn_end.eq(n_value == N1), si.eq(0), si_end.eq(d_one), sid.eq(0), snb.eq(base + thb_value + n_value),
-                    sa.eq(base + thb_value + n_value), more.eq(1), v1.eq(0), v2.eq(0), rep.eq(0), row.eq(0)]
+            return [sn.eq(n_value), sn_end.eq(n_value == N1), si.eq(0), si_end.eq(d_one), sid.eq(0),
+                    snb.eq(base + thb_value + n_value), sa.eq(base + thb_value + n_value), more.eq(1),
+                    v1.eq(0), v2.eq(0), rep.eq(0), row.eq(0)]
 
         def head_start(thb_value):
             return [ci.eq(0), cj.eq(0), ca.eq(0), thb.eq(thb_value)]

@@ -43,8 +43,9 @@ banks' words are then in the bank registers behind their block RAMs, ``hw/banked
 the ACC word(s) are registered and each lane registers the operands of its addend: its weight
 (SPIKE), ``x * weight`` (INT) or its bias (lane ``p`` is an
 :class:`~spikeforge.hw.datapath.AccumulateLane` with registered operands); in T4 it selects the
-addend and adds it to the registered word into a register, which T5 writes back. A tap issued three cycles after another one to the same word (its T2 read in the
-cycle of the first one's T5 write) sees the updated value through the ACC read port, which is
+addend and adds it to the registered word into a register, which T5 writes back. A tap issued
+three cycles after another one to the same word (its T2 read in the cycle of the first one's T5
+write) sees the updated value through the ACC read port, which is
 transparent for its write port; a tap issued one or two cycles after it would read a stale word,
 so each lane forwards: in T4 it adds to the result of the previous cycle's T4 (the register T5
 writes now) or of the one before (written in the previous cycle) instead of the registered word

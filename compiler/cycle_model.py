@@ -15,8 +15,8 @@ SCAN = 1             # CONV/HEAD: per scanned element that is not an event (zero
 EVENT_OVH = 0        # CONV/HEAD: per event beyond its tap cycles (its scan cycle is its first tap cycle)
 TSTEP_OVH = 3        # CONV/HEAD: per time step: scanner fill (S0, SR), and the last tap's T1 (SCAT_DRAIN)
 SCAN_DEEP_OVH = 1    # CONV/HEAD, with more than one lane: per time step: the scanner's value stage (SV) fills too
-ACC_DEEP_OVH = 3     # CONV/HEAD, with more than one lane (deep ACC pipeline): the last tap's or bias's
-                     # T2, T3 and T4 drain too (SCAT_DRAIN2..4, BIAS_DRAIN2..4), per time step each
+ACC_DEEP_OVH = 4     # CONV/HEAD, with more than one lane (deep ACC pipeline): the last tap's or bias's
+                     # T2, TW, T3 and T4 drain too (SCAT_DRAIN2, _W, 3, 4; BIAS_DRAIN likewise), per time step each
 READOUT = 1          # CONV: per output element
 READOUT_OVH = 3      # CONV: readout drain per time step (R1, R2 and R3 of the last element)
 READOUT_SUM_OVH = 1  # CONV, with more than one lane: the lane select/sum stage (RS) drains too
@@ -48,7 +48,7 @@ def readout_ovh(lanes: int) -> int:
 
 
 def deep_acc_pipeline(lanes: int) -> bool:
-    """Whether the CONV/HEAD lanes run the deep ACC read-modify-write (T2 read, T3 register the word
+    """Whether the CONV/HEAD lanes run the deep ACC read-modify-write (TW read, T3 register the word
     and the addend, T4 add, T5 write, with forwarding) rather than the short one (T1 read, T2 add and
     write). With more than one lane the ACC banks are many block RAMs spread over the die, and
     reading, adding and writing one in a cycle was the ECP5's critical path (then the multiplier and

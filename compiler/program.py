@@ -198,6 +198,7 @@ class Program:
     instrs: list[Instr]
     lanes: int
     act_bits: int           # ACT words: every integer tensor's declared "out" width
+    mul_x_bits: int         # the lanes' multiplier operand: every multi-bit conv input's declared "out" width
     acc_bits: int           # ACC words: every conv's and the head's declared "acc" width
     membrane_bits: int      # LIF h2 = v + x: every LIF's declared "membrane" width
     state_bits: int         # LIF state v carried between time steps: every LIF's declared "state" width
@@ -229,7 +230,7 @@ class Program:
         return "\n".join([head] + [f"{i:4d} {ins.describe()}" for i, ins in enumerate(self.instrs)])
 
     def summary(self) -> dict:
-        d = {k: getattr(self, k) for k in ("lanes", "act_bits", "acc_bits", "membrane_bits", "state_bits",
+        d = {k: getattr(self, k) for k in ("lanes", "act_bits", "mul_x_bits", "acc_bits", "membrane_bits", "state_bits",
                                             "kv_bits", "weight_bits", "bias_bits", "shift_bits", "thresh_bits",
                                             "pixel_bits", "logit_bits",
                                             "act_words", "spk_words", "acc_words", "num_pixels", "num_classes",

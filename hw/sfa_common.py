@@ -98,6 +98,7 @@ class MachineConfig:
 
     lanes: int
     act_bits: int
+    mul_x_bits: int       # the lanes' multiplier operand (Program.mul_x_bits)
     acc_bits: int
     membrane_bits: int
     state_bits: int
@@ -132,7 +133,8 @@ class MachineConfig:
         attn = [i for i in p.instrs if i.opcode == OP_ATTN]
         d_max = max([i.cout // max(i.heads, 1) for i in attn] + [1])
         return cls(
-            lanes=p.lanes, act_bits=p.act_bits, acc_bits=p.acc_bits, membrane_bits=p.membrane_bits,
+            lanes=p.lanes, act_bits=p.act_bits, mul_x_bits=p.mul_x_bits, acc_bits=p.acc_bits,
+            membrane_bits=p.membrane_bits,
             state_bits=p.state_bits, weight_bits=p.weight_bits, bias_bits=p.bias_bits, shift_bits=p.shift_bits,
             thresh_bits=p.thresh_bits, pixel_bits=p.pixel_bits, logit_bits=p.logit_bits,
             act_words=max(2, p.act_words), spk_words=max(2, p.spk_words), acc_words=max(2, p.acc_words),

@@ -38,26 +38,29 @@ back; a tap issued right after another one to the same word (its T1 read in the 
 one's T2 write) sees the updated value through the transparent read port, and one drain cycle
 (SCAT_DRAIN) after the scan puts the last write in the first cycle of the readout or bias phase.
 With more than one lane (the *deep* pipeline, ``compiler/cycle_model.py: deep_acc_pipeline``: the
-banks are many block RAMs spread over the die) the ACC word(s) are read one cycle later, in T2 (WMEM's
-banks' words are then in the bank registers behind their block RAMs, ``hw/banked_rom.py``); in T3
+banks are many block RAMs spread over the die) the ACC word(s) are read two cycles later, in TW
+(WMEM's banks' words are in the bank registers behind their block RAMs in T2, ``hw/banked_rom.py``,
+and the bank mux's word in a register in TW, one more before the multipliers); in T3
 the ACC word(s) are registered and each lane registers the operands of its addend: its weight
 (SPIKE), ``x * weight`` (INT) or its bias (lane ``p`` is an
 :class:`~spikeforge.hw.datapath.AccumulateLane` with registered operands); in T4 it selects the
 addend and adds it to the registered word into a register, which T5 writes back. A tap issued
-three cycles after another one to the same word (its T2 read in the cycle of the first one's T5
+three cycles after another one to the same word (its TW read in the cycle of the first one's T5
 write) sees the updated value through the ACC read port, which is
 transparent for its write port; a tap issued one or two cycles after it would read a stale word,
 so each lane forwards: in T4 it adds to the result of the previous cycle's T4 (the register T5
 writes now) or of the one before (written in the previous cycle) instead of the registered word
 when that tap went to the same word of this lane (the nearer one first; the addresses are
-compared one stage earlier, in T3, from registers). Four drain cycles (SCAT_DRAIN ..
-SCAT_DRAIN4) after the scan put the last tap's T5 write in the first cycle of the readout or bias
-phase, whose ACC reads see it through the transparent port. (The stages are split because a block
-RAM's clock-to-output, the multiplier and the adder in one cycle were the ECP5's critical path,
+compared one stage earlier, in T3, from registers). Five drain cycles (SCAT_DRAIN, SCAT_DRAIN2,
+SCAT_DRAIN_W, SCAT_DRAIN3, SCAT_DRAIN4) after the scan put the last tap's T5 write in the first
+cycle of the readout or bias phase, whose ACC reads see it through the transparent port. (The
+stages are split because a block RAM's clock-to-output, the multiplier and the adder in one cycle
+were the ECP5's critical path,
 then the ACC block RAM's clock-to-output, the transparent port's bypass mux and the adder back
 into the block RAM's write data, then the multiplier and the adder into the write data, then the
 multiplier, the addend mux, the forward mux and the adder into the result register, then the
-multiplier, its partial products' LUTs and the addend mux into the addend register.)
+multiplier, its partial products' LUTs and the addend mux into the addend register, then the
+route from the one weight register across the die to the multipliers.)
 
 ``RO`` (CONV readout, one output element per cycle, channels then positions): read the ACC word(s),
 SHIFT/BIAS of the channel and, for OUT_ACCUM, the old ACT word; one cycle later (R1) clear the ACC
@@ -79,7 +82,7 @@ integer definitions (``quantize/intops.py``), at the widths :func:`lane_widths` 
 Cycle costs (``compiler/cycle_model.py`` holds the constants, ``compiler/iss.py`` the counting):
 per time step ``3 + sum(element costs)`` for SCAT (with SCAT_DRAIN), ``n_out + 3`` for RO, ``G*P +
 2`` for BIAS (with BIAS_DRAIN and the DRAIN cycle of the last write-back); with more than one lane
-SCAT and BIAS take three more (the deep pipeline's drains, ``ACC_DEEP_OVH``), SCAT one more (SV's
+SCAT and BIAS take four more (the deep pipeline's drains, ``ACC_DEEP_OVH``), SCAT one more (SV's
 fill), RO one more (RS).
 """
 
@@ -101,9 +104,10 @@ __all__ = ["ConvEngine", "lane_widths", "readout_widths"]
 
 
 def lane_widths(cfg: MachineConfig) -> dict:
-    """The widths of each :class:`AccumulateLane`: an ACC word, a weight, an ACT word (INT inputs),
-    a BIAS word."""
-    return dict(acc_bits=cfg.acc_bits, weight_bits=cfg.weight_bits, x_bits=cfg.act_bits, bias_bits=cfg.bias_bits)
+    """The widths of each :class:`AccumulateLane`: an ACC word, a weight, a multi-bit input
+    (``mul_x_bits``: the widest tensor an INT conv reads, not the ACT word, so that the multiplier
+    fits one DSP block) and a BIAS word."""
+    return dict(acc_bits=cfg.acc_bits, weight_bits=cfg.weight_bits, x_bits=cfg.mul_x_bits, bias_bits=cfg.bias_bits)
 
 
 def readout_widths(cfg: MachineConfig) -> dict:
@@ -370,18 +374,18 @@ class ConvEngine(wiring.Component):
         MODE_SEL, MODE_MUL, MODE_BIAS = AccumulateLane.SPIKE, AccumulateLane.MUL, AccumulateLane.BIAS
         t1_en = [Signal(name=f"t1_en{p}") for p in range(P)]
         t1_addr = [Signal(cfg.acc_abits, name=f"t1_addr{p}") for p in range(P)]
-        t1_x = Signal(signed(cfg.act_bits))
+        t1_x = Signal(signed(cfg.mul_x_bits))
         t1_mode = Signal(2)
         for p in range(P):
             m.d.sync += t1_en[p].eq(0)
         # T2: in the short pipeline (one lane) the T1 stage reads the ACC word and registers the
-        # weights (WMEM), the bias and x, and T2 adds and writes back; in the deep one T2 reads the
-        # ACC word(s) (and carries the rest along; the weights come from WMEM's bank mux), and T3
-        # registers them, so that no block RAM read feeds the multiplier, the forward mux or the
-        # adder in the same cycle
+        # weights (WMEM), the bias and x, and T2 adds and writes back; in the deep one T2 carries
+        # the tap along (the weights come from WMEM's bank mux), TW reads the ACC word(s) and
+        # registers the weights, and T3 registers them, so that no block RAM read feeds the
+        # multiplier, the forward mux or the adder in the same cycle
         t2_en = [Signal(name=f"t2_en{p}") for p in range(P)]
         t2_addr = [Signal(cfg.acc_abits, name=f"t2_addr{p}") for p in range(P)]
-        t2_x = Signal(signed(cfg.act_bits))
+        t2_x = Signal(signed(cfg.mul_x_bits))
         t2_mode = Signal(2)
         # the weights (short pipeline only: the deep one's come from WMEM's bank mux in T2);
         # declared and assigned in the order they always were, so that the one-lane netlist is
@@ -394,7 +398,7 @@ class ConvEngine(wiring.Component):
             t2_bias.eq(self.bias_r.data)]
         # T3 (the ACC word(s) registered, each lane's addend registered), T4 (lane add, result
         # registered) and T5 (write-back of that register): per lane a two-deep forward: a tap's
-        # ACC read (T2) happens two cycles before the T5 write of the tap issued one cycle before
+        # ACC read (TW) happens two cycles before the T5 write of the tap issued one cycle before
         # it and one cycle before that of the tap issued two cycles before it, so when one of
         # those wrote the same word of this lane (t4_fwd1, t4_fwd2, compared in T3 from registered
         # addresses) the lane adds to that tap's result (t4_prev: the previous T4 result, i.e. the
@@ -413,12 +417,24 @@ class ConvEngine(wiring.Component):
             t5_en = [Signal(name=f"t5_en{p}") for p in range(P)]
             t5_addr = [Signal(cfg.acc_abits, name=f"t5_addr{p}") for p in range(P)]
             t5_prev = [Signal(signed(cfg.acc_bits), name=f"t5_prev{p}") for p in range(P)]
-            t3_x = Signal(signed(cfg.act_bits))
+            t3_x = Signal(signed(cfg.mul_x_bits))
             t3_mode = Signal(2)
             t3_w = Signal.like(self.wmem_r.data)
             t3_bias = Signal(signed(cfg.bias_bits))
-            m.d.sync += [t3_en[p].eq(t2_en[p]) for p in range(P)]
-            m.d.sync += [t3_addr[p].eq(t2_addr[p]) for p in range(P)]
+            # TW: a stage between T2 and T3 that only carries the tap along, so that the weights
+            # pass two registers between WMEM's bank mux and the lanes' multipliers (one register
+            # between them, routed across the die to the multiplier, was the ECP5's critical path)
+            tw_en = [Signal(name=f"tw_en{p}") for p in range(P)]
+            tw_addr = [Signal(cfg.acc_abits, name=f"tw_addr{p}") for p in range(P)]
+            tw_x = Signal(signed(cfg.mul_x_bits))
+            tw_mode = Signal(2)
+            tw_w = Signal.like(self.wmem_r.data)
+            tw_bias = Signal(signed(cfg.bias_bits))
+            m.d.sync += [tw_en[p].eq(t2_en[p]) for p in range(P)]
+            m.d.sync += [tw_addr[p].eq(t2_addr[p]) for p in range(P)]
+            m.d.sync += [tw_x.eq(t2_x), tw_mode.eq(t2_mode), tw_w.eq(self.wmem_r.data), tw_bias.eq(t2_bias)]
+            m.d.sync += [t3_en[p].eq(tw_en[p]) for p in range(P)]
+            m.d.sync += [t3_addr[p].eq(tw_addr[p]) for p in range(P)]
             m.d.sync += [t4_en[p].eq(t3_en[p]) for p in range(P)]
             m.d.sync += [t4_addr[p].eq(t3_addr[p]) for p in range(P)]
             m.d.sync += [t4_fwd1[p].eq(t4_en[p] & (t4_addr[p] == t3_addr[p])) for p in range(P)]
@@ -429,12 +445,13 @@ class ConvEngine(wiring.Component):
             m.d.sync += [t4_acc[p].eq(self.acc_r[p].data) for p in range(P)]
             # the weights: WMEM delivers them two cycles after the tap's issue (the deep pipeline's
             # WMEM, hw/banked_rom.py: each bank's word registered in T1 behind its block RAMs, the
-            # bank mux in T2), so T3 has them in a register fed by the port, not by a T2 register
-            m.d.sync += [t3_x.eq(t2_x), t3_mode.eq(t2_mode), t3_w.eq(self.wmem_r.data), t3_bias.eq(t2_bias)]
-        # the ACC read of T1 (short pipeline) or T2 (deep one; the readout overrides it: no tap is
+            # bank mux in T2); TW registers the mux's word and T3 that register, so that the lanes'
+            # multipliers, spread over the die, are fed by registers that can sit next to them
+            m.d.sync += [t3_x.eq(tw_x), t3_mode.eq(tw_mode), t3_w.eq(tw_w), t3_bias.eq(tw_bias)]
+        # the ACC read of T1 (short pipeline) or TW (deep one; the readout overrides it: no tap is
         # in flight then)
         for p in range(P):
-            m.d.comb += self.acc_r[p].addr.eq(t2_addr[p] if deep else t1_addr[p])
+            m.d.comb += self.acc_r[p].addr.eq(tw_addr[p] if deep else t1_addr[p])
 
         # ---- readout registers
         co = Signal(cfg.fbits("cout"))
@@ -443,12 +460,19 @@ class ConvEngine(wiring.Component):
         ra = Signal(cfg.acc_abits)      # ACC word
         rgb = Signal(cfg.acc_abits)     # (co // P) * howo
         oa = Signal(cfg.act_abits)      # ACT word (continues over time steps)
-        pa = Signal(PAB)                # pbase + co
+        # pbase + co in the readout, pbase + g*P + p in HEAD's bias phase: one register, the BIAS
+        # and SHIFT address in every state (a mux of two by the state, in front of the block RAM
+        # across the die, was the ECP5's critical path)
+        pa = Signal(PAB)
         r1v = Signal()
         r1_p = Signal(range(max(P, 2)))
         r1_ra = Signal(cfg.acc_abits)
         r1_oa = Signal(cfg.act_abits)
+        # per lane, whether R1 clears its word (LANES_TAP: every lane; LANES_CO: lane co % P): a
+        # flip-flop, so that the write enable of the bank, across the die, is one LUT of registers
+        r1_clr = [Signal(name=f"r1_clr{p}") for p in range(P)]
         m.d.sync += r1v.eq(0)
+        m.d.sync += [r1_clr[p].eq(0) for p in range(P)]
         # R2: the selected (LANES_TAP: summed) accumulator, the channel's shift and its bias plus the
         # old ACT word (the residual add), registered so that the ACC read, the lane sum and the
         # bias + old add end before R2, and the align and one add have R2 to themselves
@@ -463,7 +487,6 @@ class ConvEngine(wiring.Component):
         # ---- HEAD bias phase registers
         bp = Signal(range(max(P, 2)))
         bg = Signal.like(G)
-        ba = Signal(PAB)
 
         m.d.comb += [self.wmem_r.addr.eq(w_cur), self.wmem_r.en.eq(1)]
 
@@ -474,7 +497,7 @@ class ConvEngine(wiring.Component):
 
         def readout_init():
             return [co.eq(0), rp.eq(0), rq.eq(0), ra.eq(0), rgb.eq(0), pa.eq(I.pbase),
-                    bp.eq(0), bg.eq(0), ba.eq(I.pbase)]
+                    bp.eq(0), bg.eq(0)]
 
         def drain_chain(states, then):
             """``states``, one cycle each, in order (a pipeline draining); the last one goes on to
@@ -572,7 +595,7 @@ class ConvEngine(wiring.Component):
                                      a_row.eq(a_row + wo), a_pos.eq(a_row + wo), a_cur.eq(a_row + wo),
                                      w_row.eq(w_row - skG), w_pos.eq(w_row - skG), w_cur.eq(w_row - skG)]
 
-                # tap issue: WMEM read now, ACC read in T1, write-back in T2 (short pipeline) or T4
+                # tap issue: WMEM read now, ACC read in T1, write-back in T2 (short pipeline) or T5
                 with m.If(event):
                     m.d.sync += [t1_x.eq(x_val), t1_mode.eq(Mux(in_int, MODE_MUL, MODE_SEL))]
                     with m.If(tapm):
@@ -596,24 +619,24 @@ class ConvEngine(wiring.Component):
                     m.next = "SCAT_DRAIN"
 
             # the last tap's drain: it is in T1 (its ACC read) in SCAT_DRAIN, and in the deep
-            # pipeline in T2 (its ACC read) in SCAT_DRAIN2, T3 (its word and addend registered) in
-            # SCAT_DRAIN3 and T4 (its add) in SCAT_DRAIN4; its write-back (T2 or T5) is in the next
-            # cycle, whose reads (readout, or the bias phase's ACC reads) see it through the
+            # pipeline in T2 in SCAT_DRAIN2, TW (its ACC read) in SCAT_DRAIN_W, T3 (its word and
+            # addend registered) in SCAT_DRAIN3 and T4 (its add) in SCAT_DRAIN4; its write-back (T2
+            # or T5) is in the next cycle, whose reads (readout, or the bias phase's ACC reads) see it through the
             # transparent port
             def after_scan():
                 with m.If(is_head):
                     m.next = "BIAS"
                 with m.Else():
                     m.next = "RO"
-            drain_chain(["SCAT_DRAIN", "SCAT_DRAIN2", "SCAT_DRAIN3", "SCAT_DRAIN4"] if deep else ["SCAT_DRAIN"],
-                        after_scan)
+            drain_chain(["SCAT_DRAIN", "SCAT_DRAIN2", "SCAT_DRAIN_W", "SCAT_DRAIN3", "SCAT_DRAIN4"]
+                        if deep else ["SCAT_DRAIN"], after_scan)
 
             with m.State("RO"):
                 for p in range(P):
                     m.d.comb += self.acc_r[p].addr.eq(ra)
-                m.d.comb += [self.bias_r.addr.eq(pa), self.shift_r.addr.eq(pa),
-                             self.act_r.addr.eq(oa), self.act_r.en.eq(1)]
+                m.d.comb += [self.act_r.addr.eq(oa), self.act_r.en.eq(1)]
                 m.d.sync += [r1v.eq(1), r1_p.eq(rp), r1_ra.eq(ra), r1_oa.eq(oa), oa.eq(oa + 1)]
+                m.d.sync += [r1_clr[p].eq(tapm | (rp == p)) for p in range(P)]
                 with m.If(rq != howo1):
                     m.d.sync += [rq.eq(rq + 1), ra.eq(ra + 1)]
                 with m.Else():
@@ -635,8 +658,7 @@ class ConvEngine(wiring.Component):
             with m.State("BIAS"):
                 for p in range(P):
                     m.d.sync += [t1_en[p].eq(bp == p), t1_addr[p].eq(bg)]
-                m.d.comb += self.bias_r.addr.eq(ba)
-                m.d.sync += [t1_mode.eq(MODE_BIAS), ba.eq(ba + 1)]
+                m.d.sync += [t1_mode.eq(MODE_BIAS), pa.eq(pa + 1)]
                 with m.If(bp != P - 1):
                     m.d.sync += bp.eq(bp + 1)
                 with m.Else():
@@ -644,10 +666,10 @@ class ConvEngine(wiring.Component):
                     with m.If(bg == G1):
                         m.next = "BIAS_DRAIN"
 
-            # the last bias is in T1 in BIAS_DRAIN (and in the deep pipeline in T2, T3, T4 in
-            # BIAS_DRAIN2 .. BIAS_DRAIN4); its write-back (T2 or T5) is in DRAIN
-            drain_chain(["BIAS_DRAIN", "BIAS_DRAIN2", "BIAS_DRAIN3", "BIAS_DRAIN4"] if deep else ["BIAS_DRAIN"],
-                        "DRAIN")
+            # the last bias is in T1 in BIAS_DRAIN (and in the deep pipeline in T2, TW, T3, T4 in
+            # BIAS_DRAIN2, BIAS_DRAIN_W, BIAS_DRAIN3, BIAS_DRAIN4); its write-back (T2 or T5) is in DRAIN
+            drain_chain(["BIAS_DRAIN", "BIAS_DRAIN2", "BIAS_DRAIN_W", "BIAS_DRAIN3", "BIAS_DRAIN4"]
+                        if deep else ["BIAS_DRAIN"], "DRAIN")
 
             with m.State("DRAIN"):
                 # the last write-back (R3, or T2 / T4) happens in this cycle
@@ -686,7 +708,7 @@ class ConvEngine(wiring.Component):
             with m.If(wb_en):
                 m.d.comb += [self.acc_w[p].en.eq(1), self.acc_w[p].addr.eq(wb_addr),
                              self.acc_w[p].data.eq(wb_data)]
-            with m.Elif(r1v & (tapm | (r1_p == p))):
+            with m.Elif(r1_clr[p]):
                 m.d.comb += [self.acc_w[p].en.eq(1), self.acc_w[p].addr.eq(r1_ra),
                              self.acc_w[p].data.eq(0)]
             m.d.comb += self.acc_r[p].en.eq(1)
@@ -735,5 +757,6 @@ class ConvEngine(wiring.Component):
         m.d.sync += [r3v.eq(r2v), r3_oa.eq(r2_oa), r3_y.eq(ro.y)]
         with m.If(r3v):
             m.d.comb += [self.act_w.en.eq(1), self.act_w.addr.eq(r3_oa), self.act_w.data.eq(r3_y)]
-        m.d.comb += [self.bias_r.en.eq(1), self.shift_r.en.eq(1)]
+        m.d.comb += [self.bias_r.addr.eq(pa), self.shift_r.addr.eq(pa),
+                     self.bias_r.en.eq(1), self.shift_r.en.eq(1)]
         return m

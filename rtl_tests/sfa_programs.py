@@ -99,7 +99,8 @@ class _Builder:
         # No IR here: generous widths (ACT values stay within 24 bits, thresholds below 2**21, so the
         # LIF state needs at most 25 bits and h2 26), and the K^T V counts' exact width
         n_attn = max([i.ho * i.wo for i in self.instrs if i.opcode == OP_ATTN] + [1])
-        return Program(instrs=list(self.instrs), lanes=self.P, act_bits=24, acc_bits=28, membrane_bits=26,
+        return Program(instrs=list(self.instrs), lanes=self.P, act_bits=24, mul_x_bits=24, acc_bits=28,
+                       membrane_bits=26,
                        state_bits=25, kv_bits=max(1, n_attn.bit_length()),
                        weight_bits=signed_bits(int(wmem.min()), int(wmem.max())),
                        bias_bits=signed_bits(min(b + [0]), max(b + [0])),

@@ -60,7 +60,8 @@ def test_hardware_widths_are_the_irs_declared_widths():
                 membrane_bits=max(o.widths["membrane"] for o in by("lif")),
                 state_bits=max(o.widths["state"] for o in by("lif")),
                 kv_bits=max([o.widths["kv"] - 1 for o in by("attention")] + [1]),
-                logit_bits=by("head")[0].widths["acc"], pixel_bits=g.ops[0].attrs["bits"])
+                logit_bits=by("head")[0].widths["acc"], pixel_bits=g.ops[0].attrs["bits"],
+                mul_x_bits=max(g.op(o.inputs[0]).widths["out"] for o in by("conv") if o.attrs["in_kind"] == "int"))
     assert by("attention")
     cfg = MachineConfig.from_program(prog)
     for k, v in want.items():

@@ -181,7 +181,7 @@ def needs(p: Program, t: Target, weights: str = "auto") -> tuple[Needs, dict[str
     plan = weight_storage(p, t, weights)
     # one multiplier per lane for multi-bit inputs, split into 18x18 blocks when wider, plus the
     # sequencer's shared one
-    per_lane = math.ceil(max(p.act_bits, 2) / 18) * math.ceil(max(p.weight_bits, 2) / 18)
+    per_lane = math.ceil(max(p.mul_x_bits, 2) / 18) * math.ceil(max(p.weight_bits, 2) / 18)
     # block RAM in primitives of the family (a memory takes whole blocks); targets with external
     # memory (``large``) or none to speak of (``sim``) count bits against their bits
     if t.family in BRAM_MODES:

@@ -113,6 +113,11 @@ def pack_parameters(g: Graph, s: Schedule, plan: MemoryPlan, lanes: int) -> Prog
     # Widths: every one from the IR's declared widths (the range analysis), none re-derived.
     act_tensors = [o for o in g.ops if o.kind in ("quant_input", "conv", "add", "attention", "spatial_sum")]
     act_bits = max(o.widths["out"] for o in act_tensors)
+    # the lanes' multiplier operand: the widest tensor a multi-bit (``in_kind`` int) conv reads,
+    # often far narrower than the ACT word (the pixels, the depthwise convs' outputs; the widest
+    # ACT tensors are residual sums, which only LIFs read), so that it fits one DSP block
+    mul_x_bits = max([irops[o.inputs[0]].widths["out"] for o in g.ops
+                      if o.kind == "conv" and o.attrs["in_kind"] == "int"] + [2])
     conv_acc = [o.widths["acc"] for o in g.ops if o.kind == "conv"]
     head = g.ops[-1]
     acc_bits = max(conv_acc + [head.widths["acc"]])
@@ -124,7 +129,8 @@ def pack_parameters(g: Graph, s: Schedule, plan: MemoryPlan, lanes: int) -> Prog
     th = np.array(thresh or [1])
     qi = g.ops[0]
     return Program(
-        instrs=instrs, lanes=lanes, act_bits=act_bits, acc_bits=acc_bits, membrane_bits=membrane_bits,
+        instrs=instrs, lanes=lanes, act_bits=act_bits, mul_x_bits=mul_x_bits, acc_bits=acc_bits,
+        membrane_bits=membrane_bits,
         state_bits=state_bits, kv_bits=kv_bits,
         weight_bits=signed_bits(int(wmem.min()), int(wmem.max())),
         bias_bits=signed_bits(min(bias + [0]), max(bias + [0])),

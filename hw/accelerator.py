@@ -146,7 +146,14 @@ class Accelerator(wiring.Component):
             m.submodules[name] = mm
             return mm
 
-        act = mem("act", signed(cfg.act_bits), cfg.act_words)
+        # ACT likewise: INPUT, ATTN and SUM write it, CONV/HEAD, LIF and SUM read it, one engine at a
+        # time; CONV reads its input in the scan and the old words (OUT_ACCUM) in the readout at
+        # ``oa``, which grows by one a cycle, while the word read four cycles before is written (R3,
+        # and the write's register below; five with more than one lane: RS); SUM
+        # reads its input and writes its output, a different tensor. So no read meets a write to
+        # its word, and the emulated order (the address compare behind the engines' address mux)
+        # was the ECP5's critical path once the lanes' multiplier fitted one DSP block
+        act = mem("act", signed(cfg.act_bits), cfg.act_words, attrs={"no_rw_check": 1})
         # SPK is written only by the LIF engine and read only by CONV/HEAD and ATTN, and the port
         # multiplexers below enable each port only while its engines' opcode runs: a read and a
         # write never meet in one cycle. Yosys cannot see that and emulates the read-before-write
@@ -187,7 +194,7 @@ class Accelerator(wiring.Component):
         rom = mem("rom", unsigned(rom_width), 2 * cfg.rom_words, rom_image(prog.instrs, P))
 
         act_w = act.write_port()
-        act_r = act.read_port()
+        act_r = registered_read_port(m, act, "act_r")
         spk_w = spk.write_port()
         spk_r = registered_read_port(m, spk, "spk_r")
         acc_w = [a.write_port() for a in accs]
@@ -202,6 +209,7 @@ class Accelerator(wiring.Component):
         shift_r = shift.read_port()
         thresh_r = thresh.read_port()
         rom_r = rom.read_port()
+        roms = (wmem_r, bias_r, shift_r, thresh_r)    # read-only while the core runs
 
         # ---------------------------------------------------------------- engines
         m.submodules.inp = inp = InputEngine(cfg)
@@ -228,13 +236,32 @@ class Accelerator(wiring.Component):
         wiring.connect(m, out.logits, wiring.flipped(self.logits))
 
         # ---------------------------------------------------------------- port multiplexers
+        # Whether the instruction's opcode is one of ``ops``: a flip-flop per set of opcodes, loaded
+        # with the instruction (DEC1) from the ROM's word, so that the port multiplexers' selects
+        # are registers, not a decode of the opcode register (that decode in front of the ACC
+        # banks' write ports, across the die, was the ECP5's critical path). After a reset the
+        # instruction register is 0 and so is every flag's opcode decode.
+        sel_flags = {}
+
         def sel(*ops):
-            cond = op == ops[0]
+            if ops not in sel_flags:
+                names = "_".join(str(o) for o in ops)
+                sel_flags[ops] = Signal(name=f"op_is_{names}", init=int(0 in ops))
+            return sel_flags[ops]
+
+        def decode(opcode, ops):
+            cond = opcode == ops[0]
             for o in ops[1:]:
-                cond = cond | (op == o)
+                cond = cond | (opcode == o)
             return cond
 
         def share_read(port, clients):
+            if len(clients) == 1 and any(port is r for r in roms):
+                # a ROM's only reader: no mux in front of the block RAM (a read while another
+                # engine runs changes nothing)
+                m.d.comb += [port.addr.eq(clients[0][1].addr), port.en.eq(clients[0][1].en),
+                             clients[0][1].data.eq(port.data)]
+                return
             m.d.comb += port.en.eq(0)
             for _, c in clients:
                 m.d.comb += c.data.eq(port.data)
@@ -242,7 +269,19 @@ class Accelerator(wiring.Component):
                 with (m.If if i == 0 else m.Elif)(cond):
                     m.d.comb += [port.addr.eq(c.addr), port.en.eq(c.en)]
 
-        def share_write(port, clients):
+        def share_write(port, clients, registered=None):
+            """``port`` written by the client whose condition holds; with ``registered`` (a name)
+            the selected write goes to the port a cycle later, from registers (an engine's last
+            write then lands after its ``done``, still cycles before the next instruction's first
+            read)"""
+            if registered:
+                q = SimpleNamespace(addr=Signal.like(port.addr, name=f"{registered}_addr_q"),
+                                    data=Signal.like(port.data, name=f"{registered}_data_q"),
+                                    en=Signal(name=f"{registered}_en_q"))
+                m.d.comb += [port.addr.eq(q.addr), port.data.eq(q.data), port.en.eq(q.en)]
+                sel_w = SimpleNamespace(addr=Signal.like(port.addr), data=Signal.like(port.data), en=Signal())
+                m.d.sync += [q.addr.eq(sel_w.addr), q.data.eq(sel_w.data), q.en.eq(sel_w.en)]
+                port = sel_w
             m.d.comb += port.en.eq(0)
             for i, (cond, c) in enumerate(clients):
                 with (m.If if i == 0 else m.Elif)(cond):
@@ -250,13 +289,15 @@ class Accelerator(wiring.Component):
 
         is_conv = sel(OP_CONV, OP_HEAD)
         share_read(act_r, [(is_conv, conv.act_r), (sel(OP_LIF), lif.act_r), (sel(OP_SUM), summ.act_r)])
+        # ACT's write registered: four writers, and ACT's block RAMs (the largest memory after
+        # WMEM) spread wide, so that their mux and its route in one cycle were the ECP5's critical path
         share_write(act_w, [(sel(OP_INPUT), inp.act_w), (is_conv, conv.act_w), (sel(OP_ATTN), attn.act_w),
-                            (sel(OP_SUM), summ.act_w)])
+                            (sel(OP_SUM), summ.act_w)], registered="act_w")
         share_read(spk_r, [(is_conv, conv.spk_r), (sel(OP_ATTN), attn.spk_r)])
         share_write(spk_w, [(sel(OP_LIF), lif.spk_w)])
         # after a reset the sequencer first clears the ACC banks (a reset in the middle of an
         # inference would otherwise leave partial sums behind)
-        clearing = Signal()
+        clearing = Signal(init=1)      # a flip-flop (the state's decode was in front of the write ports)
         clr_addr = Signal(range(cfg.acc_words))
         for p in range(P):
             share_read(acc_r[p], [(is_conv, conv.acc_r[p]), (sel(OP_OUTPUT), out.acc_r[p])])
@@ -290,9 +331,9 @@ class Accelerator(wiring.Component):
 
         with m.FSM(name="seq"):
             with m.State("CLEAR"):
-                m.d.comb += clearing.eq(1)
                 m.d.sync += clr_addr.eq(clr_addr + 1)
                 with m.If(clr_addr == cfg.acc_words - 1):
+                    m.d.sync += clearing.eq(0)
                     m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.comb += [rom_r.addr.eq(Cat(0, pc)), rom_r.en.eq(1)]
@@ -301,6 +342,8 @@ class Accelerator(wiring.Component):
                 # the instruction's word is on the ROM's read port; read its products next
                 m.d.comb += [rom_r.addr.eq(Cat(1, pc)), rom_r.en.eq(1)]
                 m.d.sync += instr.eq(rom_r.data[:len(instr)])
+                rom_op = instr_layout(cfg)(rom_r.data[:len(instr)]).opcode
+                m.d.sync += [flag.eq(decode(rom_op, ops)) for ops, flag in sel_flags.items()]
                 m.next = "DEC2"
             with m.State("DEC2"):
                 m.d.comb += rom_r.en.eq(0)

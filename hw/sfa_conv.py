@@ -448,11 +448,6 @@ class ConvEngine(wiring.Component):
             # bank mux in T2); TW registers the mux's word and T3 that register, so that the lanes'
             # multipliers, spread over the die, are fed by registers that can sit next to them
             m.d.sync += [t3_x.eq(tw_x), t3_mode.eq(tw_mode), t3_w.eq(tw_w), t3_bias.eq(tw_bias)]
-        # the ACC read of T1 (short pipeline) or TW (deep one; the readout overrides it: no tap is
-        # in flight then)
-        for p in range(P):
-            m.d.comb += self.acc_r[p].addr.eq(tw_addr[p] if deep else t1_addr[p])
-
         # ---- readout registers
         co = Signal(cfg.fbits("cout"))
         rp = Signal(range(max(P, 2)))           # co % P       (LANES_CO)
@@ -490,6 +485,16 @@ class ConvEngine(wiring.Component):
 
         m.d.comb += [self.wmem_r.addr.eq(w_cur), self.wmem_r.en.eq(1)]
 
+        # The readout state (RO) in a flip-flop: the read addresses are a mux of registers by it
+        # (decoding the FSM's state in front of the ACC banks' and ACT's read addresses, across the
+        # die, was the ECP5's critical path). The ACC read of T1 (short pipeline) or TW (deep one),
+        # or the readout's (no tap is in flight then); ACT's and SPK's of the scan or the readout
+        # (either port's data is only taken where its engine enables the read).
+        in_ro = Signal()
+        for p in range(P):
+            m.d.comb += self.acc_r[p].addr.eq(Mux(in_ro, ra, tw_addr[p] if deep else t1_addr[p]))
+        m.d.comb += [self.act_r.addr.eq(Mux(in_ro, oa, sa)), self.spk_r.addr.eq(sa)]
+
         def scan_init():
             return [ci.eq(0), iy.eq(0), ix.eq(0), ci_end.eq(cin_one), iy_end.eq(h_one), ix_end.eq(w_one),
                     s0v.eq(1), srv.eq(0), event.eq(0), arow.eq(arow0), yrow.eq(yrow0), chb.eq(0),
@@ -519,8 +524,7 @@ class ConvEngine(wiring.Component):
             with m.State("SCAT"):
                 adv = s1_done
                 # read of the next element
-                m.d.comb += [self.spk_r.addr.eq(sa), self.act_r.addr.eq(sa),
-                             self.spk_r.en.eq(adv & s0v), self.act_r.en.eq(adv & s0v)]
+                m.d.comb += [self.spk_r.en.eq(adv & s0v), self.act_r.en.eq(adv & s0v)]
                 with m.If(adv):
                     m.d.sync += event.eq(pre_v & (pre_val != 0) & (tapm | p_has))
                     with m.If(pre_v):
@@ -627,14 +631,13 @@ class ConvEngine(wiring.Component):
                 with m.If(is_head):
                     m.next = "BIAS"
                 with m.Else():
+                    m.d.sync += in_ro.eq(1)
                     m.next = "RO"
             drain_chain(["SCAT_DRAIN", "SCAT_DRAIN2", "SCAT_DRAIN_W", "SCAT_DRAIN3", "SCAT_DRAIN4"]
                         if deep else ["SCAT_DRAIN"], after_scan)
 
             with m.State("RO"):
-                for p in range(P):
-                    m.d.comb += self.acc_r[p].addr.eq(ra)
-                m.d.comb += [self.act_r.addr.eq(oa), self.act_r.en.eq(1)]
+                m.d.comb += self.act_r.en.eq(1)
                 m.d.sync += [r1v.eq(1), r1_p.eq(rp), r1_ra.eq(ra), r1_oa.eq(oa), oa.eq(oa + 1)]
                 m.d.sync += [r1_clr[p].eq(tapm | (rp == p)) for p in range(P)]
                 with m.If(rq != howo1):
@@ -648,6 +651,7 @@ class ConvEngine(wiring.Component):
                     with m.Else():
                         m.d.sync += [rp.eq(0), rgb.eq(rgb + howo), ra.eq(rgb + howo)]
                     with m.If(co == cout1):
+                        m.d.sync += in_ro.eq(0)
                         m.next = "RO_DRAIN"
 
             # the last element is in R1 (its ACC word(s) read and cleared) in RO_DRAIN, then in RS

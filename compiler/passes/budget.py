@@ -175,13 +175,18 @@ def weight_storage(p: Program, t: Target, mode: str = "auto") -> SPRAMPlan | Non
     return spram_plan(max(1, len(p.wmem)), p.lanes * p.weight_bits)
 
 
+def dsps_per_lane(p: Program) -> int:
+    """DSP blocks of one lane's multiplier (``mul_x_bits`` x ``weight_bits`` in 18x18 blocks)."""
+    return math.ceil(max(p.mul_x_bits, 2) / 18) * math.ceil(max(p.weight_bits, 2) / 18)
+
+
 def needs(p: Program, t: Target, weights: str = "auto") -> tuple[Needs, dict[str, int], SPRAMPlan | None]:
     mem = memory_bits(p)
     total = sum(mem.values())
     plan = weight_storage(p, t, weights)
-    # one multiplier per lane for multi-bit inputs, split into 18x18 blocks when wider, plus the
-    # sequencer's shared one
-    per_lane = math.ceil(max(p.mul_x_bits, 2) / 18) * math.ceil(max(p.weight_bits, 2) / 18)
+    # one multiplier per lane for multi-bit inputs (mul_x_bits x weight_bits), split into 18x18
+    # blocks when wider; nothing else multiplies (the instructions' products come from the ROM)
+    per_lane = dsps_per_lane(p)
     # block RAM in primitives of the family (a memory takes whole blocks); targets with external
     # memory (``large``) or none to speak of (``sim``) count bits against their bits
     if t.family in BRAM_MODES:
@@ -192,7 +197,7 @@ def needs(p: Program, t: Target, weights: str = "auto") -> tuple[Needs, dict[str
                    (ROW_SPRAM, plan.blocks, t.spram_blocks)]
     else:
         out = [("memory bits (total)", total, t.bram_bits + t.external_bits)]
-    out += [("multipliers (DSP)", p.lanes * per_lane + 1, t.dsps),
+    out += [("multipliers (DSP)", p.lanes * per_lane, t.dsps),
             (ROW_LUTS, lut_estimate(p.lanes, t.family), t.luts)]
     return Needs(out), mem, plan
 
@@ -211,7 +216,8 @@ def check_budget(p: Program, t: Target, lanes_given: bool, weights: str = "auto"
     hints = []
     over = {r for r, a, b in n.rows if a > b}
     if "multipliers (DSP)" in over or ROW_LUTS in over:
-        fit = max([0] + [q for q in range(1, t.dsps) if lut_estimate(q, t.family) <= t.luts])
+        per_lane = dsps_per_lane(p)
+        fit = max([0] + [q for q in range(1, t.dsps // per_lane + 1) if lut_estimate(q, t.family) <= t.luts])
         if fit >= 1 and fit < p.lanes:
             hints.append(f"fewer lanes (--lanes {fit})")
     if over & {ROW_TOTAL, ROW_BRAM, ROW_SPRAM, "memory bits (total)"}:

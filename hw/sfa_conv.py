@@ -287,9 +287,12 @@ class ConvEngine(wiring.Component):
 
         # ---- S1: the element whose value is on the read port, and its tap loop
         event = Signal()        # S1 holds an event: a non-zero element (LANES_CO: one that reaches an output)
-        s1_iy = Signal(CB)
-        s1_ix = Signal(CB)
-        s1_E = Signal(cfg.acc_abits)        # LANES_TAP: ci*howo + ((iy+pad)>>s)*wo
+        # LANES_TAP: iy + pad, ix + pad, and ci*howo + ((iy+pad)>>s)*wo + ((ix+pad)>>s), added as S1
+        # takes the element, so that the taps' valid tests and ACC words start at registers (the
+        # adds in front of them were the critical path of both families)
+        s1_pad_y = Signal(CB + 4)
+        s1_pad_x = Signal(CB + 4)
+        s1_Ex0 = Signal(cfg.acc_abits)
         # The tap loop's indices count down what is left of their range (the addresses step in
         # their own registers), each with a flag that says it is at its last value
         oy_left = Signal(CB + 1)
@@ -530,7 +533,8 @@ class ConvEngine(wiring.Component):
                     with m.If(pre_v):
                         # SR (or SV) -> S1: the value from the read port (or SV), first tap of the element
                         m.d.sync += [
-                            x_val.eq(pre_val), s1_iy.eq(p_iy), s1_ix.eq(p_ix), s1_E.eq(p_E),
+                            x_val.eq(pre_val), s1_pad_y.eq(p_iy + pad), s1_pad_x.eq(p_ix + pad),
+                            s1_Ex0.eq(p_E + ((p_ix + pad) >> sh)),
                             oy_left.eq(p_oy_span), ox_left.eq(p_ox_span), ox_row_left.eq(p_ox_span),
                             g_left.eq(G1),
                             a_row.eq(p_acc), a_pos.eq(p_acc), a_cur.eq(p_acc),
@@ -603,9 +607,7 @@ class ConvEngine(wiring.Component):
                 with m.If(event):
                     m.d.sync += [t1_x.eq(x_val), t1_mode.eq(Mux(in_int, MODE_MUL, MODE_SEL))]
                     with m.If(tapm):
-                        pad_y = s1_iy + pad
-                        pad_x = s1_ix + pad
-                        x0 = pad_x >> sh
+                        pad_y, pad_x = s1_pad_y, s1_pad_x
                         for p in range(P):
                             ry = Signal(signed(CB + 3), name=f"ry{p}")
                             rx = Signal(signed(CB + 3), name=f"rx{p}")
@@ -614,7 +616,7 @@ class ConvEngine(wiring.Component):
                             qx = rx >> sh
                             ok = ((kyl[p] < k) & (ry >= 0) & (rx >= 0) & (~sh | (~ry[0] & ~rx[0])) &
                                   (qy < ho) & (qx < wo))
-                            addr = s1_E - small_mul(kyl[p][:KB] >> sh, wo) + x0 - (kxl[p] >> sh)
+                            addr = s1_Ex0 - small_mul(kyl[p][:KB] >> sh, wo) - (kxl[p] >> sh)
                             m.d.sync += [t1_en[p].eq(ok), t1_addr[p].eq(addr)]
                     with m.Else():
                         for p in range(P):

@@ -80,9 +80,6 @@ class SumEngine(wiring.Component):
         run = Signal()
         ra = Signal(cfg.act_abits)
         wa = Signal(cfg.act_abits)
-        q = Signal(len(D.hw))
-        c = Signal(cfg.fbits("cin"))
-        t = Signal(cfg.fbits("T"))
         s1 = Signal()
         s1_first = Signal()
         s1_last = Signal()
@@ -90,28 +87,33 @@ class SumEngine(wiring.Component):
         # act_bits (the IR's declared widths) holds every spatial sum's range [N*lo, N*hi], and each
         # partial sum of a row lies in [min(0, N*lo), max(0, N*hi)], inside the same width
         acc = Signal(signed(cfg.act_bits))
-        # each loop's bound less one in a register, and whether its index is at it in a flip-flop
-        # (set when the index is loaded or stepped onto it), so that the loop's enables start at
-        # flip-flops: a subtractor from the products and a compare in front of them were the
-        # UP5K's critical path
-        hw1, cin1, T1 = Signal.like(D.hw), Signal.like(I.cin), Signal.like(I.T)
-        q_end, c_end, t_end = Signal(), Signal(), Signal()
+        # The loops count down what is left of them (the positions of a row, the channels, the time
+        # steps), each with a flip-flop saying it is at its last value (set when the count is loaded
+        # or stepped onto it, a compare with a constant), so that the loop's enables start at
+        # flip-flops: a subtractor from the products and a compare with it in front of them were
+        # the UP5K's critical path, then an incrementer and that compare
+        hw1, cin1 = Signal.like(D.hw), Signal.like(I.cin)      # reloaded every row, every time step
+        q_left, c_left, t_left = Signal.like(D.hw), Signal.like(I.cin), Signal.like(I.T)
+        q_first, q_end, c_end, t_end = Signal(), Signal(), Signal(), Signal()
+        hw_one, cin_one = Signal(), Signal()
         m.d.sync += s1.eq(0)
         m.d.comb += [self.act_r.addr.eq(ra), self.act_r.en.eq(run)]
         with m.If(self.start):
-            m.d.sync += [run.eq(1), ra.eq(I.src), wa.eq(I.dst), q.eq(0), c.eq(0), t.eq(0),
-                         hw1.eq(D.hw - 1), cin1.eq(I.cin - 1), T1.eq(I.T - 1),
-                         q_end.eq(D.hw == 1), c_end.eq(I.cin == 1), t_end.eq(I.T == 1)]
+            m.d.sync += [run.eq(1), ra.eq(I.src), wa.eq(I.dst), hw1.eq(D.hw - 1), hw_one.eq(D.hw == 1),
+                         cin1.eq(I.cin - 1), cin_one.eq(I.cin == 1), q_left.eq(D.hw - 1), c_left.eq(I.cin - 1),
+                         t_left.eq(I.T - 1), q_first.eq(1), q_end.eq(D.hw == 1), c_end.eq(I.cin == 1),
+                         t_end.eq(I.T == 1)]
         with m.Elif(run):
-            m.d.sync += [s1.eq(1), s1_first.eq(q == 0), s1_last.eq(q_end), s1_wa.eq(wa), ra.eq(ra + 1)]
+            m.d.sync += [s1.eq(1), s1_first.eq(q_first), s1_last.eq(q_end), s1_wa.eq(wa), ra.eq(ra + 1)]
             with m.If(~q_end):
-                m.d.sync += [q.eq(q + 1), q_end.eq(q + 1 == hw1)]
+                m.d.sync += [q_left.eq(q_left - 1), q_end.eq(q_left == 1), q_first.eq(0)]
             with m.Else():
-                m.d.sync += [q.eq(0), q_end.eq(hw1 == 0), wa.eq(wa + 1)]
+                m.d.sync += [q_left.eq(hw1), q_end.eq(hw_one), q_first.eq(1), wa.eq(wa + 1)]
                 with m.If(~c_end):
-                    m.d.sync += [c.eq(c + 1), c_end.eq(c + 1 == cin1)]
+                    m.d.sync += [c_left.eq(c_left - 1), c_end.eq(c_left == 1)]
                 with m.Else():
-                    m.d.sync += [c.eq(0), c_end.eq(cin1 == 0), t.eq(t + 1), t_end.eq(t + 1 == T1)]
+                    m.d.sync += [c_left.eq(cin1), c_end.eq(cin_one), t_left.eq(t_left - 1),
+                                 t_end.eq(t_left == 1)]
                     with m.If(t_end):
                         m.d.sync += run.eq(0)
         # With more than one lane (the ECP5 builds' deep pipelines, compiler/cycle_model.py:

@@ -59,8 +59,6 @@ class LIFEngine(wiring.Component):
 
         run = Signal()
         # widths from the program (counters) and of the memory addressed (addresses)
-        t = Signal(cfg.fbits("T"))
-        q = Signal(len(D.howo))         # position within the channel
         e_src = Signal(cfg.act_abits)   # src + e
         e_dst = Signal(cfg.spk_abits)   # dst + e
         a_src = Signal(cfg.act_abits)   # src + t*n + e
@@ -85,21 +83,33 @@ class LIFEngine(wiring.Component):
         m.d.comb += [self.act_r.addr.eq(a_src), self.act_r.en.eq(run),
                      self.thresh_r.addr.eq(ta), self.thresh_r.en.eq(run)]
 
+        # The loops (time steps, positions in a channel, elements) count down what is left of
+        # them, each with a flip-flop saying it is at its last value (set when the count is
+        # loaded or stepped onto it, a compare with a constant), so that the loop enables start
+        # at flip-flops, not at subtractors and compares of the instruction (as in CONV and SUM)
+        T1, howo1 = Signal.like(I.T), Signal.like(D.howo)      # reloaded every element, channel
+        t_left, q_left, e_left = Signal.like(I.T), Signal.like(D.howo), Signal.like(n)
+        t_first, t_end, q_end, e_end, t_one, howo_one = (Signal() for _ in range(6))
         with m.If(self.start):
-            m.d.sync += [run.eq(1), t.eq(0), q.eq(0), e_src.eq(I.src), e_dst.eq(I.dst), a_src.eq(I.src),
-                         a_dst.eq(I.dst), ta.eq(I.pbase), self.spikes.eq(0)]
+            m.d.sync += [run.eq(1), e_src.eq(I.src), e_dst.eq(I.dst), a_src.eq(I.src),
+                         a_dst.eq(I.dst), ta.eq(I.pbase), self.spikes.eq(0),
+                         T1.eq(I.T - 1), howo1.eq(D.howo - 1), t_one.eq(I.T == 1), howo_one.eq(D.howo == 1),
+                         t_left.eq(I.T - 1), q_left.eq(D.howo - 1), e_left.eq(n - 1), t_first.eq(1),
+                         t_end.eq(I.T == 1), q_end.eq(D.howo == 1), e_end.eq(n == 1)]
         with m.Elif(run):
-            m.d.sync += [c1.eq(1), c1_first.eq(t == 0), c1_dst.eq(a_dst)]
-            with m.If(t != I.T - 1):
-                m.d.sync += [t.eq(t + 1), a_src.eq(a_src + n), a_dst.eq(a_dst + n)]
+            m.d.sync += [c1.eq(1), c1_first.eq(t_first), c1_dst.eq(a_dst)]
+            with m.If(~t_end):
+                m.d.sync += [t_left.eq(t_left - 1), t_end.eq(t_left == 1), t_first.eq(0),
+                             a_src.eq(a_src + n), a_dst.eq(a_dst + n)]
             with m.Else():
-                m.d.sync += [t.eq(0), e_src.eq(e_src + 1), e_dst.eq(e_dst + 1), a_src.eq(e_src + 1),
-                             a_dst.eq(e_dst + 1)]
-                with m.If(q != D.howo - 1):
-                    m.d.sync += q.eq(q + 1)
+                m.d.sync += [t_left.eq(T1), t_end.eq(t_one), t_first.eq(1), e_src.eq(e_src + 1),
+                             e_dst.eq(e_dst + 1), a_src.eq(e_src + 1), a_dst.eq(e_dst + 1),
+                             e_left.eq(e_left - 1), e_end.eq(e_left == 1)]
+                with m.If(~q_end):
+                    m.d.sync += [q_left.eq(q_left - 1), q_end.eq(q_left == 1)]
                 with m.Else():
-                    m.d.sync += [q.eq(0), ta.eq(ta + 1)]
-                with m.If(e_src + 1 == I.src + n):
+                    m.d.sync += [q_left.eq(howo1), q_end.eq(howo_one), ta.eq(ta + 1)]
+                with m.If(e_end):
                     m.d.sync += run.eq(0)
 
         m.d.comb += [step.v.eq(Mux(c2_first, 0, v)), step.x.eq(x2), step.threshold.eq(th2)]

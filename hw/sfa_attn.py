@@ -33,7 +33,7 @@ multiplies; it starts with CLR. Cycle counts: ``compiler/iss.py``.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -148,7 +148,11 @@ class AttnEngine(wiring.Component):
         o1j = Signal(range(y_words))
         m.d.sync += [k1v.eq(0), y1v.eq(0), o1v.eq(0)]
 
-        m.d.comb += [kv_r.en.eq(1), y_r.en.eq(1)]
+        # KV's read address: the row's next word, or S2's row start; a mux of registers by one
+        # flip-flop in every state (a read nobody takes changes nothing). Decided in the scan's
+        # branches, the state and S2's decode sat in front of KV's read mux, the UP5K's critical
+        # path.
+        m.d.comb += [kv_r.en.eq(1), y_r.en.eq(1), kv_r.addr.eq(Mux(row, r_kva, kr2))]
 
         def scan_start(base, n_value, thb_value):
             return [sn.eq(n_value), sn_end.eq(n_value == N1), si.eq(0), si_end.eq(d_one), sid.eq(0),
@@ -167,10 +171,10 @@ class AttnEngine(wiring.Component):
             finished = Signal(name="ks_fin" if is_k else "qs_fin")
             with m.If(row):
                 if is_k:
-                    m.d.comb += [self.spk_r.addr.eq(r_va), self.spk_r.en.eq(1), kv_r.addr.eq(r_kva)]
+                    m.d.comb += [self.spk_r.addr.eq(r_va), self.spk_r.en.eq(1)]
                     m.d.sync += [k1v.eq(1), k1a.eq(r_kva)]
                 else:
-                    m.d.comb += [kv_r.addr.eq(r_kva), y_r.addr.eq(j)]
+                    m.d.comb += y_r.addr.eq(j)
                     m.d.sync += [y1v.eq(1), y1a.eq(j)]
                 m.d.sync += [r_va.eq(r_va + N), r_kva.eq(r_kva + 1), j.eq(j + 1), j_end.eq(j + 1 == d1)]
                 with m.If(j_end):
@@ -180,10 +184,10 @@ class AttnEngine(wiring.Component):
                 # arriving now, is dropped (KS: the port is reading V); S1 keeps its address for rep
                 m.d.sync += [v2.eq(0), rep.eq(1)]
                 if is_k:
-                    m.d.comb += [self.spk_r.addr.eq(vb2), self.spk_r.en.eq(1), kv_r.addr.eq(kr2)]
+                    m.d.comb += [self.spk_r.addr.eq(vb2), self.spk_r.en.eq(1)]
                     m.d.sync += [k1v.eq(1), k1a.eq(kr2)]
                 else:
-                    m.d.comb += [kv_r.addr.eq(kr2), y_r.addr.eq(0)]
+                    m.d.comb += y_r.addr.eq(0)
                     m.d.sync += [y1v.eq(1), y1a.eq(0)]
                 m.d.sync += [r_va.eq(vb2 + N), r_kva.eq(kr2 + 1), j.eq(1), j_end.eq(d_two)]
                 with m.If(d != 1):

@@ -315,9 +315,17 @@ class Enframer(wiring.Component):
         length = Signal(16)
         remaining = Signal(16)
         total = Signal(8)
+        # The checksum adds each byte sent a cycle later, from a register: the byte's source (the
+        # host link's payload mux) and the adder in one cycle were the UP5K's critical path. CHECK
+        # waits for the last byte's add (``pending``).
+        sent = Signal(8)
+        pending = Signal()
 
+        m.d.sync += pending.eq(0)
+        with m.If(pending):
+            m.d.sync += total.eq(total + sent)
         with m.If(o.valid & o.ready):
-            m.d.sync += total.eq(total + o.payload)
+            m.d.sync += [sent.eq(o.payload), pending.eq(1)]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -329,7 +337,7 @@ class Enframer(wiring.Component):
             with m.State("SYNC"):
                 m.d.comb += [o.valid.eq(1), o.payload.eq(SYNC)]
                 with m.If(o.ready):
-                    m.d.sync += total.eq(0)   # the sync byte is not summed
+                    m.d.sync += [total.eq(0), pending.eq(0)]   # the sync byte is not summed
                     m.next = "CMD"
             with m.State("CMD"):
                 m.d.comb += [o.valid.eq(1), o.payload.eq(cmd)]
@@ -352,8 +360,8 @@ class Enframer(wiring.Component):
                     with m.If(remaining == 1):
                         m.next = "CHECK"
             with m.State("CHECK"):
-                m.d.comb += [o.valid.eq(1), o.payload.eq(total)]
-                with m.If(o.ready):
+                m.d.comb += [o.valid.eq(~pending), o.payload.eq(total)]
+                with m.If(~pending & o.ready):
                     m.next = "IDLE"
         return m
 

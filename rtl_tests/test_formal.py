@@ -487,7 +487,7 @@ def test_the_accelerators_datapath_is_proven(tmp_path, model):
             x_bits=cfg.act_bits, state_bits=cfg.state_bits, membrane_bits=cfg.membrane_bits,
             threshold_bits=cfg.thresh_bits)
         assert next(o for o in found if isinstance(o, AccumulateLane)).widths == dict(
-            acc_bits=cfg.acc_bits, weight_bits=cfg.weight_bits, x_bits=cfg.act_bits, bias_bits=cfg.bias_bits)
+            acc_bits=cfg.acc_bits, weight_bits=cfg.weight_bits, x_bits=cfg.mul_x_bits, bias_bits=cfg.bias_bits)
     for i, key in enumerate(sorted(todo)):
         harness, kw = todo[key]
         prove(harness(**kw), tmp_path / f"{key[0]}{i}")

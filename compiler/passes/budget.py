@@ -5,9 +5,9 @@ target's family as Yosys maps them (:func:`bram_blocks`: whole blocks per memory
 aspect ratio; tiny memories in flip-flops; constant ROM columns dropped), including the host link's
 pixel and logit buffers. Logic is an estimate (:func:`lut_estimate`, per family, calibrated on
 synthesis results); `spikeforge synth` has the final word. Checked against the iCE40 UP5K build of
-fpga-tiny-t2 (estimate 30 blocks, 30 measured; LUT estimate 5,077, 5,077 logic cells measured) and
-the ULX3S build of the default model (estimate 122 DP16KD, 115 measured: errs high; 9,125 LUTs,
-9,125 measured).
+fpga-tiny-t2 (estimate 30 blocks, 30 measured; LUT estimate 5,030, 5,030 logic cells measured;
+1 DSP) and the ULX3S build of the default model (estimate 122 DP16KD, 121 measured: errs high;
+9,243 LUTs, 9,243 measured; 8 DSPs).
 
 Where the weights live (:func:`weight_storage`): in block RAM, initialised by the bitstream, unless
 the target has SPRAM (the iCE40 UP5K) and the memories do not all fit its block RAM; then WMEM
@@ -31,21 +31,23 @@ from .memory_plan import SPRAMPlan, spram_plan
 # Logic: LUTs = base + per_lane * lanes, per family, calibrated on what synthesis measured (not a
 # general model of the widths; `spikeforge synth` has the final word):
 #   iCE40 UP5K, fpga-tiny-t2 at 1 lane (act 23 b, acc 21 b, weights in SPRAM, UART host link):
-#     5,077 logic cells (nextpnr ICESTORM_LC) with the instruction products in the program ROM
-#     (5,255 with the decode multiplier; 5,266 with the first Fmax pipeline stages, 4,999 before
+#     5,030 logic cells (nextpnr ICESTORM_LC) with a 12-bit lane multiplier and ACT without
+#     emulated read/write order (5,077 with the instruction products in the program ROM,
+#     5,255 with the decode multiplier; 5,266 with the first Fmax pipeline stages, 4,999 before
 #     them; 5,801 before the program-width specialisation);
 #     one lane (AccumulateLane, its ACC bank's port multiplexers, the readout's selection) is about
 #     110 of them (Yosys hierarchy statistics, `synth_ice40 -noflatten`).
-#   ECP5 85F, default at 8 lanes: 9,125 TRELLIS_COMB with the pipeline stages (9,307 before them,
-#     11,140 before the specialisation);
+#   ECP5 85F, default at 8 lanes: 9,243 TRELLIS_COMB (9,125 before the TW stage and the registered
+#     ACT write, 9,307 before the first pipeline stages, 11,140 before the specialisation);
 #     an ECP5 lane about 200 (carry chains count twice as COMB).
 #   With more than one lane the deep ACC pipeline (compiler/cycle_model.py: deep_acc_pipeline) adds
-#   logic of its own: on the UP5K it took the one-lane build from 5,255 to 5,380 cells (+125; its
-#   later stages, SV and the registered addend, only add to that); the ECP5 calibration build has
-#   it already (8 lanes), so there it is in the base.
-LUT_MODEL = {"ice40": (4967, 110), "ecp5": (7525, 200)}
+#   logic of its own: `synth_ice40 -dsp -dff -device u` + `stat` of fpga-tiny-t2's core grows from
+#   3,244 to 3,677 LUT4 (and 1,641 to 2,186 flip-flops) from 1 to 2 lanes, so beside the ~110 of
+#   the lane about 325 (first measured at +125 cells, before the SV, TW and registered-operand
+#   stages); the ECP5 calibration build has it already (8 lanes), so there it is in the base.
+LUT_MODEL = {"ice40": (4920, 110), "ecp5": (7643, 200)}
 LUT_MODEL_DEFAULT = (7710, 200)   # sim / large: no limit worth modelling
-DEEP_PIPELINE_LUTS = {"ice40": 125}
+DEEP_PIPELINE_LUTS = {"ice40": 325}
 WMEM_NAME = "WMEM"
 
 

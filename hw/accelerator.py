@@ -210,6 +210,10 @@ class Accelerator(wiring.Component):
         thresh_r = thresh.read_port()
         rom_r = rom.read_port()
         roms = (wmem_r, bias_r, shift_r, thresh_r)    # read-only while the core runs
+        # ACT's and SPK's read and write ports as the memories see them (addr, en), for the test
+        # of the premise of their no_rw_check (rtl_tests/test_port_collisions.py); set anew by
+        # every elaboration
+        self.rw_ports = {"act": (act_r, act_w), "spk": (spk_r, spk_w)}
 
         # ---------------------------------------------------------------- engines
         m.submodules.inp = inp = InputEngine(cfg)

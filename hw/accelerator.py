@@ -209,7 +209,6 @@ class Accelerator(wiring.Component):
         shift_r = shift.read_port()
         thresh_r = thresh.read_port()
         rom_r = rom.read_port()
-        roms = (wmem_r, bias_r, shift_r, thresh_r)    # read-only while the core runs
         # ACT's and SPK's read and write ports as the memories see them (addr, en), for the test
         # of the premise of their no_rw_check (rtl_tests/test_port_collisions.py); set anew by
         # every elaboration
@@ -260,9 +259,9 @@ class Accelerator(wiring.Component):
             return cond
 
         def share_read(port, clients):
-            if len(clients) == 1 and any(port is r for r in roms):
-                # a ROM's only reader: no mux in front of the block RAM (a read while another
-                # engine runs changes nothing)
+            if len(clients) == 1:
+                # a port's only reader: no mux in front of the block RAM (a read has no side
+                # effect, and only that engine takes the word)
                 m.d.comb += [port.addr.eq(clients[0][1].addr), port.en.eq(clients[0][1].en),
                              clients[0][1].data.eq(port.data)]
                 return

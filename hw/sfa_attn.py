@@ -43,7 +43,6 @@ from .sfa_common import MachineConfig, derived_layout, instr_layout, read_sig, w
 __all__ = ["AttnEngine"]
 
 
-
 class AttnEngine(wiring.Component):
     def __init__(self, cfg: MachineConfig):
         if not isinstance(cfg, MachineConfig):

@@ -55,12 +55,12 @@ compared one stage earlier, in T3, from registers). Five drain cycles (SCAT_DRAI
 SCAT_DRAIN_W, SCAT_DRAIN3, SCAT_DRAIN4) after the scan put the last tap's T5 write in the first
 cycle of the readout or bias phase, whose ACC reads see it through the transparent port. (The
 stages are split because a block RAM's clock-to-output, the multiplier and the adder in one cycle
-were the ECP5's critical path,
-then the ACC block RAM's clock-to-output, the transparent port's bypass mux and the adder back
-into the block RAM's write data, then the multiplier and the adder into the write data, then the
-multiplier, the addend mux, the forward mux and the adder into the result register, then the
-multiplier, its partial products' LUTs and the addend mux into the addend register, then the
-route from the one weight register across the die to the multipliers.)
+were the ECP5's critical path, then the ACC block RAM's clock-to-output, the transparent port's
+bypass mux and the adder back into the block RAM's write data, then the multiplier and the adder
+into the write data, then the multiplier, the addend mux, the forward mux and the adder into the
+result register, then the multiplier, its partial products' LUTs and the addend mux into the
+addend register, then the route from the one weight register across the die to the
+multipliers.)
 
 ``RO`` (CONV readout, one output element per cycle, channels then positions): read the ACC word(s),
 SHIFT/BIAS of the channel and, for OUT_ACCUM, the old ACT word; one cycle later (R1) clear the ACC
@@ -532,9 +532,10 @@ class ConvEngine(wiring.Component):
                     m.d.sync += event.eq(pre_v & (pre_val != 0) & (tapm | p_has))
                     with m.If(pre_v):
                         # SR (or SV) -> S1: the value from the read port (or SV), first tap of the element
+                        p_pad_x = p_ix + pad
                         m.d.sync += [
-                            x_val.eq(pre_val), s1_pad_y.eq(p_iy + pad), s1_pad_x.eq(p_ix + pad),
-                            s1_Ex0.eq(p_E + ((p_ix + pad) >> sh)),
+                            x_val.eq(pre_val), s1_pad_y.eq(p_iy + pad), s1_pad_x.eq(p_pad_x),
+                            s1_Ex0.eq(p_E + (p_pad_x >> sh)),
                             oy_left.eq(p_oy_span), ox_left.eq(p_ox_span), ox_row_left.eq(p_ox_span),
                             g_left.eq(G1),
                             a_row.eq(p_acc), a_pos.eq(p_acc), a_cur.eq(p_acc),

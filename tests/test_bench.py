@@ -165,3 +165,17 @@ def test_sensitivity_bench_rows(capsys):
     for row in r["layers"]:
         assert 0.0 <= row["only_this_rounded"] <= 100.0 and 0.0 <= row["all_but_this_rounded"] <= 100.0
     assert set(r["all_layers_rounded_by_width"]) == {4, 16}
+
+
+def test_outreg_probe_reads_the_flows_nextpnr_options_and_refuses_a_non_ecp5_directory(tmp_path, capsys):
+    """bench/outreg_probe.py reruns the flow's own nextpnr-ecp5 options (from build_top.sh) on a
+    modified netlist; a directory without an ECP5 synth result ends in one line and exit 2."""
+    from bench import outreg_probe
+    (tmp_path / "build_top.sh").write_text(
+        ': ${NEXTPNR_ECP5:=nextpnr-ecp5}\n"$NEXTPNR_ECP5" --quiet --seed 3 --report r.json --timing-allow-fail '
+        '--log top.tim --85k --package CABGA381 --speed 6 --json top.json --lpf top.lpf --textcfg top.config\n')
+    assert outreg_probe.nextpnr_args(str(tmp_path)) == [
+        "--seed", "3", "--timing-allow-fail", "--85k", "--package", "CABGA381", "--speed", "6", "--lpf", "top.lpf"]
+    assert outreg_probe.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no top.json" in err and "spikeforge synth" in err

@@ -55,6 +55,7 @@ from spikeforge.compiler.program import (FIELDS, OP_ATTN, OP_CONV, OP_HEAD, OP_I
                                          OP_SUM, Program, rom_image)
 
 from .accel_interface import accelerator_signature, weight_port_signature
+from .banked_ram import BankedRAM
 from .banked_rom import BankedROM
 from .sfa_attn import AttnEngine
 from .sfa_common import MachineConfig, derived_layout, instr_layout
@@ -81,7 +82,8 @@ class Accelerator(wiring.Component):
     """The SFA core for one compiled ``program`` (its memories initialised from it; with
     ``weights="spram"`` all but WMEM, which is then written through the ``weights`` port)."""
 
-    def __init__(self, program: Program, *, weights: str = "rom", wmem_bank_words: int | None = None):
+    def __init__(self, program: Program, *, weights: str = "rom", wmem_bank_words: int | None = None,
+                 act_bank_words: int | None = None):
         if not isinstance(program, Program):
             self._MustUse__silence = True       # never elaborated: no "unused" warning
             raise TypeError(f"program must be a compiler.program.Program, not {program!r}")
@@ -104,6 +106,12 @@ class Accelerator(wiring.Component):
                 self._MustUse__silence = True
                 raise ValueError("wmem_bank_words applies only to the deep ACC pipeline (lanes > 1)")
             self._cfg = dataclasses.replace(self._cfg, wmem_bank_words=wmem_bank_words)
+        if act_bank_words is not None:
+            # likewise ACT's banks (hw/banked_ram.py)
+            if not self._cfg.act_bank_words:
+                self._MustUse__silence = True
+                raise ValueError("act_bank_words applies only to the deep ACC pipeline (lanes > 1)")
+            self._cfg = dataclasses.replace(self._cfg, act_bank_words=act_bank_words)
         self._weights = weights
         members = dict(accelerator_signature(pixel_bits=program.pixel_bits,
                                              logit_bits=program.logit_bits).members)
@@ -153,7 +161,14 @@ class Accelerator(wiring.Component):
         # reads its input and writes its output, a different tensor. So no read meets a write to
         # its word, and the emulated order (the address compare behind the engines' address mux)
         # was the ECP5's critical path once the lanes' multiplier fitted one DSP block
-        act = mem("act", signed(cfg.act_bits), cfg.act_words, attrs={"no_rw_check": 1})
+        # With the deep pipeline ACT is a BankedRAM (hw/banked_ram.py): banks of one block RAM's
+        # depth, each bank's word registered right behind its block RAMs when the reading engine
+        # takes it (its register's enable, ``take``), the bank mux behind those registers
+        if cfg.taken:
+            m.submodules.act = act = BankedRAM(shape=signed(cfg.act_bits), depth=cfg.act_words,
+                                               bank_words=cfg.act_bank_words)
+        else:
+            act = mem("act", signed(cfg.act_bits), cfg.act_words, attrs={"no_rw_check": 1})
         # SPK is written only by the LIF engine and read only by CONV/HEAD and ATTN, and the port
         # multiplexers below enable each port only while its engines' opcode runs: a read and a
         # write never meet in one cycle. Yosys cannot see that and emulates the read-before-write
@@ -193,12 +208,27 @@ class Accelerator(wiring.Component):
         rom_width = max(instr_layout(cfg).size, derived_layout(cfg).size)
         rom = mem("rom", unsigned(rom_width), 2 * cfg.rom_words, rom_image(prog.instrs, P))
 
-        act_w = act.write_port()
-        act_r = registered_read_port(m, act, "act_r")
+        if cfg.taken:
+            act_w, act_r = act.write, act.read
+        else:
+            act_w = act.write_port()
+            act_r = registered_read_port(m, act, "act_r")
         spk_w = spk.write_port()
         spk_r = registered_read_port(m, spk, "spk_r")
         acc_w = [a.write_port() for a in accs]
         acc_r = [a.read_port(transparent_for=(w,)) for a, w in zip(accs, acc_w)]
+        if cfg.taken:
+            # each ACC bank's word registered right behind its block RAMs when the reading engine
+            # takes it (the register the engine would have loaded: see read_sig), so that the
+            # block RAMs' clock-to-output and the route to the engine are in different cycles
+            taken = []
+            for p, r in enumerate(acc_r):
+                t = SimpleNamespace(addr=r.addr, en=r.en, take=Signal(name=f"acc{p}_take"),
+                                    data=Signal.like(r.data, name=f"acc{p}_data", reset_less=True))
+                with m.If(t.take):
+                    m.d.sync += t.data.eq(r.data)
+                taken.append(t)
+            acc_r = taken
         if self._weights == "spram" and deep:
             wmem_r = SimpleNamespace(addr=wmem.read.addr, en=wmem.read.en,
                                      data=Signal.like(wmem.read.data, name="wmem_r_data2"))
@@ -259,18 +289,20 @@ class Accelerator(wiring.Component):
             return cond
 
         def share_read(port, clients):
+            # the port's inputs: address and enable, and with ``take`` (read_sig) its register's enable
+            inputs = ("addr", "en") + (("take",) if hasattr(port, "take") else ())
             if len(clients) == 1:
                 # a port's only reader: no mux in front of the block RAM (a read has no side
                 # effect, and only that engine takes the word)
-                m.d.comb += [port.addr.eq(clients[0][1].addr), port.en.eq(clients[0][1].en),
-                             clients[0][1].data.eq(port.data)]
+                m.d.comb += [getattr(port, n).eq(getattr(clients[0][1], n)) for n in inputs]
+                m.d.comb += clients[0][1].data.eq(port.data)
                 return
             m.d.comb += port.en.eq(0)
             for _, c in clients:
                 m.d.comb += c.data.eq(port.data)
             for i, (cond, c) in enumerate(clients):
                 with (m.If if i == 0 else m.Elif)(cond):
-                    m.d.comb += [port.addr.eq(c.addr), port.en.eq(c.en)]
+                    m.d.comb += [getattr(port, n).eq(getattr(c, n)) for n in inputs]
 
         def share_write(port, clients, registered=None):
             """``port`` written by the client whose condition holds; with ``registered`` (a name)
@@ -297,7 +329,10 @@ class Accelerator(wiring.Component):
         share_write(act_w, [(sel(OP_INPUT), inp.act_w), (is_conv, conv.act_w), (sel(OP_ATTN), attn.act_w),
                             (sel(OP_SUM), summ.act_w)], registered="act_w")
         share_read(spk_r, [(is_conv, conv.spk_r), (sel(OP_ATTN), attn.spk_r)])
-        share_write(spk_w, [(sel(OP_LIF), lif.spk_w)])
+        # with the deep pipeline SPK's write registered too: the LIF's spike (the ACT bank mux,
+        # the membrane's adder and the threshold compare) and the route to SPK's block RAM in one
+        # cycle were the ECP5's critical path once ACT's words were registered behind its block RAMs
+        share_write(spk_w, [(sel(OP_LIF), lif.spk_w)], registered="spk_w" if cfg.taken else None)
         # after a reset the sequencer first clears the ACC banks (a reset in the middle of an
         # inference would otherwise leave partial sums behind)
         clearing = Signal(init=1)      # a flip-flop (the state's decode was in front of the write ports)

@@ -71,10 +71,19 @@ def derived_layout(cfg: "MachineConfig | None" = None) -> data.StructLayout:
     })
 
 
-def read_sig(addr_bits: int, shape) -> wiring.Signature:
+def read_sig(addr_bits: int, shape, *, take: bool = False) -> wiring.Signature:
     """A synchronous read port seen from the engine: it drives ``addr``/``en``, gets ``data`` one
-    cycle later (``data`` holds while ``en`` is low)."""
-    return wiring.Signature({"addr": Out(addr_bits), "en": Out(1), "data": In(shape)})
+    cycle later (``data`` holds while ``en`` is low).
+
+    With ``take`` (the deep pipeline's ACT and ACC, whose words are registered right behind their
+    block RAMs: ``hw/banked_ram.py``): the engine also drives ``take``, the enable of the register
+    it would have loaded with ``data``, and ``data`` is, from the cycle after ``take`` on, what it
+    was without ``take`` in the ``take`` cycle (the engine uses ``data`` where it used its
+    register)."""
+    members = {"addr": Out(addr_bits), "en": Out(1), "data": In(shape)}
+    if take:
+        members["take"] = Out(1)
+    return wiring.Signature(members)
 
 
 def write_sig(addr_bits: int, shape) -> wiring.Signature:
@@ -127,6 +136,10 @@ class MachineConfig:
     # hw/banked_rom.py BankedROM in banks of this many words (a power of two): one block RAM's depth
     # (WMEM_BANK_WORDS), so that no mux sits between a block RAM and the register its word goes to
     wmem_bank_words: int = 0
+    # With the deep ACC pipeline, ACT is a hw/banked_ram.py BankedRAM in banks of this many words
+    # (one block RAM's depth, WMEM_BANK_WORDS), each bank's word registered behind its block RAMs,
+    # and ACT and ACC are read with ``take`` (read_sig)
+    act_bank_words: int = 0
 
     @classmethod
     def from_program(cls, p: Program) -> "MachineConfig":
@@ -143,7 +156,8 @@ class MachineConfig:
             kv_bits=p.kv_bits, d_max=d_max,
             field_bits=tuple(field_widths(p.instrs).items()),
             derived_bits=tuple(derived_widths(p.instrs, p.lanes).items()),
-            wmem_bank_words=WMEM_BANK_WORDS if deep_acc_pipeline(p.lanes) else 0)
+            wmem_bank_words=WMEM_BANK_WORDS if deep_acc_pipeline(p.lanes) else 0,
+            act_bank_words=WMEM_BANK_WORDS if deep_acc_pipeline(p.lanes) else 0)
 
     def fbits(self, name: str) -> int:
         """Bits of instruction field ``name`` in this accelerator (see ``field_bits``)."""
@@ -162,6 +176,11 @@ class MachineConfig:
     @staticmethod
     def abits(words: int) -> int:
         return max(1, math.ceil(math.log2(words)))
+
+    @property
+    def taken(self) -> bool:
+        """Whether ACT and ACC are read with ``take`` (the deep pipeline, ``read_sig``)."""
+        return bool(self.act_bank_words)
 
     @property
     def act_abits(self): return self.abits(self.act_words)

@@ -136,13 +136,13 @@ class ConvEngine(wiring.Component):
             "done": Out(1),
             "instr": In(instr_layout(cfg)),
             "drv": In(derived_layout(cfg)),
-            "act_r": Out(read_sig(cfg.act_abits, signed(cfg.act_bits))),
+            "act_r": Out(read_sig(cfg.act_abits, signed(cfg.act_bits), take=cfg.taken)),
             "act_w": Out(write_sig(cfg.act_abits, signed(cfg.act_bits))),
             "spk_r": Out(read_sig(cfg.spk_abits, unsigned(1))),
             "wmem_r": Out(read_sig(cfg.wmem_abits, cfg.wmem_layout())),
             "bias_r": Out(read_sig(cfg.bias_abits, signed(cfg.bias_bits))),
             "shift_r": Out(read_sig(cfg.shift_abits, signed(cfg.shift_bits))),
-            "acc_r": Out(read_sig(cfg.acc_abits, signed(cfg.acc_bits))).array(P),
+            "acc_r": Out(read_sig(cfg.acc_abits, signed(cfg.acc_bits), take=cfg.taken)).array(P),
             "acc_w": Out(write_sig(cfg.acc_abits, signed(cfg.acc_bits))).array(P),
         })
 
@@ -348,7 +348,10 @@ class ConvEngine(wiring.Component):
         sr_fields = [sr_has, sr_iy, sr_ix, sr_E, sr_oy_span, sr_ox_span, sr_acc, sr_w]
         if deep:
             svv = Signal()
-            sv_val = Signal.like(x_val)
+            # the value as read: ACT's word is in ACT's bank registers (taken as SV takes the
+            # element: ``act_r.take``, hw/banked_ram.py), SPK's bit in a register here
+            sv_spk = Signal(name="sv_spk")
+            sv_val = Mux(in_int, self.act_r.data, sv_spk)
             sv_fields = [Signal.like(f, name=f.name.replace("sr_", "sv_")) for f in sr_fields]
             pre_v, pre_val, pre_fields = svv, sv_val, sv_fields
         else:
@@ -415,7 +418,6 @@ class ConvEngine(wiring.Component):
             t4_addr = [Signal(cfg.acc_abits, name=f"t4_addr{p}") for p in range(P)]
             t4_fwd1 = [Signal(name=f"t4_fwd1_{p}") for p in range(P)]
             t4_fwd2 = [Signal(name=f"t4_fwd2_{p}") for p in range(P)]
-            t4_acc = [Signal(signed(cfg.acc_bits), name=f"t4_acc{p}") for p in range(P)]
             t4_prev = [Signal(signed(cfg.acc_bits), name=f"t4_prev{p}") for p in range(P)]
             t5_en = [Signal(name=f"t5_en{p}") for p in range(P)]
             t5_addr = [Signal(cfg.acc_abits, name=f"t5_addr{p}") for p in range(P)]
@@ -445,7 +447,10 @@ class ConvEngine(wiring.Component):
             m.d.sync += [t5_en[p].eq(t4_en[p]) for p in range(P)]
             m.d.sync += [t5_addr[p].eq(t4_addr[p]) for p in range(P)]
             m.d.sync += [t5_prev[p].eq(t4_prev[p]) for p in range(P)]
-            m.d.sync += [t4_acc[p].eq(self.acc_r[p].data) for p in range(P)]
+            # T4's word: the ACC bank's register behind its block RAMs, which takes every cycle
+            # (acc_r.take; the readout's RS words are the same registers)
+            t4_acc = [self.acc_r[p].data for p in range(P)]
+            m.d.comb += [self.acc_r[p].take.eq(1) for p in range(P)]
             # the weights: WMEM delivers them two cycles after the tap's issue (the deep pipeline's
             # WMEM, hw/banked_rom.py: each bank's word registered in T1 behind its block RAMs, the
             # bank mux in T2); TW registers the mux's word and T3 that register, so that the lanes'
@@ -517,6 +522,8 @@ class ConvEngine(wiring.Component):
                     else:
                         m.next = following
 
+        if deep:
+            m.d.comb += self.act_r.take.eq(1)       # but in SCAT (below)
         with m.FSM(name="conv"):
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -528,6 +535,10 @@ class ConvEngine(wiring.Component):
                 adv = s1_done
                 # read of the next element
                 m.d.comb += [self.spk_r.en.eq(adv & s0v), self.act_r.en.eq(adv & s0v)]
+                if deep:
+                    # SV takes the element's value as the scanner advances (elsewhere the
+                    # readout's RS takes the old word every cycle)
+                    m.d.comb += self.act_r.take.eq(adv)
                 with m.If(adv):
                     m.d.sync += event.eq(pre_v & (pre_val != 0) & (tapm | p_has))
                     with m.If(pre_v):
@@ -548,7 +559,7 @@ class ConvEngine(wiring.Component):
                         m.d.sync += [kxl[p].eq(init_kx[p]) for p in range(P)]
                     if deep:
                         # SR -> SV: the value from the read port, SR's results
-                        m.d.sync += [svv.eq(srv), sv_val.eq(read_val)]
+                        m.d.sync += [svv.eq(srv), sv_spk.eq(self.spk_r.data)]
                         m.d.sync += [v.eq(f) for v, f in zip(sv_fields, sr_fields)]
                     m.d.sync += srv.eq(s0v)
                     with m.If(s0v):
@@ -727,15 +738,17 @@ class ConvEngine(wiring.Component):
         words = [self.acc_r[p].data for p in range(P)]
         sel_p, sel_v, sel_oa = r1_p, r1v, r1_oa
         if P > 1:
-            rs_words = [Signal(signed(cfg.acc_bits), name=f"rs_word{p}") for p in range(P)]
+            # the words and the old ACT word: the ACC banks' and ACT's registers behind their
+            # block RAMs, which take every cycle outside the scan (read_sig's ``take``)
+            rs_words = words
             rs_p = Signal.like(r1_p)
             rs_v = Signal()
             rs_oa = Signal.like(r1_oa)
             rs_shift = Signal.like(r2_shift)
-            rs_bias, rs_old = Signal(signed(cfg.bias_bits)), Signal(signed(cfg.act_bits))
-            m.d.sync += [rs_words[p].eq(words[p]) for p in range(P)]
+            rs_bias = Signal(signed(cfg.bias_bits))
+            rs_old = old_v
             m.d.sync += [rs_p.eq(r1_p), rs_v.eq(r1v), rs_oa.eq(r1_oa),
-                         rs_shift.eq(shift_v), rs_bias.eq(bias_v), rs_old.eq(old_v)]
+                         rs_shift.eq(shift_v), rs_bias.eq(bias_v)]
             words, sel_p, sel_v, sel_oa = rs_words, rs_p, rs_v, rs_oa
             shift_v, bias_v, old_v = rs_shift, rs_bias, rs_old
         acc_sel = Signal(signed(ro_w["acc_bits"]))

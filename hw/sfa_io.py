@@ -69,7 +69,7 @@ class SumEngine(wiring.Component):
             "done": Out(1),
             "instr": In(instr_layout(cfg)),
             "drv": In(derived_layout(cfg)),
-            "act_r": Out(read_sig(cfg.act_abits, signed(cfg.act_bits))),
+            "act_r": Out(read_sig(cfg.act_abits, signed(cfg.act_bits), take=cfg.taken)),
             "act_w": Out(write_sig(cfg.act_abits, signed(cfg.act_bits))),
         })
 
@@ -123,9 +123,10 @@ class SumEngine(wiring.Component):
         if deep_acc_pipeline(cfg.lanes):
             s2, s2_first, s2_last = Signal(), Signal(), Signal()
             s2_wa = Signal.like(s1_wa)
-            s2_val = Signal.like(self.act_r.data)
-            m.d.sync += [s2.eq(s1), s2_first.eq(s1_first), s2_last.eq(s1_last), s2_wa.eq(s1_wa),
-                         s2_val.eq(self.act_r.data)]
+            # the word: ACT's bank registers behind its block RAMs, taking every cycle (read_sig)
+            s2_val = self.act_r.data
+            m.d.comb += self.act_r.take.eq(1)
+            m.d.sync += [s2.eq(s1), s2_first.eq(s1_first), s2_last.eq(s1_last), s2_wa.eq(s1_wa)]
             add_v, add_first, add_last, add_wa, add_val = s2, s2_first, s2_last, s2_wa, s2_val
             # the last write: no read left (run), and none in S1 (a one-element row's write would
             # otherwise pass for the last while the last row's word is in S1)
@@ -151,7 +152,7 @@ class OutputEngine(wiring.Component):
             "done": Out(1),
             "instr": In(instr_layout(cfg)),
             "drv": In(derived_layout(cfg)),
-            "acc_r": Out(read_sig(cfg.acc_abits, signed(cfg.acc_bits))).array(P),
+            "acc_r": Out(read_sig(cfg.acc_abits, signed(cfg.acc_bits), take=cfg.taken)).array(P),
             "acc_w": Out(write_sig(cfg.acc_abits, signed(cfg.acc_bits))).array(P),
             "logits": Out(logit_stream(cfg.logit_bits)),
         })
@@ -240,11 +241,13 @@ class OutputEngine(wiring.Component):
         ov = Signal()                       # O: a logit is in the word registers
         op = Signal.like(p)
         og = Signal.like(g)
-        words = [Signal(signed(cfg.acc_bits), name=f"out_word{b}") for b in range(P)]
+        # O's words: each ACC bank's register behind its block RAMs, taking with ``move`` (read_sig)
+        words = [self.acc_r[b].data for b in range(P)]
         fire = ov & self.logits.ready
         move = Signal()
         issue = Signal()
         m.d.comb += [move.eq(rv & (~ov | fire)), issue.eq(run & (~rv | move))]
+        m.d.comb += [self.acc_r[b].take.eq(move) for b in range(P)]
 
         self._ports_and_stream(m, issue, fire, p, g, ov, op, og, ko, K, words)
 
@@ -257,7 +260,6 @@ class OutputEngine(wiring.Component):
             m.d.sync += rv.eq(0)
         with m.If(move):
             m.d.sync += [ov.eq(1), op.eq(rp), og.eq(rg)]
-            m.d.sync += [words[b].eq(self.acc_r[b].data) for b in range(P)]
         with m.Elif(fire):
             m.d.sync += ov.eq(0)
         self._count_accepted(m, fire, ko, K)

@@ -45,7 +45,7 @@ class LIFEngine(wiring.Component):
             "done": Out(1),
             "instr": In(instr_layout(cfg)),
             "drv": In(derived_layout(cfg)),
-            "act_r": Out(read_sig(cfg.act_abits, signed(cfg.act_bits))),
+            "act_r": Out(read_sig(cfg.act_abits, signed(cfg.act_bits), take=cfg.taken)),
             "thresh_r": Out(read_sig(cfg.thresh_abits, signed(cfg.thresh_bits))),
             "spk_w": Out(write_sig(cfg.spk_abits, unsigned(1))),
             "spikes": Out(32),
@@ -75,10 +75,17 @@ class LIFEngine(wiring.Component):
         c2 = Signal()
         c2_first = Signal()
         c2_dst = Signal(cfg.spk_abits)
-        x2 = Signal(signed(cfg.act_bits))
         th2 = Signal(unsigned(cfg.thresh_bits))
-        m.d.sync += [c2.eq(c1), c2_first.eq(c1_first), c2_dst.eq(c1_dst), x2.eq(self.act_r.data),
-                     th2.eq(self.thresh_r.data.as_unsigned())]
+        if cfg.taken:
+            # C2's input: ACT's bank registers behind its block RAMs, taking every cycle (read_sig)
+            x2 = self.act_r.data
+            m.d.comb += self.act_r.take.eq(1)
+            m.d.sync += [c2.eq(c1), c2_first.eq(c1_first), c2_dst.eq(c1_dst),
+                         th2.eq(self.thresh_r.data.as_unsigned())]
+        else:
+            x2 = Signal(signed(cfg.act_bits))
+            m.d.sync += [c2.eq(c1), c2_first.eq(c1_first), c2_dst.eq(c1_dst), x2.eq(self.act_r.data),
+                         th2.eq(self.thresh_r.data.as_unsigned())]
 
         m.d.comb += [self.act_r.addr.eq(a_src), self.act_r.en.eq(run),
                      self.thresh_r.addr.eq(ta), self.thresh_r.en.eq(run)]

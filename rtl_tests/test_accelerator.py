@@ -46,11 +46,12 @@ CASES = {
     # consecutive cycles (the lanes' first forward); with G = 2 two cycles apart (the second one)
     # (and WMEM in banks of 16 and 4 words, hw/banked_rom.py, instead of one block RAM's depth: the
     # taps cross bank boundaries all the time; tiny-l4-t1's and digits-l4's WMEM spans 5 and 19
-    # banks of the default depth)
+    # banks of the default depth; ACT likewise in banks of 16 and 8 words, hw/banked_ram.py: every
+    # engine's reads and writes cross them)
     "rand-l4-t2-g1": dict(kind="random", seed=13, lanes=4, T=2, cin=1, size=6, dw_stride=1, classes=4,
-                          wmem_bank_words=16),
+                          wmem_bank_words=16, act_bank_words=16),
     "rand-l3-t3-g2": dict(kind="random", seed=14, lanes=3, T=3, cin=1, size=6, dw_stride=2, classes=6,
-                          wmem_bank_words=4),
+                          wmem_bank_words=4, act_bank_words=8),
     # ATTN with d = C / heads = 1 (a set bit's row is its first cycle alone, then REP) and d = 3
     "rand-l2-t2-d1": dict(kind="random", seed=15, lanes=2, T=2, cin=1, size=6, dw_stride=1, classes=5, ca=4, heads=4),
     "rand-l3-t2-d3": dict(kind="random", seed=16, lanes=3, T=2, cin=1, size=7, dw_stride=2, classes=5, ca=6, heads=2),
@@ -79,6 +80,7 @@ def build_case(name: str):
     spec = dict(CASES[name])
     kind = spec.pop("kind")
     spec.pop("wmem_bank_words", None)
+    spec.pop("act_bank_words", None)
     if kind == "random":
         prog, pixels = random_program(spec.pop("seed"), **spec)
         return prog, pixels, None
@@ -132,7 +134,8 @@ def test_accelerator(case, sim, images, stall, monkeypatch):
     with open(path, "wb") as f:
         pickle.dump({"program": prog, "pixels": pixels[:n], "golden": None if gold is None else gold[:n],
                      "iss": cache}, f)
-    run_design(Accelerator(prog, wmem_bank_words=CASES[case].get("wmem_bank_words")), "sfa_top", "tb_accelerator", sim, name,
+    banks = {k: CASES[case][k] for k in ("wmem_bank_words", "act_bank_words") if k in CASES[case]}
+    run_design(Accelerator(prog, **banks), "sfa_top", "tb_accelerator", sim, name,
                config={"case": str(path), "images": images, "stall_images": stall,
                        "reset_test": CASES[case]["kind"] == "random"})
 

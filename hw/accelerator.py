@@ -14,9 +14,12 @@ Structure (one ``wiring.Component`` per block):
   blocks (:class:`~spikeforge.hw.spram.SPRAMWeightMemory`, same read timing), written through
   the extra ``weights`` port (:func:`~spikeforge.hw.accel_interface.weight_port_signature`) before
   the first image. With more than one lane (the CONV engine's deep ACC pipeline) the engine takes
-  WMEM's word two cycles after its address: the block RAM WMEM is then a
+  WMEM's word three cycles after its address: the block RAM WMEM is then a
   :class:`~spikeforge.hw.banked_rom.BankedROM` (banks of ``wmem_bank_words``, one block RAM deep,
-  each registered on its own, the bank mux a cycle later), the SPRAM one gets a register.
+  each registered on its own, groups of banks a cycle later, the group mux a cycle after that), the
+  SPRAM one gets two registers. ACT is then a :class:`~spikeforge.hw.banked_ram.BankedRAM`, and
+  ACT's and ACC's words are registered behind their block RAMs when the reading engine takes them
+  (``take``: :func:`~spikeforge.hw.sfa_common.read_sig`).
 * **Sequencer** (here): after a reset ``CLEAR`` zeroes the ACC banks (``acc_words`` cycles, before
   the first pixel is accepted); ``FETCH`` reads the instruction at ``pc`` (ROM word ``2*pc``,
   decoded through :func:`~spikeforge.hw.sfa_common.instr_layout`), ``DEC1`` registers it and reads
@@ -56,6 +59,7 @@ from spikeforge.compiler.program import (FIELDS, OP_ATTN, OP_CONV, OP_HEAD, OP_I
 
 from .accel_interface import accelerator_signature, weight_port_signature
 from .banked_ram import BankedRAM
+from .banked_rom import READ_LATENCY as BANKED_READ_LATENCY
 from .banked_rom import BankedROM
 from .sfa_attn import AttnEngine
 from .sfa_common import MachineConfig, derived_layout, instr_layout
@@ -186,9 +190,10 @@ class Accelerator(wiring.Component):
             for p in range(P):
                 word |= (words[r * P + p] & wmask) << (p * wb)
             packed.append(word)
-        # With the deep ACC pipeline the CONV engine takes WMEM's word two cycles after its address
+        # With the deep ACC pipeline the CONV engine takes WMEM's word three cycles after its address
         # (hw/sfa_conv.py, T3): the block RAM WMEM is then a BankedROM (each bank's word registered
-        # behind its block RAMs, the bank mux a cycle later), the SPRAM one gets a register
+        # behind its block RAMs, groups of banks a cycle later, the group mux in the third), the
+        # SPRAM one gets two registers
         deep = deep_acc_pipeline(P)
         if self._weights == "spram":
             m.submodules.wmem = wmem = SPRAMWeightMemory(words=cfg.wmem_words, width=P * wb)
@@ -230,9 +235,12 @@ class Accelerator(wiring.Component):
                 taken.append(t)
             acc_r = taken
         if self._weights == "spram" and deep:
-            wmem_r = SimpleNamespace(addr=wmem.read.addr, en=wmem.read.en,
-                                     data=Signal.like(wmem.read.data, name="wmem_r_data2"))
-            m.d.sync += wmem_r.data.eq(wmem.read.data)
+            # the SPRAM's word through as many registers as the BankedROM's (READ_LATENCY)
+            wmem_r = SimpleNamespace(addr=wmem.read.addr, en=wmem.read.en, data=wmem.read.data)
+            for stage in range(2, BANKED_READ_LATENCY + 1):
+                q = Signal.like(wmem.read.data, name=f"wmem_r_data{stage}")
+                m.d.sync += q.eq(wmem_r.data)
+                wmem_r.data = q
         else:
             wmem_r = wmem.read if self._weights == "spram" or deep else wmem.read_port()
         bias_r = bias.read_port()
@@ -367,6 +375,13 @@ class Accelerator(wiring.Component):
                 m.d.sync += starts[id(e)].eq(0)
                 m.d.comb += e.start.eq(starts[id(e)])
 
+        # The selects' flip-flops are loaded in DEC1 from the ROM's word, or with the deep pipeline
+        # (the ECP5 builds) in DEC2 from the instruction register: the ROM block RAM's
+        # clock-to-output, its route to the flags (which sit by the port multiplexers, across the
+        # die) and the decode were the ECP5's critical path. Either way they hold the running
+        # instruction's opcode from DEC3, where its engine starts, until the next DEC1 or DEC2,
+        # after the engine's last write (the registered writes above land in FETCH).
+        flags_from_instr = cfg.taken
         with m.FSM(name="seq"):
             with m.State("CLEAR"):
                 m.d.sync += clr_addr.eq(clr_addr + 1)
@@ -380,12 +395,15 @@ class Accelerator(wiring.Component):
                 # the instruction's word is on the ROM's read port; read its products next
                 m.d.comb += [rom_r.addr.eq(Cat(1, pc)), rom_r.en.eq(1)]
                 m.d.sync += instr.eq(rom_r.data[:len(instr)])
-                rom_op = instr_layout(cfg)(rom_r.data[:len(instr)]).opcode
-                m.d.sync += [flag.eq(decode(rom_op, ops)) for ops, flag in sel_flags.items()]
+                if not flags_from_instr:
+                    rom_op = instr_layout(cfg)(rom_r.data[:len(instr)]).opcode
+                    m.d.sync += [flag.eq(decode(rom_op, ops)) for ops, flag in sel_flags.items()]
                 m.next = "DEC2"
             with m.State("DEC2"):
                 m.d.comb += rom_r.en.eq(0)
                 m.d.sync += drv.eq(rom_r.data[:derived_layout(cfg).size])
+                if flags_from_instr:
+                    m.d.sync += [flag.eq(decode(op, ops)) for ops, flag in sel_flags.items()]
                 with m.Switch(op):
                     for code, e in engines.items():
                         with m.Case(code):

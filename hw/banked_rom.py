@@ -1,4 +1,4 @@
-"""A read-only memory split into banks, read in two registered stages (the deep pipeline's WMEM).
+"""A read-only memory split into banks, read in three registered stages (the deep pipeline's WMEM).
 
 Why: Yosys builds a memory deeper than one block RAM out of several block RAMs stacked in depth
 and selects between their outputs with a multiplexer of LUTs *behind* the block RAMs' outputs
@@ -8,17 +8,21 @@ and the mux itself all land in the cycle of the register the word goes to). For 
 model's WMEM (19,601 words x 64 bits, 72 DP16KD) that chain was the ECP5's critical path
 (15.05 ns). Here the memory is split in Amaranth into banks no deeper than one block RAM, so each
 bank maps to block RAMs side by side with no mux; each bank's word is registered on its own
-(a register right behind each block RAM) and the bank is selected from those registers one cycle
-later, with a registered bank select.
+(a register right behind each block RAM); groups of ``GROUP_BANKS`` banks are selected into a
+register per group one cycle later, and the group one cycle after that, with a registered bank
+select. (With one bank register per bank and one mux over all ten banks' registers, spread over
+the die, the route from a block RAM to its bank register or from there to the mux was the
+ECP5's critical path: 11.65 ns.)
 
 Timing (``read``: ``addr``, ``en`` in, ``data`` out): ``addr``/``en`` in cycle ``c``; the block RAMs
 read in ``c`` (their word is on their outputs in ``c + 1``, and held there while ``en`` is low,
-like any synchronous read port); the bank registers take it at the end of ``c + 1``; ``data``, the
-selected bank register, is valid in ``c + 2``, a mux behind registers (the reader registers it).
-So ``data`` in cycle ``c + 1`` is exactly what ``Memory.read_port().data`` is in cycle ``c``: one
-cycle later, same hold behaviour. The CONV engine's deep pipeline (``hw/sfa_conv.py``) registers
-the word in T3 either way, so the memory's extra cycle replaces a pipeline register that had no
-logic in front of it and no cycle count changes.
+like any synchronous read port); the bank registers take it at the end of ``c + 1``, the group
+registers at the end of ``c + 2``; ``data``, the selected group register, is valid in ``c + 3``, a
+mux behind registers (the reader registers it). So ``data`` in cycle ``c + 2`` is exactly what
+``Memory.read_port().data`` is in cycle ``c``: two cycles later, same hold behaviour. The CONV
+engine's deep pipeline (``hw/sfa_conv.py``) registers the word in T3 either way, so the memory's
+extra cycles replace pipeline registers that had no logic in front of them and no cycle count
+changes.
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ from amaranth.lib.wiring import In, Out
 
 from .sfa_common import MachineConfig, read_sig
 
-__all__ = ["BankedROM"]
+__all__ = ["BankedROM", "GROUP_BANKS", "READ_LATENCY"]
+
+GROUP_BANKS = 4         # banks per group register (a power of two: a 4:1 mux is one ECP5 slice)
+READ_LATENCY = 3        # cycles from a read's address to its word on ``data``
 
 
 class BankedROM(wiring.Component):
@@ -39,8 +46,8 @@ class BankedROM(wiring.Component):
     a bank, the high ones select it; the last bank holds the rest).
 
     Member ``read`` (a :func:`~spikeforge.hw.sfa_common.read_sig` flipped: ``addr`` and ``en`` in,
-    ``data`` out): ``data`` is the word at the address given two cycles earlier (see the module
-    docstring), held while ``en`` is low."""
+    ``data`` out): ``data`` is the word at the address given ``READ_LATENCY`` (three) cycles
+    earlier (see the module docstring), held while ``en`` is low."""
 
     def __init__(self, *, width: int, depth: int, bank_words: int, init=()):
         try:
@@ -93,18 +100,35 @@ class BankedROM(wiring.Component):
             reg = Signal(unsigned(self._width), name=f"bank{b}_data", reset_less=True)
             m.d.sync += reg.eq(port.data)
             regs.append(reg)
-        if B == 1:
-            m.d.comb += self.read.data.eq(regs[0])
-            return m
+        # stage 3: groups of GROUP_BANKS banks, each group's word (the mux of its bank registers)
+        # in a register, so that no mux spans all banks' registers spread over the die
+        GB = GROUP_BANKS
+        groups = [regs[i:i + GB] for i in range(0, B, GB)]
         # the bank select follows the block RAMs' read (taken with ``en``, held without, like their
-        # outputs), then the bank registers (every cycle)
-        sel1 = Signal(range(B), name="sel1")
-        sel2 = Signal(range(B), name="sel2")
+        # outputs), then the bank registers, then the group registers (every cycle)
+        sel1 = Signal(range(max(B, 2)), name="sel1")
+        sel2 = Signal.like(sel1, name="sel2")
+        sel3 = Signal.like(sel1, name="sel3")
         with m.If(self.read.en):
-            m.d.sync += sel1.eq(addr[low:])
-        m.d.sync += sel2.eq(sel1)
-        with m.Switch(sel2):
-            for b in range(B):
-                with m.Case(b):
-                    m.d.comb += self.read.data.eq(regs[b])
+            m.d.sync += sel1.eq(addr[low:] if B > 1 else 0)
+        m.d.sync += [sel2.eq(sel1), sel3.eq(sel2)]
+        gbits = (GB - 1).bit_length()
+        gregs = []
+        for g, members in enumerate(groups):
+            greg = Signal(unsigned(self._width), name=f"group{g}_data", reset_less=True)
+            if len(members) == 1:
+                m.d.sync += greg.eq(members[0])
+            else:
+                with m.Switch(sel2[:gbits]):
+                    for j, reg in enumerate(members):
+                        with m.Case(j):
+                            m.d.sync += greg.eq(reg)
+            gregs.append(greg)
+        if len(gregs) == 1:
+            m.d.comb += self.read.data.eq(gregs[0])
+            return m
+        with m.Switch(sel3[gbits:]):
+            for g, greg in enumerate(gregs):
+                with m.Case(g):
+                    m.d.comb += self.read.data.eq(greg)
         return m

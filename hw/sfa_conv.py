@@ -40,7 +40,8 @@ one's T2 write) sees the updated value through the transparent read port, and on
 With more than one lane (the *deep* pipeline, ``compiler/cycle_model.py: deep_acc_pipeline``: the
 banks are many block RAMs spread over the die) the ACC word(s) are read two cycles later, in TW
 (WMEM's banks' words are in the bank registers behind their block RAMs in T2, ``hw/banked_rom.py``,
-and the bank mux's word in a register in TW, one more before the multipliers); in T3
+the groups' in the group registers in TW, and the group mux's word in a register before the
+multipliers in T3); in T3
 the ACC word(s) are registered and each lane registers the operands of its addend: its weight
 (SPIKE), ``x * weight`` (INT) or its bias (lane ``p`` is an
 :class:`~spikeforge.hw.datapath.AccumulateLane` with registered operands); in T4 it selects the
@@ -123,7 +124,7 @@ class ConvEngine(wiring.Component):
     """Runs CONV and HEAD instructions (``start`` with the instruction presented on ``instr`` from
     the cycle before ``start`` on and its products on ``drv`` from ``start`` on, both held until
     ``done``; ``done`` pulses in the cycle of the last memory write). ``wmem_r`` delivers a word
-    one cycle after its address with one lane, two cycles after it with the deep pipeline (a
+    one cycle after its address with one lane, three cycles after it with the deep pipeline (a
     :class:`~spikeforge.hw.banked_rom.BankedROM`: the weights are registered in T3 either way)."""
 
     def __init__(self, cfg: MachineConfig):
@@ -353,6 +354,21 @@ class ConvEngine(wiring.Component):
             sv_spk = Signal(name="sv_spk")
             sv_val = Mux(in_int, self.act_r.data, sv_spk)
             sv_fields = [Signal.like(f, name=f.name.replace("sr_", "sv_")) for f in sr_fields]
+            # SR holds S0's output range and words unfinished: each axis' first and last output
+            # index, the row base and the WMEM channel base with the first tap's kernel indices;
+            # SV takes the spans, the valid test and the ACC and WMEM words computed from them (lo_fn,
+            # hi_fn, their difference and its sign test in one cycle, from the padding register,
+            # were the ECP5's critical path once the block RAM reads were registered)
+            sr_raw = [(Signal.like(v, name=f"sr_{n}"), v) for n, v in (
+                ("oy_lo", oy_lo), ("oy_hi", oy_hi), ("ox_lo", ox_lo), ("ox_hi", ox_hi),
+                ("arow", arow), ("wch", wch), ("ky0", ky0), ("kx0", kx0))]
+            r_oy_lo, r_oy_hi, r_ox_lo, r_ox_hi, r_arow, r_wch, r_ky0, r_kx0 = (a for a, _ in sr_raw)
+            r_oy_span = Signal.like(oy_span, name="sr_oy_span_d")
+            r_ox_span = Signal.like(ox_span, name="sr_ox_span_d")
+            m.d.comb += [r_oy_span.eq(r_oy_hi - r_oy_lo), r_ox_span.eq(r_ox_hi - r_ox_lo)]
+            sv_from_sr = [(r_oy_span >= 0) & (r_ox_span >= 0), sr_iy, sr_ix, sr_E, r_oy_span, r_ox_span,
+                          r_arow + r_ox_lo,
+                          Mux(tapm, r_wch, r_wch + small_mul(r_ky0[:KB], kG) + small_mul(r_kx0[:KB], G))]
             pre_v, pre_val, pre_fields = svv, sv_val, sv_fields
         else:
             pre_v, pre_val, pre_fields = srv, read_val, sr_fields
@@ -426,18 +442,16 @@ class ConvEngine(wiring.Component):
             t3_mode = Signal(2)
             t3_w = Signal.like(self.wmem_r.data)
             t3_bias = Signal(signed(cfg.bias_bits))
-            # TW: a stage between T2 and T3 that only carries the tap along, so that the weights
-            # pass two registers between WMEM's bank mux and the lanes' multipliers (one register
-            # between them, routed across the die to the multiplier, was the ECP5's critical path)
+            # TW: a stage between T2 and T3 that only carries the tap along while WMEM's word passes
+            # its group registers (hw/banked_rom.py: three cycles from the tap's issue to the word)
             tw_en = [Signal(name=f"tw_en{p}") for p in range(P)]
             tw_addr = [Signal(cfg.acc_abits, name=f"tw_addr{p}") for p in range(P)]
             tw_x = Signal(signed(cfg.mul_x_bits))
             tw_mode = Signal(2)
-            tw_w = Signal.like(self.wmem_r.data)
             tw_bias = Signal(signed(cfg.bias_bits))
             m.d.sync += [tw_en[p].eq(t2_en[p]) for p in range(P)]
             m.d.sync += [tw_addr[p].eq(t2_addr[p]) for p in range(P)]
-            m.d.sync += [tw_x.eq(t2_x), tw_mode.eq(t2_mode), tw_w.eq(self.wmem_r.data), tw_bias.eq(t2_bias)]
+            m.d.sync += [tw_x.eq(t2_x), tw_mode.eq(t2_mode), tw_bias.eq(t2_bias)]
             m.d.sync += [t3_en[p].eq(tw_en[p]) for p in range(P)]
             m.d.sync += [t3_addr[p].eq(tw_addr[p]) for p in range(P)]
             m.d.sync += [t4_en[p].eq(t3_en[p]) for p in range(P)]
@@ -451,11 +465,12 @@ class ConvEngine(wiring.Component):
             # (acc_r.take; the readout's RS words are the same registers)
             t4_acc = [self.acc_r[p].data for p in range(P)]
             m.d.comb += [self.acc_r[p].take.eq(1) for p in range(P)]
-            # the weights: WMEM delivers them two cycles after the tap's issue (the deep pipeline's
-            # WMEM, hw/banked_rom.py: each bank's word registered in T1 behind its block RAMs, the
-            # bank mux in T2); TW registers the mux's word and T3 that register, so that the lanes'
-            # multipliers, spread over the die, are fed by registers that can sit next to them
-            m.d.sync += [t3_x.eq(tw_x), t3_mode.eq(tw_mode), t3_w.eq(tw_w), t3_bias.eq(tw_bias)]
+            # the weights: WMEM delivers them three cycles after the tap's issue (the deep
+            # pipeline's WMEM, hw/banked_rom.py: each bank's word registered in T1 behind its block
+            # RAMs, each group of banks' in T2, the group mux in TW); T3 registers the mux's word,
+            # so that the lanes' multipliers, spread over the die, are fed by registers that can
+            # sit next to them
+            m.d.sync += [t3_x.eq(tw_x), t3_mode.eq(tw_mode), t3_w.eq(self.wmem_r.data), t3_bias.eq(tw_bias)]
         # ---- readout registers
         co = Signal(cfg.fbits("cout"))
         rp = Signal(range(max(P, 2)))           # co % P       (LANES_CO)
@@ -560,15 +575,20 @@ class ConvEngine(wiring.Component):
                     if deep:
                         # SR -> SV: the value from the read port, SR's results
                         m.d.sync += [svv.eq(srv), sv_spk.eq(self.spk_r.data)]
-                        m.d.sync += [v.eq(f) for v, f in zip(sv_fields, sr_fields)]
+                        m.d.sync += [v.eq(f) for v, f in zip(sv_fields, sv_from_sr)]
                     m.d.sync += srv.eq(s0v)
                     with m.If(s0v):
-                        # S0 -> SR: the read is issued now, the first tap computed
-                        m.d.sync += [
-                            sr_has.eq(has_taps), sr_iy.eq(iy), sr_ix.eq(ix), sr_E.eq(chb + yrow),
-                            sr_oy_span.eq(oy_span), sr_ox_span.eq(ox_span),
-                            sr_acc.eq(acc_start), sr_w.eq(w_start),
-                        ]
+                        # S0 -> SR: the read is issued now, the first tap computed (in the deep
+                        # pipeline its output range and words from what SR holds, as SV takes it)
+                        if deep:
+                            m.d.sync += [sr_iy.eq(iy), sr_ix.eq(ix), sr_E.eq(chb + yrow)]
+                            m.d.sync += [a.eq(b) for a, b in sr_raw]
+                        else:
+                            m.d.sync += [
+                                sr_has.eq(has_taps), sr_iy.eq(iy), sr_ix.eq(ix), sr_E.eq(chb + yrow),
+                                sr_oy_span.eq(oy_span), sr_ox_span.eq(ox_span),
+                                sr_acc.eq(acc_start), sr_w.eq(w_start),
+                            ]
                         # S0 advances
                         m.d.sync += sa.eq(sa + 1)
                         with m.If(~ix_end):

@@ -375,13 +375,6 @@ class Accelerator(wiring.Component):
                 m.d.sync += starts[id(e)].eq(0)
                 m.d.comb += e.start.eq(starts[id(e)])
 
-        # The selects' flip-flops are loaded in DEC1 from the ROM's word, or with the deep pipeline
-        # (the ECP5 builds) in DEC2 from the instruction register: the ROM block RAM's
-        # clock-to-output, its route to the flags (which sit by the port multiplexers, across the
-        # die) and the decode were the ECP5's critical path. Either way they hold the running
-        # instruction's opcode from DEC3, where its engine starts, until the next DEC1 or DEC2,
-        # after the engine's last write (the registered writes above land in FETCH).
-        flags_from_instr = cfg.taken
         with m.FSM(name="seq"):
             with m.State("CLEAR"):
                 m.d.sync += clr_addr.eq(clr_addr + 1)
@@ -395,15 +388,12 @@ class Accelerator(wiring.Component):
                 # the instruction's word is on the ROM's read port; read its products next
                 m.d.comb += [rom_r.addr.eq(Cat(1, pc)), rom_r.en.eq(1)]
                 m.d.sync += instr.eq(rom_r.data[:len(instr)])
-                if not flags_from_instr:
-                    rom_op = instr_layout(cfg)(rom_r.data[:len(instr)]).opcode
-                    m.d.sync += [flag.eq(decode(rom_op, ops)) for ops, flag in sel_flags.items()]
+                rom_op = instr_layout(cfg)(rom_r.data[:len(instr)]).opcode
+                m.d.sync += [flag.eq(decode(rom_op, ops)) for ops, flag in sel_flags.items()]
                 m.next = "DEC2"
             with m.State("DEC2"):
                 m.d.comb += rom_r.en.eq(0)
                 m.d.sync += drv.eq(rom_r.data[:derived_layout(cfg).size])
-                if flags_from_instr:
-                    m.d.sync += [flag.eq(decode(op, ops)) for ops, flag in sel_flags.items()]
                 with m.Switch(op):
                     for code, e in engines.items():
                         with m.Case(code):

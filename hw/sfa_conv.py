@@ -17,9 +17,10 @@ Per time step ``t``:
   one is a register, so no subtractor sits in front of these paths);
 * stage SR holds those results while the read is in flight (the value is on the read port at its
   end, and held there while the scanner stalls);
-* with more than one lane (the deep pipeline below), stage SV has the value as read in a register,
-  with SR's results carried along, so that S1's zero test starts at a register (the ACT block
-  RAMs' clock-to-output, their output mux and the zero test in one cycle were the ECP5's critical
+* with more than one lane (the deep pipeline below), stage SV has the value as read in a register
+  (ACT's: its bank registers, taken as SV takes the element, ``hw/banked_ram.py``), with SR's
+  results carried along, so that S1's zero test starts at a register (the ACT block RAMs'
+  clock-to-output, their output mux and the zero test in one cycle were the ECP5's critical
   path); filling it costs one more cycle per time step (``SCAN_DEEP_OVH``);
 * stage S1 has the element's value in a register. A zero (or an element reaching no output) takes
   this one cycle. A non-zero one is an *event*: its taps are issued one per cycle starting in this
@@ -354,21 +355,6 @@ class ConvEngine(wiring.Component):
             sv_spk = Signal(name="sv_spk")
             sv_val = Mux(in_int, self.act_r.data, sv_spk)
             sv_fields = [Signal.like(f, name=f.name.replace("sr_", "sv_")) for f in sr_fields]
-            # SR holds S0's output range and words unfinished: each axis' first and last output
-            # index, the row base and the WMEM channel base with the first tap's kernel indices;
-            # SV takes the spans, the valid test and the ACC and WMEM words computed from them (lo_fn,
-            # hi_fn, their difference and its sign test in one cycle, from the padding register,
-            # were the ECP5's critical path once the block RAM reads were registered)
-            sr_raw = [(Signal.like(v, name=f"sr_{n}"), v) for n, v in (
-                ("oy_lo", oy_lo), ("oy_hi", oy_hi), ("ox_lo", ox_lo), ("ox_hi", ox_hi),
-                ("arow", arow), ("wch", wch), ("ky0", ky0), ("kx0", kx0))]
-            r_oy_lo, r_oy_hi, r_ox_lo, r_ox_hi, r_arow, r_wch, r_ky0, r_kx0 = (a for a, _ in sr_raw)
-            r_oy_span = Signal.like(oy_span, name="sr_oy_span_d")
-            r_ox_span = Signal.like(ox_span, name="sr_ox_span_d")
-            m.d.comb += [r_oy_span.eq(r_oy_hi - r_oy_lo), r_ox_span.eq(r_ox_hi - r_ox_lo)]
-            sv_from_sr = [(r_oy_span >= 0) & (r_ox_span >= 0), sr_iy, sr_ix, sr_E, r_oy_span, r_ox_span,
-                          r_arow + r_ox_lo,
-                          Mux(tapm, r_wch, r_wch + small_mul(r_ky0[:KB], kG) + small_mul(r_kx0[:KB], G))]
             pre_v, pre_val, pre_fields = svv, sv_val, sv_fields
         else:
             pre_v, pre_val, pre_fields = srv, read_val, sr_fields
@@ -575,20 +561,15 @@ class ConvEngine(wiring.Component):
                     if deep:
                         # SR -> SV: the value from the read port, SR's results
                         m.d.sync += [svv.eq(srv), sv_spk.eq(self.spk_r.data)]
-                        m.d.sync += [v.eq(f) for v, f in zip(sv_fields, sv_from_sr)]
+                        m.d.sync += [v.eq(f) for v, f in zip(sv_fields, sr_fields)]
                     m.d.sync += srv.eq(s0v)
                     with m.If(s0v):
-                        # S0 -> SR: the read is issued now, the first tap computed (in the deep
-                        # pipeline its output range and words from what SR holds, as SV takes it)
-                        if deep:
-                            m.d.sync += [sr_iy.eq(iy), sr_ix.eq(ix), sr_E.eq(chb + yrow)]
-                            m.d.sync += [a.eq(b) for a, b in sr_raw]
-                        else:
-                            m.d.sync += [
-                                sr_has.eq(has_taps), sr_iy.eq(iy), sr_ix.eq(ix), sr_E.eq(chb + yrow),
-                                sr_oy_span.eq(oy_span), sr_ox_span.eq(ox_span),
-                                sr_acc.eq(acc_start), sr_w.eq(w_start),
-                            ]
+                        # S0 -> SR: the read is issued now, the first tap computed
+                        m.d.sync += [
+                            sr_has.eq(has_taps), sr_iy.eq(iy), sr_ix.eq(ix), sr_E.eq(chb + yrow),
+                            sr_oy_span.eq(oy_span), sr_ox_span.eq(ox_span),
+                            sr_acc.eq(acc_start), sr_w.eq(w_start),
+                        ]
                         # S0 advances
                         m.d.sync += sa.eq(sa + 1)
                         with m.If(~ix_end):

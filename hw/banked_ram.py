@@ -33,12 +33,13 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 
+from .banked_rom import BankSplit
 from .sfa_common import MachineConfig, read_sig, write_sig
 
 __all__ = ["BankedRAM"]
 
 
-class BankedRAM(wiring.Component):
+class BankedRAM(BankSplit, wiring.Component):
     """``depth`` words of ``shape``, in banks of ``bank_words`` words (a power of two: the low
     address bits address a bank, the high ones select it; the last bank holds the rest).
 
@@ -61,19 +62,9 @@ class BankedRAM(wiring.Component):
             "write": In(write_sig(abits, shape)),
         })
 
-    @property
-    def banks(self) -> int:
-        """How many banks the memory is split into."""
-        return -(-self._depth // self._bank_words)
-
-    def bank_depth(self, b: int) -> int:
-        """The words bank ``b`` holds (every bank but the last holds ``bank_words``)."""
-        return min(self._bank_words, self._depth - b * self._bank_words)
-
     def elaborate(self, platform):
         m = Module()
-        B, bw = self.banks, self._bank_words
-        low = (bw - 1).bit_length()             # address bits within a bank
+        B, low = self.banks, self.low_bits
         rd, wr = self.read, self.write
         regs = []
         for b in range(B):

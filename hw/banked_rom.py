@@ -34,13 +34,33 @@ from amaranth.lib.wiring import In, Out
 
 from .sfa_common import MachineConfig, read_sig
 
-__all__ = ["BankedROM", "GROUP_BANKS", "READ_LATENCY"]
+__all__ = ["BankedROM", "BankSplit", "GROUP_BANKS", "READ_LATENCY"]
 
 GROUP_BANKS = 4         # banks per group register (a power of two: a 4:1 mux is one ECP5 slice)
 READ_LATENCY = 3        # cycles from a read's address to its word on ``data``
 
 
-class BankedROM(wiring.Component):
+class BankSplit:
+    """``_depth`` words in banks of ``_bank_words`` (a power of two), as :class:`BankedROM` and
+    :class:`~spikeforge.hw.banked_ram.BankedRAM` split them: the low address bits address a bank,
+    the high ones select it, the last bank holds the rest."""
+
+    @property
+    def banks(self) -> int:
+        """How many banks the memory is split into."""
+        return -(-self._depth // self._bank_words)
+
+    def bank_depth(self, b: int) -> int:
+        """The words bank ``b`` holds (every bank but the last holds ``bank_words``)."""
+        return min(self._bank_words, self._depth - b * self._bank_words)
+
+    @property
+    def low_bits(self) -> int:
+        """The address bits within a bank."""
+        return (self._bank_words - 1).bit_length()
+
+
+class BankedROM(BankSplit, wiring.Component):
     """``depth`` words of ``width`` bits, initialised from ``init`` (unsigned integers; missing
     words are 0), in banks of ``bank_words`` words (a power of two: the low address bits address
     a bank, the high ones select it; the last bank holds the rest).
@@ -72,19 +92,9 @@ class BankedROM(wiring.Component):
         if any(not 0 <= v < (1 << width) for v in init):
             raise ValueError(f"initial words must be unsigned {width}-bit integers")
 
-    @property
-    def banks(self) -> int:
-        """How many banks the memory is split into."""
-        return -(-self._depth // self._bank_words)
-
-    def bank_depth(self, b: int) -> int:
-        """The words bank ``b`` holds (every bank but the last holds ``bank_words``)."""
-        return min(self._bank_words, self._depth - b * self._bank_words)
-
     def elaborate(self, platform):
         m = Module()
-        B, bw = self.banks, self._bank_words
-        low = (bw - 1).bit_length()             # address bits within a bank
+        B, bw, low = self.banks, self._bank_words, self.low_bits
         addr = self.read.addr
         regs = []
         for b in range(B):

@@ -99,8 +99,11 @@ class BankedROM(BankSplit, wiring.Component):
         regs = []
         for b in range(B):
             words = self.bank_depth(b)
-            # at least 2 words (an address port of 0 bits is not expressible in Verilog)
-            mem = Memory(shape=unsigned(self._width), depth=max(2, words),
+            # at least 2 words (an address port of 0 bits is not expressible in Verilog); with more
+            # than one bank every bank as deep as the others, the last one padded: Yosys built the
+            # default model's short last bank (1,169 words) of 512-word block RAMs stacked three
+            # deep, with a mux in front of its bank register
+            mem = Memory(shape=unsigned(self._width), depth=max(2, words if B == 1 else bw),
                          init=self._init[b * bw:b * bw + words])
             m.submodules[f"bank{b}"] = mem
             port = mem.read_port()

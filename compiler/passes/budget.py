@@ -6,8 +6,8 @@ aspect ratio; tiny memories in flip-flops; constant ROM columns dropped), includ
 pixel and logit buffers. Logic is an estimate (:func:`lut_estimate`, per family, calibrated on
 synthesis results); `spikeforge synth` has the final word. Checked against the iCE40 UP5K build of
 fpga-tiny-t2 (estimate 30 blocks, 30 measured; LUT estimate 5,030, 5,030 logic cells measured;
-1 DSP) and the ULX3S build of the default model (estimate 122 DP16KD, 121 measured: errs high;
-9,243 LUTs, 9,243 measured; 8 DSPs).
+1 DSP) and the ULX3S build of the default model (estimate 124 DP16KD, 123 measured: errs high;
+9,262 LUTs, 9,262 measured; 8 DSPs).
 
 Where the weights live (:func:`weight_storage`): in block RAM, initialised by the bitstream, unless
 the target has SPRAM (the iCE40 UP5K) and the memories do not all fit its block RAM; then WMEM
@@ -37,15 +37,17 @@ from .memory_plan import SPRAMPlan, spram_plan
 #     them; 5,801 before the program-width specialisation);
 #     one lane (AccumulateLane, its ACC bank's port multiplexers, the readout's selection) is about
 #     110 of them (Yosys hierarchy statistics, `synth_ice40 -noflatten`).
-#   ECP5 85F, default at 8 lanes: 9,243 TRELLIS_COMB (9,125 before the TW stage and the registered
-#     ACT write, 9,307 before the first pipeline stages, 11,140 before the specialisation);
+#   ECP5 85F, default at 8 lanes: 9,262 TRELLIS_COMB (9,407 with WMEM's last bank unpadded, a
+#     block RAM depth mux behind it; 9,243 before ACT's banks and WMEM's group registers; 9,125
+#     before the TW stage and the registered ACT write, 9,307 before the first pipeline stages,
+#     11,140 before the specialisation);
 #     an ECP5 lane about 200 (carry chains count twice as COMB).
 #   With more than one lane the deep ACC pipeline (compiler/cycle_model.py: deep_acc_pipeline) adds
 #   logic of its own: `synth_ice40 -dsp -dff -device u` + `stat` of fpga-tiny-t2's core grows from
 #   3,244 to 3,677 LUT4 (and 1,641 to 2,186 flip-flops) from 1 to 2 lanes, so beside the ~110 of
 #   the lane about 325 (first measured at +125 cells, before the SV, TW and registered-operand
 #   stages); the ECP5 calibration build has it already (8 lanes), so there it is in the base.
-LUT_MODEL = {"ice40": (4920, 110), "ecp5": (7643, 200)}
+LUT_MODEL = {"ice40": (4920, 110), "ecp5": (7662, 200)}
 LUT_MODEL_DEFAULT = (7710, 200)   # sim / large: no limit worth modelling
 DEEP_PIPELINE_LUTS = {"ice40": 325}
 WMEM_NAME = "WMEM"
@@ -109,8 +111,20 @@ def memories(p: Program) -> list[tuple[str, int, int, bool]]:
 
 
 def blocks_needed(p: Program, family: str, with_wmem: bool) -> int:
-    return sum(bram_blocks(d, w, family, rom) for name, d, w, rom in memories(p)
-               if with_wmem or name != WMEM_NAME)
+    """Block RAM primitives of every memory (``with_wmem``: WMEM's too). With the deep pipeline
+    WMEM is a BankedROM (``hw/banked_rom.py``): banks of ``WMEM_BANK_WORDS`` words, the last one
+    padded to the same depth, each mapped on its own."""
+    from spikeforge.hw.sfa_common import WMEM_BANK_WORDS     # the hardware's bank depth (lazy: hw imports compiler)
+
+    total = 0
+    for name, d, w, rom in memories(p):
+        if name != WMEM_NAME:
+            total += bram_blocks(d, w, family, rom)
+        elif with_wmem and deep_acc_pipeline(p.lanes) and d > WMEM_BANK_WORDS:
+            total += -(-d // WMEM_BANK_WORDS) * bram_blocks(WMEM_BANK_WORDS, w, family, rom)
+        elif with_wmem:
+            total += bram_blocks(d, w, family, rom)
+    return total
 
 
 class BudgetError(SpikeforgeError):

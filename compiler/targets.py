@@ -36,7 +36,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("large", "sizing target with 1 GiB external memory (paper presets)", "sim", 200.0, 10**9, 10**9,
            64 * 2**20, 10**6, 0, 10**6, external_bits=8 * 2**30, default_lanes=32),
     # Clocks are what the shipped builds meet with margin (seed 1, `spikeforge synth`): the default
-    # model at 8 lanes closes at 88.3 MHz on the ULX3S requesting 60 MHz (85.0 to 88.3 over
+    # model at 8 lanes closes at 90.7 MHz on the ULX3S requesting 60 MHz (85.5 to 90.7 over
     # seeds 1 to 4; PLL from 25; its critical paths are block RAM reads, 5.6-5.8 ns
     # clock-to-output, routed to their registers, and logic in front of block RAM inputs;
     # requesting 80, 90 or 100 MHz did not raise it), fpga-tiny-t2 at 32.0 MHz on the iCEBreaker

@@ -103,19 +103,15 @@ class Accelerator(wiring.Component):
             raise ValueError(f"program.wmem must have shape [words, lanes={program.lanes}], not {wm.shape!r}")
         self._program = program
         self._cfg = MachineConfig.from_program(program)
-        if wmem_bank_words is not None:
-            # other bank depths than one block RAM's: for tests, so that a small program's WMEM
-            # spans several banks
-            if not self._cfg.wmem_bank_words:
+        # other bank depths than one block RAM's (WMEM's hw/banked_rom.py, ACT's hw/banked_ram.py):
+        # for tests, so that a small program's memories span several banks
+        for name, words in (("wmem_bank_words", wmem_bank_words), ("act_bank_words", act_bank_words)):
+            if words is None:
+                continue
+            if not getattr(self._cfg, name):
                 self._MustUse__silence = True
-                raise ValueError("wmem_bank_words applies only to the deep ACC pipeline (lanes > 1)")
-            self._cfg = dataclasses.replace(self._cfg, wmem_bank_words=wmem_bank_words)
-        if act_bank_words is not None:
-            # likewise ACT's banks (hw/banked_ram.py)
-            if not self._cfg.act_bank_words:
-                self._MustUse__silence = True
-                raise ValueError("act_bank_words applies only to the deep ACC pipeline (lanes > 1)")
-            self._cfg = dataclasses.replace(self._cfg, act_bank_words=act_bank_words)
+                raise ValueError(f"{name} applies only to the deep ACC pipeline (lanes > 1)")
+            self._cfg = dataclasses.replace(self._cfg, **{name: words})
         self._weights = weights
         members = dict(accelerator_signature(pixel_bits=program.pixel_bits,
                                              logit_bits=program.logit_bits).members)

@@ -108,8 +108,8 @@ class AccumulateLane(wiring.Component):
     head's width likewise includes its biases). ``mode`` 3 is not used.
 
     With ``registered=True`` (the CONV engine's deep pipeline) the addend is registered: ``mode``,
-    ``x``, ``weight`` and ``bias`` are presented one cycle before the ``acc`` they are added to, and ``acc_next`` is
-    ``acc`` plus the addend of the previous cycle's inputs, so that the multiplier and the adder
+    ``x``, ``weight`` and ``bias`` are presented one cycle before the ``acc`` they are added to,
+    and ``acc_next`` is ``acc`` plus the addend of the previous cycle's inputs, so that the multiplier and the adder
     are in different cycles (in one they were the ECP5's critical path). What is registered is
     the product and the other operands, and the addend is selected after the registers: the
     multiplier's route, its partial product sum and the mode mux in one cycle were the ECP5's

@@ -137,8 +137,7 @@ class MachineConfig:
     # (WMEM_BANK_WORDS), so that no mux sits between a block RAM and the register its word goes to
     wmem_bank_words: int = 0
     # With the deep ACC pipeline, ACT is a hw/banked_ram.py BankedRAM in banks of this many words
-    # (one block RAM's depth, WMEM_BANK_WORDS), each bank's word registered behind its block RAMs,
-    # and ACT and ACC are read with ``take`` (read_sig)
+    # (one block RAM's depth, WMEM_BANK_WORDS), each bank's word registered behind its block RAMs
     act_bank_words: int = 0
 
     @classmethod
@@ -179,8 +178,9 @@ class MachineConfig:
 
     @property
     def taken(self) -> bool:
-        """Whether ACT and ACC are read with ``take`` (the deep pipeline, ``read_sig``)."""
-        return bool(self.act_bank_words)
+        """Whether ACT and ACC are read with ``take`` (``read_sig``): with the deep pipeline, whose
+        ACT is banked (``act_bank_words``) and whose engines take the words."""
+        return deep_acc_pipeline(self.lanes)
 
     @property
     def act_abits(self): return self.abits(self.act_words)

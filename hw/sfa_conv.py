@@ -339,7 +339,6 @@ class ConvEngine(wiring.Component):
         sr_w = Signal(cfg.wmem_abits)
 
         x_val = Signal(signed(cfg.act_bits))    # the S1 element's value, and whether it is non-zero
-        read_val = Mux(in_int, self.act_r.data, self.spk_r.data)
 
         # ---- SV (the deep pipeline's scanner only): the element whose value has arrived, the value
         # registered as read and SR's results carried along; S1 takes them, and the value's zero
@@ -357,7 +356,8 @@ class ConvEngine(wiring.Component):
             sv_fields = [Signal.like(f, name=f.name.replace("sr_", "sv_")) for f in sr_fields]
             pre_v, pre_val, pre_fields = svv, sv_val, sv_fields
         else:
-            pre_v, pre_val, pre_fields = srv, read_val, sr_fields
+            # the value on the read port
+            pre_v, pre_val, pre_fields = srv, Mux(in_int, self.act_r.data, self.spk_r.data), sr_fields
         p_has, p_iy, p_ix, p_E, p_oy_span, p_ox_span, p_acc, p_w = pre_fields
 
         # Whether each index of the tap loop is at its last value (nothing left), kept in
@@ -739,19 +739,18 @@ class ConvEngine(wiring.Component):
         words = [self.acc_r[p].data for p in range(P)]
         sel_p, sel_v, sel_oa = r1_p, r1v, r1_oa
         if P > 1:
-            # the words and the old ACT word: the ACC banks' and ACT's registers behind their
-            # block RAMs, which take every cycle outside the scan (read_sig's ``take``)
-            rs_words = words
+            # the words and the old ACT word need no register here: they are the ACC banks' and
+            # ACT's registers behind their block RAMs, which take every cycle outside the scan
+            # (read_sig's ``take``); the rest is registered beside them
             rs_p = Signal.like(r1_p)
             rs_v = Signal()
             rs_oa = Signal.like(r1_oa)
             rs_shift = Signal.like(r2_shift)
             rs_bias = Signal(signed(cfg.bias_bits))
-            rs_old = old_v
             m.d.sync += [rs_p.eq(r1_p), rs_v.eq(r1v), rs_oa.eq(r1_oa),
                          rs_shift.eq(shift_v), rs_bias.eq(bias_v)]
-            words, sel_p, sel_v, sel_oa = rs_words, rs_p, rs_v, rs_oa
-            shift_v, bias_v, old_v = rs_shift, rs_bias, rs_old
+            sel_p, sel_v, sel_oa = rs_p, rs_v, rs_oa
+            shift_v, bias_v = rs_shift, rs_bias
         acc_sel = Signal(signed(ro_w["acc_bits"]))
         with m.If(tapm):
             total = words[0]

@@ -80,12 +80,11 @@ class LIFEngine(wiring.Component):
             # C2's input: ACT's bank registers behind its block RAMs, taking every cycle (read_sig)
             x2 = self.act_r.data
             m.d.comb += self.act_r.take.eq(1)
-            m.d.sync += [c2.eq(c1), c2_first.eq(c1_first), c2_dst.eq(c1_dst),
-                         th2.eq(self.thresh_r.data.as_unsigned())]
         else:
             x2 = Signal(signed(cfg.act_bits))
-            m.d.sync += [c2.eq(c1), c2_first.eq(c1_first), c2_dst.eq(c1_dst), x2.eq(self.act_r.data),
-                         th2.eq(self.thresh_r.data.as_unsigned())]
+        m.d.sync += [c2.eq(c1), c2_first.eq(c1_first), c2_dst.eq(c1_dst),
+                     *([] if cfg.taken else [x2.eq(self.act_r.data)]),
+                     th2.eq(self.thresh_r.data.as_unsigned())]
 
         m.d.comb += [self.act_r.addr.eq(a_src), self.act_r.en.eq(run),
                      self.thresh_r.addr.eq(ta), self.thresh_r.en.eq(run)]

@@ -41,20 +41,19 @@ __all__ = ["BankedRAM"]
 
 class BankedRAM(BankSplit, wiring.Component):
     """``depth`` words of ``shape``, in banks of ``bank_words`` words (a power of two: the low
-    address bits address a bank, the high ones select it; the last bank holds the rest).
+    address bits address a bank, the high ones select it; the last bank holds the rest, padded as
+    :meth:`~spikeforge.hw.banked_rom.BankSplit.memory_depth` says).
 
     Members ``read`` (a :func:`~spikeforge.hw.sfa_common.read_sig` with ``take``, flipped) and
     ``write`` (``addr``, ``data``, ``en`` in: the word is written at the clock edge ending the cycle
     ``en`` is high)."""
 
     def __init__(self, *, shape, depth: int, bank_words: int):
-        for name, v, lo in (("depth", depth, 1), ("bank_words", bank_words, 2)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-                self._MustUse__silence = True       # never elaborated: no "unused" warning
-                raise ValueError(f"{name} must be an integer >= {lo}, not {v!r}")
-        if bank_words & (bank_words - 1):
-            self._MustUse__silence = True
-            raise ValueError(f"bank_words must be a power of two, not {bank_words}")
+        try:
+            self.check_split(depth, bank_words)
+        except ValueError:
+            self._MustUse__silence = True       # never elaborated: no "unused" warning
+            raise
         self._shape, self._depth, self._bank_words = shape, depth, bank_words
         abits = MachineConfig.abits(depth)
         super().__init__({
@@ -68,9 +67,7 @@ class BankedRAM(BankSplit, wiring.Component):
         rd, wr = self.read, self.write
         regs = []
         for b in range(B):
-            # at least 2 words (an address port of 0 bits is not expressible in Verilog)
-            mem = Memory(shape=self._shape, depth=max(2, self.bank_depth(b)), init=[],
-                         attrs={"no_rw_check": 1})
+            mem = Memory(shape=self._shape, depth=self.memory_depth(b), init=[], attrs={"no_rw_check": 1})
             m.submodules[f"bank{b}"] = mem
             w = mem.write_port()
             in_bank = (wr.addr[low:] == b) if B > 1 else 1

@@ -45,6 +45,15 @@ class BankSplit:
     :class:`~spikeforge.hw.banked_ram.BankedRAM` split them: the low address bits address a bank,
     the high ones select it, the last bank holds the rest."""
 
+    @staticmethod
+    def check_split(depth, bank_words):
+        """``ValueError`` unless ``depth`` (>= 1) words can be split in banks of ``bank_words``."""
+        for name, v, lo in (("depth", depth, 1), ("bank_words", bank_words, 2)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise ValueError(f"{name} must be an integer >= {lo}, not {v!r}")
+        if bank_words & (bank_words - 1):
+            raise ValueError(f"bank_words must be a power of two, not {bank_words}")
+
     @property
     def banks(self) -> int:
         """How many banks the memory is split into."""
@@ -58,6 +67,13 @@ class BankSplit:
     def low_bits(self) -> int:
         """The address bits within a bank."""
         return (self._bank_words - 1).bit_length()
+
+    def memory_depth(self, b: int) -> int:
+        """The depth of bank ``b``'s memory: with more than one bank every bank as deep as the
+        others, the last one padded (Yosys built the default model's short last WMEM bank, 1,169
+        words, of 512-word block RAMs stacked three deep, with a mux in front of its bank
+        register); at least 2 words (an address port of 0 bits is not expressible in Verilog)."""
+        return max(2, self.bank_depth(b) if self.banks == 1 else self._bank_words)
 
 
 class BankedROM(BankSplit, wiring.Component):
@@ -79,13 +95,11 @@ class BankedROM(BankSplit, wiring.Component):
         self._init = [int(v) for v in init]
         super().__init__({"read": In(read_sig(MachineConfig.abits(depth), unsigned(width)))})
 
-    @staticmethod
-    def _check(width, depth, bank_words, init):
-        for name, v, lo in (("width", width, 1), ("depth", depth, 1), ("bank_words", bank_words, 2)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-                raise ValueError(f"{name} must be an integer >= {lo}, not {v!r}")
-        if bank_words & (bank_words - 1):
-            raise ValueError(f"bank_words must be a power of two, not {bank_words}")
+    @classmethod
+    def _check(cls, width, depth, bank_words, init):
+        if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+            raise ValueError(f"width must be an integer >= 1, not {width!r}")
+        cls.check_split(depth, bank_words)
         init = [int(v) for v in init]
         if len(init) > depth:
             raise ValueError(f"{len(init)} initial words do not fit a depth of {depth}")
@@ -98,13 +112,8 @@ class BankedROM(BankSplit, wiring.Component):
         addr = self.read.addr
         regs = []
         for b in range(B):
-            words = self.bank_depth(b)
-            # at least 2 words (an address port of 0 bits is not expressible in Verilog); with more
-            # than one bank every bank as deep as the others, the last one padded: Yosys built the
-            # default model's short last bank (1,169 words) of 512-word block RAMs stacked three
-            # deep, with a mux in front of its bank register
-            mem = Memory(shape=unsigned(self._width), depth=max(2, words if B == 1 else bw),
-                         init=self._init[b * bw:b * bw + words])
+            mem = Memory(shape=unsigned(self._width), depth=self.memory_depth(b),
+                         init=self._init[b * bw:b * bw + self.bank_depth(b)])
             m.submodules[f"bank{b}"] = mem
             port = mem.read_port()
             m.d.comb += [port.addr.eq(addr[:low]), port.en.eq(self.read.en)]

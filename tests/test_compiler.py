@@ -333,9 +333,10 @@ def test_icebreaker_logic_budget_refuses_at_compile(tiny_sfq, tmp_path, capsys):
 
 
 def test_deep_wmem_block_count_is_per_bank():
-    """With the deep pipeline (more than one lane) WMEM is a BankedROM (hw/banked_rom.py): banks of
-    one block RAM's depth, the last one padded, each mapped on its own, and the budget counts them
-    so (the default model's WMEM: 10 banks of 8 DP16KD, where one 19,601-word memory would be 78)."""
+    """With the deep pipeline (more than one lane) WMEM is a BankedROM (hw/banked_rom.py) and ACT a
+    BankedRAM (hw/banked_ram.py): banks of one block RAM's depth, the last one padded, each mapped
+    on its own, and the budget counts them so (the default model's WMEM: 10 banks of 8 DP16KD,
+    where one 19,601-word memory would be 78)."""
     import dataclasses
 
     from spikeforge.compiler.passes.budget import blocks_needed, bram_blocks
@@ -352,4 +353,10 @@ def test_deep_wmem_block_count_is_per_bank():
             assert wmem == bram_blocks(words, width, "ecp5", rom=True)
         else:
             assert wmem == 3 * bram_blocks(WMEM_BANK_WORDS, width, "ecp5", rom=True)
+        # ACT likewise: its short last bank is padded (one 2,148 x 36 memory would be 5 DP16KD)
+        acts, act_bits = WMEM_BANK_WORDS + 100, 36
+        wide = dataclasses.replace(p, act_words=acts, act_bits=act_bits)
+        act = blocks_needed(wide, "ecp5", False) - rest + bram_blocks(max(2, p.act_words), p.act_bits, "ecp5")
+        assert act == (2 * bram_blocks(WMEM_BANK_WORDS, act_bits, "ecp5") if lanes > 1
+                       else bram_blocks(acts, act_bits, "ecp5")) == (8 if lanes > 1 else 5)
     assert bram_blocks(WMEM_BANK_WORDS, 64, "ecp5", rom=True) == 8      # a bank of the default model's

@@ -112,17 +112,18 @@ def memories(p: Program) -> list[tuple[str, int, int, bool]]:
 
 def blocks_needed(p: Program, family: str, with_wmem: bool) -> int:
     """Block RAM primitives of every memory (``with_wmem``: WMEM's too). With the deep pipeline
-    WMEM is a BankedROM (``hw/banked_rom.py``): banks of ``WMEM_BANK_WORDS`` words, the last one
-    padded to the same depth, each mapped on its own."""
+    WMEM and ACT are split into banks of ``WMEM_BANK_WORDS`` words (``hw/banked_rom.py``,
+    ``hw/banked_ram.py``), the last one padded to the same depth, each mapped on its own."""
     from spikeforge.hw.sfa_common import WMEM_BANK_WORDS     # the hardware's bank depth (lazy: hw imports compiler)
 
+    banked = (WMEM_NAME, "ACT") if deep_acc_pipeline(p.lanes) else ()
     total = 0
     for name, d, w, rom in memories(p):
-        if name != WMEM_NAME:
-            total += bram_blocks(d, w, family, rom)
-        elif with_wmem and deep_acc_pipeline(p.lanes) and d > WMEM_BANK_WORDS:
+        if name == WMEM_NAME and not with_wmem:
+            continue
+        if name in banked and d > WMEM_BANK_WORDS:
             total += -(-d // WMEM_BANK_WORDS) * bram_blocks(WMEM_BANK_WORDS, w, family, rom)
-        elif with_wmem:
+        else:
             total += bram_blocks(d, w, family, rom)
     return total
 

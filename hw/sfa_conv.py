@@ -275,10 +275,19 @@ class ConvEngine(wiring.Component):
         has_taps = (oy_span >= 0) & (ox_span >= 0)
         acc_start = Signal(cfg.acc_abits)
         w_start = Signal(cfg.wmem_abits)
-        m.d.comb += [
-            acc_start.eq(arow + ox_lo),
-            w_start.eq(Mux(tapm, wch, wch + small_mul(ky0[:KB], kG) + small_mul(kx0[:KB], G))),
-        ]
+        if deep_acc_pipeline(P):
+            # S0 registers wch + ky0 * kG and kx0 * G apart (SR's sr_w and sr_wx); SV adds them: the
+            # word's three-operand sum of two shift-add products, behind the shared ``drv``
+            # register's G, was one cycle (the ECP5's worst path on some placements)
+            G_s0 = held(D.G, len(D.G), "G_s0")      # drv is valid from start, S0's first step is a cycle later
+            w_x = Signal(cfg.wmem_abits)
+            m.d.comb += [acc_start.eq(arow + ox_lo), w_start.eq(Mux(tapm, wch, wch + small_mul(ky0[:KB], kG))),
+                         w_x.eq(Mux(tapm, 0, small_mul(kx0[:KB], G_s0)))]
+        else:
+            m.d.comb += [
+                acc_start.eq(arow + ox_lo),
+                w_start.eq(Mux(tapm, wch, wch + small_mul(ky0[:KB], kG) + small_mul(kx0[:KB], G))),
+            ]
         # values of the row registers at iy = 0
         oy_lo0 = lo_fn(Const(0, CB))
         arow0 = small_mul(oy_lo0[:3], wo)              # oy_lo(0) <= pad <= 7
@@ -295,6 +304,14 @@ class ConvEngine(wiring.Component):
         s1_pad_y = Signal(CB + 4)
         s1_pad_x = Signal(CB + 4)
         s1_Ex0 = Signal(cfg.acc_abits)
+        # (deep pipeline, LANES_TAP) s1_pad_y - (ho << s) and s1_pad_x - (wo << s): the taps' upper
+        # bound tests compare them with the kernel indices (pad_ho, pad_wo: pad - (ho << s), pad -
+        # (wo << s), registered from the instruction's registers, valid long before S1's first load)
+        if deep_acc_pipeline(P):
+            s1_pyh = Signal(signed(CB + 5))
+            s1_pxw = Signal(signed(CB + 5))
+            pad_ho = held(pad - (ho << sh), signed(CB + 5), "pad_ho")
+            pad_wo = held(pad - (wo << sh), signed(CB + 5), "pad_wo")
         # The tap loop's indices count down what is left of their range (the addresses step in
         # their own registers), each with a flag that says it is at its last value
         oy_left = Signal(CB + 1)
@@ -337,6 +354,7 @@ class ConvEngine(wiring.Component):
         sr_ox_span = Signal.like(ox_span)
         sr_acc = Signal(cfg.acc_abits)
         sr_w = Signal(cfg.wmem_abits)
+        sr_wx = Signal(cfg.wmem_abits) if deep_acc_pipeline(P) else None     # (deep) the kx0 * G part
 
         x_val = Signal(signed(cfg.act_bits))    # the S1 element's value, and whether it is non-zero
 
@@ -500,6 +518,7 @@ class ConvEngine(wiring.Component):
         # or the readout's (no tap is in flight then); ACT's and SPK's of the scan or the readout
         # (either port's data is only taken where its engine enables the read).
         in_ro = Signal()
+        in_scat = Signal()      # the state is SCAT (deep pipeline only; set with scan_init)
         for p in range(P):
             m.d.comb += self.acc_r[p].addr.eq(Mux(in_ro, ra, tw_addr[p] if deep else t1_addr[p]))
         m.d.comb += [self.act_r.addr.eq(Mux(in_ro, oa, sa)), self.spk_r.addr.eq(sa)]
@@ -507,7 +526,7 @@ class ConvEngine(wiring.Component):
         def scan_init():
             return [ci.eq(0), iy.eq(0), ix.eq(0), ci_end.eq(cin_one), iy_end.eq(h_one), ix_end.eq(w_one),
                     s0v.eq(1), srv.eq(0), event.eq(0), arow.eq(arow0), yrow.eq(yrow0), chb.eq(0),
-                    wch.eq(I.wbase), ky0.eq(k0_start), kx0.eq(k0_start)] + ([svv.eq(0)] if deep else [])
+                    wch.eq(I.wbase), ky0.eq(k0_start), kx0.eq(k0_start)] + ([svv.eq(0), in_scat.eq(1)] if deep else [])
 
         def readout_init():
             return [co.eq(0), rp.eq(0), rq.eq(0), ra.eq(0), rgb.eq(0), pa.eq(I.pbase),
@@ -523,6 +542,130 @@ class ConvEngine(wiring.Component):
                     else:
                         m.next = following
 
+        def scan_step():
+            """One SCAT cycle of the scanner (S0, SR, SV, S1) and the tap issue. In the deep
+            pipeline it runs under ``in_scat``, a flip-flop that is high exactly in SCAT, instead
+            of the FSM's state decode: the decode of the state register was the first two LUT
+            levels of the ECP5's worst paths (into the taps' valid tests, S0's register enables
+            and ACT's read enable)."""
+            adv = s1_done
+            # read of the next element
+            m.d.comb += [self.spk_r.en.eq(adv & s0v), self.act_r.en.eq(adv & s0v)]
+            if deep:
+                # SV takes the element's value as the scanner advances (elsewhere the
+                # readout's RS takes the old word every cycle)
+                m.d.comb += self.act_r.take.eq(adv)
+            with m.If(adv):
+                m.d.sync += event.eq(pre_v & (pre_val != 0) & (tapm | p_has))
+                with m.If(pre_v):
+                    # SR (or SV) -> S1: the value from the read port (or SV), first tap of the element
+                    p_pad_x = p_ix + pad
+                    m.d.sync += [
+                        x_val.eq(pre_val), s1_pad_y.eq(p_iy + pad), s1_pad_x.eq(p_pad_x),
+                        s1_Ex0.eq(p_E + (p_pad_x >> sh)),
+                        oy_left.eq(p_oy_span), ox_left.eq(p_ox_span), ox_row_left.eq(p_ox_span),
+                        g_left.eq(G1),
+                        a_row.eq(p_acc), a_pos.eq(p_acc), a_cur.eq(p_acc),
+                        w_row.eq(p_w), w_pos.eq(p_w), w_cur.eq(p_w), tg_left.eq(Gt1),
+                        g_end.eq(g_one), tg_end.eq(gt_one), oy_end.eq(p_oy_span == 0),
+                        ox_end.eq(p_ox_span == 0), ox_one.eq(p_ox_span == 0),
+                        last_tap.eq(Mux(tapm, gt_one, g_one & (p_ox_span == 0) & (p_oy_span == 0))),
+                    ]
+                    if deep:
+                        m.d.sync += [s1_pyh.eq(p_iy + pad_ho), s1_pxw.eq(p_ix + pad_wo)]
+                    m.d.sync += [kyl[p].eq(init_ky[p]) for p in range(P)]
+                    m.d.sync += [kxl[p].eq(init_kx[p]) for p in range(P)]
+                if deep:
+                    # SR -> SV: the value from the read port, SR's results
+                    m.d.sync += [svv.eq(srv), sv_spk.eq(self.spk_r.data)]
+                    m.d.sync += [v.eq(f) for v, f in zip(sv_fields, sr_fields)]
+                    m.d.sync += p_w.eq(sr_w + sr_wx)       # (sv_w) S0's word, finished
+                m.d.sync += srv.eq(s0v)
+                with m.If(s0v):
+                    # S0 -> SR: the read is issued now, the first tap computed
+                    m.d.sync += [
+                        sr_has.eq(has_taps), sr_iy.eq(iy), sr_ix.eq(ix), sr_E.eq(chb + yrow),
+                        sr_oy_span.eq(oy_span), sr_ox_span.eq(ox_span),
+                        sr_acc.eq(acc_start), sr_w.eq(w_start),
+                    ]
+                    if deep:
+                        m.d.sync += sr_wx.eq(w_x)
+                    # S0 advances
+                    m.d.sync += sa.eq(sa + 1)
+                    with m.If(~ix_end):
+                        m.d.sync += [ix.eq(ix + 1), ix_end.eq(ix + 1 == w1), kx0.eq(k0_step(kx0))]
+                    with m.Else():
+                        m.d.sync += [ix.eq(0), ix_end.eq(w_one), kx0.eq(k0_start)]
+                        with m.If(~iy_end):
+                            m.d.sync += [iy.eq(iy + 1), iy_end.eq(iy + 1 == h1), ky0.eq(k0_step(ky0)),
+                                         arow.eq(arow + Mux(lo_steps(ky0), wo, 0)),
+                                         yrow.eq(yrow + Mux(y0_steps, wo, 0))]
+                        with m.Else():
+                            m.d.sync += [iy.eq(0), iy_end.eq(h_one), ky0.eq(k0_start), arow.eq(arow0),
+                                         yrow.eq(yrow0)]
+                            with m.If(~ci_end):
+                                m.d.sync += [ci.eq(ci + 1), ci_end.eq(ci + 1 == cin1), chb.eq(chb + howo),
+                                             wch.eq(wch + Mux(tapm, Gt, kkG))]
+                            with m.Else():
+                                m.d.sync += s0v.eq(0)
+            with m.Elif(event):
+                # next tap of the current event
+                with m.If(tapm):
+                    m.d.sync += [tg_left.eq(tg_left - 1), tg_end.eq(tg_left == 1), last_tap.eq(tg_left == 1),
+                                 w_cur.eq(w_cur + 1)]
+                    for p in range(P):
+                        nkx = kxl[p] + dkx
+                        wrap = nkx >= k
+                        m.d.sync += [kxl[p].eq(Mux(wrap, nkx - k, nkx)),
+                                     kyl[p].eq(kyl[p] + dky + wrap)]
+                with m.Elif(~g_end):
+                    m.d.sync += [g_left.eq(g_left - 1), g_end.eq(g_left == 1),
+                                 last_tap.eq((g_left == 1) & ox_end & oy_end), a_cur.eq(a_cur + howo),
+                                 w_cur.eq(w_cur + 1)]
+                with m.Elif(~ox_end):
+                    sG = G << sh
+                    m.d.sync += [g_left.eq(G1), g_end.eq(g_one), ox_left.eq(ox_left - 1),
+                                 ox_end.eq(ox_left == 1), last_tap.eq(g_one & (ox_left == 1) & oy_end),
+                                 a_pos.eq(a_pos + 1), a_cur.eq(a_pos + 1),
+                                 w_pos.eq(w_pos - sG), w_cur.eq(w_pos - sG)]
+                with m.Else():
+                    skG = kG << sh
+                    m.d.sync += [g_left.eq(G1), g_end.eq(g_one), ox_left.eq(ox_row_left),
+                                 ox_end.eq(ox_one), oy_left.eq(oy_left - 1), oy_end.eq(oy_left == 1),
+                                 last_tap.eq(g_one & ox_one & (oy_left == 1)),
+                                 a_row.eq(a_row + wo), a_pos.eq(a_row + wo), a_cur.eq(a_row + wo),
+                                 w_row.eq(w_row - skG), w_pos.eq(w_row - skG), w_cur.eq(w_row - skG)]
+
+            # tap issue: WMEM read now, ACC read in T1, write-back in T2 (short pipeline) or T5
+            with m.If(event):
+                m.d.sync += [t1_x.eq(x_val), t1_mode.eq(Mux(in_int, MODE_MUL, MODE_SEL))]
+                with m.If(tapm):
+                    pad_y, pad_x = s1_pad_y, s1_pad_x
+                    for p in range(P):
+                        if deep:
+                            # the same test with every bound a compare of two registers: ry >= 0 is
+                            # kyl <= pad_y, (ry >> s) < ho is ry < ho << s, i.e. pad_y - (ho << s)
+                            # (S1's register s1_pyh) < kyl, and ry's parity is pad_y's xor kyl's (the
+                            # subtraction and the compare of its result were two carry chains in
+                            # series, the ECP5's worst path)
+                            ky, kx = kyl[p], kxl[p]
+                            ok = ((ky < k) & (ky <= pad_y) & (kx <= pad_x) &
+                                  (~sh | ~((pad_y[0] ^ ky[0]) | (pad_x[0] ^ kx[0]))) &
+                                  (s1_pyh < ky) & (s1_pxw < kx))
+                        else:
+                            ry = Signal(signed(CB + 3), name=f"ry{p}")
+                            rx = Signal(signed(CB + 3), name=f"rx{p}")
+                            m.d.comb += [ry.eq(pad_y - kyl[p]), rx.eq(pad_x - kxl[p])]
+                            qy = ry >> sh
+                            qx = rx >> sh
+                            ok = ((kyl[p] < k) & (ry >= 0) & (rx >= 0) & (~sh | (~ry[0] & ~rx[0])) &
+                                  (qy < ho) & (qx < wo))
+                        addr = s1_Ex0 - small_mul(kyl[p][:KB] >> sh, wo) - (kxl[p] >> sh)
+                        m.d.sync += [t1_en[p].eq(ok), t1_addr[p].eq(addr)]
+                with m.Else():
+                    for p in range(P):
+                        m.d.sync += [t1_en[p].eq(1), t1_addr[p].eq(a_cur)]
+
         if deep:
             m.d.comb += self.act_r.take.eq(1)       # but in SCAT (below)
         with m.FSM(name="conv"):
@@ -533,108 +676,11 @@ class ConvEngine(wiring.Component):
                     m.next = "SCAT"
 
             with m.State("SCAT"):
-                adv = s1_done
-                # read of the next element
-                m.d.comb += [self.spk_r.en.eq(adv & s0v), self.act_r.en.eq(adv & s0v)]
-                if deep:
-                    # SV takes the element's value as the scanner advances (elsewhere the
-                    # readout's RS takes the old word every cycle)
-                    m.d.comb += self.act_r.take.eq(adv)
-                with m.If(adv):
-                    m.d.sync += event.eq(pre_v & (pre_val != 0) & (tapm | p_has))
-                    with m.If(pre_v):
-                        # SR (or SV) -> S1: the value from the read port (or SV), first tap of the element
-                        p_pad_x = p_ix + pad
-                        m.d.sync += [
-                            x_val.eq(pre_val), s1_pad_y.eq(p_iy + pad), s1_pad_x.eq(p_pad_x),
-                            s1_Ex0.eq(p_E + (p_pad_x >> sh)),
-                            oy_left.eq(p_oy_span), ox_left.eq(p_ox_span), ox_row_left.eq(p_ox_span),
-                            g_left.eq(G1),
-                            a_row.eq(p_acc), a_pos.eq(p_acc), a_cur.eq(p_acc),
-                            w_row.eq(p_w), w_pos.eq(p_w), w_cur.eq(p_w), tg_left.eq(Gt1),
-                            g_end.eq(g_one), tg_end.eq(gt_one), oy_end.eq(p_oy_span == 0),
-                            ox_end.eq(p_ox_span == 0), ox_one.eq(p_ox_span == 0),
-                            last_tap.eq(Mux(tapm, gt_one, g_one & (p_ox_span == 0) & (p_oy_span == 0))),
-                        ]
-                        m.d.sync += [kyl[p].eq(init_ky[p]) for p in range(P)]
-                        m.d.sync += [kxl[p].eq(init_kx[p]) for p in range(P)]
-                    if deep:
-                        # SR -> SV: the value from the read port, SR's results
-                        m.d.sync += [svv.eq(srv), sv_spk.eq(self.spk_r.data)]
-                        m.d.sync += [v.eq(f) for v, f in zip(sv_fields, sr_fields)]
-                    m.d.sync += srv.eq(s0v)
-                    with m.If(s0v):
-                        # S0 -> SR: the read is issued now, the first tap computed
-                        m.d.sync += [
-                            sr_has.eq(has_taps), sr_iy.eq(iy), sr_ix.eq(ix), sr_E.eq(chb + yrow),
-                            sr_oy_span.eq(oy_span), sr_ox_span.eq(ox_span),
-                            sr_acc.eq(acc_start), sr_w.eq(w_start),
-                        ]
-                        # S0 advances
-                        m.d.sync += sa.eq(sa + 1)
-                        with m.If(~ix_end):
-                            m.d.sync += [ix.eq(ix + 1), ix_end.eq(ix + 1 == w1), kx0.eq(k0_step(kx0))]
-                        with m.Else():
-                            m.d.sync += [ix.eq(0), ix_end.eq(w_one), kx0.eq(k0_start)]
-                            with m.If(~iy_end):
-                                m.d.sync += [iy.eq(iy + 1), iy_end.eq(iy + 1 == h1), ky0.eq(k0_step(ky0)),
-                                             arow.eq(arow + Mux(lo_steps(ky0), wo, 0)),
-                                             yrow.eq(yrow + Mux(y0_steps, wo, 0))]
-                            with m.Else():
-                                m.d.sync += [iy.eq(0), iy_end.eq(h_one), ky0.eq(k0_start), arow.eq(arow0),
-                                             yrow.eq(yrow0)]
-                                with m.If(~ci_end):
-                                    m.d.sync += [ci.eq(ci + 1), ci_end.eq(ci + 1 == cin1), chb.eq(chb + howo),
-                                                 wch.eq(wch + Mux(tapm, Gt, kkG))]
-                                with m.Else():
-                                    m.d.sync += s0v.eq(0)
-                with m.Elif(event):
-                    # next tap of the current event
-                    with m.If(tapm):
-                        m.d.sync += [tg_left.eq(tg_left - 1), tg_end.eq(tg_left == 1), last_tap.eq(tg_left == 1),
-                                     w_cur.eq(w_cur + 1)]
-                        for p in range(P):
-                            nkx = kxl[p] + dkx
-                            wrap = nkx >= k
-                            m.d.sync += [kxl[p].eq(Mux(wrap, nkx - k, nkx)),
-                                         kyl[p].eq(kyl[p] + dky + wrap)]
-                    with m.Elif(~g_end):
-                        m.d.sync += [g_left.eq(g_left - 1), g_end.eq(g_left == 1),
-                                     last_tap.eq((g_left == 1) & ox_end & oy_end), a_cur.eq(a_cur + howo),
-                                     w_cur.eq(w_cur + 1)]
-                    with m.Elif(~ox_end):
-                        sG = G << sh
-                        m.d.sync += [g_left.eq(G1), g_end.eq(g_one), ox_left.eq(ox_left - 1),
-                                     ox_end.eq(ox_left == 1), last_tap.eq(g_one & (ox_left == 1) & oy_end),
-                                     a_pos.eq(a_pos + 1), a_cur.eq(a_pos + 1),
-                                     w_pos.eq(w_pos - sG), w_cur.eq(w_pos - sG)]
-                    with m.Else():
-                        skG = kG << sh
-                        m.d.sync += [g_left.eq(G1), g_end.eq(g_one), ox_left.eq(ox_row_left),
-                                     ox_end.eq(ox_one), oy_left.eq(oy_left - 1), oy_end.eq(oy_left == 1),
-                                     last_tap.eq(g_one & ox_one & (oy_left == 1)),
-                                     a_row.eq(a_row + wo), a_pos.eq(a_row + wo), a_cur.eq(a_row + wo),
-                                     w_row.eq(w_row - skG), w_pos.eq(w_row - skG), w_cur.eq(w_row - skG)]
-
-                # tap issue: WMEM read now, ACC read in T1, write-back in T2 (short pipeline) or T5
-                with m.If(event):
-                    m.d.sync += [t1_x.eq(x_val), t1_mode.eq(Mux(in_int, MODE_MUL, MODE_SEL))]
-                    with m.If(tapm):
-                        pad_y, pad_x = s1_pad_y, s1_pad_x
-                        for p in range(P):
-                            ry = Signal(signed(CB + 3), name=f"ry{p}")
-                            rx = Signal(signed(CB + 3), name=f"rx{p}")
-                            m.d.comb += [ry.eq(pad_y - kyl[p]), rx.eq(pad_x - kxl[p])]
-                            qy = ry >> sh
-                            qx = rx >> sh
-                            ok = ((kyl[p] < k) & (ry >= 0) & (rx >= 0) & (~sh | (~ry[0] & ~rx[0])) &
-                                  (qy < ho) & (qx < wo))
-                            addr = s1_Ex0 - small_mul(kyl[p][:KB] >> sh, wo) - (kxl[p] >> sh)
-                            m.d.sync += [t1_en[p].eq(ok), t1_addr[p].eq(addr)]
-                    with m.Else():
-                        for p in range(P):
-                            m.d.sync += [t1_en[p].eq(1), t1_addr[p].eq(a_cur)]
+                if not deep:
+                    scan_step()
                 with m.If((~s0v & ~srv & ~svv & s1_done) if deep else (~s0v & ~srv & s1_done)):
+                    if deep:
+                        m.d.sync += in_scat.eq(0)
                     m.next = "SCAT_DRAIN"
 
             # the last tap's drain: it is in T1 (its ACC read) in SCAT_DRAIN, and in the deep
@@ -700,6 +746,10 @@ class ConvEngine(wiring.Component):
                     with m.If(bcast):
                         m.d.sync += sa.eq(I.src)
                     m.next = "SCAT"
+
+        if deep:
+            with m.If(in_scat):
+                scan_step()
 
         # reset the readout/bias counters at the start of every instruction
         with m.If(self.start):

@@ -189,28 +189,41 @@ class OutputEngine(wiring.Component):
         self._count_accepted(m, fire, ko, K)
         return m
 
-    def _ports_and_stream(self, m, issue, fire, p, g, ov, op, og, ko, K, lane_words):
+    def _ports_and_stream(self, m, issue, fire, p, g, ov, op, og, ko, K, lane_words, ko_last=None, deep=False):
         """Shared by both output paths: lane ``p``'s ACC read of word ``g`` when a read issues,
         the clear of the word whose logit is accepted (lane ``op``, word ``og``), and the logit
-        stream: valid while a logit is held (``ov``), its value lane ``op``'s of ``lane_words``."""
+        stream: valid while a logit is held (``ov``), its value lane ``op``'s of ``lane_words``.
+        ``ko_last``: a flip-flop holding ``ko == K - 1`` (else the compare is built here)."""
         P = self._cfg.lanes
+        if deep:
+            # (deep pipeline) the clear a cycle after the logit is accepted, from registers: the
+            # host link's ready, the lane compare and the ACC bank's port mux and bank decode in
+            # one cycle were the ECP5's worst path on some placements. The last clear lands in the
+            # sequencer's FETCH after ``done``, while the port multiplexers still select OUTPUT
+            # and cycles before any engine reads ACC again.
+            clr_en = [Signal(name=f"clr_en{b}") for b in range(P)]
+            clr_addr = Signal.like(og, name="clr_addr")
+            m.d.sync += [clr_en[b].eq(fire & (op == b)) for b in range(P)]
+            m.d.sync += clr_addr.eq(og)
         for b in range(P):
             m.d.comb += [self.acc_r[b].addr.eq(g), self.acc_r[b].en.eq(issue & (p == b))]
-            with m.If(fire & (op == b)):
-                m.d.comb += [self.acc_w[b].en.eq(1), self.acc_w[b].addr.eq(og), self.acc_w[b].data.eq(0)]
+            with m.If(clr_en[b] if deep else fire & (op == b)):
+                m.d.comb += [self.acc_w[b].en.eq(1), self.acc_w[b].addr.eq(clr_addr if deep else og),
+                             self.acc_w[b].data.eq(0)]
         value = Signal(signed(self._cfg.acc_bits))
         with m.Switch(op):
             for b in range(P):
                 with m.Case(b):
                     m.d.comb += value.eq(lane_words[b])
         m.d.comb += [self.logits.valid.eq(ov), self.logits.payload.value.eq(value),
-                     self.logits.payload.last.eq(ko == K - 1)]
+                     self.logits.payload.last.eq(ko == K - 1 if ko_last is None else ko_last)]
 
-    def _count_accepted(self, m, fire, ko, K):
-        """Count the accepted logits; done with the ``K``-th."""
+    def _count_accepted(self, m, fire, ko, K, ko_last=None):
+        """Count the accepted logits; done with the ``K``-th (``ko_last``, where given, is a
+        flip-flop that holds ``ko == K - 1``)."""
         with m.If(fire):
             m.d.sync += ko.eq(ko + 1)
-            with m.If(ko == K - 1):
+            with m.If(ko == K - 1 if ko_last is None else ko_last):
                 m.d.comb += self.done.eq(1)
 
     def _next_read(self, m, run, p, g, kq, K):
@@ -249,7 +262,15 @@ class OutputEngine(wiring.Component):
         m.d.comb += [move.eq(rv & (~ov | fire)), issue.eq(run & (~rv | move))]
         m.d.comb += [self.acc_r[b].take.eq(move) for b in range(P)]
 
-        self._ports_and_stream(m, issue, fire, p, g, ov, op, og, ko, K, words)
+        # ko == K - 1 in a flip-flop, set as ko steps onto it: the last flag and ``done`` (which
+        # moves the sequencer's pc) start at a register, not at a subtractor and a compare of the
+        # instruction's count behind the host link's ``ready``
+        ko_last = Signal()
+        with m.If(self.start):
+            m.d.sync += ko_last.eq(K == 1)
+        with m.Elif(fire):
+            m.d.sync += ko_last.eq(ko + 2 == K)
+        self._ports_and_stream(m, issue, fire, p, g, ov, op, og, ko, K, words, ko_last, deep=True)
 
         with m.If(self.start):
             m.d.sync += [run.eq(1), p.eq(0), g.eq(0), kq.eq(0), ko.eq(0), rv.eq(0), ov.eq(0)]
@@ -262,4 +283,4 @@ class OutputEngine(wiring.Component):
             m.d.sync += [ov.eq(1), op.eq(rp), og.eq(rg)]
         with m.Elif(fire):
             m.d.sync += ov.eq(0)
-        self._count_accepted(m, fire, ko, K)
+        self._count_accepted(m, fire, ko, K, ko_last)

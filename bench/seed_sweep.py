@@ -112,8 +112,10 @@ def nextpnr_result(work: str) -> dict:
     return row
 
 
-def run_seed(tool: str, opts: list[str], board_dir: str, seed: int) -> dict:
-    """One nextpnr run in a scratch directory (the yowasp tools see only their working directory)."""
+def run_seed(tool: str, opts: list[str], board_dir: str, seed: int, keep: str | None = None) -> dict:
+    """One nextpnr run in a scratch directory (the yowasp tools see only their working directory);
+    with ``keep``, its report is copied there as ``seed<N>-report.json`` (the worst path's every
+    step, for reading beside the table)."""
     work = tempfile.mkdtemp(prefix=f"seed{seed}-")
     try:
         shutil.copy(os.path.join(board_dir, "top.json"), work)
@@ -125,6 +127,8 @@ def run_seed(tool: str, opts: list[str], board_dir: str, seed: int) -> dict:
         proc = subprocess.run(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if proc.returncode != 0:
             return {"seed": seed, "error": f"nextpnr exited with {proc.returncode}"}
+        if keep:
+            shutil.copy(os.path.join(work, "report.json"), os.path.join(keep, f"seed{seed}-report.json"))
         return {"seed": seed, **nextpnr_result(work)}
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -140,17 +144,21 @@ def main(argv=None) -> int:
     ap.add_argument("--nextpnr-args", default="", metavar="ARGS",
                     help="more nextpnr options after the flow's own, quoted as one argument, to try a placer or "
                          "router setting over seeds (write it with =, e.g. --nextpnr-args=\"--tmg-ripup\")")
+    ap.add_argument("--keep-reports", metavar="DIR",
+                    help="copy each seed's nextpnr report (JSON, with the worst path step by step) into DIR")
     args = ap.parse_args(argv)
     try:
         seeds = parse_seeds(args.seeds)
         tool, opts = sweep_command(args.board_dir, args.nextpnr_args)
         if not os.path.isfile(os.path.join(args.board_dir, "top.json")):
             raise ValueError(f"{args.board_dir}: no top.json (run `spikeforge synth` for this board first)")
-    except ValueError as e:
+        if args.keep_reports:
+            os.makedirs(args.keep_reports, exist_ok=True)
+    except (ValueError, OSError) as e:
         print(f"seed_sweep: {e}", file=sys.stderr)
         return 2
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        rows = list(pool.map(lambda s: run_seed(tool, opts, args.board_dir, s), seeds))
+        rows = list(pool.map(lambda s: run_seed(tool, opts, args.board_dir, s, args.keep_reports), seeds))
     fmax = [r["fmax_mhz"] for r in rows if r.get("fmax_mhz") is not None]
     summary = {"board_dir": os.path.abspath(args.board_dir), "nextpnr": [tool, *opts], "runs": rows,
                "fmax_mhz": ({"min": min(fmax), "median": statistics.median(fmax), "max": max(fmax)}

@@ -210,6 +210,34 @@ def test_seed_sweep_reruns_the_flows_nextpnr_and_rejects_bad_seeds(tmp_path, cap
     assert "--nextpnr-args" in capsys.readouterr().err
 
 
+def test_seed_sweep_keeps_each_seeds_report(tmp_path, monkeypatch, capsys):
+    """--keep-reports copies every seed's nextpnr report (here from a stand-in for nextpnr that
+    writes its log and report) beside the summary, whose Fmax comes from the logs."""
+    from bench import seed_sweep
+    (tmp_path / "build_top.sh").write_text(
+        ': ${NEXTPNR_ICE40:=nextpnr-ice40}\n"$NEXTPNR_ICE40" --quiet --seed 1 --report nextpnr-report.json '
+        '--timing-allow-fail --log top.tim --up5k --package sg48 --json top.json --pcf top.pcf --asc top.asc\n')
+    (tmp_path / "top.json").write_text("{}")
+    (tmp_path / "top.pcf").write_text("")
+
+    def fake_nextpnr(cmd, cwd, **_):
+        seed = int(cmd[cmd.index("--seed") + 1])
+        with open(os.path.join(cwd, "top.log"), "w") as f:
+            f.write(f"Info: Max frequency for clock 'clk': {40 + seed}.00 MHz (PASS at 12.00 MHz)\n")
+        with open(os.path.join(cwd, "report.json"), "w") as f:
+            json.dump({"critical_paths": [], "seed": seed}, f)
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(seed_sweep.subprocess, "run", fake_nextpnr)
+    keep = tmp_path / "reports"
+    assert seed_sweep.main([str(tmp_path), "--seeds", "1-2", "--jobs", "1", "--out", str(tmp_path / "s.json"),
+                            "--keep-reports", str(keep)]) == 0
+    assert sorted(os.listdir(keep)) == ["seed1-report.json", "seed2-report.json"]
+    assert json.loads((keep / "seed2-report.json").read_text())["seed"] == 2
+    assert json.loads((tmp_path / "s.json").read_text())["fmax_mhz"] == {"min": 41.0, "median": 41.5, "max": 42.0}
+    capsys.readouterr()
+
+
 def test_outreg_probe_absorbs_only_flip_flops_that_an_output_register_can_replace():
     """bench/outreg_probe.py --absorb: a DP16KD port whose output bits each drive one flip-flop (one
     clock, one enable, no set/reset) takes them into its output register (OUTREG, OCE = their

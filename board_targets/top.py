@@ -150,7 +150,10 @@ class BoardTop(Elaboratable):
         m.submodules.system = system = UARTAccelerator(
             self.core, num_pixels=self._num_pixels, num_classes=self._num_classes,
             divisor=self._divisor, timeout=self._timeout, clk_hz=int(round(clk_hz)),
-            weight_words=self._weight_words)
+            weight_words=self._weight_words,
+            # the ECP5's host link starts the core from a register (hw/host_link.py); the UP5K's
+            # netlist stays as it was, its Fmax margin being a placement's
+            registered_start=board.family == "ecp5")
 
         uart = platform.request(*board.uart, dir="-")
         m.submodules.uart_rx_buf = rx_buf = io.Buffer("i", uart.rx)

@@ -396,7 +396,8 @@ class HostLink(wiring.Component):
 
     def __init__(self, *, num_pixels: int, num_classes: int, pixel_bits: int, logit_bits: int,
                  timeout: int, clk_hz: int = 0, weight_words: int = 0, weight_bits: int = 0,
-                 weight_addr_bits: int | None = None):
+                 weight_addr_bits: int | None = None, registered_start: bool = False):
+        self._registered_start = bool(registered_start)
         _check_int("pixel_bits", pixel_bits, 2, 32)
         _check_int("logit_bits", logit_bits, 2, 32)
         bpp = bytes_per_pixel(pixel_bits)
@@ -464,7 +465,17 @@ class HostLink(wiring.Component):
         running = Signal()        # from an accepted START until the last logit
         loaded = Signal()         # the pixel memory holds a complete, checksum-verified image
         have_result = Signal()    # the logit memory holds the result of the last START
-        start = Signal()          # one-cycle pulse: START accepted
+        # one-cycle pulse: START accepted (start_cmd); it starts the streamer and the collector
+        # (start) in that cycle, or with ``registered_start`` (the ECP5 boards: the frame decode
+        # behind the deframer's register, into the collector's and streamer's resets, was the
+        # ECP5's worst path on some placements) a cycle later from a register. Nothing can meet
+        # the cycle in between: the next command is a whole frame later.
+        start_cmd = Signal(name="start_cmd" if self._registered_start else "start")
+        if self._registered_start:
+            start = Signal()
+            m.d.sync += start.eq(start_cmd)
+        else:
+            start = start_cmd
         busy = running | accel.busy
         m.d.comb += [self.running.eq(running), self.loaded.eq(loaded)]
 
@@ -624,7 +635,7 @@ class HostLink(wiring.Component):
                             with m.Elif(~loaded):
                                 respond(_Resp.ERROR, Err.NOT_LOADED)
                             with m.Else():
-                                m.d.comb += start.eq(1)
+                                m.d.comb += start_cmd.eq(1)
                                 respond(_Resp.ACK)
                         with m.Case(Cmd.READ):
                             with m.If(length != 0):
@@ -764,7 +775,7 @@ class UARTAccelerator(wiring.Component):
     """
 
     def __init__(self, core, *, num_pixels: int, num_classes: int, divisor: int, timeout: int,
-                 clk_hz: int = 0, weight_words: int = 0):
+                 clk_hz: int = 0, weight_words: int = 0, registered_start: bool = False):
         pixel_bits, logit_bits = accel_widths(core)
         port = accel_weights(core)
         if (port is None) != (not weight_words):
@@ -779,7 +790,7 @@ class UARTAccelerator(wiring.Component):
         self._link = HostLink(num_pixels=num_pixels, num_classes=num_classes, pixel_bits=pixel_bits,
                               logit_bits=logit_bits, timeout=timeout, clk_hz=clk_hz,
                               weight_words=weight_words, weight_bits=word_bits,
-                              weight_addr_bits=addr_bits)
+                              weight_addr_bits=addr_bits, registered_start=registered_start)
         self._uart_rx = UARTRx(divisor=divisor)
         self._uart_tx = UARTTx(divisor=divisor)
         super().__init__({

@@ -6,7 +6,8 @@ each time step and head (states):
 ``CLR``  clear the ``d x d`` counts ``KV`` (one word per cycle).
 ``KS``   scan ``K[h*d + i, n]`` (``n`` outer, ``i`` inner), one bit per cycle; for a set bit read
          ``V[h*d + j, n]`` for ``j < d`` (one per cycle, on the same SPK port) and add it into
-         ``KV[i][j]`` one cycle later.
+         ``KV[i][j]`` one cycle later (with more than one lane: registered then, written the
+         next).
 ``QS``   for one token ``n``: scan ``Q[h*d + i, n]``; for a set bit add row ``KV[i]`` into the
          ``d`` accumulators ``Y`` (a small memory), one ``j`` per cycle.
 ``YO``   write ``Y[j]`` to ``ACT[dst + t*C*N + (h*d + j)*N + n]`` and clear it, one per cycle;
@@ -37,6 +38,8 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+
+from spikeforge.compiler.cycle_model import deep_acc_pipeline
 
 from .sfa_common import MachineConfig, derived_layout, instr_layout, read_sig, write_sig
 
@@ -257,9 +260,23 @@ class AttnEngine(wiring.Component):
                 m.d.comb += self.done.eq(1)     # the last Y word is written in this cycle
                 m.next = "IDLE"
 
-        # write-backs
-        with m.If(k1v):
-            m.d.comb += [kv_w.en.eq(1), kv_w.addr.eq(k1a), kv_w.data.eq(kv_r.data + self.spk_r.data)]
+        # write-backs. With more than one lane (the ECP5 builds: compiler/cycle_model.py:
+        # deep_acc_pipeline) KV's one cycle later again, from registers (the V bit and the old
+        # count): the SPK block RAM's clock-to-output and the route across the die into KV's write
+        # data were the ECP5's critical path. The next read of the same count is at least d + 2
+        # cycles after this one's (a row per set bit, and the row's words differ), so no read sees
+        # a count before its write lands; and KS's last write lands before QS's first KV read.
+        if deep_acc_pipeline(cfg.lanes):
+            k2v = Signal()
+            k2a = Signal.like(k1a)
+            k2_count = Signal.like(kv_r.data)
+            k2_bit = Signal()
+            m.d.sync += [k2v.eq(k1v), k2a.eq(k1a), k2_count.eq(kv_r.data), k2_bit.eq(self.spk_r.data)]
+            with m.If(k2v):
+                m.d.comb += [kv_w.en.eq(1), kv_w.addr.eq(k2a), kv_w.data.eq(k2_count + k2_bit)]
+        else:
+            with m.If(k1v):
+                m.d.comb += [kv_w.en.eq(1), kv_w.addr.eq(k1a), kv_w.data.eq(kv_r.data + self.spk_r.data)]
         with m.If(y1v):
             m.d.comb += [y_w.en.eq(1), y_w.addr.eq(y1a), y_w.data.eq(y_r.data + kv_r.data)]
         with m.Elif(o1v):

@@ -14,12 +14,14 @@ INPUT_OVH = 0        # INPUT: one cycle per pixel, done with the last one
 SCAN = 1             # CONV/HEAD: per scanned element that is not an event (zero, or reaches no output)
 EVENT_OVH = 0        # CONV/HEAD: per event beyond its tap cycles (its scan cycle is its first tap cycle)
 TSTEP_OVH = 3        # CONV/HEAD: per time step: scanner fill (S0, SR), and the last tap's T1 (SCAT_DRAIN)
-SCAN_DEEP_OVH = 1    # CONV/HEAD, with more than one lane: per time step: the scanner's value stage (SV) fills too
+SCAN_DEEP_OVH = 2    # CONV/HEAD, with more than one lane: per time step: the scanner's value stage (SV) fills
+                     # too, and the last tap's T5 write has a cycle (SCAT_DRAIN5) before the readout's or
+                     # bias phase's first ACC read (the deep pipeline's ACC ports are not transparent)
 ACC_DEEP_OVH = 4     # CONV/HEAD, with more than one lane (deep ACC pipeline): the last tap's or bias's
                      # T2, TW, T3 and T4 drain too (SCAT_DRAIN2, _W, 3, 4; BIAS_DRAIN likewise), per time step each
 READOUT = 1          # CONV: per output element
 READOUT_OVH = 3      # CONV: readout drain per time step (R1, R2 and R3 of the last element)
-READOUT_SUM_OVH = 1  # CONV, with more than one lane: the lane select/sum stage (RS) drains too
+READOUT_SUM_OVH = 2  # CONV, with more than one lane: the lane select/sum stages (RS, RS2) drain too
 BIAS_OVH = 2         # HEAD: bias drain per time step (T1 and the write-back of the last bias)
 LIF = 1              # LIF: per element per time step
 LIF_OVH = 2          # LIF: pipeline drain (C1, C2)
@@ -43,7 +45,7 @@ OUTPUT_DEEP_OVH = 1  # OUTPUT, with more than one lane: the words' register stag
 
 
 def readout_ovh(lanes: int) -> int:
-    """Readout drain per CONV time step: R1, R2, R3 and, when there are lanes to select or sum, RS."""
+    """Readout drain per CONV time step: R1, R2, R3 and, when there are lanes to select or sum, RS and RS2."""
     return READOUT_OVH + (READOUT_SUM_OVH if lanes > 1 else 0)
 
 

@@ -70,8 +70,9 @@ def field_widths(instrs) -> dict[str, int]:
 
 # The per-instruction products the engines use (``hw/sfa_common.py: derived_layout``). The compiler
 # computes them and the program ROM holds them beside the instruction (:func:`rom_image`), so the
-# accelerator needs no multiplier to decode an instruction.
-DERIVED = ("hw", "howo", "n_in", "n_out", "kk", "G", "kG", "kkG", "Gt", "d", "dN")
+# accelerator needs no multiplier to decode an instruction. (``lo0``, ``pad_s``: the deep scanner's
+# start values, see :func:`derived_values`.)
+DERIVED = ("hw", "howo", "n_in", "n_out", "kk", "G", "kG", "kkG", "Gt", "d", "dN", "lo0", "pad_s")
 
 
 def derived_values(ins, lanes: int) -> dict[str, int]:
@@ -79,19 +80,38 @@ def derived_values(ins, lanes: int) -> dict[str, int]:
     ``DERIVED`` order: ``h*w``, ``ho*wo``, ``cin*h*w``, ``cout*ho*wo``, ``k*k``, the lane groups
     ``G = ceil(cout / lanes)``, ``k*G``, ``k*k*G``, the tap groups ``Gt = ceil(k*k / lanes)`` and,
     for ATTN only (0 otherwise, so they widen no word for the others), the channels per head
-    ``d = cout / heads`` and ``d*N`` (``N = ho*wo`` tokens)."""
+    ``d = cout / heads`` and ``d*N`` (``N = ho*wo`` tokens); for CONV with more than one lane only
+    (the deep scanner of ``hw/sfa_conv.py``, which starts from them in its first cycle, where a
+    register of the instruction's fields would be a cycle late), ``lo0``, the first output
+    row/column that input row/column 0 reaches (``max(0, ceil((pad - k + 1) / stride))``), and
+    ``pad_s = pad >> (stride - 1)``."""
     G = -(-ins.cout // lanes)
     kk = ins.k * ins.k
     d = ins.cout // ins.heads if ins.opcode == OP_ATTN and ins.heads > 0 else 0
+    lo0 = pad_s = 0
+    if ins.opcode == OP_CONV and lanes > 1:
+        sh = 1 if ins.stride == 2 else 0
+        a = ins.pad + 1 - ins.k
+        lo0 = 0 if a <= 0 else (a + sh) >> sh
+        pad_s = ins.pad >> sh
     return {"hw": ins.h * ins.w, "howo": ins.ho * ins.wo, "n_in": ins.cin * ins.h * ins.w,
             "n_out": ins.cout * ins.ho * ins.wo, "kk": kk, "G": G, "kG": ins.k * G,
-            "kkG": kk * G, "Gt": -(-kk // lanes), "d": d, "dN": d * ins.ho * ins.wo}
+            "kkG": kk * G, "Gt": -(-kk // lanes), "d": d, "dN": d * ins.ho * ins.wo,
+            "lo0": lo0, "pad_s": pad_s}
+
+
+# products left out of the ROM word where every instruction's value is 0 (the one-lane
+# accelerator's deep scanner values), so that adding them changed no narrower machine's word; an
+# engine reads one that is left out as 0 (``hw/sfa_common.py: derived_or_zero``)
+OPTIONAL_DERIVED = ("lo0", "pad_s")
 
 
 def derived_widths(instrs, lanes: int) -> dict[str, int]:
-    """Per product of ``DERIVED``, the bits its largest value over ``instrs`` needs (at least 1)."""
+    """Per product of ``DERIVED``, the bits its largest value over ``instrs`` needs (at least 1);
+    an ``OPTIONAL_DERIVED`` one whose values are all 0 is left out."""
     vals = [derived_values(i, lanes) for i in instrs]
-    return {k: max([1] + [v[k].bit_length() for v in vals]) for k in DERIVED}
+    widths = {k: max([0 if k in OPTIONAL_DERIVED else 1] + [v[k].bit_length() for v in vals]) for k in DERIVED}
+    return {k: w for k, w in widths.items() if w > 0}
 
 
 def pack_word(values: dict[str, int], widths: dict[str, int]) -> int:

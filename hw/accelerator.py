@@ -176,7 +176,16 @@ class Accelerator(wiring.Component):
         # mux on the read data), which sat on the critical path of both FPGA families; no_rw_check
         # tells it there is no collision to order (see registered_read_port).
         spk = mem("spk", unsigned(1), cfg.spk_words, attrs={"no_rw_check": 1})
-        accs = [mem(f"acc{p}", signed(cfg.acc_bits), cfg.acc_words) for p in range(P)]
+        # ACC: with one lane each read port is transparent for its write port (the short
+        # pipeline's back-to-back read-modify-write of a word relies on it). With more than one
+        # lane it is not, and the banks are no_rw_check: the transparency's address compare of the
+        # muxed write and read addresses into its bypass register, across the die, was the ECP5's
+        # critical path. There a read that meets a write of its word is a CONV tap's whose word
+        # the lane takes from its forward instead (hw/sfa_conv.py: T4's third forward), so the
+        # word it reads does not matter; every other read meets no write of its word
+        # (rtl_tests/test_port_collisions.py)
+        acc_attrs = {"no_rw_check": 1} if deep_acc_pipeline(P) else None
+        accs = [mem(f"acc{p}", signed(cfg.acc_bits), cfg.acc_words, attrs=acc_attrs) for p in range(P)]
         wb = cfg.weight_bits
         wmask = (1 << wb) - 1
         words = _fit("weights", prog.wmem, wb)
@@ -217,7 +226,10 @@ class Accelerator(wiring.Component):
         spk_w = spk.write_port()
         spk_r = registered_read_port(m, spk, "spk_r")
         acc_w = [a.write_port() for a in accs]
-        acc_r = [a.read_port(transparent_for=(w,)) for a, w in zip(accs, acc_w)]
+        if deep_acc_pipeline(P):
+            acc_r = [registered_read_port(m, a, f"acc{p}_r") for p, a in enumerate(accs)]
+        else:
+            acc_r = [a.read_port(transparent_for=(w,)) for a, w in zip(accs, acc_w)]
         if cfg.taken:
             # each ACC bank's word registered right behind its block RAMs when the reading engine
             # takes it (the register the engine would have loaded: see read_sig), so that the
@@ -327,6 +339,11 @@ class Accelerator(wiring.Component):
                     m.d.comb += [port.addr.eq(c.addr), port.data.eq(c.data), port.en.eq(c.en)]
 
         is_conv = sel(OP_CONV, OP_HEAD)
+        # with more than one lane, ACC's ports, whether CONV/HEAD holds them and that engine (its
+        # acc_read_probe, set when it is elaborated), for the test that
+        # every read meeting a write of its word is a tap whose word is forwarded
+        # (rtl_tests/test_port_collisions.py); set anew by every elaboration
+        self.acc_ports = ([(acc_r[p], acc_w[p]) for p in range(P)], is_conv, conv) if deep else None
         share_read(act_r, [(is_conv, conv.act_r), (sel(OP_LIF), lif.act_r), (sel(OP_SUM), summ.act_r)])
         # ACT's write registered: four writers, and ACT's block RAMs (the largest memory after
         # WMEM) spread wide, so that their mux and its route in one cycle were the ECP5's critical path

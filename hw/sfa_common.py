@@ -28,7 +28,7 @@ from spikeforge.compiler.cycle_model import deep_acc_pipeline
 from spikeforge.compiler.program import FIELDS, OP_ATTN, Program, derived_widths, field_widths
 
 __all__ = ["MachineConfig", "instr_layout", "derived_layout", "read_sig", "write_sig", "small_mul",
-           "ADDR_BITS", "FIELD_BITS", "WMEM_BANK_WORDS"]
+           "tree_sum", "derived_or_zero", "ADDR_BITS", "FIELD_BITS", "WMEM_BANK_WORDS"]
 
 FIELD_BITS = dict(FIELDS)
 # The depth of one ECP5 block RAM (DP16KD, 18 Kbit) as 2048 x 9, the configuration Yosys maps a wide
@@ -68,6 +68,8 @@ def derived_layout(cfg: "MachineConfig | None" = None) -> data.StructLayout:
         "Gt": unsigned(2 * FIELD_BITS["k"] + 1),      # ceil(k * k / lanes)
         "d": unsigned(FIELD_BITS["cout"]),            # ATTN: cout / heads
         "dN": unsigned(ADDR_BITS),      # ATTN: d * ho * wo
+        "lo0": unsigned(FIELD_BITS["pad"]),      # CONV, more than one lane: lo(0) <= pad
+        "pad_s": unsigned(FIELD_BITS["pad"]),    # CONV, more than one lane: pad >> s
     })
 
 
@@ -99,6 +101,22 @@ def small_mul(narrow: Value, wide: Value) -> Value:
     for i in range(len(narrow)):
         total = total + Mux(narrow[i], wide << i, 0)
     return total
+
+
+def derived_or_zero(drv, name: str) -> Value:
+    """The product ``name`` of the derived word ``drv``, or 0 where the program's layout left it
+    out (``compiler/program.py: OPTIONAL_DERIVED``: every instruction's value was 0)."""
+    return getattr(drv, name) if name in drv.shape().members else Const(0, 1)
+
+
+def tree_sum(values) -> Value:
+    """The exact sum of ``values`` as a balanced tree of adders (``ceil(log2 n)`` adders deep,
+    where a left fold is ``n - 1`` deep)."""
+    values = [Value.cast(v) for v in values]
+    while len(values) > 1:
+        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ Per time step ``t``:
   (ACT's: its bank registers, taken as SV takes the element, ``hw/banked_ram.py``), with SR's
   results carried along, so that S1's zero test starts at a register (the ACT block RAMs'
   clock-to-output, their output mux and the zero test in one cycle were the ECP5's critical
-  path); filling it costs one more cycle per time step (``SCAN_DEEP_OVH``);
+  path); filling it costs one more cycle per time step (with SCAT_DRAIN5: ``SCAN_DEEP_OVH``);
 * stage S1 has the element's value in a register. A zero (or an element reaching no output) takes
   this one cycle. A non-zero one is an *event*: its taps are issued one per cycle starting in this
   very cycle (LANES_CO: ``oy``, ``ox``, lane group ``g`` innermost; LANES_TAP: one tap group per
@@ -46,16 +46,16 @@ multipliers in T3); in T3
 the ACC word(s) are registered and each lane registers the operands of its addend: its weight
 (SPIKE), ``x * weight`` (INT) or its bias (lane ``p`` is an
 :class:`~spikeforge.hw.datapath.AccumulateLane` with registered operands); in T4 it selects the
-addend and adds it to the registered word into a register, which T5 writes back. A tap issued
-three cycles after another one to the same word (its TW read in the cycle of the first one's T5
-write) sees the updated value through the ACC read port, which is
-transparent for its write port; a tap issued one or two cycles after it would read a stale word,
-so each lane forwards: in T4 it adds to the result of the previous cycle's T4 (the register T5
-writes now) or of the one before (written in the previous cycle) instead of the registered word
-when that tap went to the same word of this lane (the nearer one first; the addresses are
-compared one stage earlier, in T3, from registers). Five drain cycles (SCAT_DRAIN, SCAT_DRAIN2,
-SCAT_DRAIN_W, SCAT_DRAIN3, SCAT_DRAIN4) after the scan put the last tap's T5 write in the first
-cycle of the readout or bias phase, whose ACC reads see it through the transparent port. (The
+addend and adds it to the registered word into a register, which T5 writes back. The deep
+pipeline's ACC read ports are not transparent (``hw/accelerator.py``), so a tap issued one, two or
+three cycles after another one to the same word would read a stale word (the third: its TW read
+in the cycle of the first one's T5 write); each lane forwards: in T4 it adds to the result of the
+previous cycle's T4 (the register T5 writes now), of the one before (written in the previous
+cycle) or of the one before that (written in this tap's TW) instead of the registered word when
+that tap went to the same word of this lane (the nearest one first; the addresses are compared
+one stage earlier, in T3, from registers). Six drain cycles (SCAT_DRAIN, SCAT_DRAIN2,
+SCAT_DRAIN_W, SCAT_DRAIN3, SCAT_DRAIN4, SCAT_DRAIN5) after the scan put the last tap's T5 write in
+the cycle before the readout or bias phase, whose ACC reads then see it. (The
 stages are split because a block RAM's clock-to-output, the multiplier and the adder in one cycle
 were the ECP5's critical path, then the ACC block RAM's clock-to-output, the transparent port's
 bypass mux and the adder back into the block RAM's write data, then the multiplier and the adder
@@ -67,11 +67,12 @@ multipliers.)
 ``RO`` (CONV readout, one output element per cycle, channels then positions): read the ACC word(s),
 SHIFT/BIAS of the channel and, for OUT_ACCUM, the old ACT word; one cycle later (R1) clear the ACC
 word(s) and, with more than one lane, register the words with the shift, bias and old word; in
-the next cycle (RS, only with more than one lane) select the lane's word (LANES_TAP: sum the
-banks) and register it with ``bias + old`` (without RS, R1 registers that sum); one more cycle
-later (R2) register ``align(acc, shift) + (bias + old)``, and in the next (R3) write it to ACT.
-Separate stages because a block RAM's clock-to-output, the lane sum, the aligner and two adders in
-one cycle were the ECP5's critical path, and the aligner with its adder and the route to the ACT
+the next two cycles (RS and RS2, only with more than one lane) select the lane's word (LANES_TAP:
+sum the banks), RS in pairs and RS2 the pairs, and register it with ``bias + old`` (without RS,
+R1 registers that sum); one more cycle later (R2) register ``align(acc, shift) + (bias + old)``,
+and in the next (R3) write it to ACT. Separate stages because a block RAM's clock-to-output, the
+lane sum, the aligner and two adders in one cycle were the ECP5's critical path, then the eight
+banks' sum from registers across the die, and the aligner with its adder and the route to the ACT
 block RAM the UP5K's. ``align(acc, shift) + b``
 is an :class:`~spikeforge.hw.datapath.AlignBias`.
 
@@ -84,13 +85,13 @@ integer definitions (``quantize/intops.py``), at the widths :func:`lane_widths` 
 Cycle costs (``compiler/cycle_model.py`` holds the constants, ``compiler/iss.py`` the counting):
 per time step ``3 + sum(element costs)`` for SCAT (with SCAT_DRAIN), ``n_out + 3`` for RO, ``G*P +
 2`` for BIAS (with BIAS_DRAIN and the DRAIN cycle of the last write-back); with more than one lane
-SCAT and BIAS take four more (the deep pipeline's drains, ``ACC_DEEP_OVH``), SCAT one more (SV's
-fill), RO one more (RS).
+SCAT and BIAS take four more (the deep pipeline's drains, ``ACC_DEEP_OVH``), SCAT two more (SV's
+fill, SCAT_DRAIN5: ``SCAN_DEEP_OVH``), RO two more (RS, RS2).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -99,8 +100,8 @@ from spikeforge.compiler.program import OP_HEAD
 
 from .datapath import AccumulateLane, AlignBias
 from .params import bits_for
-from .sfa_common import (MachineConfig, derived_layout, instr_layout, read_sig,
-                         small_mul, write_sig)
+from .sfa_common import (MachineConfig, derived_layout, derived_or_zero, instr_layout, read_sig,
+                         small_mul, tree_sum, write_sig)
 
 __all__ = ["ConvEngine", "lane_widths", "readout_widths"]
 
@@ -182,6 +183,17 @@ class ConvEngine(wiring.Component):
         accum = held(~head_now & I.out_mode, 1, "accum")
         bcast = held(~head_now & (I.src2 != 0), 1, "bcast")
         pk1 = held(pad_now + 1 - k_now, signed(max(len(I.pad), len(I.k)) + 2), "pad1k")  # pad + 1 - k
+        deep = deep_acc_pipeline(P)
+        if deep:
+            # lo(0) (lo_fn of input index 0) and pad >> s: the instruction's products (the
+            # compiler's, 0 for HEAD: compiler/program.py: derived_values), registers valid at
+            # start, so that the scanner's start values (k0_start, arow0, yrow0, and the output
+            # ranges' registers below) are one subtract or the adds of one product from registers:
+            # lo_fn, its product with wo and arow's mux in one cycle were the ECP5's critical path
+            # (sh -> arow), and computed from the instruction into a register (opcode -> lo0) the
+            # next one. (The one-lane scanner computes them from lo_fn as before.)
+            lo0, pad_s = derived_or_zero(D, "lo0"), derived_or_zero(D, "pad_s")
+            k_1 = held(k_now - 1, len(I.k), "k_1")          # k - 1
         howo = held(Mux(is_head, 1, D.howo), len(D.howo), "howo")
         G = Signal.like(D.G)
         kG = held(Mux(is_head, D.G, D.kG), max(len(D.kG), len(D.G)), "kG")
@@ -243,8 +255,19 @@ class ConvEngine(wiring.Component):
         chb = Signal(cfg.acc_abits)         # ci * howo                              (LANES_TAP)
         yrow = Signal(cfg.acc_abits)        # ((iy + pad) >> s) * wo                 (LANES_TAP)
 
-        oy_lo, oy_hi = lo_fn(iy), hi_fn(iy, ho1)
-        ox_lo, ox_hi = lo_fn(ix), hi_fn(ix, wo1)
+        if deep:
+            # The output ranges in registers stepped with the indices: ``lo`` (lo_fn of the index)
+            # grows by one exactly where the first tap's kernel index steps back (lo_steps, below),
+            # ``q = (v + pad) >> s`` (hi_fn before its clamp) where y0_steps says. Computed from
+            # iy, ix in S0, lo_fn, hi_fn's clamp, the span's subtract and the has-taps test were
+            # three carry chains in one cycle, the ECP5's critical path (pad -> sr_has)
+            y_lo, x_lo = Signal(CB + 2, name="y_lo"), Signal(CB + 2, name="x_lo")
+            y_q, x_q = Signal(CB + 1, name="y_q"), Signal(CB + 1, name="x_q")
+            oy_lo, oy_hi = y_lo, Mux(y_q > ho1, ho1, y_q)
+            ox_lo, ox_hi = x_lo, Mux(x_q > wo1, wo1, x_q)
+        else:
+            oy_lo, oy_hi = lo_fn(iy), hi_fn(iy, ho1)
+            ox_lo, ox_hi = lo_fn(ix), hi_fn(ix, wo1)
         # The kernel index of the S0 element's first tap, ``v + pad - (lo(v) << s)``, kept in a
         # register per axis and stepped with the index (not derived from lo_fn in S0: lo_fn, that
         # subtraction and the WMEM word's adds in one cycle were the UP5K's critical path). As v
@@ -255,9 +278,12 @@ class ConvEngine(wiring.Component):
         ky0 = Signal(signed(KB + 2))
         kx0 = Signal(signed(KB + 2))
         k0_start = Signal(signed(KB + 2))   # its value at v = 0
-        m.d.comb += k0_start.eq(pad - (lo_fn(Const(0, CB)) << sh))
+        m.d.comb += k0_start.eq(pad - ((lo0 if deep else lo_fn(Const(0, CB))) << sh))
 
         def k0_step(k0):
+            if deep:
+                # the compare with k - 1 (a register) beside the adds, not after one
+                return Mux(k0 < k_1, k0 + 1, Mux(sh, k0 - 1, k0))
             up = k0 + 1
             return Mux(up < k, up, up - (1 << sh))
 
@@ -265,7 +291,11 @@ class ConvEngine(wiring.Component):
             """``lo(v + 1) != lo(v)`` for the index whose first tap is ``k0``: lo grows by one
             exactly where k0_step steps back (its ``up`` reaches k). A compare of two small
             registers, where comparing lo_fn of v and v + 1 put two lo_fn chains in front of the
-            row register's adder (the UP5K's critical path, iy -> arow)."""
+            row register's adder (the UP5K's critical path, iy -> arow). (Deep scanner: a compare
+            with the register k - 1, where the add and the compare after it were the ECP5's
+            critical path, ky0 -> y_lo.)"""
+            if deep:
+                return k0 >= k_1
             return k0 + 1 >= k
         # the output range's span (hi - lo: the number of output rows/columns less one); negative
         # where the element reaches no output
@@ -289,12 +319,12 @@ class ConvEngine(wiring.Component):
                 w_start.eq(Mux(tapm, wch, wch + small_mul(ky0[:KB], kG) + small_mul(kx0[:KB], G))),
             ]
         # values of the row registers at iy = 0
-        oy_lo0 = lo_fn(Const(0, CB))
-        arow0 = small_mul(oy_lo0[:3], wo)              # oy_lo(0) <= pad <= 7
-        yrow0 = small_mul(pad >> sh, wo)
+        arow0 = small_mul((lo0 if deep else lo_fn(Const(0, CB)))[:3], wo)    # oy_lo(0) <= pad <= 7
+        yrow0 = small_mul(pad_s if deep else pad >> sh, wo)
         # (iy + 1 + pad) >> s differs from (iy + pad) >> s always at stride 1, where iy + pad is
-        # odd at stride 2
+        # odd at stride 2 (ix likewise)
         y0_steps = ~sh | (iy[0] ^ pad[0])
+        x0_steps = ~sh | (ix[0] ^ pad[0])
 
         # ---- S1: the element whose value is on the read port, and its tap loop
         event = Signal()        # S1 holds an event: a non-zero element (LANES_CO: one that reaches an output)
@@ -335,11 +365,27 @@ class ConvEngine(wiring.Component):
             cy, cx = chain[-1]
             wrap = cx + 1 >= k
             chain.append((Mux(wrap, cy + 1, cy)[:KYB], Mux(wrap, 0, cx + 1)[:KB]))
-        init_ky = [Signal(KYB, name=f"init_ky{p}") for p in range(P + 1)]
-        init_kx = [Signal(KB, name=f"init_kx{p}") for p in range(P + 1)]
-        for p in range(P + 1):
-            m.d.comb += [init_ky[p].eq(chain[p][0]), init_kx[p].eq(chain[p][1])]
+        if deep:
+            # registers (k is valid from start, the first event at least three cycles later): the
+            # chain of P compares from k, the tap group's step and the wrap compare in one cycle
+            # were the ECP5's critical path (k -> kyl). A group's kx wraps where kx + dkx >= k,
+            # i.e. kx >= k - dkx (kx_lim), to kx - kx_lim; ky then steps by dky + 1 (dky1)
+            init_ky = [held(chain[p][0], KYB, f"init_ky{p}") for p in range(P + 1)]
+            init_kx = [held(chain[p][1], KB, f"init_kx{p}") for p in range(P + 1)]
+            kx_lim = held(k - chain[P][1], KB + 1, "kx_lim")
+            dky1 = held(chain[P][0] + 1, KYB + 1, "dky1")
+        else:
+            init_ky = [Signal(KYB, name=f"init_ky{p}") for p in range(P + 1)]
+            init_kx = [Signal(KB, name=f"init_kx{p}") for p in range(P + 1)]
+            for p in range(P + 1):
+                m.d.comb += [init_ky[p].eq(chain[p][0]), init_kx[p].eq(chain[p][1])]
         dky, dkx = init_ky[P], init_kx[P]
+        if deep:
+            # LANES_TAP's row offsets ``j * wo`` for every tap row ``j`` (below 2**KB), registers
+            # loaded from wo (valid from the second SCAT cycle on, before the first tap): a tap's
+            # ACC word then selects its row's offset where the shift-add product, then two
+            # subtractions, were the ECP5's critical path (sh -> t1_addr)
+            wo_rows = [held(small_mul(Const(j, KB), wo), cfg.acc_abits, f"wo_row{j}") for j in range(1 << KB)]
 
         # ---- SR: the element whose read is in flight (its value arrives on the read port at the end
         # of this stage), with S0's first-tap results registered; S1 takes both when it advances,
@@ -363,7 +409,6 @@ class ConvEngine(wiring.Component):
         # test, when it advances. Without SV the ACT block RAMs' clock-to-output, their output mux
         # and the zero test of the value were in one cycle (the ECP5's critical path once the
         # lanes' multiply-add was split); with one lane S1 takes them from SR and the port.
-        deep = deep_acc_pipeline(P)
         sr_fields = [sr_has, sr_iy, sr_ix, sr_E, sr_oy_span, sr_ox_span, sr_acc, sr_w]
         if deep:
             svv = Signal()
@@ -423,25 +468,30 @@ class ConvEngine(wiring.Component):
         m.d.sync += [t2_x.eq(t1_x), t2_mode.eq(t1_mode)] + ([] if deep else [t2_w.eq(self.wmem_r.data)]) + [
             t2_bias.eq(self.bias_r.data)]
         # T3 (the ACC word(s) registered, each lane's addend registered), T4 (lane add, result
-        # registered) and T5 (write-back of that register): per lane a two-deep forward: a tap's
-        # ACC read (TW) happens two cycles before the T5 write of the tap issued one cycle before
-        # it and one cycle before that of the tap issued two cycles before it, so when one of
-        # those wrote the same word of this lane (t4_fwd1, t4_fwd2, compared in T3 from registered
-        # addresses) the lane adds to that tap's result (t4_prev: the previous T4 result, i.e. the
-        # word T5 writes now; t5_prev: the one before, written in the previous cycle) instead of
-        # the stale word read (the nearer one first: it already includes the other); a write
-        # three or more cycles before T4 is seen through the transparent port
+        # registered) and T5 (write-back of that register): per lane a three-deep forward: a
+        # tap's ACC read (TW) happens two cycles before the T5 write of the tap issued one cycle
+        # before it, one cycle before that of the tap issued two cycles before it, and in the
+        # same cycle as that of the tap issued three cycles before it (the read port is not
+        # transparent: hw/accelerator.py), so when one of those wrote the same word of this lane
+        # (compared in T3 from registered addresses) the lane adds to that tap's result (t4_prev:
+        # the previous T4 result, i.e. the word T5 writes now; t5_prev: the one before, written in
+        # the previous cycle; t6_prev: the one before that, written as this tap read) instead of
+        # the stale word read (the nearest one first: it already includes the others). T3
+        # registers the choice as a two-bit select (t4_sel), so T4's forward is one 4:1 mux
+        # in front of the adder. A write four or more cycles before T4 is in the word read.
         if deep:
             t3_en = [Signal(name=f"t3_en{p}") for p in range(P)]
             t3_addr = [Signal(cfg.acc_abits, name=f"t3_addr{p}") for p in range(P)]
             t4_en = [Signal(name=f"t4_en{p}") for p in range(P)]
             t4_addr = [Signal(cfg.acc_abits, name=f"t4_addr{p}") for p in range(P)]
-            t4_fwd1 = [Signal(name=f"t4_fwd1_{p}") for p in range(P)]
-            t4_fwd2 = [Signal(name=f"t4_fwd2_{p}") for p in range(P)]
+            t4_sel = [Signal(2, name=f"t4_sel{p}") for p in range(P)]   # 0 word, 1 t6, 2 t5, 3 t4
             t4_prev = [Signal(signed(cfg.acc_bits), name=f"t4_prev{p}") for p in range(P)]
             t5_en = [Signal(name=f"t5_en{p}") for p in range(P)]
             t5_addr = [Signal(cfg.acc_abits, name=f"t5_addr{p}") for p in range(P)]
             t5_prev = [Signal(signed(cfg.acc_bits), name=f"t5_prev{p}") for p in range(P)]
+            t6_en = [Signal(name=f"t6_en{p}") for p in range(P)]
+            t6_addr = [Signal(cfg.acc_abits, name=f"t6_addr{p}") for p in range(P)]
+            t6_prev = [Signal(signed(cfg.acc_bits), name=f"t6_prev{p}") for p in range(P)]
             t3_x = Signal(signed(cfg.mul_x_bits))
             t3_mode = Signal(2)
             t3_w = Signal.like(self.wmem_r.data)
@@ -460,11 +510,17 @@ class ConvEngine(wiring.Component):
             m.d.sync += [t3_addr[p].eq(tw_addr[p]) for p in range(P)]
             m.d.sync += [t4_en[p].eq(t3_en[p]) for p in range(P)]
             m.d.sync += [t4_addr[p].eq(t3_addr[p]) for p in range(P)]
-            m.d.sync += [t4_fwd1[p].eq(t4_en[p] & (t4_addr[p] == t3_addr[p])) for p in range(P)]
-            m.d.sync += [t4_fwd2[p].eq(t5_en[p] & (t5_addr[p] == t3_addr[p])) for p in range(P)]
+            for p in range(P):
+                fwd1 = t4_en[p] & (t4_addr[p] == t3_addr[p])
+                fwd2 = t5_en[p] & (t5_addr[p] == t3_addr[p])
+                fwd3 = t6_en[p] & (t6_addr[p] == t3_addr[p])
+                m.d.sync += t4_sel[p].eq(Mux(fwd1, 3, Mux(fwd2, 2, Mux(fwd3, 1, 0))))
             m.d.sync += [t5_en[p].eq(t4_en[p]) for p in range(P)]
             m.d.sync += [t5_addr[p].eq(t4_addr[p]) for p in range(P)]
             m.d.sync += [t5_prev[p].eq(t4_prev[p]) for p in range(P)]
+            m.d.sync += [t6_en[p].eq(t5_en[p]) for p in range(P)]
+            m.d.sync += [t6_addr[p].eq(t5_addr[p]) for p in range(P)]
+            m.d.sync += [t6_prev[p].eq(t5_prev[p]) for p in range(P)]
             # T4's word: the ACC bank's register behind its block RAMs, which takes every cycle
             # (acc_r.take; the readout's RS words are the same registers)
             t4_acc = [self.acc_r[p].data for p in range(P)]
@@ -519,6 +575,13 @@ class ConvEngine(wiring.Component):
         # (either port's data is only taken where its engine enables the read).
         in_ro = Signal()
         in_scat = Signal()      # the state is SCAT (deep pipeline only; set with scan_init)
+        if deep:
+            # what the ACC collision test watches (rtl_tests/test_port_collisions.py): whether the
+            # read is the readout's and then whether RS uses the lane's word (LANES_TAP: every
+            # lane's; LANES_CO: lane rp's), whether it is a tap's (TW), and the tap's forward in
+            # T4; set anew by every elaboration
+            self.acc_read_probe = {"in_ro": in_ro, "ro_used": [tapm | (rp == p) for p in range(P)],
+                                   "tw_en": tw_en, "t4_sel": t4_sel}
         for p in range(P):
             m.d.comb += self.acc_r[p].addr.eq(Mux(in_ro, ra, tw_addr[p] if deep else t1_addr[p]))
         m.d.comb += [self.act_r.addr.eq(Mux(in_ro, oa, sa)), self.spk_r.addr.eq(sa)]
@@ -526,7 +589,9 @@ class ConvEngine(wiring.Component):
         def scan_init():
             return [ci.eq(0), iy.eq(0), ix.eq(0), ci_end.eq(cin_one), iy_end.eq(h_one), ix_end.eq(w_one),
                     s0v.eq(1), srv.eq(0), event.eq(0), arow.eq(arow0), yrow.eq(yrow0), chb.eq(0),
-                    wch.eq(I.wbase), ky0.eq(k0_start), kx0.eq(k0_start)] + ([svv.eq(0), in_scat.eq(1)] if deep else [])
+                    wch.eq(I.wbase), ky0.eq(k0_start), kx0.eq(k0_start)] + (
+                        [svv.eq(0), in_scat.eq(1), y_lo.eq(lo0), x_lo.eq(lo0), y_q.eq(pad_s), x_q.eq(pad_s)]
+                        if deep else [])
 
         def readout_init():
             return [co.eq(0), rp.eq(0), rq.eq(0), ra.eq(0), rgb.eq(0), pa.eq(I.pbase),
@@ -594,15 +659,25 @@ class ConvEngine(wiring.Component):
                     m.d.sync += sa.eq(sa + 1)
                     with m.If(~ix_end):
                         m.d.sync += [ix.eq(ix + 1), ix_end.eq(ix + 1 == w1), kx0.eq(k0_step(kx0))]
+                        if deep:
+                            m.d.sync += [x_lo.eq(Mux(lo_steps(kx0), x_lo + 1, x_lo)),
+                                         x_q.eq(Mux(x0_steps, x_q + 1, x_q))]
                     with m.Else():
                         m.d.sync += [ix.eq(0), ix_end.eq(w_one), kx0.eq(k0_start)]
+                        if deep:
+                            m.d.sync += [x_lo.eq(lo0), x_q.eq(pad_s)]
                         with m.If(~iy_end):
                             m.d.sync += [iy.eq(iy + 1), iy_end.eq(iy + 1 == h1), ky0.eq(k0_step(ky0)),
                                          arow.eq(arow + Mux(lo_steps(ky0), wo, 0)),
                                          yrow.eq(yrow + Mux(y0_steps, wo, 0))]
+                            if deep:
+                                m.d.sync += [y_lo.eq(Mux(lo_steps(ky0), y_lo + 1, y_lo)),
+                                             y_q.eq(Mux(y0_steps, y_q + 1, y_q))]
                         with m.Else():
                             m.d.sync += [iy.eq(0), iy_end.eq(h_one), ky0.eq(k0_start), arow.eq(arow0),
                                          yrow.eq(yrow0)]
+                            if deep:
+                                m.d.sync += [y_lo.eq(lo0), y_q.eq(pad_s)]
                             with m.If(~ci_end):
                                 m.d.sync += [ci.eq(ci + 1), ci_end.eq(ci + 1 == cin1), chb.eq(chb + howo),
                                              wch.eq(wch + Mux(tapm, Gt, kkG))]
@@ -614,10 +689,15 @@ class ConvEngine(wiring.Component):
                     m.d.sync += [tg_left.eq(tg_left - 1), tg_end.eq(tg_left == 1), last_tap.eq(tg_left == 1),
                                  w_cur.eq(w_cur + 1)]
                     for p in range(P):
-                        nkx = kxl[p] + dkx
-                        wrap = nkx >= k
-                        m.d.sync += [kxl[p].eq(Mux(wrap, nkx - k, nkx)),
-                                     kyl[p].eq(kyl[p] + dky + wrap)]
+                        if deep:
+                            wrap = kxl[p] >= kx_lim
+                            m.d.sync += [kxl[p].eq(Mux(wrap, kxl[p] - kx_lim, kxl[p] + dkx)),
+                                         kyl[p].eq(Mux(wrap, kyl[p] + dky1, kyl[p] + dky))]
+                        else:
+                            nkx = kxl[p] + dkx
+                            wrap = nkx >= k
+                            m.d.sync += [kxl[p].eq(Mux(wrap, nkx - k, nkx)),
+                                         kyl[p].eq(kyl[p] + dky + wrap)]
                 with m.Elif(~g_end):
                     m.d.sync += [g_left.eq(g_left - 1), g_end.eq(g_left == 1),
                                  last_tap.eq((g_left == 1) & ox_end & oy_end), a_cur.eq(a_cur + howo),
@@ -660,7 +740,10 @@ class ConvEngine(wiring.Component):
                             qx = rx >> sh
                             ok = ((kyl[p] < k) & (ry >= 0) & (rx >= 0) & (~sh | (~ry[0] & ~rx[0])) &
                                   (qy < ho) & (qx < wo))
-                        addr = s1_Ex0 - small_mul(kyl[p][:KB] >> sh, wo) - (kxl[p] >> sh)
+                        if deep:
+                            addr = s1_Ex0 - Array(wo_rows)[kyl[p][:KB] >> sh] - (kxl[p] >> sh)
+                        else:
+                            addr = s1_Ex0 - small_mul(kyl[p][:KB] >> sh, wo) - (kxl[p] >> sh)
                         m.d.sync += [t1_en[p].eq(ok), t1_addr[p].eq(addr)]
                 with m.Else():
                     for p in range(P):
@@ -685,17 +768,18 @@ class ConvEngine(wiring.Component):
 
             # the last tap's drain: it is in T1 (its ACC read) in SCAT_DRAIN, and in the deep
             # pipeline in T2 in SCAT_DRAIN2, TW (its ACC read) in SCAT_DRAIN_W, T3 (its word and
-            # addend registered) in SCAT_DRAIN3 and T4 (its add) in SCAT_DRAIN4; its write-back (T2
-            # or T5) is in the next cycle, whose reads (readout, or the bias phase's ACC reads) see it through the
-            # transparent port
+            # addend registered) in SCAT_DRAIN3 and T4 (its add) in SCAT_DRAIN4; its write-back is
+            # in the next cycle (T2: the readout's or bias phase's first cycle, whose ACC reads see
+            # it through the transparent port; T5: SCAT_DRAIN5, before their first read, as the
+            # deep pipeline's port is not transparent)
             def after_scan():
                 with m.If(is_head):
                     m.next = "BIAS"
                 with m.Else():
                     m.d.sync += in_ro.eq(1)
                     m.next = "RO"
-            drain_chain(["SCAT_DRAIN", "SCAT_DRAIN2", "SCAT_DRAIN_W", "SCAT_DRAIN3", "SCAT_DRAIN4"]
-                        if deep else ["SCAT_DRAIN"], after_scan)
+            drain_chain(["SCAT_DRAIN", "SCAT_DRAIN2", "SCAT_DRAIN_W", "SCAT_DRAIN3", "SCAT_DRAIN4",
+                         "SCAT_DRAIN5"] if deep else ["SCAT_DRAIN"], after_scan)
 
             with m.State("RO"):
                 m.d.comb += self.act_r.en.eq(1)
@@ -716,8 +800,8 @@ class ConvEngine(wiring.Component):
                         m.next = "RO_DRAIN"
 
             # the last element is in R1 (its ACC word(s) read and cleared) in RO_DRAIN, then in RS
-            # (with lanes to select or sum) and R2 (aligned); R3 writes it in DRAIN
-            drain_chain(["RO_DRAIN", "RO_DRAIN2", "RO_DRAIN3"] if P > 1 else ["RO_DRAIN", "RO_DRAIN3"],
+            # and RS2 (with lanes to select or sum) and R2 (aligned); R3 writes it in DRAIN
+            drain_chain(["RO_DRAIN", "RO_DRAIN2", "RO_DRAIN2S", "RO_DRAIN3"] if P > 1 else ["RO_DRAIN", "RO_DRAIN3"],
                         "DRAIN")
 
             with m.State("BIAS"):
@@ -765,7 +849,8 @@ class ConvEngine(wiring.Component):
             lane = AccumulateLane(**lane_widths(cfg), registered=deep)
             m.submodules[f"lane{p}"] = lane
             if deep:
-                acc_in = Mux(t4_fwd1[p], t4_prev[p], Mux(t4_fwd2[p], t5_prev[p], t4_acc[p]))
+                acc_in = Mux(t4_sel[p][1], Mux(t4_sel[p][0], t4_prev[p], t5_prev[p]),
+                             Mux(t4_sel[p][0], t6_prev[p], t4_acc[p]))
                 m.d.comb += [lane.mode.eq(t3_mode), lane.acc.eq(acc_in),
                              lane.x.eq(t3_x), lane.weight.eq(t3_w[p]), lane.bias.eq(t3_bias)]
                 m.d.sync += t4_prev[p].eq(lane.acc_next)
@@ -802,19 +887,49 @@ class ConvEngine(wiring.Component):
             sel_p, sel_v, sel_oa = rs_p, rs_v, rs_oa
             shift_v, bias_v = rs_shift, rs_bias
         acc_sel = Signal(signed(ro_w["acc_bits"]))
-        with m.If(tapm):
-            total = words[0]
-            for p in range(1, P):
-                total = total + words[p]
-            m.d.comb += acc_sel.eq(total)
-        with m.Else():
-            with m.Switch(sel_p):
-                for p in range(P):
-                    with m.Case(p):
-                        m.d.comb += acc_sel.eq(words[p])
-        # OUT_ACCUM's residual add (intops.add) folded into the bias: align(acc) + (bias + old)
-        m.d.sync += [r2v.eq(sel_v), r2_acc.eq(acc_sel), r2_shift.eq(shift_v),
-                     r2_bias_old.eq(bias_v + old_v), r2_oa.eq(sel_oa)]
+        if P > 1:
+            # RS: the words in pairs (LANES_TAP: each pair's sum; LANES_CO: the pair's word the
+            # lane's low bit selects), registered with the rest in RS2, whose sum of the pairs (or
+            # mux of them) goes to R2: the eight banks' sum in one cycle, from the bank registers
+            # across the die, was the ECP5's critical path. Each pair sum is exact (one bit wider
+            # than a word), so the sum is the one the single stage made
+            pairs = [words[i:i + 2] for i in range(0, P, 2)]
+            rs2_pair = [Signal(signed(cfg.acc_bits + 1), name=f"rs2_pair{i}") for i in range(len(pairs))]
+            rs2_p = Signal.like(r1_p)
+            rs2_v = Signal()
+            rs2_oa = Signal.like(r1_oa)
+            rs2_shift = Signal.like(r2_shift)
+            rs2_bias_old = Signal.like(r2_bias_old)
+            m.d.sync += [rs2_p.eq(sel_p), rs2_v.eq(sel_v), rs2_oa.eq(sel_oa),
+                         rs2_shift.eq(shift_v), rs2_bias_old.eq(bias_v + old_v)]
+            for reg, pair in zip(rs2_pair, pairs):
+                if len(pair) == 1:
+                    m.d.sync += reg.eq(pair[0])
+                else:
+                    with m.If(tapm):
+                        m.d.sync += reg.eq(pair[0] + pair[1])
+                    with m.Else():
+                        m.d.sync += reg.eq(Mux(sel_p[0], pair[1], pair[0]))
+            with m.If(tapm):
+                m.d.comb += acc_sel.eq(tree_sum(rs2_pair))
+            with m.Else():
+                with m.Switch(rs2_p[1:] if len(rs2_p) > 1 else 0):
+                    for i, reg in enumerate(rs2_pair):
+                        with m.Case(i):
+                            m.d.comb += acc_sel.eq(reg)
+            m.d.sync += [r2v.eq(rs2_v), r2_acc.eq(acc_sel), r2_shift.eq(rs2_shift),
+                         r2_bias_old.eq(rs2_bias_old), r2_oa.eq(rs2_oa)]
+        else:
+            # (one lane: the one-lane netlist as it always was)
+            with m.If(tapm):
+                m.d.comb += acc_sel.eq(words[0])
+            with m.Else():
+                with m.Switch(sel_p):
+                    with m.Case(0):
+                        m.d.comb += acc_sel.eq(words[0])
+            # OUT_ACCUM's residual add (intops.add) folded into the bias: align(acc) + (bias + old)
+            m.d.sync += [r2v.eq(sel_v), r2_acc.eq(acc_sel), r2_shift.eq(shift_v),
+                         r2_bias_old.eq(bias_v + old_v), r2_oa.eq(sel_oa)]
 
         # ---- R2: align + bias, registered; R3: the ACT write of that register (the aligner, its
         # adder and the route to the ACT block RAM's write data in one cycle were the UP5K's

@@ -360,3 +360,27 @@ def test_deep_wmem_block_count_is_per_bank():
         assert act == (2 * bram_blocks(WMEM_BANK_WORDS, act_bits, "ecp5") if lanes > 1
                        else bram_blocks(acts, act_bits, "ecp5")) == (8 if lanes > 1 else 5)
     assert bram_blocks(WMEM_BANK_WORDS, 64, "ecp5", rom=True) == 8      # a bank of the default model's
+
+
+def test_deep_scanner_start_values_are_the_first_output_input_zero_reaches():
+    """``lo0`` (compiler/program.py: derived_values, CONV with more than one lane) is the first
+    output row that input row 0 reaches, by brute force over the outputs, and ``pad_s`` is
+    ``pad >> (stride - 1)``; with one lane (or for another opcode) both are 0 and left out of the
+    ROM word (OPTIONAL_DERIVED), so a one-lane machine's word is as it was."""
+    from spikeforge.compiler.program import OP_CONV, OP_HEAD, derived_values, derived_widths
+    for k in range(1, 8):
+        for pad in range(0, k):
+            for stride in (1, 2):
+                ins = Instr(opcode=OP_CONV, k=k, pad=pad, stride=stride, h=9, w=9, ho=9, wo=9)
+                # output o reads input rows o*stride - pad .. o*stride - pad + k - 1
+                reach = [o for o in range(16) if o * stride - pad <= 0 <= o * stride - pad + k - 1]
+                v = derived_values(ins, 8)
+                assert v["lo0"] == min(reach), (k, pad, stride)
+                assert v["pad_s"] == pad >> (stride - 1)
+                assert derived_values(ins, 1)["lo0"] == derived_values(ins, 1)["pad_s"] == 0
+    head = Instr(opcode=OP_HEAD, k=3, pad=1)
+    assert derived_values(head, 8)["lo0"] == derived_values(head, 8)["pad_s"] == 0
+    one_lane = derived_widths([Instr(opcode=OP_CONV, k=3, pad=2)], 1)
+    assert "lo0" not in one_lane and "pad_s" not in one_lane and one_lane["G"] >= 1
+    assert "lo0" not in derived_widths([Instr(opcode=OP_CONV, k=3, pad=1)], 8)     # lo0 0 (pad < k)
+    assert derived_widths([Instr(opcode=OP_CONV, k=1, pad=2)], 8)["lo0"] == 2

@@ -36,10 +36,11 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("large", "sizing target with 1 GiB external memory (paper presets)", "sim", 200.0, 10**9, 10**9,
            64 * 2**20, 10**6, 0, 10**6, external_bits=8 * 2**30, default_lanes=32),
     # Clocks are what the shipped builds meet with margin (seed 1, `spikeforge synth`): the default
-    # model at 8 lanes closes at 90.7 MHz on the ULX3S requesting 60 MHz (85.5 to 90.7 over
-    # seeds 1 to 4; PLL from 25; its critical paths are block RAM reads, 5.6-5.8 ns
-    # clock-to-output, routed to their registers, and logic in front of block RAM inputs;
-    # requesting 80, 90 or 100 MHz did not raise it), fpga-tiny-t2 at 32.0 MHz on the iCEBreaker
+    # model at 8 lanes closes at 101.7 MHz on the ULX3S requesting 60 MHz (99.6 to 108.7 over
+    # seeds 1 to 8, median 105.8; PLL from 25; its worst paths are the host link's argmax and
+    # the program ROM into the opcode flags; the requested clock does not change nextpnr's
+    # placement; 60 stays until a higher request is measured over seeds with its own PLL and
+    # UART divisor), fpga-tiny-t2 at 32.0 MHz on the iCEBreaker
     # (30.35 to 31.97 over seeds 1 to 4; requested 21 MHz, PLL from 12: a 27 MHz request gave
     # 29.9 to 30.5 on this round's netlists, no better; it uses 5,030 of 5,280 logic cells; its
     # worst path is the host link's command decode, 31.3 ns); 24 MHz on the OrangeCrab, whose

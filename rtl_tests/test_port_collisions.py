@@ -25,75 +25,14 @@ def _programs():
     yield "fpga-tiny-l4", prog, np.asarray(pixels)[0]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name,prog,pixels", list(_programs()), ids=lambda v: v if isinstance(v, str) else "")
-def test_act_and_spk_reads_never_meet_a_write_of_their_word(name, prog, pixels):
+def _run_watching(prog, pixels, watch):
+    """Run ``prog`` on ``pixels`` in Amaranth's simulator, as a host would (pixels in, logits out),
+    and return the values of ``watch(accelerator)`` (signals and expressions, known once the
+    design is elaborated) in every cycle; the logits must be the ISS's."""
     acc = Accelerator(prog)
-    sim = Simulator(acc)            # elaborates the design: acc.rw_ports are the simulated ports
+    sim = Simulator(acc)            # elaborates the design: acc.rw_ports, acc.acc_ports are set
     sim.add_clock(1e-6)
-    ports = acc.rw_ports
-    watched = [s for mem in ("act", "spk") for port in ports[mem] for s in (port.en, port.addr)]
-    seen = {"act": [0, 0], "spk": [0, 0]}      # reads, writes
-    collisions = []
-    logits = []
-
-    async def monitor(ctx):
-        cycle = 0
-        async for _, _, *v in ctx.tick().sample(*watched):
-            for i, mem in enumerate(("act", "spk")):
-                r_en, r_addr, w_en, w_addr = v[4 * i:4 * i + 4]
-                seen[mem][0] += r_en
-                seen[mem][1] += w_en
-                if r_en and w_en and r_addr == w_addr:
-                    collisions.append((mem, cycle, r_addr))
-            cycle += 1
-
-    async def host(ctx):
-        for value in np.asarray(pixels).ravel():
-            ctx.set(acc.pixels.payload, int(value))
-            ctx.set(acc.pixels.valid, 1)
-            await ctx.tick().until(acc.pixels.ready)
-        ctx.set(acc.pixels.valid, 0)
-        ctx.set(acc.logits.ready, 1)
-        while True:
-            _, _, valid, payload = await ctx.tick().sample(acc.logits.valid, acc.logits.payload)
-            if valid:
-                logits.append(payload.value)
-                if payload.last:
-                    break
-
-    sim.add_process(monitor)
-    sim.add_testbench(host)
-    sim.run_until(1e-6 * 200_000)
-    want = iss.run(prog, np.asarray(pixels)).logits
-    assert logits == [int(x) for x in want], "the run itself went wrong"
-    assert not collisions, f"{name}: a read met a write of its word: {collisions[:5]}"
-    assert all(r > 0 and w > 0 for r, w in seen.values()), seen     # both memories were exercised
-
-
-def _deep_programs():
-    return [(name, prog, px) for name, prog, px in _programs() if prog.lanes > 1]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name,prog,pixels", _deep_programs(), ids=lambda v: v if isinstance(v, str) else "")
-def test_acc_reads_meeting_a_write_are_forwarded_taps(name, prog, pixels):
-    """With more than one lane ACC is ``no_rw_check`` and its read ports are not transparent
-    (``hw/accelerator.py``): on an FPGA a read that meets a write of its word returns either word.
-    That is sound only where the word read is not used: a CONV tap's read (TW, not the readout's)
-    whose lane adds to a forwarded result instead (T4's ``t4_sel`` nonzero, two cycles later), or
-    a read no engine uses (CONV/HEAD holds the port and no tap is in TW, or the readout reads a lane
-    whose word RS does not select). This test fails on any other read that meets a write of its
-    word, and checks that the forward case happens."""
-    acc = Accelerator(prog)
-    sim = Simulator(acc)            # elaborates the design: acc.acc_ports and the probe are set
-    sim.add_clock(1e-6)
-    lanes, is_conv, conv = acc.acc_ports
-    probe = conv.acc_read_probe
-    P = len(lanes)
-    watched = [is_conv, probe["in_ro"]]
-    for (r, w), ro_used, tw_en, t4_sel in zip(lanes, probe["ro_used"], probe["tw_en"], probe["t4_sel"]):
-        watched += [r.en, r.addr, w.en, w.addr, ro_used, tw_en, t4_sel]
+    watched = watch(acc)
     trace = []
     logits = []
 
@@ -120,6 +59,51 @@ def test_acc_reads_meeting_a_write_are_forwarded_taps(name, prog, pixels):
     sim.run_until(1e-6 * 200_000)
     want = iss.run(prog, np.asarray(pixels)).logits
     assert logits == [int(x) for x in want], "the run itself went wrong"
+    return trace
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,prog,pixels", list(_programs()), ids=lambda v: v if isinstance(v, str) else "")
+def test_act_and_spk_reads_never_meet_a_write_of_their_word(name, prog, pixels):
+    trace = _run_watching(prog, pixels, lambda acc: [
+        s for mem in ("act", "spk") for port in acc.rw_ports[mem] for s in (port.en, port.addr)])
+    seen = {"act": [0, 0], "spk": [0, 0]}      # reads, writes
+    collisions = []
+    for cycle, v in enumerate(trace):
+        for i, mem in enumerate(("act", "spk")):
+            r_en, r_addr, w_en, w_addr = v[4 * i:4 * i + 4]
+            seen[mem][0] += r_en
+            seen[mem][1] += w_en
+            if r_en and w_en and r_addr == w_addr:
+                collisions.append((mem, cycle, r_addr))
+    assert not collisions, f"{name}: a read met a write of its word: {collisions[:5]}"
+    assert all(r > 0 and w > 0 for r, w in seen.values()), seen     # both memories were exercised
+
+
+def _deep_programs():
+    return [(name, prog, px) for name, prog, px in _programs() if prog.lanes > 1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,prog,pixels", _deep_programs(), ids=lambda v: v if isinstance(v, str) else "")
+def test_acc_reads_meeting_a_write_are_forwarded_taps(name, prog, pixels):
+    """With more than one lane ACC is ``no_rw_check`` and its read ports are not transparent
+    (``hw/accelerator.py``): on an FPGA a read that meets a write of its word returns either word.
+    That is sound only where the word read is not used: a CONV tap's read (TW, not the readout's)
+    whose lane adds to a forwarded result instead (T4's ``t4_sel`` nonzero, two cycles later), or
+    a read no engine uses (CONV/HEAD holds the port and no tap is in TW, or the readout reads a lane
+    whose word RS does not select). This test fails on any other read that meets a write of its
+    word, and checks that the forward case happens."""
+    def watch(acc):
+        lanes, is_conv, conv = acc.acc_ports
+        probe = conv.acc_read_probe
+        watched = [is_conv, probe["in_ro"]]
+        for (r, w), ro_used, tw_en, t4_sel in zip(lanes, probe["ro_used"], probe["tw_en"], probe["t4_sel"]):
+            watched += [r.en, r.addr, w.en, w.addr, ro_used, tw_en, t4_sel]
+        return watched
+
+    trace = _run_watching(prog, pixels, watch)
+    P = prog.lanes
     bad, forwarded = [], 0
     for c, v in enumerate(trace[:-2]):
         conv_holds, in_ro = v[0], v[1]

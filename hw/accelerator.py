@@ -184,7 +184,8 @@ class Accelerator(wiring.Component):
         # the lane takes from its forward instead (hw/sfa_conv.py: T4's third forward), so the
         # word it reads does not matter; every other read meets no write of its word
         # (rtl_tests/test_port_collisions.py)
-        acc_attrs = {"no_rw_check": 1} if deep_acc_pipeline(P) else None
+        deep = deep_acc_pipeline(P)
+        acc_attrs = {"no_rw_check": 1} if deep else None
         accs = [mem(f"acc{p}", signed(cfg.acc_bits), cfg.acc_words, attrs=acc_attrs) for p in range(P)]
         wb = cfg.weight_bits
         wmask = (1 << wb) - 1
@@ -199,7 +200,6 @@ class Accelerator(wiring.Component):
         # (hw/sfa_conv.py, T3): the block RAM WMEM is then a BankedROM (each bank's word registered
         # behind its block RAMs, groups of banks a cycle later, the group mux in the third), the
         # SPRAM one gets two registers
-        deep = deep_acc_pipeline(P)
         if self._weights == "spram":
             m.submodules.wmem = wmem = SPRAMWeightMemory(words=cfg.wmem_words, width=P * wb)
             wiring.connect(m, wiring.flipped(self.weights), wmem.write)
@@ -226,7 +226,7 @@ class Accelerator(wiring.Component):
         spk_w = spk.write_port()
         spk_r = registered_read_port(m, spk, "spk_r")
         acc_w = [a.write_port() for a in accs]
-        if deep_acc_pipeline(P):
+        if deep:
             acc_r = [registered_read_port(m, a, f"acc{p}_r") for p, a in enumerate(accs)]
         else:
             acc_r = [a.read_port(transparent_for=(w,)) for a, w in zip(accs, acc_w)]

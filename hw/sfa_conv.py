@@ -305,7 +305,7 @@ class ConvEngine(wiring.Component):
         has_taps = (oy_span >= 0) & (ox_span >= 0)
         acc_start = Signal(cfg.acc_abits)
         w_start = Signal(cfg.wmem_abits)
-        if deep_acc_pipeline(P):
+        if deep:
             # S0 registers wch + ky0 * kG and kx0 * G apart (SR's sr_w and sr_wx); SV adds them: the
             # word's three-operand sum of two shift-add products, behind the shared ``drv``
             # register's G, was one cycle (the ECP5's worst path on some placements)
@@ -337,7 +337,7 @@ class ConvEngine(wiring.Component):
         # (deep pipeline, LANES_TAP) s1_pad_y - (ho << s) and s1_pad_x - (wo << s): the taps' upper
         # bound tests compare them with the kernel indices (pad_ho, pad_wo: pad - (ho << s), pad -
         # (wo << s), registered from the instruction's registers, valid long before S1's first load)
-        if deep_acc_pipeline(P):
+        if deep:
             s1_pyh = Signal(signed(CB + 5))
             s1_pxw = Signal(signed(CB + 5))
             pad_ho = held(pad - (ho << sh), signed(CB + 5), "pad_ho")
@@ -400,7 +400,7 @@ class ConvEngine(wiring.Component):
         sr_ox_span = Signal.like(ox_span)
         sr_acc = Signal(cfg.acc_abits)
         sr_w = Signal(cfg.wmem_abits)
-        sr_wx = Signal(cfg.wmem_abits) if deep_acc_pipeline(P) else None     # (deep) the kx0 * G part
+        sr_wx = Signal(cfg.wmem_abits) if deep else None     # (deep) the kx0 * G part
 
         x_val = Signal(signed(cfg.act_bits))    # the S1 element's value, and whether it is non-zero
 

@@ -358,7 +358,7 @@ def synthesize(build_dir: str, board_name: str, *, seed: int = 1, clock_mhz: flo
     if board.family == "ecp5":
         # nextpnr's electrostatic placer: on the ULX3S build of the default model it gives a median
         # Fmax over seeds 1-8 of 91.4 MHz where the default (heap) gives 87.3, and a narrower spread
-        # (bench/seed_sweep.py; README "Known gaps")
+        # (bench/seed_sweep.py; bench/README.md "Seed sweep")
         nextpnr_opts += ["--placer", "static"]
     overrides = {}
     if board.family == "ice40" and board.resources.dsps:

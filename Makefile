@@ -1,7 +1,7 @@
 # Two commands: `make demo` and `make test`. Each sets up .venv itself.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.spikeforge-installed
+STAMP  := $(VENV)/.spikegate-installed
 JOBS   ?= 2
 
 .PHONY: demo test setup bench fuzz clean
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml .ci/setup-env
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m spikeforge.demo --out demo_out
+	$(PY) -m spikegate.demo --out demo_out
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(JOBS) --dist loadgroup
@@ -22,7 +22,7 @@ bench: $(STAMP)
 	$(PY) -m bench.run $(if $(QUICK),--quick,)
 
 fuzz: $(STAMP)
-	$(PY) -m spikeforge.compiler.fuzz --count $(or $(N),100) --rtl $(or $(RTL),icarus)
+	$(PY) -m spikegate.compiler.fuzz --count $(or $(N),100) --rtl $(or $(RTL),icarus)
 
 clean:
 	rm -rf demo_out build .pytest_cache

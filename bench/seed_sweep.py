@@ -1,9 +1,9 @@
 """How much of a board's Fmax is placement luck? nextpnr over several seeds on one netlist.
 
-`spikeforge synth` places and routes once, with the seed its build script names (1). nextpnr's
+`spikegate synth` places and routes once, with the seed its build script names (1). nextpnr's
 placement, and with it the Fmax, moves by several percent from seed to seed on the same netlist
 (on the ULX3S build a few MHz), so one number says little about whether an RTL change helped.
-This sweep takes the netlist `spikeforge synth` left in a board directory (``top.json`` and the
+This sweep takes the netlist `spikegate synth` left in a board directory (``top.json`` and the
 constraints file), reruns the flow's own nextpnr command (from ``build_top.sh``: same device,
 package, speed grade and constraints, hence the same requested clock) with each seed, several at a
 time, and reports every seed's Fmax and worst path, with the minimum, median and maximum. The
@@ -46,7 +46,7 @@ def flow_command(board_dir: str, keep_seed: bool = False) -> tuple[str, list[str
         with open(script) as f:
             lines = f.readlines()
     except OSError as e:
-        raise ValueError(f"{script}: cannot read it ({e.strerror}); run `spikeforge synth` first") from None
+        raise ValueError(f"{script}: cannot read it ({e.strerror}); run `spikegate synth` first") from None
     for line in lines:
         for var, tool in TOOLS.items():
             if f'"${var}"' in line and "--json" in line:
@@ -136,7 +136,7 @@ def run_seed(tool: str, opts: list[str], board_dir: str, seed: int, keep: str | 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("board_dir", help="a board directory of `spikeforge synth` (top.json, build_top.sh, constraints)")
+    ap.add_argument("board_dir", help="a board directory of `spikegate synth` (top.json, build_top.sh, constraints)")
     ap.add_argument("--seeds", default="1-4", help="seeds: a range 1-4, a list 1,3,7 or both (default 1-4)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="nextpnr runs at a time (default: CPUs)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "seed_sweep.json"),
@@ -151,7 +151,7 @@ def main(argv=None) -> int:
         seeds = parse_seeds(args.seeds)
         tool, opts = sweep_command(args.board_dir, args.nextpnr_args)
         if not os.path.isfile(os.path.join(args.board_dir, "top.json")):
-            raise ValueError(f"{args.board_dir}: no top.json (run `spikeforge synth` for this board first)")
+            raise ValueError(f"{args.board_dir}: no top.json (run `spikegate synth` for this board first)")
         if args.keep_reports:
             os.makedirs(args.keep_reports, exist_ok=True)
     except (ValueError, OSError) as e:

@@ -11,7 +11,7 @@ widths. It answers "where is the agreement lost?" with numbers anyone can rerun.
 checkpoint is ``default-float``, the float-trained network before quantisation-aware fine-tuning:
 there most single layers alone already flip a few low-margin digits (the network's spikes
 cascade), which is why no single layer's width or rounding rule closes the gap to 99 % and the
-embedded ``default`` is QAT fine-tuned instead (``spikeforge.quantize.qat``; on it, rounding a
+embedded ``default`` is QAT fine-tuned instead (``spikegate.quantize.qat``; on it, rounding a
 layer whose weights are on the grid changes nothing).
 
 Prints a table; ``--json`` writes the rows.
@@ -34,12 +34,12 @@ def run(ckpt: str = "default-float", weight_bits: int = 8, samples: int | None =
         widths=(4, 6, 8, 10, 12, 14, 16)) -> dict:
     import torch
 
-    from spikeforge.quantize.checkpoint import load_model
-    from spikeforge.quantize.data import digits_split_xy
-    from spikeforge.quantize.golden import execute
-    from spikeforge.quantize.lower import lower
-    from spikeforge.quantize.pipeline import _float_logits
-    from spikeforge.quantize.quantizer import choose_input_scale, rescale
+    from spikegate.quantize.checkpoint import load_model
+    from spikegate.quantize.data import digits_split_xy
+    from spikegate.quantize.golden import execute
+    from spikegate.quantize.lower import lower
+    from spikegate.quantize.pipeline import _float_logits
+    from spikegate.quantize.quantizer import choose_input_scale, rescale
 
     torch.set_num_threads(1)
     t0 = time.time()

@@ -1,4 +1,4 @@
-"""Boards as data: what ``spikeforge synth`` can build for, and what each board offers.
+"""Boards as data: what ``spikegate synth`` can build for, and what each board offers.
 
 Every entry names its amaranth-boards platform class (imported only when a build needs it), the FPGA
 (family, device, package), datasheet resource budgets, the oscillator, the default accelerator clock
@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from spikeforge.errors import SpikeforgeError
+from spikegate.errors import SpikegateError
 
 __all__ = ["Resources", "Board", "BOARDS", "known_boards", "get_board"]
 
@@ -119,7 +119,7 @@ BOARDS: dict[str, Board] = {b.name: b for b in [
         family="ecp5", device="LFE5U-25F", package="MG285",
         resources=Resources(luts=24288, ffs=24288, bram_blocks=56, bram_block_bits=18432, dsps=28),
         oscillator_mhz=48.0, clock_mhz=100.0,
-        extra_resources="spikeforge.board_targets.boards:orangecrab_uart",
+        extra_resources="spikegate.board_targets.boards:orangecrab_uart",
         dummy_tools=("dfu-suffix",),
         notes="the bitstream has no DFU suffix; run `dfu-suffix -v 1209 -p 5af0 -a top.bit` "
               "before `dfu-util`",
@@ -135,4 +135,4 @@ def get_board(name: str) -> Board:
     try:
         return BOARDS[name]
     except KeyError:
-        raise SpikeforgeError(f"unknown board {name!r}; known boards: {', '.join(known_boards())}") from None
+        raise SpikegateError(f"unknown board {name!r}; known boards: {', '.join(known_boards())}") from None

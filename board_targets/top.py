@@ -10,7 +10,7 @@ reset-less domain on the same clock; iCE40 block RAMs read as zero for about 3 u
 configuration, so Amaranth's own iCE40 platform waits as long), released through a
 ``ResetSynchronizer``.
 
-Inside: :class:`spikeforge.hw.host_link.UARTAccelerator` (UART at ``baud``, inter-byte timeout
+Inside: :class:`spikegate.hw.host_link.UARTAccelerator` (UART at ``baud``, inter-byte timeout
 ``timeout_ms``) around the core from ``core_factory()``; a core with runtime-loaded weights (the
 iCE40 build with WMEM in SPRAM) gets ``weight_words`` words through LOAD_WEIGHTS. LEDs, where the
 board lists them, show "image loaded" and "running".
@@ -22,7 +22,7 @@ from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module, Signal
 from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 
-from spikeforge.hw.host_link import UARTAccelerator
+from spikegate.hw.host_link import UARTAccelerator
 
 from .boards import Board, get_board
 from .pll import pll_instance, pll_params

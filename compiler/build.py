@@ -2,7 +2,7 @@
 
 A build directory holds everything needed to simulate, verify and synthesise one accelerator:
 
-* ``model.sfq``      the IR it was compiled from (so verify/synth rebuild the same design)
+* ``model.sgir``      the IR it was compiled from (so verify/synth rebuild the same design)
 * ``program.txt``    the program for humans; ``*.hex`` the memory images (one word per line)
 * ``accelerator.v``  the Verilog emitted by Amaranth from ``hw/accelerator.py``
 * ``report.json``    lanes, widths, memories, budget, predicted cycles, op counts, and ``weights``:
@@ -26,10 +26,10 @@ import tempfile
 
 import numpy as np
 
-from spikeforge import __version__
-from spikeforge.errors import SpikeforgeError
-from spikeforge.quantize.graph import Graph
-from spikeforge.quantize.irfile import load_ir
+from spikegate import __version__
+from spikegate.errors import SpikegateError
+from spikegate.quantize.graph import Graph
+from spikegate.quantize.irfile import load_ir
 
 from .passes.budget import check_budget
 from .passes.check_ops import check_ops
@@ -91,7 +91,7 @@ def sample_inputs(g: Graph, n: int = 8) -> tuple[np.ndarray | None, str]:
     """Held-out digits when the model takes them; otherwise none (predictions use firing rates)."""
     qi = g.ops[0].attrs
     if qi["channels"] == 1 and g.ops[-1].shape[0] == 10 and qi["size"] % 8 == 0:
-        from spikeforge.quantize.data import digits_split_xy
+        from spikegate.quantize.data import digits_split_xy
         x, _ = digits_split_xy("test", img_size=qi["size"], n=n)
         return x, f"first {n} held-out digits"
     return None, ""
@@ -109,7 +109,7 @@ def compile_ir(ir_path: str, target_name: str, lanes: int | None, out_dir: str, 
     if lanes is None:
         lanes = target.default_lanes
     if not 1 <= lanes <= 256:
-        raise SpikeforgeError(f"--lanes must be in 1..256, not {lanes}")
+        raise SpikegateError(f"--lanes must be in 1..256, not {lanes}")
     prog = lower_to_program(g, lanes)
     budget = check_budget(prog, target, lanes_given=True, weights=weights)  # raises with the table
     x, desc = sample_inputs(g, predict_samples) if predict_samples else (None, "")
@@ -127,7 +127,7 @@ def compile_ir(ir_path: str, target_name: str, lanes: int | None, out_dir: str, 
         image = weight_image(prog)
         wrep.update(image=WEIGHT_IMAGE, sha256=hashlib.sha256(image).hexdigest())
     report = {
-        "spikeforge_version": __version__,
+        "spikegate_version": __version__,
         "target": target.name, "board": target.board, "clock_mhz": target.clock_mhz,
         "lanes": lanes,
         "ir_sha256": hashlib.sha256(ir_bytes).hexdigest(),
@@ -148,12 +148,12 @@ def compile_ir(ir_path: str, target_name: str, lanes: int | None, out_dir: str, 
     }
     parent = os.path.dirname(os.path.abspath(out_dir)) or "."
     if not os.path.isdir(parent):
-        raise SpikeforgeError(f"-o {out_dir}: parent folder {parent} does not exist")
+        raise SpikegateError(f"-o {out_dir}: parent folder {parent} does not exist")
     if os.path.exists(out_dir) and not os.path.isfile(os.path.join(out_dir, REPORT)) and os.listdir(out_dir):
-        raise SpikeforgeError(f"-o {out_dir}: exists and is not a spikeforge build directory; choose another")
+        raise SpikegateError(f"-o {out_dir}: exists and is not a spikegate build directory; choose another")
     tmp = tempfile.mkdtemp(prefix=".sfbuild-", dir=parent)
     try:
-        with open(os.path.join(tmp, "model.sfq"), "wb") as f:
+        with open(os.path.join(tmp, "model.sgir"), "wb") as f:
             f.write(ir_bytes)
         with open(os.path.join(tmp, "program.txt"), "w") as f:
             f.write(prog.describe() + "\n")
@@ -177,7 +177,7 @@ def compile_ir(ir_path: str, target_name: str, lanes: int | None, out_dir: str, 
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
     except OSError as e:
-        raise SpikeforgeError(f"-o {out_dir}: cannot write the build directory ({e.strerror or e})") from None
+        raise SpikegateError(f"-o {out_dir}: cannot write the build directory ({e.strerror or e})") from None
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
@@ -186,7 +186,7 @@ def compile_ir(ir_path: str, target_name: str, lanes: int | None, out_dir: str, 
 
 def _emit_verilog(prog: Program, path: str, weights: str = "rom") -> bool:
     try:
-        from spikeforge.hw.accelerator import emit_verilog
+        from spikegate.hw.accelerator import emit_verilog
     except ImportError:
         return False
     emit_verilog(prog, path, weights=weights)
@@ -194,7 +194,7 @@ def _emit_verilog(prog: Program, path: str, weights: str = "rom") -> bool:
 
 
 def _op_counts(g: Graph) -> dict:
-    from spikeforge.quantize.stats import dense_flops
+    from spikegate.quantize.stats import dense_flops
 
     fl = dense_flops(g)
     kinds: dict[str, int] = {}
@@ -208,23 +208,23 @@ def read_build(build_dir: str) -> tuple[dict, Graph, Program]:
     """Open a build directory, checking it is complete and consistent."""
     rp = os.path.join(build_dir, REPORT)
     if not os.path.isdir(build_dir):
-        raise SpikeforgeError(f"{build_dir}: not a directory (run `spikeforge compile` first)")
+        raise SpikegateError(f"{build_dir}: not a directory (run `spikegate compile` first)")
     if not os.path.isfile(rp):
-        raise SpikeforgeError(f"{build_dir}: no {REPORT}: not a spikeforge build directory, or incomplete")
+        raise SpikegateError(f"{build_dir}: no {REPORT}: not a spikegate build directory, or incomplete")
     try:
         with open(rp) as f:
             report = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SpikeforgeError(f"{rp}: corrupt ({e})") from None
+        raise SpikegateError(f"{rp}: corrupt ({e})") from None
     for key in ("lanes", "target", "ir_sha256"):
         if key not in report:
-            raise SpikeforgeError(f"{rp}: missing key {key!r}; recompile the build directory")
-    sfq = os.path.join(build_dir, "model.sfq")
-    if not os.path.isfile(sfq):
-        raise SpikeforgeError(f"{build_dir}: model.sfq is missing; recompile the build directory")
-    if hashlib.sha256(open(sfq, "rb").read()).hexdigest() != report["ir_sha256"]:
-        raise SpikeforgeError(f"{build_dir}: model.sfq does not match report.json (modified?); recompile")
-    g = load_ir(sfq)
+            raise SpikegateError(f"{rp}: missing key {key!r}; recompile the build directory")
+    sgir = os.path.join(build_dir, "model.sgir")
+    if not os.path.isfile(sgir):
+        raise SpikegateError(f"{build_dir}: model.sgir is missing; recompile the build directory")
+    if hashlib.sha256(open(sgir, "rb").read()).hexdigest() != report["ir_sha256"]:
+        raise SpikegateError(f"{build_dir}: model.sgir does not match report.json (modified?); recompile")
+    g = load_ir(sgir)
     prog = lower_to_program(g, int(report["lanes"]))
     return report, g, prog
 
@@ -234,26 +234,26 @@ def read_weight_image(build_dir: str, report: dict) -> bytes:
     ``report.json`` (size and sha256)."""
     w = report.get("weights") or {}
     if w.get("loading") != "runtime-loaded":
-        raise SpikeforgeError(f"{build_dir}: its weights are in the bitstream, not loaded at run time")
+        raise SpikegateError(f"{build_dir}: its weights are in the bitstream, not loaded at run time")
     path = os.path.join(build_dir, w.get("image") or WEIGHT_IMAGE)
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise SpikeforgeError(f"{path}: cannot read the weight image ({e.strerror or e}); recompile "
+        raise SpikegateError(f"{path}: cannot read the weight image ({e.strerror or e}); recompile "
                               f"the build directory") from None
     want = int(w.get("words", -1)) * int(w.get("bytes_per_word", 0))
     if len(data) != want:
-        raise SpikeforgeError(f"{path}: {len(data):,} bytes, report.json says {w.get('words')} words of "
+        raise SpikegateError(f"{path}: {len(data):,} bytes, report.json says {w.get('words')} words of "
                               f"{w.get('bytes_per_word')} bytes; recompile the build directory")
     if hashlib.sha256(data).hexdigest() != w.get("sha256"):
-        raise SpikeforgeError(f"{path}: sha256 does not match report.json (modified?); recompile")
+        raise SpikegateError(f"{path}: sha256 does not match report.json (modified?); recompile")
     return data
 
 
 def load_core(build_dir: str):
     """The accelerator core of a build directory, as an Amaranth component (for board wrappers)."""
-    from spikeforge.hw.accelerator import Accelerator
+    from spikegate.hw.accelerator import Accelerator
 
     report, _, prog = read_build(build_dir)
     return Accelerator(prog, weights=weights_storage(report))

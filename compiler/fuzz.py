@@ -1,9 +1,9 @@
 """Randomised end-to-end equivalence: random IR graphs through golden model, ISS and RTL.
 
-``python -m spikeforge.compiler.fuzz --count N [--seed S] [--rtl icarus|verilator|none]``
+``python -m spikegate.compiler.fuzz --count N [--seed S] [--rtl icarus|verilator|none]``
 (``make fuzz N=...``). Each graph must agree bit for bit, layer by layer (every LIF's spike count,
 then the logits). A failing case is shrunk (smaller generator settings that still fail) and saved
-under ``tests/regressions/`` as ``<name>.sfq`` + ``<name>.npy``, which ``make test`` replays.
+under ``tests/regressions/`` as ``<name>.sgir`` + ``<name>.npy``, which ``make test`` replays.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
-from spikeforge.quantize.golden import execute
-from spikeforge.quantize.irfile import save_ir
+from spikegate.quantize.golden import execute
+from spikegate.quantize.irfile import save_ir
 
 from . import iss
 from .build import compile_ir, lower_to_program
@@ -39,11 +39,11 @@ def check_graph(g, x, lanes: int, rtl: str | None, workdir: str) -> str | None:
             return f"ISS sample {b}: logits {r.logits.tolist()} != golden {gold[b].tolist()}"
     if rtl:
         from .verify import verify
-        sfq = os.path.join(workdir, "g.sfq")
-        save_ir(g, sfq)
+        sgir = os.path.join(workdir, "g.sgir")
+        save_ir(g, sgir)
         np.save(os.path.join(workdir, "x.npy"), x)
         bdir = os.path.join(workdir, "build")
-        compile_ir(sfq, "sim", lanes, bdir, predict_samples=0)
+        compile_ir(sgir, "sim", lanes, bdir, predict_samples=0)
         v = verify(bdir, os.path.join(workdir, "x.npy"), sim=rtl)
         if not v["bit_exact"]:
             return f"RTL ({rtl}): {v['mismatches'][0]}"
@@ -67,13 +67,13 @@ def shrink_and_save(seed: int, rtl: str | None, cfg: GenConfig) -> str:
     c, g, x, lanes = best
     os.makedirs(REGRESSIONS, exist_ok=True)
     name = f"fuzz_seed{seed}_lanes{lanes}"
-    save_ir(g, os.path.join(REGRESSIONS, name + ".sfq"))
+    save_ir(g, os.path.join(REGRESSIONS, name + ".sgir"))
     np.save(os.path.join(REGRESSIONS, name + ".npy"), x)
     return name
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m spikeforge.compiler.fuzz")
+    p = argparse.ArgumentParser(prog="python -m spikegate.compiler.fuzz")
     p.add_argument("--count", type=int, default=30)
     p.add_argument("--seed", type=int, default=None, help="first seed (default: random, printed)")
     p.add_argument("--rtl", default="none", choices=["none", "icarus", "verilator"])
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         if err:
             failures += 1
             name = shrink_and_save(seed, rtl, GenConfig())
-            print(f"    saved the shrunk case as tests/regressions/{name}.sfq", flush=True)
+            print(f"    saved the shrunk case as tests/regressions/{name}.sgir", flush=True)
     print(f"{a.count - failures} passed, {failures} failed ({time.time() - t0:.0f} s)")
     return 1 if failures else 0
 

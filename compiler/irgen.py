@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spikeforge.quantize.graph import Graph, Op, validate
-from spikeforge.quantize.ranges import assign_widths
+from spikegate.quantize.graph import Graph, Op, validate
+from spikegate.quantize.ranges import assign_widths
 
 
 @dataclass

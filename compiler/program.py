@@ -1,8 +1,8 @@
 """The accelerator's program: instructions, memory images and widths, produced by the compiler.
 
-The spikeforge accelerator ("SFA") is a small programmable machine that runs the IR layer by layer,
+The spikegate accelerator ("SFA") is a small programmable machine that runs the IR layer by layer,
 every layer over all T time steps, memory to memory. ``docs/accelerator.md`` specifies each
-instruction's loop nest exactly; :mod:`spikeforge.compiler.iss` executes it in Python (bit-exact
+instruction's loop nest exactly; :mod:`spikegate.compiler.iss` executes it in Python (bit-exact
 with the golden model, and the cycle model), and ``hw/accelerator.py`` implements it in Amaranth.
 
 Memories (all word-addressed):

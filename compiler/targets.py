@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spikeforge.errors import SpikeforgeError
+from spikegate.errors import SpikegateError
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Target:
     external_bits: int = 0  # off-chip memory usable for weights/activations
     spram_blocks: int = 0   # SB_SPRAM256KA instances (16K x 16 each)
     default_lanes: int = 8
-    board: str | None = None  # board_targets name for `spikeforge synth`
+    board: str | None = None  # board_targets name for `spikegate synth`
 
 
 TARGETS: dict[str, Target] = {t.name: t for t in [
@@ -35,7 +35,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
            64 * 2**20, 10**6, 0, 10**6, default_lanes=8),
     Target("large", "sizing target with 1 GiB external memory (paper presets)", "sim", 200.0, 10**9, 10**9,
            64 * 2**20, 10**6, 0, 10**6, external_bits=8 * 2**30, default_lanes=32),
-    # Clocks are what the shipped builds meet with margin (seed 1, `spikeforge synth`): the default
+    # Clocks are what the shipped builds meet with margin (seed 1, `spikegate synth`): the default
     # model at 8 lanes closes at 101.7 MHz on the ULX3S requesting 60 MHz (99.6 to 108.7 over
     # seeds 1 to 8, median 105.8; PLL from 25; its worst paths are the host link's argmax and
     # the program ROM into the opcode flags; the requested clock does not change nextpnr's
@@ -62,4 +62,4 @@ def get_target(name: str) -> Target:
     try:
         return TARGETS[name]
     except KeyError:
-        raise SpikeforgeError(f"unknown target {name!r}; known targets: {', '.join(TARGETS)}") from None
+        raise SpikegateError(f"unknown target {name!r}; known targets: {', '.join(TARGETS)}") from None

@@ -1,4 +1,4 @@
-"""`spikeforge verify`: the emitted Verilog against the golden model, image by image.
+"""`spikegate verify`: the emitted Verilog against the golden model, image by image.
 
 For each input: the golden model gives the integer logits and, per LIF, the spikes; the ISS gives
 the predicted cycles; the RTL (under cocotb, on Verilator or Icarus) gives logits, measured cycles
@@ -15,10 +15,10 @@ import shutil
 
 import numpy as np
 
-from spikeforge.errors import SpikeforgeError
-from spikeforge.io import check_images, load_array
-from spikeforge.quantize import intops
-from spikeforge.quantize.golden import execute
+from spikegate.errors import SpikegateError
+from spikegate.io import check_images, load_array
+from spikegate.quantize import intops
+from spikegate.quantize.golden import execute
 
 from . import iss
 from .build import read_build
@@ -29,21 +29,21 @@ SIMS = ("verilator", "icarus")
 
 def _simulate(build_dir: str, prog, pixels: np.ndarray, sim: str, capture: list[int] | None = None,
               backpressure: float = 0.0) -> list[dict]:
-    from spikeforge.rtl_tests.cocotb_util import run_cocotb
+    from spikegate.rtl_tests.cocotb_util import run_cocotb
 
-    from spikeforge.hw.spram import sim_sources
+    from spikegate.hw.spram import sim_sources
 
     from .build import REPORT, WEIGHT_IMAGE
 
     verilog = os.path.abspath(os.path.join(build_dir, "accelerator.v"))
     if not os.path.isfile(verilog):
-        raise SpikeforgeError(f"{build_dir}: accelerator.v is missing; recompile with `spikeforge compile`")
+        raise SpikegateError(f"{build_dir}: accelerator.v is missing; recompile with `spikegate compile`")
     with open(verilog) as f:
         sources = [verilog] + [str(p) for p in sim_sources(f.read())]   # vendor primitive models
     with open(os.path.join(build_dir, REPORT)) as f:     # (read_build checked it already)
         report = json.load(f)
     if sim == "icarus" and shutil.which("iverilog") is None:
-        raise SpikeforgeError("--sim icarus: iverilog is not installed (apt-get install iverilog)")
+        raise SpikegateError("--sim icarus: iverilog is not installed (apt-get install iverilog)")
     work = os.path.abspath(os.path.join(build_dir, f"sim-{sim}"))  # cocotb runs in another directory
     os.makedirs(work, exist_ok=True)
     px_path = os.path.join(work, "pixels.npy")
@@ -61,7 +61,7 @@ def _simulate(build_dir: str, prog, pixels: np.ndarray, sim: str, capture: list[
         read_weight_image(build_dir, report)            # (checked against report.json)
         cfg.update(weights=os.path.abspath(os.path.join(build_dir, weights.get("image") or WEIGHT_IMAGE)),
                    weight_bytes_per_word=int(weights["bytes_per_word"]))
-    from spikeforge import progress
+    from spikegate import progress
 
     cfg["progress"] = os.path.join(work, "progress.txt")
     progress.remove(cfg["progress"])
@@ -71,16 +71,16 @@ def _simulate(build_dir: str, prog, pixels: np.ndarray, sim: str, capture: list[
             bar.refresh()
         with progress.poll(lambda: progress.read_text(cfg["progress"]), done):
             try:
-                run_cocotb(sources, "sfa_top", "spikeforge.rtl_tests.tb_verify", sim, work, config=cfg)
+                run_cocotb(sources, "sfa_top", "spikegate.rtl_tests.tb_verify", sim, work, config=cfg)
             except AssertionError as e:
-                raise SpikeforgeError(f"RTL simulation failed: {str(e).splitlines()[0]}") from None
+                raise SpikegateError(f"RTL simulation failed: {str(e).splitlines()[0]}") from None
     with open(out_path) as f:
         return json.load(f)
 
 
 def verify(build_dir: str, inputs_path: str, sim: str = "verilator", backpressure: float = 0.0) -> dict:
     if sim not in SIMS:
-        raise SpikeforgeError(f"--sim must be one of {', '.join(SIMS)}, not {sim!r}")
+        raise SpikegateError(f"--sim must be one of {', '.join(SIMS)}, not {sim!r}")
     report, g, prog = read_build(build_dir)
     qi = g.ops[0].attrs
     x = check_images(load_array(inputs_path), qi["channels"], inputs_path, size=qi["size"])

@@ -1,4 +1,4 @@
-"""The external interface every spikeforge accelerator core presents.
+"""The external interface every spikegate accelerator core presents.
 
 One definition shared by the compiler (which builds cores), the board wrappers (which connect a core
 to a host link) and the testbenches (which drive it):

@@ -1,4 +1,4 @@
-"""The spikeforge accelerator (SFA): a memory-to-memory machine that runs a compiled ``Program``.
+"""The spikegate accelerator (SFA): a memory-to-memory machine that runs a compiled ``Program``.
 
 ``docs/accelerator.md`` is the specification; ``compiler/iss.py`` the executable reference this
 RTL matches bit for bit (logits) and cycle for cycle (``compiler/cycle_model.py``).
@@ -11,26 +11,26 @@ Structure (one ``wiring.Component`` per block):
   THRESH, and the program ROM of encoded instruction words. ATTN's ``K^T V`` scratch lives inside
   its engine. WMEM is block RAM initialised with the weights (``weights="rom"``, the default), or
   (``weights="spram"``, for builds whose weights are runtime-loaded) the iCE40's SB_SPRAM256KA
-  blocks (:class:`~spikeforge.hw.spram.SPRAMWeightMemory`, same read timing), written through
-  the extra ``weights`` port (:func:`~spikeforge.hw.accel_interface.weight_port_signature`) before
+  blocks (:class:`~spikegate.hw.spram.SPRAMWeightMemory`, same read timing), written through
+  the extra ``weights`` port (:func:`~spikegate.hw.accel_interface.weight_port_signature`) before
   the first image. With more than one lane (the CONV engine's deep ACC pipeline) the engine takes
   WMEM's word three cycles after its address: the block RAM WMEM is then a
-  :class:`~spikeforge.hw.banked_rom.BankedROM` (banks of ``wmem_bank_words``, one block RAM deep,
+  :class:`~spikegate.hw.banked_rom.BankedROM` (banks of ``wmem_bank_words``, one block RAM deep,
   each registered on its own, groups of banks a cycle later, the group mux a cycle after that), the
-  SPRAM one gets two registers. ACT is then a :class:`~spikeforge.hw.banked_ram.BankedRAM`, and
+  SPRAM one gets two registers. ACT is then a :class:`~spikegate.hw.banked_ram.BankedRAM`, and
   ACT's and ACC's words are registered behind their block RAMs when the reading engine takes them
-  (``take``: :func:`~spikeforge.hw.sfa_common.read_sig`).
+  (``take``: :func:`~spikegate.hw.sfa_common.read_sig`).
 * **Sequencer** (here): after a reset ``CLEAR`` zeroes the ACC banks (``acc_words`` cycles, before
   the first pixel is accepted); ``FETCH`` reads the instruction at ``pc`` (ROM word ``2*pc``,
-  decoded through :func:`~spikeforge.hw.sfa_common.instr_layout`), ``DEC1`` registers it and reads
+  decoded through :func:`~spikegate.hw.sfa_common.instr_layout`), ``DEC1`` registers it and reads
   its products (word ``2*pc + 1``: ``h*w``, ``ho*wo``, ``cin*h*w``, ``cout*ho*wo``, lane and tap
   groups, computed by the compiler: ``compiler/program.py: rom_image``), ``DEC2`` registers those,
   ``DEC3`` starts the engine of the opcode, ``RUN`` waits for its
   ``done``; then ``pc`` moves on (after OUTPUT back to 0: the next image).
-* **Engines** (``hw/sfa_*.py``): :class:`~spikeforge.hw.sfa_io.InputEngine`,
-  :class:`~spikeforge.hw.sfa_conv.ConvEngine` (CONV and HEAD),
-  :class:`~spikeforge.hw.sfa_lif.LIFEngine`, :class:`~spikeforge.hw.sfa_attn.AttnEngine`,
-  :class:`~spikeforge.hw.sfa_io.SumEngine`, :class:`~spikeforge.hw.sfa_io.OutputEngine`. Each
+* **Engines** (``hw/sfa_*.py``): :class:`~spikegate.hw.sfa_io.InputEngine`,
+  :class:`~spikegate.hw.sfa_conv.ConvEngine` (CONV and HEAD),
+  :class:`~spikegate.hw.sfa_lif.LIFEngine`, :class:`~spikegate.hw.sfa_attn.AttnEngine`,
+  :class:`~spikegate.hw.sfa_io.SumEngine`, :class:`~spikegate.hw.sfa_io.OutputEngine`. Each
   drives its own view of the memory ports; the ports are multiplexed by the running opcode.
 * **Cycle counter**: ``cycles`` counts clock cycles from the first accepted pixel to the last
   accepted logit, both included; ``busy`` is high from the cycle after the first pixel until the
@@ -53,8 +53,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.compiler.cycle_model import deep_acc_pipeline
-from spikeforge.compiler.program import (FIELDS, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT,
+from spikegate.compiler.cycle_model import deep_acc_pipeline
+from spikegate.compiler.program import (FIELDS, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT,
                                          OP_SUM, Program, rom_image)
 
 from .accel_interface import accelerator_signature, weight_port_signature
@@ -461,7 +461,7 @@ def registered_read_port(m: Module, memory: Memory, name: str) -> SimpleNamespac
 def emit_verilog(program: Program, path, name: str = "sfa_top", *, weights: str = "rom") -> None:
     """Write the Verilog of ``Accelerator(program, weights=weights)`` to ``path`` (atomically; the
     same program gives the same bytes). With ``weights="spram"`` the text names the vendor
-    primitive ``SB_SPRAM256KA``; simulations add :data:`spikeforge.hw.spram.SIM_MODEL`."""
+    primitive ``SB_SPRAM256KA``; simulations add :data:`spikegate.hw.spram.SIM_MODEL`."""
     from amaranth.back import verilog
 
     text = verilog.convert(Accelerator(program, weights=weights), name=name, emit_src=False)

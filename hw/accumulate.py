@@ -9,7 +9,7 @@ multiplier. After the map's ``end`` event the accumulators are read out in ``C, 
 ``y = (acc << shift[c]) + bias[c]`` (``intops.conv``) and cleared as they are read.
 
 The same engine with a multi-bit input value per event (``value_bits``) is the
-:class:`~spikeforge.hw.multibit.MultibitLinearUnit`: there the weight is multiplied by the value.
+:class:`~spikegate.hw.multibit.MultibitLinearUnit`: there the weight is multiplied by the value.
 
 Memory organisation (per lane ``j``; ``chunks = ceil(cout / P)``):
 
@@ -421,7 +421,7 @@ class AccumulateEngine(_ScatterEngine):
 
     Ports
     -----
-    events : In(stream of :func:`~spikeforge.hw.event_encoder.event_layout`)
+    events : In(stream of :func:`~spikegate.hw.event_encoder.event_layout`)
         Address events ``(c, y, x)`` of the input spike map, then ``end``.
     o : Out(stream of :func:`output_layout`)
         ``cout * Ho * Wo`` values in ``C, H, W`` order; ``last`` on the final one.

@@ -8,7 +8,7 @@ Per head, on binary ``Q``, ``K``, ``V`` of ``N`` tokens by ``d`` channels:
 2. ``Y8 = Q KV``: for every token, the rows of ``KV`` selected by ``q``'s spikes are summed
    (``d`` adders). Cost: one cycle per spike of ``q``.
 3. The ``d`` values ``Y8[n, :]`` go one per cycle through the attention LIF
-   (:class:`~spikeforge.hw.lif_unit.LIFUnit` with threshold 4: ``Y8`` is ``8 * Y`` and the float
+   (:class:`~spikegate.hw.lif_unit.LIFUnit` with threshold 4: ``Y8`` is ``8 * Y`` and the float
    threshold is 0.5), membranes kept across the ``T`` time steps.
 
 Rows of ``KV`` not yet written in the current head read as 0 (a ``d``-bit "touched" mask),

@@ -42,9 +42,9 @@ __all__ = ["BankedRAM"]
 class BankedRAM(BankSplit, wiring.Component):
     """``depth`` words of ``shape``, in banks of ``bank_words`` words (a power of two: the low
     address bits address a bank, the high ones select it; the last bank holds the rest, padded as
-    :meth:`~spikeforge.hw.banked_rom.BankSplit.memory_depth` says).
+    :meth:`~spikegate.hw.banked_rom.BankSplit.memory_depth` says).
 
-    Members ``read`` (a :func:`~spikeforge.hw.sfa_common.read_sig` with ``take``, flipped) and
+    Members ``read`` (a :func:`~spikegate.hw.sfa_common.read_sig` with ``take``, flipped) and
     ``write`` (``addr``, ``data``, ``en`` in: the word is written at the clock edge ending the cycle
     ``en`` is high)."""
 

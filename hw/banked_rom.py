@@ -42,7 +42,7 @@ READ_LATENCY = 3        # cycles from a read's address to its word on ``data``
 
 class BankSplit:
     """``_depth`` words in banks of ``_bank_words`` (a power of two), as :class:`BankedROM` and
-    :class:`~spikeforge.hw.banked_ram.BankedRAM` split them: the low address bits address a bank,
+    :class:`~spikegate.hw.banked_ram.BankedRAM` split them: the low address bits address a bank,
     the high ones select it, the last bank holds the rest."""
 
     @staticmethod
@@ -81,7 +81,7 @@ class BankedROM(BankSplit, wiring.Component):
     words are 0), in banks of ``bank_words`` words (a power of two: the low address bits address
     a bank, the high ones select it; the last bank holds the rest).
 
-    Member ``read`` (a :func:`~spikeforge.hw.sfa_common.read_sig` flipped: ``addr`` and ``en`` in,
+    Member ``read`` (a :func:`~spikegate.hw.sfa_common.read_sig` flipped: ``addr`` and ``en`` in,
     ``data`` out): ``data`` is the word at the address given ``READ_LATENCY`` (three) cycles
     earlier (see the module docstring), held while ``en`` is low."""
 

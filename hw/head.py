@@ -1,7 +1,7 @@
 """The network's tail: spatial sum, classifier head accumulated over time steps, argmax.
 
 ``x = spatial_sum(stream)`` (``intops.spatial_sum``: sum over the ``N`` tokens of each channel,
-``N`` times the float model's mean) -> LIF (a :class:`~spikeforge.hw.lif_unit.LIFUnit` with
+``N`` times the float model's mean) -> LIF (a :class:`~spikegate.hw.lif_unit.LIFUnit` with
 ``size=1``) -> ``logits = sum over T and over heads of W s + b`` (``intops.head``) ->
 ``argmax`` (``intops.argmax``: the first maximum wins).
 """
@@ -85,8 +85,8 @@ class HeadAccumulator(wiring.Component):
     The heads (``head`` and, with distillation, ``head_kd``) share their input, so their weights
     are added once at construction (``W = sum_h W_h``: exact, one more bit) and the biases enter
     once per sample as ``T * sum_h b_h``. The spikes go through a
-    :class:`~spikeforge.hw.event_encoder.SpikeEventEncoder` (rows of one bit) into an
-    :class:`~spikeforge.hw.accumulate.AccumulateEngine` configured as a linear layer
+    :class:`~spikegate.hw.event_encoder.SpikeEventEncoder` (rows of one bit) into an
+    :class:`~spikegate.hw.accumulate.AccumulateEngine` configured as a linear layer
     (kernel 1 on a 1x1 map) with ``frames = T``.
 
     Parameters (keyword-only)

@@ -1,8 +1,8 @@
 """The host link: a framed request/response protocol over a byte stream (the UART), driving one
-accelerator core (any component with the signature of :mod:`spikeforge.hw.accel_interface`).
+accelerator core (any component with the signature of :mod:`spikegate.hw.accel_interface`).
 
 The protocol is specified in ``docs/host-protocol.md``; the constants below are its single source
-(the host client, :mod:`spikeforge.host`, imports them). Layers, each a ``wiring.Component``:
+(the host client, :mod:`spikegate.host`, imports them). Layers, each a ``wiring.Component``:
 
 * :class:`Deframer`  bytes -> frame events (header, payload bytes, end with checksum verdict, or
   timeout). Drops bytes outside frames; an inter-byte timeout resets it, so a truncated frame
@@ -28,9 +28,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.hw.accel_interface import (CYCLE_COUNTER_BITS, accelerator_signature,
+from spikegate.hw.accel_interface import (CYCLE_COUNTER_BITS, accelerator_signature,
                                            weight_port_signature)
-from spikeforge.hw.uart import UARTRx, UARTTx, byte_stream
+from spikegate.hw.uart import UARTRx, UARTTx, byte_stream
 
 __all__ = [
     "PROTOCOL_VERSION", "PROTOCOL_VERSION_WEIGHTS", "SYNC", "RESPONSE_FLAG", "ERROR_RESPONSE", "Cmd",
@@ -141,7 +141,7 @@ def accel_widths(core) -> tuple[int, int]:
 
 def accel_weights(core) -> tuple[int, int] | None:
     """``(addr_bits, word_bits)`` of a core's runtime weight port (``weights``, an ``In`` member of
-    :func:`~spikeforge.hw.accel_interface.weight_port_signature`), or ``None`` if it has none
+    :func:`~spikegate.hw.accel_interface.weight_port_signature`), or ``None`` if it has none
     (its weights are in the bitstream)."""
     members = core.signature.members
     if "weights" not in members:

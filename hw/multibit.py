@@ -3,7 +3,7 @@
 Two layers of the network see multi-bit inputs: the first conv (7x7 stride 2 on the quantised
 pixels) and SepConv's ``pwconv2`` (1x1 on the depthwise conv's integer output). This unit runs
 them through the same scatter engine as the spiking layers
-(:class:`~spikeforge.hw.accumulate.AccumulateEngine`), with one change: each input element is an
+(:class:`~spikegate.hw.accumulate.AccumulateEngine`), with one change: each input element is an
 event carrying its value, and each lane adds ``w * value`` instead of ``w``.
 
 Arithmetic choice: one **multiplier per lane** (``weight_bits x in_bits``, signed), registered
@@ -93,12 +93,12 @@ class MultibitLinearUnit(wiring.Component):
     Parameters (keyword-only)
     -------------------------
     cin, cout, height, width, kernel, stride, padding, depthwise
-        The convolution, as for :class:`~spikeforge.hw.accumulate.AccumulateEngine` (kernel 1, 3
+        The convolution, as for :class:`~spikegate.hw.accumulate.AccumulateEngine` (kernel 1, 3
         or 7, stride 1 or 2). A linear layer is kernel 1 on a 1x1 map.
     in_bits : int
         Signed width of the input values.
     weights, weight_bits, acc_bits, out_bits, shift, bias, lanes
-        As for :class:`~spikeforge.hw.accumulate.AccumulateEngine`; ``lanes`` multipliers.
+        As for :class:`~spikegate.hw.accumulate.AccumulateEngine`; ``lanes`` multipliers.
 
     Ports
     -----

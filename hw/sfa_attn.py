@@ -39,7 +39,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.compiler.cycle_model import deep_acc_pipeline
+from spikegate.compiler.cycle_model import deep_acc_pipeline
 
 from .sfa_common import MachineConfig, derived_layout, instr_layout, read_sig, write_sig
 

@@ -1,7 +1,7 @@
 """Shared pieces of the SFA accelerator (``hw/accelerator.py``) and its engines (``hw/sfa_*.py``).
 
 * :class:`MachineConfig`: every width and memory size of one accelerator, taken from a
-  :class:`~spikeforge.compiler.program.Program`: the data widths are the IR's declared widths
+  :class:`~spikegate.compiler.program.Program`: the data widths are the IR's declared widths
   (the range analysis), copied, never re-derived here; nothing is hard-coded.
 * :func:`instr_layout`: the instruction word as an Amaranth ``StructLayout`` mirroring
   ``compiler/program.py: FIELDS`` (LSB first, so ``Instr.encode`` and the layout agree bit for bit).
@@ -24,8 +24,8 @@ from amaranth.hdl import Const, Mux, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.compiler.cycle_model import deep_acc_pipeline
-from spikeforge.compiler.program import FIELDS, OP_ATTN, Program, derived_widths, field_widths
+from spikegate.compiler.cycle_model import deep_acc_pipeline
+from spikegate.compiler.program import FIELDS, OP_ATTN, Program, derived_widths, field_widths
 
 __all__ = ["MachineConfig", "instr_layout", "derived_layout", "read_sig", "write_sig", "small_mul",
            "tree_sum", "derived_or_zero", "ADDR_BITS", "FIELD_BITS", "WMEM_BANK_WORDS"]

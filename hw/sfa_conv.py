@@ -45,7 +45,7 @@ the groups' in the group registers in TW, and the group mux's word in a register
 multipliers in T3); in T3
 the ACC word(s) are registered and each lane registers the operands of its addend: its weight
 (SPIKE), ``x * weight`` (INT) or its bias (lane ``p`` is an
-:class:`~spikeforge.hw.datapath.AccumulateLane` with registered operands); in T4 it selects the
+:class:`~spikegate.hw.datapath.AccumulateLane` with registered operands); in T4 it selects the
 addend and adds it to the registered word into a register, which T5 writes back. The deep
 pipeline's ACC read ports are not transparent (``hw/accelerator.py``), so a tap issued one, two or
 three cycles after another one to the same word would read a stale word (the third: its TW read
@@ -74,7 +74,7 @@ and in the next (R3) write it to ACT. Separate stages because a block RAM's cloc
 lane sum, the aligner and two adders in one cycle were the ECP5's critical path, then the eight
 banks' sum from registers across the die, and the aligner with its adder and the route to the ACT
 block RAM the UP5K's. ``align(acc, shift) + b``
-is an :class:`~spikeforge.hw.datapath.AlignBias`.
+is an :class:`~spikegate.hw.datapath.AlignBias`.
 
 The lanes and the readout are the components ``rtl_tests/test_formal.py`` proves equal to their
 integer definitions (``quantize/intops.py``), at the widths :func:`lane_widths` and
@@ -95,8 +95,8 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.compiler.cycle_model import deep_acc_pipeline
-from spikeforge.compiler.program import OP_HEAD
+from spikegate.compiler.cycle_model import deep_acc_pipeline
+from spikegate.compiler.program import OP_HEAD
 
 from .datapath import AccumulateLane, AlignBias
 from .params import bits_for
@@ -127,7 +127,7 @@ class ConvEngine(wiring.Component):
     the cycle before ``start`` on and its products on ``drv`` from ``start`` on, both held until
     ``done``; ``done`` pulses in the cycle of the last memory write). ``wmem_r`` delivers a word
     one cycle after its address with one lane, three cycles after it with the deep pipeline (a
-    :class:`~spikeforge.hw.banked_rom.BankedROM`: the weights are registered in T3 either way)."""
+    :class:`~spikegate.hw.banked_rom.BankedROM`: the weights are registered in T3 either way)."""
 
     def __init__(self, cfg: MachineConfig):
         if not isinstance(cfg, MachineConfig):

@@ -18,7 +18,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from spikeforge.compiler.cycle_model import deep_acc_pipeline
+from spikegate.compiler.cycle_model import deep_acc_pipeline
 
 from .accel_interface import logit_stream, pixel_stream
 from .sfa_common import MachineConfig, derived_layout, instr_layout, read_sig, write_sig

@@ -10,7 +10,7 @@ block RAM's clock-to-output out of the membrane's add-compare-select, which was 
 critical path; the membrane recurrence itself, ``v`` to ``v``, stays one cycle.) ``spikes`` holds
 the spike count of the last LIF instruction (for verification).
 
-The membrane update is :class:`~spikeforge.hw.datapath.LIFStep`, the component
+The membrane update is :class:`~spikegate.hw.datapath.LIFStep`, the component
 ``rtl_tests/test_formal.py`` proves equal to ``intops.lif_step`` (at the widths :func:`lif_step_widths`
 gives it); the engine only sequences it. ``v`` is ``state_bits`` wide and ``h2`` ``membrane_bits``
 (the IR's declared state and membrane widths).

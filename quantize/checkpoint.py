@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from spikeforge.errors import CheckpointError
+from spikegate.errors import CheckpointError
 from .model import MetaSpikeFormer, ModelConfig, preset
 
 # Checkpoints shipped inside the package, reachable by name wherever a CKPT path is accepted.
@@ -136,7 +136,7 @@ def infer_config(ck: LoadedCheckpoint, heads: int | None = None, T: int | None =
     img = ck.args.get("input_size", ck.args.get("img_size"))
     img = int(img) if isinstance(img, int) and img >= 8 else 224
     T = T or ck.raw_T or 1
-    if heads is None:  # not derivable from shapes: spikeforge's own checkpoints record it in args
+    if heads is None:  # not derivable from shapes: spikegate's own checkpoints record it in args
         h = ck.args.get("num_heads")
         heads = int(h) if isinstance(h, int) and h > 0 else 8
     try:

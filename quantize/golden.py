@@ -1,7 +1,7 @@
 """The golden model: executes an op graph exactly (integers) or in float64 (the lowered float graph).
 
 In ``int`` mode this is the single source of truth for every later stage: the RTL is correct exactly
-when it matches this, bit for bit. Every op comes from :mod:`spikeforge.quantize.intops`. Each
+when it matches this, bit for bit. Every op comes from :mod:`spikegate.quantize.intops`. Each
 result is checked against the width the IR declares for it; a value that leaves its width raises
 :class:`WidthError` naming the op (it cannot happen for a graph whose widths came from the range
 analysis, which is the point of checking).
@@ -15,13 +15,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spikeforge.errors import SpikeforgeError
+from spikegate.errors import SpikegateError
 
 from . import intops
 from .graph import Graph, Op
 
 
-class WidthError(SpikeforgeError):
+class WidthError(SpikegateError):
     """A value left the bit width its op declares."""
 
 
@@ -195,16 +195,16 @@ def write_trace(g: Graph, trace: dict, out_dir: str) -> list[str]:
     return written
 
 
-def evaluate_sfq(path: str, data: str = "digits") -> dict:
+def evaluate_ir(path: str, data: str = "digits") -> dict:
     """Top-1 of the golden model on the held-out digits split."""
     from .irfile import load_ir
     from .data import digits_split_xy
 
     g = load_ir(path)
     if data != "digits":
-        raise SpikeforgeError(f"--data {data!r} is not known; use --data digits")
+        raise SpikegateError(f"--data {data!r} is not known; use --data digits")
     if g.ops[0].attrs["channels"] != 1:
-        raise SpikeforgeError(f"{path}: the model takes {g.ops[0].attrs['channels']} input channels; "
+        raise SpikegateError(f"{path}: the model takes {g.ops[0].attrs['channels']} input channels; "
                               "the digits have 1")
     x, y = digits_split_xy(split="test", img_size=g.ops[0].attrs["size"])
     logits = np.concatenate([execute(g, x[i:i + 256]) for i in range(0, len(x), 256)])

@@ -1,4 +1,4 @@
-"""The spikeforge op graph: one explicit IR shared by the lowered float graph and the integer model.
+"""The spikegate op graph: one explicit IR shared by the lowered float graph and the integer model.
 
 A graph is a list of ops in execution order. Each op produces one tensor named after the op (its
 checkpoint module path, e.g. ``ConvBlock1_1.0.Conv.lif1``); ``inputs`` name earlier tensors or

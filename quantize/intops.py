@@ -1,4 +1,4 @@
-"""The integer operations of the spikeforge IR: the living definition of each op.
+"""The integer operations of the spikegate IR: the living definition of each op.
 
 Everything downstream (the golden model, the RTL testbenches, the ONNX integer export) uses these
 functions; nothing re-implements them. ``docs/integer-semantics.md`` states the same definitions in

@@ -1,4 +1,4 @@
-"""The ``.sfq`` file: a versioned, self-describing container for the integer IR.
+"""The ``.sgir`` file: a versioned, self-describing container for the integer IR.
 
 Layout: a ZIP archive holding ``ir.json`` (format name, version, model configuration, metadata and
 the op list with attributes, declared widths and a manifest of every tensor: file, dtype, shape,
@@ -21,19 +21,19 @@ import zipfile
 
 import numpy as np
 
-from spikeforge.errors import SpikeforgeError
-from spikeforge.io import atomic_path
+from spikegate.errors import SpikegateError
+from spikegate.io import atomic_path
 
 from .graph import OP_SPEC, Graph, GraphError, Op, validate
 from .ranges import RangeError, check_widths
 
-FORMAT = "spikeforge-ir"
+FORMAT = "sgir"
 VERSION = 1
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-class IRFileError(SpikeforgeError):
-    """An .sfq file is missing, truncated, tampered with or otherwise invalid."""
+class IRFileError(SpikegateError):
+    """An .sgir file is missing, truncated, tampered with or otherwise invalid."""
 
 
 def _npy_bytes(a: np.ndarray) -> bytes:
@@ -71,7 +71,7 @@ def to_bytes(g: Graph) -> bytes:
                          "attrs": _jsonable(o.attrs), "widths": dict(sorted(o.widths.items())),
                          "params": params})
     header = {"format": FORMAT, "version": VERSION,
-              "semantics": "docs/integer-semantics.md (spikeforge IR version 1)",
+              "semantics": "docs/integer-semantics.md (spikegate IR version 1)",
               "meta": _jsonable(g.meta), "ops": ops_json}
     hbytes = json.dumps(header, indent=1, sort_keys=True).encode()
     buf = io.BytesIO()
@@ -86,7 +86,7 @@ def to_bytes(g: Graph) -> bytes:
 
 def save_ir(g: Graph, path: str) -> None:
     data = to_bytes(g)
-    with atomic_path(path, ".sfq") as tmp:
+    with atomic_path(path, ".sgir") as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
 
@@ -96,16 +96,28 @@ def _need(cond: bool, path: str, msg: str) -> None:
         raise IRFileError(f"{path}: {msg}")
 
 
+def is_ir_file(path: str) -> bool:
+    """Whether ``path`` is an IR file (by its contents, never by its name): a ZIP archive with an
+    ``ir.json`` header. Checkpoints, embedded model names and missing files are not."""
+    if not os.path.isfile(path) or not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as z:
+            return "ir.json" in z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 def load_ir(path: str) -> Graph:
     _need(os.path.exists(path), path, "no such file")
     _need(os.path.isfile(path), path, "not a file")
     try:
         z = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
-        raise IRFileError(f"{path}: not an .sfq file, or truncated (no valid archive directory)") from None
+        raise IRFileError(f"{path}: not an .sgir file, or truncated (no valid archive directory)") from None
     with z:
         names = set(z.namelist())
-        _need("ir.json" in names, path, "no ir.json header inside: not an .sfq file")
+        _need("ir.json" in names, path, "no ir.json header inside: not an .sgir file")
         try:
             header = json.loads(z.read("ir.json"))
         except (zipfile.BadZipFile, OSError, EOFError) as e:
@@ -115,8 +127,8 @@ def load_ir(path: str) -> Graph:
         _need(isinstance(header, dict) and header.get("format") == FORMAT, path,
               f"format is {header.get('format') if isinstance(header, dict) else None!r}, not {FORMAT!r}")
         ver = header.get("version")
-        _need(ver == VERSION, path, f"IR version {ver!r}; this spikeforge reads version {VERSION}"
-              + (" (written by a newer spikeforge: upgrade)" if isinstance(ver, int) and ver > VERSION else ""))
+        _need(ver == VERSION, path, f"IR version {ver!r}; this spikegate reads version {VERSION}"
+              + (" (written by a newer spikegate: upgrade)" if isinstance(ver, int) and ver > VERSION else ""))
         ops_json = header.get("ops")
         _need(isinstance(ops_json, list) and ops_json, path, "header has no op list")
         meta = header.get("meta")

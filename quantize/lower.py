@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikeforge.errors import SpikeforgeError
+from spikegate.errors import SpikegateError
 
 from .graph import Graph, Op, validate
 from .lif import MultiStepLIF
@@ -199,12 +199,12 @@ def check_supported(model: nn.Module) -> None:
     bad = [f"{n} ({type(m).__name__})" for n, m in model.named_modules()
            if not isinstance(m, SUPPORTED_MODULES)]
     if bad:
-        raise SpikeforgeError(f"unsupported layers: {', '.join(bad)}; spikeforge lowers Meta-SpikeFormer "
+        raise SpikegateError(f"unsupported layers: {', '.join(bad)}; spikegate lowers Meta-SpikeFormer "
                               "modules only")
 
 
 def lower(model: MetaSpikeFormer) -> Graph:
     check_supported(model)
     if model.training:
-        raise SpikeforgeError("lower() needs a model in eval mode (BatchNorm uses running statistics)")
+        raise SpikegateError("lower() needs a model in eval mode (BatchNorm uses running statistics)")
     return _Builder(model).build()

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikeforge.io import atomic_path
+from spikegate.io import atomic_path
 
 from .lif import MultiStepLIF
 from .model import MetaSpikeFormer, MS_Block, MS_ConvBlock, MS_DownSampling, RepConv
@@ -211,9 +211,9 @@ def export_float_onnx(model: MetaSpikeFormer, path: str, T: int | None = None,
                               dynamic_axes=dyn, opset_version=OPSET, do_constant_folding=True,
                               dynamo=False)
             proto = onnx.load(tmp)
-            proto.producer_name = "spikeforge"
-            meta = {"spikeforge.kind": "float", "spikeforge.T": str(T),
-                    "spikeforge.config": json.dumps(cfg.replace(T=T).to_json(), sort_keys=True)}
+            proto.producer_name = "spikegate"
+            meta = {"spikegate.kind": "float", "spikegate.T": str(T),
+                    "spikegate.config": json.dumps(cfg.replace(T=T).to_json(), sort_keys=True)}
             for k, v in meta.items():
                 p = proto.metadata_props.add()
                 p.key, p.value = k, v

@@ -1,7 +1,7 @@
 """ONNX export of the integer IR: standard ONNX integer ops that reproduce the golden model exactly.
 
 The exported graph takes ``images`` ``[B, C, H, W]`` float32 (B dynamic) and returns ``logits``
-``[B, K]`` int64: bit for bit what :func:`spikeforge.quantize.golden.execute` returns (``mode="int"``)
+``[B, K]`` int64: bit for bit what :func:`spikegate.quantize.golden.execute` returns (``mode="int"``)
 for the same T. Each IR op kind becomes the integer ops below (the definitions are
 ``docs/integer-semantics.md`` and ``quantize/intops.py``):
 
@@ -45,8 +45,8 @@ import os
 
 import numpy as np
 
-from spikeforge.errors import SpikeforgeError
-from spikeforge.io import atomic_path
+from spikegate.errors import SpikegateError
+from spikegate.io import atomic_path
 
 from .graph import Graph, validate
 
@@ -232,7 +232,7 @@ def build_int_onnx(g: Graph, T: int | None = None, debug_outputs: list[str] | tu
     validate(g, integer=True)
     T = int(g.meta.get("T", 1) if T is None else T)
     if T < 1:
-        raise SpikeforgeError(f"T must be >= 1, not {T}")
+        raise SpikegateError(f"T must be >= 1, not {T}")
     b = _Builder()
     TP, helper = b.TP, b.helper
     C, H, W = (int(v) for v in g.ops[0].shape)
@@ -289,7 +289,7 @@ def build_int_onnx(g: Graph, T: int | None = None, debug_outputs: list[str] | tu
             w = np.asarray(o.params["weight"], dtype=np.int64)  # [n_heads, K, C]
             bias = np.asarray(o.params["bias"], dtype=np.int64)  # [n_heads, K]
             if len(ops[o.inputs[0]].shape) != 1:
-                raise SpikeforgeError(f"op {o.name}: the head reads a [C] spike vector, not "
+                raise SpikegateError(f"op {o.name}: the head reads a [C] spike vector, not "
                                       f"{list(ops[o.inputs[0]].shape)}")
             cin = w.shape[2]
             if varying and T > 1:
@@ -306,22 +306,22 @@ def build_int_onnx(g: Graph, T: int | None = None, debug_outputs: list[str] | tu
     outputs = [helper.make_tensor_value_info("logits", TP.INT64, ["batch", K])]
     for name in debug_outputs:
         if name not in env or ops[name].kind == "head":
-            raise SpikeforgeError(f"debug output {name!r}: no such op (or the head: that is 'logits')")
+            raise SpikegateError(f"debug output {name!r}: no such op (or the head: that is 'logits')")
         shape = [int(v) for v in ops[name].shape]
         y = b.op("Reshape", [tiled(name, 1 + len(shape)), b.i64([shape[0], T, -1] + shape[1:])], name)
         b.op("Transpose", [y], name, out=f"debug/{name}", perm=[1, 2, 0] + list(range(3, 2 + len(shape))))
         outputs.append(helper.make_tensor_value_info(f"debug/{name}", TP.INT64, [T, "batch"] + shape))
     graph = helper.make_graph(
-        b.nodes, "spikeforge_int",
+        b.nodes, "spikegate_int",
         [helper.make_tensor_value_info("images", TP.FLOAT, ["batch", C, H, W])],
         outputs, initializer=b.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="spikeforge", ir_version=8)
-    model.doc_string = ("spikeforge integer model (docs/integer-semantics.md): the golden model's exact int64 "
+                              producer_name="spikegate", ir_version=8)
+    model.doc_string = ("spikegate integer model (docs/integer-semantics.md): the golden model's exact int64 "
                         "logits; float logits = logits / (T * n_heads * logit_scale)")
-    meta = {"spikeforge.kind": "int", "spikeforge.T": str(T),
-            "spikeforge.n_heads": str(int(g.ops[-1].params["weight"].shape[0])),
-            "spikeforge.logit_scale": json.dumps(g.meta.get("logit_scale", 1.0))}
+    meta = {"spikegate.kind": "int", "spikegate.T": str(T),
+            "spikegate.n_heads": str(int(g.ops[-1].params["weight"].shape[0])),
+            "spikegate.logit_scale": json.dumps(g.meta.get("logit_scale", 1.0))}
     for key, val in meta.items():
         prop = model.metadata_props.add()
         prop.key, prop.value = key, val
@@ -329,18 +329,18 @@ def build_int_onnx(g: Graph, T: int | None = None, debug_outputs: list[str] | tu
     return model
 
 
-def export_int_onnx(sfq_path_or_graph, out_path: str, T: int | None = None) -> None:
-    """Write the integer ONNX graph of an ``.sfq`` file (or a :class:`Graph`) to ``out_path``.
+def export_int_onnx(ir_path_or_graph, out_path: str, T: int | None = None) -> None:
+    """Write the integer ONNX graph of an ``.sgir`` file (or a :class:`Graph`) to ``out_path``.
 
     ``T`` defaults to the IR's. onnxruntime (CPU) runs the file to exactly
     ``golden.execute(g, images, T=T)``. Deterministic; atomic (a failed export leaves no file).
     """
-    if isinstance(sfq_path_or_graph, Graph):
-        g = sfq_path_or_graph
+    if isinstance(ir_path_or_graph, Graph):
+        g = ir_path_or_graph
     else:
         from .irfile import load_ir
 
-        g = load_ir(os.fspath(sfq_path_or_graph))
+        g = load_ir(os.fspath(ir_path_or_graph))
     data = build_int_onnx(g, T).SerializeToString(deterministic=True)
     with atomic_path(os.fspath(out_path), ".onnx") as tmp:
         with open(tmp, "wb") as f:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spikeforge.errors import SpikeforgeError
-from spikeforge.io import check_images, load_array
+from spikegate.errors import SpikegateError
+from spikegate.io import check_images, load_array
 
 from . import intops
 from .checkpoint import load_model
@@ -24,12 +24,12 @@ def calibration_data(spec: str | None, cfg) -> tuple[np.ndarray, np.ndarray | No
         if cfg.in_channels == 1 and cfg.num_classes == 10:
             spec = "digits"
         else:
-            raise SpikeforgeError(
+            raise SpikegateError(
                 f"this model takes {cfg.in_channels}-channel {cfg.img_size}x{cfg.img_size} inputs: give "
                 "calibration images with --calib X.npy ([B, C, H, W] float32)")
     if spec == "digits":
         if cfg.in_channels != 1:
-            raise SpikeforgeError(f"--calib digits has 1 channel but the model takes {cfg.in_channels}")
+            raise SpikegateError(f"--calib digits has 1 channel but the model takes {cfg.in_channels}")
         x, _ = digits_split_xy(split="train", img_size=cfg.img_size)
         xe, ye = digits_split_xy(split="test", img_size=cfg.img_size)
         return x, (xe, ye), "digits (train split; accuracy on the held-out split)"
@@ -88,7 +88,7 @@ def quantize_checkpoint(ckpt: str, *, calib: str | None = None, weight_bits: int
     ``evaluate=False``: the same IR without ``meta["accuracy"]`` and only the model config in the
     report, several times faster."""
     if not isinstance(weight_bits, int) or not 4 <= weight_bits <= 16:
-        raise SpikeforgeError(f"--weight-bits must be in 4..16, not {weight_bits}")
+        raise SpikegateError(f"--weight-bits must be in 4..16, not {weight_bits}")
     model, ck = load_model(ckpt, preset_name=preset, heads=heads, T=T)
     cfg = model.cfg
     T = cfg.T

@@ -5,10 +5,10 @@ few membrane potentials across their thresholds in the first layers, the flipped
 through ~35 LIF layers, and a few percent of the held-out digits change class (``python -m
 bench.sensitivity``). No rounding rule fixes that; training can. This module fine-tunes a model
 whose forward pass runs on its weights *as the quantiser will round them*, and leaves a checkpoint
-whose weights already lie on that grid, so ``spikeforge quantize`` reproduces them exactly.
+whose weights already lie on that grid, so ``spikegate quantize`` reproduces them exactly.
 
 The grid is never re-derived here. Every step lowers the model (BatchNorm folded with its running
-statistics) and runs the quantiser's own :func:`~spikeforge.quantize.quantizer.rescale` pass;
+statistics) and runs the quantiser's own :func:`~spikegate.quantize.quantizer.rescale` pass;
 the ratio of each scaled weight to the checkpoint parameter it came from is the factor ``c`` that
 takes that parameter to integer units (per element: a BatchNorm's per-row factor, the integer
 input's per-channel scale for multi-bit readers, the residual stream's power-of-two shifts). The
@@ -30,18 +30,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spikeforge.errors import SpikeforgeError
+from spikegate.errors import SpikegateError
 
 from .lower import lower
 from .quantizer import _qmax, choose_input_scale, rescale
 
-INPUT_BITS = 8          # the quantiser's default input width (spikeforge quantize)
+INPUT_BITS = 8          # the quantiser's default input width (spikegate quantize)
 ON_GRID_TOL = 1e-2      # |w * c - round(w * c)| below this is on the grid (integer units; rint needs < 0.5)
 PROJECT_ROUNDS = 4      # projections tried until the quantiser's grid stops moving
 
 
 def check_qat_bits(bits, name: str = "qat_bits") -> None:
-    """The weight bits a QAT run may target: those ``spikeforge quantize --weight-bits`` accepts."""
+    """The weight bits a QAT run may target: those ``spikegate quantize --weight-bits`` accepts."""
     if isinstance(bits, bool) or not isinstance(bits, int) or not 4 <= bits <= 16:
         raise ValueError(f"{name} must be an integer in 4..16 (the quantiser's weight bits), not {bits!r}")
 
@@ -60,7 +60,7 @@ def _lowered_params(params: dict, op) -> list[tuple[str, int | None]]:
 class GridQAT:
     """The quantiser's grid for a model's weights, and the fake-quantised weights on it.
 
-    ``weight_bits`` is the ``spikeforge quantize --weight-bits`` the model will be quantised with;
+    ``weight_bits`` is the ``spikegate quantize --weight-bits`` the model will be quantised with;
     ``calib`` the calibration images it will be quantised with (they set the input scale, which the
     first convolution's grid depends on).
     """
@@ -75,7 +75,7 @@ class GridQAT:
         params = dict(model.named_parameters())
         self.names = [n for op in self._scaled(model).ops for n, _ in _lowered_params(params, op)]
         if not self.names:
-            raise SpikeforgeError("quantisation-aware training found no weight it can put on the grid")
+            raise SpikegateError("quantisation-aware training found no weight it can put on the grid")
 
     def _scaled(self, model: torch.nn.Module):
         """The quantiser's scaled (not yet rounded) graph of the model as it is now."""

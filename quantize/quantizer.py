@@ -10,7 +10,7 @@ Passes (each a pure function ``Graph -> Graph`` on a copy):
    right, rounding). Still float: nothing is rounded, so this graph computes
    exactly what the float model computes (tested on the official fixtures).
 3. :func:`round_graph`: weights, biases and thresholds to integers (round half to even).
-4. :func:`spikeforge.quantize.ranges.assign_widths`: every width from the static range analysis.
+4. :func:`spikegate.quantize.ranges.assign_widths`: every width from the static range analysis.
 
 The scales are chosen from weights, not activations: a LIF is invariant to scaling its input and
 threshold together, so the only quantities whose resolution matters are weights, biases and
@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from spikeforge.errors import SpikeforgeError
+from spikegate.errors import SpikegateError
 
 from .graph import Graph, validate
 from .ranges import assign_widths
@@ -39,7 +39,7 @@ def _qmax(bits: int) -> int:
 
 # Scale choices round real numbers to integers (a threshold) or powers of two (a stream scale, a
 # shift). A checkpoint whose weights already lie on the grid (quantisation-aware training,
-# ``spikeforge.quantize.qat``) puts those numbers exactly on an integer, give or take the float32
+# ``spikegate.quantize.qat``) puts those numbers exactly on an integer, give or take the float32
 # storage of its weights; these tolerate that, so such a checkpoint maps onto its own grid.
 _SNAP = 1e-6  # far above float32 noise (~1e-7), far below what could push a weight past qmax
 
@@ -56,7 +56,7 @@ def _ceil(x):
 def choose_input_scale(calib: np.ndarray, input_bits: int) -> float:
     m = float(np.abs(calib).max()) if calib.size else 1.0
     if not math.isfinite(m):
-        raise SpikeforgeError("calibration data contains NaN or Inf")
+        raise SpikegateError("calibration data contains NaN or Inf")
     if m == 0:
         m = 1.0
     return float(2.0 ** math.floor(math.log2(_qmax(input_bits) / m)))
@@ -201,9 +201,9 @@ def quantize_graph(g0: Graph, calib: np.ndarray, *, weight_bits: int = 8, input_
                    T: int | None = None) -> tuple[Graph, Graph]:
     """The whole flow on a lowered graph; returns (scaled float graph, integer IR)."""
     if not 4 <= int(weight_bits) <= 16:
-        raise SpikeforgeError(f"--weight-bits must be in 4..16, not {weight_bits}")
+        raise SpikegateError(f"--weight-bits must be in 4..16, not {weight_bits}")
     if not 2 <= int(input_bits) <= 16:
-        raise SpikeforgeError(f"input bits must be in 2..16, not {input_bits}")
+        raise SpikegateError(f"input bits must be in 2..16, not {input_bits}")
     s_in = choose_input_scale(calib, input_bits)
     g1 = rescale(g0, input_scale=s_in, input_bits=input_bits, weight_bits=weight_bits)
     g2 = round_graph(g1, weight_bits)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spikeforge.errors import SpikeforgeError
+from spikegate.errors import SpikegateError
 
 from .graph import Graph, Op
 from .intops import EXACT_FLOAT64, signed_bits
@@ -17,7 +17,7 @@ from .intops import EXACT_FLOAT64, signed_bits
 MAX_WIDTH = 48  # anything wider is refused: nothing here needs it, and float64 exactness needs < 53
 
 
-class RangeError(SpikeforgeError):
+class RangeError(SpikegateError):
     """A declared width is smaller than the range analysis can prove, or a width is unreasonable."""
 
 
@@ -125,7 +125,7 @@ def analyse(g: Graph, T: int | None = None) -> dict[str, dict]:
             raise AssertionError(o.kind)
         for k, v in widths.items():
             if v > MAX_WIDTH:
-                raise RangeError(f"op {o.name}: its {k} needs {v} bits, more than the {MAX_WIDTH} spikeforge "
+                raise RangeError(f"op {o.name}: its {k} needs {v} bits, more than the {MAX_WIDTH} spikegate "
                                  "supports; use fewer weight bits or a smaller model")
         rng[o.name] = (lo, hi)
         result[o.name] = {"widths": widths, "lo": [int(v) for v in lo], "hi": [int(v) for v in hi], **extra}

@@ -6,14 +6,14 @@ last partial batch of each epoch is dropped), cross entropy with label smoothing
 clipping at 1, 30 epochs, no augmentation (random shifts are available and did not help here).
 BatchNorm biases are initialised so that every spiking layer fires from the first step
 (``init_for_spikes``); the LIF neurons train through their sigmoid surrogate gradient
-(``spikeforge.quantize.lif``) widened from alpha = 4 to alpha = 2. With ``cfg.kd`` both heads are
+(``spikegate.quantize.lif``) widened from alpha = 4 to alpha = 2. With ``cfg.kd`` both heads are
 trained (the loss is the sum over ``head`` and ``head_kd``), as the official code's distillation
 setup leaves two heads.
 
-Quantisation-robust training (``weight_noise_bits``, ``spikeforge train --weight-noise-bits N``):
+Quantisation-robust training (``weight_noise_bits``, ``spikegate train --weight-noise-bits N``):
 at every training step each conv and linear weight is perturbed, per output row, by uniform noise
 of ``weight_noise_scale`` rounding steps of an N-bit quantiser (step = the row's max |w| / qmax,
-qmax = 2**(N-1) - 1 as in ``spikeforge.quantize.quantizer``; the heads share one scale in the
+qmax = 2**(N-1) - 1 as in ``spikegate.quantize.quantizer``; the heads share one scale in the
 quantiser, so their step is the whole tensor's max). BatchNorm scales each output row by one
 factor, so relative noise on a raw row is the same relative noise on the folded row the quantiser
 rounds. The forward pass runs on the perturbed weights and the gradients reach the clean ones
@@ -24,7 +24,7 @@ fpga-digits preset (450 held-out digits, 8 bits): float-vs-integer argmax agreem
 under any weight change (a few spike flips in the first layers cascade), and the samples that
 flip are the ones the model is unsure of anyway.
 
-Spike margins (``spike_margin``, ``spikeforge train --spike-margin M``): the integer model flips a
+Spike margins (``spike_margin``, ``spikegate train --spike-margin M``): the integer model flips a
 spike wherever rounding moves a membrane potential across its threshold, and in a network of ~35
 LIF layers a few early flips cascade. This regulariser adds
 ``spike_margin_weight * mean_layers(mean(relu(1 - |h / v_th - 1| / M)))`` to the loss (``h``: each
@@ -33,13 +33,13 @@ width ``M`` around the threshold, where a weight change of a rounding step would
 empties the band behind the branch convolutions but barely moves the residual-stream readers
 (whose inputs are near-continuous sums); weights above ~2 cost accuracy when training from scratch.
 
-Quantisation-aware fine-tuning (``qat_bits``, ``spikeforge train --qat-bits N --init CKPT``): the
+Quantisation-aware fine-tuning (``qat_bits``, ``spikegate train --qat-bits N --init CKPT``): the
 forward pass runs on the weights as the quantiser rounds them and the checkpoint keeps them on that
-grid (``spikeforge.quantize.qat``). Unlike the two options above it closes the gap: the embedded
+grid (``spikegate.quantize.qat``). Unlike the two options above it closes the gap: the embedded
 default is ``default-float`` fine-tuned so (8-bit argmax agreement 97.56 -> 100 %).
 
 Runs are reproducible: the same configuration, seed and thread count give bit-identical weights.
-Only the training split of ``spikeforge.quantize.data.load_digits_split`` is used for training;
+Only the training split of ``spikegate.quantize.data.load_digits_split`` is used for training;
 the held-out split is evaluated once, at the end (no model selection on it).
 """
 
@@ -58,7 +58,7 @@ from .model import MetaSpikeFormer, ModelConfig, lif_modules
 from .qat import GridQAT, check_qat_bits, freeze_batchnorm
 from .quantizer import _qmax
 
-# Weight-noise (quantisation-robust) training: the bits the quantiser accepts (spikeforge quantize
+# Weight-noise (quantisation-robust) training: the bits the quantiser accepts (spikegate quantize
 # --weight-bits) and the noise width, in rounding steps, a run may ask for.
 WEIGHT_NOISE_BITS = (4, 16)
 WEIGHT_NOISE_SCALE_MAX = 16.0
@@ -157,7 +157,7 @@ class WeightNoise:
 class SpikeMargin:
     """Records every LIF's membrane potentials in training and scores how many sit near threshold.
 
-    Forward hooks replay the LIF dynamics (``spikeforge.quantize.lif``: decay_input, tau, hard
+    Forward hooks replay the LIF dynamics (``spikegate.quantize.lif``: decay_input, tau, hard
     reset with the spike detached) on the layer's input, so the score is differentiable and the
     LIF module itself is untouched.
     """
@@ -238,9 +238,9 @@ def train(cfg: ModelConfig, epochs: int = DEFAULT_EPOCHS, seed: int = DEFAULT_SE
     starts from a checkpoint's weights (same shapes; fine-tuning) instead of a fresh
     initialisation. ``spike_margin`` (a fraction of the threshold, e.g. 0.05; default off) adds the
     spike-margin regulariser with weight ``spike_margin_weight`` (module docstring). ``qat_bits``
-    (4..16, needs ``init_from``) fine-tunes quantisation-aware on the grid ``spikeforge quantize
+    (4..16, needs ``init_from``) fine-tunes quantisation-aware on the grid ``spikegate quantize
     --weight-bits qat_bits --calib digits`` will use and saves the weights on it
-    (``spikeforge.quantize.qat``; BatchNorm frozen). Returns a dict
+    (``spikegate.quantize.qat``; BatchNorm frozen). Returns a dict
     with ``top1``, ``samples``, ``correct`` (held out), ``train_top1``, ``loss`` (last epoch),
     ``epochs``, ``seconds``, ``path``, ``qat_off_grid`` (with ``qat_bits``: weights the projection
     could not put on the grid, by parameter; normally empty) and ``model`` (the trained module, in

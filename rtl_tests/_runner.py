@@ -1,4 +1,4 @@
-"""Runs a datapath testbench through :func:`spikeforge.rtl_tests.cocotb_util.run_cocotb`, with two
+"""Runs a datapath testbench through :func:`spikegate.rtl_tests.cocotb_util.run_cocotb`, with two
 savings that together cut the suite's CPU time by about four fifths.
 
 Assertion rewriting: cocotb 2 installs pytest's assertion rewriter for every imported ``*.py``
@@ -19,7 +19,7 @@ generated ``Vtop.mk``, which the build writes after the copy, so the copies are 
 ``FUTURE_SECONDS`` ahead: ``make`` then links them as they are (it prints a clock-skew warning
 into ``build.log``, nothing else). The model (``Vtop__ALL``) and cocotb's ``verilator.cpp`` (which
 includes the design's header) are always compiled. Waveform builds (other ``VM_TRACE``) skip the
-cache. Set ``SPIKEFORGE_NO_RUNTIME_CACHE=1`` to turn it off.
+cache. Set ``SPIKEGATE_NO_RUNTIME_CACHE=1`` to turn it off.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from spikeforge.rtl_tests import cocotb_util
-from spikeforge.rtl_tests.cocotb_util import run_cocotb, sim_build_dir
+from spikegate.rtl_tests import cocotb_util
+from spikegate.rtl_tests.cocotb_util import run_cocotb, sim_build_dir
 
 __all__ = ["run_design"]
 
@@ -79,15 +79,15 @@ def _save(build_dir: Path, cache: Path) -> None:
 def run_design(component, module: str, tb_module: str, sim: str, name: str, *, config: dict,
                build_args=(), **kwargs):
     """Build ``component`` as ``module`` in the build folder ``name``-``sim`` and run the cocotb
-    tests in ``spikeforge.rtl_tests.<tb_module>`` with ``config`` (see ``run_cocotb``)."""
+    tests in ``spikegate.rtl_tests.<tb_module>`` with ``config`` (see ``run_cocotb``)."""
     build_dir = sim_build_dir(name, sim)
     use_cache = (sim == "verilator" and not kwargs.get("waves")
-                 and not os.environ.get("SPIKEFORGE_NO_RUNTIME_CACHE"))
+                 and not os.environ.get("SPIKEGATE_NO_RUNTIME_CACHE"))
     cache = _cache_dir(build_args) if use_cache else None
     if use_cache:
         _seed(build_dir, cache)
     extra_env = {"COCOTB_REWRITE_ASSERTION_FILES": "tb_*.py", **kwargs.pop("extra_env", {})}
-    result = run_cocotb(component, module, f"spikeforge.rtl_tests.{tb_module}", sim, build_dir,
+    result = run_cocotb(component, module, f"spikegate.rtl_tests.{tb_module}", sim, build_dir,
                         config=config, build_args=build_args, extra_env=extra_env, **kwargs)
     if use_cache:
         _save(build_dir, cache)

@@ -2,11 +2,11 @@
 
 Usage from a pytest test (the cocotb tests may live in the same file)::
 
-    from spikeforge.rtl_tests.cocotb_util import run_cocotb, tb_config
+    from spikegate.rtl_tests.cocotb_util import run_cocotb, tb_config
 
     @pytest.mark.parametrize("sim", SIMULATORS)
     def test_thing(sim, tmp_build):
-        run_cocotb(MyComponent(width=8), "my_top", "spikeforge.rtl_tests.test_thing", sim,
+        run_cocotb(MyComponent(width=8), "my_top", "spikegate.rtl_tests.test_thing", sim,
                    build_dir / f"thing-{sim}", config={"width": 8})
 
     # in the cocotb half of the file:
@@ -44,7 +44,7 @@ __all__ = ["SIMULATORS", "run_cocotb", "sim_build_dir", "tb_config", "tb_seed", 
 
 SIMULATORS = ["icarus", "verilator"]
 TIMESCALE = ("1ns", "1ps")
-CONFIG_ENV = "SPIKEFORGE_TB_CONFIG"
+CONFIG_ENV = "SPIKEGATE_TB_CONFIG"
 # Icarus in SystemVerilog mode (cocotb passes -g2012) runs variable initialisers without an event,
 # so the `reg \$auto... = 0` trick Yosys uses to evaluate every `always @*` block at time 0 does
 # nothing, and combinational signals that depend only on registers holding their initial value stay
@@ -55,13 +55,13 @@ ICARUS_ARGS = ["-g2005"]
 # Lints that Amaranth's Verilog trips by construction: WIDTH everywhere, CASEINCOMPLETE on every
 # FSM (its `casez (fsm_state)` has no default). All other Verilator lints stay fatal.
 VERILATOR_LINT_OFF = ["-Wno-WIDTH", "-Wno-CASEINCOMPLETE"]
-SEED_ENV = "SPIKEFORGE_TB_SEED"
+SEED_ENV = "SPIKEGATE_TB_SEED"
 
 
 def sim_build_dir(name: str, sim: str) -> Path:
     """A build folder kept between runs (so Verilator models are reused): ``build/sim/NAME-SIM`` in
-    the repository, or under ``$SPIKEFORGE_SIM_BUILD`` when that is set."""
-    root = os.environ.get("SPIKEFORGE_SIM_BUILD")
+    the repository, or under ``$SPIKEGATE_SIM_BUILD`` when that is set."""
+    root = os.environ.get("SPIKEGATE_SIM_BUILD")
     base = Path(root) if root else Path(__file__).resolve().parent.parent / "build" / "sim"
     return base / f"{name}-{sim}"
 
@@ -145,7 +145,7 @@ def run_cocotb(toplevel, module: str, test_module: str, sim: str, build_dir: os.
       that peek inside). Public signals cannot be optimised away: the whole accelerator simulates
       about 5x faster with ``"ports"`` (seen: 365k cycles in 58.7 s -> 11.2 s, with -O1).
     * ``seed``: random seed; by default one is drawn, printed, and handed over (``tb_seed()``); the
-      env var ``SPIKEFORGE_TB_SEED`` fixes it to reproduce a failure.
+      env var ``SPIKEGATE_TB_SEED`` fixes it to reproduce a failure.
     Returns the results XML path.
     """
     from cocotb_tools.runner import get_runner, get_results

@@ -17,12 +17,12 @@ import math
 
 import numpy as np
 
-from spikeforge.compiler import iss
-from spikeforge.compiler.passes.pack import _conv_words
-from spikeforge.compiler.program import (IN_INT, IN_SPIKE, LANES_CO, LANES_TAP, OP_ATTN, OP_CONV, OP_HEAD,
+from spikegate.compiler import iss
+from spikegate.compiler.passes.pack import _conv_words
+from spikegate.compiler.program import (IN_INT, IN_SPIKE, LANES_CO, LANES_TAP, OP_ATTN, OP_CONV, OP_HEAD,
                                          OP_INPUT, OP_LIF, OP_OUTPUT, OP_SUM, OUT_ACCUM, OUT_WRITE, Instr,
                                          Program)
-from spikeforge.quantize.intops import signed_bits
+from spikegate.quantize.intops import signed_bits
 
 __all__ = ["random_program", "model_program", "random_pixels"]
 
@@ -202,11 +202,11 @@ def model_program(preset_name: str = "fpga-tiny", *, lanes: int, T: int = 1, kd:
     weights and compiled for ``lanes``. Returns ``(program, int_graph, images, pixels)``."""
     import torch
 
-    from spikeforge.compiler.build import lower_to_program
-    from spikeforge.quantize import intops
-    from spikeforge.quantize.lower import lower
-    from spikeforge.quantize.model import build, preset
-    from spikeforge.quantize.quantizer import quantize_graph
+    from spikegate.compiler.build import lower_to_program
+    from spikegate.quantize import intops
+    from spikegate.quantize.lower import lower
+    from spikegate.quantize.model import build, preset
+    from spikegate.quantize.quantizer import quantize_graph
 
     cfg = preset(preset_name).replace(T=T, kd=kd)
     if in_channels is not None:

@@ -1,4 +1,4 @@
-"""cocotb tests of the whole SFA accelerator (:class:`spikeforge.hw.accelerator.Accelerator`).
+"""cocotb tests of the whole SFA accelerator (:class:`spikegate.hw.accelerator.Accelerator`).
 
 The design's Program (with the images, and the golden model's logits when the Program was compiled
 from an IR) comes from a pickle written by ``test_accelerator.py``; its path is in the test config.
@@ -31,10 +31,10 @@ from amaranth.hdl import signed
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, Event, RisingEdge, with_timeout
 
-from spikeforge.compiler import iss
-from spikeforge.compiler.program import OP_CONV, OP_HEAD, OP_LIF, OPCODES
-from spikeforge.hw.accel_interface import logit_stream
-from spikeforge.rtl_tests.tb_streams import PERIOD_NS, TB, Codec
+from spikegate.compiler import iss
+from spikegate.compiler.program import OP_CONV, OP_HEAD, OP_LIF, OPCODES
+from spikegate.hw.accel_interface import logit_stream
+from spikegate.rtl_tests.tb_streams import PERIOD_NS, TB, Codec
 
 
 class AccelTB(TB):

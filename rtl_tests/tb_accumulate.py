@@ -1,4 +1,4 @@
-"""cocotb tests of :class:`spikeforge.hw.accumulate.AccumulateEngine` against ``intops.conv``.
+"""cocotb tests of :class:`spikegate.hw.accumulate.AccumulateEngine` against ``intops.conv``.
 
 Stimulus: random spike maps (and all-zero / all-one maps) as address events in ``C, H, W`` order,
 one ``end`` per map. Reference: the events the DUT accepted (input monitor) are turned back into
@@ -12,9 +12,9 @@ from __future__ import annotations
 import cocotb
 import numpy as np
 
-from spikeforge.hw.accumulate import AccumulateEngine
-from spikeforge.quantize import intops
-from spikeforge.rtl_tests.tb_streams import TB, StreamDriver, StreamMonitor, StreamSink
+from spikegate.hw.accumulate import AccumulateEngine
+from spikegate.quantize import intops
+from spikegate.rtl_tests.tb_streams import TB, StreamDriver, StreamMonitor, StreamSink
 
 
 def design_from_config(cfg):

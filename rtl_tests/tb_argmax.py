@@ -1,13 +1,13 @@
-"""cocotb tests of :class:`spikeforge.hw.head.Argmax` against ``intops.argmax`` (first max wins)."""
+"""cocotb tests of :class:`spikegate.hw.head.Argmax` against ``intops.argmax`` (first max wins)."""
 
 from __future__ import annotations
 
 import cocotb
 import numpy as np
 
-from spikeforge.hw.head import Argmax
-from spikeforge.quantize import intops
-from spikeforge.rtl_tests.tb_streams import TB, StreamDriver, StreamMonitor, StreamSink
+from spikegate.hw.head import Argmax
+from spikegate.quantize import intops
+from spikegate.rtl_tests.tb_streams import TB, StreamDriver, StreamMonitor, StreamSink
 
 
 class ArgmaxTB(TB):

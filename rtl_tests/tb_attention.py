@@ -1,4 +1,4 @@
-"""cocotb tests of :class:`spikeforge.hw.attention.AttentionUnit` against ``intops.attention``,
+"""cocotb tests of :class:`spikegate.hw.attention.AttentionUnit` against ``intops.attention``,
 ``intops.attention_kv`` and ``intops.lif`` (threshold 4 in ``Y8`` units).
 
 The reference is fed from the two input monitors (the ``kv`` and ``q`` tokens the DUT accepted),
@@ -12,9 +12,9 @@ from __future__ import annotations
 import cocotb
 import numpy as np
 
-from spikeforge.hw.attention import ATTENTION_THRESHOLD, AttentionUnit
-from spikeforge.quantize import intops
-from spikeforge.rtl_tests.tb_streams import TB, StreamDriver, StreamMonitor, StreamSink
+from spikegate.hw.attention import ATTENTION_THRESHOLD, AttentionUnit
+from spikegate.quantize import intops
+from spikegate.rtl_tests.tb_streams import TB, StreamDriver, StreamMonitor, StreamSink
 
 
 def split_config(cfg):

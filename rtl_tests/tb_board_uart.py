@@ -1,12 +1,12 @@
 """cocotb half of ``rtl_tests/test_board_uart.py``: a simulated host talks to the whole board top
 (``BoardTop``: power-on reset, I/O buffers, ``UARTAccelerator`` around the real compiled accelerator)
-over its UART pins, with the host client users run (``spikeforge.host.Device``).
+over its UART pins, with the host client users run (``spikegate.host.Device``).
 
 * **Host**: ``Device`` runs unmodified in a cocotb bridge thread, on :class:`SimSerial`, a
   pyserial-like port (``write``, ``read`` with a short timeout, ``in_waiting``,
   ``reset_input_buffer``) whose calls drive the board's RX pin and sample its TX pin
   (``UARTSource``/``UARTSink``, ``divisor`` cycles per bit). Raw frames (corrupt, truncated) are
-  built with ``spikeforge.host.encode_frame`` and answered frames parsed with its ``FrameParser``.
+  built with ``spikegate.host.encode_frame`` and answered frames parsed with its ``FrameParser``.
 * **Monitors** (passive, on probes: inner signals the pytest half makes top-level outputs): the
   core's ``pixels`` and ``logits`` streams (cycle and payload of every transfer), the core's
   ``cycles`` output when ``busy`` falls, the sync-domain reset; and the board's "running" LED.
@@ -40,9 +40,9 @@ from cocotb.simtime import get_sim_time
 from cocotb.task import bridge, resume
 from cocotb.triggers import ClockCycles, Edge, FallingEdge, ReadOnly, RisingEdge
 
-from spikeforge.host import Device, DeviceError, FrameParser, encode_frame, encode_pixels
-from spikeforge.hw.host_link import ERROR_RESPONSE, Cmd, Err
-from spikeforge.rtl_tests.cocotb_util import UARTSink, UARTSource, tb_config, tb_seed
+from spikegate.host import Device, DeviceError, FrameParser, encode_frame, encode_pixels
+from spikegate.hw.host_link import ERROR_RESPONSE, Cmd, Err
+from spikegate.rtl_tests.cocotb_util import UARTSink, UARTSource, tb_config, tb_seed
 
 HOST_TIMEOUT_S = 600.0     # wall-clock limit of the host client; the port's own guard counts cycles
 

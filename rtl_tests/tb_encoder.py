@@ -1,4 +1,4 @@
-"""cocotb tests of :class:`spikeforge.hw.event_encoder.SpikeEventEncoder`.
+"""cocotb tests of :class:`spikegate.hw.event_encoder.SpikeEventEncoder`.
 
 Reference: the rows the DUT accepted (input monitor), re-read as spike maps; every spike becomes
 ``(c, y, x)`` in ``C, H, W`` order, then one ``end`` per map. The cycle count per map is checked
@@ -10,8 +10,8 @@ from __future__ import annotations
 import cocotb
 import numpy as np
 
-from spikeforge.hw.event_encoder import SpikeEventEncoder
-from spikeforge.rtl_tests.tb_streams import TB, StreamDriver, StreamMonitor, StreamSink
+from spikegate.hw.event_encoder import SpikeEventEncoder
+from spikegate.rtl_tests.tb_streams import TB, StreamDriver, StreamMonitor, StreamSink
 
 
 class EncoderTB(TB):

@@ -1,4 +1,4 @@
-"""cocotb tests of :class:`spikeforge.hw.head.HeadAccumulator` against ``intops.head``.
+"""cocotb tests of :class:`spikegate.hw.head.HeadAccumulator` against ``intops.head``.
 
 Spikes ``[T, 1, C]`` go in one per cycle; the reference is ``intops.head`` on the spikes the DUT
 accepted, with the design's per-head weights and biases (``head`` and ``head_kd``).
@@ -9,9 +9,9 @@ from __future__ import annotations
 import cocotb
 import numpy as np
 
-from spikeforge.hw.head import HeadAccumulator
-from spikeforge.quantize import intops
-from spikeforge.rtl_tests.tb_streams import TB, StreamDriver, StreamMonitor, StreamSink
+from spikegate.hw.head import HeadAccumulator
+from spikegate.quantize import intops
+from spikegate.rtl_tests.tb_streams import TB, StreamDriver, StreamMonitor, StreamSink
 
 
 def design_from_config(cfg):

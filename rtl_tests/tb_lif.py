@@ -1,4 +1,4 @@
-"""cocotb tests of :class:`spikeforge.hw.lif_unit.LIFUnit` against ``intops.lif``.
+"""cocotb tests of :class:`spikegate.hw.lif_unit.LIFUnit` against ``intops.lif``.
 
 The reference sees the currents the DUT accepted (input monitor), split into samples of T steps,
 and runs ``intops.lif``; the scoreboard compares every spike and every membrane exactly.
@@ -9,9 +9,9 @@ from __future__ import annotations
 import cocotb
 import numpy as np
 
-from spikeforge.hw.lif_unit import LIFUnit
-from spikeforge.quantize import intops
-from spikeforge.rtl_tests.tb_streams import TB, StreamDriver, StreamMonitor, StreamSink
+from spikegate.hw.lif_unit import LIFUnit
+from spikegate.quantize import intops
+from spikegate.rtl_tests.tb_streams import TB, StreamDriver, StreamMonitor, StreamSink
 
 
 class LIFTB(TB):

@@ -1,4 +1,4 @@
-"""cocotb tests of :class:`spikeforge.hw.multibit.MultibitLinearUnit` against ``intops.conv``.
+"""cocotb tests of :class:`spikegate.hw.multibit.MultibitLinearUnit` against ``intops.conv``.
 
 Stimulus: random multi-bit maps with zeros and the extremes of ``in_bits`` planted, an all-zero
 map and an all-extreme map. Reference: ``intops.conv`` of the values the DUT accepted (input
@@ -12,10 +12,10 @@ from __future__ import annotations
 import cocotb
 import numpy as np
 
-from spikeforge.hw.multibit import MultibitLinearUnit
-from spikeforge.quantize import intops
-from spikeforge.rtl_tests.tb_accumulate import landing_taps
-from spikeforge.rtl_tests.tb_streams import TB, StreamDriver, StreamMonitor, StreamSink
+from spikegate.hw.multibit import MultibitLinearUnit
+from spikegate.quantize import intops
+from spikegate.rtl_tests.tb_accumulate import landing_taps
+from spikegate.rtl_tests.tb_streams import TB, StreamDriver, StreamMonitor, StreamSink
 
 
 def design_from_config(cfg):

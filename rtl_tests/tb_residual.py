@@ -1,4 +1,4 @@
-"""cocotb tests of :class:`spikeforge.hw.residual.ResidualAdder` against ``intops.add``.
+"""cocotb tests of :class:`spikegate.hw.residual.ResidualAdder` against ``intops.add``.
 
 The two operand streams are driven independently (their own idle cycles); the reference pairs the
 i-th accepted ``a`` with the i-th accepted ``b`` (input monitors) and computes
@@ -10,9 +10,9 @@ from __future__ import annotations
 import cocotb
 import numpy as np
 
-from spikeforge.hw.residual import ResidualAdder
-from spikeforge.quantize import intops
-from spikeforge.rtl_tests.tb_streams import TB, StreamDriver, StreamMonitor, StreamSink
+from spikegate.hw.residual import ResidualAdder
+from spikegate.quantize import intops
+from spikegate.rtl_tests.tb_streams import TB, StreamDriver, StreamMonitor, StreamSink
 
 
 class ResidualTB(TB):

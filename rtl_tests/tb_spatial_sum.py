@@ -1,13 +1,13 @@
-"""cocotb tests of :class:`spikeforge.hw.head.SpatialSum` against ``intops.spatial_sum``."""
+"""cocotb tests of :class:`spikegate.hw.head.SpatialSum` against ``intops.spatial_sum``."""
 
 from __future__ import annotations
 
 import cocotb
 import numpy as np
 
-from spikeforge.hw.head import SpatialSum
-from spikeforge.quantize import intops
-from spikeforge.rtl_tests.tb_streams import TB, StreamDriver, StreamMonitor, StreamSink
+from spikegate.hw.head import SpatialSum
+from spikegate.quantize import intops
+from spikegate.rtl_tests.tb_streams import TB, StreamDriver, StreamMonitor, StreamSink
 
 
 class SpatialSumTB(TB):

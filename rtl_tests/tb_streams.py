@@ -25,7 +25,7 @@ from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, Event, RisingEdge, with_timeout
 
-from spikeforge.rtl_tests.cocotb_util import tb_config, tb_seed
+from spikegate.rtl_tests.cocotb_util import tb_config, tb_seed
 
 PERIOD_NS = 10
 
@@ -72,7 +72,7 @@ class TB:
         self.config = tb_config()
         self.seed = tb_seed()
         self.rng = random.Random(f"{self.seed}/{name}")
-        dut._log.info("seed %d (rerun with SPIKEFORGE_TB_SEED=%d) %s", self.seed, self.seed, name)
+        dut._log.info("seed %d (rerun with SPIKEGATE_TB_SEED=%d) %s", self.seed, self.seed, name)
 
     async def start(self, reset_cycles: int = 2):
         Clock(self.clk, PERIOD_NS, unit="ns").start()

@@ -1,4 +1,4 @@
-"""cocotb testbench behind `spikeforge verify`: run images through an emitted accelerator.
+"""cocotb testbench behind `spikegate verify`: run images through an emitted accelerator.
 
 A pixel driver feeds each image through the ``pixels`` stream; a logits monitor collects the
 ``logits`` stream (with optional random back-pressure); for a build whose weights are loaded at run
@@ -7,7 +7,7 @@ through the ``weights`` port, one per cycle, as the host link does; a debug moni
 every LIF instruction from the debug port and, with ``capture_spikes``, every SPK write
 (``dbg_spk_*``), so a mismatch can be traced to the exact time step and neuron. What was observed is
 written to ``config["out"]`` as JSON; the comparison with the golden model happens in
-``spikeforge.compiler.verify`` (which knows the IR). This bench asserts the protocol: K logits per
+``spikegate.compiler.verify`` (which knows the IR). This bench asserts the protocol: K logits per
 image, ``last`` on the K-th only, ``busy`` low afterwards.
 
 Whole networks run for hundreds of thousands of cycles, so the monitors wake on signal edges
@@ -24,7 +24,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, First, ReadOnly, RisingEdge, Timer
 
-from spikeforge.rtl_tests.cocotb_util import tb_config, tb_seed
+from spikegate.rtl_tests.cocotb_util import tb_config, tb_seed
 
 PERIOD_NS = 10
 

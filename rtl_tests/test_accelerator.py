@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spikeforge.compiler import iss
-from spikeforge.hw.accelerator import Accelerator, emit_verilog
-from spikeforge.rtl_tests._runner import run_design
-from spikeforge.rtl_tests.cocotb_util import sim_build_dir
-from spikeforge.rtl_tests.sfa_programs import model_program, random_program
+from spikegate.compiler import iss
+from spikegate.hw.accelerator import Accelerator, emit_verilog
+from spikegate.rtl_tests._runner import run_design
+from spikegate.rtl_tests.cocotb_util import sim_build_dir
+from spikegate.rtl_tests.sfa_programs import model_program, random_program
 
 REPO = Path(__file__).resolve().parent.parent
 CHECKPOINT = REPO / "quantize" / "data" / "default.pth"
@@ -86,15 +86,15 @@ def build_case(name: str):
     if kind == "random":
         prog, pixels = random_program(spec.pop("seed"), **spec)
         return prog, pixels, None
-    from spikeforge.quantize import golden, intops
+    from spikegate.quantize import golden, intops
     if kind == "model":
         prog, g, images, pixels = model_program(spec.pop("preset"), **spec)
     else:
         if not CHECKPOINT.exists():
             pytest.skip(f"no trained checkpoint at {CHECKPOINT}")
-        from spikeforge.compiler.build import lower_to_program
-        from spikeforge.quantize.data import digits_split_xy
-        from spikeforge.quantize.pipeline import quantize_checkpoint
+        from spikegate.compiler.build import lower_to_program
+        from spikegate.quantize.data import digits_split_xy
+        from spikegate.quantize.pipeline import quantize_checkpoint
         g, _ = quantize_checkpoint("default", calib="digits")
         prog = lower_to_program(g, spec["lanes"])
         img_size = int(g.ops[0].shape[-1])
@@ -149,7 +149,7 @@ def test_emit_verilog_is_deterministic(tmp_path):
     emit_verilog(prog, a)
     with open(tmp_path / "p.pkl", "wb") as f:
         pickle.dump(prog, f)
-    code = ("import pickle, sys; from spikeforge.hw.accelerator import emit_verilog; "
+    code = ("import pickle, sys; from spikegate.hw.accelerator import emit_verilog; "
             "emit_verilog(pickle.load(open(sys.argv[1], 'rb')), sys.argv[2], name='sfa_top')")
     env = dict(os.environ, PYTHONHASHSEED="12345")
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "p.pkl"), str(b)], check=True, env=env)

@@ -1,11 +1,11 @@
 """Whole-board simulation: a host sends images over the UART pins of the complete board top and reads
 back the logits, bit-exact against the golden model (issue 6; cocotb half: ``tb_board_uart.py``).
 
-The design under test is what ``spikeforge synth`` puts on the board: a small but complete
+The design under test is what ``spikegate synth`` puts on the board: a small but complete
 Meta-SpikeFormer (every op kind: INPUT, multi-bit and spike convolutions, LIF, attention, residual
 adds, spatial sum, a distillation head; T = 2) quantised, compiled for the ULX3S
 (``compile_ir``), its core loaded from the build directory (``load_core``) and wrapped by
-``synth``'s own code (``spikeforge.commands.synth.board_top`` -> ``BoardTop``: power-on reset,
+``synth``'s own code (``spikegate.commands.synth.board_top`` -> ``BoardTop``: power-on reset,
 I/O buffers, ``UARTAccelerator``). ``BoardTop`` is elaborated against :class:`SimPlatform`, which
 hands out simulation ports for the board's resources (the real amaranth-boards platform names
 and directions them), so the simulated Verilog is the board wrapper's, not a re-implementation.
@@ -23,9 +23,9 @@ the build's ``weights.bin`` (LOAD_WEIGHTS). Until then START is refused (WEIGHTS
 bad offsets and corrupted chunks are refused too; after the upload the images are bit-exact. The
 ULX3S build (weights in its block RAM) answers LOAD_WEIGHTS with UNKNOWN_CMD.
 
-The host is the host client users run (``spikeforge.host.Device``, pixels quantised by
-``spikeforge run``'s ``quantize_images``); the protocol numbers all come from
-``spikeforge.host`` / ``spikeforge.hw.host_link`` (``test_host_link.py`` re-writes them
+The host is the host client users run (``spikegate.host.Device``, pixels quantised by
+``spikegate run``'s ``quantize_images``); the protocol numbers all come from
+``spikegate.host`` / ``spikegate.hw.host_link`` (``test_host_link.py`` re-writes them
 independently; here the point is that the host code and the gateware agree). Expected values
 come from the build: the golden model (``quantize.golden.execute`` on the build's IR) for the
 logits and the class, the ISS (``compiler.iss``) for the cycle count, ``report.json`` and the
@@ -43,10 +43,10 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
-pytest.importorskip("spikeforge.hw.accelerator")
+pytest.importorskip("spikegate.hw.accelerator")
 
-from spikeforge.rtl_tests._runner import run_design  # noqa: E402
-from spikeforge.rtl_tests.cocotb_util import SIMULATORS, sim_build_dir, write_verilog  # noqa: E402
+from spikegate.rtl_tests._runner import run_design  # noqa: E402
+from spikegate.rtl_tests.cocotb_util import SIMULATORS, sim_build_dir, write_verilog  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("board_uart")]
 
@@ -155,19 +155,19 @@ def board_design(request, tmp_path_factory):
 
     from small_models import calibrated_model, images, tiny_cfg
 
-    from spikeforge.board_targets import get_board
-    from spikeforge.board_targets.top import clock_plan
-    from spikeforge.commands.run import quantize_images
-    from spikeforge.commands.synth import board_top, read_report
-    from spikeforge.compiler import iss
-    from spikeforge.compiler.build import compile_ir, read_build
-    from spikeforge.compiler.build import read_weight_image
-    from spikeforge.hw.host_link import PROTOCOL_VERSION, PROTOCOL_VERSION_WEIGHTS, bytes_per_word
-    from spikeforge.hw.spram import sim_sources
-    from spikeforge.quantize.golden import execute
-    from spikeforge.quantize.irfile import save_ir
-    from spikeforge.quantize.lower import lower
-    from spikeforge.quantize.quantizer import quantize_graph
+    from spikegate.board_targets import get_board
+    from spikegate.board_targets.top import clock_plan
+    from spikegate.commands.run import quantize_images
+    from spikegate.commands.synth import board_top, read_report
+    from spikegate.compiler import iss
+    from spikegate.compiler.build import compile_ir, read_build
+    from spikegate.compiler.build import read_weight_image
+    from spikegate.hw.host_link import PROTOCOL_VERSION, PROTOCOL_VERSION_WEIGHTS, bytes_per_word
+    from spikegate.hw.spram import sim_sources
+    from spikegate.quantize.golden import execute
+    from spikegate.quantize.irfile import save_ir
+    from spikegate.quantize.lower import lower
+    from spikegate.quantize.quantizer import quantize_graph
 
     board_name = request.param
     case = CASES[board_name]
@@ -175,10 +175,10 @@ def board_design(request, tmp_path_factory):
     cfg = tiny_cfg(**case["cfg"])
     model = calibrated_model(cfg, seed=case["seed"])
     _, g = quantize_graph(lower(model), images(cfg, 6, seed=4), weight_bits=case["weight_bits"])
-    sfq = tmp / "tiny.sfq"
-    save_ir(g, str(sfq))
+    sgir = tmp / "tiny.sgir"
+    save_ir(g, str(sgir))
     build = tmp / f"tiny-{board_name}"
-    compile_ir(str(sfq), board_name, case["lanes"], str(build), predict_samples=0, weights=case["weights"])
+    compile_ir(str(sgir), board_name, case["lanes"], str(build), predict_samples=0, weights=case["weights"])
 
     report = read_report(str(build))
     _, g, prog = read_build(str(build))          # the build's own IR and program

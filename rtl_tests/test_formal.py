@@ -31,9 +31,9 @@ from amaranth.hdl import Assert, Assume, Elaboratable, Module, Mux, Signal, sign
 from amaranth.hdl._ast import AnyConst  # not re-exported by amaranth.hdl in 0.5
 from amaranth.hdl._ir import Fragment
 
-from spikeforge.hw.datapath import AccumulateLane, AlignBias, LIFStep
-from spikeforge.quantize.intops import signed_bits
-from spikeforge.rtl_tests.formal import prove, tools_available
+from spikegate.hw.datapath import AccumulateLane, AlignBias, LIFStep
+from spikegate.quantize.intops import signed_bits
+from spikegate.rtl_tests.formal import prove, tools_available
 
 pytestmark = pytest.mark.skipif(tools_available() is not None, reason=str(tools_available()))
 
@@ -358,8 +358,8 @@ class AccumulateRun(Elaboratable):
 def _small_ir():
     """A small integer IR (first conv on pixels, a spike conv, the head with two heads) and its
     range analysis; weights include the extremes."""
-    from spikeforge.quantize.graph import Graph, Op
-    from spikeforge.quantize.ranges import analyse
+    from spikegate.quantize.graph import Graph, Op
+    from spikegate.quantize.ranges import analyse
 
     rng = np.random.default_rng(5)
 
@@ -388,7 +388,7 @@ def _small_ir():
 
 def _conv_terms(g, res, name):
     """The terms of the output channel whose own bounds need the op's declared width."""
-    from spikeforge.quantize.ranges import _conv_bounds
+    from spikegate.quantize.ranges import _conv_bounds
 
     o = g.op(name)
     lo, hi = res[o.inputs[0]]["lo"], res[o.inputs[0]]["hi"]
@@ -449,10 +449,10 @@ def datapath_instances(top) -> list:
 @functools.lru_cache(maxsize=None)
 def _graph(name: str):
     if name == "fpga-tiny-random":
-        from spikeforge.rtl_tests.sfa_programs import model_program
+        from spikegate.rtl_tests.sfa_programs import model_program
         return model_program("fpga-tiny", lanes=1)[1]
-    from spikeforge.quantize.checkpoint import resolve_checkpoint
-    from spikeforge.quantize.pipeline import quantize_checkpoint
+    from spikegate.quantize.checkpoint import resolve_checkpoint
+    from spikegate.quantize.pipeline import quantize_checkpoint
     path = resolve_checkpoint(name)
     if not os.path.exists(path):
         pytest.skip(f"no trained checkpoint at {path}")
@@ -464,8 +464,8 @@ def _graph(name: str):
 def test_the_accelerators_datapath_is_proven(tmp_path, model):
     """The accelerator for ``model`` at the boards' lane counts (1, 4, 8): its LIF engine, CONV
     lanes and readout are the proven components, and every instance's widths are proven here."""
-    from spikeforge.compiler.build import lower_to_program
-    from spikeforge.hw.accelerator import Accelerator
+    from spikegate.compiler.build import lower_to_program
+    from spikegate.hw.accelerator import Accelerator
 
     g = _graph(model)
     todo = {}

@@ -7,15 +7,15 @@ import shutil
 
 import pytest
 
-from spikeforge.compiler.fuzz import run_one
+from spikegate.compiler.fuzz import run_one
 
-SEED = int(os.environ.get("SPIKEFORGE_FUZZ_SEED") or 1000)  # fixed in CI; make fuzz draws new seeds
+SEED = int(os.environ.get("SPIKEGATE_FUZZ_SEED") or 1000)  # fixed in CI; make fuzz draws new seeds
 COUNT = 8
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog not installed")
 def test_random_graphs_rtl_equals_golden():
-    print(f"fuzz seed {SEED} (rerun with SPIKEFORGE_FUZZ_SEED={SEED})")
+    print(f"fuzz seed {SEED} (rerun with SPIKEGATE_FUZZ_SEED={SEED})")
     failures = []
     for s in range(SEED, SEED + COUNT):
         err, g, x, lanes = run_one(s, rtl="icarus")
@@ -35,9 +35,9 @@ def test_worst_case_graphs_do_not_wrap_in_rtl(seed):
 
     import numpy as np
 
-    from spikeforge.compiler.fuzz import check_graph
-    from spikeforge.compiler.irgen import GenConfig, random_graph
-    from spikeforge.quantize.golden import execute
+    from spikegate.compiler.fuzz import check_graph
+    from spikegate.compiler.irgen import GenConfig, random_graph
+    from spikegate.quantize.golden import execute
 
     g, x = random_graph(seed, GenConfig(worst_case=True, max_blocks=3))
     trace: dict = {}

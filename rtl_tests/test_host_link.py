@@ -8,7 +8,7 @@ the pixels the core accepted are the image the host loaded; the logits it produc
 the cycles the monitors measured. Error paths: bad checksum, wrong lengths, unknown command, start
 before load, read before start, busy, truncated frames (timeout), and garbage between frames.
 
-Frames are built here independently of ``spikeforge.host`` (one line: sync, cmd, length, payload,
+Frames are built here independently of ``spikegate.host`` (one line: sync, cmd, length, payload,
 sum of all bytes after the sync modulo 256).
 """
 
@@ -23,11 +23,11 @@ import pytest
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from spikeforge.hw.host_link import HostLink, UARTAccelerator, accel_widths, connect_core
-from spikeforge.rtl_tests.cocotb_util import (SIMULATORS, UARTSink, UARTSource, run_cocotb,
+from spikegate.hw.host_link import HostLink, UARTAccelerator, accel_widths, connect_core
+from spikegate.rtl_tests.cocotb_util import (SIMULATORS, UARTSink, UARTSource, run_cocotb,
                                               sim_build_dir, tb_config, tb_seed)
-from spikeforge.rtl_tests.toy_core import ToyCore, toy_model
-from spikeforge.hw.accel_interface import accelerator_signature
+from spikegate.rtl_tests.toy_core import ToyCore, toy_model
+from spikegate.hw.accel_interface import accelerator_signature
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -286,7 +286,7 @@ def test_gateware_matches_protocol_model(weights):
     bad lengths, corrupted and truncated, and the toy's logits depend on the words it was given."""
     from amaranth.sim import Simulator
 
-    from spikeforge.host import ProtocolModel, encode_frame
+    from spikegate.host import ProtocolModel, encode_frame
 
     npix, ncls, pbits, lbits, timeout = 6, 3, 10, 12, 200
     nw, wbits = (40, 11) if weights else (0, 0)
@@ -303,8 +303,8 @@ def test_gateware_matches_protocol_model(weights):
                           clk_hz=CLK_HZ, weight_words=nw, weight_bits=wbits,
                           compute=lambda px, w=None: (toy_model(px, num_classes=ncls, logit_bits=lbits,
                                                                 weights=w), cycles))
-    seed = int(os.environ.get("SPIKEFORGE_TB_SEED", 20240611))
-    print(f"seed {seed} (set SPIKEFORGE_TB_SEED to change)")
+    seed = int(os.environ.get("SPIKEGATE_TB_SEED", 20240611))
+    print(f"seed {seed} (set SPIKEGATE_TB_SEED to change)")
     rng = random.Random(seed)
     lo, hi = -(1 << (pbits - 1)), (1 << (pbits - 1)) - 1
     nbytes = (pbits + 7) // 8
@@ -415,7 +415,7 @@ def test_gateware_matches_protocol_model(weights):
 
 @pytest.mark.parametrize("sim", SIMULATORS)
 def test_host_link(sim):
-    run_cocotb(make_top(), "host_link_top", "spikeforge.rtl_tests.test_host_link", sim,
+    run_cocotb(make_top(), "host_link_top", "spikegate.rtl_tests.test_host_link", sim,
                sim_build_dir("host_link", sim),
                config={**DESIGN, "divisor": DIVISOR, "timeout": TIMEOUT, "clk_hz": CLK_HZ},
                vpi_access="all")      # (the monitors watch the core's streams inside the top)
@@ -427,7 +427,7 @@ def test_one_byte_pixels_pass_verilator_lint(tmp_path):
     whole-board simulation on Verilator (``test_board_uart.py``) found it."""
     import subprocess
 
-    from spikeforge.rtl_tests.cocotb_util import VERILATOR_LINT_OFF, verilator_env, write_verilog
+    from spikegate.rtl_tests.cocotb_util import VERILATOR_LINT_OFF, verilator_env, write_verilog
 
     core = ToyCore(num_pixels=4, num_classes=3, pixel_bits=8, logit_bits=10, latency=3)
     top = UARTAccelerator(core, num_pixels=4, num_classes=3, divisor=DIVISOR, timeout=TIMEOUT)

@@ -12,9 +12,9 @@ import zlib
 import numpy as np
 import pytest
 
-from spikeforge.quantize.intops import signed_bits
-from spikeforge.rtl_tests._runner import run_design
-from spikeforge.rtl_tests.tb_accumulate import design_from_config
+from spikegate.quantize.intops import signed_bits
+from spikegate.rtl_tests._runner import run_design
+from spikegate.rtl_tests.tb_accumulate import design_from_config
 
 GEOMETRIES = {
     # name: geometry, lanes, weight bits

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from spikeforge.hw.attention import AttentionUnit
-from spikeforge.rtl_tests._runner import run_design
-from spikeforge.rtl_tests.tb_attention import split_config
+from spikegate.hw.attention import AttentionUnit
+from spikegate.rtl_tests._runner import run_design
+from spikegate.rtl_tests.tb_attention import split_config
 
 DESIGNS = {
     "h2n6d4t2": dict(heads=2, tokens=6, head_dim=4, timesteps=2, map_hw=[3, 2]),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from spikeforge.hw.event_encoder import SpikeEventEncoder
-from spikeforge.rtl_tests._runner import run_design
+from spikegate.hw.event_encoder import SpikeEventEncoder
+from spikegate.rtl_tests._runner import run_design
 
 DESIGNS = {
     "c3h4w7": dict(channels=3, height=4, width=7),

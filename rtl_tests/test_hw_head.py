@@ -9,11 +9,11 @@ import zlib
 import numpy as np
 import pytest
 
-from spikeforge.hw.head import Argmax, SpatialSum
-from spikeforge.quantize.intops import signed_bits
-from spikeforge.rtl_tests._runner import run_design
-from spikeforge.rtl_tests.cocotb_util import SIMULATORS
-from spikeforge.rtl_tests.tb_head import design_from_config as head_from_config
+from spikegate.hw.head import Argmax, SpatialSum
+from spikegate.quantize.intops import signed_bits
+from spikegate.rtl_tests._runner import run_design
+from spikegate.rtl_tests.cocotb_util import SIMULATORS
+from spikegate.rtl_tests.tb_head import design_from_config as head_from_config
 
 SPATIAL = dict(channels=3, tokens=6, in_bits=8, out_bits=11, map_hw=[2, 3])
 ARGMAX = dict(classes=10, logit_bits=9)

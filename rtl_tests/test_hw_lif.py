@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from spikeforge.hw.lif_unit import LIFUnit
-from spikeforge.rtl_tests._runner import run_design
+from spikegate.hw.lif_unit import LIFUnit
+from spikegate.rtl_tests._runner import run_design
 
 DESIGNS = {
     # 3 channels x 5 neurons, 8-bit currents; thresholds at both ends of their 7-bit range.

@@ -8,9 +8,9 @@ import zlib
 import numpy as np
 import pytest
 
-from spikeforge.quantize.intops import signed_bits
-from spikeforge.rtl_tests._runner import run_design
-from spikeforge.rtl_tests.tb_multibit import design_from_config
+from spikegate.quantize.intops import signed_bits
+from spikegate.rtl_tests._runner import run_design
+from spikegate.rtl_tests.tb_multibit import design_from_config
 
 DESIGNS = {
     # name: geometry, lanes, weight bits, input bits

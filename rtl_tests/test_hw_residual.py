@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from spikeforge.hw.residual import ResidualAdder
-from spikeforge.rtl_tests._runner import run_design
+from spikegate.hw.residual import ResidualAdder
+from spikegate.rtl_tests._runner import run_design
 
 DESIGNS = {
     "a12b12s0": dict(a_bits=12, b_bits=12, out_bits=13, shift=0),     # intops.add

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from spikeforge.compiler import iss
-from spikeforge.hw.accelerator import Accelerator
+from spikegate.compiler import iss
+from spikegate.hw.accelerator import Accelerator
 
 from .sfa_programs import model_program, random_program
 

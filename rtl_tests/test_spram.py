@@ -21,7 +21,7 @@ import pytest
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
-from spikeforge.rtl_tests.cocotb_util import (SIMULATORS, run_cocotb, sim_build_dir, tb_config, tb_seed,
+from spikegate.rtl_tests.cocotb_util import (SIMULATORS, run_cocotb, sim_build_dir, tb_config, tb_seed,
                                               write_verilog)
 
 SHAPES = {"w8-40006": (40006, 8), "w4-700": (700, 4), "w12-20000": (20000, 12), "w20-300": (300, 20)}
@@ -84,7 +84,7 @@ async def write_then_read(dut):
 
 
 def test_plan_packs_by_nibbles():
-    from spikeforge.compiler.passes.memory_plan import spram_plan
+    from spikegate.compiler.passes.memory_plan import spram_plan
 
     p = spram_plan(40006, 8)          # fpga-tiny-t2 at 8-bit weights, 1 lane
     assert (p.per_row, p.slot_bits, p.columns, p.banks, p.blocks) == (2, 8, 1, 2, 2)
@@ -100,7 +100,7 @@ def test_plan_packs_by_nibbles():
 
 
 def test_parameters_are_checked():
-    from spikeforge.hw.spram import SPRAMWeightMemory
+    from spikegate.hw.spram import SPRAMWeightMemory
 
     with pytest.raises(ValueError, match=r"^words must be a positive integer, not 0$"):
         SPRAMWeightMemory(words=0, width=8)
@@ -113,12 +113,12 @@ def test_parameters_are_checked():
 @pytest.mark.parametrize("sim", SIMULATORS)
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_spram_weight_memory(shape, sim):
-    from spikeforge.hw.spram import SIM_MODEL, SPRAMWeightMemory
+    from spikegate.hw.spram import SIM_MODEL, SPRAMWeightMemory
 
     words, width = SHAPES[shape]
     dut = SPRAMWeightMemory(words=words, width=width)
     build = sim_build_dir(f"spram-{shape}", sim)
     top = write_verilog(dut, "spram_top", build / "spram_top.v")
     assert open(top).read().count("SB_SPRAM256KA") == dut.plan.blocks
-    run_cocotb([top, SIM_MODEL], "spram_top", "spikeforge.rtl_tests.test_spram", sim, build,
+    run_cocotb([top, SIM_MODEL], "spram_top", "spikegate.rtl_tests.test_spram", sim, build,
                config={"words": words, "width": width, "words_per_bank": 16384 * dut.plan.per_row})

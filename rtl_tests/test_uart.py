@@ -18,8 +18,8 @@ from amaranth.lib.wiring import In, Out
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from spikeforge.hw.uart import UARTRx, UARTTx, byte_stream
-from spikeforge.rtl_tests.cocotb_util import (SIMULATORS, UARTSource, run_cocotb, sim_build_dir, tb_config,
+from spikegate.hw.uart import UARTRx, UARTTx, byte_stream
+from spikegate.rtl_tests.cocotb_util import (SIMULATORS, UARTSource, run_cocotb, sim_build_dir, tb_config,
                                               tb_seed)
 
 
@@ -271,5 +271,5 @@ def test_divisor_validation():
 @pytest.mark.parametrize("divisor", [4, 7])
 @pytest.mark.parametrize("sim", SIMULATORS)
 def test_uart(sim, divisor):
-    run_cocotb(UARTPair(divisor=divisor), "uart_pair", "spikeforge.rtl_tests.test_uart", sim,
+    run_cocotb(UARTPair(divisor=divisor), "uart_pair", "spikegate.rtl_tests.test_uart", sim,
                sim_build_dir(f"uart-d{divisor}", sim), config={"divisor": divisor})

@@ -16,14 +16,14 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
-from spikeforge.compiler.build import compile_ir  # noqa: E402
-from spikeforge.compiler.verify import verify  # noqa: E402
-from spikeforge.errors import SpikeforgeError  # noqa: E402
-from spikeforge.quantize.irfile import save_ir  # noqa: E402
-from spikeforge.quantize.lower import lower  # noqa: E402
-from spikeforge.quantize.quantizer import quantize_graph  # noqa: E402
+from spikegate.compiler.build import compile_ir  # noqa: E402
+from spikegate.compiler.verify import verify  # noqa: E402
+from spikegate.errors import SpikegateError  # noqa: E402
+from spikegate.quantize.irfile import save_ir  # noqa: E402
+from spikegate.quantize.lower import lower  # noqa: E402
+from spikegate.quantize.quantizer import quantize_graph  # noqa: E402
 
-pytest.importorskip("spikeforge.hw.accelerator")
+pytest.importorskip("spikegate.hw.accelerator")
 
 from small_models import calibrated_model, images, tiny_cfg  # noqa: E402
 
@@ -31,10 +31,10 @@ FIXTURES = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "fixtures",
 
 
 def _build(tmp_path, g, target, lanes, name):
-    sfq = tmp_path / f"{name}.sfq"
-    save_ir(g, str(sfq))
+    sgir = tmp_path / f"{name}.sgir"
+    save_ir(g, str(sgir))
     out = tmp_path / f"{name}-{target}-{lanes}"
-    compile_ir(str(sfq), target, lanes, str(out), predict_samples=0)
+    compile_ir(str(sgir), target, lanes, str(out), predict_samples=0)
     return str(out)
 
 
@@ -58,9 +58,9 @@ def test_tiny_model_bit_exact(tmp_path, sim):
 
 
 def test_default_model_20_digits_verilator(tmp_path):
-    from spikeforge.quantize.data import digits_split_xy
-    from spikeforge.quantize.pipeline import quantize_checkpoint
-    from spikeforge.quantize.checkpoint import resolve_checkpoint
+    from spikegate.quantize.data import digits_split_xy
+    from spikegate.quantize.pipeline import quantize_checkpoint
+    from spikegate.quantize.checkpoint import resolve_checkpoint
     if not os.path.exists(resolve_checkpoint("default")):
         pytest.skip("embedded default checkpoint not built")
     g, _ = quantize_checkpoint("default", calib="digits")
@@ -74,7 +74,7 @@ def test_default_model_20_digits_verilator(tmp_path):
 
 @pytest.mark.parametrize("fixture", ["small_t1", "small_t4"])
 def test_official_fixtures_verilator(tmp_path, fixture):
-    from spikeforge.quantize.checkpoint import load_model
+    from spikegate.quantize.checkpoint import load_model
     ck = os.path.join(FIXTURES, fixture + ".pth")
     if not os.path.exists(ck):
         pytest.skip("official fixtures not available")
@@ -93,13 +93,13 @@ def test_verify_bad_inputs(tmp_path):
     _, g = quantize_graph(lower(m), x)
     b = _build(tmp_path, g, "sim", 2, "bad")
     np.save(tmp_path / "wrong.npy", np.zeros((2, 3, 16, 16), np.float32))
-    with pytest.raises(SpikeforgeError, match="channels"):
+    with pytest.raises(SpikegateError, match="channels"):
         verify(b, str(tmp_path / "wrong.npy"))
-    with pytest.raises(SpikeforgeError, match="--sim"):
+    with pytest.raises(SpikegateError, match="--sim"):
         np.save(tmp_path / "x.npy", x)
         verify(b, str(tmp_path / "x.npy"), sim="modelsim")
     os.remove(os.path.join(b, "accelerator.v"))
-    with pytest.raises(SpikeforgeError, match="accelerator.v is missing"):
+    with pytest.raises(SpikegateError, match="accelerator.v is missing"):
         verify(b, str(tmp_path / "x.npy"))
-    with pytest.raises(SpikeforgeError, match="not a spikeforge build directory"):
+    with pytest.raises(SpikegateError, match="not a spikegate build directory"):
         verify(str(tmp_path), str(tmp_path / "x.npy"))

@@ -1,6 +1,6 @@
 """A tiny but real accelerator core, for testing everything *around* a core.
 
-``ToyCore`` has the accelerator signature of :mod:`spikeforge.hw.accel_interface` and computes
+``ToyCore`` has the accelerator signature of :mod:`spikegate.hw.accel_interface` and computes
 ``logits[k] = sum(pixels[i] for i with i % num_classes == k)`` (wrapping at ``logit_bits``, two's
 complement). Optional ``stall`` makes it refuse pixels on a pseudo-random half of the cycles (to
 exercise back-pressure upstream) and ``latency`` adds idle cycles between the last pixel and the
@@ -10,7 +10,7 @@ first logit (to make it observably busy). With ``weight_words > 0`` it has a run
 
 It is also a stand-in for the compiler's output in the synth flow: :func:`write_toy_build` writes a
 ``BUILD_DIR`` whose ``report.json`` names :func:`load_core` (``"core": "module:callable"``), the same
-contract as ``spikeforge.compiler.build.load_core(build_dir)``.
+contract as ``spikegate.compiler.build.load_core(build_dir)``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
-from spikeforge.hw.accel_interface import CYCLE_COUNTER_BITS, accelerator_signature, weight_port_signature
+from spikegate.hw.accel_interface import CYCLE_COUNTER_BITS, accelerator_signature, weight_port_signature
 
 __all__ = ["ToyCore", "toy_model", "write_toy_build", "load_core"]
 
@@ -132,7 +132,7 @@ def write_toy_build(build_dir: str, *, target: str = "icebreaker", num_pixels: i
 
 
 def load_core(build_dir: str) -> ToyCore:
-    """``callable(build_dir) -> core``, the contract ``spikeforge synth`` expects of a core factory."""
+    """``callable(build_dir) -> core``, the contract ``spikegate synth`` expects of a core factory."""
     with open(os.path.join(build_dir, "report.json")) as f:
         r = json.load(f)
     return ToyCore(num_pixels=r["num_pixels"], num_classes=r["num_classes"],

@@ -25,7 +25,7 @@ def official(request):
 
 def run_cli(argv, capsys):
     """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    from spikeforge.cli import main
+    from spikegate.cli import main
 
     try:
         rc = main([str(a) for a in argv])
@@ -57,7 +57,7 @@ def demo_run(tmp_path_factory):
     out, result = shared / "demo_out", shared / "result.json"
     with FileLock(str(shared) + ".lock"):
         if not result.exists():
-            proc = subprocess.run([sys.executable, "-m", "spikeforge.demo", "--out", str(out), "--samples", "3"],
+            proc = subprocess.run([sys.executable, "-m", "spikegate.demo", "--out", str(out), "--samples", "3"],
                                   capture_output=True, text=True, cwd=REPO)
             result.write_text(json.dumps({"returncode": proc.returncode, "stdout": proc.stdout,
                                           "stderr": proc.stderr}))

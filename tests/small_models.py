@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spikeforge.quantize.model import MetaSpikeFormer, ModelConfig, preset
+from spikegate.quantize.model import MetaSpikeFormer, ModelConfig, preset
 
 
 def calibrated_model(cfg: ModelConfig, seed: int = 0, batches: int = 3) -> MetaSpikeFormer:

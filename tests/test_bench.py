@@ -151,8 +151,8 @@ def test_boards_read_synth_json(tmp_path):
 def test_sensitivity_bench_rows(capsys):
     """bench/sensitivity.py on the small embedded model and 24 digits: one row per weighted layer."""
     from bench import sensitivity
-    from spikeforge.quantize.checkpoint import load_model
-    from spikeforge.quantize.lower import lower
+    from spikegate.quantize.checkpoint import load_model
+    from spikegate.quantize.lower import lower
 
     r = sensitivity.run("fpga-tiny-t2", weight_bits=8, samples=24, widths=(4, 16))
     sensitivity.print_table(r)
@@ -178,7 +178,7 @@ def test_outreg_probe_reads_the_flows_nextpnr_options_and_refuses_a_non_ecp5_dir
         "--seed", "3", "--timing-allow-fail", "--85k", "--package", "CABGA381", "--speed", "6", "--lpf", "top.lpf"]
     assert outreg_probe.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no top.json" in err and "spikeforge synth" in err
+    assert err.count("\n") == 1 and "no top.json" in err and "spikegate synth" in err
 
 
 def test_seed_sweep_reruns_the_flows_nextpnr_and_rejects_bad_seeds(tmp_path, capsys):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from spikeforge.errors import CheckpointError
-from spikeforge.quantize import model as M
-from spikeforge.quantize.checkpoint import infer_config, load_checkpoint, load_model
+from spikegate.errors import CheckpointError
+from spikegate.quantize import model as M
+from spikegate.quantize.checkpoint import infer_config, load_checkpoint, load_model
 
 from conftest import fixture_path, run_cli
 

@@ -6,18 +6,18 @@ import os
 import numpy as np
 import pytest
 
-from spikeforge.compiler import iss
-from spikeforge.compiler.build import compile_ir, lower_to_program, read_build
-from spikeforge.compiler.passes.budget import BudgetError
-from spikeforge.compiler.passes.check_ops import UnsupportedOpError, check_ops
-from spikeforge.compiler.passes.memory_plan import memory_plan
-from spikeforge.compiler.passes.schedule import schedule
-from spikeforge.compiler.program import FIELDS, INSTR_BITS, Instr
-from spikeforge.errors import SpikeforgeError
-from spikeforge.quantize.golden import execute
-from spikeforge.quantize.irfile import save_ir
-from spikeforge.quantize.lower import lower
-from spikeforge.quantize.quantizer import quantize_graph
+from spikegate.compiler import iss
+from spikegate.compiler.build import compile_ir, lower_to_program, read_build
+from spikegate.compiler.passes.budget import BudgetError
+from spikegate.compiler.passes.check_ops import UnsupportedOpError, check_ops
+from spikegate.compiler.passes.memory_plan import memory_plan
+from spikegate.compiler.passes.schedule import schedule
+from spikegate.compiler.program import FIELDS, INSTR_BITS, Instr
+from spikegate.errors import SpikegateError
+from spikegate.quantize.golden import execute
+from spikegate.quantize.irfile import save_ir
+from spikegate.quantize.lower import lower
+from spikegate.quantize.quantizer import quantize_graph
 
 from conftest import fixture_path, run_cli
 from small_models import calibrated_model, images, tiny_cfg
@@ -50,7 +50,7 @@ def test_iss_equals_golden(kw, lanes):
 
 def test_hardware_widths_are_the_irs_declared_widths():
     """Program and MachineConfig copy the range analysis' widths; nothing is re-derived."""
-    from spikeforge.hw.sfa_common import MachineConfig
+    from spikegate.hw.sfa_common import MachineConfig
 
     g, _ = _ir(tiny_cfg(T=2))
     prog = lower_to_program(g, 3)
@@ -71,7 +71,7 @@ def test_hardware_widths_are_the_irs_declared_widths():
 
 
 def test_iss_equals_golden_on_official_fixture():
-    from spikeforge.quantize.checkpoint import load_model
+    from spikegate.quantize.checkpoint import load_model
     data = np.load(fixture_path("small_t1.npz"))
     model, _ = load_model(fixture_path("small_t1.pth"))
     _, g = quantize_graph(lower(model), data["inputs"])
@@ -133,29 +133,29 @@ def test_unsupported_pattern_is_named():
 
 
 @pytest.fixture(scope="module")
-def trained_tiny_sfq(tmp_path_factory):
+def trained_tiny_ir(tmp_path_factory):
     """The embedded fpga-tiny-t2 checkpoint quantised as the README does (``--calib digits``): the
     model that fits the iCEBreaker (a random fpga-tiny has wider activations, which do not)."""
-    from spikeforge.quantize.pipeline import quantize_checkpoint
+    from spikegate.quantize.pipeline import quantize_checkpoint
     d = tmp_path_factory.mktemp("t")
     g, _ = quantize_checkpoint("fpga-tiny-t2", calib="digits", evaluate=False)
-    p = d / "tiny-t2.sfq"
+    p = d / "tiny-t2.sgir"
     save_ir(g, str(p))
     return str(p), g, None
 
 
 @pytest.fixture(scope="module")
-def tiny_sfq(tmp_path_factory):
+def tiny_ir(tmp_path_factory):
     d = tmp_path_factory.mktemp("c")
     g, x = _ir(tiny_cfg(T=2))
-    p = d / "tiny.sfq"
+    p = d / "tiny.sgir"
     save_ir(g, str(p))
     np.save(d / "x.npy", x)
     return str(p), g, x
 
 
-def test_compile_is_deterministic_and_report_has_keys(tiny_sfq, tmp_path, capsys):
-    path, g, x = tiny_sfq
+def test_compile_is_deterministic_and_report_has_keys(tiny_ir, tmp_path, capsys):
+    path, g, x = tiny_ir
     outs = []
     for i in range(2):
         rc, out, err = run_cli(["compile", path, "--target", "sim", "--lanes", "4", "-o", tmp_path / f"b{i}"], capsys)
@@ -171,8 +171,8 @@ def test_compile_is_deterministic_and_report_has_keys(tiny_sfq, tmp_path, capsys
     assert prog.lanes == 4
 
 
-def test_budget_error_has_table_and_hints(tiny_sfq, tmp_path, capsys):
-    path, g, x = tiny_sfq
+def test_budget_error_has_table_and_hints(tiny_ir, tmp_path, capsys):
+    path, g, x = tiny_ir
     rc, out, err = run_cli(["compile", path, "--target", "icebreaker", "--lanes", "64", "-o", tmp_path / "b"], capsys)
     assert rc == 2
     assert "multipliers (DSP)" in err and "needed" in err and "available" in err and "--lanes" in err
@@ -180,9 +180,9 @@ def test_budget_error_has_table_and_hints(tiny_sfq, tmp_path, capsys):
 
 
 def test_paper_preset_compiles_for_large_target():
-    from spikeforge.compiler.passes.budget import check_budget, memory_bits
-    from spikeforge.compiler.targets import get_target
-    from spikeforge.quantize.model import build, preset
+    from spikegate.compiler.passes.budget import check_budget, memory_bits
+    from spikegate.compiler.targets import get_target
+    from spikegate.quantize.model import build, preset
     import torch
     torch.manual_seed(0)
     m = build(preset("meta-spikeformer-15m")).eval()
@@ -195,29 +195,29 @@ def test_paper_preset_compiles_for_large_target():
         check_budget(prog, get_target("ulx3s-85f"), True)
 
 
-def test_corrupt_build_dir(tiny_sfq, tmp_path):
-    path, g, x = tiny_sfq
+def test_corrupt_build_dir(tiny_ir, tmp_path):
+    path, g, x = tiny_ir
     b = tmp_path / "b"
     compile_ir(path, "sim", 2, str(b), predict_samples=0)
-    (b / "model.sfq").write_bytes(b"garbage")
-    with pytest.raises(SpikeforgeError, match="does not match report.json"):
+    (b / "model.sgir").write_bytes(b"garbage")
+    with pytest.raises(SpikegateError, match="does not match report.json"):
         read_build(str(b))
     os.remove(b / "report.json")
-    with pytest.raises(SpikeforgeError, match="not a spikeforge build directory"):
+    with pytest.raises(SpikegateError, match="not a spikegate build directory"):
         read_build(str(b))
 
 
 # ------------------------------------------------------------------------------ weights in SPRAM
 
 
-def test_icebreaker_puts_weights_in_spram(trained_tiny_sfq, tmp_path):
+def test_icebreaker_puts_weights_in_spram(trained_tiny_ir, tmp_path):
     """fpga-tiny's shape (40,006 weight words at 1 lane) does not fit the UP5K's block RAM with the
     rest: WMEM goes to SPRAM, runtime-loaded; the block RAM budget covers everything else; the
     report says so, with the words, bits and the sha256 of weights.bin (the words in address
     order, little-endian, as wmem.hex has them); the Verilog has the SB_SPRAM256KA instances."""
     import hashlib
 
-    path, g, x = trained_tiny_sfq
+    path, g, x = trained_tiny_ir
     b = tmp_path / "ice"
     rep = compile_ir(path, "icebreaker", None, str(b), predict_samples=0)
     w = rep["weights"]
@@ -239,7 +239,7 @@ def test_icebreaker_puts_weights_in_spram(trained_tiny_sfq, tmp_path):
     assert "block RAMs (all memories)" not in rows
     assert rows["LUTs (estimate)"][0] <= rows["LUTs (estimate)"][1]
     # the core built from the build directory has the weight port; other targets keep the ROM
-    from spikeforge.compiler.build import load_core, read_weight_image
+    from spikegate.compiler.build import load_core, read_weight_image
     core = load_core(str(b))
     core._MustUse__silence = True      # (inspected, not elaborated)
     assert core.weight_storage == "spram" and "weights" in core.signature.members
@@ -251,12 +251,12 @@ def test_icebreaker_puts_weights_in_spram(trained_tiny_sfq, tmp_path):
                                "bits": rep2["memories"]["bits"]["weights (WMEM)"],
                                "bytes_per_word": (rep2["lanes"] * rep2["widths"]["weight_bits"] + 7) // 8}
     assert not (tmp_path / "sim" / "weights.bin").exists()
-    with pytest.raises(SpikeforgeError, match=r"its weights are in the bitstream, not loaded at run time$"):
+    with pytest.raises(SpikegateError, match=r"its weights are in the bitstream, not loaded at run time$"):
         read_weight_image(str(tmp_path / "sim"), rep2)
 
 
-def test_weights_option(trained_tiny_sfq, tmp_path, capsys):
-    path, g, x = trained_tiny_sfq
+def test_weights_option(trained_tiny_ir, tmp_path, capsys):
+    path, g, x = trained_tiny_ir
     rc, out, err = run_cli(["compile", path, "--target", "icebreaker", "--weights", "bitstream",
                             "-o", tmp_path / "a"], capsys)
     assert rc == 2 and "block RAMs (all memories)" in err and "<-- too much" in err
@@ -269,15 +269,15 @@ def test_weights_option(trained_tiny_sfq, tmp_path, capsys):
     assert "weights: 40,006 words of 8 bits in SPRAM, runtime-loaded" in out
 
 
-def test_spram_budget_errors_are_clear(trained_tiny_sfq):
+def test_spram_budget_errors_are_clear(trained_tiny_ir):
     """Weights too many for the SPRAM, or the rest too much for the block RAM: the table names the
     row, and only the hints that would help."""
     import dataclasses
 
-    from spikeforge.compiler.passes.budget import check_budget
-    from spikeforge.compiler.targets import get_target
+    from spikegate.compiler.passes.budget import check_budget
+    from spikegate.compiler.targets import get_target
 
-    path, g, x = trained_tiny_sfq
+    path, g, x = trained_tiny_ir
     prog = lower_to_program(g, 1)
     ice = get_target("icebreaker")
     ok = check_budget(prog, ice, True)
@@ -303,7 +303,7 @@ def test_block_ram_counted_in_blocks_as_synthesis_maps_them():
     """Block RAM is counted in primitives, per memory (a memory takes whole blocks), calibrated on
     what Yosys did: iCE40 SB_RAM40_4K (256x16 .. 2048x2), ECP5 DP16KD (512x36 .. 16384x1); memories
     of at most 64 bits become flip-flops; initialised tables put a short tail of rows in logic."""
-    from spikeforge.compiler.passes.budget import bram_blocks
+    from spikegate.compiler.passes.budget import bram_blocks
     assert bram_blocks(1536, 23, "ice40") == 9          # ACT of fpga-tiny-t2 (measured 9)
     assert bram_blocks(512, 21, "ice40") == 3           # one ACC bank (3)
     assert bram_blocks(1024, 1, "ice40") == 1           # SPK (1)
@@ -316,14 +316,14 @@ def test_block_ram_counted_in_blocks_as_synthesis_maps_them():
     assert bram_blocks(100, 100, "sim") == 0
 
 
-def test_icebreaker_logic_budget_refuses_at_compile(tiny_sfq, tmp_path, capsys):
+def test_icebreaker_logic_budget_refuses_at_compile(tiny_ir, tmp_path, capsys):
     """A design whose logic cannot fit the UP5K is refused by compile with the needs table (not
     at synth): the LUT estimate is calibrated per family (5,030 estimated, 5,030 logic cells
     measured for fpga-tiny-t2 at 1 lane)."""
-    from spikeforge.compiler.passes.budget import lut_estimate
+    from spikegate.compiler.passes.budget import lut_estimate
     assert lut_estimate(1, "ice40") == 5030
     assert lut_estimate(8, "ecp5") == 9262           # the default model on the ULX3S (9,262 measured)
-    path, g, x = tiny_sfq
+    path, g, x = tiny_ir
     rc, out, err = run_cli(["compile", path, "--target", "icebreaker", "--lanes", "4", "-o", tmp_path / "b"],
                            capsys)
     assert rc == 2 and not (tmp_path / "b").exists()
@@ -339,8 +339,8 @@ def test_deep_wmem_block_count_is_per_bank():
     where one 19,601-word memory would be 78)."""
     import dataclasses
 
-    from spikeforge.compiler.passes.budget import blocks_needed, bram_blocks
-    from spikeforge.hw.sfa_common import WMEM_BANK_WORDS
+    from spikegate.compiler.passes.budget import blocks_needed, bram_blocks
+    from spikegate.hw.sfa_common import WMEM_BANK_WORDS
     g, _ = _ir(tiny_cfg())
     for lanes in (1, 4):
         p = lower_to_program(g, lanes)
@@ -367,7 +367,7 @@ def test_deep_scanner_start_values_are_the_first_output_input_zero_reaches():
     output row that input row 0 reaches, by brute force over the outputs, and ``pad_s`` is
     ``pad >> (stride - 1)``; with one lane (or for another opcode) both are 0 and left out of the
     ROM word (OPTIONAL_DERIVED), so a one-lane machine's word is as it was."""
-    from spikeforge.compiler.program import OP_CONV, OP_HEAD, derived_values, derived_widths
+    from spikegate.compiler.program import OP_CONV, OP_HEAD, derived_values, derived_widths
     for k in range(1, 8):
         for pad in range(0, k):
             for stride in (1, 2):

@@ -21,7 +21,7 @@ BOARDS = ("ulx3s-85f", "icebreaker")
 def test_demo_runs_to_the_end(demo_run):
     out, proc = demo_run
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
-    for name in ("report.md", "report.html", "report.json", "timings.json", "default.sfq"):
+    for name in ("report.md", "report.html", "report.json", "timings.json", "default.sgir"):
         assert (out / name).is_file(), f"{name} missing from demo_out"
     md = (out / "report.md").read_text()
     for section in ("## Accuracy on the held-out digits", "## RTL verification", "## Boards"):

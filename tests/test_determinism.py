@@ -1,6 +1,6 @@
 """Determinism of the whole flow on the embedded default model (issue 8, item 3).
 
-The same checkpoint and options give byte-identical IR (``.sfq``), Verilog and memory images, and
+The same checkpoint and options give byte-identical IR (``.sgir``), Verilog and memory images, and
 the same bitstream hash for the same nextpnr seed. Everything is produced twice, from scratch, in
 separate folders (so nothing can be shared through a cache) and compared byte for byte.
 
@@ -30,27 +30,27 @@ def _files(folder) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def two_builds(tmp_path_factory):
-    from spikeforge.quantize.checkpoint import resolve_checkpoint
+    from spikegate.quantize.checkpoint import resolve_checkpoint
     if not os.path.exists(resolve_checkpoint("default")):
         pytest.skip("embedded default checkpoint not built")
     root = tmp_path_factory.mktemp("determinism")
     builds = []
     for i in range(2):
-        sfq = root / f"default{i}.sfq"
-        rc = subprocess.run([sys.executable, "-m", "spikeforge", "quantize", "default", "--calib", "digits",
-                             "-o", str(sfq)], capture_output=True, text=True)
+        sgir = root / f"default{i}.sgir"
+        rc = subprocess.run([sys.executable, "-m", "spikegate", "quantize", "default", "--calib", "digits",
+                             "-o", str(sgir)], capture_output=True, text=True)
         assert rc.returncode == 0, rc.stderr
         out = root / f"build{i}"
-        rc = subprocess.run([sys.executable, "-m", "spikeforge", "compile", str(sfq), "--target", BOARD,
+        rc = subprocess.run([sys.executable, "-m", "spikegate", "compile", str(sgir), "--target", BOARD,
                              "-o", str(out)], capture_output=True, text=True)
         assert rc.returncode == 0, rc.stderr
-        builds.append((sfq, out))
+        builds.append((sgir, out))
     return builds
 
 
 def test_ir_verilog_and_images_are_byte_identical(two_builds):
-    (sfq0, b0), (sfq1, b1) = two_builds
-    assert sfq0.read_bytes() == sfq1.read_bytes()
+    (ir0, b0), (ir1, b1) = two_builds
+    assert ir0.read_bytes() == ir1.read_bytes()
     f0, f1 = _files(b0), _files(b1)
     assert sorted(f0) == sorted(f1)
     for must in ("accelerator.v", "program.hex", "wmem.hex", "bias.hex", "thresh.hex", "report.json"):
@@ -69,13 +69,13 @@ def test_same_seed_gives_the_same_bitstream(two_builds, demo_run):
     demo_build = demo_out / BOARD
     (_, build), _ = two_builds
     # the demo's IR and build directory are the same bytes as ours (same checkpoint, same options)
-    assert (demo_out / "default.sfq").read_bytes() == two_builds[0][0].read_bytes()
+    assert (demo_out / "default.sgir").read_bytes() == two_builds[0][0].read_bytes()
     ours, theirs = _files(build), _files(demo_build)
     for name in ours:
         assert ours[name] == theirs[name], f"{name}: the demo's build differs from a fresh compile"
     demo_synth = json.loads((demo_build / BOARD / "synth.json").read_text())
     assert demo_synth["seed"] == 1 and demo_synth["error"] is None
-    p = subprocess.run([sys.executable, "-m", "spikeforge", "synth", str(build), "--board", BOARD,
+    p = subprocess.run([sys.executable, "-m", "spikegate", "synth", str(build), "--board", BOARD,
                         "--seed", "1", "--json"], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout)

@@ -1,4 +1,4 @@
-"""The embedded trained checkpoints: held-out float accuracy through `spikeforge eval`."""
+"""The embedded trained checkpoints: held-out float accuracy through `spikegate eval`."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from spikeforge.cli import main
-from spikeforge.quantize.checkpoint import load_checkpoint, resolve_checkpoint
-from spikeforge.quantize.data import load_digits_split
-from spikeforge.quantize.model import preset
+from spikegate.cli import main
+from spikegate.quantize.checkpoint import load_checkpoint, resolve_checkpoint
+from spikegate.quantize.data import load_digits_split
+from spikegate.quantize.model import preset
 
 # name -> (preset, T, minimum held-out top-1 in percent)
 EMBEDDED = {

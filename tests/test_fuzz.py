@@ -9,15 +9,15 @@ import random
 import numpy as np
 import pytest
 
-from spikeforge.compiler.fuzz import REGRESSIONS, check_graph, run_one
-from spikeforge.quantize.irfile import load_ir
+from spikegate.compiler.fuzz import REGRESSIONS, check_graph, run_one
+from spikegate.quantize.irfile import load_ir
 
-SEED = int(os.environ.get("SPIKEFORGE_FUZZ_SEED") or random.SystemRandom().randrange(1, 10**6))
+SEED = int(os.environ.get("SPIKEGATE_FUZZ_SEED") or random.SystemRandom().randrange(1, 10**6))
 COUNT = 30
 
 
 def test_random_graphs_iss_equals_golden():
-    print(f"fuzz seed {SEED} (rerun with SPIKEFORGE_FUZZ_SEED={SEED})")
+    print(f"fuzz seed {SEED} (rerun with SPIKEGATE_FUZZ_SEED={SEED})")
     failures = []
     for s in range(SEED, SEED + COUNT):
         err, g, x, lanes = run_one(s, rtl=None)
@@ -26,7 +26,7 @@ def test_random_graphs_iss_equals_golden():
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.parametrize("case", sorted(glob.glob(os.path.join(REGRESSIONS, "*.sfq"))) or [None])
+@pytest.mark.parametrize("case", sorted(glob.glob(os.path.join(REGRESSIONS, "*.sgir"))) or [None])
 def test_regressions_replay(case, tmp_path):
     if case is None:
         pytest.skip("no saved regression cases")

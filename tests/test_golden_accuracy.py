@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from spikeforge.quantize.checkpoint import resolve_checkpoint
-from spikeforge.quantize.pipeline import quantize_checkpoint
+from spikegate.quantize.checkpoint import resolve_checkpoint
+from spikegate.quantize.pipeline import quantize_checkpoint
 
 
 def _need(name):
@@ -24,7 +24,7 @@ def test_default_model_loses_at_most_half_a_point_and_agrees_99_percent_at_8_bit
     s = _summary_at_8_bits("default")
     assert s["samples"] == 450
     assert s["int_top1"] >= s["float_top1"] - 0.5
-    # The default is QAT fine-tuned (spikeforge.quantize.qat): its weights sit on the quantiser's
+    # The default is QAT fine-tuned (spikegate.quantize.qat): its weights sit on the quantiser's
     # grid except RepConv's; only those, the biases and the first conv's shift are rounded.
     assert s["argmax_agreement"] >= 99.0
 

@@ -1,4 +1,4 @@
-"""The host client (``spikeforge.host``) and ``spikeforge run``, against a simulated device.
+"""The host client (``spikegate.host``) and ``spikegate run``, against a simulated device.
 
 The device is ``ProtocolModel`` (the protocol in Python) behind a pseudo-terminal, served by a
 thread: the client opens the pty's path with pyserial exactly as it would open /dev/ttyUSB1. Fault
@@ -17,13 +17,13 @@ import tty
 import numpy as np
 import pytest
 
-from spikeforge.cli import main
-from spikeforge.errors import SpikeforgeError
-from spikeforge.host import (Device, DeviceError, DeviceTimeout, FrameError, FrameParser,
+from spikegate.cli import main
+from spikegate.errors import SpikegateError
+from spikegate.host import (Device, DeviceError, DeviceTimeout, FrameError, FrameParser,
                              ProtocolModel, encode_frame, encode_pixels)
-from spikeforge.hw.host_link import Cmd, Err, info_payload
-from spikeforge.quantize.intops import quantize_input
-from spikeforge.rtl_tests.toy_core import toy_model, write_toy_build
+from spikegate.hw.host_link import Cmd, Err, info_payload
+from spikegate.quantize.intops import quantize_input
+from spikegate.rtl_tests.toy_core import toy_model, write_toy_build
 
 NPIX, NCLS, PBITS, LBITS = 16, 4, 8, 16
 CLK_HZ = 30_000_000
@@ -114,7 +114,7 @@ def test_frame_encoding_and_parsing():
 def test_pixel_encoding():
     assert encode_pixels([-1, 5, -128, 127], 8) == bytes([0xFF, 5, 0x80, 0x7F])
     assert encode_pixels([-2, 300], 12) == bytes([0xFE, 0xFF, 0x2C, 0x01])
-    with pytest.raises(SpikeforgeError, match=r"^pixel 1 = 128 does not fit 8 signed bits \(-128\.\.127\)$"):
+    with pytest.raises(SpikegateError, match=r"^pixel 1 = 128 does not fit 8 signed bits \(-128\.\.127\)$"):
         encode_pixels([0, 128], 8)
 
 
@@ -162,7 +162,7 @@ def test_device_errors_are_reported(device):
         assert (e.value.code, e.value.cmd) == (Err.NOT_LOADED, Cmd.START)
         with pytest.raises(DeviceError, match=r"^device refused READ: no result yet$"):
             dev.read()
-        with pytest.raises(SpikeforgeError, match=r"^an image has 3 pixels; the device takes 16$"):
+        with pytest.raises(SpikegateError, match=r"^an image has 3 pixels; the device takes 16$"):
             dev.load([0, 0, 0])
 
 
@@ -189,11 +189,11 @@ def test_broken_devices_give_clear_errors(device, mode, error, message):
 
 
 def test_open_missing_port():
-    with pytest.raises(SpikeforgeError, match=r"^cannot open /dev/does-not-exist: "):
+    with pytest.raises(SpikegateError, match=r"^cannot open /dev/does-not-exist: "):
         Device.open("/dev/does-not-exist")
 
 
-# ------------------------------------------------------------------------------ spikeforge run
+# ------------------------------------------------------------------------------ spikegate run
 
 
 def test_run_command_quantises_and_reports(device, tmp_path, capsys):
@@ -236,7 +236,7 @@ def test_run_command_user_errors(device, tmp_path, capsys, array, extra, message
     rc = main(["run", "--port", d.path, "--inputs", str(tmp_path / "x.npy"), *extra])
     assert rc == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("spikeforge run: error: ")
+    assert err.count("\n") == 1 and err.startswith("spikegate run: error: ")
     assert __import__("re").search(message, err), err
 
 
@@ -289,7 +289,7 @@ def wl_frame(offset, words):
 
 
 def test_weight_model_follows_the_protocol():
-    from spikeforge.host import DeviceInfo
+    from spikegate.host import DeviceInfo
 
     m = make_weight_model()
     err = lambda code, cmd: encode_frame(0xFF, bytes([code, cmd]))   # noqa: E731
@@ -326,7 +326,7 @@ def test_weight_model_follows_the_protocol():
 
 
 def test_info_versions_are_checked():
-    from spikeforge.host import DeviceInfo
+    from spikegate.host import DeviceInfo
 
     v1 = info_payload(num_pixels=NPIX, num_classes=NCLS, pixel_bits=PBITS, logit_bits=LBITS)
     assert DeviceInfo.decode(v1).weights_needed is False
@@ -367,7 +367,7 @@ def test_load_weights_over_pty_with_a_retry():
             with pytest.raises(DeviceError, match=r"^device refused START: weights not loaded") as e:
                 dev.start()
             assert e.value.code == Err.WEIGHTS_NOT_LOADED
-            with pytest.raises(SpikeforgeError, match=r"^the weight image has 599 bytes; the device takes "
+            with pytest.raises(SpikegateError, match=r"^the weight image has 599 bytes; the device takes "
                                                       r"300 words of 2 bytes \(600 bytes\): another build\?$"):
                 dev.load_weights(image[:-1])
             info = dev.load_weights(image, chunk_bytes=128, progress=seen.append)
@@ -383,7 +383,7 @@ def test_load_weights_over_pty_with_a_retry():
 def test_load_weights_needs_a_runtime_weight_device(device):
     d = device()
     with Device.open(d.path, timeout=2) as dev:
-        with pytest.raises(SpikeforgeError, match=r"weights are in its bitstream; it takes no LOAD_WEIGHTS$"):
+        with pytest.raises(SpikegateError, match=r"weights are in its bitstream; it takes no LOAD_WEIGHTS$"):
             dev.load_weights(b"\x00\x00")
 
 
@@ -408,7 +408,7 @@ def test_run_command_uploads_runtime_weights(tmp_path, capsys):
     try:
         assert main(argv) == 2            # without the build directory: nothing to upload from
         err = capsys.readouterr().err
-        assert err == (f"spikeforge run: error: the device on {d.path} needs its weights loaded (300 words, "
+        assert err == (f"spikegate run: error: the device on {d.path} needs its weights loaded (300 words, "
                        f"in SPRAM): give --build BUILD_DIR, whose weights.bin has them\n")
 
         assert main(argv + ["--build", build, "--json"]) == 0

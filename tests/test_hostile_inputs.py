@@ -16,7 +16,7 @@ import torch
 
 from conftest import fixture_path, run_cli
 
-MARKER = "/tmp/spikeforge-pwned-marker"
+MARKER = "/tmp/spikegate-pwned-marker"
 
 
 class _Evil:
@@ -49,16 +49,16 @@ def files(tmp_path_factory):
     np.save(d / "x_obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     np.savez(d / "x_npz.npz", a=x)
     (d / "x_garbage.npy").write_bytes(b"\x93NUMPY garbage")
-    from spikeforge.quantize.checkpoint import load_model
-    from spikeforge.quantize.irfile import save_ir
-    from spikeforge.quantize.lower import lower
-    from spikeforge.quantize.quantizer import quantize_graph
+    from spikegate.quantize.checkpoint import load_model
+    from spikegate.quantize.irfile import save_ir
+    from spikegate.quantize.lower import lower
+    from spikegate.quantize.quantizer import quantize_graph
     m, _ = load_model(fixture_path("small_t1.pth"))
     _, g = quantize_graph(lower(m), x)
-    save_ir(g, str(d / "m.sfq"))
-    sfq = (d / "m.sfq").read_bytes()
-    (d / "m_trunc.sfq").write_bytes(sfq[:-300])
-    with zipfile.ZipFile(d / "m.sfq") as zi, zipfile.ZipFile(d / "m_tamper.sfq", "w") as zo:
+    save_ir(g, str(d / "m.sgir"))
+    sgir = (d / "m.sgir").read_bytes()
+    (d / "m_trunc.sgir").write_bytes(sgir[:-300])
+    with zipfile.ZipFile(d / "m.sgir") as zi, zipfile.ZipFile(d / "m_tamper.sgir", "w") as zo:
         for info in zi.infolist():
             b = zi.read(info.filename)
             if info.filename == "ir.json":
@@ -81,35 +81,35 @@ def _cases(d):
         ("text checkpoint", ["info", d / "text.pth"], "not a PyTorch checkpoint", None),
         ("truncated checkpoint", ["info", d / "trunc.pth"], "not a PyTorch checkpoint", None),
         ("malicious torch pickle", ["info", d / "evil.pth"], "refused to load", None),
-        ("malicious plain pickle", ["quantize", d / "evil_plain.pkl", "-o", d / "e.sfq"], "refused", d / "e.sfq"),
+        ("malicious plain pickle", ["quantize", d / "evil_plain.pkl", "-o", d / "e.sgir"], "refused", d / "e.sgir"),
         ("checkpoint holding a list", ["info", d / "list.pth"], "not a state dict", None),
         ("state dict with a non-tensor", ["info", d / "nontensor.pth"], "tensors", None),
         ("unknown preset", ["info", "--preset", "nope"], "unknown preset", None),
         ("inputs missing", ["infer", ck, "--inputs", d / "none.npy", "--out", out / "y.npy"], "no such file", None),
         ("inputs NaN", ["infer", ck, "--inputs", d / "x_nan.npy", "--out", d / "y1.npy"], "NaN", d / "y1.npy"),
-        ("inputs Inf", ["golden", d / "m.sfq", "--inputs", d / "x_inf.npy", "--out", d / "y2.npy"], "Inf", d / "y2.npy"),
+        ("inputs Inf", ["golden", d / "m.sgir", "--inputs", d / "x_inf.npy", "--out", d / "y2.npy"], "Inf", d / "y2.npy"),
         ("inputs rank 3", ["infer", ck, "--inputs", d / "x_rank3.npy", "--out", d / "y3.npy"], "rank 3", d / "y3.npy"),
-        ("inputs channels", ["golden", d / "m.sfq", "--inputs", d / "x_ch.npy", "--out", d / "y4.npy"], "channels", d / "y4.npy"),
-        ("inputs size", ["golden", d / "m.sfq", "--inputs", d / "x_size.npy", "--out", d / "y5.npy"], "24x24", d / "y5.npy"),
+        ("inputs channels", ["golden", d / "m.sgir", "--inputs", d / "x_ch.npy", "--out", d / "y4.npy"], "channels", d / "y4.npy"),
+        ("inputs size", ["golden", d / "m.sgir", "--inputs", d / "x_size.npy", "--out", d / "y5.npy"], "24x24", d / "y5.npy"),
         ("inputs strings", ["infer", ck, "--inputs", d / "x_str.npy", "--out", d / "y6.npy"], "dtype", d / "y6.npy"),
         ("inputs pickled objects", ["infer", ck, "--inputs", d / "x_obj.npy", "--out", d / "y7.npy"], "not a plain .npy", d / "y7.npy"),
         ("inputs npz", ["infer", ck, "--inputs", d / "x_npz.npz", "--out", d / "y8.npy"], ".npz", d / "y8.npy"),
         ("inputs garbage", ["infer", ck, "--inputs", d / "x_garbage.npy", "--out", d / "y9.npy"], "x_garbage.npy", d / "y9.npy"),
-        ("truncated IR", ["ir", "show", d / "m_trunc.sfq"], "m_trunc.sfq", None),
-        ("tampered IR", ["golden", d / "m_tamper.sfq", "--inputs", d / "x.npy", "--out", d / "y10.npy"], "threshold", d / "y10.npy"),
-        ("IR that is a checkpoint", ["ir", "show", ck], "not an .sfq", None),
-        ("weight bits 3", ["quantize", ck, "--calib", d / "x.npy", "--weight-bits", "3", "-o", d / "w.sfq"], "4..16", d / "w.sfq"),
+        ("truncated IR", ["ir", "show", d / "m_trunc.sgir"], "m_trunc.sgir", None),
+        ("tampered IR", ["golden", d / "m_tamper.sgir", "--inputs", d / "x.npy", "--out", d / "y10.npy"], "threshold", d / "y10.npy"),
+        ("IR that is a checkpoint", ["ir", "show", ck], "not an .sgir", None),
+        ("weight bits 3", ["quantize", ck, "--calib", d / "x.npy", "--weight-bits", "3", "-o", d / "w.sgir"], "4..16", d / "w.sgir"),
         ("T out of range", ["infer", ck, "--inputs", d / "x.npy", "--out", d / "y11.npy", "--T", "0"], "--T", d / "y11.npy"),
         ("heads out of range", ["info", ck, "--heads", "0"], "--heads", None),
         ("heads not dividing", ["info", ck, "--heads", "3"], "divisible", None),
-        ("calibration wrong shape", ["quantize", ck, "--calib", d / "x_ch.npy", "-o", d / "c.sfq"], "--calib", d / "c.sfq"),
-        ("output folder missing", ["quantize", ck, "--calib", d / "x.npy", "-o", d / "no" / "m.sfq"], "does not exist", None),
+        ("calibration wrong shape", ["quantize", ck, "--calib", d / "x_ch.npy", "-o", d / "c.sgir"], "--calib", d / "c.sgir"),
+        ("output folder missing", ["quantize", ck, "--calib", d / "x.npy", "-o", d / "no" / "m.sgir"], "does not exist", None),
         ("output under a file", ["infer", ck, "--inputs", d / "x.npy", "--out", d / "file" / "y.npy"], "does not exist", None),
         ("output is a directory", ["infer", ck, "--inputs", d / "x.npy", "--out", d], "is a directory", None),
-        ("unknown target", ["compile", d / "m.sfq", "--target", "nope", "-o", d / "b1"], "known targets", d / "b1"),
-        ("lanes out of range", ["compile", d / "m.sfq", "--target", "sim", "--lanes", "0", "-o", d / "b2"], "--lanes", d / "b2"),
-        ("compile a checkpoint", ["compile", ck, "--target", "sim", "-o", d / "b3"], "not an .sfq", d / "b3"),
-        ("eval unknown data", ["eval", d / "m.sfq", "--data", "imagenet"], "digits", None),
+        ("unknown target", ["compile", d / "m.sgir", "--target", "nope", "-o", d / "b1"], "known targets", d / "b1"),
+        ("lanes out of range", ["compile", d / "m.sgir", "--target", "sim", "--lanes", "0", "-o", d / "b2"], "--lanes", d / "b2"),
+        ("compile a checkpoint", ["compile", ck, "--target", "sim", "-o", d / "b3"], "not an .sgir", d / "b3"),
+        ("eval unknown data", ["eval", d / "m.sgir", "--data", "imagenet"], "digits", None),
     ]
 
 

@@ -16,7 +16,7 @@ from amaranth.hdl import Module, signed
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
-from spikeforge.hw.banked_ram import BankedRAM
+from spikegate.hw.banked_ram import BankedRAM
 
 SHAPES = {  # name: (bits, depth, bank_words)
     "one-bank": (16, 100, 128),
@@ -91,8 +91,8 @@ def test_banked_ram_rejects_bad_parameters(kw, message):
 def test_bank_depth_overrides_need_the_deep_pipeline(name):
     """The accelerator's bank-depth overrides (for tests) are refused with one lane, where WMEM and
     ACT are not banked, naming the parameter (rtl_tests/test_accelerator.py runs them with lanes)."""
-    from spikeforge.hw.accelerator import Accelerator
-    from spikeforge.rtl_tests.sfa_programs import random_program
+    from spikegate.hw.accelerator import Accelerator
+    from spikegate.rtl_tests.sfa_programs import random_program
     prog, _ = random_program(11, lanes=1, T=1, cin=1, size=6, dw_stride=1, classes=4)
     with pytest.raises(ValueError, match=f"{name} applies only to the deep ACC pipeline"):
         Accelerator(prog, **{name: 16})

@@ -16,7 +16,7 @@ from amaranth.hdl import Module, unsigned
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
-from spikeforge.hw.banked_rom import BankedROM
+from spikegate.hw.banked_rom import BankedROM
 
 SHAPES = {  # name: (width, depth, bank_words)
     "one-bank": (16, 100, 128),

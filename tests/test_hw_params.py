@@ -14,15 +14,15 @@ import pytest
 from amaranth.hdl import Const, Elaboratable, Signal, unsigned
 from amaranth.sim import Simulator
 
-from spikeforge.hw.accumulate import AccumulateEngine, ConvGeometry
-from spikeforge.hw.attention import AttentionUnit
-from spikeforge.hw.event_encoder import SpikeEventEncoder, encoder_cycles
-from spikeforge.hw.head import Argmax, HeadAccumulator, SpatialSum
-from spikeforge.hw.lif_unit import LIFUnit
-from spikeforge.hw.memories import MembraneMemory, SpikeBuffer, WeightMemory
-from spikeforge.hw.multibit import MultibitLinearUnit
-from spikeforge.hw.params import mul_const
-from spikeforge.hw.residual import ResidualAdder
+from spikegate.hw.accumulate import AccumulateEngine, ConvGeometry
+from spikegate.hw.attention import AttentionUnit
+from spikegate.hw.event_encoder import SpikeEventEncoder, encoder_cycles
+from spikegate.hw.head import Argmax, HeadAccumulator, SpatialSum
+from spikegate.hw.lif_unit import LIFUnit
+from spikegate.hw.memories import MembraneMemory, SpikeBuffer, WeightMemory
+from spikegate.hw.multibit import MultibitLinearUnit
+from spikegate.hw.params import mul_const
+from spikegate.hw.residual import ResidualAdder
 
 
 # Components built only to inspect their parameters are never elaborated: that is the point.

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spikeforge.quantize import intops
-from spikeforge.quantize.lif import MultiStepLIF
-from spikeforge.quantize.model import MS_Attention_RepConv_qkv_id
+from spikegate.quantize import intops
+from spikegate.quantize.lif import MultiStepLIF
+from spikegate.quantize.model import MS_Attention_RepConv_qkv_id
 
 SEED = 1234
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from spikeforge.quantize import model as M
-from spikeforge.quantize.checkpoint import load_model
+from spikegate.quantize import model as M
+from spikegate.quantize.checkpoint import load_model
 
 
 @pytest.mark.parametrize("name,params", [

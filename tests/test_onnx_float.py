@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from conftest import fixture_path
-from spikeforge.cli import main
-from spikeforge.quantize.checkpoint import load_model, save_checkpoint
-from spikeforge.quantize.model import PRESETS, build, lif_modules
-from spikeforge.quantize.onnx_float import export_float_onnx
+from spikegate.cli import main
+from spikegate.quantize.checkpoint import load_model, save_checkpoint
+from spikegate.quantize.model import PRESETS, build, lif_modules
+from spikegate.quantize.onnx_float import export_float_onnx
 
 TOL = 1e-4
 
@@ -162,24 +162,30 @@ def test_cli_missing_checkpoint(tmp_path, capsys):
 def test_cli_bad_options(tmp_path, capsys):
     assert main(["export-onnx", "x.pth", "-o", str(tmp_path / "x.onnx"), "--T", "0"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
-    sfq = tmp_path / "m.sfq"
-    sfq.write_bytes(b"")
-    assert main(["export-onnx", str(sfq), "-o", str(tmp_path / "x.onnx"), "--heads", "2"]) == 2
+    sgir = _ir_shaped_file(tmp_path / "m.model")   # recognised by content, whatever its name
+    assert main(["export-onnx", str(sgir), "-o", str(tmp_path / "x.onnx"), "--heads", "2"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--heads" in err
-    assert main(["export-onnx", str(tmp_path / "none.sfq"), "-o", str(tmp_path / "x.onnx")]) == 2
+    assert main(["export-onnx", str(tmp_path / "none.sgir"), "-o", str(tmp_path / "x.onnx")]) == 2
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "none.sfq: no such file" in err
+    assert len(err.strip().splitlines()) == 1 and "none.sgir: no such file" in err
 
 
-def test_cli_sfq_dispatch(tmp_path, monkeypatch):
+def _ir_shaped_file(path):
+    """A file that ``is_ir_file`` recognises (a ZIP with an ir.json header); not a loadable IR."""
+    import zipfile
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("ir.json", "{}")
+    return path
+
+
+def test_cli_ir_dispatch(tmp_path, monkeypatch):
     calls = []
-    fake = types.ModuleType("spikeforge.quantize.onnx_int")
+    fake = types.ModuleType("spikegate.quantize.onnx_int")
     fake.export_int_onnx = lambda path, out, **kw: calls.append((path, out, kw))
-    monkeypatch.setitem(sys.modules, "spikeforge.quantize.onnx_int", fake)
-    sfq = tmp_path / "m.sfq"
-    sfq.write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "spikegate.quantize.onnx_int", fake)
+    sgir = _ir_shaped_file(tmp_path / "m.model")   # recognised by content, whatever its name
     out = str(tmp_path / "m.onnx")
-    assert main(["export-onnx", str(sfq), "-o", out]) == 0
-    assert main(["export-onnx", str(sfq), "-o", out, "--T", "2"]) == 0
-    assert calls == [(str(sfq), out, {}), (str(sfq), out, {"T": 2})]
+    assert main(["export-onnx", str(sgir), "-o", out]) == 0
+    assert main(["export-onnx", str(sgir), "-o", out, "--T", "2"]) == 0
+    assert calls == [(str(sgir), out, {}), (str(sgir), out, {"T": 2})]

@@ -11,15 +11,15 @@ import pytest
 import torch
 from torch import nn
 
-from spikeforge.errors import SpikeforgeError
-from spikeforge.quantize.checkpoint import load_model, resolve_checkpoint
-from spikeforge.quantize.golden import execute
-from spikeforge.quantize.graph import Graph, Op
-from spikeforge.quantize.irfile import save_ir
-from spikeforge.quantize.lower import lower
-from spikeforge.quantize.model import PRESETS, build
-from spikeforge.quantize.onnx_int import build_int_onnx, export_int_onnx
-from spikeforge.quantize.quantizer import quantize_graph
+from spikegate.errors import SpikegateError
+from spikegate.quantize.checkpoint import load_model, resolve_checkpoint
+from spikegate.quantize.golden import execute
+from spikegate.quantize.graph import Graph, Op
+from spikegate.quantize.irfile import save_ir
+from spikegate.quantize.lower import lower
+from spikegate.quantize.model import PRESETS, build
+from spikegate.quantize.onnx_int import build_int_onnx, export_int_onnx
+from spikegate.quantize.quantizer import quantize_graph
 
 from conftest import fixture_path, run_cli
 
@@ -106,10 +106,10 @@ def _fixture_ir(name: str):
 @pytest.mark.parametrize("name,seed", [("small_t1", 11), ("small_t4", 12)])
 def test_official_fixtures_are_exact(tmp_path, name, seed):
     g, x = _fixture_ir(name)
-    sfq = tmp_path / "m.sfq"
-    save_ir(g, str(sfq))
+    sgir = tmp_path / "m.sgir"
+    save_ir(g, str(sgir))
     out = tmp_path / "int.onnx"
-    export_int_onnx(str(sfq), str(out))  # from the file, as the CLI does
+    export_int_onnx(str(sgir), str(out))  # from the file, as the CLI does
     proto = onnx.load(str(out))
     onnx.checker.check_model(proto, full_check=True)
     ops = {n.op_type for n in proto.graph.node}
@@ -133,27 +133,27 @@ def test_export_is_deterministic_atomic_and_takes_T(tmp_path):
     # another T: the unrolled loop carries the LIF state (T = 1 never exercises the leak)
     t3 = tmp_path / "t3.onnx"
     export_int_onnx(g, str(t3), T=3)
-    assert {p.key: p.value for p in onnx.load(str(t3)).metadata_props}["spikeforge.T"] == "3"
+    assert {p.key: p.value for p in onnx.load(str(t3)).metadata_props}["spikegate.T"] == "3"
     _assert_exact(str(t3), g, _hard_inputs(g, 4, 13), T=3, what="small_t1 at T=3")
     # failures leave nothing behind
-    with pytest.raises(SpikeforgeError, match="T must be >= 1"):
+    with pytest.raises(SpikegateError, match="T must be >= 1"):
         export_int_onnx(g, str(tmp_path / "bad.onnx"), T=0)
-    with pytest.raises(SpikeforgeError, match="does not exist"):
+    with pytest.raises(SpikegateError, match="does not exist"):
         export_int_onnx(g, str(tmp_path / "nodir" / "x.onnx"))
     assert sorted(os.listdir(tmp_path)) == ["a.onnx", "b.onnx", "t3.onnx"]
 
 
-def test_cli_export_onnx_of_sfq(tmp_path, capsys):
+def test_cli_export_onnx_of_ir(tmp_path, capsys):
     g, x = _fixture_ir("small_t1")
-    sfq = tmp_path / "model.sfq"
-    save_ir(g, str(sfq))
+    sgir = tmp_path / "model.sgir"
+    save_ir(g, str(sgir))
     out = tmp_path / "int.onnx"
-    rc, _, err = run_cli(["export-onnx", sfq, "-o", out], capsys)
+    rc, _, err = run_cli(["export-onnx", sgir, "-o", out], capsys)
     assert rc == 0, err
     export_int_onnx(g, str(tmp_path / "direct.onnx"))
     assert out.read_bytes() == (tmp_path / "direct.onnx").read_bytes()
     _assert_exact(str(out), g, x, what="CLI export")
-    rc, _, err = run_cli(["export-onnx", sfq, "-o", tmp_path / "t2.onnx", "--T", "2"], capsys)
+    rc, _, err = run_cli(["export-onnx", sgir, "-o", tmp_path / "t2.onnx", "--T", "2"], capsys)
     assert rc == 0, err
     _assert_exact(str(tmp_path / "t2.onnx"), g, x, T=2, what="CLI export --T 2")
 
@@ -237,7 +237,7 @@ def test_synthetic_graph_with_groups_multiplier_and_mixed_shifts(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 def test_random_digits_preset_model_at_T2_and_16_bit_weights(tmp_path):
-    from spikeforge.quantize.data import digits_split_xy
+    from spikegate.quantize.data import digits_split_xy
 
     torch.manual_seed(3)
     model = build(PRESETS["fpga-digits"].replace(T=2))
@@ -265,8 +265,8 @@ def test_random_digits_preset_model_at_T2_and_16_bit_weights(tmp_path):
 def test_embedded_checkpoint_on_held_out_digits(tmp_path, name):
     if not os.path.exists(resolve_checkpoint(name)):
         pytest.skip(f"embedded checkpoint {name!r} ({resolve_checkpoint(name)}) not built yet")
-    from spikeforge.quantize.data import digits_split_xy
-    from spikeforge.quantize.pipeline import quantize_checkpoint
+    from spikegate.quantize.data import digits_split_xy
+    from spikegate.quantize.pipeline import quantize_checkpoint
 
     g, _ = quantize_checkpoint(name, calib="digits")
     out = tmp_path / f"{name}.onnx"

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from spikeforge.cli import main
-from spikeforge.quantize.checkpoint import load_model
-from spikeforge.quantize.data import digits_split_xy
-from spikeforge.quantize.lower import lower
-from spikeforge.quantize.model import preset
-from spikeforge.quantize.pipeline import quantize_checkpoint
-from spikeforge.quantize.qat import ON_GRID_TOL, GridQAT, _lowered_params
-from spikeforge.quantize.quantizer import quantize_graph
-from spikeforge.quantize.train import train
+from spikegate.cli import main
+from spikegate.quantize.checkpoint import load_model
+from spikegate.quantize.data import digits_split_xy
+from spikegate.quantize.lower import lower
+from spikegate.quantize.model import preset
+from spikegate.quantize.pipeline import quantize_checkpoint
+from spikegate.quantize.qat import ON_GRID_TOL, GridQAT, _lowered_params
+from spikegate.quantize.quantizer import quantize_graph
+from spikegate.quantize.train import train
 
 KW = dict(epochs=1, seed=0, batch=32, progress=False, n_train=64, threads=1)
 

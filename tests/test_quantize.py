@@ -1,4 +1,4 @@
-"""Quantizer and IR: exact conversion before rounding, range analysis, .sfq validation, bad input."""
+"""Quantizer and IR: exact conversion before rounding, range analysis, .sgir validation, bad input."""
 
 import json
 import os
@@ -9,14 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from spikeforge.errors import SpikeforgeError
-from spikeforge.quantize import intops
-from spikeforge.quantize.checkpoint import load_model
-from spikeforge.quantize.golden import WidthError, execute
-from spikeforge.quantize.irfile import IRFileError, load_ir, save_ir, to_bytes
-from spikeforge.quantize.lower import check_supported, lower
-from spikeforge.quantize.quantizer import quantize_graph
-from spikeforge.quantize.ranges import RangeError, check_widths
+from spikegate.errors import SpikegateError
+from spikegate.quantize import intops
+from spikegate.quantize.checkpoint import load_model
+from spikegate.quantize.golden import WidthError, execute
+from spikegate.quantize.irfile import IRFileError, load_ir, save_ir, to_bytes
+from spikegate.quantize.lower import check_supported, lower
+from spikegate.quantize.quantizer import quantize_graph
+from spikegate.quantize.ranges import RangeError, check_widths
 
 from conftest import fixture_path, run_cli
 
@@ -43,12 +43,12 @@ def t1_ir(tmp_path_factory):
     np.save(d / "x.npy", data["inputs"])
     model, _ = load_model(fixture_path("small_t1.pth"))
     _, g = quantize_graph(lower(model), data["inputs"], weight_bits=8)
-    path = d / "t1.sfq"
+    path = d / "t1.sgir"
     save_ir(g, str(path))
     return str(path), g, data["inputs"]
 
 
-def test_sfq_roundtrip_is_exact_and_deterministic(t1_ir):
+def test_ir_roundtrip_is_exact_and_deterministic(t1_ir):
     path, g, x = t1_ir
     g2 = load_ir(path)
     assert to_bytes(g2) == open(path, "rb").read()
@@ -60,10 +60,10 @@ def test_quantize_is_deterministic(tmp_path, capsys):
     np.save(x, np.load(fixture_path("small_t1.npz"))["inputs"])
     outs = []
     for i in range(2):
-        rc, out, err = run_cli(["quantize", fixture_path("small_t1.pth"), "--calib", x, "-o", tmp_path / f"{i}.sfq"],
+        rc, out, err = run_cli(["quantize", fixture_path("small_t1.pth"), "--calib", x, "-o", tmp_path / f"{i}.sgir"],
                                capsys)
         assert rc == 0, err
-        outs.append((tmp_path / f"{i}.sfq").read_bytes())
+        outs.append((tmp_path / f"{i}.sgir").read_bytes())
     assert outs[0] == outs[1]
     assert "downsample1_1.encode_conv" in out and "argmax agreement" in out
 
@@ -81,40 +81,40 @@ def _rewrite(src, dst, edit_json=None, edit_member=None):
             zo.writestr(info, data)
 
 
-def test_truncated_and_tampered_sfq_are_rejected(t1_ir, tmp_path, capsys):
+def test_truncated_and_tampered_ir_are_rejected(t1_ir, tmp_path, capsys):
     path, g, _ = t1_ir
     raw = open(path, "rb").read()
     cases = {}
-    (tmp_path / "trunc.sfq").write_bytes(raw[: len(raw) // 2])
-    cases["trunc.sfq"] = "truncated"
+    (tmp_path / "trunc.sgir").write_bytes(raw[: len(raw) // 2])
+    cases["trunc.sgir"] = "truncated"
 
     def bump_version(h):
         h["version"] = 99
-    _rewrite(path, tmp_path / "ver.sfq", edit_json=bump_version)
-    cases["ver.sfq"] = "newer spikeforge"
+    _rewrite(path, tmp_path / "ver.sgir", edit_json=bump_version)
+    cases["ver.sgir"] = "newer spikegate"
 
     def shrink_width(h):
         op = next(o for o in h["ops"] if o["name"] == "block3.0.attn.q_lif")
         op["widths"]["membrane"] = 4
-    _rewrite(path, tmp_path / "width.sfq", edit_json=shrink_width)
-    cases["width.sfq"] = "block3.0.attn.q_lif"
+    _rewrite(path, tmp_path / "width.sgir", edit_json=shrink_width)
+    cases["width.sgir"] = "block3.0.attn.q_lif"
 
     member = next(n for n in zipfile.ZipFile(path).namelist() if n.endswith("_threshold.npy"))
-    _rewrite(path, tmp_path / "tensor.sfq", edit_member=(member, lambda b: b[:-8] + (7).to_bytes(8, "little")))
-    cases["tensor.sfq"] = "sha256"
+    _rewrite(path, tmp_path / "tensor.sgir", edit_member=(member, lambda b: b[:-8] + (7).to_bytes(8, "little")))
+    cases["tensor.sgir"] = "sha256"
 
     def drop_param(h):
         h["ops"][1]["params"].pop("bias")
-    _rewrite(path, tmp_path / "param.sfq", edit_json=drop_param)
-    cases["param.sfq"] = "missing parameters"
+    _rewrite(path, tmp_path / "param.sgir", edit_json=drop_param)
+    cases["param.sgir"] = "missing parameters"
 
     def unknown_kind(h):
         h["ops"][3]["kind"] = "softmax"
-    _rewrite(path, tmp_path / "kind.sfq", edit_json=unknown_kind)
-    cases["kind.sfq"] = "unknown op kind 'softmax'"
+    _rewrite(path, tmp_path / "kind.sgir", edit_json=unknown_kind)
+    cases["kind.sgir"] = "unknown op kind 'softmax'"
 
-    (tmp_path / "notzip.sfq").write_bytes(b"hello")
-    cases["notzip.sfq"] = "not an .sfq"
+    (tmp_path / "notzip.sgir").write_bytes(b"hello")
+    cases["notzip.sgir"] = "not an .sgir"
     for name, needle in cases.items():
         rc, out, err = run_cli(["ir", "show", tmp_path / name], capsys)
         assert rc == 2, name
@@ -165,7 +165,7 @@ def test_unsupported_layers_are_listed_by_name():
     model, _ = load_model(fixture_path("small_t1.pth"))
     model.block3[0].extra = nn.GELU()
     model.block4[1].mlp.drop = nn.Dropout(0.1)
-    with pytest.raises(SpikeforgeError) as e:
+    with pytest.raises(SpikegateError) as e:
         check_supported(model)
     assert "block3.0.extra (GELU)" in str(e.value) and "block4.1.mlp.drop (Dropout)" in str(e.value)
 
@@ -175,17 +175,17 @@ def test_unsupported_layers_are_listed_by_name():
     (["--weight-bits", "17"], "--weight-bits must be in 4..16"),
 ])
 def test_quantize_bad_options(tmp_path, capsys, argv_extra, needle):
-    rc, out, err = run_cli(["quantize", fixture_path("small_t1.pth"), "-o", tmp_path / "m.sfq"] + argv_extra, capsys)
-    assert rc == 2 and needle in err and not (tmp_path / "m.sfq").exists()
+    rc, out, err = run_cli(["quantize", fixture_path("small_t1.pth"), "-o", tmp_path / "m.sgir"] + argv_extra, capsys)
+    assert rc == 2 and needle in err and not (tmp_path / "m.sgir").exists()
 
 
 def test_quantize_bad_calibration(tmp_path, capsys):
     x = tmp_path / "x.npy"
     np.save(x, np.zeros((4, 1, 32, 32), np.float32))
-    rc, out, err = run_cli(["quantize", fixture_path("small_t1.pth"), "--calib", x, "-o", tmp_path / "m.sfq"], capsys)
+    rc, out, err = run_cli(["quantize", fixture_path("small_t1.pth"), "--calib", x, "-o", tmp_path / "m.sgir"], capsys)
     assert rc == 2 and "--calib" in err and "1 channels" in err
-    assert not (tmp_path / "m.sfq").exists()
-    rc, out, err = run_cli(["quantize", fixture_path("small_t1.pth"), "-o", tmp_path / "m.sfq"], capsys)
+    assert not (tmp_path / "m.sgir").exists()
+    rc, out, err = run_cli(["quantize", fixture_path("small_t1.pth"), "-o", tmp_path / "m.sgir"], capsys)
     assert rc == 2 and "--calib X.npy" in err
 
 

@@ -1,7 +1,7 @@
-"""``spikeforge synth`` and the board targets.
+"""``spikegate synth`` and the board targets.
 
 The slow tests run the real flow (Yosys, nextpnr, pack; yowasp builds) on the toy core of
-``spikeforge.rtl_tests.toy_core`` wrapped for each board, and check ``synth.json``. The first
+``spikegate.rtl_tests.toy_core`` wrapped for each board, and check ``synth.json``. The first
 yowasp call on a machine compiles WebAssembly (about 30 s per tool, cached in ~/.cache/yowasp).
 The rest are cheap: board data, PLL settings, and every user error before synthesis starts.
 """
@@ -15,12 +15,12 @@ import os
 
 import pytest
 
-from spikeforge.board_targets import BOARDS, get_board, known_boards
-from spikeforge.board_targets.pll import ecp5_pll, ice40_pll
-from spikeforge.board_targets.top import clock_plan
-from spikeforge.cli import main
-from spikeforge.errors import SpikeforgeError
-from spikeforge.rtl_tests.toy_core import ToyCore, write_toy_build
+from spikegate.board_targets import BOARDS, get_board, known_boards
+from spikegate.board_targets.pll import ecp5_pll, ice40_pll
+from spikegate.board_targets.top import clock_plan
+from spikegate.cli import main
+from spikegate.errors import SpikegateError
+from spikegate.rtl_tests.toy_core import ToyCore, write_toy_build
 
 
 def synth(capsys, *argv) -> tuple[int, str, str]:
@@ -82,7 +82,7 @@ def test_design_that_does_not_fit(tmp_path, capsys):
     build = write_toy_build(str(tmp_path / "build"), target="icebreaker", num_pixels=20000)
     rc, out, err = synth(capsys, build, "--board", "icebreaker")
     assert rc == 2
-    assert err.startswith("spikeforge synth: error: icebreaker: the design does not fit: needs ")
+    assert err.startswith("spikegate synth: error: icebreaker: the design does not fit: needs ")
     assert "of 30 ICESTORM_RAM" in err
     d = os.path.join(build, "icebreaker")
     assert not [f for f in os.listdir(d) if f.endswith((".bin", ".bit"))]
@@ -102,15 +102,15 @@ def test_unknown_board(tmp_path, capsys):
     build = write_toy_build(str(tmp_path / "b"))
     rc, _, err = synth(capsys, build, "--board", "de0-nano")
     assert rc == 2
-    assert err == ("spikeforge synth: error: unknown board 'de0-nano'; known boards: "
+    assert err == ("spikegate synth: error: unknown board 'de0-nano'; known boards: "
                    "icebreaker, ulx3s-85f, orangecrab\n")
 
 
 def test_missing_report(tmp_path, capsys):
     rc, _, err = synth(capsys, str(tmp_path), "--board", "icebreaker")
     assert rc == 2
-    assert err == (f"spikeforge synth: error: {tmp_path}: no report.json: not a spikeforge build "
-                   f"directory (run `spikeforge compile` first)\n")
+    assert err == (f"spikegate synth: error: {tmp_path}: no report.json: not a spikegate build "
+                   f"directory (run `spikegate compile` first)\n")
     rc, _, err = synth(capsys, str(tmp_path / "nope"), "--board", "icebreaker")
     assert "not a directory" in err and rc == 2
 
@@ -173,7 +173,7 @@ def test_foreign_output_folder_is_not_clobbered(tmp_path, capsys):
     with open(os.path.join(build, "icebreaker", "notes.txt"), "w") as f:
         f.write("mine")
     rc, _, err = synth(capsys, build, "--board", "icebreaker")
-    assert rc == 2 and "was not written by `spikeforge synth`; move it away" in err
+    assert rc == 2 and "was not written by `spikegate synth`; move it away" in err
 
 
 # ------------------------------------------------------------------------------ board data, PLLs
@@ -190,13 +190,13 @@ def test_boards_match_amaranth_boards():
         plat.lookup(*b.uart)      # the UART resource exists (OrangeCrab: added by us)
         for res, num in b.leds:
             plat.lookup(res, num)
-    with pytest.raises(SpikeforgeError, match="^unknown board 'x'; known boards: icebreaker, "):
+    with pytest.raises(SpikegateError, match="^unknown board 'x'; known boards: icebreaker, "):
         get_board("x")
 
 
 def test_compiler_targets_agree_with_boards():
     try:
-        from spikeforge.compiler.targets import TARGETS
+        from spikegate.compiler.targets import TARGETS
     except ImportError:
         pytest.skip("compiler targets not available")
     for t in TARGETS.values():
@@ -240,7 +240,7 @@ def test_clock_plan():
 def test_yosys_ff_count_takes_primitives_of_the_last_table(tmp_path):
     """With synth_ice40 -dff, Yosys' report also tables ABC9's temporary flop boxes; only the
     final primitives count (the earlier parse counted both, about twice the real number)."""
-    from spikeforge.commands.synth import _yosys_ff_count
+    from spikegate.commands.synth import _yosys_ff_count
 
     (tmp_path / "top.rpt").write_text(
         "   Number of cells:   9\n"

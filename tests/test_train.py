@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from spikeforge.cli import main
-from spikeforge.quantize.checkpoint import load_model
-from spikeforge.quantize.data import DIGITS_SIDE, digits_inputs, encode, load_digits_split
-from spikeforge.quantize.model import lif_modules, preset
-from spikeforge.quantize.train import train
+from spikegate.cli import main
+from spikegate.quantize.checkpoint import load_model
+from spikegate.quantize.data import DIGITS_SIDE, digits_inputs, encode, load_digits_split
+from spikegate.quantize.model import lif_modules, preset
+from spikegate.quantize.train import train
 
 HELD_OUT = 450  # 25 % of the 1797 digits
 
@@ -87,7 +87,7 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
 
 
 def test_kd_trains_both_heads(tmp_path):
-    from spikeforge.quantize.model import MetaSpikeFormer
+    from spikegate.quantize.model import MetaSpikeFormer
 
     cfg = preset("fpga-tiny").replace(kd=True)
     out = tmp_path / "kd.pth"
@@ -118,9 +118,9 @@ def test_bad_api_arguments():
 # -- quantisation-robust training (weight noise) ---------------------------------------------------
 
 def test_weight_noise_is_one_rounding_step_per_row_and_reaches_the_clean_weights():
-    from spikeforge.quantize.model import MetaSpikeFormer
-    from spikeforge.quantize.quantizer import _qmax
-    from spikeforge.quantize.train import WeightNoise
+    from spikegate.quantize.model import MetaSpikeFormer
+    from spikegate.quantize.quantizer import _qmax
+    from spikegate.quantize.train import WeightNoise
 
     torch.manual_seed(0)
     model = MetaSpikeFormer(preset("fpga-tiny"))
@@ -168,8 +168,8 @@ def test_weight_noise_training_is_deterministic_and_on_in_training_only(tmp_path
 
 
 def test_spike_margin_scores_membranes_near_threshold_in_training_only():
-    from spikeforge.quantize.lif import MultiStepLIF
-    from spikeforge.quantize.train import SpikeMargin
+    from spikegate.quantize.lif import MultiStepLIF
+    from spikegate.quantize.train import SpikeMargin
 
     net = torch.nn.Sequential(MultiStepLIF())
     sm = SpikeMargin(net, 0.1)
@@ -274,7 +274,7 @@ def test_cli_weight_noise_fine_tuning(tmp_path, capsys):
     (["eval", "{tmp}/nothing.pth"], "no such file"),
     (["eval", "default", "--data", "cifar"], "--data must be one of digits"),
     (["eval", "default", "--T", "0"], "--T must be in 1..16"),
-    (["eval", "x.sfq", "--T", "2"], "apply to float checkpoints only"),
+    (["eval", "x.sgir", "--T", "2"], "apply to float checkpoints only"),
 ])
 def test_cli_bad_options_fail_with_one_line(tmp_path, capsys, argv, fragment):
     _one_line_error(capsys, [a.replace("{tmp}", str(tmp_path)) for a in argv], fragment)

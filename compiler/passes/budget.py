@@ -4,7 +4,7 @@ Memory needs come from the program's widths and sizes, counted in the block RAM 
 target's family as Yosys maps them (:func:`bram_blocks`: whole blocks per memory, in the best
 aspect ratio; tiny memories in flip-flops; constant ROM columns dropped), including the host link's
 pixel and logit buffers. Logic is an estimate (:func:`lut_estimate`, per family, calibrated on
-synthesis results); `spikeforge synth` has the final word. Checked against the iCE40 UP5K build of
+synthesis results); `spikegate synth` has the final word. Checked against the iCE40 UP5K build of
 fpga-tiny-t2 (estimate 30 blocks, 30 measured; LUT estimate 5,030, 5,030 logic cells measured;
 1 DSP) and the ULX3S build of the default model (estimate 124 DP16KD, 123 measured: errs high;
 9,262 LUTs, 9,262 measured; 8 DSPs).
@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from spikeforge.errors import SpikeforgeError
+from spikegate.errors import SpikegateError
 
 from ..cycle_model import deep_acc_pipeline
 from ..program import Program
@@ -29,7 +29,7 @@ from ..targets import Target
 from .memory_plan import SPRAMPlan, spram_plan
 
 # Logic: LUTs = base + per_lane * lanes, per family, calibrated on what synthesis measured (not a
-# general model of the widths; `spikeforge synth` has the final word):
+# general model of the widths; `spikegate synth` has the final word):
 #   iCE40 UP5K, fpga-tiny-t2 at 1 lane (act 23 b, acc 21 b, weights in SPRAM, UART host link):
 #     5,030 logic cells (nextpnr ICESTORM_LC) with a 12-bit lane multiplier and ACT without
 #     emulated read/write order (5,077 with the instruction products in the program ROM,
@@ -114,7 +114,7 @@ def blocks_needed(p: Program, family: str, with_wmem: bool) -> int:
     """Block RAM primitives of every memory (``with_wmem``: WMEM's too). With the deep pipeline
     WMEM and ACT are split into banks of ``WMEM_BANK_WORDS`` words (``hw/banked_rom.py``,
     ``hw/banked_ram.py``), the last one padded to the same depth, each mapped on its own."""
-    from spikeforge.hw.sfa_common import WMEM_BANK_WORDS     # the hardware's bank depth (lazy: hw imports compiler)
+    from spikegate.hw.sfa_common import WMEM_BANK_WORDS     # the hardware's bank depth (lazy: hw imports compiler)
 
     banked = (WMEM_NAME, "ACT") if deep_acc_pipeline(p.lanes) else ()
     total = 0
@@ -128,7 +128,7 @@ def blocks_needed(p: Program, family: str, with_wmem: bool) -> int:
     return total
 
 
-class BudgetError(SpikeforgeError):
+class BudgetError(SpikegateError):
     pass
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from spikeforge.errors import SpikeforgeError
-from spikeforge.quantize.graph import Graph
+from spikegate.errors import SpikegateError
+from spikegate.quantize.graph import Graph
 
 SUPPORTED = {"quant_input", "conv", "lif", "add", "attention", "spatial_sum", "head"}
 
 
-class UnsupportedOpError(SpikeforgeError):
+class UnsupportedOpError(SpikegateError):
     pass
 
 

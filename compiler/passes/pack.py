@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from spikeforge.quantize.graph import Graph
-from spikeforge.quantize.intops import signed_bits
+from spikegate.quantize.graph import Graph
+from spikegate.quantize.intops import signed_bits
 
 from ..program import (IN_INT, LANES_CO, LANES_TAP, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT,
                        OP_SUM, Instr, Program)

@@ -1,8 +1,8 @@
-"""spikeforge infer: float logits for an image batch."""
+"""spikegate infer: float logits for an image batch."""
 
 from __future__ import annotations
 
-from spikeforge.commands._common import checked_int
+from spikegate.commands._common import checked_int
 
 
 def register(sub):
@@ -19,8 +19,8 @@ def run(args):
     import numpy as np
     import torch
 
-    from spikeforge.io import check_images, load_array, save_npy
-    from spikeforge.quantize.checkpoint import load_model
+    from spikegate.io import check_images, load_array, save_npy
+    from spikegate.quantize.checkpoint import load_model
 
     T = checked_int(args, "T", "--T", 1, 64)
     heads = checked_int(args, "heads", "--heads", 1)

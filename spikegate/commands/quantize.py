@@ -1,14 +1,14 @@
-"""spikeforge quantize: checkpoint -> integer IR (.sfq) with a per-layer report."""
+"""spikegate quantize: checkpoint -> integer IR (.sgir) with a per-layer report."""
 
 from __future__ import annotations
 
-from spikeforge.commands._common import checked_int, print_json
+from spikegate.commands._common import checked_int, print_json
 
 
 def register(sub):
-    p = sub.add_parser("quantize", help="fold, re-parameterise and quantise a checkpoint into an .sfq IR")
+    p = sub.add_parser("quantize", help="fold, re-parameterise and quantise a checkpoint into an .sgir IR")
     p.add_argument("checkpoint", help="checkpoint file, or an embedded name such as 'default'")
-    p.add_argument("-o", "--out", required=True, help="output IR file (.sfq)")
+    p.add_argument("-o", "--out", required=True, help="output IR file (.sgir)")
     p.add_argument("--calib", help="calibration images: X.npy [B, C, H, W] float32, or 'digits'")
     p.add_argument("--weight-bits", type=int, default=8, help="weight bits, 4..16 (default 8)")
     p.add_argument("--input-bits", type=int, default=8, help="input pixel bits, 2..16 (default 8)")
@@ -43,8 +43,8 @@ def print_report(rep: dict) -> None:
 
 
 def run(args):
-    from spikeforge.quantize.irfile import save_ir
-    from spikeforge.quantize.pipeline import quantize_checkpoint
+    from spikegate.quantize.irfile import save_ir
+    from spikegate.quantize.pipeline import quantize_checkpoint
 
     wb = checked_int(args, "weight_bits", "--weight-bits", 4, 16)
     ib = checked_int(args, "input_bits", "--input-bits", 2, 16)

@@ -1,14 +1,14 @@
-"""spikeforge train: train a small preset on the 8x8 scikit-learn digits (CPU, seeded).
+"""spikegate train: train a small preset on the 8x8 scikit-learn digits (CPU, seeded).
 
 ``--weight-noise-bits N`` makes the training quantisation-robust: every step runs on conv/linear
 weights perturbed per output row by uniform noise of ``--weight-noise-scale`` (default 1) rounding
-steps of an N-bit quantiser, so the integer model that ``spikeforge quantize --weight-bits N``
+steps of an N-bit quantiser, so the integer model that ``spikegate quantize --weight-bits N``
 makes keeps the float model's decisions. ``--init CKPT`` fine-tunes a trained checkpoint instead of
 starting from scratch. ``--spike-margin M`` adds a regulariser that keeps membrane potentials out
 of the band ``|h / v_th - 1| < M`` around each LIF's threshold, where rounding would flip spikes.
 ``--qat-bits N --init CKPT`` fine-tunes quantisation-aware: the forward pass runs on the weights as
-``spikeforge quantize --weight-bits N --calib digits`` rounds them, and the checkpoint it writes
-has its weights on that grid (``spikeforge.quantize.qat``), so the integer model keeps the float
+``spikegate quantize --weight-bits N --calib digits`` rounds them, and the checkpoint it writes
+has its weights on that grid (``spikegate.quantize.qat``), so the integer model keeps the float
 model's decisions.
 """
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 import os
 
-from spikeforge.commands._common import checked_int
-from spikeforge.errors import SpikeforgeError
+from spikegate.commands._common import checked_int
+from spikegate.errors import SpikegateError
 
 
 def register(sub):
@@ -50,7 +50,7 @@ def register(sub):
                    help="weight of the --spike-margin penalty in the loss, 0..1000 (default 1)")
     p.add_argument("--qat-bits", type=int, metavar="N",
                    help="quantisation-aware fine-tuning (needs --init): train on the weights as "
-                        "`spikeforge quantize --weight-bits N --calib digits` rounds them and save them on "
+                        "`spikegate quantize --weight-bits N --calib digits` rounds them and save them on "
                         "that grid, BatchNorm frozen; 4..16 (default off)")
     p.add_argument("--init", metavar="CKPT",
                    help="start from this checkpoint's weights (fine-tuning; same preset and shapes) "
@@ -65,9 +65,9 @@ def register(sub):
 
 
 def run(args):
-    from spikeforge.commands._common import print_json
-    from spikeforge.quantize import train as tr
-    from spikeforge.quantize.model import preset
+    from spikegate.commands._common import print_json
+    from spikegate.quantize import train as tr
+    from spikegate.quantize.model import preset
 
     T = checked_int(args, "T", "--T", 1, 16)
     epochs = checked_int(args, "epochs", "--epochs", 1, 100000)
@@ -78,24 +78,24 @@ def run(args):
     n_train = checked_int(args, "train_samples", "--train-samples", 1)
     lr = args.lr
     if lr is not None and not (math.isfinite(lr) and 0 < lr <= 1):
-        raise SpikeforgeError(f"--lr must be in (0, 1], not {lr}")
+        raise SpikegateError(f"--lr must be in (0, 1], not {lr}")
     wd = args.weight_decay
     nbits = checked_int(args, "weight_noise_bits", "--weight-noise-bits", 4, 16)
     nscale = args.weight_noise_scale
     qat_bits = checked_int(args, "qat_bits", "--qat-bits", 4, 16)
     if qat_bits is not None and not args.init:
-        raise SpikeforgeError("--qat-bits needs --init CKPT: quantisation-aware training fine-tunes a "
+        raise SpikegateError("--qat-bits needs --init CKPT: quantisation-aware training fine-tunes a "
                               "trained checkpoint (its BatchNorm statistics are frozen)")
     if qat_bits is not None and nbits is not None:
-        raise SpikeforgeError("--qat-bits and --weight-noise-bits exclude each other (the QAT forward pass "
+        raise SpikegateError("--qat-bits and --weight-noise-bits exclude each other (the QAT forward pass "
                               "already runs on the rounded weights)")
     if nscale is not None:
         if nbits is None:
-            raise SpikeforgeError("--weight-noise-scale needs --weight-noise-bits")
+            raise SpikegateError("--weight-noise-scale needs --weight-noise-bits")
         if not (math.isfinite(nscale) and 0 < nscale <= 16):
-            raise SpikeforgeError(f"--weight-noise-scale must be in (0, 16], not {nscale}")
+            raise SpikegateError(f"--weight-noise-scale must be in (0, 16], not {nscale}")
     if wd is not None and not (math.isfinite(wd) and 0 <= wd <= 1):
-        raise SpikeforgeError(f"--weight-decay must be in 0..1, not {wd}")
+        raise SpikegateError(f"--weight-decay must be in 0..1, not {wd}")
     try:
         cfg = preset(args.preset)
         repl = {}
@@ -105,22 +105,22 @@ def run(args):
             repl["num_heads"] = heads
         cfg = cfg.replace(**repl)
     except ValueError as e:
-        raise SpikeforgeError(str(e)) from None
+        raise SpikegateError(str(e)) from None
     if cfg.in_channels != 1 or cfg.num_classes != 10:
-        raise SpikeforgeError(
+        raise SpikegateError(
             f"preset {args.preset} takes {cfg.in_channels} channels and {cfg.num_classes} classes; "
             "the digits need 1 channel and 10 classes (try fpga-digits or fpga-tiny)")
     if cfg.img_size % 8:
-        raise SpikeforgeError(
+        raise SpikegateError(
             f"preset {args.preset} has img_size {cfg.img_size}; the digits need a multiple of 8")
     out = args.out
     d = os.path.dirname(os.path.abspath(out))
     if os.path.isdir(out):
-        raise SpikeforgeError(f"-o {out}: is a directory; name the checkpoint file to write")
+        raise SpikegateError(f"-o {out}: is a directory; name the checkpoint file to write")
     if not os.path.isdir(d):
-        raise SpikeforgeError(f"-o {out}: output folder {d} does not exist")
+        raise SpikegateError(f"-o {out}: output folder {d} does not exist")
     if not os.access(d, os.W_OK):
-        raise SpikeforgeError(f"-o {out}: output folder {d} is not writable")
+        raise SpikegateError(f"-o {out}: output folder {d} is not writable")
 
     kw = {}
     if epochs is not None:
@@ -140,18 +140,18 @@ def run(args):
     margin, mweight = args.spike_margin, args.spike_margin_weight
     if margin is not None:
         if not (math.isfinite(margin) and 0 < margin <= 1):
-            raise SpikeforgeError(f"--spike-margin must be in (0, 1], not {margin}")
+            raise SpikegateError(f"--spike-margin must be in (0, 1], not {margin}")
         kw["spike_margin"] = margin
     if mweight is not None:
         if margin is None:
-            raise SpikeforgeError("--spike-margin-weight needs --spike-margin")
+            raise SpikegateError("--spike-margin-weight needs --spike-margin")
         if not (math.isfinite(mweight) and 0 <= mweight <= 1000):
-            raise SpikeforgeError(f"--spike-margin-weight must be in 0..1000, not {mweight}")
+            raise SpikegateError(f"--spike-margin-weight must be in 0..1000, not {mweight}")
         kw["spike_margin_weight"] = mweight
     if qat_bits is not None:
         kw["qat_bits"] = qat_bits
     if args.init:
-        from spikeforge.quantize.checkpoint import load_checkpoint
+        from spikegate.quantize.checkpoint import load_checkpoint
 
         load_checkpoint(args.init)  # a missing or unsafe file fails here, before any work
         kw["init_from"] = args.init

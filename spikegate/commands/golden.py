@@ -1,13 +1,13 @@
-"""spikeforge golden: run the bit-exact integer model on inputs."""
+"""spikegate golden: run the bit-exact integer model on inputs."""
 
 from __future__ import annotations
 
-from spikeforge.commands._common import checked_int
+from spikegate.commands._common import checked_int
 
 
 def register(sub):
     p = sub.add_parser("golden", help="integer logits of the bit-exact golden model (optionally a trace)")
-    p.add_argument("model", help="IR file (.sfq)")
+    p.add_argument("model", help="IR file (.sgir)")
     p.add_argument("--inputs", required=True, help="float32 .npy [B, C, H, W]")
     p.add_argument("--out", required=True, help="integer logits [B, classes] (.npy, int64)")
     p.add_argument("--trace", metavar="DIR", help="write every LIF's spikes and membranes into DIR")
@@ -18,9 +18,9 @@ def register(sub):
 def run(args):
     import numpy as np
 
-    from spikeforge.io import check_images, load_array, save_npy
-    from spikeforge.quantize.golden import execute, write_trace
-    from spikeforge.quantize.irfile import load_ir
+    from spikegate.io import check_images, load_array, save_npy
+    from spikegate.quantize.golden import execute, write_trace
+    from spikegate.quantize.irfile import load_ir
 
     T = checked_int(args, "T", "--T", 1, 64)
     g = load_ir(args.model)

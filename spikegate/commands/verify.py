@@ -1,8 +1,8 @@
-"""spikeforge verify: emitted Verilog vs the golden model, under cocotb."""
+"""spikegate verify: emitted Verilog vs the golden model, under cocotb."""
 
 from __future__ import annotations
 
-from spikeforge.commands._common import print_json
+from spikegate.commands._common import print_json
 
 
 def register(sub):
@@ -15,7 +15,7 @@ def register(sub):
 
 
 def run(args):
-    from spikeforge.compiler.verify import verify
+    from spikegate.compiler.verify import verify
 
     r = verify(args.build_dir, args.inputs, sim=args.sim)
     if args.json:

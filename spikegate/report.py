@@ -107,7 +107,7 @@ def write(out_dir: str, md_lines: list[str], res: dict) -> None:
                        ("Predicted vs measured cycles", "cycles"), ("Resources per board", "resources")):
         if key in imgs:
             page.append(f"<h2>{title}</h2><img alt='{title}' src='data:image/png;base64,{imgs[key]}'/>")
-    doc = ("<!doctype html><html><head><meta charset='utf-8'><title>spikeforge demo report</title>"
+    doc = ("<!doctype html><html><head><meta charset='utf-8'><title>spikegate demo report</title>"
            "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse}"
            "td{border:1px solid #ccc;padding:2px 8px}</style></head><body>" + "\n".join(page) + "</body></html>\n")
     for name, text in (("report.md", md), ("report.html", doc)):

@@ -1,26 +1,26 @@
-"""spikeforge compile: IR -> accelerator build directory (Verilog, memory images, report)."""
+"""spikegate compile: IR -> accelerator build directory (Verilog, memory images, report)."""
 
 from __future__ import annotations
 
-from spikeforge.commands._common import checked_int, print_json
+from spikegate.commands._common import checked_int, print_json
 
 
 def register(sub):
-    p = sub.add_parser("compile", help="compile an .sfq IR into an accelerator build directory")
-    p.add_argument("model", help="IR file (.sfq)")
+    p = sub.add_parser("compile", help="compile an .sgir IR into an accelerator build directory")
+    p.add_argument("model", help="IR file (.sgir)")
     p.add_argument("--target", required=True, help="sim, large, icebreaker, ulx3s-85f, orangecrab")
     p.add_argument("--lanes", type=int, help="parallel accumulate lanes (default: the target's)")
     p.add_argument("--weights", choices=("auto", "bitstream", "runtime"), default="auto",
                    help="where the weights live: auto (in block RAM, initialised by the bitstream, unless "
                         "they only fit the iCE40's SPRAM), bitstream, or runtime (SPRAM, uploaded by "
-                        "`spikeforge run`; iCE40 UP5K targets only)")
+                        "`spikegate run`; iCE40 UP5K targets only)")
     p.add_argument("-o", "--out", required=True, help="build directory")
     p.add_argument("--json", action="store_true", help="print report.json")
     p.set_defaults(func=run)
 
 
 def run(args):
-    from spikeforge.compiler.build import compile_ir
+    from spikegate.compiler.build import compile_ir
 
     lanes = checked_int(args, "lanes", "--lanes", 1, 256)
     rep = compile_ir(args.model, args.target, lanes, args.out, weights=args.weights)
@@ -36,7 +36,7 @@ def run(args):
     wt = rep["weights"]
     if wt["loading"] == "runtime-loaded":
         print(f"  weights: {wt['words']:,} words of {wt['word_bits']} bits in SPRAM, runtime-loaded: "
-              f"`spikeforge run --build {args.out}` uploads {wt['image']} (sha256 {wt['sha256'][:16]}...)")
+              f"`spikegate run --build {args.out}` uploads {wt['image']} (sha256 {wt['sha256'][:16]}...)")
     if rep["predicted_cycles"]:
         print(f"  predicted cycles per inference ({rep['predicted_on']}): {rep['predicted_cycles']}")
     est = rep["cycle_estimates"]

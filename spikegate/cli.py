@@ -1,8 +1,8 @@
-"""The ``spikeforge`` command line.
+"""The ``spikegate`` command line.
 
-Each verb lives in its own module under ``spikeforge.commands`` and exposes ``register(sub)``, which
-adds its sub-parser and sets ``func``. User errors (``SpikeforgeError``) end as one line on stderr
-and exit status 2; nothing else is caught here, so a traceback always means a spikeforge bug.
+Each verb lives in its own module under ``spikegate.commands`` and exposes ``register(sub)``, which
+adds its sub-parser and sets ``func``. User errors (``SpikegateError``) end as one line on stderr
+and exit status 2; nothing else is caught here, so a traceback always means a spikegate bug.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import argparse
 import importlib
 import sys
 
-from spikeforge import __version__
-from spikeforge.errors import SpikeforgeError
+from spikegate import __version__
+from spikegate.errors import SpikegateError
 
-# Order is the order of `spikeforge --help`.
+# Order is the order of `spikegate --help`.
 VERB_MODULES = [
     "info", "infer", "train", "export_onnx",
     "quantize", "ir", "golden", "eval", "stats",
@@ -28,15 +28,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="spikeforge",
+    parser = _Parser(prog="spikegate",
                      description="Meta-SpikeFormer checkpoints to bit-exact, verified FPGA accelerators.")
-    parser.add_argument("--version", action="version", version=f"spikeforge {__version__}")
+    parser.add_argument("--version", action="version", version=f"spikegate {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     for name in VERB_MODULES:
         try:
-            mod = importlib.import_module(f"spikeforge.commands.{name}")
+            mod = importlib.import_module(f"spikegate.commands.{name}")
         except ModuleNotFoundError as e:
-            if e.name == f"spikeforge.commands.{name}":
+            if e.name == f"spikegate.commands.{name}":
                 continue  # verb not built yet
             raise
         mod.register(sub)
@@ -51,14 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         rc = args.func(args)
-    except SpikeforgeError as e:
-        print(f"spikeforge {args.verb}: error: {e}", file=sys.stderr)
+    except SpikegateError as e:
+        print(f"spikegate {args.verb}: error: {e}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # e.g. `spikeforge info --json | head`
+    except BrokenPipeError:  # e.g. `spikegate info --json | head`
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
-        print(f"spikeforge {args.verb}: interrupted", file=sys.stderr)
+        print(f"spikegate {args.verb}: interrupted", file=sys.stderr)
         return 130
     return int(rc or 0)
 

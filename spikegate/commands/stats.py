@@ -1,13 +1,13 @@
-"""spikeforge stats: per-layer FLOPs, firing rates, SOPs and energy (paper's model)."""
+"""spikegate stats: per-layer FLOPs, firing rates, SOPs and energy (paper's model)."""
 
 from __future__ import annotations
 
-from spikeforge.commands._common import checked_int, print_json
+from spikegate.commands._common import checked_int, print_json
 
 
 def register(sub):
     p = sub.add_parser("stats", help="per-layer dense FLOPs, firing rates, SOPs and energy")
-    p.add_argument("model", help="checkpoint (float model) or IR file (.sfq, golden model)")
+    p.add_argument("model", help="checkpoint (float model) or IR file (.sgir, golden model)")
     p.add_argument("--inputs", required=True, help="float32 .npy [B, C, H, W]")
     p.add_argument("--T", dest="T", type=int, help="time steps")
     p.add_argument("--heads", type=int, help="attention heads for a checkpoint (default 8)")
@@ -16,17 +16,18 @@ def register(sub):
 
 
 def run(args):
-    from spikeforge.io import check_images, load_array
-    from spikeforge.quantize.stats import layer_stats
+    from spikegate.quantize.irfile import is_ir_file
+    from spikegate.io import check_images, load_array
+    from spikegate.quantize.stats import layer_stats
 
     T = checked_int(args, "T", "--T", 1, 64)
-    if args.model.endswith(".sfq"):
-        from spikeforge.quantize.irfile import load_ir
+    if is_ir_file(args.model):
+        from spikegate.quantize.irfile import load_ir
         g = load_ir(args.model)
         mode = "int"
     else:
-        from spikeforge.quantize.checkpoint import load_model
-        from spikeforge.quantize.lower import lower
+        from spikegate.quantize.checkpoint import load_model
+        from spikegate.quantize.lower import lower
         model, _ = load_model(args.model, heads=checked_int(args, "heads", "--heads", 1), T=T)
         g = lower(model)
         mode = "float"

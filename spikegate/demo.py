@@ -20,14 +20,14 @@ import time
 
 import numpy as np
 
-from spikeforge import report as report_mod
-from spikeforge.io import write_json
+from spikegate import report as report_mod
+from spikegate.io import write_json
 
 BOARDS = ("ulx3s-85f", "icebreaker")
 
 
 def _have(verb: str) -> bool:
-    return importlib.util.find_spec(f"spikeforge.commands.{verb}") is not None
+    return importlib.util.find_spec(f"spikegate.commands.{verb}") is not None
 
 
 class _Tee(io.StringIO):
@@ -50,7 +50,7 @@ class _Tee(io.StringIO):
 
 
 def _cli(argv: list[str]) -> tuple[int, str, str]:
-    from spikeforge.cli import main
+    from spikegate.cli import main
 
     out, err = io.StringIO(), _Tee(sys.stderr)
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -72,7 +72,7 @@ class Demo:
         os.makedirs(out, exist_ok=True)
 
     def step(self, name: str, argv: list, json_out: bool = False, allow_fail: bool = False):
-        print(f"==> [{len(self.timings) + 1}] {name}: spikeforge {' '.join(str(a) for a in argv)}", flush=True)
+        print(f"==> [{len(self.timings) + 1}] {name}: spikegate {' '.join(str(a) for a in argv)}", flush=True)
         t0 = time.time()
         rc, out, err = _cli(argv)
         self.timings[name] = round(time.time() - t0, 2)
@@ -86,8 +86,8 @@ class Demo:
         return (json.loads(out) if json_out else out), None
 
     def run(self) -> None:
-        from spikeforge.quantize.checkpoint import load_model
-        from spikeforge.quantize.data import digits_split_xy
+        from spikegate.quantize.checkpoint import load_model
+        from spikegate.quantize.data import digits_split_xy
 
         o = self.out
         info, _ = self.step("info", ["info", self.checkpoint, "--json"], json_out=True)
@@ -96,34 +96,34 @@ class Demo:
         inputs = os.path.join(o, "inputs.npy")
         np.save(inputs, x[: self.samples])
         np.save(os.path.join(o, "labels.npy"), y[: self.samples])
-        sfq = os.path.join(o, "default.sfq")
-        qrep, _ = self.step("quantize", ["quantize", self.checkpoint, "--calib", "digits", "-o", sfq, "--json"],
+        sgir = os.path.join(o, "default.sgir")
+        qrep, _ = self.step("quantize", ["quantize", self.checkpoint, "--calib", "digits", "-o", sgir, "--json"],
                             json_out=True)
         ev_f, _ = self.step("eval float", ["eval", self.checkpoint, "--data", "digits", "--json"], json_out=True)
-        ev_i, _ = self.step("eval golden", ["eval", sfq, "--data", "digits", "--json"], json_out=True)
-        self.step("golden", ["golden", sfq, "--inputs", inputs, "--out", os.path.join(o, "golden_logits.npy"),
+        ev_i, _ = self.step("eval golden", ["eval", sgir, "--data", "digits", "--json"], json_out=True)
+        self.step("golden", ["golden", sgir, "--inputs", inputs, "--out", os.path.join(o, "golden_logits.npy"),
                              "--trace", os.path.join(o, "trace")])
-        stats, _ = self.step("stats", ["stats", sfq, "--inputs", inputs, "--json"], json_out=True)
+        stats, _ = self.step("stats", ["stats", sgir, "--inputs", inputs, "--json"], json_out=True)
         self.step("export-onnx float", ["export-onnx", self.checkpoint, "-o", os.path.join(o, "float.onnx")])
-        self.step("export-onnx int", ["export-onnx", sfq, "-o", os.path.join(o, "int.onnx")])
+        self.step("export-onnx int", ["export-onnx", sgir, "-o", os.path.join(o, "int.onnx")])
         self.res.update(info=info, quant=qrep, stats=stats,
                         accuracy={"float": ev_f["top1"], "integer": ev_i["top1"]})
-        builds = self.compile_boards(sfq)
+        builds = self.compile_boards(sgir)
         synth = self.start_synth(builds)
         self.verify(builds)
         self.finish_synth(builds, synth)
         self.write_report(info, qrep, ev_f, ev_i, stats)
 
-    def compile_boards(self, sfq: str) -> dict:
+    def compile_boards(self, sgir: str) -> dict:
         """``{board: (build dir, report, inputs .npy for it)}`` for the boards something fits."""
         builds = {}
         for board in self.boards:
             bdir = os.path.join(self.out, board)
             inputs = os.path.join(self.out, "inputs.npy")
-            rep, err = self.step(f"compile {board}", ["compile", sfq, "--target", board, "-o", bdir, "--json"],
+            rep, err = self.step(f"compile {board}", ["compile", sgir, "--target", board, "-o", bdir, "--json"],
                                  json_out=True, allow_fail=True)
             if rep is None and self.small_checkpoint:
-                small = os.path.join(self.out, f"{board}-small.sfq")
+                small = os.path.join(self.out, f"{board}-small.sgir")
                 self.notes.append(f"The default model does not fit {board}: {err.splitlines()[0]} The "
                                   f"{board} build uses the smaller embedded model `{self.small_checkpoint}`.")
                 self.step(f"quantize small ({board})", ["quantize", self.small_checkpoint, "--calib", "digits",
@@ -142,7 +142,7 @@ class Demo:
                     f"{board}: the weights ({w['words']:,} words of {w['word_bits']} bits) do not fit the block "
                     f"RAM with the rest; they live in the iCE40's SPRAM ({w['spram']['blocks']} of its "
                     f"SB_SPRAM256KA blocks), which the bitstream cannot initialise, so they are loaded at run "
-                    f"time over the UART: `spikeforge run --port DEV --build {bdir} --inputs X.npy` uploads "
+                    f"time over the UART: `spikegate run --port DEV --build {bdir} --inputs X.npy` uploads "
                     f"`weights.bin` (sha256 {w['sha256'][:16]}...) when the board asks for it, about "
                     f"{upload_s:.1f} s at 115200 baud. The RTL verification writes them through the core's "
                     f"weight port before the first image.")
@@ -151,8 +151,8 @@ class Demo:
 
     def small_inputs(self, board: str) -> str:
         """The held-out digits at the small model's input size (its own inputs .npy)."""
-        from spikeforge.quantize.checkpoint import load_model
-        from spikeforge.quantize.data import digits_split_xy
+        from spikegate.quantize.checkpoint import load_model
+        from spikegate.quantize.data import digits_split_xy
 
         model, _ = load_model(self.small_checkpoint)
         x, _ = digits_split_xy("test", img_size=model.cfg.img_size)
@@ -162,7 +162,7 @@ class Demo:
 
     def verify(self, builds: dict) -> None:
         if not _have("verify"):
-            self.notes.append("RTL verification: not available in this install (spikeforge verify missing).")
+            self.notes.append("RTL verification: not available in this install (spikegate verify missing).")
             return
         self.res["verify"] = {}
         pred, meas = [], []
@@ -184,7 +184,7 @@ class Demo:
         longest board's synthesis, not the sum of every step, sets the demo's wall time.
         """
         if not _have("synth"):
-            self.notes.append("Bitstreams: not available in this install (spikeforge synth missing).")
+            self.notes.append("Bitstreams: not available in this install (spikegate synth missing).")
             return None
         print(f"==> synthesis of {', '.join(builds)} starts in the background (one board at a time "
               f"while verify runs, two after; logs: <board dir>/{BackgroundSynth.CONSOLE})", flush=True)
@@ -198,7 +198,7 @@ class Demo:
         for board, (bdir, rep, _) in builds.items():
             rc, out, err, seconds = results[board]
             self.timings[f"synth {board} (background)"] = seconds
-            print(f"==> [{len(self.timings)}] synth {board}: spikeforge synth {bdir} --board {board} --json "
+            print(f"==> [{len(self.timings)}] synth {board}: spikegate synth {bdir} --board {board} --json "
                   f"({seconds:.0f} s, in the background)", flush=True)
             # the board's build directory holds its synth.json (synth writes it one level down,
             # beside the bitstream; a failed fit's synth.json has the error and what it needed)
@@ -213,7 +213,7 @@ class Demo:
     def write_report(self, info, qrep, ev_f, ev_i, stats) -> None:
         s = qrep["summary"]
         L = [
-            "# spikeforge demo report", "",
+            "# spikegate demo report", "",
             f"Model `{self.checkpoint}`: embed_dim {info['embed_dim']}, {info['num_heads']} heads, "
             f"{info['params']:,} parameters, T={info['T']}, input {info['in_channels']}x{info['img_size']}x"
             f"{info['img_size']}.", "",
@@ -258,7 +258,7 @@ class Demo:
 
 
 class BackgroundSynth:
-    """``spikeforge synth`` for each board, in child processes, from a queue served by threads.
+    """``spikegate synth`` for each board, in child processes, from a queue served by threads.
 
     ``start()`` begins with one worker (the RTL verification has the other core); ``wait()`` adds
     a second worker for the boards still queued, shows one bar over every board's flow stages,
@@ -301,7 +301,7 @@ class BackgroundSynth:
         console = os.path.join(bdir, self.CONSOLE)
         try:
             with open(console, "w") as log:
-                p = subprocess.run([sys.executable, "-m", "spikeforge", "synth", bdir, "--board", board, "--json"],
+                p = subprocess.run([sys.executable, "-m", "spikegate", "synth", bdir, "--board", board, "--json"],
                                    stdout=subprocess.PIPE, stderr=log, text=True)
             err = ""
             if p.returncode != 0:
@@ -312,15 +312,15 @@ class BackgroundSynth:
             return 1, "", f"{type(e).__name__}: {e}", round(time.time() - t0, 2)
 
     def _stages_done(self) -> int:
-        from spikeforge.commands.synth import FLOW_STAGES, flow_stage
+        from spikegate.commands.synth import FLOW_STAGES, flow_stage
 
         with self.lock:
             running = list(self.running.values())
         return len(self.results) * len(FLOW_STAGES) + sum(flow_stage(d) for d in running)
 
     def wait(self) -> dict:
-        from spikeforge import progress
-        from spikeforge.commands.synth import FLOW_STAGES
+        from spikegate import progress
+        from spikegate.commands.synth import FLOW_STAGES
 
         if self.queue:
             self._add_worker()
@@ -336,7 +336,7 @@ class BackgroundSynth:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m spikeforge.demo")
+    p = argparse.ArgumentParser(prog="python -m spikegate.demo")
     p.add_argument("--out", default="demo_out")
     p.add_argument("--samples", type=int, default=20, help="held-out digits run through the golden model and RTL")
     p.add_argument("--checkpoint", default="default")

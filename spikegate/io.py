@@ -13,7 +13,7 @@ import tempfile
 
 import numpy as np
 
-from spikeforge.errors import InputArrayError, SpikeforgeError
+from spikegate.errors import InputArrayError, SpikegateError
 
 
 def load_array(path: str, what: str = "--inputs") -> np.ndarray:
@@ -60,13 +60,13 @@ def atomic_path(path: str, suffix: str = ""):
     """Yield a temporary path beside ``path``; rename it into place only if the block succeeds."""
     d = os.path.dirname(os.path.abspath(path)) or "."
     if not os.path.isdir(d):
-        raise SpikeforgeError(f"{path}: output folder {d} does not exist")
+        raise SpikegateError(f"{path}: output folder {d} does not exist")
     if os.path.isdir(path):
-        raise SpikeforgeError(f"{path}: is a directory; give a file name")
+        raise SpikegateError(f"{path}: is a directory; give a file name")
     try:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix or os.path.splitext(path)[1], dir=d)
     except OSError as e:
-        raise SpikeforgeError(f"{path}: cannot write in {d} ({e.strerror or e})") from None
+        raise SpikegateError(f"{path}: cannot write in {d} ({e.strerror or e})") from None
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -75,7 +75,7 @@ def atomic_path(path: str, suffix: str = ""):
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; outputs get normal permissions
         os.replace(tmp, path)
     except OSError as e:
-        raise SpikeforgeError(f"{path}: cannot write ({e.strerror or e})") from None
+        raise SpikegateError(f"{path}: cannot write ({e.strerror or e})") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

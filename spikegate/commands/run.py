@@ -1,4 +1,4 @@
-"""spikeforge run: classify images on a board over its serial port.
+"""spikegate run: classify images on a board over its serial port.
 
 Inputs are an ``.npy`` array, one image per row: ``[B, C, H, W]`` (or ``[B, num_pixels]``), flattened
 in ``C, H, W`` order. Float images are quantised as the compiler's reference does
@@ -25,8 +25,8 @@ import os
 
 import numpy as np
 
-from spikeforge.commands._common import print_json
-from spikeforge.errors import InputArrayError, SpikeforgeError
+from spikegate.commands._common import print_json
+from spikegate.errors import InputArrayError, SpikegateError
 
 
 def register(sub):
@@ -44,7 +44,7 @@ def register(sub):
 
 
 def _read_build(build_dir: str) -> tuple[dict, int | None]:
-    from spikeforge.commands.synth import read_report
+    from spikegate.commands.synth import read_report
 
     report = read_report(build_dir)
     baud = None
@@ -74,11 +74,11 @@ def quantize_images(arr: np.ndarray, report: dict | None, num_pixels: int, pixel
                               f"(shape {tuple(arr.shape)}); the device takes {num_pixels}")
     if arr.dtype.kind == "f":
         if report is None or "input_scale" not in report:
-            raise SpikeforgeError(f"--inputs {path} holds floats: give --build BUILD_DIR (its "
+            raise SpikegateError(f"--inputs {path} holds floats: give --build BUILD_DIR (its "
                                   f"report.json has the input_scale to quantise them with)")
         if not np.isfinite(flat).all():
             raise InputArrayError(f"--inputs {path}: contains NaN or Inf values")
-        from spikeforge.quantize.intops import quantize_input
+        from spikegate.quantize.intops import quantize_input
         return quantize_input(flat, float(report["input_scale"]), pixel_bits)
     lo, hi = -(1 << (pixel_bits - 1)), (1 << (pixel_bits - 1)) - 1
     q = flat.astype(np.int64)
@@ -100,26 +100,26 @@ def upload_weights(dev, info, report: dict | None, build_dir: str | None, port: 
     build_runtime = report is not None and (report.get("weights") or {}).get("loading") == "runtime-loaded"
     if not info.runtime_weights:
         if build_runtime:
-            raise SpikeforgeError(f"the device on {port} runs a different build: its weights are in its "
+            raise SpikegateError(f"the device on {port} runs a different build: its weights are in its "
                                   f"bitstream, {build_dir}'s are runtime-loaded")
         if force:
-            raise SpikeforgeError(f"--load-weights: the device on {port} has its weights in the "
+            raise SpikegateError(f"--load-weights: the device on {port} has its weights in the "
                                   f"bitstream; there is nothing to upload")
         return None
     if not info.weights_needed and not force:
         return {"uploaded": False, "words": info.weight_words}
     if report is None or build_dir is None:
-        raise SpikeforgeError(f"the device on {port} needs its weights loaded ({info.weight_words:,} "
+        raise SpikegateError(f"the device on {port} needs its weights loaded ({info.weight_words:,} "
                               f"words, in SPRAM): give --build BUILD_DIR, whose weights.bin has them")
-    from spikeforge.compiler.build import read_weight_image
+    from spikegate.compiler.build import read_weight_image
 
     w = report.get("weights") or {}
     if w.get("loading") != "runtime-loaded":
-        raise SpikeforgeError(f"the device on {port} needs runtime weights, but {build_dir} has its "
+        raise SpikegateError(f"the device on {port} needs runtime weights, but {build_dir} has its "
                               f"weights in the bitstream: the device runs another build")
     if (int(w.get("words", -1)), int(w.get("bytes_per_word", -1))) != \
             (info.weight_words, info.weight_bytes_per_word):
-        raise SpikeforgeError(f"the device on {port} runs a different build: it takes "
+        raise SpikegateError(f"the device on {port} runs a different build: it takes "
                               f"{info.weight_words:,} weight words of {info.weight_bytes_per_word} bytes, "
                               f"{build_dir} has {w.get('words')} of {w.get('bytes_per_word')}")
     image = read_weight_image(build_dir, report)
@@ -135,16 +135,16 @@ def upload_weights(dev, info, report: dict | None, build_dir: str | None, port: 
 
 
 def run(args):
-    from spikeforge.commands._common import positive_int
-    from spikeforge.host import Device
-    from spikeforge.io import load_array
+    from spikegate.commands._common import positive_int
+    from spikegate.host import Device
+    from spikegate.io import load_array
 
     try:
         timeout = float(args.timeout)
     except ValueError:
-        raise SpikeforgeError(f"--timeout must be a number of seconds, not {args.timeout!r}") from None
+        raise SpikegateError(f"--timeout must be a number of seconds, not {args.timeout!r}") from None
     if not 0 < timeout <= 3600:
-        raise SpikeforgeError(f"--timeout must be in (0, 3600] seconds, not {args.timeout}")
+        raise SpikegateError(f"--timeout must be in (0, 3600] seconds, not {args.timeout}")
     report, build_baud = _read_build(args.build) if args.build else (None, None)
     baud = positive_int("--baud", 300, 12_000_000)(args.baud) if args.baud else (build_baud or 115200)
     arr = load_array(args.inputs)
@@ -155,7 +155,7 @@ def run(args):
         if report is not None:
             for key in ("num_pixels", "num_classes", "pixel_bits", "logit_bits"):
                 if getattr(info, key) != report[key]:
-                    raise SpikeforgeError(f"the device on {args.port} runs a different build: {key} "
+                    raise SpikegateError(f"the device on {args.port} runs a different build: {key} "
                                           f"{getattr(info, key)}, {args.build} has {report[key]}")
         images = quantize_images(arr, report, info.num_pixels, info.pixel_bits, args.inputs)
         weights = upload_weights(dev, info, report, args.build, args.port, force=args.load_weights,

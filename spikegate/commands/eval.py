@@ -1,22 +1,22 @@
-"""spikeforge eval: top-1 on the held-out digits, of a float checkpoint or a quantized ``.sfq`` model."""
+"""spikegate eval: top-1 on the held-out digits, of a float checkpoint or a quantized ``.sgir`` model."""
 
 from __future__ import annotations
 
-from spikeforge.commands._common import checked_int, print_json
-from spikeforge.errors import SpikeforgeError
+from spikegate.commands._common import checked_int, print_json
+from spikegate.errors import SpikegateError
 
 DATASETS = ("digits",)
 
 
 def register(sub):
-    p = sub.add_parser("eval", help="held-out top-1 of a checkpoint (float) or an .sfq model (integer)")
-    p.add_argument("model", metavar="CKPT|MODEL.sfq",
-                   help="checkpoint (.pth, or an embedded name such as 'default') or quantized model (.sfq)")
+    p = sub.add_parser("eval", help="held-out top-1 of a checkpoint (float) or an .sgir model (integer)")
+    p.add_argument("model", metavar="CKPT|MODEL.sgir",
+                   help="checkpoint (.pth, or an embedded name such as 'default') or quantized model (.sgir)")
     p.add_argument("--data", default="digits",
                    help="data set (only 'digits': the 8x8 scikit-learn digits, fixed 25%% held-out split)")
     p.add_argument("--T", dest="T", type=int, help="time steps, 1..16 (default: the checkpoint's)")
     p.add_argument("--heads", type=int,
-                   help="attention heads (default: as recorded by spikeforge train, else 8)")
+                   help="attention heads (default: as recorded by spikegate train, else 8)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -24,18 +24,18 @@ def register(sub):
 def evaluate_checkpoint(path: str, data: str = "digits", T: int | None = None,
                         heads: int | None = None) -> dict:
     """Float top-1 of a checkpoint on the held-out split, at the checkpoint's own input size."""
-    from spikeforge.quantize.checkpoint import load_model
-    from spikeforge.quantize.data import digits_split_xy, evaluate_float
+    from spikegate.quantize.checkpoint import load_model
+    from spikegate.quantize.data import digits_split_xy, evaluate_float
 
-    # heads=None: the count `spikeforge train` recorded in the checkpoint's args, else 8.
+    # heads=None: the count `spikegate train` recorded in the checkpoint's args, else 8.
     model, _ = load_model(path, heads=heads, T=T)
     cfg = model.cfg
     if cfg.in_channels != 1 or cfg.num_classes != 10:
-        raise SpikeforgeError(
+        raise SpikegateError(
             f"{path}: the model takes {cfg.in_channels} channels and has {cfg.num_classes} classes; "
             "--data digits needs 1 channel and 10 classes")
     if cfg.img_size % 8:
-        raise SpikeforgeError(
+        raise SpikegateError(
             f"{path}: the model's input size {cfg.img_size} is not a multiple of 8, so the 8x8 digits "
             "cannot be upscaled to it")
     x, y = digits_split_xy("test", cfg.img_size)
@@ -45,18 +45,19 @@ def evaluate_checkpoint(path: str, data: str = "digits", T: int | None = None,
 
 
 def run(args):
+    from spikegate.quantize.irfile import is_ir_file
     if args.data not in DATASETS:
-        raise SpikeforgeError(f"--data must be one of {', '.join(DATASETS)}, not {args.data!r}")
+        raise SpikegateError(f"--data must be one of {', '.join(DATASETS)}, not {args.data!r}")
     T = checked_int(args, "T", "--T", 1, 16)
     heads = checked_int(args, "heads", "--heads", 1)
-    if args.model.endswith(".sfq"):
+    if is_ir_file(args.model):
         if T is not None or heads is not None:
-            raise SpikeforgeError("--T and --heads apply to float checkpoints only; an .sfq model fixes both")
-        from spikeforge.quantize.golden import evaluate_sfq
+            raise SpikegateError("--T and --heads apply to float checkpoints only; an .sgir model fixes both")
+        from spikegate.quantize.golden import evaluate_ir
 
-        res = evaluate_sfq(args.model, data=args.data)
+        res = evaluate_ir(args.model, data=args.data)
         res.setdefault("model", args.model)
-        res.setdefault("kind", "sfq")
+        res.setdefault("kind", "sgir")
     else:
         res = evaluate_checkpoint(args.model, data=args.data, T=T, heads=heads)
     if args.json:

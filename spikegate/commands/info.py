@@ -1,9 +1,9 @@
-"""spikeforge info: configuration, parameter count and a per-stage table."""
+"""spikegate info: configuration, parameter count and a per-stage table."""
 
 from __future__ import annotations
 
-from spikeforge.errors import SpikeforgeError
-from spikeforge.commands._common import print_json
+from spikegate.errors import SpikegateError
+from spikegate.commands._common import print_json
 
 
 def register(sub):
@@ -38,20 +38,20 @@ def stage_table(model) -> list[dict]:
 
 
 def run(args):
-    from spikeforge.quantize.model import build, count_parameters, preset
-    from spikeforge.quantize.checkpoint import load_model
+    from spikegate.quantize.model import build, count_parameters, preset
+    from spikegate.quantize.checkpoint import load_model
 
     if bool(args.checkpoint) == bool(args.preset):
-        raise SpikeforgeError("give either a checkpoint file or --preset NAME")
+        raise SpikegateError("give either a checkpoint file or --preset NAME")
     if args.heads is not None and args.heads < 1:
-        raise SpikeforgeError(f"--heads must be >= 1, not {args.heads}")
+        raise SpikegateError(f"--heads must be >= 1, not {args.heads}")
     if args.preset:
         try:
             cfg = preset(args.preset)
             if args.heads:
                 cfg = cfg.replace(num_heads=args.heads)
         except ValueError as e:
-            raise SpikeforgeError(str(e)) from None
+            raise SpikegateError(str(e)) from None
         model = build(cfg)
         source = f"preset {args.preset}"
     else:

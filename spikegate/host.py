@@ -1,7 +1,7 @@
-"""Host side of the spikeforge host protocol (``docs/host-protocol.md``): talk to a board over a
+"""Host side of the spikegate host protocol (``docs/host-protocol.md``): talk to a board over a
 serial port, and a pure-Python model of the device for tests.
 
-    from spikeforge.host import Device
+    from spikegate.host import Device
     with Device.open("/dev/ttyUSB1", baud=115200) as dev:
         info = dev.info()                 # num_pixels, widths, clock, runtime weights
         if info.weights_needed:           # weights in SPRAM (iCE40 builds): upload them first
@@ -9,12 +9,12 @@ serial port, and a pure-Python model of the device for tests.
         r = dev.infer(pixels)             # LOAD, START, READ (polling while busy)
         print(r.cls, r.logits, r.cycles, r.latency_us(info.clk_hz))
 
-Every failure is a :class:`spikeforge.errors.SpikeforgeError` subclass with one clear line:
+Every failure is a :class:`spikegate.errors.SpikegateError` subclass with one clear line:
 :class:`DeviceTimeout` (nothing, or not enough, came back in time), :class:`FrameError` (bytes came
 back but not a valid frame: bad sync, bad checksum, unexpected response), :class:`DeviceError` (the
 device answered with an ERROR frame; ``.code`` and ``.cmd`` say which).
 
-The protocol numbers come from :mod:`spikeforge.hw.host_link`, the gateware that implements it.
+The protocol numbers come from :mod:`spikegate.hw.host_link`, the gateware that implements it.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from spikeforge.errors import SpikeforgeError
-from spikeforge.hw.host_link import (CLASS_BYTES, ERROR_RESPONSE, INFO_LENGTH, INFO_LENGTH_WEIGHTS,
+from spikegate.errors import SpikegateError
+from spikegate.hw.host_link import (CLASS_BYTES, ERROR_RESPONSE, INFO_LENGTH, INFO_LENGTH_WEIGHTS,
                                      INFO_RUNTIME_WEIGHTS, INFO_WEIGHTS_LOADED, LOGIT_BYTES,
                                      MAX_FRAME_PAYLOAD, PROTOCOL_VERSION, PROTOCOL_VERSION_WEIGHTS,
                                      RESPONSE_FLAG, SYNC, WEIGHT_ACK_BYTES, WEIGHT_OFFSET_BYTES, Cmd,
@@ -43,7 +43,7 @@ ERROR_NAMES = {
     Err.NO_RESULT: "no result yet",
     Err.TIMEOUT: "frame timed out",
     Err.WEIGHTS_NOT_LOADED: "weights not loaded (they live in SPRAM: upload them, e.g. "
-                            "`spikeforge run --build BUILD_DIR`)",
+                            "`spikegate run --build BUILD_DIR`)",
     Err.BAD_OFFSET: "weight offset is neither 0 nor the end of the words loaded so far",
 }
 MAX_GARBAGE = 64   # bytes tolerated before a response's sync byte
@@ -51,7 +51,7 @@ VERSIONS = {PROTOCOL_VERSION: INFO_LENGTH, PROTOCOL_VERSION_WEIGHTS: INFO_LENGTH
 WEIGHT_CHUNK_BYTES = 4096   # LOAD_WEIGHTS payload per frame (about 0.36 s at 115200 baud)
 
 
-class DeviceError(SpikeforgeError):
+class DeviceError(SpikegateError):
     """The device answered a request with an ERROR frame."""
 
     def __init__(self, code: int, cmd: int):
@@ -67,11 +67,11 @@ class DeviceError(SpikeforgeError):
         super().__init__(f"device refused {name}: {what}")
 
 
-class DeviceTimeout(SpikeforgeError):
+class DeviceTimeout(SpikegateError):
     """No (complete) response within the timeout."""
 
 
-class FrameError(SpikeforgeError):
+class FrameError(SpikegateError):
     """A response that is not a valid frame, or not the expected one."""
 
 
@@ -91,7 +91,7 @@ def encode_pixels(pixels: Sequence[int], pixel_bits: int) -> bytes:
     for i, p in enumerate(pixels):
         p = int(p)
         if not lo <= p <= hi:
-            raise SpikeforgeError(f"pixel {i} = {p} does not fit {pixel_bits} signed bits ({lo}..{hi})")
+            raise SpikegateError(f"pixel {i} = {p} does not fit {pixel_bits} signed bits ({lo}..{hi})")
         out += p.to_bytes(n, "little", signed=True)
     return bytes(out)
 
@@ -217,7 +217,7 @@ class Device:
         try:
             port = serial.serial_for_url(url, baudrate=baud, timeout=0.05, write_timeout=timeout)
         except (serial.SerialException, ValueError, OSError) as e:
-            raise SpikeforgeError(f"cannot open {url}: {e}") from None
+            raise SpikegateError(f"cannot open {url}: {e}") from None
         return cls(port, timeout=timeout, name=url)
 
     def close(self):
@@ -242,7 +242,7 @@ class Device:
                 frames = parser.feed(chunk)
                 if parser.skipped > MAX_GARBAGE:
                     raise FrameError(f"{self._name}: {parser.skipped} bytes of garbage instead of a "
-                                     f"response to {what} (wrong baud rate or not a spikeforge device?)")
+                                     f"response to {what} (wrong baud rate or not a spikegate device?)")
                 if frames:
                     if len(frames) > 1 or parser.pending:
                         raise FrameError(f"{self._name}: more than one frame in response to {what}")
@@ -290,11 +290,11 @@ class Device:
         Returns the device's INFO afterwards, which must say the weights are loaded."""
         info = self.info()
         if not info.runtime_weights:
-            raise SpikeforgeError(f"{self._name}: the device's weights are in its bitstream; it takes "
+            raise SpikegateError(f"{self._name}: the device's weights are in its bitstream; it takes "
                                   f"no LOAD_WEIGHTS")
         bpw, words = info.weight_bytes_per_word, info.weight_words
         if bpw < 1 or len(image) != words * bpw:
-            raise SpikeforgeError(f"the weight image has {len(image):,} bytes; the device takes "
+            raise SpikegateError(f"the weight image has {len(image):,} bytes; the device takes "
                                   f"{words:,} words of {bpw} bytes ({words * bpw:,} bytes): another build?")
         per_frame = max(1, min(chunk_bytes, MAX_FRAME_PAYLOAD - WEIGHT_OFFSET_BYTES) // bpw)
         offset = 0
@@ -331,7 +331,7 @@ class Device:
     def load(self, pixels: Sequence[int]):
         info = self.cached_info
         if len(pixels) != info.num_pixels:
-            raise SpikeforgeError(f"an image has {len(pixels)} pixels; the device takes {info.num_pixels}")
+            raise SpikegateError(f"an image has {len(pixels)} pixels; the device takes {info.num_pixels}")
         self._expect_empty(self.request(Cmd.LOAD, encode_pixels(pixels, info.pixel_bits)), "LOAD")
 
     def start(self):
@@ -369,7 +369,7 @@ class Device:
 @dataclass
 class ProtocolModel:
     """The device side of the protocol in Python: bytes in, bytes out, same rules as the gateware
-    (``spikeforge.hw.host_link.HostLink``). ``compute(pixels) -> (logits, cycles)`` stands in for
+    (``spikegate.hw.host_link.HostLink``). ``compute(pixels) -> (logits, cycles)`` stands in for
     the core; ``busy_reads`` makes the first N READs after each START answer BUSY.
 
     ``weight_words > 0`` models a device whose weights are loaded at run time (``weight_bits``

@@ -1,5 +1,0 @@
-import sys
-
-from spikeforge.cli import main
-
-sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from spikegate.cli import main
+
+sys.exit(main())

@@ -36,7 +36,7 @@ from .passes.check_ops import check_ops
 from .passes.memory_plan import memory_plan
 from .passes.pack import pack_parameters
 from .passes.schedule import schedule
-from .program import Program
+from spikegate.machine.program import Program
 from .targets import Target, get_target
 
 REPORT = "report.json"

@@ -7,6 +7,8 @@ equal the ISS's prediction). An instruction's cost runs from its fetch to the cy
 finishes (INPUT: from its first accepted pixel; OUTPUT: to its last accepted logit).
 """
 
+from spikegate.machine.config import deep_acc_pipeline
+
 FETCH = 4            # per instruction: fetch (the instruction's ROM word), DEC1 (its products' word),
                      # DEC2 (the products' register), DEC3 (starts the engine) (INPUT's fetch
                      # happens before the first pixel and is not counted)
@@ -47,16 +49,6 @@ OUTPUT_DEEP_OVH = 1  # OUTPUT, with more than one lane: the words' register stag
 def readout_ovh(lanes: int) -> int:
     """Readout drain per CONV time step: R1, R2, R3 and, when there are lanes to select or sum, RS and RS2."""
     return READOUT_OVH + (READOUT_SUM_OVH if lanes > 1 else 0)
-
-
-def deep_acc_pipeline(lanes: int) -> bool:
-    """Whether the CONV/HEAD lanes run the deep ACC read-modify-write (TW read, T3 register the word
-    and the addend, T4 add, T5 write, with forwarding) rather than the short one (T1 read, T2 add and
-    write). With more than one lane the ACC banks are many block RAMs spread over the die, and
-    reading, adding and writing one in a cycle was the ECP5's critical path (then the multiplier and
-    the adder in one cycle); with one lane the bank is local and the deep pipeline's registers
-    would not fit the UP5K."""
-    return lanes > 1
 
 
 def tstep_ovh(lanes: int) -> int:

@@ -1,6 +1,6 @@
 """Instruction-level simulator of the spikegate accelerator, and its cycle model.
 
-Executes a :class:`~spikegate.compiler.program.Program` on the memories the hardware has (ACT,
+Executes a :class:`~spikegate.machine.program.Program` on the memories the hardware has (ACT,
 SPK, ACC banks, WMEM, BIAS/SHIFT/THRESH), instruction by instruction, with the semantics of
 ``docs/accelerator.md``. It reads weights only from the packed WMEM words, so it checks the
 compiler's packing and addressing as well as the arithmetic. Tests hold it equal to the golden
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from spikegate.quantize import intops
 
 from . import cycle_model as cm
-from .program import (IN_SPIKE, LANES_CO, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT, OP_SUM,
+from spikegate.machine.program import (IN_SPIKE, LANES_CO, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT, OP_SUM,
                       OUT_ACCUM, Program)
 
 

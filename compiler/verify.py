@@ -22,7 +22,7 @@ from spikegate.quantize.golden import execute
 
 from . import iss
 from .build import read_build
-from .program import OP_LIF
+from spikegate.machine.program import OP_LIF
 
 SIMS = ("verilator", "icarus")
 

@@ -24,7 +24,7 @@ Structure (one ``wiring.Component`` per block):
   the first pixel is accepted); ``FETCH`` reads the instruction at ``pc`` (ROM word ``2*pc``,
   decoded through :func:`~spikegate.hw.sfa_common.instr_layout`), ``DEC1`` registers it and reads
   its products (word ``2*pc + 1``: ``h*w``, ``ho*wo``, ``cin*h*w``, ``cout*ho*wo``, lane and tap
-  groups, computed by the compiler: ``compiler/program.py: rom_image``), ``DEC2`` registers those,
+  groups, computed by the compiler: ``machine/program.py: rom_image``), ``DEC2`` registers those,
   ``DEC3`` starts the engine of the opcode, ``RUN`` waits for its
   ``done``; then ``pc`` moves on (after OUTPUT back to 0: the next image).
 * **Engines** (``hw/sfa_*.py``): :class:`~spikegate.hw.sfa_io.InputEngine`,
@@ -53,8 +53,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from spikegate.compiler.cycle_model import deep_acc_pipeline
-from spikegate.compiler.program import (FIELDS, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT,
+from spikegate.machine.config import MachineConfig, deep_acc_pipeline
+from spikegate.machine.program import (FIELDS, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT,
                                          OP_SUM, Program, rom_image)
 
 from .accel_interface import accelerator_signature, weight_port_signature
@@ -62,7 +62,7 @@ from .banked_ram import BankedRAM
 from .banked_rom import READ_LATENCY as BANKED_READ_LATENCY
 from .banked_rom import BankedROM
 from .sfa_attn import AttnEngine
-from .sfa_common import MachineConfig, derived_layout, instr_layout
+from .sfa_common import derived_layout, instr_layout
 from .sfa_conv import ConvEngine
 from .sfa_io import InputEngine, OutputEngine, SumEngine
 from .sfa_lif import LIFEngine
@@ -214,7 +214,7 @@ class Accelerator(wiring.Component):
                      _fit("thresholds", prog.thresh, cfg.thresh_bits))
         # the ROM holds the program in this accelerator's own instruction layout: every field only as
         # wide as the program's largest value of it (MachineConfig.field_bits)
-        # two words per instruction: its fields, then its products (compiler/program.py: rom_image)
+        # two words per instruction: its fields, then its products (machine/program.py: rom_image)
         rom_width = max(instr_layout(cfg).size, derived_layout(cfg).size)
         rom = mem("rom", unsigned(rom_width), 2 * cfg.rom_words, rom_image(prog.instrs, P))
 

@@ -34,7 +34,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 
 from .banked_rom import BankSplit
-from .sfa_common import MachineConfig, read_sig, write_sig
+from spikegate.machine.config import MachineConfig
+
+from .sfa_common import read_sig, write_sig
 
 __all__ = ["BankedRAM"]
 

@@ -32,7 +32,9 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .sfa_common import MachineConfig, read_sig
+from spikegate.machine.config import MachineConfig
+
+from .sfa_common import read_sig
 
 __all__ = ["BankedROM", "BankSplit", "GROUP_BANKS", "READ_LATENCY"]
 

@@ -1,8 +1,8 @@
 """The host link: a framed request/response protocol over a byte stream (the UART), driving one
 accelerator core (any component with the signature of :mod:`spikegate.hw.accel_interface`).
 
-The protocol is specified in ``docs/host-protocol.md``; the constants below are its single source
-(the host client, :mod:`spikegate.host`, imports them). Layers, each a ``wiring.Component``:
+The protocol is specified in ``docs/host-protocol.md``; its constants and framing functions are
+:mod:`spikegate.machine.host_protocol`, which the host client (:mod:`spikegate.host`) imports too. Layers, each a ``wiring.Component``:
 
 * :class:`Deframer`  bytes -> frame events (header, payload bytes, end with checksum verdict, or
   timeout). Drops bytes outside frames; an inter-byte timeout resets it, so a truncated frame
@@ -20,8 +20,6 @@ The protocol is specified in ``docs/host-protocol.md``; the constants below are 
 
 from __future__ import annotations
 
-import enum
-
 from amaranth.lib import enum as hdl_enum
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
@@ -31,85 +29,14 @@ from amaranth.lib.wiring import In, Out
 from spikegate.hw.accel_interface import (CYCLE_COUNTER_BITS, accelerator_signature,
                                            weight_port_signature)
 from spikegate.hw.uart import UARTRx, UARTTx, byte_stream
+from spikegate.machine.host_protocol import (CLASS_BYTES, CYCLES_BYTES, ERROR_RESPONSE, INFO_LENGTH,
+                                             INFO_RUNTIME_WEIGHTS,
+                                             LOGIT_BYTES, MAX_FRAME_PAYLOAD, RESPONSE_FLAG, SYNC,
+                                             WEIGHT_ACK_BYTES, WEIGHT_OFFSET_BYTES, Cmd, Err,
+                                             bytes_per_pixel, bytes_per_word, checksum, info_payload,
+                                             result_length)
 
-__all__ = [
-    "PROTOCOL_VERSION", "PROTOCOL_VERSION_WEIGHTS", "SYNC", "RESPONSE_FLAG", "ERROR_RESPONSE", "Cmd",
-    "Err", "INFO_LENGTH", "INFO_LENGTH_WEIGHTS", "INFO_RUNTIME_WEIGHTS", "INFO_WEIGHTS_LOADED",
-    "WEIGHT_OFFSET_BYTES", "WEIGHT_ACK_BYTES",
-    "bytes_per_pixel", "bytes_per_word", "result_length", "info_payload", "checksum",
-    "Deframer", "Enframer", "HostLink", "UARTAccelerator", "accel_widths", "accel_weights", "connect_core",
-]
-
-# ------------------------------------------------------------------------------- protocol constants
-
-PROTOCOL_VERSION = 1            # devices whose weights are in the bitstream
-PROTOCOL_VERSION_WEIGHTS = 2    # devices whose weights are loaded at run time (LOAD_WEIGHTS)
-SYNC = 0xA5
-RESPONSE_FLAG = 0x80       # a successful response carries the request's command | 0x80
-ERROR_RESPONSE = 0xFF      # an error response; payload = [error code, command that failed]
-MAX_FRAME_PAYLOAD = 0xFFFF
-INFO_LENGTH = 14
-INFO_LENGTH_WEIGHTS = 20         # version 2: + weight flags, bytes per word, words (u32)
-INFO_RUNTIME_WEIGHTS = 0x01      # weight flags: the weights must be loaded at run time
-INFO_WEIGHTS_LOADED = 0x02       #               and they are (every word, since reset)
-WEIGHT_OFFSET_BYTES = 4          # LOAD_WEIGHTS payload: word offset (u32), then the words
-WEIGHT_ACK_BYTES = 4             # LOAD_WEIGHTS response: words loaded so far (u32)
-LOGIT_BYTES = 4
-CYCLES_BYTES = 4
-CLASS_BYTES = 2
-
-
-class Cmd(enum.IntEnum):
-    INFO = 0x01
-    LOAD = 0x02
-    START = 0x03
-    READ = 0x04
-    LOAD_WEIGHTS = 0x05
-
-
-class Err(enum.IntEnum):
-    BAD_CHECKSUM = 0x01
-    BAD_LENGTH = 0x02
-    UNKNOWN_CMD = 0x03
-    NOT_LOADED = 0x04
-    BUSY = 0x05
-    NO_RESULT = 0x06
-    TIMEOUT = 0x07
-    WEIGHTS_NOT_LOADED = 0x08
-    BAD_OFFSET = 0x09
-
-
-def checksum(body: bytes) -> int:
-    """Checksum of a frame: the sum, modulo 256, of every byte after the sync byte."""
-    return sum(body) & 0xFF
-
-
-def bytes_per_pixel(pixel_bits: int) -> int:
-    return (pixel_bits + 7) // 8
-
-
-def bytes_per_word(word_bits: int) -> int:
-    """Bytes per weight-memory word in LOAD_WEIGHTS (little-endian)."""
-    return (word_bits + 7) // 8
-
-
-def result_length(num_classes: int) -> int:
-    return CLASS_BYTES + LOGIT_BYTES * num_classes + CYCLES_BYTES
-
-
-def info_payload(*, num_pixels, num_classes, pixel_bits, logit_bits, clk_hz=0, weight_words=0,
-                 weight_bits=0, weights_loaded=False) -> bytes:
-    """The INFO response payload a device with these parameters sends: ``INFO_LENGTH`` bytes
-    (version 1), or with runtime-loaded weights (``weight_words > 0``) ``INFO_LENGTH_WEIGHTS``
-    bytes (version 2: the weight flags, bytes per word and the number of words follow)."""
-    version = PROTOCOL_VERSION_WEIGHTS if weight_words else PROTOCOL_VERSION
-    out = bytes([version, pixel_bits, logit_bits, bytes_per_pixel(pixel_bits)]) + \
-        num_pixels.to_bytes(4, "little") + num_classes.to_bytes(2, "little") + \
-        (int(clk_hz) // 1000).to_bytes(4, "little")
-    if weight_words:
-        flags = INFO_RUNTIME_WEIGHTS | (INFO_WEIGHTS_LOADED if weights_loaded else 0)
-        out += bytes([flags, bytes_per_word(weight_bits)]) + int(weight_words).to_bytes(4, "little")
-    return out
+__all__ = ["Deframer", "Enframer", "HostLink", "UARTAccelerator", "accel_widths", "accel_weights", "connect_core"]
 
 
 def accel_widths(core) -> tuple[int, int]:

@@ -28,7 +28,7 @@ set ``B + S*(d + 1) + 2`` (the two cycles fill S0 and S1; the last bit's cycle f
 
 ``KV`` (``d_max * d_max`` words of ``kv_bits``) and ``Y`` (``d_max`` words) live inside the engine.
 ``d`` and ``d * N`` are the instruction's products (``drv``, computed by the compiler and held in
-the program ROM: ``compiler/program.py: derived_values``), so the engine neither divides nor
+the program ROM: ``machine/program.py: derived_values``), so the engine neither divides nor
 multiplies; it starts with CLR. Cycle counts: ``compiler/iss.py``.
 """
 
@@ -39,9 +39,9 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from spikegate.compiler.cycle_model import deep_acc_pipeline
+from spikegate.machine.config import MachineConfig, deep_acc_pipeline
 
-from .sfa_common import MachineConfig, derived_layout, instr_layout, read_sig, write_sig
+from .sfa_common import derived_layout, instr_layout, read_sig, write_sig
 
 __all__ = ["AttnEngine"]
 

@@ -95,13 +95,13 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from spikegate.compiler.cycle_model import deep_acc_pipeline
-from spikegate.compiler.program import OP_HEAD
+from spikegate.machine.config import MachineConfig, deep_acc_pipeline
+from spikegate.machine.program import OP_HEAD
 
 from .datapath import AccumulateLane, AlignBias
 from .params import bits_for
-from .sfa_common import (MachineConfig, derived_layout, derived_or_zero, instr_layout, read_sig,
-                         small_mul, tree_sum, write_sig)
+from .sfa_common import (derived_layout, derived_or_zero, instr_layout, read_sig, small_mul, tree_sum,
+                         wmem_layout, write_sig)
 
 __all__ = ["ConvEngine", "lane_widths", "readout_widths"]
 
@@ -142,7 +142,7 @@ class ConvEngine(wiring.Component):
             "act_r": Out(read_sig(cfg.act_abits, signed(cfg.act_bits), take=cfg.taken)),
             "act_w": Out(write_sig(cfg.act_abits, signed(cfg.act_bits))),
             "spk_r": Out(read_sig(cfg.spk_abits, unsigned(1))),
-            "wmem_r": Out(read_sig(cfg.wmem_abits, cfg.wmem_layout())),
+            "wmem_r": Out(read_sig(cfg.wmem_abits, wmem_layout(cfg))),
             "bias_r": Out(read_sig(cfg.bias_abits, signed(cfg.bias_bits))),
             "shift_r": Out(read_sig(cfg.shift_abits, signed(cfg.shift_bits))),
             "acc_r": Out(read_sig(cfg.acc_abits, signed(cfg.acc_bits), take=cfg.taken)).array(P),
@@ -186,7 +186,7 @@ class ConvEngine(wiring.Component):
         deep = deep_acc_pipeline(P)
         if deep:
             # lo(0) (lo_fn of input index 0) and pad >> s: the instruction's products (the
-            # compiler's, 0 for HEAD: compiler/program.py: derived_values), registers valid at
+            # compiler's, 0 for HEAD: machine/program.py: derived_values), registers valid at
             # start, so that the scanner's start values (k0_start, arow0, yrow0, and the output
             # ranges' registers below) are one subtract or the adds of one product from registers:
             # lo_fn, its product with wo and arow's mux in one cycle were the ECP5's critical path

@@ -18,10 +18,10 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from spikegate.compiler.cycle_model import deep_acc_pipeline
+from spikegate.machine.config import MachineConfig, deep_acc_pipeline
 
 from .accel_interface import logit_stream, pixel_stream
-from .sfa_common import MachineConfig, derived_layout, instr_layout, read_sig, write_sig
+from .sfa_common import derived_layout, instr_layout, read_sig, write_sig
 
 __all__ = ["InputEngine", "SumEngine", "OutputEngine"]
 

@@ -23,7 +23,9 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .datapath import LIFStep
-from .sfa_common import MachineConfig, derived_layout, instr_layout, read_sig, write_sig
+from spikegate.machine.config import MachineConfig
+
+from .sfa_common import derived_layout, instr_layout, read_sig, write_sig
 
 __all__ = ["LIFEngine", "lif_step_widths"]
 

@@ -7,7 +7,7 @@ the ``read`` port, with the same timing as the block-RAM WMEM it replaces: ``add
 cycle, ``data`` the next (SPRAM's output is registered inside the block), held while ``en`` is low
 (the blocks are not selected then, and keep their output).
 
-The mapping is :func:`spikegate.compiler.passes.memory_plan.spram_plan`: words of up to 8 (4) bits
+The mapping is :func:`spikegate.machine.memory.spram_plan`: words of up to 8 (4) bits
 are packed 2 (4) to a 16-bit row, each in a slot written alone through the nibble write masks
 (``MASKWREN``) with the word repeated across the row's slots (``DATAIN``); wider words span several
 blocks side by side (columns); rows beyond 16K go to further blocks (banks, selected by
@@ -31,8 +31,8 @@ from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Mux, 
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from spikegate.compiler.passes.memory_plan import (SPRAM_NIBBLE, SPRAM_WIDTH, SPRAM_WORDS, SPRAMPlan,
-                                                    spram_plan)
+from spikegate.machine.memory import (SPRAM_NIBBLE, SPRAM_WIDTH, SPRAM_WORDS, SPRAMPlan,
+                                     spram_plan)
 
 __all__ = ["SPRAMWeightMemory", "SIM_MODEL", "sim_sources"]
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from spikegate.compiler import iss
 from spikegate.compiler.passes.pack import _conv_words
-from spikegate.compiler.program import (IN_INT, IN_SPIKE, LANES_CO, LANES_TAP, OP_ATTN, OP_CONV, OP_HEAD,
+from spikegate.machine.program import (IN_INT, IN_SPIKE, LANES_CO, LANES_TAP, OP_ATTN, OP_CONV, OP_HEAD,
                                          OP_INPUT, OP_LIF, OP_OUTPUT, OP_SUM, OUT_ACCUM, OUT_WRITE, Instr,
                                          Program)
 from spikegate.quantize.intops import signed_bits

@@ -32,7 +32,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, Event, RisingEdge, with_timeout
 
 from spikegate.compiler import iss
-from spikegate.compiler.program import OP_CONV, OP_HEAD, OP_LIF, OPCODES
+from spikegate.machine.program import OP_CONV, OP_HEAD, OP_LIF, OPCODES
 from spikegate.hw.accel_interface import logit_stream
 from spikegate.rtl_tests.tb_streams import PERIOD_NS, TB, Codec
 

@@ -41,7 +41,7 @@ from cocotb.task import bridge, resume
 from cocotb.triggers import ClockCycles, Edge, FallingEdge, ReadOnly, RisingEdge
 
 from spikegate.host import Device, DeviceError, FrameParser, encode_frame, encode_pixels
-from spikegate.hw.host_link import ERROR_RESPONSE, Cmd, Err
+from spikegate.machine.host_protocol import ERROR_RESPONSE, Cmd, Err
 from spikegate.rtl_tests.cocotb_util import UARTSink, UARTSource, tb_config, tb_seed
 
 HOST_TIMEOUT_S = 600.0     # wall-clock limit of the host client; the port's own guard counts cycles

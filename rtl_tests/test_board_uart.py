@@ -162,7 +162,7 @@ def board_design(request, tmp_path_factory):
     from spikegate.compiler import iss
     from spikegate.compiler.build import compile_ir, read_build
     from spikegate.compiler.build import read_weight_image
-    from spikegate.hw.host_link import PROTOCOL_VERSION, PROTOCOL_VERSION_WEIGHTS, bytes_per_word
+    from spikegate.machine.host_protocol import PROTOCOL_VERSION, PROTOCOL_VERSION_WEIGHTS, bytes_per_word
     from spikegate.hw.spram import sim_sources
     from spikegate.quantize.golden import execute
     from spikegate.quantize.irfile import save_ir

@@ -8,7 +8,7 @@ columns. A reference dict holds what was written; the checks: a read returns the
 at that address one cycle after the request, and holds while ``en`` is low; writes to one slot of
 a row leave its other slots alone (neighbours are written back to back); the first and last words,
 the words around each bank boundary, and random ones are covered. The mapping itself is checked
-against ``compiler.passes.memory_plan.spram_plan`` in pytest.
+against ``machine.memory.spram_plan`` in pytest.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ async def write_then_read(dut):
 
 
 def test_plan_packs_by_nibbles():
-    from spikegate.compiler.passes.memory_plan import spram_plan
+    from spikegate.machine.memory import spram_plan
 
     p = spram_plan(40006, 8)          # fpga-tiny-t2 at 8-bit weights, 1 lane
     assert (p.per_row, p.slot_bits, p.columns, p.banks, p.blocks) == (2, 8, 1, 2, 2)

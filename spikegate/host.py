@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from spikegate.errors import SpikegateError
-from spikegate.hw.host_link import (CLASS_BYTES, ERROR_RESPONSE, INFO_LENGTH, INFO_LENGTH_WEIGHTS,
+from spikegate.machine.host_protocol import (CLASS_BYTES, ERROR_RESPONSE, INFO_LENGTH, INFO_LENGTH_WEIGHTS,
                                      INFO_RUNTIME_WEIGHTS, INFO_WEIGHTS_LOADED, LOGIT_BYTES,
                                      MAX_FRAME_PAYLOAD, PROTOCOL_VERSION, PROTOCOL_VERSION_WEIGHTS,
                                      RESPONSE_FLAG, SYNC, WEIGHT_ACK_BYTES, WEIGHT_OFFSET_BYTES, Cmd,

@@ -12,7 +12,7 @@ from spikegate.compiler.passes.budget import BudgetError
 from spikegate.compiler.passes.check_ops import UnsupportedOpError, check_ops
 from spikegate.compiler.passes.memory_plan import memory_plan
 from spikegate.compiler.passes.schedule import schedule
-from spikegate.compiler.program import FIELDS, INSTR_BITS, Instr
+from spikegate.machine.program import FIELDS, INSTR_BITS, Instr
 from spikegate.errors import SpikegateError
 from spikegate.quantize.golden import execute
 from spikegate.quantize.irfile import save_ir
@@ -50,7 +50,7 @@ def test_iss_equals_golden(kw, lanes):
 
 def test_hardware_widths_are_the_irs_declared_widths():
     """Program and MachineConfig copy the range analysis' widths; nothing is re-derived."""
-    from spikegate.hw.sfa_common import MachineConfig
+    from spikegate.machine.config import MachineConfig
 
     g, _ = _ir(tiny_cfg(T=2))
     prog = lower_to_program(g, 3)
@@ -340,7 +340,7 @@ def test_deep_wmem_block_count_is_per_bank():
     import dataclasses
 
     from spikegate.compiler.passes.budget import blocks_needed, bram_blocks
-    from spikegate.hw.sfa_common import WMEM_BANK_WORDS
+    from spikegate.machine.config import WMEM_BANK_WORDS
     g, _ = _ir(tiny_cfg())
     for lanes in (1, 4):
         p = lower_to_program(g, lanes)
@@ -363,11 +363,11 @@ def test_deep_wmem_block_count_is_per_bank():
 
 
 def test_deep_scanner_start_values_are_the_first_output_input_zero_reaches():
-    """``lo0`` (compiler/program.py: derived_values, CONV with more than one lane) is the first
+    """``lo0`` (machine/program.py: derived_values, CONV with more than one lane) is the first
     output row that input row 0 reaches, by brute force over the outputs, and ``pad_s`` is
     ``pad >> (stride - 1)``; with one lane (or for another opcode) both are 0 and left out of the
     ROM word (OPTIONAL_DERIVED), so a one-lane machine's word is as it was."""
-    from spikegate.compiler.program import OP_CONV, OP_HEAD, derived_values, derived_widths
+    from spikegate.machine.program import OP_CONV, OP_HEAD, derived_values, derived_widths
     for k in range(1, 8):
         for pad in range(0, k):
             for stride in (1, 2):

@@ -21,7 +21,7 @@ from spikegate.cli import main
 from spikegate.errors import SpikegateError
 from spikegate.host import (Device, DeviceError, DeviceTimeout, FrameError, FrameParser,
                              ProtocolModel, encode_frame, encode_pixels)
-from spikegate.hw.host_link import Cmd, Err, info_payload
+from spikegate.machine.host_protocol import Cmd, Err, info_payload
 from spikegate.quantize.intops import quantize_input
 from spikegate.rtl_tests.toy_core import toy_model, write_toy_build
 

@@ -11,7 +11,7 @@ fpga-tiny-t2 (estimate 30 blocks, 30 measured; LUT estimate 5,030, 5,030 logic c
 
 Where the weights live (:func:`weight_storage`): in block RAM, initialised by the bitstream, unless
 the target has SPRAM (the iCE40 UP5K) and the memories do not all fit its block RAM; then WMEM
-moves to SB_SPRAM256KA blocks (packed by ``memory_plan.spram_plan``), which the bitstream cannot
+moves to SB_SPRAM256KA blocks (packed by ``machine/memory.py: spram_plan``), which the bitstream cannot
 initialise: the weights are *runtime-loaded* over the host link, and the block RAM budget covers
 everything else.
 """
@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 from spikegate.errors import SpikegateError
 
-from ..cycle_model import deep_acc_pipeline
-from ..program import Program
+from spikegate.machine.config import WMEM_BANK_WORDS, deep_acc_pipeline
+from spikegate.machine.program import Program
 from ..targets import Target
-from .memory_plan import SPRAMPlan, spram_plan
+from spikegate.machine.memory import SPRAMPlan, spram_plan
 
 # Logic: LUTs = base + per_lane * lanes, per family, calibrated on what synthesis measured (not a
 # general model of the widths; `spikegate synth` has the final word):
@@ -91,7 +91,7 @@ def memories(p: Program) -> list[tuple[str, int, int, bool]]:
     ``(name, depth, width, read_only)``; WMEM last. The program ROM (two words per instruction:
     ``program.rom_image``) counts only the bit columns that differ between its words (the others
     are constants; the debug tag is not read on a board), as synthesis keeps it."""
-    from ..program import OP_ATTN, rom_image
+    from spikegate.machine.program import OP_ATTN, rom_image
     words = rom_image(p.instrs, p.lanes, without=("tag",))
     width = max(w.bit_length() for w in words)
     rom_bits = sum(1 for b in range(width) if len({(w >> b) & 1 for w in words}) > 1)
@@ -114,7 +114,6 @@ def blocks_needed(p: Program, family: str, with_wmem: bool) -> int:
     """Block RAM primitives of every memory (``with_wmem``: WMEM's too). With the deep pipeline
     WMEM and ACT are split into banks of ``WMEM_BANK_WORDS`` words (``hw/banked_rom.py``,
     ``hw/banked_ram.py``), the last one padded to the same depth, each mapped on its own."""
-    from spikegate.hw.sfa_common import WMEM_BANK_WORDS     # the hardware's bank depth (lazy: hw imports compiler)
 
     banked = (WMEM_NAME, "ACT") if deep_acc_pipeline(p.lanes) else ()
     total = 0
@@ -148,7 +147,7 @@ class Needs:
 
 
 def memory_bits(p: Program) -> dict[str, int]:
-    from ..program import OP_ATTN
+    from spikegate.machine.program import OP_ATTN
     attn = [i for i in p.instrs if i.opcode == OP_ATTN]
     d = max((i.cout // i.heads for i in attn), default=0)
     n = max((i.ho * i.wo for i in attn), default=0)

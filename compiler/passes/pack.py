@@ -14,7 +14,7 @@ import numpy as np
 from spikegate.quantize.graph import Graph
 from spikegate.quantize.intops import signed_bits
 
-from ..program import (IN_INT, LANES_CO, LANES_TAP, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT,
+from spikegate.machine.program import (IN_INT, LANES_CO, LANES_TAP, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT,
                        OP_SUM, Instr, Program)
 from .memory_plan import MemoryPlan
 from .schedule import Schedule

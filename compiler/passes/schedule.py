@@ -13,7 +13,7 @@ import numpy as np
 
 from spikegate.quantize.graph import Graph
 
-from ..program import (IN_INT, IN_SPIKE, LANES_CO, LANES_TAP, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF,
+from spikegate.machine.program import (IN_INT, IN_SPIKE, LANES_CO, LANES_TAP, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF,
                        OP_OUTPUT, OP_SUM, OPCODES, OUT_ACCUM, OUT_WRITE)
 
 

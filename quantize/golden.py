@@ -162,13 +162,6 @@ def execute(g: Graph, images: np.ndarray, *, mode: str = "int", T: int | None = 
     return out / (T * nh * float(g.meta.get("logit_scale", 1.0)))
 
 
-def dequantize_logits(g: Graph, logits: np.ndarray, T: int | None = None) -> np.ndarray:
-    """Integer logits -> the float model's units (mean over T, mean over heads)."""
-    T = int(T or g.meta.get("T", 1))
-    nh = g.ops[-1].params["weight"].shape[0]
-    return np.asarray(logits, dtype=np.float64) / (T * nh * float(g.meta["logit_scale"]))
-
-
 def public_shape(op: Op, arr: np.ndarray) -> np.ndarray:
     """Reshape ``[T, B, C, H, W]`` to the shape the public code's LIF outputs."""
     kind = op.attrs.get("public_shape", "CHW")

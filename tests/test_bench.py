@@ -167,20 +167,6 @@ def test_sensitivity_bench_rows(capsys):
     assert set(r["all_layers_rounded_by_width"]) == {4, 16}
 
 
-def test_outreg_probe_reads_the_flows_nextpnr_options_and_refuses_a_non_ecp5_directory(tmp_path, capsys):
-    """bench/outreg_probe.py reruns the flow's own nextpnr-ecp5 options (from build_top.sh) on a
-    modified netlist; a directory without an ECP5 synth result ends in one line and exit 2."""
-    from bench import outreg_probe
-    (tmp_path / "build_top.sh").write_text(
-        ': ${NEXTPNR_ECP5:=nextpnr-ecp5}\n"$NEXTPNR_ECP5" --quiet --seed 3 --report r.json --timing-allow-fail '
-        '--log top.tim --85k --package CABGA381 --speed 6 --json top.json --lpf top.lpf --textcfg top.config\n')
-    assert outreg_probe.nextpnr_args(str(tmp_path)) == [
-        "--seed", "3", "--timing-allow-fail", "--85k", "--package", "CABGA381", "--speed", "6", "--lpf", "top.lpf"]
-    assert outreg_probe.main([str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no top.json" in err and "spikegate synth" in err
-
-
 def test_seed_sweep_reruns_the_flows_nextpnr_and_rejects_bad_seeds(tmp_path, capsys):
     """bench/seed_sweep.py takes either family's nextpnr command from build_top.sh (without the
     flow's seed and outputs), reads seed lists and ranges, and ends a bad call in one line, exit 2."""
@@ -236,50 +222,3 @@ def test_seed_sweep_keeps_each_seeds_report(tmp_path, monkeypatch, capsys):
     assert json.loads((keep / "seed2-report.json").read_text())["seed"] == 2
     assert json.loads((tmp_path / "s.json").read_text())["fmax_mhz"] == {"min": 41.0, "median": 41.5, "max": 42.0}
     capsys.readouterr()
-
-
-def test_outreg_probe_absorbs_only_flip_flops_that_an_output_register_can_replace():
-    """bench/outreg_probe.py --absorb: a DP16KD port whose output bits each drive one flip-flop (one
-    clock, one enable, no set/reset) takes them into its output register (OUTREG, OCE = their
-    enable, the outputs drive their Q nets); any other block RAM is left as it was, with the reason."""
-    from bench.outreg_probe import absorb_output_registers
-
-    def ff(d, q, ce=None, lsr="0", regset="RESET"):
-        conn = {"CLK": [10], "DI": [d], "LSR": [lsr], "Q": [q]}
-        if ce is not None:
-            conn["CE"] = [ce]
-        return {"type": "TRELLIS_FF", "parameters": {"CEMUX": "CE" if ce is not None else "1 ", "CLKMUX": "CLK",
-                                                      "GSR": "DISABLED", "REGSET": regset},
-                "port_directions": {"CLK": "input", "DI": "input", "LSR": "input", "CE": "input", "Q": "output"},
-                "connections": conn}
-
-    def bram(outs):
-        conn = {"CLKA": [10], "CLKB": ["0"], "OCEA": ["1"], "OCEB": ["1"], "ADA0": [11]}
-        dirs = {"CLKA": "input", "CLKB": "input", "OCEA": "input", "OCEB": "input", "ADA0": "input"}
-        for i in range(18):
-            for side in "AB":
-                conn[f"DO{side}{i}"] = [outs[i]] if side == "A" and i < len(outs) else [900 + i + 18 * (side == "B")]
-                dirs[f"DO{side}{i}"] = "output"
-        return {"type": "DP16KD", "parameters": {"REGMODE_A": "NOREG", "REGMODE_B": "NOREG"},
-                "port_directions": dirs, "connections": conn}
-
-    lut = {"type": "LUT4", "parameters": {}, "port_directions": {"A": "input", "Z": "output"},
-           "connections": {"A": [202], "Z": [300]}}
-    cells = {
-        "good": bram([100, 101]), "good_ff0": ff(100, 150, ce=50), "good_ff1": ff(101, 151, ce=50),
-        "shared": bram([200, 202]), "shared_ff0": ff(200, 250), "shared_ff1": ff(202, 251), "lut": lut,
-        "reset": bram([300 + 100]), "reset_ff": ff(400, 450, lsr=60),
-        "mixed": bram([500, 501]), "mixed_ff0": ff(500, 550, ce=50), "mixed_ff1": ff(501, 551, ce=51),
-    }
-    netlist = {"modules": {"top": {"ports": {}, "cells": cells}}}
-    changed, removed, skipped = absorb_output_registers(netlist)
-    assert (changed, removed) == (1, 2)
-    assert skipped == {"an output bit reaches logic, not one flip-flop": 1, "a flip-flop has a set or reset": 1,
-                       "the flip-flops have different enables": 1}
-    good = cells["good"]
-    assert good["parameters"]["REGMODE_A"] == "OUTREG" and good["connections"]["OCEA"] == [50]
-    assert good["connections"]["DOA0"] == [150] and good["connections"]["DOA1"] == [151]
-    assert "good_ff0" not in cells and "good_ff1" not in cells
-    for name in ("shared", "reset", "mixed"):
-        assert cells[name]["parameters"]["REGMODE_A"] == "NOREG"
-    assert {"shared_ff0", "shared_ff1", "reset_ff", "mixed_ff0", "mixed_ff1"} <= set(cells)

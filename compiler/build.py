@@ -167,8 +167,8 @@ def compile_ir(ir_path: str, target_name: str, lanes: int | None, out_dir: str, 
         if image is not None:
             with open(os.path.join(tmp, WEIGHT_IMAGE), "wb") as f:
                 f.write(image)
-        emitted = _emit_verilog(prog, os.path.join(tmp, "accelerator.v"), weights_storage(report))
-        report["verilog"] = "accelerator.v" if emitted else None
+        _emit_verilog(prog, os.path.join(tmp, "accelerator.v"), weights_storage(report))
+        report["verilog"] = "accelerator.v"
         with open(os.path.join(tmp, REPORT), "w") as f:
             json.dump(report, f, indent=1, sort_keys=True)
             f.write("\n")
@@ -184,13 +184,10 @@ def compile_ir(ir_path: str, target_name: str, lanes: int | None, out_dir: str, 
     return report
 
 
-def _emit_verilog(prog: Program, path: str, weights: str = "rom") -> bool:
-    try:
-        from spikegate.hw.accelerator import emit_verilog
-    except ImportError:
-        return False
+def _emit_verilog(prog: Program, path: str, weights: str = "rom") -> None:
+    from spikegate.hw.accelerator import emit_verilog   # imported here: Amaranth takes a second
+
     emit_verilog(prog, path, weights=weights)
-    return True
 
 
 def _op_counts(g: Graph) -> dict:

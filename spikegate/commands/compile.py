@@ -41,6 +41,4 @@ def run(args):
         print(f"  predicted cycles per inference ({rep['predicted_on']}): {rep['predicted_cycles']}")
     est = rep["cycle_estimates"]
     print("  cycle estimate at firing rate " + ", ".join(f"{e['rate']}: {e['cycles']:,}" for e in est))
-    if not rep["verilog"]:
-        print("  (no Verilog: the hardware generator hw/accelerator.py is not available in this install)")
     return 0

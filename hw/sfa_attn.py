@@ -35,27 +35,19 @@ multiplies; it starts with CLR. Cycle counts: ``compiler/iss.py``.
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
-from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import Out
 
 from spikegate.machine.config import MachineConfig, deep_acc_pipeline
 
-from .sfa_common import derived_layout, instr_layout, read_sig, write_sig
+from .sfa_common import Engine, read_sig, write_sig
 
 __all__ = ["AttnEngine"]
 
 
-class AttnEngine(wiring.Component):
+class AttnEngine(Engine):
     def __init__(self, cfg: MachineConfig):
-        if not isinstance(cfg, MachineConfig):
-            raise TypeError(f"cfg must be a MachineConfig, not {cfg!r}")
-        self._cfg = cfg
-        super().__init__({
-            "start": In(1),
-            "done": Out(1),
-            "instr": In(instr_layout(cfg)),
-            "drv": In(derived_layout(cfg)),
+        super().__init__(cfg, {
             "spk_r": Out(read_sig(cfg.spk_abits, unsigned(1))),
             "act_w": Out(write_sig(cfg.act_abits, signed(cfg.act_bits))),
         })

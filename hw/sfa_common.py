@@ -10,6 +10,9 @@
   instruction, so that neither the sequencer nor any engine multiplies instruction fields.
 * :func:`read_sig` / :func:`write_sig`: an engine's view of a memory port. Engines never own the
   shared memories; the top multiplexes the ports by the running instruction's opcode.
+* :class:`Engine`: the base of every engine (CONV/HEAD, ATTN, LIF, INPUT, SUM, OUTPUT): the
+  sequencer drives them all alike (``start`` with the instruction on ``instr`` and its products on
+  ``drv``, ``done`` back), so that part of their signature is defined once, here.
 * Address arithmetic helper: :func:`small_mul` (a narrow-by-wide product as shift-and-add). The
   integer ops themselves (LIF update, accumulate lane, align + bias) are the
   formally proven components of ``hw/datapath.py``, which the engines instantiate.
@@ -25,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 from spikegate.machine.config import ADDR_BITS, FIELD_BITS, MachineConfig
 from spikegate.machine.program import FIELDS
 
-__all__ = ["instr_layout", "derived_layout", "wmem_layout", "read_sig", "write_sig", "small_mul",
+__all__ = ["Engine", "instr_layout", "derived_layout", "wmem_layout", "read_sig", "write_sig", "small_mul",
            "tree_sum", "derived_or_zero"]
 
 
@@ -62,6 +65,28 @@ def derived_layout(cfg: "MachineConfig | None" = None) -> data.StructLayout:
         "lo0": unsigned(FIELD_BITS["pad"]),      # CONV, more than one lane: lo(0) <= pad
         "pad_s": unsigned(FIELD_BITS["pad"]),    # CONV, more than one lane: pad >> s
     })
+
+
+class Engine(wiring.Component):
+    """An engine of the accelerator: one instruction class, run from ``start`` to ``done``.
+
+    The sequencer (``hw/accelerator.py``) presents the instruction on ``instr`` from the cycle
+    before ``start`` on and its products on ``drv`` from ``start`` on, both held until the engine
+    pulses ``done``. Every engine has these four members first, then its own ``members`` (its
+    memory ports and streams); ``cfg`` (the :class:`MachineConfig` it is built for) is kept as
+    ``self._cfg``."""
+
+    def __init__(self, cfg: MachineConfig, members: dict):
+        if not isinstance(cfg, MachineConfig):
+            raise TypeError(f"cfg must be a MachineConfig, not {cfg!r}")
+        self._cfg = cfg
+        super().__init__({
+            "start": In(1),
+            "done": Out(1),
+            "instr": In(instr_layout(cfg)),
+            "drv": In(derived_layout(cfg)),
+            **members,
+        })
 
 
 def wmem_layout(cfg: MachineConfig) -> data.ArrayLayout:

@@ -100,7 +100,7 @@ from spikegate.machine.program import OP_HEAD
 
 from .datapath import AccumulateLane, AlignBias
 from .params import bits_for
-from .sfa_common import (derived_layout, derived_or_zero, instr_layout, read_sig, small_mul, tree_sum,
+from .sfa_common import (Engine, derived_layout, derived_or_zero, instr_layout, read_sig, small_mul, tree_sum,
                          wmem_layout, write_sig)
 
 __all__ = ["ConvEngine", "lane_widths", "readout_widths"]
@@ -122,7 +122,7 @@ def readout_widths(cfg: MachineConfig) -> dict:
                 bias_bits=max(cfg.bias_bits, cfg.act_bits) + 1, out_bits=cfg.act_bits)
 
 
-class ConvEngine(wiring.Component):
+class ConvEngine(Engine):
     """Runs CONV and HEAD instructions (``start`` with the instruction presented on ``instr`` from
     the cycle before ``start`` on and its products on ``drv`` from ``start`` on, both held until
     ``done``; ``done`` pulses in the cycle of the last memory write). ``wmem_r`` delivers a word
@@ -130,15 +130,8 @@ class ConvEngine(wiring.Component):
     :class:`~spikegate.hw.banked_rom.BankedROM`: the weights are registered in T3 either way)."""
 
     def __init__(self, cfg: MachineConfig):
-        if not isinstance(cfg, MachineConfig):
-            raise TypeError(f"cfg must be a MachineConfig, not {cfg!r}")
-        self._cfg = cfg
         P = cfg.lanes
-        super().__init__({
-            "start": In(1),
-            "done": Out(1),
-            "instr": In(instr_layout(cfg)),
-            "drv": In(derived_layout(cfg)),
+        super().__init__(cfg, {
             "act_r": Out(read_sig(cfg.act_abits, signed(cfg.act_bits), take=cfg.taken)),
             "act_w": Out(write_sig(cfg.act_abits, signed(cfg.act_bits))),
             "spk_r": Out(read_sig(cfg.spk_abits, unsigned(1))),

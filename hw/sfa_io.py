@@ -15,31 +15,19 @@
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, signed
-from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from spikegate.machine.config import MachineConfig, deep_acc_pipeline
 
 from .accel_interface import logit_stream, pixel_stream
-from .sfa_common import derived_layout, instr_layout, read_sig, write_sig
+from .sfa_common import Engine, read_sig, write_sig
 
 __all__ = ["InputEngine", "SumEngine", "OutputEngine"]
 
 
-def _check(cfg):
-    if not isinstance(cfg, MachineConfig):
-        raise TypeError(f"cfg must be a MachineConfig, not {cfg!r}")
-    return cfg
-
-
-class InputEngine(wiring.Component):
+class InputEngine(Engine):
     def __init__(self, cfg: MachineConfig):
-        self._cfg = _check(cfg)
-        super().__init__({
-            "start": In(1),
-            "done": Out(1),
-            "instr": In(instr_layout(cfg)),
-            "drv": In(derived_layout(cfg)),
+        super().__init__(cfg, {
             "pixels": In(pixel_stream(cfg.pixel_bits)),
             "act_w": Out(write_sig(cfg.act_abits, signed(cfg.act_bits))),
         })
@@ -61,14 +49,9 @@ class InputEngine(wiring.Component):
         return m
 
 
-class SumEngine(wiring.Component):
+class SumEngine(Engine):
     def __init__(self, cfg: MachineConfig):
-        self._cfg = _check(cfg)
-        super().__init__({
-            "start": In(1),
-            "done": Out(1),
-            "instr": In(instr_layout(cfg)),
-            "drv": In(derived_layout(cfg)),
+        super().__init__(cfg, {
             "act_r": Out(read_sig(cfg.act_abits, signed(cfg.act_bits), take=cfg.taken)),
             "act_w": Out(write_sig(cfg.act_abits, signed(cfg.act_bits))),
         })
@@ -143,15 +126,10 @@ class SumEngine(wiring.Component):
         return m
 
 
-class OutputEngine(wiring.Component):
+class OutputEngine(Engine):
     def __init__(self, cfg: MachineConfig):
-        self._cfg = _check(cfg)
         P = cfg.lanes
-        super().__init__({
-            "start": In(1),
-            "done": Out(1),
-            "instr": In(instr_layout(cfg)),
-            "drv": In(derived_layout(cfg)),
+        super().__init__(cfg, {
             "acc_r": Out(read_sig(cfg.acc_abits, signed(cfg.acc_bits), take=cfg.taken)).array(P),
             "acc_w": Out(write_sig(cfg.acc_abits, signed(cfg.acc_bits))).array(P),
             "logits": Out(logit_stream(cfg.logit_bits)),

@@ -19,13 +19,12 @@ gives it); the engine only sequences it. ``v`` is ``state_bits`` wide and ``h2``
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import Out
 
 from .datapath import LIFStep
 from spikegate.machine.config import MachineConfig
 
-from .sfa_common import derived_layout, instr_layout, read_sig, write_sig
+from .sfa_common import Engine, read_sig, write_sig
 
 __all__ = ["LIFEngine", "lif_step_widths"]
 
@@ -37,16 +36,9 @@ def lif_step_widths(cfg: MachineConfig) -> dict:
                 threshold_bits=cfg.thresh_bits)
 
 
-class LIFEngine(wiring.Component):
+class LIFEngine(Engine):
     def __init__(self, cfg: MachineConfig):
-        if not isinstance(cfg, MachineConfig):
-            raise TypeError(f"cfg must be a MachineConfig, not {cfg!r}")
-        self._cfg = cfg
-        super().__init__({
-            "start": In(1),
-            "done": Out(1),
-            "instr": In(instr_layout(cfg)),
-            "drv": In(derived_layout(cfg)),
+        super().__init__(cfg, {
             "act_r": Out(read_sig(cfg.act_abits, signed(cfg.act_bits), take=cfg.taken)),
             "thresh_r": Out(read_sig(cfg.thresh_abits, signed(cfg.thresh_bits))),
             "spk_w": Out(write_sig(cfg.spk_abits, unsigned(1))),

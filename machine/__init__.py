@@ -8,6 +8,6 @@ hardware generator builds.
 * :mod:`.memory`: the memory geometry (SPRAM packing of the weights).
 * :mod:`.host_protocol`: the host link's framed protocol, as pure Python.
 
-This package is a leaf: it imports nothing else of spikegate, so ``compiler/`` and ``hw/`` can
+This package is a leaf: it imports nothing else of spikegate but the shared base (errors), so ``compiler/`` and ``hw/`` can
 both import it without importing each other (``tests/test_imports.py`` checks the arrows).
 """

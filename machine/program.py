@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from spikegate.errors import SpikegateError
+
 # Opcodes (their numeric values are the hardware encoding).
 OP_INPUT = 1    # receive pixels into ACT
 OP_CONV = 2     # convolution / linear, scatter-accumulate into ACC, then readout into ACT
@@ -258,3 +260,84 @@ class Program:
         d["wmem_words"] = int(len(self.wmem))
         d["instructions"] = len(self.instrs)
         return d
+
+
+# ------------------------------------------------------------------------------------ validity
+
+class ProgramError(SpikegateError, ValueError):
+    """A Program the machine cannot run: the message names the instruction or table at fault (the
+    CLI prints it as one line: a model too large for the ISA's fields is the user's input)."""
+
+
+def _fits(values, bits: int, signed: bool) -> tuple[int, int] | None:
+    """``(lo, hi)`` of ``values`` if some value does not fit ``bits``, else None."""
+    v = np.asarray(values, dtype=np.int64).reshape(-1)
+    if not v.size:
+        return None
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    return None if lo <= v.min() and v.max() <= hi else (int(v.min()), int(v.max()))
+
+
+def validate_program(p: Program) -> Program:
+    """Every rule a :class:`Program` must satisfy for the machine to run it, in one place (as
+    ``quantize/graph.py: validate`` is for the IR): the compiler's passes, the ISS and the hardware
+    generator call it rather than checking pieces of it themselves. Raises :class:`ProgramError`
+    naming the instruction, field or table at fault; returns ``p``.
+
+    * ``lanes`` is an integer in 1..256; the program starts with INPUT and ends with OUTPUT;
+    * every opcode is known and every field of every instruction fits its ISA width (``FIELDS``);
+    * the tensors an instruction reads and writes lie inside ACT / SPK;
+    * ``wmem`` is ``[words, lanes]`` and every table fits its declared width.
+    """
+    if not isinstance(p.lanes, int) or isinstance(p.lanes, bool) or not 1 <= p.lanes <= 256:
+        raise ProgramError(f"lanes must be an integer in 1..256, not {p.lanes!r}")
+    if not p.instrs or p.instrs[0].opcode != OP_INPUT or p.instrs[-1].opcode != OP_OUTPUT:
+        raise ProgramError("program must start with INPUT and end with OUTPUT")
+    wm = np.asarray(p.wmem)
+    if wm.ndim != 2 or wm.shape[1] != p.lanes:
+        raise ProgramError(f"wmem must have shape [words, lanes={p.lanes}], not {wm.shape!r}")
+    for name, values, bits, signed in (("wmem", wm, p.weight_bits, True), ("bias", p.bias, p.bias_bits, True),
+                                       ("shift", p.shift, p.shift_bits, True),
+                                       ("thresh", p.thresh, p.thresh_bits, True)):
+        bad = _fits(values, bits, signed)
+        if bad:
+            raise ProgramError(f"{name} must fit {bits}-bit integers, not [{bad[0]}, {bad[1]}]")
+    for pc, ins in enumerate(p.instrs):
+        _check_instr(p, pc, ins)
+    return p
+
+
+def _check_instr(p: Program, pc: int, ins: Instr) -> None:
+    who = f"instruction {pc} ({ins.name or OPCODES.get(ins.opcode, ins.opcode)})"
+    if ins.opcode not in OPCODES:
+        raise ProgramError(f"{who}: unknown opcode {ins.opcode}")
+    for f, width in FIELDS:
+        v = getattr(ins, f)
+        if not isinstance(v, (int, np.integer)) or not 0 <= int(v) < (1 << width):
+            raise ProgramError(f"{who}: field {f}={v} does not fit the ISA's {width} bits")
+    n_in, n_out = ins.cin * ins.h * ins.w, ins.cout * ins.ho * ins.wo
+    extents = {
+        OP_INPUT: [("dst", "ACT", ins.dst, n_in)],
+        OP_CONV: [("src", "SPK" if ins.in_kind == IN_SPIKE else "ACT", ins.src, n_in * (1 if ins.src2 else ins.T)),
+                  ("dst", "ACT", ins.dst, n_out * ins.T)],   # src2: one input time step for all T
+        OP_LIF: [("src", "ACT", ins.src, n_out * ins.T), ("dst", "SPK", ins.dst, n_out * ins.T)],
+        OP_ATTN: [(f, "SPK", getattr(ins, f), n_out * ins.T) for f in ("src", "src2", "src3")]
+        + [("dst", "ACT", ins.dst, n_out * ins.T)],
+        OP_SUM: [("src", "ACT", ins.src, n_in * ins.T), ("dst", "ACT", ins.dst, ins.cin * ins.T)],
+        OP_HEAD: [("src", "SPK", ins.src, ins.cin * ins.T)],
+        OP_OUTPUT: [],
+    }[ins.opcode]
+    G = -(-ins.cout // p.lanes)
+    extents += {
+        OP_CONV: [("pbase", "BIAS", ins.pbase, ins.cout), ("pbase", "SHIFT", ins.pbase, ins.cout)],
+        OP_LIF: [("pbase", "THRESH", ins.pbase, ins.cout)],
+        OP_HEAD: [("wbase", "WMEM", ins.wbase, ins.cin * G), ("pbase", "BIAS", ins.pbase, G * p.lanes),
+                  ("cout", "ACC", 0, G)],
+        OP_OUTPUT: [("cout", "ACC", 0, G)],
+    }.get(ins.opcode, [])
+    words = {"ACT": p.act_words, "SPK": p.spk_words, "WMEM": len(p.wmem), "BIAS": len(p.bias),
+             "SHIFT": len(p.shift), "THRESH": len(p.thresh), "ACC": p.acc_words}
+    for field_name, mem, base, n in extents:
+        if base + n > words[mem]:
+            raise ProgramError(f"{who}: {field_name} {mem}[{base}:{base + n}] lies outside {mem}'s "
+                               f"{words[mem]} words")

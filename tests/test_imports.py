@@ -44,7 +44,7 @@ LAYERS = [
 _BELOW_FLOWS = {"base", "machine", "quantize", "hw", "compiler", "board_targets", "rtl_tests", "host", "report"}
 ALLOWED = {
     "base": {"base"},
-    "machine": {"machine"},
+    "machine": {"base", "machine"},
     "quantize": {"base", "quantize"},
     "hw": {"base", "machine", "hw"},
     "compiler": {"base", "machine", "quantize", "hw", "compiler"},

@@ -6,6 +6,10 @@ SPK, ACC banks, WMEM, BIAS/SHIFT/THRESH), instruction by instruction, with the s
 compiler's packing and addressing as well as the arithmetic. Tests hold it equal to the golden
 model; the RTL is held equal to both. Alongside the results it counts cycles per instruction
 (:mod:`cycle_model`) and synaptic operations, from the actual spikes.
+
+:func:`execute` runs one instruction on a :class:`MachineState` (ACT, SPK, ACC banks) and returns
+its cycles; :func:`run` is a loop over it. The per-engine testbenches (``rtl_tests/tb_engines.py``)
+hold each engine equal to one :func:`execute` step.
 """
 
 from __future__ import annotations
@@ -54,112 +58,145 @@ def _valid_taps(n_in: int, n_out: int, k: int, stride: int, pad: int) -> np.ndar
     return np.maximum(hi - lo + 1, 0)
 
 
+@dataclass
+class MachineState:
+    """The machine's writable memories between two instructions, and the ISS's running counts.
+
+    ``act``, ``spk``: one int64 per word; ``acc``: ``[lanes, acc_words]``. ``logits`` is set by
+    OUTPUT. :func:`execute` updates a state in place, one instruction at a time, so that a test can
+    run an engine on the state before an instruction and compare with the state after it."""
+
+    act: np.ndarray
+    spk: np.ndarray
+    acc: np.ndarray
+    sops: int = 0                      # synaptic (spike-selected) additions so far
+    macs: int = 0                      # multiply-accumulates so far
+    spike_counts: dict[str, int] = field(default_factory=dict)   # per LIF op
+    logits: np.ndarray | None = None
+
+    @classmethod
+    def zeros(cls, prog: Program) -> "MachineState":
+        """The state at the start of an image: every memory zero."""
+        return cls(act=np.zeros(prog.act_words, dtype=np.int64), spk=np.zeros(prog.spk_words, dtype=np.int64),
+                   acc=np.zeros((prog.lanes, prog.acc_words), dtype=np.int64))
+
+    def copy(self) -> "MachineState":
+        return MachineState(act=self.act.copy(), spk=self.spk.copy(), acc=self.acc.copy(), sops=self.sops,
+                            macs=self.macs, spike_counts=dict(self.spike_counts),
+                            logits=None if self.logits is None else self.logits.copy())
+
+
+def execute(prog: Program, ins, state: MachineState, pixels: np.ndarray | None = None) -> int:
+    """Execute the instruction ``ins`` of ``prog`` on ``state`` (in place; ``pixels``, the image's
+    integer pixels, only for INPUT) and return its cycles (:mod:`cycle_model`): from its fetch
+    (``cycle_model.FETCH``, the sequencer's) to the cycle its engine finishes; INPUT's from its
+    first accepted pixel, OUTPUT's to its last accepted logit."""
+    P = prog.lanes
+    act, spk, acc = state.act, state.spk, state.acc
+    sops = macs = 0
+    c = cm.FETCH
+    if ins.opcode == OP_INPUT:
+        n = ins.cin * ins.h * ins.w
+        px = np.asarray(pixels, dtype=np.int64).reshape(-1)
+        assert px.size == n
+        act[ins.dst: ins.dst + n] = px
+        c = n + cm.INPUT_OVH      # counted from the first pixel: its fetch happened before
+    elif ins.opcode == OP_CONV:
+        w = _unpack_conv(prog, ins)
+        n_in = ins.cin * ins.h * ins.w
+        n_out = ins.cout * ins.ho * ins.wo
+        ty = _valid_taps(ins.h, ins.ho, ins.k, ins.stride, ins.pad)
+        tx = _valid_taps(ins.w, ins.wo, ins.k, ins.stride, ins.pad)
+        taps = np.outer(ty, tx)                       # valid taps per input position
+        groups = ins.cin if ins.lane_mode != LANES_CO else 1
+        sh = prog.shift[ins.pbase: ins.pbase + ins.cout]
+        b = prog.bias[ins.pbase: ins.pbase + ins.cout]
+        for t in range(ins.T):
+            ts = 0 if ins.src2 else t
+            mem = spk if ins.in_kind == IN_SPIKE else act
+            x = mem[ins.src + ts * n_in: ins.src + (ts + 1) * n_in].reshape(ins.cin, ins.h, ins.w)
+            nz = x != 0
+            events = int(nz.sum())
+            tap_total = int((nz * taps[None]).sum())
+            # An event's scan cycle is its first tap cycle; an element reaching no output
+            # (LANES_CO) costs its scan cycle like a zero.
+            if ins.lane_mode == LANES_CO:
+                G = math.ceil(ins.cout / P)
+                ev = int((nz * (taps[None] > 0)).sum())
+                c += (n_in - ev) * cm.SCAN + ev * cm.EVENT_OVH + tap_total * G
+                work = tap_total * ins.cout
+            else:
+                Gt = math.ceil(ins.k * ins.k / P)
+                c += (n_in - events) * cm.SCAN + events * (cm.EVENT_OVH + Gt)
+                work = tap_total
+            if ins.in_kind == IN_SPIKE:
+                sops += work
+            else:
+                macs += work
+            a = F.conv2d(torch.from_numpy(x[None].astype(np.float64)), torch.from_numpy(w.astype(np.float64)),
+                         stride=ins.stride, padding=ins.pad, groups=groups).numpy()[0]
+            a = np.rint(a).astype(np.int64)
+            y = intops.shift_round(a, sh.reshape(-1, 1, 1)) + b.reshape(-1, 1, 1)
+            base = ins.dst + t * n_out
+            if ins.out_mode == OUT_ACCUM:
+                act[base: base + n_out] += y.reshape(-1)
+            else:
+                act[base: base + n_out] = y.reshape(-1)
+            c += n_out * cm.READOUT + cm.readout_ovh(P) + cm.tstep_ovh(P)
+    elif ins.opcode == OP_LIF:
+        n = ins.cout * ins.ho * ins.wo
+        x = act[ins.src: ins.src + ins.T * n].reshape(ins.T, 1, ins.cout, ins.ho * ins.wo)
+        th = prog.thresh[ins.pbase: ins.pbase + ins.cout]
+        s, _ = intops.lif(x, th)
+        spk[ins.dst: ins.dst + ins.T * n] = s.reshape(-1)
+        state.spike_counts[ins.name] = int(s.sum())
+        c += ins.T * n * cm.LIF + cm.LIF_OVH
+    elif ins.opcode == OP_ATTN:
+        C, N, h = ins.cout, ins.ho * ins.wo, ins.heads
+        d = C // h
+        n = C * N
+        c += cm.ATTN_OVH
+        for t in range(ins.T):
+            q, k, v = (spk[base + t * n: base + (t + 1) * n].reshape(C, N) for base in (ins.src, ins.src2, ins.src3))
+            y = intops.attention(q.reshape(1, 1, C, N, 1), k.reshape(1, 1, C, N, 1), v.reshape(1, 1, C, N, 1), h)
+            act[ins.dst + t * n: ins.dst + (t + 1) * n] = y.reshape(-1)
+            c += h * (cm.ATTN_HEAD_OVH + d * d + N * cm.ATTN_TOKEN_OVH) + 2 * N * C * cm.ATTN_SCAN + \
+                (int(k.sum()) + int(q.sum())) * (d * cm.ATTN_ROW + cm.ATTN_SET_OVH) + N * C * cm.ATTN_WRITE
+            sops += (int(k.sum()) + int(q.sum())) * d
+    elif ins.opcode == OP_SUM:
+        C, N = ins.cin, ins.h * ins.w
+        x = act[ins.src: ins.src + ins.T * C * N].reshape(ins.T, C, N)
+        act[ins.dst: ins.dst + ins.T * C] = x.sum(axis=2).reshape(-1)
+        c += ins.T * C * (N * cm.SUM + cm.SUM_ROW_OVH) + cm.sum_ovh(P)
+    elif ins.opcode == OP_HEAD:
+        C, K = ins.cin, ins.cout
+        G = math.ceil(K / P)
+        wd = prog.wmem[ins.wbase: ins.wbase + C * G].reshape(C, G * P)
+        b = prog.bias[ins.pbase: ins.pbase + G * P]
+        s = spk[ins.src: ins.src + ins.T * C].reshape(ins.T, C)
+        tot = (s @ wd).sum(axis=0) + ins.T * b
+        acc[:, :G] += tot.reshape(G, P).T
+        n_spk = int(s.sum())
+        c += ins.T * (C * cm.HEAD_SCAN + G * P * cm.HEAD_BIAS + cm.tstep_ovh(P) + cm.bias_ovh(P)) + \
+            n_spk * (G + cm.EVENT_OVH - cm.HEAD_SCAN)
+        sops += int(s.sum()) * K
+    elif ins.opcode == OP_OUTPUT:
+        K = ins.cout
+        idx = np.arange(K)
+        state.logits = acc[idx % P, idx // P].copy()
+        acc[idx % P, idx // P] = 0
+        c += K * cm.OUTPUT + cm.output_ovh(P)
+    state.sops += sops
+    state.macs += macs
+    return c
+
+
 def run(prog: Program, pixels: np.ndarray) -> RunResult:
     """Run one image (integer pixels, ``[C, H, W]``)."""
-    P = prog.lanes
-    act = np.zeros(prog.act_words, dtype=np.int64)
-    spk = np.zeros(prog.spk_words, dtype=np.int64)
-    acc = np.zeros((P, prog.acc_words), dtype=np.int64)
-    cycles = []
-    sops = macs = 0
-    counts: dict[str, int] = {}
-    logits = None
-    for ins in prog.instrs:
-        c = cm.FETCH
-        if ins.opcode == OP_INPUT:
-            n = ins.cin * ins.h * ins.w
-            px = np.asarray(pixels, dtype=np.int64).reshape(-1)
-            assert px.size == n
-            act[ins.dst: ins.dst + n] = px
-            c = n + cm.INPUT_OVH      # counted from the first pixel: its fetch happened before
-        elif ins.opcode == OP_CONV:
-            w = _unpack_conv(prog, ins)
-            n_in = ins.cin * ins.h * ins.w
-            n_out = ins.cout * ins.ho * ins.wo
-            ty = _valid_taps(ins.h, ins.ho, ins.k, ins.stride, ins.pad)
-            tx = _valid_taps(ins.w, ins.wo, ins.k, ins.stride, ins.pad)
-            taps = np.outer(ty, tx)                       # valid taps per input position
-            groups = ins.cin if ins.lane_mode != LANES_CO else 1
-            sh = prog.shift[ins.pbase: ins.pbase + ins.cout]
-            b = prog.bias[ins.pbase: ins.pbase + ins.cout]
-            for t in range(ins.T):
-                ts = 0 if ins.src2 else t
-                mem = spk if ins.in_kind == IN_SPIKE else act
-                x = mem[ins.src + ts * n_in: ins.src + (ts + 1) * n_in].reshape(ins.cin, ins.h, ins.w)
-                nz = x != 0
-                events = int(nz.sum())
-                tap_total = int((nz * taps[None]).sum())
-                # An event's scan cycle is its first tap cycle; an element reaching no output
-                # (LANES_CO) costs its scan cycle like a zero.
-                if ins.lane_mode == LANES_CO:
-                    G = math.ceil(ins.cout / P)
-                    ev = int((nz * (taps[None] > 0)).sum())
-                    c += (n_in - ev) * cm.SCAN + ev * cm.EVENT_OVH + tap_total * G
-                    work = tap_total * ins.cout
-                else:
-                    Gt = math.ceil(ins.k * ins.k / P)
-                    c += (n_in - events) * cm.SCAN + events * (cm.EVENT_OVH + Gt)
-                    work = tap_total
-                if ins.in_kind == IN_SPIKE:
-                    sops += work
-                else:
-                    macs += work
-                a = F.conv2d(torch.from_numpy(x[None].astype(np.float64)), torch.from_numpy(w.astype(np.float64)),
-                             stride=ins.stride, padding=ins.pad, groups=groups).numpy()[0]
-                a = np.rint(a).astype(np.int64)
-                y = intops.shift_round(a, sh.reshape(-1, 1, 1)) + b.reshape(-1, 1, 1)
-                base = ins.dst + t * n_out
-                if ins.out_mode == OUT_ACCUM:
-                    act[base: base + n_out] += y.reshape(-1)
-                else:
-                    act[base: base + n_out] = y.reshape(-1)
-                c += n_out * cm.READOUT + cm.readout_ovh(P) + cm.tstep_ovh(P)
-        elif ins.opcode == OP_LIF:
-            n = ins.cout * ins.ho * ins.wo
-            x = act[ins.src: ins.src + ins.T * n].reshape(ins.T, 1, ins.cout, ins.ho * ins.wo)
-            th = prog.thresh[ins.pbase: ins.pbase + ins.cout]
-            s, _ = intops.lif(x, th)
-            spk[ins.dst: ins.dst + ins.T * n] = s.reshape(-1)
-            counts[ins.name] = int(s.sum())
-            c += ins.T * n * cm.LIF + cm.LIF_OVH
-        elif ins.opcode == OP_ATTN:
-            C, N, h = ins.cout, ins.ho * ins.wo, ins.heads
-            d = C // h
-            n = C * N
-            c += cm.ATTN_OVH
-            for t in range(ins.T):
-                q, k, v = (spk[base + t * n: base + (t + 1) * n].reshape(C, N) for base in (ins.src, ins.src2, ins.src3))
-                y = intops.attention(q.reshape(1, 1, C, N, 1), k.reshape(1, 1, C, N, 1), v.reshape(1, 1, C, N, 1), h)
-                act[ins.dst + t * n: ins.dst + (t + 1) * n] = y.reshape(-1)
-                c += h * (cm.ATTN_HEAD_OVH + d * d + N * cm.ATTN_TOKEN_OVH) + 2 * N * C * cm.ATTN_SCAN + \
-                    (int(k.sum()) + int(q.sum())) * (d * cm.ATTN_ROW + cm.ATTN_SET_OVH) + N * C * cm.ATTN_WRITE
-                sops += (int(k.sum()) + int(q.sum())) * d
-        elif ins.opcode == OP_SUM:
-            C, N = ins.cin, ins.h * ins.w
-            x = act[ins.src: ins.src + ins.T * C * N].reshape(ins.T, C, N)
-            act[ins.dst: ins.dst + ins.T * C] = x.sum(axis=2).reshape(-1)
-            c += ins.T * C * (N * cm.SUM + cm.SUM_ROW_OVH) + cm.sum_ovh(P)
-        elif ins.opcode == OP_HEAD:
-            C, K = ins.cin, ins.cout
-            G = math.ceil(K / P)
-            wd = prog.wmem[ins.wbase: ins.wbase + C * G].reshape(C, G * P)
-            b = prog.bias[ins.pbase: ins.pbase + G * P]
-            s = spk[ins.src: ins.src + ins.T * C].reshape(ins.T, C)
-            tot = (s @ wd).sum(axis=0) + ins.T * b
-            acc[:, :G] += tot.reshape(G, P).T
-            n_spk = int(s.sum())
-            c += ins.T * (C * cm.HEAD_SCAN + G * P * cm.HEAD_BIAS + cm.tstep_ovh(P) + cm.bias_ovh(P)) + \
-                n_spk * (G + cm.EVENT_OVH - cm.HEAD_SCAN)
-            sops += int(s.sum()) * K
-        elif ins.opcode == OP_OUTPUT:
-            K = ins.cout
-            idx = np.arange(K)
-            logits = acc[idx % P, idx // P].copy()
-            acc[idx % P, idx // P] = 0
-            c += K * cm.OUTPUT + cm.output_ovh(P)
-        cycles.append(c)
-    return RunResult(logits=logits, cycles=int(sum(cycles)), cycles_per_instr=cycles, sops=sops, macs=macs,
-                     spike_counts=counts)
+    state = MachineState.zeros(prog)
+    cycles = [execute(prog, ins, state, pixels) for ins in prog.instrs]
+    return RunResult(logits=state.logits, cycles=int(sum(cycles)), cycles_per_instr=cycles, sops=state.sops,
+                     macs=state.macs, spike_counts=state.spike_counts)
 
 
 def run_batch(prog: Program, images: np.ndarray) -> list[RunResult]:

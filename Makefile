@@ -22,7 +22,7 @@ bench: $(STAMP)
 	$(PY) -m bench.run $(if $(QUICK),--quick,)
 
 fuzz: $(STAMP)
-	$(PY) -m spikegate.compiler.fuzz --count $(or $(N),100) --rtl $(or $(RTL),icarus)
+	$(PY) -m spikegate.fuzz --count $(or $(N),100) --rtl $(or $(RTL),icarus)
 
 clean:
 	rm -rf demo_out build .pytest_cache

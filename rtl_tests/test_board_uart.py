@@ -45,8 +45,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
 pytest.importorskip("spikegate.hw.accelerator")
 
-from spikegate.rtl_tests._runner import run_design  # noqa: E402
-from spikegate.rtl_tests.cocotb_util import SIMULATORS, sim_build_dir, write_verilog  # noqa: E402
+from spikegate.rtl_tests.cocotb_util import SIMULATORS, run_cocotb, sim_build_dir, write_verilog  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("board_uart")]
 
@@ -267,4 +266,4 @@ def test_board_uart(board_design, sim):
     """The four cocotb tests of ``tb_board_uart`` (power-on, runtime weights, inferences vs golden,
     corrupt frames and recovery) on one simulation of the whole board."""
     sources, config, name = board_design
-    run_design(sources, MODULE, "tb_board_uart", sim, name, config=config)
+    run_cocotb(sources, MODULE, "spikegate.rtl_tests.tb_board_uart", sim, sim_build_dir(name, sim), config=config)

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from spikegate.compiler.fuzz import run_one
+from spikegate.fuzz import run_one
 
 SEED = int(os.environ.get("SPIKEGATE_FUZZ_SEED") or 1000)  # fixed in CI; make fuzz draws new seeds
 COUNT = 8
@@ -35,7 +35,7 @@ def test_worst_case_graphs_do_not_wrap_in_rtl(seed):
 
     import numpy as np
 
-    from spikegate.compiler.fuzz import check_graph
+    from spikegate.fuzz import check_graph
     from spikegate.compiler.irgen import GenConfig, random_graph
     from spikegate.quantize.golden import execute
 

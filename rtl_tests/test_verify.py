@@ -17,7 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
 from spikegate.compiler.build import compile_ir  # noqa: E402
-from spikegate.compiler.verify import verify  # noqa: E402
+from spikegate.verify import verify  # noqa: E402
 from spikegate.errors import SpikegateError  # noqa: E402
 from spikegate.quantize.irfile import save_ir  # noqa: E402
 from spikegate.quantize.lower import lower  # noqa: E402

@@ -13,7 +13,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -21,6 +20,7 @@ import time
 import numpy as np
 
 from spikegate import report as report_mod
+from spikegate.board_build import SMALL_CHECKPOINT, compile_for_board, synth_board
 from spikegate.io import write_json
 
 BOARDS = ("ulx3s-85f", "icebreaker")
@@ -71,39 +71,42 @@ class Demo:
         self.res: dict = {}
         os.makedirs(out, exist_ok=True)
 
-    def step(self, name: str, argv: list, json_out: bool = False, allow_fail: bool = False):
+    def step(self, name: str, argv: list, json_out: bool = False):
+        """Run one verb in-process, timed; a failure ends the demo."""
+        rc, out, err = self.verb(name, argv, allow_fail=False)
+        if not json_out:
+            print("    " + out.rstrip().replace("\n", "\n    "))
+        return json.loads(out) if json_out else out
+
+    def verb(self, name: str, argv: list, allow_fail: bool) -> tuple[int, str, str]:
         print(f"==> [{len(self.timings) + 1}] {name}: spikegate {' '.join(str(a) for a in argv)}", flush=True)
         t0 = time.time()
         rc, out, err = _cli(argv)
         self.timings[name] = round(time.time() - t0, 2)
-        if rc != 0:
-            if allow_fail:
-                return None, err.strip()
+        if rc != 0 and not allow_fail:
             sys.stderr.write(out + err)
             raise SystemExit(f"demo: step '{name}' failed (exit {rc})")
-        if not json_out:
-            print("    " + out.rstrip().replace("\n", "\n    "))
-        return (json.loads(out) if json_out else out), None
+        return rc, out, err
 
     def run(self) -> None:
         from spikegate.quantize.checkpoint import load_model
         from spikegate.quantize.data import digits_split_xy
 
         o = self.out
-        info, _ = self.step("info", ["info", self.checkpoint, "--json"], json_out=True)
+        info = self.step("info", ["info", self.checkpoint, "--json"], json_out=True)
         model, _ = load_model(self.checkpoint)
         x, y = digits_split_xy("test", img_size=model.cfg.img_size)
         inputs = os.path.join(o, "inputs.npy")
         np.save(inputs, x[: self.samples])
         np.save(os.path.join(o, "labels.npy"), y[: self.samples])
         sgir = os.path.join(o, "default.sgir")
-        qrep, _ = self.step("quantize", ["quantize", self.checkpoint, "--calib", "digits", "-o", sgir, "--json"],
-                            json_out=True)
-        ev_f, _ = self.step("eval float", ["eval", self.checkpoint, "--data", "digits", "--json"], json_out=True)
-        ev_i, _ = self.step("eval golden", ["eval", sgir, "--data", "digits", "--json"], json_out=True)
+        qrep = self.step("quantize", ["quantize", self.checkpoint, "--calib", "digits", "-o", sgir, "--json"],
+                         json_out=True)
+        ev_f = self.step("eval float", ["eval", self.checkpoint, "--data", "digits", "--json"], json_out=True)
+        ev_i = self.step("eval golden", ["eval", sgir, "--data", "digits", "--json"], json_out=True)
         self.step("golden", ["golden", sgir, "--inputs", inputs, "--out", os.path.join(o, "golden_logits.npy"),
                              "--trace", os.path.join(o, "trace")])
-        stats, _ = self.step("stats", ["stats", sgir, "--inputs", inputs, "--json"], json_out=True)
+        stats = self.step("stats", ["stats", sgir, "--inputs", inputs, "--json"], json_out=True)
         self.step("export-onnx float", ["export-onnx", self.checkpoint, "-o", os.path.join(o, "float.onnx")])
         self.step("export-onnx int", ["export-onnx", sgir, "-o", os.path.join(o, "int.onnx")])
         self.res.update(info=info, quant=qrep, stats=stats,
@@ -117,24 +120,24 @@ class Demo:
     def compile_boards(self, sgir: str) -> dict:
         """``{board: (build dir, report, inputs .npy for it)}`` for the boards something fits."""
         builds = {}
+        small_sgir = os.path.join(self.out, "small.sgir")
         for board in self.boards:
-            bdir = os.path.join(self.out, board)
-            inputs = os.path.join(self.out, "inputs.npy")
-            rep, err = self.step(f"compile {board}", ["compile", sgir, "--target", board, "-o", bdir, "--json"],
-                                 json_out=True, allow_fail=True)
-            if rep is None and self.small_checkpoint:
-                small = os.path.join(self.out, f"{board}-small.sgir")
-                self.notes.append(f"The default model does not fit {board}: {err.splitlines()[0]} The "
+            step_names = {"compile": f"compile {board}", "quantize small": "quantize small",
+                          "compile small": f"compile {board} (small model)"}
+
+            def run(step, argv, names=step_names):
+                return self.verb(names[step], argv, allow_fail=step != "quantize small")
+
+            built = compile_for_board(run, sgir, board, os.path.join(self.out, board),
+                                      small_checkpoint=self.small_checkpoint or None, small_sgir=small_sgir)
+            if built.fell_back:
+                self.notes.append(f"The default model does not fit {board}: {built.refused.splitlines()[0]} The "
                                   f"{board} build uses the smaller embedded model `{self.small_checkpoint}`.")
-                self.step(f"quantize small ({board})", ["quantize", self.small_checkpoint, "--calib", "digits",
-                                                        "-o", small, "--json"], json_out=True)
-                rep, err = self.step(f"compile {board} (small model)",
-                                     ["compile", small, "--target", board, "-o", bdir, "--json"], json_out=True,
-                                     allow_fail=True)
-                inputs = self.small_inputs(board)
-            if rep is None:
-                self.notes.append(f"{board}: not compiled: {err}")
+            if built.report is None:
+                self.notes.append(f"{board}: not compiled: {built.error}")
                 continue
+            bdir, rep = built.build_dir, built.report
+            inputs = self.small_inputs() if built.fell_back else os.path.join(self.out, "inputs.npy")
             w = rep.get("weights") or {}
             if w.get("loading") == "runtime-loaded":
                 upload_s = w["words"] * w["bytes_per_word"] * 10 / 115200
@@ -149,14 +152,14 @@ class Demo:
             builds[board] = (bdir, rep, inputs)
         return builds
 
-    def small_inputs(self, board: str) -> str:
+    def small_inputs(self) -> str:
         """The held-out digits at the small model's input size (its own inputs .npy)."""
         from spikegate.quantize.checkpoint import load_model
         from spikegate.quantize.data import digits_split_xy
 
         model, _ = load_model(self.small_checkpoint)
         x, _ = digits_split_xy("test", img_size=model.cfg.img_size)
-        path = os.path.join(self.out, f"inputs-{board}-small.npy")
+        path = os.path.join(self.out, "inputs-small.npy")
         np.save(path, x[: self.samples])
         return path
 
@@ -167,8 +170,8 @@ class Demo:
         self.res["verify"] = {}
         pred, meas = [], []
         for board, (bdir, rep, inputs) in builds.items():
-            v, _ = self.step(f"verify {board} ({self.sim})", ["verify", bdir, "--inputs", inputs, "--sim", self.sim,
-                                                             "--json"], json_out=True)
+            v = self.step(f"verify {board} ({self.sim})", ["verify", bdir, "--inputs", inputs, "--sim", self.sim,
+                                                          "--json"], json_out=True)
             self.res["verify"][board] = v
             if not v["bit_exact"]:
                 raise SystemExit(f"demo: {board}: RTL logits differ from the golden model")
@@ -292,24 +295,9 @@ class BackgroundSynth:
                     return
                 board, bdir = self.queue.pop(0)
                 self.running[board] = os.path.join(bdir, board)
-            self.results[board] = self._synth(board, bdir)
+            self.results[board] = synth_board(board, bdir, os.path.join(bdir, self.CONSOLE))
             with self.lock:
                 del self.running[board]
-
-    def _synth(self, board: str, bdir: str) -> tuple[int, str, str, float]:
-        t0 = time.time()
-        console = os.path.join(bdir, self.CONSOLE)
-        try:
-            with open(console, "w") as log:
-                p = subprocess.run([sys.executable, "-m", "spikegate", "synth", bdir, "--board", board, "--json"],
-                                   stdout=subprocess.PIPE, stderr=log, text=True)
-            err = ""
-            if p.returncode != 0:
-                lines = [ln for ln in open(console, errors="replace").read().splitlines() if ln.strip()]
-                err = (lines[-1] if lines else f"exit {p.returncode}") + f" (console: {console})"
-            return p.returncode, p.stdout, err, round(time.time() - t0, 2)
-        except Exception as e:   # reported as this board's failure, never a hang in wait()
-            return 1, "", f"{type(e).__name__}: {e}", round(time.time() - t0, 2)
 
     def _stages_done(self) -> int:
         from spikegate.commands.synth import FLOW_STAGES, flow_stage
@@ -340,7 +328,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="demo_out")
     p.add_argument("--samples", type=int, default=20, help="held-out digits run through the golden model and RTL")
     p.add_argument("--checkpoint", default="default")
-    p.add_argument("--small-checkpoint", default="fpga-tiny-t2", help="used where the default does not fit")
+    p.add_argument("--small-checkpoint", default=SMALL_CHECKPOINT, help="used where the default does not fit")
     p.add_argument("--boards", default=",".join(BOARDS))
     p.add_argument("--sim", default="verilator")
     a = p.parse_args(argv)

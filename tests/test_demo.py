@@ -13,11 +13,17 @@ import json
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("demo")]
+from spikegate.board_build import compile_for_board
 
 BOARDS = ("ulx3s-85f", "icebreaker")
 
 
+def _slow(test):
+    """The demo's own run: minutes (synthesis included), shared by the tests of one xdist group."""
+    return pytest.mark.slow(pytest.mark.xdist_group("demo")(test))
+
+
+@_slow
 def test_demo_runs_to_the_end(demo_run):
     out, proc = demo_run
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
@@ -35,6 +41,7 @@ def test_demo_runs_to_the_end(demo_run):
         assert (out / board / "synth-console.log").is_file()
 
 
+@_slow
 def test_demo_verifies_bit_exact_with_cycles_as_predicted(demo_run):
     out, proc = demo_run
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -47,6 +54,7 @@ def test_demo_verifies_bit_exact_with_cycles_as_predicted(demo_run):
     assert 90.0 <= acc["float"] <= 100.0 and abs(acc["float"] - acc["integer"]) <= 1.0
 
 
+@_slow
 @pytest.mark.parametrize("board", BOARDS)
 def test_demo_leaves_a_bitstream_per_board(demo_run, board):
     out, proc = demo_run
@@ -64,3 +72,35 @@ def test_demo_leaves_a_bitstream_per_board(demo_run, board):
     assert r["fmax_mhz"] >= r["clock_mhz"] > 0
     bit = (out / board / r["bitstream"]).read_bytes()
     assert hashlib.sha256(bit).hexdigest() == r["bitstream_sha256"]
+
+
+def test_compile_for_board_falls_back_to_the_small_model_once(tmp_path):
+    """The demo's and the bench's one code path: the model asked for first; where compile refuses
+    it, the small checkpoint, quantized once for every board; a refusal of that is the board's error."""
+    calls = []
+    refuse = {"default.sgir"}
+
+    def run(step, argv):
+        calls.append((step, argv[1]))
+        if step == "quantize small":
+            (tmp_path / "small.sgir").write_text("")
+            return 0, "{}", ""
+        if any(str(argv[1]).endswith(name) for name in refuse):
+            return 1, "", f"{argv[3]}: the design does not fit\n"
+        return 0, json.dumps({"target": argv[3]}), ""
+
+    small = str(tmp_path / "small.sgir")
+    a = compile_for_board(run, "default.sgir", "icebreaker", str(tmp_path / "a"), small_sgir=small)
+    assert (a.report, a.fell_back, a.refused) == ({"target": "icebreaker"}, True, "icebreaker: the design does not fit")
+    b = compile_for_board(run, "default.sgir", "orangecrab", str(tmp_path / "b"), small_sgir=small)
+    assert b.fell_back and b.report == {"target": "orangecrab"}
+    assert [c for c in calls if c[0] == "quantize small"] == [("quantize small", "fpga-tiny-t2")]
+    refuse.add("small.sgir")
+    c = compile_for_board(run, "default.sgir", "ulx3s-85f", str(tmp_path / "c"), small_sgir=small)
+    assert c.report is None and c.error == "compile failed: ulx3s-85f: the design does not fit"
+    refuse.clear()
+    d = compile_for_board(run, "default.sgir", "ulx3s-85f", str(tmp_path / "d"), small_sgir=small)
+    assert (d.report, d.fell_back, d.refused) == ({"target": "ulx3s-85f"}, False, None)
+    e = compile_for_board(lambda step, argv: (1, "", "no\n"), "x.sgir", "icebreaker", str(tmp_path / "e"),
+                          small_checkpoint=None)
+    assert e.report is None and e.error == "compile failed: no"

@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 
-from spikegate.compiler.fuzz import REGRESSIONS, check_graph, run_one
+from spikegate.fuzz import REGRESSIONS, check_graph, run_one
 from spikegate.quantize.irfile import load_ir
 
 SEED = int(os.environ.get("SPIKEGATE_FUZZ_SEED") or random.SystemRandom().randrange(1, 10**6))

@@ -15,7 +15,7 @@ def register(sub):
 
 
 def run(args):
-    from spikegate.compiler.verify import verify
+    from spikegate.verify import verify
 
     r = verify(args.build_dir, args.inputs, sim=args.sim)
     if args.json:

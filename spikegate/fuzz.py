@@ -1,6 +1,6 @@
 """Randomised end-to-end equivalence: random IR graphs through golden model, ISS and RTL.
 
-``python -m spikegate.compiler.fuzz --count N [--seed S] [--rtl icarus|verilator|none]``
+``python -m spikegate.fuzz --count N [--seed S] [--rtl icarus|verilator|none]``
 (``make fuzz N=...``). Each graph must agree bit for bit, layer by layer (every LIF's spike count,
 then the logits). A failing case is shrunk (smaller generator settings that still fail) and saved
 under ``tests/regressions/`` as ``<name>.sgir`` + ``<name>.npy``, which ``make test`` replays.
@@ -16,12 +16,11 @@ import time
 
 import numpy as np
 
+from spikegate.compiler import iss
+from spikegate.compiler.build import compile_ir, lower_to_program
+from spikegate.compiler.irgen import GenConfig, random_graph, shrink_configs
 from spikegate.quantize.golden import execute
 from spikegate.quantize.irfile import save_ir
-
-from . import iss
-from .build import compile_ir, lower_to_program
-from .irgen import GenConfig, random_graph, shrink_configs
 
 REGRESSIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "regressions")
 
@@ -38,7 +37,7 @@ def check_graph(g, x, lanes: int, rtl: str | None, workdir: str) -> str | None:
         if not np.array_equal(r.logits, gold[b]):
             return f"ISS sample {b}: logits {r.logits.tolist()} != golden {gold[b].tolist()}"
     if rtl:
-        from .verify import verify
+        from spikegate.verify import verify
         sgir = os.path.join(workdir, "g.sgir")
         save_ir(g, sgir)
         np.save(os.path.join(workdir, "x.npy"), x)
@@ -73,7 +72,7 @@ def shrink_and_save(seed: int, rtl: str | None, cfg: GenConfig) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m spikegate.compiler.fuzz")
+    p = argparse.ArgumentParser(prog="python -m spikegate.fuzz")
     p.add_argument("--count", type=int, default=30)
     p.add_argument("--seed", type=int, default=None, help="first seed (default: random, printed)")
     p.add_argument("--rtl", default="none", choices=["none", "icarus", "verilator"])

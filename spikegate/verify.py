@@ -1,5 +1,10 @@
 """`spikegate verify`: the emitted Verilog against the golden model, image by image.
 
+A flow above the compiler and the testbenches: it reads a build directory (``compiler/build.py``),
+runs the golden model (``quantize/``) and the ISS (``compiler/iss.py``), and simulates the RTL
+through the testbenches' one cocotb runner (``rtl_tests/cocotb_util.py``). The CLI verb, the demo,
+the bench and the fuzzer's ``--rtl`` use it.
+
 For each input: the golden model gives the integer logits and, per LIF, the spikes; the ISS gives
 the predicted cycles; the RTL (under cocotb, on Verilator or Icarus) gives logits, measured cycles
 and each LIF instruction's spike count. Any difference is reported at the first layer (in program
@@ -15,25 +20,22 @@ import shutil
 
 import numpy as np
 
+from spikegate import progress
+from spikegate.compiler import iss
+from spikegate.compiler.build import REPORT, WEIGHT_IMAGE, read_build, read_weight_image
 from spikegate.errors import SpikegateError
 from spikegate.io import check_images, load_array
+from spikegate.machine.program import OP_LIF
 from spikegate.quantize import intops
 from spikegate.quantize.golden import execute
-
-from . import iss
-from .build import read_build
-from spikegate.machine.program import OP_LIF
 
 SIMS = ("verilator", "icarus")
 
 
 def _simulate(build_dir: str, prog, pixels: np.ndarray, sim: str, capture: list[int] | None = None,
               backpressure: float = 0.0) -> list[dict]:
+    from spikegate.hw.spram import sim_sources          # (Amaranth: imported when simulating)
     from spikegate.rtl_tests.cocotb_util import run_cocotb
-
-    from spikegate.hw.spram import sim_sources
-
-    from .build import REPORT, WEIGHT_IMAGE
 
     verilog = os.path.abspath(os.path.join(build_dir, "accelerator.v"))
     if not os.path.isfile(verilog):
@@ -57,12 +59,9 @@ def _simulate(build_dir: str, prog, pixels: np.ndarray, sim: str, capture: list[
            "capture_spikes": bool(capture), "capture_images": list(capture or []), "backpressure": backpressure}
     weights = report.get("weights") or {}
     if weights.get("loading") == "runtime-loaded":   # written through the weight port first
-        from .build import read_weight_image
         read_weight_image(build_dir, report)            # (checked against report.json)
         cfg.update(weights=os.path.abspath(os.path.join(build_dir, weights.get("image") or WEIGHT_IMAGE)),
                    weight_bytes_per_word=int(weights["bytes_per_word"]))
-    from spikegate import progress
-
     cfg["progress"] = os.path.join(work, "progress.txt")
     progress.remove(cfg["progress"])
     with progress.bar(len(pixels), f"{sim} (build, then images)", unit="img") as bar:

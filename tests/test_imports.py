@@ -36,7 +36,7 @@ LAYERS = [
     ("spikegate.rtl_tests", "rtl_tests"),
     ("spikegate.host", "host"),            # the host client: protocol + serial, no Amaranth
     ("spikegate.report", "report"),        # HTML/markdown report from results (data in, files out)
-    ("spikegate.verify", "flows"), ("spikegate.fuzz", "flows"), ("spikegate.demo", "cli"),
+    ("spikegate.verify", "flows"), ("spikegate.fuzz", "flows"), ("spikegate.board_build", "flows"), ("spikegate.demo", "cli"),
     ("spikegate.commands", "cli"), ("spikegate.cli", "cli"), ("spikegate.__main__", "cli"),
     ("spikegate", "root"),                 # spikegate/__init__.py: the version and the public API
 ]

@@ -32,12 +32,14 @@ import time
 
 import numpy as np
 
+from spikegate.board_targets import known_boards
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SECTIONS = ("golden_vs_float", "onnx_int_vs_golden", "rtl_sim", "datapath", "boards", "paper", "toolchain")
 PAPER_PARAMS = {"meta-spikeformer-15m": 15_112_208, "meta-spikeformer-31m": 31_333_864,
                 "meta-spikeformer-55m": 55_350_248}
-BOARDS = ("icebreaker", "ulx3s-85f", "orangecrab")
+BOARDS = tuple(known_boards())
 STATED_RATE = 0.15
 PUBLISHED_UP5K = {
     "name": "published open-flow spiking transformer on the iCE40 UP5K",

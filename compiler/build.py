@@ -37,7 +37,7 @@ from .passes.memory_plan import memory_plan
 from .passes.pack import pack_parameters
 from .passes.schedule import schedule
 from spikegate.machine.program import Program
-from .targets import Target, get_target
+from .targets import Target, resolve_target
 
 REPORT = "report.json"
 
@@ -97,14 +97,16 @@ def sample_inputs(g: Graph, n: int = 8) -> tuple[np.ndarray | None, str]:
     return None, ""
 
 
-def compile_ir(ir_path: str, target_name: str, lanes: int | None, out_dir: str, *,
+def compile_ir(ir_path: str, target: Target | str, lanes: int | None, out_dir: str, *,
                predict_samples: int = 4, weights: str = "auto") -> dict:
-    """Compile the IR at ``ir_path`` for ``target_name`` into ``out_dir``; returns the report.
+    """Compile the IR at ``ir_path`` for ``target`` into ``out_dir``; returns the report.
+    ``target``: a :class:`Target` (a board's comes from ``spikegate.board_targets.compile_target``)
+    or the name of one of the compiler's own targets (``sim``, ``large``: ``targets.py``).
     ``weights``: ``"auto"`` (block RAM unless they only fit the target's SPRAM), ``"bitstream"``
     or ``"runtime"`` (SPRAM, loaded over the host link); see ``passes/budget.py``."""
     from . import iss
 
-    target = get_target(target_name)
+    target = resolve_target(target)
     g = load_ir(ir_path)
     if lanes is None:
         lanes = target.default_lanes

@@ -5,7 +5,7 @@ The design under test is what ``spikegate synth`` puts on the board: a small but
 Meta-SpikeFormer (every op kind: INPUT, multi-bit and spike convolutions, LIF, attention, residual
 adds, spatial sum, a distillation head; T = 2) quantised, compiled for the ULX3S
 (``compile_ir``), its core loaded from the build directory (``load_core``) and wrapped by
-``synth``'s own code (``spikegate.commands.synth.board_top`` -> ``BoardTop``: power-on reset,
+``synth``'s own code (``spikegate.board_targets.flow.board_top`` -> ``BoardTop``: power-on reset,
 I/O buffers, ``UARTAccelerator``). ``BoardTop`` is elaborated against :class:`SimPlatform`, which
 hands out simulation ports for the board's resources (the real amaranth-boards platform names
 and directions them), so the simulated Verilog is the board wrapper's, not a re-implementation.
@@ -157,9 +157,9 @@ def board_design(request, tmp_path_factory):
     from spikegate.board_targets import get_board
     from spikegate.board_targets.top import clock_plan
     from spikegate.commands.run import quantize_images
-    from spikegate.commands.synth import board_top, read_report
+    from spikegate.board_targets.flow import board_top, read_report
     from spikegate.compiler import iss
-    from spikegate.compiler.build import compile_ir, read_build
+    from spikegate.compiler.build import compile_ir, load_core, read_build
     from spikegate.compiler.build import read_weight_image
     from spikegate.machine.host_protocol import PROTOCOL_VERSION, PROTOCOL_VERSION_WEIGHTS, bytes_per_word
     from spikegate.hw.spram import sim_sources
@@ -177,7 +177,7 @@ def board_design(request, tmp_path_factory):
     sgir = tmp / "tiny.sgir"
     save_ir(g, str(sgir))
     build = tmp / f"tiny-{board_name}"
-    compile_ir(str(sgir), board_name, case["lanes"], str(build), predict_samples=0, weights=case["weights"])
+    compile_ir(str(sgir), get_board(board_name).target, case["lanes"], str(build), predict_samples=0, weights=case["weights"])
 
     report = read_report(str(build))
     _, g, prog = read_build(str(build))          # the build's own IR and program
@@ -190,7 +190,7 @@ def board_design(request, tmp_path_factory):
     clk_hz = clock_plan(board, board.oscillator_mhz)["actual_mhz"] * 1e6
     runtime = report["weights"]["loading"] == "runtime-loaded"
     assert runtime == (case["weights"] == "runtime")
-    top, _, _ = board_top(str(build), board, report, clock_mhz=board.oscillator_mhz, baud=round(clk_hz / DIVISOR),
+    top, _, _ = board_top(str(build), board, report, load_core=load_core, clock_mhz=board.oscillator_mhz, baud=round(clk_hz / DIVISOR),
                           timeout_ms=(TIMEOUT_CYCLES + 0.5) / clk_hz * 1e3)
     assert top.clock["pll"] is None, "the simulated board must run at its oscillator (no PLL)"
     assert top.uart_divisor == DIVISOR and top.actual_baud * DIVISOR == clk_hz

@@ -21,9 +21,10 @@ import numpy as np
 
 from spikegate import report as report_mod
 from spikegate.board_build import SMALL_CHECKPOINT, compile_for_board, synth_board
+from spikegate.board_targets import demo_boards
 from spikegate.io import write_json
 
-BOARDS = ("ulx3s-85f", "icebreaker")
+BOARDS = tuple(demo_boards())
 
 
 def _have(verb: str) -> bool:
@@ -300,7 +301,7 @@ class BackgroundSynth:
                 del self.running[board]
 
     def _stages_done(self) -> int:
-        from spikegate.commands.synth import FLOW_STAGES, flow_stage
+        from spikegate.board_targets.flow import FLOW_STAGES, flow_stage
 
         with self.lock:
             running = list(self.running.values())
@@ -308,7 +309,7 @@ class BackgroundSynth:
 
     def wait(self) -> dict:
         from spikegate import progress
-        from spikegate.commands.synth import FLOW_STAGES
+        from spikegate.board_targets.flow import FLOW_STAGES
 
         if self.queue:
             self._add_worker()

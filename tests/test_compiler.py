@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from spikegate.board_targets import compile_target
 from spikegate.compiler import iss
 from spikegate.compiler.build import compile_ir, lower_to_program, read_build
 from spikegate.compiler.passes.budget import BudgetError
@@ -192,7 +193,7 @@ def test_paper_preset_compiles_for_large_target():
     est = iss.estimate_cycles(prog, 0.15)
     assert est["cycles"] > 0 and sum(memory_bits(prog).values()) > 15_000_000 * 8
     with pytest.raises(BudgetError):
-        check_budget(prog, get_target("ulx3s-85f"), True)
+        check_budget(prog, compile_target("ulx3s-85f"), True)
 
 
 def test_corrupt_build_dir(tiny_ir, tmp_path):
@@ -219,7 +220,7 @@ def test_icebreaker_puts_weights_in_spram(trained_tiny_ir, tmp_path):
 
     path, g, x = trained_tiny_ir
     b = tmp_path / "ice"
-    rep = compile_ir(path, "icebreaker", None, str(b), predict_samples=0)
+    rep = compile_ir(path, compile_target("icebreaker"), None, str(b), predict_samples=0)
     w = rep["weights"]
     assert rep["lanes"] == 1
     assert w["loading"] == "runtime-loaded" and w["storage"] == "SPRAM"
@@ -275,11 +276,9 @@ def test_spram_budget_errors_are_clear(trained_tiny_ir):
     import dataclasses
 
     from spikegate.compiler.passes.budget import check_budget
-    from spikegate.compiler.targets import get_target
-
     path, g, x = trained_tiny_ir
     prog = lower_to_program(g, 1)
-    ice = get_target("icebreaker")
+    ice = compile_target("icebreaker")
     ok = check_budget(prog, ice, True)
     assert ok["weights"]["spram"] == {"blocks": 2, "banks": 2, "columns": 1, "words_per_row": 2,
                                       "slot_bits": 8}

@@ -15,7 +15,8 @@ import os
 
 import pytest
 
-from spikegate.board_targets import BOARDS, get_board, known_boards
+from spikegate.board_targets import (BOARDS, compile_target, compile_targets, demo_boards, get_board,
+                                     known_boards)
 from spikegate.board_targets.pll import ecp5_pll, ice40_pll
 from spikegate.board_targets.top import clock_plan
 from spikegate.cli import main
@@ -194,21 +195,65 @@ def test_boards_match_amaranth_boards():
         get_board("x")
 
 
-def test_compiler_targets_agree_with_boards():
-    try:
-        from spikegate.compiler.targets import TARGETS
-    except ImportError:
-        pytest.skip("compiler targets not available")
-    for t in TARGETS.values():
-        if t.board is None:
-            continue
-        b = get_board(t.board)
-        assert t.family == b.family
-        assert t.luts == b.resources.luts
-        assert t.bram_blocks == b.resources.bram_blocks
-        assert t.dsps == b.resources.dsps
-        assert (t.spram_blocks, t.spram_bits) == (b.resources.spram_blocks, b.resources.spram_bits)
+def test_each_board_makes_its_compile_target():
+    """One record per board: its compile target is derived from it (budgets, clock, lanes), the
+    compiler's own targets are not boards, and the PLL can make each board's clock."""
+    from spikegate.compiler.targets import TARGETS
+
+    assert list(TARGETS) == ["sim", "large"] and all(t.board is None for t in TARGETS.values())
+    assert not set(TARGETS) & set(BOARDS)
+    assert list(compile_targets()) == known_boards()
+    for b in BOARDS.values():
+        t = compile_target(b.name)
+        assert t == b.target and (t.name, t.board, t.family) == (b.name, b.name, b.family)
+        r = b.resources
+        assert (t.luts, t.ffs, t.bram_blocks, t.bram_bits, t.dsps) == (r.luts, r.ffs, r.bram_blocks,
+                                                                       r.bram_bits, r.dsps)
+        assert (t.spram_blocks, t.spram_bits) == (r.spram_blocks, r.spram_bits)
+        assert (t.clock_mhz, t.default_lanes, t.description) == (b.clock_mhz, b.default_lanes,
+                                                                 b.description)
+        assert t.bigger in set(BOARDS) | set(TARGETS)
         clock_plan(b, t.clock_mhz)   # the PLL can make the compiler's clock
+    with pytest.raises(SpikegateError, match="^unknown board 'x'; known boards: icebreaker, "):
+        compile_target("x")
+    assert demo_boards() == ["ulx3s-85f", "icebreaker"]
+
+
+def test_compile_resolves_target_names(tmp_path, capsys):
+    """``--target NAME``: a board's record or the compiler's own; anything else one line that lists
+    them; the Python API takes a Target (or a name it knows itself)."""
+    from spikegate.commands.compile import lookup_target
+    from spikegate.compiler.targets import get_target, resolve_target
+
+    assert lookup_target("icebreaker") == get_board("icebreaker").target
+    assert lookup_target("sim") is get_target("sim")
+    ice = compile_target("icebreaker")
+    assert resolve_target(ice) is ice and resolve_target("large").name == "large"
+    with pytest.raises(SpikegateError, match="the compiler's own targets are sim, large"):
+        resolve_target("icebreaker")
+    sgir = tmp_path / "m.sgir"
+    sgir.write_bytes(b"x")
+    rc = main(["compile", str(sgir), "--target", "notaboard", "-o", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert rc == 2 and not (tmp_path / "x").exists()
+    assert err == ("spikegate compile: error: unknown target 'notaboard'; known targets: sim, large, "
+                   "icebreaker, ulx3s-85f, orangecrab\n")
+
+
+def test_flow_needs_a_core(tmp_path):
+    """A build whose report names no core factory needs the caller's ``load_core``."""
+    from spikegate.board_targets.flow import board_top, read_report
+
+    build = write_toy_build(str(tmp_path / "b"))
+    report = read_report(build)
+    del report["core"]
+    with pytest.raises(SpikegateError, match="names no core factory and none was given"):
+        board_top(build, get_board("icebreaker"), report)
+    def toy(build_dir):
+        return ToyCore(num_pixels=16, num_classes=4, pixel_bits=8, logit_bits=16)
+
+    top, compiled_for, requested = board_top(build, get_board("icebreaker"), report, load_core=toy)
+    assert (compiled_for, requested, top.clock["actual_mhz"]) == ("icebreaker", 21.0, 21.0)
 
 
 @pytest.mark.parametrize("fin, fout, expect", [   # values from yowasp-icepll
@@ -240,7 +285,7 @@ def test_clock_plan():
 def test_yosys_ff_count_takes_primitives_of_the_last_table(tmp_path):
     """With synth_ice40 -dff, Yosys' report also tables ABC9's temporary flop boxes; only the
     final primitives count (the earlier parse counted both, about twice the real number)."""
-    from spikegate.commands.synth import _yosys_ff_count
+    from spikegate.board_targets.utilisation import yosys_ff_count as _yosys_ff_count
 
     (tmp_path / "top.rpt").write_text(
         "   Number of cells:   9\n"

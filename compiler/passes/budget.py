@@ -242,8 +242,7 @@ def check_budget(p: Program, t: Target, lanes_given: bool, weights: str = "auto"
             hints.append(f"fewer weight bits (quantize with --weight-bits 4 saves about "
                          f"{w - w * 4 // p.weight_bits:,} bits)")
         hints.append("a smaller model (a smaller preset)")
-    bigger = "ulx3s-85f" if t.name in ("icebreaker", "orangecrab") else "large"
-    hints.append(f"a bigger target (--target {bigger})")
+    hints.append(f"a bigger target (--target {t.bigger})")
     detail = "; ".join(f"{k} {v:,}" for k, v in mem.items())
     where = ""
     if plan is not None:

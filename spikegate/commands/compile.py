@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 from spikegate.commands._common import checked_int, print_json
+from spikegate.errors import SpikegateError
+
+
+def target_names() -> list[str]:
+    """Every ``--target``: the compiler's own (``sim``, ``large``), then the boards."""
+    from spikegate.board_targets import known_boards
+    from spikegate.compiler.targets import TARGETS
+
+    return [*TARGETS, *known_boards()]
+
+
+def lookup_target(name: str):
+    """The Target called ``name``: a board's from its record, else one of the compiler's own."""
+    from spikegate.board_targets import BOARDS
+    from spikegate.compiler.targets import TARGETS
+
+    if name in BOARDS:
+        return BOARDS[name].target
+    if name in TARGETS:
+        return TARGETS[name]
+    raise SpikegateError(f"unknown target {name!r}; known targets: {', '.join(target_names())}")
 
 
 def register(sub):
     p = sub.add_parser("compile", help="compile an .sgir IR into an accelerator build directory")
     p.add_argument("model", help="IR file (.sgir)")
-    p.add_argument("--target", required=True, help="sim, large, icebreaker, ulx3s-85f, orangecrab")
+    p.add_argument("--target", required=True, help=", ".join(target_names()))
     p.add_argument("--lanes", type=int, help="parallel accumulate lanes (default: the target's)")
     p.add_argument("--weights", choices=("auto", "bitstream", "runtime"), default="auto",
                    help="where the weights live: auto (in block RAM, initialised by the bitstream, unless "
@@ -23,7 +44,8 @@ def run(args):
     from spikegate.compiler.build import compile_ir
 
     lanes = checked_int(args, "lanes", "--lanes", 1, 256)
-    rep = compile_ir(args.model, args.target, lanes, args.out, weights=args.weights)
+    target = lookup_target(args.target)
+    rep = compile_ir(args.model, target, lanes, args.out, weights=args.weights)
     if args.json:
         print_json(rep)
         return 0

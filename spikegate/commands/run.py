@@ -44,7 +44,7 @@ def register(sub):
 
 
 def _read_build(build_dir: str) -> tuple[dict, int | None]:
-    from spikegate.commands.synth import read_report
+    from spikegate.board_targets.flow import read_report
 
     report = read_report(build_dir)
     baud = None

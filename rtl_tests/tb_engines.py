@@ -5,8 +5,9 @@ memories wired as the accelerator wires them. The pickle written by ``test_engin
 program and, for every instruction the engine runs (on each image), the ISS's memory state before
 and after it, its cycles and its stream data.
 
-* Loader: before an instruction, writes into ACT, SPK and the ACC banks (their ``_load`` ports)
-  every word where the memory (as the testbench knows it) differs from the ISS's state before.
+* Loader: before an instruction, writes into ACT, SPK and the ACC banks (their ``_load`` ports,
+  all at once) every word where the memory (as the testbench knows it: zero after configuration,
+  then what was loaded and written) differs from the ISS's state before.
 * Sequencer: drives ``instr``, then ``drv`` and ``start``, as the accelerator's DEC1/DEC2 do;
   waits for ``done`` within a cycle budget (a hung engine fails fast); then presents the program's
   next instruction as the sequencer's FETCH/DEC1 would, while the last writes land.
@@ -144,7 +145,10 @@ class EngineTB(TB):
         self.monitors = {m: [WriteMonitor(self, self._prefix(m, "wmon", b), ram_shape(cfg, m))
                              for b in range(self.banks[m])] for m in self.written}
         self.load_codecs = {m: Codec(ram_shape(cfg, m)) for m in self.rams}
-        self.shadow = {m: [None] * self.banks[m] for m in self.rams}   # what each memory holds
+        # what each memory holds: zeros after configuration (their ``init``), then what was loaded
+        # and written
+        self.shadow = {m: [np.zeros(ram_depth(cfg, m), dtype=np.int64) for _ in range(self.banks[m])]
+                       for m in self.rams}
         self.pixels = self.logits = None
         if "pixels" in self.config["streams"]:
             self.pixel_driver = PixelDriver(self, "pixels", signed(cfg.pixel_bits))
@@ -177,16 +181,19 @@ class EngineTB(TB):
         return out
 
     async def load(self, state):
-        """Write the memories' words that differ from ``state`` (every word the first time)."""
+        """Write the memories' words that differ from ``state``, every memory (and ACC bank) on its
+        own load port at once."""
+        tasks = []
         for m in self.rams:
             want = self._image(state, m)
             for b in range(self.banks[m]):
-                have = self.shadow[m][b]
-                addrs = range(len(want[b])) if have is None else np.flatnonzero(have != want[b])
+                addrs = np.flatnonzero(self.shadow[m][b] != want[b])
                 if len(addrs):
-                    await self._write_words(self._prefix(m, "load", b), self.load_codecs[m],
-                                            [(int(a), int(want[b][a])) for a in addrs])
+                    tasks.append(cocotb.start_soon(self._write_words(
+                        self._prefix(m, "load", b), self.load_codecs[m], [(int(a), int(want[b][a])) for a in addrs])))
                 self.shadow[m][b] = want[b].copy()
+        for task in tasks:
+            await task
 
     async def _write_words(self, prefix, codec, words):
         en, addr, data = (getattr(self.dut, f"{prefix}__{n}") for n in ("en", "addr", "data"))
@@ -285,9 +292,11 @@ class EngineTB(TB):
             want = [int(v) for v in step["logits"]]
             if got != want or last != [0] * (len(want) - 1) + [1]:
                 fail(f"{what}: logits {got} (last {last}), ISS {want}")
-        self.dut._log.info("%s: %d cycles (ISS %d + %d stalled), %s", what, cycles, expect, stalls,
-                           ", ".join(f"{m} {sum(len(x.writes) for x in mons)} writes"
-                                     for m, mons in self.monitors.items()))
+        writes = [w for mons in self.monitors.values() for mon in mons for w in mon.writes]
+        lag = max(w[0] for w in writes) - t_done if writes else None
+        self.dut._log.info("%s: %d cycles (ISS %d + %d stalled), %s; last write at done%+d", what, cycles, expect,
+                           stalls, ", ".join(f"{m} {sum(len(x.writes) for x in mons)} writes"
+                                             for m, mons in self.monitors.items()), lag or 0)
         if cycles != expect + stalls:
             fail(f"{what}: {cycles} cycles from start to done, ISS {expect} + {stalls} stalled")
 

@@ -1,7 +1,7 @@
 """pytest wrapper: each accelerator engine alone against the ISS's step (cocotb half: ``tb_engines.py``).
 
-For one lane (the short pipelines) and four (the deep ones, with WMEM and ACT in banks of 16
-words so that the engines' reads and writes cross banks), a random program
+For one lane (the short pipelines) and four (the deep ones, with WMEM in banks of 16 words and ACT
+in banks of 64, so that the engines' reads and writes cross banks), a random program
 (``sfa_programs.random_program``: every instruction kind, odd shapes, stride-2 depthwise, padding
 larger than the kernel) runs in the ISS one step at a time (``iss.execute``) on both of its images;
 for every instruction of the engine's opcodes the state before and after it, its cycles and its
@@ -28,7 +28,7 @@ from spikegate.rtl_tests.sfa_programs import random_program
 PROGRAMS = {
     1: (dict(seed=21, lanes=1, T=3, cin=2, size=6, dw_stride=2, classes=6), {}),
     4: (dict(seed=22, lanes=4, T=2, cin=1, size=7, dw_stride=1, classes=6, c2=6, ca=6, heads=2),
-        dict(wmem_bank_words=16, act_bank_words=16)),
+        dict(wmem_bank_words=16, act_bank_words=64)),
 }
 
 

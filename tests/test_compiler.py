@@ -180,15 +180,24 @@ def test_budget_error_has_table_and_hints(tiny_ir, tmp_path, capsys):
     assert not (tmp_path / "b").exists()
 
 
-def test_paper_preset_compiles_for_large_target():
+def test_paper_preset_sizes_on_large_target_and_is_refused_by_the_isa():
+    """The 15M paper preset at 224x224: the ``large`` sizing target budgets it (and the ULX3S
+    refuses it), but its addresses overflow the ISA's fields, so compiling it is one clear
+    ProgramError naming the instruction, never a traceback from the encoder."""
+    from spikegate.compiler.build import check_ops, memory_plan, pack_parameters, schedule
     from spikegate.compiler.passes.budget import check_budget, memory_bits
     from spikegate.compiler.targets import get_target
+    from spikegate.machine.program import ProgramError
     from spikegate.quantize.model import build, preset
     import torch
     torch.manual_seed(0)
     m = build(preset("meta-spikeformer-15m")).eval()
     _, g = quantize_graph(lower(m), np.random.default_rng(0).random((1, 3, 224, 224)).astype(np.float32))
-    prog = lower_to_program(g, 32)
+    with pytest.raises(ProgramError, match=r"instruction \d+ \(.*\): field \w+=\d+ does not fit the ISA's \d+ bits"):
+        lower_to_program(g, 32)
+    g = check_ops(g)
+    s = schedule(g)
+    prog = pack_parameters(g, s, memory_plan(s), 32)      # unvalidated: for sizing only
     check_budget(prog, get_target("large"), True)
     est = iss.estimate_cycles(prog, 0.15)
     assert est["cycles"] > 0 and sum(memory_bits(prog).values()) > 15_000_000 * 8

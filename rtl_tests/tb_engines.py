@@ -132,6 +132,8 @@ class LogitSink:
 
 
 class EngineTB(TB):
+    """The harness' driver (loader, sequencer, streams), its monitors and the scoreboard."""
+
     def __init__(self, dut):
         super().__init__(dut, name=tb_config().get("engine", ""))
         with open(self.config["case"], "rb") as f:

@@ -287,7 +287,8 @@ def validate_program(p: Program) -> Program:
     * ``lanes`` is an integer in 1..256; the program starts with INPUT and ends with OUTPUT;
     * every opcode is known and every field of every instruction fits its ISA width (``FIELDS``);
     * the tensors an instruction reads and writes lie inside ACT / SPK;
-    * ``wmem`` is ``[words, lanes]`` and every table fits its declared width.
+    * ``wmem`` is ``[words, lanes]`` and every table fits its declared width;
+    * no CONV runs while ACC holds HEAD sums (between the first HEAD and OUTPUT).
     """
     if not isinstance(p.lanes, int) or isinstance(p.lanes, bool) or not 1 <= p.lanes <= 256:
         raise ProgramError(f"lanes must be an integer in 1..256, not {p.lanes!r}")
@@ -304,7 +305,25 @@ def validate_program(p: Program) -> Program:
             raise ProgramError(f"{name} must fit {bits}-bit integers, not [{bad[0]}, {bad[1]}]")
     for pc, ins in enumerate(p.instrs):
         _check_instr(p, pc, ins)
+    _check_acc_use(p)
     return p
+
+
+def _check_acc_use(p: Program) -> None:
+    """ACC holds the HEAD sums from the first HEAD until OUTPUT reads and clears them; a CONV uses
+    ACC as scratch (it adds its taps to what the words hold and clears them in its readout), so a
+    CONV in between would add into the logits (rtl_tests/test_engines.py shows the engine doing
+    exactly that). The schedule never places one there; this states it."""
+    holding = None
+    for pc, ins in enumerate(p.instrs):
+        if ins.opcode == OP_HEAD and holding is None:
+            holding = ins
+        elif ins.opcode == OP_OUTPUT:
+            holding = None
+        elif ins.opcode == OP_CONV and holding is not None:
+            raise ProgramError(f"instruction {pc} ({ins.name or 'CONV'}): a CONV between HEAD "
+                               f"({holding.name or 'HEAD'}) and OUTPUT would add its taps into the logits "
+                               f"in ACC; schedule it before the first HEAD")
 
 
 def _check_instr(p: Program, pc: int, ins: Instr) -> None:

@@ -83,3 +83,9 @@ def test_each_rule_names_what_is_at_fault(program):
         p.instrs[1].opcode = 15
 
     assert "unknown opcode 15" in _broken(program, unknown_opcode)
+
+    def conv_after_head(p):
+        head = next(i for i, ins in enumerate(p.instrs) if ins.opcode == OP_HEAD)
+        p.instrs.insert(head + 1, copy.deepcopy(_first(p, OP_CONV)))
+
+    assert "a CONV between HEAD" in _broken(program, conv_after_head)

@@ -4,14 +4,17 @@ A pixel driver feeds each image through the ``pixels`` stream; a logits monitor 
 ``logits`` stream (with optional random back-pressure); for a build whose weights are loaded at run
 time (``config["weights"]``: the build's ``weights.bin``) a weight loader first writes every word
 through the ``weights`` port, one per cycle, as the host link does; a debug monitor records the spike count of
-every LIF instruction from the debug port and, with ``capture_spikes``, every SPK write
-(``dbg_spk_*``), so a mismatch can be traced to the exact time step and neuron. What was observed is
-written to ``config["out"]`` as JSON; the comparison with the golden model happens in
-``spikegate.verify`` (which knows the IR). This bench asserts the protocol: K logits per
+every LIF instruction from the debug port and, with ``capture_spikes``, every spike the LIF engine
+writes: its spike-memory write port (the ``lif`` instance's ``spk_w__en``/``addr``/``data``, read
+through VPI: the core has no debug port for spike writes), each write tagged with the instruction
+it belongs to, so that ``spikegate.verify`` can rebuild every LIF layer's spike map and compare it
+with the golden model's. What was observed is written to ``config["out"]`` as JSON; the comparison
+happens in ``spikegate.verify`` (which knows the IR). This bench asserts the protocol: K logits per
 image, ``last`` on the K-th only, ``busy`` low afterwards.
 
 Whole networks run for hundreds of thousands of cycles, so the monitors wake on signal edges
-(``dbg_instr_done``, ``logits.valid``) rather than on every clock.
+(``dbg_instr_done``, ``logits.valid``, the spike write enable) rather than on every clock; the spike
+monitor samples every clock only while the LIF engine is writing.
 """
 
 from __future__ import annotations
@@ -76,16 +79,16 @@ class LogitsMonitor:
 
 
 class DebugMonitor:
-    """(tag, spike count) at each instruction's end; SPK writes when capturing."""
+    """(tag, spike count) at each instruction's end; when capturing, the LIF engine's spike writes
+    as (index of the instruction writing, address, spike)."""
 
     def __init__(self, dut, capture: bool):
         self.dut = dut
         self.events: list[tuple[int, int]] = []
-        self.spk_writes: list[tuple[int, int]] = []
-        self.capture = capture and hasattr(dut, "dbg_spk_we")
+        self.spk_writes: list[tuple[int, int, int]] = []
         cocotb.start_soon(self._instrs())
-        if self.capture:
-            cocotb.start_soon(self._writes())
+        if capture:
+            cocotb.start_soon(self._writes(dut.lif))
 
     async def _instrs(self):
         dut = self.dut
@@ -94,12 +97,16 @@ class DebugMonitor:
             await ReadOnly()
             self.events.append((int(dut.dbg_tag.value), int(dut.dbg_spikes.value)))
 
-    async def _writes(self):
-        dut = self.dut
+    async def _writes(self, lif):
+        """One sample per clock while the write enable is high: each such cycle is one write."""
+        clk, en, addr, data = self.dut.clk, lif.spk_w__en, lif.spk_w__addr, lif.spk_w__data
         while True:
-            await RisingEdge(dut.clk)
-            if int(dut.dbg_spk_we.value):
-                self.spk_writes.append((int(dut.dbg_spk_addr.value), int(dut.dbg_spk_data.value)))
+            await ReadOnly()
+            if not int(en.value):
+                await RisingEdge(en)        # (a combinational enable may glitch: re-check when settled)
+                continue
+            self.spk_writes.append((len(self.events), int(addr.value), int(data.value)))
+            await RisingEdge(clk)
 
 
 async def load_weights(dut, path: str, bytes_per_word: int) -> int:
@@ -138,14 +145,15 @@ async def run_images(dut):
     debug = DebugMonitor(dut, cfg.get("capture_spikes", False))
     results = []
     for i, img in enumerate(pixels):
-        e0, w0 = len(debug.events), len(debug.spk_writes)
+        e0, w0 = len(debug.events), len(debug.spk_writes)   # (write tags count from e0 on)
         cocotb.start_soon(driver.send(img))
         got = await logits.collect(K, cfg["timeout_cycles"] * PERIOD_NS)
         await ClockCycles(dut.clk, 3)
         assert [g[1] for g in got] == [0] * (K - 1) + [1], f"image {i}: 'last' is not on the final logit"
         assert int(dut.busy.value) == 0, f"image {i}: busy still high after the last logit"
         results.append({"logits": [g[0] for g in got], "cycles": int(dut.cycles.value),
-                        "instr": debug.events[e0:], "spk_writes": debug.spk_writes[w0:]})
+                        "instr": debug.events[e0:],
+                        "spk_writes": [(i - e0, a, v) for i, a, v in debug.spk_writes[w0:]]})
         if cfg.get("progress"):      # the caller's progress bar counts these lines
             with open(cfg["progress"], "a") as f:
                 f.write(f"{i}\n")

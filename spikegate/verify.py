@@ -6,10 +6,12 @@ through the testbenches' one cocotb runner (``rtl_tests/cocotb_util.py``). The C
 the bench and the fuzzer's ``--rtl`` use it.
 
 For each input: the golden model gives the integer logits and, per LIF, the spikes; the ISS gives
-the predicted cycles; the RTL (under cocotb, on Verilator or Icarus) gives logits, measured cycles
-and each LIF instruction's spike count. Any difference is reported at the first layer (in program
-order) whose spikes differ; the image is then re-simulated recording every spike the RTL writes, to
-name the time step and neuron.
+the predicted cycles; the RTL (under cocotb, on Verilator or Icarus) gives logits, measured cycles,
+each LIF instruction's spike count (its debug port) and every spike the LIF engine writes (its
+spike-memory write port, read through VPI), from which each LIF layer's spike map (every time step,
+every neuron) is rebuilt. An image is bit-exact when its logits and every LIF layer's spike map and
+spike count equal the golden model's; otherwise the first layer (in program order) that differs is
+reported, with the first time step and neuron whose spike differs.
 """
 
 from __future__ import annotations
@@ -32,8 +34,12 @@ from spikegate.quantize.golden import execute
 SIMS = ("verilator", "icarus")
 
 
-def _simulate(build_dir: str, prog, pixels: np.ndarray, sim: str, capture: list[int] | None = None,
-              backpressure: float = 0.0) -> list[dict]:
+# Verilator exposes only the top's ports to the testbench (fast); the spike monitor also reads the LIF
+# engine's spike-memory write port.
+SPIKE_PORT_VLT = '`verilator_config\npublic_flat_rw -module "*" -var "spk_w__*"\n'
+
+
+def _simulate(build_dir: str, prog, pixels: np.ndarray, sim: str, backpressure: float = 0.0) -> list[dict]:
     from spikegate.hw.spram import sim_sources          # (Amaranth: imported when simulating)
     from spikegate.rtl_tests.cocotb_util import run_cocotb
 
@@ -56,7 +62,7 @@ def _simulate(build_dir: str, prog, pixels: np.ndarray, sim: str, capture: list[
     per_image = max(iss.estimate_cycles(prog, 1.0)["cycles"], 1000)
     cfg = {"pixels": px_path, "out": out_path, "num_classes": prog.num_classes, "pixel_bits": prog.pixel_bits,
            "logit_bits": prog.logit_bits, "timeout_cycles": 4 * per_image + 10000,
-           "capture_spikes": bool(capture), "capture_images": list(capture or []), "backpressure": backpressure}
+           "capture_spikes": True, "backpressure": backpressure}
     weights = report.get("weights") or {}
     if weights.get("loading") == "runtime-loaded":   # written through the weight port first
         read_weight_image(build_dir, report)            # (checked against report.json)
@@ -64,13 +70,20 @@ def _simulate(build_dir: str, prog, pixels: np.ndarray, sim: str, capture: list[
                    weight_bytes_per_word=int(weights["bytes_per_word"]))
     cfg["progress"] = os.path.join(work, "progress.txt")
     progress.remove(cfg["progress"])
+    build_args = []
+    if sim == "verilator":
+        vlt = os.path.join(work, "spike-port.vlt")
+        with open(vlt, "w") as f:
+            f.write(SPIKE_PORT_VLT)
+        build_args = [vlt]
     with progress.bar(len(pixels), f"{sim} (build, then images)", unit="img") as bar:
         def done(text):
             bar.n = text.count("\n")
             bar.refresh()
         with progress.poll(lambda: progress.read_text(cfg["progress"]), done):
             try:
-                run_cocotb(sources, "sfa_top", "spikegate.rtl_tests.tb_verify", sim, work, config=cfg)
+                run_cocotb(sources, "sfa_top", "spikegate.rtl_tests.tb_verify", sim, work, config=cfg,
+                           build_args=build_args)
             except AssertionError as e:
                 raise SpikegateError(f"RTL simulation failed: {str(e).splitlines()[0]}") from None
     with open(out_path) as f:
@@ -92,43 +105,65 @@ def verify(build_dir: str, inputs_path: str, sim: str = "verilator", backpressur
     mismatches = []
     for b, obs in enumerate(observed):
         logits_ok = np.array_equal(np.asarray(obs["logits"], dtype=np.int64), gold[b])
-        counts = {lif_by_tag[t]: s for t, s in obs["instr"] if t in lif_by_tag}
-        first = None
-        for tag, name in sorted(lif_by_tag.items()):
-            want = int(trace[name][0][:, b].sum())
-            if counts.get(name) != want:
-                first = {"layer": name, "rtl_spikes": counts.get(name), "golden_spikes": want}
-                break
+        first = _first_spike_difference(prog, lif_by_tag, obs, trace, b)
         if logits_ok and first is None:
             continue
         m = {"sample": b, "logits_rtl": obs["logits"], "logits_golden": gold[b].tolist()}
         if first:
             m.update(first)
-            m.update(_localise(build_dir, prog, pixels[b:b + 1], sim, trace, b, first["layer"]))
         mismatches.append(m)
     return {"samples": len(observed), "bit_exact": not mismatches, "sim": sim,
             "cycles": [o["cycles"] for o in observed], "predicted_cycles": [r.cycles for r in predicted],
             "mismatches": mismatches, "target": report["target"], "lanes": report["lanes"]}
 
 
-def _localise(build_dir, prog, pixels, sim, trace, b, layer) -> dict:
-    """Re-run one image recording SPK writes; find the first (t, neuron) of ``layer`` that differs."""
-    obs = _simulate(build_dir, prog, pixels, sim, capture=[0])[0]
-    if not obs["spk_writes"]:
-        return {"detail": "the RTL exposes no spike-write debug port; only the layer is known"}
-    t_info = prog.tensors[layer]
-    base, shape, steps = t_info["base"], t_info["shape"], t_info["steps"]
-    n = int(np.prod(shape))
-    rtl = np.full(steps * n, -1, dtype=np.int64)
-    for addr, val in obs["spk_writes"]:
-        if base <= addr < base + steps * n:
-            rtl[addr - base] = val  # the last write of this layer's region wins
-    want = trace[layer][0][:, b].reshape(-1)
-    diff = np.nonzero(rtl != want)[0]
-    if len(diff) == 0:
-        return {"detail": "spike writes agree; the difference is in a spike count"}
-    i = int(diff[0])
-    t, neuron = divmod(i, n)
-    idx = np.unravel_index(neuron, shape)
-    return {"time_step": t, "neuron": [int(v) for v in idx], "rtl_spike": int(rtl[i]), "golden_spike": int(want[i]),
-            "golden_membrane": int(trace[layer][1][:, b].reshape(-1)[i])}
+def _rtl_spike_maps(prog, lif_by_tag: dict, obs: dict) -> dict[str, tuple[np.ndarray, int]]:
+    """{LIF layer: (its spikes as written by the RTL, flat ``[steps * neurons]``, -1 where nothing
+    was written; its spike count from the debug port)}, from one image's observation. Each write is
+    tagged with the instruction (in completion order) that made it; regions of the spike memory are
+    reused by later layers, so a write belongs to its instruction, not to an address range."""
+    maps = {}
+    writes: dict[int, list] = {}
+    for i, addr, val in obs["spk_writes"]:
+        writes.setdefault(i, []).append((addr, val))
+    for i, (tag, count) in enumerate(obs["instr"]):
+        name = lif_by_tag.get(tag)
+        if name is None:
+            continue
+        t_info = prog.tensors[name]
+        base, size = t_info["base"], t_info["steps"] * int(np.prod(t_info["shape"]))
+        rtl = np.full(size, -1, dtype=np.int64)
+        for addr, val in writes.get(i, []):
+            if not base <= addr < base + size:
+                raise SpikegateError(f"RTL: layer {name} wrote a spike at address {addr}, outside its region "
+                                     f"[{base}, {base + size})")
+            rtl[addr - base] = val
+        maps[name] = (rtl, count)
+    return maps
+
+
+def _first_spike_difference(prog, lif_by_tag: dict, obs: dict, trace: dict, b: int) -> dict | None:
+    """The first LIF layer (program order) whose spike map or spike count differs from the golden one."""
+    maps = _rtl_spike_maps(prog, lif_by_tag, obs)
+    for tag, name in sorted(lif_by_tag.items()):
+        spikes, membranes = trace[name]
+        want = spikes[:, b].reshape(-1).astype(np.int64)
+        if name not in maps:
+            return {"layer": name, "rtl_spikes": None, "golden_spikes": int(want.sum()),
+                    "detail": "the RTL never ran this LIF instruction"}
+        rtl, count = maps[name]
+        diff = np.nonzero(rtl != want)[0]
+        if len(diff) == 0 and count == int(want.sum()):
+            continue
+        m = {"layer": name, "rtl_spikes": count, "golden_spikes": int(want.sum())}
+        if len(diff):
+            n = int(np.prod(prog.tensors[name]["shape"]))
+            i = int(diff[0])
+            t, neuron = divmod(i, n)
+            m.update(time_step=t, neuron=[int(v) for v in np.unravel_index(neuron, spikes.shape[2:])],
+                     rtl_spike=int(rtl[i]), golden_spike=int(want[i]),
+                     golden_membrane=int(membranes[:, b].reshape(-1)[i]), differing_spikes=len(diff))
+        else:
+            m["detail"] = "every spike written agrees; the debug port's spike count differs"
+        return m
+    return None

@@ -455,7 +455,7 @@ def _graph(name: str):
     from spikegate.quantize.pipeline import quantize_checkpoint
     path = resolve_checkpoint(name)
     if not os.path.exists(path):
-        pytest.skip(f"no trained checkpoint at {path}")
+        pytest.fail(f"embedded checkpoint {name!r} is missing: {path} (it ships in quantize/data/)")
     return quantize_checkpoint(name, calib="digits", evaluate=False)[0]
 
 

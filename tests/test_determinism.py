@@ -32,7 +32,7 @@ def _files(folder) -> dict[str, bytes]:
 def two_builds(tmp_path_factory):
     from spikegate.quantize.checkpoint import resolve_checkpoint
     if not os.path.exists(resolve_checkpoint("default")):
-        pytest.skip("embedded default checkpoint not built")
+        pytest.fail(f"embedded checkpoint 'default' is missing: {resolve_checkpoint('default')} (it ships in quantize/data/)")
     root = tmp_path_factory.mktemp("determinism")
     builds = []
     for i in range(2):

@@ -264,7 +264,7 @@ def test_random_digits_preset_model_at_T2_and_16_bit_weights(tmp_path):
 @pytest.mark.parametrize("name", ["default", "fpga-tiny-t2"])
 def test_embedded_checkpoint_on_held_out_digits(tmp_path, name):
     if not os.path.exists(resolve_checkpoint(name)):
-        pytest.skip(f"embedded checkpoint {name!r} ({resolve_checkpoint(name)}) not built yet")
+        pytest.fail(f"embedded checkpoint {name!r} is missing: {resolve_checkpoint(name)} (it ships in quantize/data/)")
     from spikegate.quantize.data import digits_split_xy
     from spikegate.quantize.pipeline import quantize_checkpoint
 

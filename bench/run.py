@@ -5,6 +5,12 @@
 Writes ``results.json`` (seven sections, each real numbers or ``{"status": "not available: why"}``),
 ``results.png`` beside it, and prints one table. See ``bench/README.md`` for what each number means.
 
+"not available" is only for what this run was asked not to do or has no input for (``--quick``,
+``--no-rtl``, a board nobody synthesised, a design that does not fit its board). Anything that was run
+and failed (the RTL not bit-exact or not cycle-exact, a verify or board build that raised, the ONNX
+export not exact, a dependency that does not import) is ``{"status": "failed: why"}``; the results are
+still written, then the run exits 1 naming every failure.
+
 Rules: wall times are ``time.perf_counter`` after one warm-up call; the engines compared with each
 other run in alternation (A, B, A, B, ...; medians reported) on the same batch, in one process, with
 the same thread count; nothing is estimated where it could be measured, and nothing that is not built
@@ -53,6 +59,21 @@ PUBLISHED_UP5K = {
 
 def not_available(why: str) -> dict:
     return {"status": f"not available: {why}"}
+
+
+def failed(why: str) -> dict:
+    return {"status": f"failed: {why}"}
+
+
+def failures(obj, path: str = "$") -> list[str]:
+    """``"where: why"`` of every ``failed`` status anywhere in the results."""
+    if isinstance(obj, dict):
+        st = obj.get("status")
+        here = [f"{path}: {st.removeprefix('failed: ')}"] if isinstance(st, str) and st.startswith("failed: ") else []
+        return here + [f for k, v in obj.items() if k != "status" for f in failures(v, f"{path}.{k}")]
+    if isinstance(obj, list):
+        return [f for i, v in enumerate(obj) for f in failures(v, f"{path}[{i}]")]
+    return []
 
 
 class Settings:
@@ -169,7 +190,7 @@ def onnx_int_vs_golden(s: Settings, dm: DefaultModel) -> dict:
     try:
         import onnxruntime as ort
     except ImportError as e:
-        return not_available(f"onnxruntime does not import ({e})")
+        return failed(f"onnxruntime does not import ({e})")
     from spikegate.quantize.golden import execute
     from spikegate.quantize.onnx_int import build_int_onnx
 
@@ -189,11 +210,13 @@ def onnx_int_vs_golden(s: Settings, dm: DefaultModel) -> dict:
 
     t = alternate({"onnx": run_onnx, "golden": run_golden}, s.rounds)
     o, g = _rate_block(t["onnx"], len(x)), _rate_block(t["golden"], len(x))
-    return {"images": len(x), "rounds": s.rounds, "threads": s.threads,
+    exact = bool(out["onnx"].dtype == np.int64 and np.array_equal(out["onnx"], out["golden"]))
+    return {**({} if exact else failed("onnxruntime's integer logits differ from the golden model's")),
+            "images": len(x), "rounds": s.rounds, "threads": s.threads,
             "order": "warm-up each, then onnx, golden, onnx, golden, ...; medians",
             "onnxruntime": ort.__version__, "build_seconds": build_s,
             "onnx_int": o, "golden": g, "onnx_over_golden": o["images_per_s"] / g["images_per_s"],
-            "exact": bool(out["onnx"].dtype == np.int64 and np.array_equal(out["onnx"], out["golden"]))}
+            "exact": exact}
 
 
 def rtl_available() -> str | None:
@@ -232,13 +255,18 @@ def run_rtl(build_dir: str, x: np.ndarray, sim: str, tmp: str) -> dict:
         r = verify(build_dir, inputs, sim=sim)
     except (SpikegateError, AssertionError, RuntimeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        return not_available(f"`spikegate verify --sim {sim}` failed: {first[:240]}")
+        return failed(f"`spikegate verify --sim {sim}` raised: {first[:240]}")
     wall = time.perf_counter() - p0
     cycles = [int(c) for c in r["cycles"]]
     sim_s = _cocotb_seconds(os.path.join(build_dir, f"sim-{sim}", "results.xml"), t0)
-    return {"images": len(cycles), "lanes": r["lanes"], "bit_exact": bool(r["bit_exact"]),
+    exact = cycles == [int(c) for c in r["predicted_cycles"]]
+    why = [w for w, bad in ((f"{len(r['mismatches'])} of {len(cycles)} images not bit-exact (first: "
+                             f"{str(r['mismatches'][:1])[:200]})", not r["bit_exact"]),
+                            ("measured cycles differ from the cycle model's", not exact)) if bad]
+    return {**(failed(f"`spikegate verify --sim {sim}`: " + "; ".join(why)) if why else {}),
+            "images": len(cycles), "lanes": r["lanes"], "bit_exact": bool(r["bit_exact"]),
             "mismatches": len(r["mismatches"]), "cycles": cycles, "iss_cycles": list(r["predicted_cycles"]),
-            "rtl_equals_iss": cycles == [int(c) for c in r["predicted_cycles"]],
+            "rtl_equals_iss": exact,
             "total_cycles": sum(cycles),
             "sim_seconds": sim_s, "wall_seconds_incl_build": wall,
             "cycles_per_wall_second": sum(cycles) / sim_s if sim_s else None,
@@ -252,7 +280,7 @@ def rtl_sim(s: Settings, dm: DefaultModel, build: dict | None, tmp: str, rtl_cyc
                              "Icarus/Verilator takes minutes, a cold Verilator build up to 15)")
     why = rtl_available()
     if why:
-        return not_available(why)
+        return failed(why)
     out = {"flow": "spikegate.verify (cocotb testbench rtl_tests/tb_verify.py)",
            "build": "compile_ir(target 'sim', 8 lanes)", "data": "first held-out digits",
            "cycles_per_wall_second_def": "RTL clock cycles / real seconds of the cocotb test (simulation with "
@@ -415,7 +443,8 @@ def boards(s: Settings, default_sha: str | None, builds: "BoardBuilds", measure=
             why = builds.failures.get(board) or (
                 f"no {board}/synth.json under {where} (`spikegate synth BUILD_DIR --board {board} --json` "
                 "has not been run there" + ("; --quick builds none)" if s.quick else ")"))
-            out[board] = not_available(why)
+            out[board] = failed(f"building it here failed: {builds.failures[board]}") \
+                if board in builds.failures else not_available(why)
             continue
         rel = os.path.relpath(path, REPO)
         with open(path) as f:
@@ -445,7 +474,7 @@ def boards(s: Settings, default_sha: str | None, builds: "BoardBuilds", measure=
         try:
             m = measure(os.path.dirname(os.path.dirname(path)), s.dp_images)
         except SpikegateError as e:
-            out[board] = not_available(f"{rel}: its build directory does not load: {str(e)[:200]}")
+            out[board] = failed(f"{rel}: its build directory does not load: {str(e)[:200]}")
             continue
         ips = got["fmax_mhz"] * 1e6 / m["cycles"]
         row.update({"model": "default" if m["ir_sha256"] == default_sha else
@@ -655,7 +684,9 @@ def toolchain(s: Settings, dm: DefaultModel, build: dict | None, rtl: dict, buil
             stages[f"verify-{sim}"] = {"seconds": r["wall_seconds_incl_build"], "images": r["images"],
                                        "source": "measured here: spikegate.verify.verify, simulator build included"}
         else:
-            stages[f"verify-{sim}"] = not_available((r or {}).get("status", "not run").removeprefix("not available: "))
+            st = (r or {}).get("status", "not run")     # (a failure is counted once, in rtl_sim)
+            stages[f"verify-{sim}"] = not_available("it failed (see rtl_sim)" if st.startswith("failed: ")
+                                                    else st.removeprefix("not available: "))
     for board in BOARDS:
         path = find_synth(s, board)
         secs = None
@@ -922,7 +953,10 @@ def main(argv=None) -> int:
     print(f"spikegate bench{' (--quick)' if s.quick else ''}: model: {res['model_source']}")
     print(table(res))
     print(f"wrote {os.path.relpath(a.out)} and {os.path.relpath(png)} in {res['meta']['wall_seconds']} s")
-    return 0
+    bad = failures({k: res[k] for k in SECTIONS})
+    for f in bad:
+        print(f"bench: FAILED {f}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

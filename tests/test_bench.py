@@ -1,4 +1,5 @@
-"""`python -m bench.run --quick`: every section present, real numbers or an explicit "not available"."""
+"""`python -m bench.run --quick`: every section present, real numbers or an explicit "not available"
+(what --quick does not run); a section that ran and failed is "failed" and the run exits 1."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ def test_quick_schema(quick):
         assert isinstance(res[key], dict), key
     for where, st in _statuses(res):
         assert isinstance(st, str) and st.startswith("not available: ") and len(st) > 16, (where, st)
+    assert bench.failures({k: res[k] for k in SECTIONS}) == []
     assert isinstance(res["model_source"], str) and res["model_source"]
     assert res["meta"]["quick"] is True
     # the printed table names every section
@@ -66,9 +68,8 @@ def test_quick_throughput(quick):
     assert _positive(gf["float"]["images_per_s"]) and _positive(gf["golden"]["images_per_s"])
     assert gf["torch_threads"] == res["meta"]["threads"]
     oi = res["onnx_int_vs_golden"]
-    if "status" not in oi:
-        assert oi["exact"] is True
-        assert _positive(oi["onnx_int"]["images_per_s"]) and _positive(oi["onnx_over_golden"])
+    assert "status" not in oi and oi["exact"] is True       # onnxruntime is a dependency: it runs
+    assert _positive(oi["onnx_int"]["images_per_s"]) and _positive(oi["onnx_over_golden"])
 
 
 def test_quick_datapath(quick):
@@ -98,6 +99,42 @@ def test_quick_paper_and_boards(quick):
     for board in bench.BOARDS:
         assert board in res["boards"]
     assert _positive(res["toolchain"]["stages"]["quantize"]["seconds"])
+
+
+def test_a_failed_rtl_verify_is_a_failure_not_not_available(tmp_path, monkeypatch):
+    """run_rtl: verify raising, not bit-exact, or not cycle-exact is a "failed" status (numbers kept
+    where there are some), which ``failures`` finds wherever it sits; a clean run has none."""
+    import numpy as np
+
+    import spikegate.verify
+    from spikegate.errors import SpikegateError
+
+    x = np.zeros((2, 1, 8, 8), np.float32)
+    result = {"samples": 2, "bit_exact": True, "sim": "icarus", "cycles": [100, 101], "predicted_cycles": [100, 101],
+              "mismatches": [], "target": "sim", "lanes": 4}
+
+    def fake(r):
+        def verify(build_dir, inputs, sim):
+            if isinstance(r, Exception):
+                raise r
+            return r
+        return verify
+
+    monkeypatch.setattr(spikegate.verify, "verify", fake(result))
+    ok = bench.run_rtl(str(tmp_path), x, "icarus", str(tmp_path))
+    assert "status" not in ok and ok["rtl_equals_iss"] and bench.failures({"rtl_sim": {"icarus": ok}}) == []
+
+    monkeypatch.setattr(spikegate.verify, "verify", fake(SpikegateError("RTL simulation failed: no logit")))
+    r = bench.run_rtl(str(tmp_path), x, "icarus", str(tmp_path))
+    assert r["status"].startswith("failed: ") and "no logit" in r["status"]
+
+    bad = dict(result, bit_exact=False, mismatches=[{"sample": 1, "layer": "l1"}], cycles=[100, 102])
+    monkeypatch.setattr(spikegate.verify, "verify", fake(bad))
+    r = bench.run_rtl(str(tmp_path), x, "icarus", str(tmp_path))
+    assert r["status"].startswith("failed: ") and "1 of 2 images not bit-exact" in r["status"]
+    assert "cycles differ" in r["status"] and r["cycles"] == [100, 102]     # the numbers are kept
+    found = bench.failures({"rtl_sim": {"icarus": r}, "boards": {"x": bench.not_available("--quick")}})
+    assert len(found) == 1 and found[0].startswith("$.rtl_sim.icarus: `spikegate verify --sim icarus`: ")
 
 
 def test_fit_line():
@@ -146,6 +183,10 @@ def test_boards_read_synth_json(tmp_path):
     assert u["sops_per_s_per_klut"] == pytest.approx(6000 * 25000 / 2.0)
     builds.models["ulx3s-85f"] = "fpga-tiny-t2"
     assert bench.boards(s, "other", builds, measure=measure)["ulx3s-85f"]["model"] == "fpga-tiny-t2"
+    # a board the bench tried to build and could not is a failure, not "not available"
+    builds.failures["icebreaker"] = "compile: exit 1"
+    out = bench.boards(s, "abc", builds, measure=measure)
+    assert out["icebreaker"]["status"] == "failed: building it here failed: compile: exit 1"
 
 
 def test_sensitivity_bench_rows(capsys):

@@ -59,9 +59,10 @@ def test_locally_a_skip_stays_a_skip(suite, monkeypatch):
     assert r.ret == 0
 
 
-def test_in_ci_every_skip_fails_with_its_reason(suite, monkeypatch):
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])   # make test uses -n
+def test_in_ci_every_skip_fails_with_its_reason(suite, monkeypatch, workers):
     monkeypatch.setenv("CI", "true")
-    r = suite.runpytest_subprocess("-ra")
+    r = suite.runpytest_subprocess("-ra", *workers)
     r.assert_outcomes(passed=1, failed=1, errors=1, xfailed=1)   # (a skipif skips at setup: an error)
     r.stdout.fnmatch_lines_random([
         "*skipped, which CI=true does not allow: iverilog is not installed*",

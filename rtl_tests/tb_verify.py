@@ -88,7 +88,13 @@ class DebugMonitor:
         self.spk_writes: list[tuple[int, int, int]] = []
         cocotb.start_soon(self._instrs())
         if capture:
-            cocotb.start_soon(self._writes(dut.lif))
+            try:
+                lif = dut.lif
+                lif.spk_w__en, lif.spk_w__addr, lif.spk_w__data
+            except AttributeError:
+                raise AssertionError("the core has no LIF engine instance 'lif' with spk_w__en/addr/data ports: "
+                                     "its spike maps cannot be read (the spike monitor needs them)") from None
+            cocotb.start_soon(self._writes(lif))
 
     async def _instrs(self):
         dut = self.dut

@@ -98,13 +98,16 @@ def sample_inputs(g: Graph, n: int = 8) -> tuple[np.ndarray | None, str]:
 
 
 def compile_ir(ir_path: str, target: Target | str, lanes: int | None, out_dir: str, *,
-               predict_samples: int = 4, weights: str = "auto") -> dict:
+               predict_samples: int = 4, weights: str = "auto", progress=None) -> dict:
     """Compile the IR at ``ir_path`` for ``target`` into ``out_dir``; returns the report.
     ``target``: a :class:`Target` (a board's comes from ``spikegate.board_targets.compile_target``)
     or the name of one of the compiler's own targets (``sim``, ``large``: ``targets.py``).
     ``weights``: ``"auto"`` (block RAM unless they only fit the target's SPRAM), ``"bitstream"``
-    or ``"runtime"`` (SPRAM, loaded over the host link); see ``passes/budget.py``."""
+    or ``"runtime"`` (SPRAM, loaded over the host link); see ``passes/budget.py``.
+    ``progress(name)``, if given, is told each step as it starts (the CLI shows it)."""
     from . import iss
+
+    step = progress or (lambda name: None)
 
     target = resolve_target(target)
     g = load_ir(ir_path)
@@ -114,6 +117,7 @@ def compile_ir(ir_path: str, target: Target | str, lanes: int | None, out_dir: s
         raise SpikegateError(f"--lanes must be in 1..256, not {lanes}")
     prog = lower_to_program(g, lanes)
     budget = check_budget(prog, target, lanes_given=True, weights=weights)  # raises with the table
+    step("predicting cycles (instruction-set simulator)")
     x, desc = sample_inputs(g, predict_samples) if predict_samples else (None, "")
     predicted = []
     if x is not None:
@@ -169,6 +173,7 @@ def compile_ir(ir_path: str, target: Target | str, lanes: int | None, out_dir: s
         if image is not None:
             with open(os.path.join(tmp, WEIGHT_IMAGE), "wb") as f:
                 f.write(image)
+        step("emitting Verilog")
         _emit_verilog(prog, os.path.join(tmp, "accelerator.v"), weights_storage(report))
         report["verilog"] = "accelerator.v"
         with open(os.path.join(tmp, REPORT), "w") as f:

@@ -66,11 +66,36 @@ def _read(path: str):
             f"{path}: refused to load: {what}, which could run code; only tensors, dicts, lists, "
             "numbers, strings and argparse.Namespace are accepted") from None
     # Garbage bytes make the (safe) unpickler fail in many ways; all mean "not a checkpoint".
+    # torch's own message (a bare "101" for a KeyError on an opcode, or text cut mid-word) says
+    # nothing to a user, so the message describes the file instead.
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, IndexError, KeyError,
-            TypeError, AttributeError, struct.error, UnicodeDecodeError, MemoryError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            TypeError, AttributeError, struct.error, UnicodeDecodeError, MemoryError):
         raise CheckpointError(
-            f"{path}: not a PyTorch checkpoint ({first[:160]}); expected a file written by torch.save") from None
+            f"{path}: not a PyTorch checkpoint ({_describe_file(path)}); expected a file written by "
+            "torch.save") from None
+
+
+def _describe_file(path: str) -> str:
+    """What a file that torch.load refused looks like, in a few words."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as e:
+        return f"cannot read it: {e.strerror or e}"
+    if size == 0:
+        return "the file is empty"
+    if zipfile.is_zipfile(path):
+        return "a zip archive, but not torch.save's layout"
+    if head[:4] == b"PK\x03\x04":
+        return f"a truncated or damaged zip archive of {size:,} bytes"
+    if head[:1] == b"\x80":
+        return f"a {size:,}-byte pickle that torch.load cannot read: truncated, or not from torch.save"
+    try:
+        head.decode("utf-8")
+        return f"a {size:,}-byte text file"
+    except UnicodeDecodeError:
+        return f"{size:,} bytes of binary data starting {head[:4].hex()}"
 
 
 def load_checkpoint(path: str) -> LoadedCheckpoint:

@@ -16,6 +16,8 @@ which leaves 1347 training and 450 test images. The test images are never used f
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -89,6 +91,41 @@ def digits_split_xy(split: str = "test", img_size: int = 32, n: int | None = Non
     if n is not None:
         x, y = x[:n], y[:n]
     return x, y
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """What the CLI needs to know about a data set (``spikegate data``, ``eval --data``, the
+    input-range warning). Adding one (``mnist``) is one entry in :data:`DATASETS`."""
+
+    name: str
+    description: str
+    channels: int
+    classes: int
+    native_size: int                  # images are upscaled by whole factors of this side
+    value_range: tuple[float, float]  # every encoded pixel lies in this range
+    split_xy: Callable                # (split, img_size, n) -> (x [B, C, S, S] float32, y int64)
+
+    def check_size(self, img_size: int) -> int:
+        if img_size < self.native_size or img_size % self.native_size:
+            raise ValueError(f"{self.name} images are {self.native_size}x{self.native_size}: the size must "
+                             f"be a multiple of {self.native_size}, not {img_size}")
+        return img_size
+
+
+DATASETS: dict[str, Dataset] = {
+    "digits": Dataset("digits", "8x8 scikit-learn handwritten digits (pixel / 16, nearest-neighbour "
+                      "upscaled; fixed 25 % held-out split of 450 images)",
+                      channels=1, classes=10, native_size=DIGITS_SIDE, value_range=(0.0, 1.0),
+                      split_xy=digits_split_xy),
+}
+
+
+def dataset(name: str) -> Dataset:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}") from None
 
 
 def evaluate_float(model, x, y, T: int | None = None, batch: int = 256) -> dict:

@@ -92,13 +92,17 @@ def quantize_checkpoint(ckpt: str, *, calib: str | None = None, weight_bits: int
     model, ck = load_model(ckpt, preset_name=preset, heads=heads, T=T)
     cfg = model.cfg
     T = cfg.T
+    step = progress or (lambda name: None)  # progress(name): the step that starts now
     x_cal, evalset, calib_desc = calibration_data(calib, cfg)
+    step("lowering and calibrating")
     g0 = lower(model)
     g_float, g_int = quantize_graph(g0, x_cal, weight_bits=weight_bits, input_bits=input_bits, T=T)
     g_int.meta["source"] = {"checkpoint": ck.path, "calibration": calib_desc}
     if not evaluate:
         return g_int, {"config": cfg.to_json()}
+    step("per-layer errors")
     layers = layer_report(g_float, g_int, x_cal, T)
+    step("accuracy, float and integer")
     # Accuracy: on the held-out split when we have labels, else agreement on the calibration set.
     xe, ye = evalset if evalset is not None else (x_cal, None)
     lf = _float_logits(model, xe, T)

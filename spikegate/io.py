@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
+import sys
 import tempfile
 
 import numpy as np
@@ -55,14 +57,86 @@ def check_images(arr: np.ndarray, channels: int, path: str, what: str = "--input
     return arr
 
 
+# Kernel interfaces: writing there is never what a user means (and can reconfigure the machine).
+PSEUDO_FILESYSTEMS = ("/proc", "/sys")
+
+
+def check_output_path(path: str, kind: str = "file", what: str = "") -> str:
+    """Refuse an output path that cannot hold what a verb writes, with one line naming the fix.
+
+    ``kind`` is ``"file"`` (an artefact written atomically) or ``"dir"`` (a folder the verb
+    creates or fills: ``compile -o``, ``golden --trace``). Checked: not under /proc or /sys; an
+    existing target is of the expected kind (a regular file, or a folder) and writable; the
+    parent folder exists, is a folder and is writable. Every verb that writes calls this before
+    doing any work, so a bad path costs nothing and leaves nothing behind. Returns ``path``.
+    """
+    if kind not in ("file", "dir"):
+        raise ValueError(f"kind must be 'file' or 'dir', not {kind!r}")
+    name = f"{what} {path}".strip()
+    if not str(path):
+        raise SpikegateError(f"{what or 'output'}: empty path")
+    real = os.path.realpath(os.path.abspath(path))
+    for root in PSEUDO_FILESYSTEMS:
+        if real == root or real.startswith(root + os.sep):
+            raise SpikegateError(f"{name}: is under {root}, a kernel interface, not a place for output; "
+                                 f"choose a path in an ordinary folder")
+    if os.path.exists(real):
+        mode = os.stat(real).st_mode
+        if kind == "file":
+            if stat.S_ISDIR(mode):
+                raise SpikegateError(f"{name}: is a directory; give a file name")
+            if not stat.S_ISREG(mode):
+                raise SpikegateError(f"{name}: is not a regular file (a device, pipe or socket); "
+                                     f"give a file name")
+            if not os.access(real, os.W_OK):
+                raise SpikegateError(f"{name}: exists and is not writable")
+        else:
+            if not stat.S_ISDIR(mode):
+                raise SpikegateError(f"{name}: is an existing file, not a folder; give a folder name "
+                                     f"(it is created if missing)")
+            if not os.access(real, os.W_OK | os.X_OK):
+                raise SpikegateError(f"{name}: folder is not writable")
+    parent = os.path.dirname(real) or "."
+    if not os.path.isdir(parent):
+        if os.path.exists(parent):
+            raise SpikegateError(f"{name}: output folder {parent} does not exist ({parent} is a file)")
+        raise SpikegateError(f"{name}: output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SpikegateError(f"{name}: output folder {parent} is not writable")
+    return path
+
+
+def warn_input_range(x: np.ndarray, path: str, trained: tuple[float, float] | None,
+                     what: str = "inputs", source: str = "the model was trained on") -> bool:
+    """One warning line on stderr when ``x`` leaves the value range the model expects.
+
+    Nothing stops a model from classifying an unnormalised image (pixels 0..255 instead of 0..1);
+    it just answers nonsense, typically the same class for every image. Returns whether it warned.
+    """
+    if trained is None or x.size == 0:
+        return False
+    lo, hi = float(np.min(x)), float(np.max(x))
+    tlo, thi = float(trained[0]), float(trained[1])
+    slack = 1e-6 * max(1.0, thi - tlo)
+    if lo >= tlo - slack and hi <= thi + slack:
+        return False
+    if tlo >= 0 and lo >= 0 and hi > thi and hi <= 255 * thi:
+        integral = bool(np.all(x == np.round(x)))
+        fix = f"divide by {16 if integral and hi <= 16 else 255}"
+        if thi != 1:
+            fix += f" and multiply by {thi:g}"
+    else:
+        fix = f"rescale them into [{tlo:g}, {thi:g}]"
+    print(f"warning: {what} {path}: values in [{lo:g}, {hi:g}] but {source} [{tlo:g}, {thi:g}]: {fix}",
+          file=sys.stderr)
+    return True
+
+
 @contextlib.contextmanager
 def atomic_path(path: str, suffix: str = ""):
     """Yield a temporary path beside ``path``; rename it into place only if the block succeeds."""
+    check_output_path(path, "file")
     d = os.path.dirname(os.path.abspath(path)) or "."
-    if not os.path.isdir(d):
-        raise SpikegateError(f"{path}: output folder {d} does not exist")
-    if os.path.isdir(path):
-        raise SpikegateError(f"{path}: is a directory; give a file name")
     try:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix or os.path.splitext(path)[1], dir=d)
     except OSError as e:

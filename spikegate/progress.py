@@ -15,12 +15,12 @@ import threading
 from typing import Callable, Iterator
 
 
-def bar(total: int | None, desc: str, unit: str = "it"):
-    """A tqdm bar on stderr, disabled when stderr is not a terminal."""
+def bar(total: int | None, desc: str, unit: str = "it", **options):
+    """A tqdm bar on stderr, disabled when stderr is not a terminal (``options``: more tqdm ones)."""
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, disable=None,
-                dynamic_ncols=True)
+                dynamic_ncols=True, **options)
 
 
 @contextlib.contextmanager

@@ -84,8 +84,8 @@ def test_quantize_is_deterministic(tmp_path, capsys):
     np.save(x, np.load(fixture_path("small_t1.npz"))["inputs"])
     outs = []
     for i in range(2):
-        rc, out, err = run_cli(["quantize", fixture_path("small_t1.pth"), "--calib", x, "-o", tmp_path / f"{i}.sgir"],
-                               capsys)
+        rc, out, err = run_cli(["quantize", fixture_path("small_t1.pth"), "--calib", x, "-o", tmp_path / f"{i}.sgir",
+                                "--verbose"], capsys)
         assert rc == 0, err
         outs.append((tmp_path / f"{i}.sgir").read_bytes())
     assert outs[0] == outs[1]

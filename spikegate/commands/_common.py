@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import time
 
 from spikegate.errors import SpikegateError
 
@@ -32,3 +34,98 @@ def checked_int(args, attr: str, name: str, lo: int = 1, hi: int | None = None):
 def print_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=1)
     sys.stdout.write("\n")
+
+
+def add_verb(sub, name: str, help: str, examples: list[str] | str, description: str | None = None):
+    """A verb's sub-parser with its one-line help and, in ``NAME --help``, worked examples."""
+    import argparse
+
+    examples = [examples] if isinstance(examples, str) else examples
+    epilog = "example" + ("s" if len(examples) > 1 else "") + ":\n" + "\n".join(f"  {e}" for e in examples)
+    return sub.add_parser(name, help=help, description=description or help[:1].upper() + help[1:] + ".",
+                          epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+@contextlib.contextmanager
+def steps(verb: str, quiet: bool = False):
+    """Show which step of a long verb is running and for how long: one status line on stderr,
+    on a terminal only (never in pipes, captured output or with ``--json``). Yields ``step(name)``.
+    """
+    from spikegate import progress
+
+    def nothing(name: str) -> None:
+        pass
+
+    if quiet:
+        yield nothing
+        return
+    bar = progress.bar(None, verb, unit="s", bar_format="{desc}  {elapsed}")
+    if bar.disable:
+        bar.close()
+        yield nothing
+        return
+
+    def step(name: str) -> None:
+        bar.set_description_str(f"{verb}: {name}", refresh=True)
+
+    try:
+        with progress.poll(lambda: int(time.monotonic() * 2), lambda _: bar.refresh()):
+            yield step
+    finally:
+        bar.close()
+
+
+def embedded_names() -> list[str]:
+    from spikegate.quantize.checkpoint import EMBEDDED_CHECKPOINTS
+
+    return list(EMBEDDED_CHECKPOINTS)
+
+
+def check_model_arg(path: str, what: str = "") -> str:
+    """A checkpoint argument that is neither a file nor an embedded name: say which names exist."""
+    import os
+
+    if path and not os.path.exists(path) and path not in embedded_names():
+        name = f"{what} {path}".strip()
+        raise SpikegateError(f"{name}: no such file, nor an embedded model (embedded: "
+                             f"{', '.join(embedded_names())}; `spikegate models` lists them)")
+    return path
+
+
+def checkpoint_input_range(ck) -> tuple[float, float] | None:
+    """The value range of the data a checkpoint was trained on, if its arguments name a known set."""
+    from spikegate.quantize.data import DATASETS
+
+    data = (getattr(ck, "args", None) or {}).get("data")
+    return DATASETS[data].value_range if data in DATASETS else None
+
+
+def ir_input_range(g) -> tuple[tuple[float, float], str]:
+    """(range, wording) of the inputs an IR expects: its calibration data set's range when that is a
+    known set, else what its input quantiser represents without clipping."""
+    from spikegate.quantize.data import DATASETS
+
+    calib = str((g.meta.get("source") or {}).get("calibration") or "")
+    for name, ds in DATASETS.items():
+        if calib == name or calib.startswith(name + " "):
+            return ds.value_range, "the model was trained on"
+    qi = g.ops[0].attrs
+    half = 1 << (int(qi["bits"]) - 1)
+    scale = float(qi["scale"])
+    return (-half / scale, (half - 1) / scale), "the model's input quantiser covers"
+
+
+def one_of(kind: str, names, metavar: str | None = None) -> dict:
+    """``add_argument`` keywords for a closed set: argparse ``choices`` (listed in the help, used
+    by completion) with a type check that names what is wrong in spikegate's words."""
+    import argparse
+
+    names = list(names)
+
+    def parse(text: str) -> str:
+        if text not in names:
+            raise argparse.ArgumentTypeError(f"unknown {kind} {text!r}; known {kind}s: {', '.join(names)}")
+        return text
+
+    parse.__name__ = kind
+    return {"type": parse, "choices": names, "metavar": metavar or kind.upper().replace(" ", "_")}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spikegate.commands._common import checked_int, print_json
+from spikegate.commands._common import add_verb, checked_int, one_of, print_json, steps
 from spikegate.errors import SpikegateError
 
 
@@ -27,25 +27,34 @@ def lookup_target(name: str):
 
 
 def register(sub):
-    p = sub.add_parser("compile", help="compile an .sgir IR into an accelerator build directory")
-    p.add_argument("model", help="IR file (.sgir)")
-    p.add_argument("--target", required=True, help=", ".join(target_names()))
-    p.add_argument("--lanes", type=int, help="parallel accumulate lanes (default: the target's)")
+    p = add_verb(sub, "compile", "compile an .sgir IR into an accelerator build directory", [
+        "spikegate compile m.sgir --target sim -o build/",
+        "spikegate compile m.sgir --target icebreaker --weights runtime -o build-ice/"])
+    p.add_argument("model", metavar="MODEL.sgir", help="IR file from `spikegate quantize`")
+    p.add_argument("--target", required=True, **one_of("target", target_names()),
+                   help="what to build for: " + ", ".join(target_names()))
+    p.add_argument("--lanes", type=int, help="parallel accumulate lanes, 1..256 (default: the target's)")
     p.add_argument("--weights", choices=("auto", "bitstream", "runtime"), default="auto",
                    help="where the weights live: auto (in block RAM, initialised by the bitstream, unless "
                         "they only fit the iCE40's SPRAM), bitstream, or runtime (SPRAM, uploaded by "
                         "`spikegate run`; iCE40 UP5K targets only)")
-    p.add_argument("-o", "--out", required=True, help="build directory")
-    p.add_argument("--json", action="store_true", help="print report.json")
+    p.add_argument("-o", "--out", required=True, metavar="BUILD_DIR",
+                   help="build directory to create (or replace, if it is a spikegate build)")
+    p.add_argument("--json", action="store_true", help="print report.json instead of the summary")
     p.set_defaults(func=run)
 
 
 def run(args):
     from spikegate.compiler.build import compile_ir
 
+    from spikegate.io import check_output_path
+
     lanes = checked_int(args, "lanes", "--lanes", 1, 256)
     target = lookup_target(args.target)
-    rep = compile_ir(args.model, target, lanes, args.out, weights=args.weights)
+    check_output_path(args.out, "dir", "-o")
+    with steps("compile", quiet=args.json) as step:
+        step("lowering to a program")
+        rep = compile_ir(args.model, target, lanes, args.out, weights=args.weights, progress=step)
     if args.json:
         print_json(rep)
         return 0

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-from spikegate.commands._common import checked_int, print_json
+from spikegate.commands._common import add_verb, check_model_arg, checked_int, one_of, print_json, steps
 from spikegate.errors import SpikegateError
 
-DATASETS = ("digits",)
+from spikegate.quantize.data import DATASETS as _REGISTRY
+
+DATASETS = tuple(_REGISTRY)
 
 
 def register(sub):
-    p = sub.add_parser("eval", help="held-out top-1 of a checkpoint (float) or an .sgir model (integer)")
+    p = add_verb(sub, "eval", "held-out top-1 of a checkpoint (float) or an .sgir model (integer)", [
+        "spikegate eval default", "spikegate eval m.sgir --json"])
     p.add_argument("model", metavar="CKPT|MODEL.sgir",
                    help="checkpoint (.pth, or an embedded name such as 'default') or quantized model (.sgir)")
-    p.add_argument("--data", default="digits",
-                   help="data set (only 'digits': the 8x8 scikit-learn digits, fixed 25%% held-out split)")
+    p.add_argument("--data", default="digits", **one_of("data set", DATASETS, "DATA"),
+                   help="data set (digits: the 8x8 scikit-learn digits, fixed 25%% held-out split)")
     p.add_argument("--T", dest="T", type=int, help="time steps, 1..16 (default: the checkpoint's)")
     p.add_argument("--heads", type=int,
                    help="attention heads (default: as recorded by spikegate train, else 8)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON: top1, correct, samples, model, kind, data, T, img_size, heads")
     p.set_defaults(func=run)
 
 
@@ -54,12 +58,25 @@ def run(args):
         if T is not None or heads is not None:
             raise SpikegateError("--T and --heads apply to float checkpoints only; an .sgir model fixes both")
         from spikegate.quantize.golden import evaluate_ir
+        from spikegate.quantize.irfile import load_ir
 
-        res = evaluate_ir(args.model, data=args.data)
+        with steps("eval", quiet=args.json) as step:
+            step("golden model on the held-out split")
+            res = evaluate_ir(args.model, data=args.data)
         res.setdefault("model", args.model)
         res.setdefault("kind", "sgir")
+        g = load_ir(args.model)
+        model_cfg = g.meta.get("model") or {}
+        # The same keys as a checkpoint's evaluation, so scripts can compare the two.
+        res.setdefault("data", args.data)
+        res.setdefault("T", g.meta.get("T", model_cfg.get("T")))
+        res.setdefault("img_size", g.ops[0].attrs["size"])
+        res.setdefault("heads", model_cfg.get("num_heads"))
     else:
-        res = evaluate_checkpoint(args.model, data=args.data, T=T, heads=heads)
+        check_model_arg(args.model)
+        with steps("eval", quiet=args.json) as step:
+            step("float model on the held-out split")
+            res = evaluate_checkpoint(args.model, data=args.data, T=T, heads=heads)
     if args.json:
         print_json(res)
         return 0

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from spikegate.commands._common import checked_int
+from spikegate.commands._common import add_verb, check_model_arg, checked_int, checkpoint_input_range, steps
 
 
 def register(sub):
-    p = sub.add_parser("infer", help="float logits [B, classes] for inputs [B, C, H, W]")
-    p.add_argument("checkpoint")
-    p.add_argument("--inputs", required=True, help="float32 .npy array [B, C, H, W]")
-    p.add_argument("--out", required=True, help="where to write the logits (.npy)")
-    p.add_argument("--T", dest="T", type=int, help="time steps (default: the checkpoint's)")
-    p.add_argument("--heads", type=int, help="attention heads (default 8)")
+    p = add_verb(sub, "infer", "float logits [B, classes] for inputs [B, C, H, W]", [
+        "spikegate data digits --count 4 -o x.npy && spikegate infer default --inputs x.npy --out y.npy"])
+    p.add_argument("checkpoint", metavar="CKPT",
+                   help="checkpoint file (.pth), or an embedded model such as 'default' (`spikegate models`)")
+    p.add_argument("--inputs", required=True, metavar="X.npy",
+                   help="float32 images [B, C, H, W] in the range the model was trained on")
+    p.add_argument("--out", required=True, metavar="Y.npy", help="where to write the logits (.npy, float32)")
+    p.add_argument("--T", dest="T", type=int, help="time steps, 1..64 (default: the checkpoint's)")
+    p.add_argument("--heads", type=int, help="attention heads (default: as recorded in the checkpoint, else 8)")
     p.set_defaults(func=run)
 
 
@@ -19,14 +22,18 @@ def run(args):
     import numpy as np
     import torch
 
-    from spikegate.io import check_images, load_array, save_npy
+    from spikegate.io import check_images, check_output_path, load_array, save_npy, warn_input_range
     from spikegate.quantize.checkpoint import load_model
 
     T = checked_int(args, "T", "--T", 1, 64)
     heads = checked_int(args, "heads", "--heads", 1)
-    model, _ = load_model(args.checkpoint, heads=heads, T=T)
+    check_model_arg(args.checkpoint)
+    model, ck = load_model(args.checkpoint, heads=heads, T=T)
     x = check_images(load_array(args.inputs), model.cfg.in_channels, args.inputs)
-    with torch.no_grad():
+    check_output_path(args.out, "file", "--out")
+    warn_input_range(x, args.inputs, checkpoint_input_range(ck), "--inputs")
+    with steps("infer") as step, torch.no_grad():
+        step(f"{len(x)} images")
         y = model(torch.from_numpy(x), T=T).numpy().astype(np.float32)
     save_npy(args.out, y)
     print(f"wrote {args.out}: logits {tuple(y.shape)}, T={T or model.cfg.T}")

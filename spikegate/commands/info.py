@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from spikegate.errors import SpikegateError
-from spikegate.commands._common import print_json
+from spikegate.commands._common import add_verb, check_model_arg, one_of, print_json
 
 
 def register(sub):
-    p = sub.add_parser("info", help="show a model's configuration, parameter count and stages")
-    p.add_argument("checkpoint", nargs="?", help="checkpoint file (.pth)")
-    p.add_argument("--preset", help="describe a preset instead of a checkpoint")
-    p.add_argument("--heads", type=int, help="attention heads (not stored in checkpoints; default 8)")
+    from spikegate.quantize.model import PRESETS
+
+    p = add_verb(sub, "info", "show a model's configuration, parameter count and stages", [
+        "spikegate info default", "spikegate info --preset fpga-tiny --json",
+        "spikegate models    (lists the embedded models)"])
+    p.add_argument("checkpoint", nargs="?", metavar="CKPT",
+                   help="checkpoint file (.pth), or an embedded model such as 'default' (`spikegate models`)")
+    p.add_argument("--preset", **one_of("preset", PRESETS),
+                   help="describe a preset instead of a checkpoint: " + ", ".join(PRESETS))
+    p.add_argument("--heads", type=int, help="attention heads (default: as recorded in the checkpoint, else 8)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -55,6 +61,7 @@ def run(args):
         model = build(cfg)
         source = f"preset {args.preset}"
     else:
+        check_model_arg(args.checkpoint)
         model, _ = load_model(args.checkpoint, heads=args.heads)
         cfg = model.cfg
         source = args.checkpoint

@@ -2,47 +2,86 @@
 
 from __future__ import annotations
 
-from spikegate.commands._common import checked_int, print_json
+from spikegate.commands._common import add_verb, check_model_arg, checked_int, one_of, print_json, steps
 
 
 def register(sub):
-    p = sub.add_parser("quantize", help="fold, re-parameterise and quantise a checkpoint into an .sgir IR")
-    p.add_argument("checkpoint", help="checkpoint file, or an embedded name such as 'default'")
-    p.add_argument("-o", "--out", required=True, help="output IR file (.sgir)")
-    p.add_argument("--calib", help="calibration images: X.npy [B, C, H, W] float32, or 'digits'")
+    from spikegate.quantize.model import PRESETS
+
+    p = add_verb(sub, "quantize", "fold, re-parameterise and quantise a checkpoint into an .sgir IR", [
+        "spikegate quantize default -o m.sgir",
+        "spikegate quantize model.pth --calib x.npy --weight-bits 6 --verbose -o m6.sgir"])
+    p.add_argument("checkpoint", metavar="CKPT",
+                   help="checkpoint file (.pth), or an embedded model such as 'default' (`spikegate models`)")
+    p.add_argument("-o", "--out", required=True, metavar="MODEL.sgir", help="output IR file (.sgir)")
+    p.add_argument("--calib", metavar="X.npy|digits",
+                   help="calibration images: X.npy [B, C, H, W] float32, or 'digits' (default for "
+                        "1-channel, 10-class models; also measures held-out accuracy)")
     p.add_argument("--weight-bits", type=int, default=8, help="weight bits, 4..16 (default 8)")
     p.add_argument("--input-bits", type=int, default=8, help="input pixel bits, 2..16 (default 8)")
-    p.add_argument("--heads", type=int, help="attention heads (default 8)")
-    p.add_argument("--T", dest="T", type=int, help="time steps (default: the checkpoint's)")
-    p.add_argument("--preset", help="name the preset instead of inferring the configuration")
+    p.add_argument("--heads", type=int, help="attention heads (default: as recorded in the checkpoint, else 8)")
+    p.add_argument("--T", dest="T", type=int, help="time steps, 1..64 (default: the checkpoint's)")
+    p.add_argument("--preset", **one_of("preset", PRESETS),
+                   help="name the preset instead of inferring the configuration: " + ", ".join(PRESETS))
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="print the per-op table (bits, scale, rounding error of every op)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 
 
-def print_report(rep: dict) -> None:
-    print(f"{'op':<36}{'kind':<12}{'w bits':>7}{'acc/mem bits':>13}  {'scale':<34}{'error':>10}")
+def print_table(rep: dict) -> None:
+    """Per op: weight and accumulator bits, scale (in full) and rounding error."""
+    rows = []
     for r in rep["layers"]:
         if r["kind"] in ("conv", "head"):
-            err = f"{r['weight_error'] * 100:.2f}%w"
             bits = r["widths"].get("acc", r["widths"].get("out"))
-            print(f"{r['op']:<36}{r['kind']:<12}{r['weight_bits']:>7}{bits:>13}  {r['scale'][:33]:<34}{err:>10}")
+            rows.append((r["op"], r["kind"], str(r["weight_bits"]), str(bits), str(r["scale"]),
+                         f"{r['weight_error'] * 100:.2f}%w"))
         elif r["kind"] == "lif":
             th = r["threshold"]
             th = f"threshold {th[0]}" if th[0] == th[1] else f"threshold {th[0]}..{th[1]}"
-            err = f"{r['spike_mismatch'] * 100:.2f}%s"
-            print(f"{r['op']:<36}{'lif':<12}{'':>7}{r['widths']['membrane']:>13}  {th:<34}{err:>10}")
+            rows.append((r["op"], "lif", "", str(r["widths"]["membrane"]), th,
+                         f"{r['spike_mismatch'] * 100:.2f}%s"))
+    wop = max([len("op")] + [len(r[0]) for r in rows]) + 2
+    wsc = max([len("scale")] + [len(r[4]) for r in rows]) + 2
+    print(f"{'op':<{wop}}{'kind':<12}{'w bits':>7}{'acc/mem bits':>13}  {'scale':<{wsc}}{'error':>10}")
+    for op, kind, wb, bits, scale, err in rows:
+        print(f"{op:<{wop}}{kind:<12}{wb:>7}{bits:>13}  {scale:<{wsc}}{err:>10}")
+    print("errors: %w = relative RMS weight rounding error; %s = spikes differing from the exact model "
+          "(cumulative)")
+
+
+def summary_line(rep: dict) -> str:
     s = rep["summary"]
-    print(f"errors: %w = relative RMS weight rounding error; %s = spikes differing from the exact model "
-          f"(cumulative)")
     if "float_top1" in s:
-        print(f"top-1 on {s['samples']} held-out samples: float {s['float_top1']:.2f}%, integer "
-              f"{s['int_top1']:.2f}%; argmax agreement {s['argmax_agreement']:.2f}%")
-    else:
-        print(f"argmax agreement float vs integer on {s['samples']} calibration samples: "
-              f"{s['argmax_agreement']:.2f}%")
+        return (f"top-1 on {s['samples']} held-out samples: float {s['float_top1']:.2f}%, integer "
+                f"{s['int_top1']:.2f}%; argmax agreement {s['argmax_agreement']:.2f}%")
+    return (f"argmax agreement float vs integer on {s['samples']} calibration samples: "
+            f"{s['argmax_agreement']:.2f}%")
+
+
+def worst_line(rep: dict) -> str:
+    """The largest rounding errors, so the default output still points at a bad layer."""
+    w = [r for r in rep["layers"] if "weight_error" in r]
+    s = [r for r in rep["layers"] if "spike_mismatch" in r]
+    parts = []
+    if w:
+        r = max(w, key=lambda r: r["weight_error"])
+        parts.append(f"weights {r['weight_error'] * 100:.2f}% ({r['op']})")
+    if s:
+        r = max(s, key=lambda r: r["spike_mismatch"])
+        parts.append(f"spikes {r['spike_mismatch'] * 100:.2f}% ({r['op']})")
+    return "largest rounding error: " + ", ".join(parts) + "; --verbose prints every op"
+
+
+def print_report(rep: dict) -> None:
+    """The full report: the per-op table, then the summary line (kept for callers of the old name)."""
+    print_table(rep)
+    print(summary_line(rep))
 
 
 def run(args):
+    from spikegate.io import check_output_path
     from spikegate.quantize.irfile import save_ir
     from spikegate.quantize.pipeline import quantize_checkpoint
 
@@ -50,12 +89,45 @@ def run(args):
     ib = checked_int(args, "input_bits", "--input-bits", 2, 16)
     T = checked_int(args, "T", "--T", 1, 64)
     heads = checked_int(args, "heads", "--heads", 1)
-    g, rep = quantize_checkpoint(args.checkpoint, calib=args.calib, weight_bits=wb, input_bits=ib,
-                                 heads=heads, T=T, preset=args.preset)
-    save_ir(g, args.out)
+    check_output_path(args.out, "file", "-o")
+    check_model_arg(args.checkpoint)
+    if args.calib and args.calib != "digits":
+        _warn_calibration_range(args)
+    with steps("quantize", quiet=args.json) as step:
+        step("loading the checkpoint and data")
+        g, rep = quantize_checkpoint(args.checkpoint, calib=args.calib, weight_bits=wb, input_bits=ib,
+                                     heads=heads, T=T, preset=args.preset, progress=step)
+        step("writing the IR")
+        save_ir(g, args.out)
     if args.json:
         print_json(rep)
+        return 0
+    if args.verbose:
+        print_table(rep)
     else:
-        print_report(rep)
-        print(f"wrote {args.out}: {len(g.ops)} ops")
+        print(worst_line(rep))
+    print(f"wrote {args.out}: {len(g.ops)} ops, {wb}-bit weights")
+    print(summary_line(rep))
     return 0
+
+
+def _warn_calibration_range(args) -> None:
+    """Calibrating on unnormalised images scales the whole model for the wrong range: say so."""
+    import os
+
+    import numpy as np
+
+    from spikegate.commands._common import checkpoint_input_range
+    from spikegate.io import warn_input_range
+    from spikegate.quantize.checkpoint import load_checkpoint
+
+    if not os.path.isfile(args.calib):
+        return  # the pipeline reports a missing or bad file
+    try:
+        x = np.load(args.calib, allow_pickle=False, mmap_mode="r")
+    except (OSError, ValueError):
+        return
+    if getattr(x, "dtype", None) is None or x.dtype.kind not in "fiu":
+        return
+    rng = checkpoint_input_range(load_checkpoint(args.checkpoint))
+    warn_input_range(np.asarray(x), args.calib, rng, "--calib")

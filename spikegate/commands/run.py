@@ -30,10 +30,16 @@ from spikegate.errors import InputArrayError, SpikegateError
 
 
 def register(sub):
-    p = sub.add_parser("run", help="run images on a board over its serial port")
-    p.add_argument("--port", required=True, help="serial port (e.g. /dev/ttyUSB1) or pyserial URL")
-    p.add_argument("--inputs", required=True, help=".npy array of images [B, C, H, W] or [B, N]")
-    p.add_argument("--build", help="build directory (quantisation scale, checks, default baud, and the "
+    import argparse
+
+    p = sub.add_parser("run", help="run images on a board over its serial port",
+                       description="Run images on a board over its serial port.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="example:\n  spikegate data digits --count 4 -o x.npy && "
+                              "spikegate run --port /dev/ttyUSB1 --build build/ --inputs x.npy")
+    p.add_argument("--port", required=True, metavar="PORT", help="serial port (e.g. /dev/ttyUSB1) or pyserial URL")
+    p.add_argument("--inputs", required=True, metavar="X.npy", help=".npy array of images [B, C, H, W] or [B, N]")
+    p.add_argument("--build", metavar="BUILD_DIR", help="build directory (quantisation scale, checks, default baud, and the "
                                    "weights to upload when they are runtime-loaded)")
     p.add_argument("--baud", help="baud rate (default: from the build's synth.json, else 115200)")
     p.add_argument("--timeout", default="5", help="seconds to wait for each response (default 5)")

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-from spikegate.commands._common import checked_int, print_json
+from spikegate.commands._common import (add_verb, check_model_arg, checked_int, checkpoint_input_range,
+                                        ir_input_range, print_json, steps)
 
 
 def register(sub):
-    p = sub.add_parser("stats", help="per-layer dense FLOPs, firing rates, SOPs and energy")
-    p.add_argument("model", help="checkpoint (float model) or IR file (.sgir, golden model)")
-    p.add_argument("--inputs", required=True, help="float32 .npy [B, C, H, W]")
-    p.add_argument("--T", dest="T", type=int, help="time steps")
-    p.add_argument("--heads", type=int, help="attention heads for a checkpoint (default 8)")
-    p.add_argument("--json", action="store_true")
+    p = add_verb(sub, "stats", "per-layer dense FLOPs, firing rates, SOPs and energy", [
+        "spikegate data digits --count 16 -o x.npy && spikegate stats m.sgir --inputs x.npy"])
+    p.add_argument("model", metavar="CKPT|MODEL.sgir",
+                   help="checkpoint (float model; an embedded name works) or IR file (.sgir, golden model)")
+    p.add_argument("--inputs", required=True, metavar="X.npy",
+                   help="float32 images [B, C, H, W] in the range the model was trained on")
+    p.add_argument("--T", dest="T", type=int, help="time steps, 1..64 (default: the model's)")
+    p.add_argument("--heads", type=int, help="attention heads for a checkpoint (default: as recorded, else 8)")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
 
 def run(args):
     from spikegate.quantize.irfile import is_ir_file
-    from spikegate.io import check_images, load_array
+    from spikegate.io import check_images, load_array, warn_input_range
     from spikegate.quantize.stats import layer_stats
 
     T = checked_int(args, "T", "--T", 1, 64)
@@ -25,15 +29,21 @@ def run(args):
         from spikegate.quantize.irfile import load_ir
         g = load_ir(args.model)
         mode = "int"
+        rng, source = ir_input_range(g)
     else:
         from spikegate.quantize.checkpoint import load_model
         from spikegate.quantize.lower import lower
-        model, _ = load_model(args.model, heads=checked_int(args, "heads", "--heads", 1), T=T)
+        check_model_arg(args.model)
+        model, ck = load_model(args.model, heads=checked_int(args, "heads", "--heads", 1), T=T)
         g = lower(model)
         mode = "float"
+        rng, source = checkpoint_input_range(ck), "the model was trained on"
     qi = g.ops[0].attrs
     x = check_images(load_array(args.inputs), qi["channels"], args.inputs, size=qi["size"])
-    st = layer_stats(g, x, mode=mode, T=T)
+    warn_input_range(x, args.inputs, rng, "--inputs", source)
+    with steps("stats", quiet=args.json) as step:
+        step(f"{len(x)} images")
+        st = layer_stats(g, x, mode=mode, T=T)
     st["model"] = args.model
     st["kind"] = "golden" if mode == "int" else "float"
     if args.json:

@@ -15,11 +15,19 @@ from spikegate.errors import SpikegateError
 
 
 def register(sub):
-    p = sub.add_parser("synth", help="synthesise, place and route a build directory for a board")
-    p.add_argument("build_dir", metavar="BUILD_DIR", help="build directory from `spikegate compile`")
-    from spikegate.board_targets import known_boards
+    import argparse
 
-    p.add_argument("--board", required=True, help=f"board name ({', '.join(known_boards())})")
+    from spikegate.board_targets import known_boards
+    from spikegate.commands._common import one_of
+
+    p = sub.add_parser("synth", help="synthesise, place and route a build directory for a board",
+                       description="Synthesise, place and route a build directory for a board.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="example:\n  spikegate compile m.sgir --target icebreaker -o build/ && "
+                              "spikegate synth build/ --board icebreaker")
+    p.add_argument("build_dir", metavar="BUILD_DIR", help="build directory from `spikegate compile`")
+    p.add_argument("--board", required=True, **one_of("board", known_boards()),
+                   help=f"board name: {', '.join(known_boards())}")
     p.add_argument("--seed", default="1", help="nextpnr placement seed (default 1)")
     p.add_argument("--clock-mhz", help="accelerator clock (default: report.json clock_mhz, else the "
                                        "board's)")

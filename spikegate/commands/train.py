@@ -15,15 +15,19 @@ model's decisions.
 from __future__ import annotations
 
 import math
-import os
 
-from spikegate.commands._common import checked_int
+from spikegate.commands._common import add_verb, checked_int, one_of
 from spikegate.errors import SpikegateError
 
 
 def register(sub):
-    p = sub.add_parser("train", help="train a preset on the 8x8 digits and write a checkpoint")
-    p.add_argument("--preset", default="fpga-digits", help="model preset (default fpga-digits)")
+    from spikegate.quantize.model import PRESETS
+
+    p = add_verb(sub, "train", "train a preset on the 8x8 digits and write a checkpoint", [
+        "spikegate train --preset fpga-tiny --epochs 5 -o tiny.pth",
+        "spikegate train --init default-float --qat-bits 8 --epochs 6 --lr 1e-3 -o qat.pth"])
+    p.add_argument("--preset", default="fpga-digits", **one_of("preset", PRESETS),
+                   help="model preset (default fpga-digits): " + ", ".join(PRESETS))
     p.add_argument("--T", dest="T", type=int, help="time steps, 1..16 (default: the preset's)")
     p.add_argument("--epochs", type=int, help="training epochs, >= 1 (default 30)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -114,13 +118,9 @@ def run(args):
         raise SpikegateError(
             f"preset {args.preset} has img_size {cfg.img_size}; the digits need a multiple of 8")
     out = args.out
-    d = os.path.dirname(os.path.abspath(out))
-    if os.path.isdir(out):
-        raise SpikegateError(f"-o {out}: is a directory; name the checkpoint file to write")
-    if not os.path.isdir(d):
-        raise SpikegateError(f"-o {out}: output folder {d} does not exist")
-    if not os.access(d, os.W_OK):
-        raise SpikegateError(f"-o {out}: output folder {d} is not writable")
+    from spikegate.io import check_output_path
+
+    check_output_path(out, "file", "-o")
 
     kw = {}
     if epochs is not None:
@@ -151,8 +151,10 @@ def run(args):
     if qat_bits is not None:
         kw["qat_bits"] = qat_bits
     if args.init:
+        from spikegate.commands._common import check_model_arg
         from spikegate.quantize.checkpoint import load_checkpoint
 
+        check_model_arg(args.init, "--init")
         load_checkpoint(args.init)  # a missing or unsafe file fails here, before any work
         kw["init_from"] = args.init
     res = tr.train(cfg, seed=seed, out_path=out, progress=not args.quiet, threads=threads, **kw)

@@ -265,7 +265,7 @@ async def accelerator_reset_mid_inference(dut):
         # white box: once INPUT runs, every ACC word is zero again (docs/accelerator.md)
         await RisingEdge(dut.pixels__ready)
         for p in range(prog.lanes):
-            bank = getattr(dut, f"acc{p}")
+            bank = getattr(dut.mems, f"acc{p}")     # hw/accel_memories.py, instance "mems"
             dirty = [i for i in range(prog.acc_words) if int(bank[i].value) != 0]
             assert not dirty, f"ACC bank {p} words {dirty[:8]} not cleared after the reset"
 

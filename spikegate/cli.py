@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from spikegate import __version__
+from spikegate.commands._common import check_choices
 from spikegate.errors import SpikegateError
 
 # Order is the order of `spikegate --help`.
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        check_choices(parser, args)
         rc = args.func(args)
     except SpikegateError as e:
         print(f"spikegate {args.verb}: error: {e}", file=sys.stderr)

@@ -115,17 +115,38 @@ def ir_input_range(g) -> tuple[tuple[float, float], str]:
     return (-half / scale, (half - 1) / scale), "the model's input quantiser covers"
 
 
-def one_of(kind: str, names, metavar: str | None = None) -> dict:
-    """``add_argument`` keywords for a closed set: argparse ``choices`` (listed in the help, used
-    by completion) with a type check that names what is wrong in spikegate's words."""
+class ClosedSet(list):
+    """The names an option accepts, as argparse ``choices``: listed in the help and visible to
+    completion, but checked after parsing by :func:`check_choices` so that an unknown name ends
+    like every other user error (one line through ``main``, exit 2) with spikegate's wording."""
+
+    def __init__(self, kind: str, names, message: str):
+        super().__init__(names)
+        self.kind, self.message = kind, message
+
+    def __contains__(self, value) -> bool:  # argparse's own check lets everything through
+        return True
+
+
+def one_of(kind: str, names, metavar: str | None = None,
+           message: str = "{opt}: unknown {kind} {value!r}; known {kind}s: {names}") -> dict:
+    """``add_argument`` keywords for a closed set of names (see :class:`ClosedSet`)."""
+    return {"choices": ClosedSet(kind, names, message), "metavar": metavar or kind.upper().replace(" ", "_")}
+
+
+def check_choices(parser, args) -> None:
+    """Raise the one-line error for an option given a name outside its :class:`ClosedSet`."""
     import argparse
 
-    names = list(names)
-
-    def parse(text: str) -> str:
-        if text not in names:
-            raise argparse.ArgumentTypeError(f"unknown {kind} {text!r}; known {kind}s: {', '.join(names)}")
-        return text
-
-    parse.__name__ = kind
-    return {"type": parse, "choices": names, "metavar": metavar or kind.upper().replace(" ", "_")}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            verb = action.choices.get(getattr(args, action.dest, None) or "")
+            if verb is not None:
+                check_choices(verb, args)
+        elif isinstance(action.choices, ClosedSet):
+            value = getattr(args, action.dest, None)
+            if value is not None and value not in list(action.choices):
+                c = action.choices
+                opt = action.option_strings[0] if action.option_strings else action.metavar
+                raise SpikegateError(c.message.format(opt=opt, kind=c.kind, value=value,
+                                                      names=", ".join(c)))

@@ -15,7 +15,7 @@ def register(sub):
         "spikegate eval default", "spikegate eval m.sgir --json"])
     p.add_argument("model", metavar="CKPT|MODEL.sgir",
                    help="checkpoint (.pth, or an embedded name such as 'default') or quantized model (.sgir)")
-    p.add_argument("--data", default="digits", **one_of("data set", DATASETS, "DATA"),
+    p.add_argument("--data", default="digits", **one_of("data set", DATASETS, "DATA", "{opt} must be one of {names}, not {value!r}"),
                    help="data set (digits: the 8x8 scikit-learn digits, fixed 25%% held-out split)")
     p.add_argument("--T", dest="T", type=int, help="time steps, 1..16 (default: the checkpoint's)")
     p.add_argument("--heads", type=int,

@@ -129,7 +129,7 @@ class ClosedSet(list):
 
 
 def one_of(kind: str, names, metavar: str | None = None,
-           message: str = "{opt}: unknown {kind} {value!r}; known {kind}s: {names}") -> dict:
+           message: str = "unknown {kind} {value!r}; known {kind}s: {names}") -> dict:
     """``add_argument`` keywords for a closed set of names (see :class:`ClosedSet`)."""
     return {"choices": ClosedSet(kind, names, message), "metavar": metavar or kind.upper().replace(" ", "_")}
 

@@ -196,6 +196,12 @@ def test_every_argument_has_help_and_every_verb_an_example():
             assert a.help, f"spikegate {name} {'/'.join(a.option_strings) or a.dest}: no help text"
 
 
+def test_every_verb_help_renders():
+    for name, p in _verbs().items():
+        text = p.format_help()
+        assert "usage: spikegate " + name in text
+
+
 def test_closed_sets_are_choices(capsys):
     from spikegate.quantize.model import PRESETS
 
@@ -288,6 +294,9 @@ def test_quantize_summary_last_and_table_with_verbose(tiny, capsys, monkeypatch)
                 assert str(r["scale"]) in row, (r["scale"], row)   # never cut
     rc, out, err = run_cli(["quantize", "fpga-tiny-t2", "-o", d / "q.sgir", "--json"], capsys)
     assert rc == 0 and json.loads(out)["summary"] == rep["summary"] and err == ""
+    np.save(d / "cal255.npy", np.full((2, 1, 16, 16), 255, np.float32))
+    rc, out, err = run_cli(["quantize", "fpga-tiny-t2", "--calib", d / "cal255.npy", "-o", d / "q.sgir"], capsys)
+    assert rc == 0 and err.startswith("warning: --calib ") and "trained on [0, 1]" in err
 
 
 # -- eval JSON ------------------------------------------------------------------------------------

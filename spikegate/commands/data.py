@@ -18,7 +18,7 @@ def register(sub):
         "spikegate data digits --count 4 -o x.npy --labels y.npy",
         "spikegate data digits --count 16 --model fpga-tiny-t2 -o x16.npy"])
     p.add_argument("name", **one_of("data set", DATASETS, "NAME"),
-                   help="data set: " + "; ".join(f"{k}: {d.description}" for k, d in DATASETS.items()))
+                   help="data set: " + "; ".join(f"{k}: {d.description}" for k, d in DATASETS.items()).replace("%", "%%"))
     p.add_argument("--count", type=int, default=16, help="number of images, from the first (default 16)")
     p.add_argument("-o", "--out", required=True, metavar="X.npy", help="images [B, C, S, S] float32")
     p.add_argument("--labels", metavar="Y.npy", help="also write the true classes [B] int64")

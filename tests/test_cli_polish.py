@@ -324,3 +324,12 @@ def test_steps_are_silent_without_a_terminal(capsys):
     with steps("quantize", quiet=True) as step:
         step("calibrating")
     assert capsys.readouterr().err == ""
+
+
+def test_float_only_options_on_an_ir_whatever_its_name(tiny, tmp_path, capsys):
+    """An IR is known by its contents: under any name, --T on it is refused as float-only."""
+    _, ir, _ = tiny
+    renamed = tmp_path / "model.bin"
+    renamed.write_bytes(ir.read_bytes())
+    rc, out, err = run_cli(["eval", renamed, "--T", "2"], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "apply to float checkpoints only" in err

@@ -274,7 +274,7 @@ def test_cli_weight_noise_fine_tuning(tmp_path, capsys):
     (["eval", "{tmp}/nothing.pth"], "no such file"),
     (["eval", "default", "--data", "cifar"], "--data must be one of digits"),
     (["eval", "default", "--T", "0"], "--T must be in 1..16"),
-    (["eval", "x.sgir", "--T", "2"], "apply to float checkpoints only"),
+    (["eval", "{tmp}/x.sgir", "--T", "2"], "x.sgir: no such file"),   # an IR is known by content
 ])
 def test_cli_bad_options_fail_with_one_line(tmp_path, capsys, argv, fragment):
     _one_line_error(capsys, [a.replace("{tmp}", str(tmp_path)) for a in argv], fragment)

@@ -22,7 +22,7 @@ low); ``take`` in a cycle ``c' >= c + 1`` (before the next read's word arrives) 
 ``data`` shows it from ``c' + 1`` until the next ``take``.
 
 Writes (``write``: ``addr``, ``data``, ``en``) go to the bank the address selects. As for the whole
-memory (``no_rw_check``, see ``hw/accelerator.py: registered_read_port``), a read never meets a
+memory (``no_rw_check``, see ``hw/accel_memories.py: registered_read_port``), a read never meets a
 write of its word, so no read-before-write order is emulated.
 """
 
@@ -75,7 +75,7 @@ class BankedRAM(BankSplit, wiring.Component):
             in_bank = (wr.addr[low:] == b) if B > 1 else 1
             m.d.comb += [w.addr.eq(wr.addr[:low]), w.data.eq(wr.data), w.en.eq(wr.en & in_bank)]
             # the block RAM's synchronous read as an asynchronous port and a register, which Yosys
-            # merges into the block RAM (and then honours no_rw_check; hw/accelerator.py:
+            # merges into the block RAM (and then honours no_rw_check; hw/accel_memories.py:
             # registered_read_port)
             port = mem.read_port(domain="comb")
             word = Signal.like(port.data, name=f"bank{b}_word", reset_less=True)

@@ -1,4 +1,4 @@
-"""ACT and SPK are marked ``no_rw_check`` (``hw/accelerator.py``): Yosys then adds no logic to order
+"""ACT and SPK are marked ``no_rw_check`` (``hw/accel_memories.py``): Yosys then adds no logic to order
 a read and a write of the same word in one cycle, so on an FPGA such a read would return either
 word. The design never does it; this test watches the ports, cycle by cycle, while whole programs
 using every instruction (and a real model) run in Amaranth's simulator, and fails on any cycle
@@ -88,7 +88,7 @@ def _deep_programs():
 @pytest.mark.parametrize("name,prog,pixels", _deep_programs(), ids=lambda v: v if isinstance(v, str) else "")
 def test_acc_reads_meeting_a_write_are_forwarded_taps(name, prog, pixels):
     """With more than one lane ACC is ``no_rw_check`` and its read ports are not transparent
-    (``hw/accelerator.py``): on an FPGA a read that meets a write of its word returns either word.
+    (``hw/accel_memories.py``): on an FPGA a read that meets a write of its word returns either word.
     That is sound only where the word read is not used: a CONV tap's read (TW, not the readout's)
     whose lane adds to a forwarded result instead (T4's ``t4_sel`` nonzero, two cycles later), or
     a read no engine uses (CONV/HEAD holds the port and no tap is in TW, or the readout reads a lane

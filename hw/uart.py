@@ -37,7 +37,19 @@ def check_divisor(divisor) -> int:
     return divisor
 
 
-class UARTRx(wiring.Component):
+class _UARTComponent(wiring.Component):
+    """What the receiver and the transmitter share: a checked bit period of ``divisor`` cycles."""
+
+    def __init__(self, members: dict, *, divisor: int):
+        self._divisor = check_divisor(divisor)
+        super().__init__(members)
+
+    @property
+    def divisor(self) -> int:
+        return self._divisor
+
+
+class UARTRx(_UARTComponent):
     """UART receiver.
 
     Members: ``rx`` (In, the pin, idles high), ``o`` (Out byte stream), ``frame_error`` and
@@ -45,17 +57,12 @@ class UARTRx(wiring.Component):
     """
 
     def __init__(self, *, divisor: int):
-        self._divisor = check_divisor(divisor)
         super().__init__({
             "rx": In(1, init=1),
             "o": Out(byte_stream()),
             "frame_error": Out(1),
             "overrun": Out(1),
-        })
-
-    @property
-    def divisor(self) -> int:
-        return self._divisor
+        }, divisor=divisor)
 
     def elaborate(self, platform):
         m = Module()
@@ -110,22 +117,17 @@ class UARTRx(wiring.Component):
         return m
 
 
-class UARTTx(wiring.Component):
+class UARTTx(_UARTComponent):
     """UART transmitter.
 
     Members: ``i`` (In byte stream), ``tx`` (Out, the pin, idles high).
     """
 
     def __init__(self, *, divisor: int):
-        self._divisor = check_divisor(divisor)
         super().__init__({
             "i": In(byte_stream()),
             "tx": Out(1, init=1),
-        })
-
-    @property
-    def divisor(self) -> int:
-        return self._divisor
+        }, divisor=divisor)
 
     def elaborate(self, platform):
         m = Module()

@@ -37,6 +37,7 @@ from amaranth.lib.wiring import In, Out
 
 from spikegate.machine.config import MachineConfig, deep_acc_pipeline
 
+from .conv_control import conv_states
 from .datapath import AccumulateLane
 from .sfa_common import read_sig, wmem_layout, write_sig
 
@@ -62,8 +63,9 @@ def tap_issue_sig(cfg: MachineConfig) -> wiring.Signature:
 
 
 class ConvLaneArray(wiring.Component):
-    """T1 to T2 (short pipeline) or T5 (deep one) and the ``lanes`` lanes: ``scan_issue`` and
-    ``bias_issue`` are registered in T1 (the two never issue in one cycle), the weights come from
+    """T1 to T2 (short pipeline) or T5 (deep one) and the ``lanes`` lanes: T1 registers
+    ``scan_issue`` (when ``valid``) in the control's SCAT ``state`` (deep pipeline: under
+    ``scan_run``) and ``bias_issue`` in BIAS (``hw/conv_control.py``), the weights come from
     ``wmem_data``, the biases from ``bias_data``; ``acc_r``/``acc_w`` are the ACC banks' ports."""
 
     def __init__(self, cfg: MachineConfig):
@@ -71,12 +73,14 @@ class ConvLaneArray(wiring.Component):
         self._deep = deep_acc_pipeline(cfg.lanes)
         P = cfg.lanes
         super().__init__({
+            "state": In(range(len(conv_states(cfg)))),
             "scan_issue": In(tap_issue_sig(cfg)), "bias_issue": In(tap_issue_sig(cfg)),
             "wmem_data": In(wmem_layout(cfg)), "bias_data": In(signed(cfg.bias_bits)),
             "in_ro": In(1), "ro_addr": In(cfg.acc_abits),
             "clr": In(1).array(P), "clr_addr": In(cfg.acc_abits),
             "acc_r": Out(read_sig(cfg.acc_abits, signed(cfg.acc_bits), take=cfg.taken)).array(P),
             "acc_w": Out(write_sig(cfg.acc_abits, signed(cfg.acc_bits))).array(P),
+            **({"scan_run": In(1)} if self._deep else {}),
         })
 
     def _t1_t2(self, m):
@@ -89,13 +93,28 @@ class ConvLaneArray(wiring.Component):
         t1_mode = Signal(2, name="t1_mode")
         for p in range(P):
             m.d.sync += t1_en[p].eq(0)
-        for issue in (self.bias_issue, self.scan_issue):
-            with m.If(issue.valid):
-                if issue is self.scan_issue:
-                    m.d.sync += t1_x.eq(issue.x)
-                m.d.sync += t1_mode.eq(issue.mode)
-                m.d.sync += [t1_en[p].eq(issue.en[p]) for p in range(P)]
-                m.d.sync += [t1_addr[p].eq(issue.addr[p]) for p in range(P)]
+
+        def scan_t1():
+            iss = self.scan_issue
+            with m.If(iss.valid):
+                m.d.sync += [t1_x.eq(iss.x), t1_mode.eq(iss.mode)]
+                m.d.sync += [t1_en[p].eq(iss.en[p]) for p in range(P)]
+                m.d.sync += [t1_addr[p].eq(iss.addr[p]) for p in range(P)]
+        # which issue T1 registers: one state-decoded structure, as the engine's FSM had it
+        # (hw/conv_control.py)
+        S = conv_states(cfg)
+        with m.Switch(self.state):
+            with m.Case(S["SCAT"]):
+                if not deep:
+                    scan_t1()
+            with m.Case(S["BIAS"]):
+                iss = self.bias_issue
+                m.d.sync += [t1_en[p].eq(iss.en[p]) for p in range(P)]
+                m.d.sync += [t1_addr[p].eq(iss.addr[p]) for p in range(P)]
+                m.d.sync += t1_mode.eq(iss.mode)
+        if deep:
+            with m.If(self.scan_run):
+                scan_t1()
         # T2: in the short pipeline (one lane) the T1 stage reads the ACC word and registers the
         # weights (WMEM), the bias and x, and T2 adds and writes back; in the deep one T2 carries
         # the tap along (the weights come from WMEM's bank mux), TW reads the ACC word(s) and

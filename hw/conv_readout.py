@@ -22,6 +22,7 @@ from amaranth.lib.wiring import In, Out
 
 from spikegate.machine.config import MachineConfig
 
+from .conv_control import conv_states
 from .conv_geometry import geometry_shapes
 from .datapath import AlignBias
 from .params import bits_for
@@ -43,12 +44,13 @@ def readout_widths(cfg: MachineConfig) -> dict:
 
 
 class ConvReadout(wiring.Component):
-    """RO to R3. ``begin`` (the instruction's first cycle) points the ACT address at ``dst`` (it
-    continues over time steps), ``init`` restarts the channel, position and BIAS/SHIFT address
-    counters, ``run`` is the FSM's RO state (one element per cycle; ``last`` in the last one),
-    ``param_step`` steps the BIAS/SHIFT address (HEAD's bias phase, which reads BIAS there).
-    ``ro_addr``/``clr``/``clr_addr`` go to the lane array's ACC ports, ``act_addr``/``act_en`` is
-    the old word's read, ``words`` the ACC banks' words, ``param_addr`` BIAS's and SHIFT's read."""
+    """RO to R3, sequenced by the control's ``state`` (``hw/conv_control.py``): ``start`` points
+    the ACT address at ``dst`` (it continues over time steps) and, with DRAIN (unless ``t_end``),
+    restarts the channel, position and BIAS/SHIFT address counters; RO reads one element per cycle
+    (the last one is the last position, not ``more_pos``, of the last channel, ``last_ch``), BIAS steps the BIAS/SHIFT address (HEAD's bias phase, which reads
+    BIAS there). ``ro_addr``/``clr``/``clr_addr`` go to the lane array's ACC ports,
+    ``act_addr`` is the old word's read (the engine enables it in RO), ``words`` the ACC banks'
+    words, ``param_addr`` BIAS's and SHIFT's read."""
 
     def __init__(self, cfg: MachineConfig):
         self._cfg = cfg
@@ -58,11 +60,12 @@ class ConvReadout(wiring.Component):
         super().__init__({
             "instr": In(instr_layout(cfg)),
             **{n: In(shapes[n]) for n in READOUT_GEOMETRY},
-            "begin": In(1), "init": In(1), "run": In(1), "param_step": In(1), "last": Out(1),
+            "state": In(range(len(conv_states(cfg)))), "start": In(1), "t_end": In(1),
+            "more_pos": Out(1), "last_ch": Out(1),
             "words": In(signed(cfg.acc_bits)).array(P), "shift_data": In(signed(cfg.shift_bits)),
             "bias_data": In(signed(cfg.bias_bits)), "old_data": In(signed(cfg.act_bits)),
             "ro_addr": Out(cfg.acc_abits), "clr": Out(1).array(P), "clr_addr": Out(cfg.acc_abits),
-            "act_addr": Out(cfg.act_abits), "act_en": Out(1), "param_addr": Out(PAB),
+            "act_addr": Out(cfg.act_abits), "param_addr": Out(PAB),
             "act_w": Out(write_sig(cfg.act_abits, signed(cfg.act_bits))),
         })
 
@@ -72,30 +75,43 @@ class ConvReadout(wiring.Component):
         and R1's registers."""
         P, tapm, I = self._cfg.lanes, self.tapm, self.instr
         co, rp, rq, ra, rgb, oa, pa = (r[n] for n in ("co", "rp", "rq", "ra", "rgb", "oa", "pa"))
+        S = conv_states(self._cfg)
         m.d.sync += r["r1v"].eq(0)
         m.d.sync += [r["r1_clr"][p].eq(0) for p in range(P)]
-        with m.If(self.begin):
-            m.d.sync += oa.eq(I.dst)
-        with m.If(self.run):
-            m.d.comb += self.act_en.eq(1)
-            m.d.sync += [r["r1v"].eq(1), r["r1_p"].eq(rp), r["r1_ra"].eq(ra), r["r1_oa"].eq(oa), oa.eq(oa + 1)]
-            m.d.sync += [r["r1_clr"][p].eq(tapm | (rp == p)) for p in range(P)]
-            with m.If(rq != self.howo1):
-                m.d.sync += [rq.eq(rq + 1), ra.eq(ra + 1)]
-            with m.Else():
-                m.d.sync += [rq.eq(0), co.eq(co + 1), pa.eq(pa + 1)]
-                with m.If(tapm):
-                    m.d.sync += ra.eq(ra + 1)
-                with m.Elif(rp != P - 1):
-                    m.d.sync += [rp.eq(rp + 1), ra.eq(rgb)]
-                with m.Else():
-                    m.d.sync += [rp.eq(0), rgb.eq(rgb + self.howo), ra.eq(rgb + self.howo)]
-                with m.If(co == self.cout1):
-                    m.d.comb += self.last.eq(1)
-        with m.If(self.param_step):
-            m.d.sync += pa.eq(pa + 1)
-        with m.If(self.init):
+        # the control's RO state ends on these, tested as the counters' steps test them
+        m.d.comb += [self.more_pos.eq(rq != self.howo1), self.last_ch.eq(co == self.cout1)]
+
+        def readout_init():
             m.d.sync += [co.eq(0), rp.eq(0), rq.eq(0), ra.eq(0), rgb.eq(0), pa.eq(I.pbase)]
+        # one state-decoded structure, as the engine's FSM had it (hw/conv_control.py)
+        with m.Switch(self.state):
+            with m.Case(S["IDLE"]):
+                with m.If(self.start):
+                    m.d.sync += oa.eq(I.dst)
+            with m.Case(S["RO"]):
+                m.d.sync += [r["r1v"].eq(1), r["r1_p"].eq(rp), r["r1_ra"].eq(ra), r["r1_oa"].eq(oa),
+                             oa.eq(oa + 1)]
+                m.d.sync += [r["r1_clr"][p].eq(tapm | (rp == p)) for p in range(P)]
+                with m.If(rq != self.howo1):
+                    m.d.sync += [rq.eq(rq + 1), ra.eq(ra + 1)]
+                with m.Else():
+                    m.d.sync += [rq.eq(0), co.eq(co + 1), pa.eq(pa + 1)]
+                    with m.If(tapm):
+                        m.d.sync += ra.eq(ra + 1)
+                    with m.Elif(rp != P - 1):
+                        m.d.sync += [rp.eq(rp + 1), ra.eq(rgb)]
+                    with m.Else():
+                        m.d.sync += [rp.eq(0), rgb.eq(rgb + self.howo), ra.eq(rgb + self.howo)]
+            with m.Case(S["BIAS"]):
+                m.d.sync += pa.eq(pa + 1)
+            with m.Case(S["DRAIN"]):
+                with m.If(self.t_end):
+                    pass
+                with m.Else():
+                    readout_init()
+        # restart at the start of every instruction
+        with m.If(self.start):
+            readout_init()
 
     def _select(self, m, r, acc_sel):
         """RS and RS2 (more than one lane): the words in pairs (LANES_TAP: each pair's sum;

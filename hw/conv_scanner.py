@@ -30,6 +30,7 @@ from amaranth.lib.wiring import In, Out
 
 from spikegate.machine.config import MachineConfig, deep_acc_pipeline
 
+from .conv_control import conv_states
 from .conv_geometry import geometry_shapes
 from .sfa_common import derived_layout, derived_or_zero, instr_layout, small_mul
 
@@ -56,11 +57,14 @@ def element_sig(cfg: MachineConfig) -> wiring.Signature:
 
 
 class ConvScanner(wiring.Component):
-    """S0, SR and SV. ``init`` (a cycle of the FSM) restarts the scan at element 0, ``load_src``
-    loads the scan address with the instruction's ``src`` (the scan address continues over time
-    steps unless the input is broadcast), ``run`` enables the scan cycles and ``adv`` advances.
-    ``rd_addr``/``rd_en`` is the element's read (SPK and ACT), ``act_take`` ACT's ``take`` (deep
-    pipeline), ``finished`` says the scan is over (nothing left in S0, SR, SV, and S1 done)."""
+    """S0, SR and SV, sequenced by the control's ``state`` (``hw/conv_control.py``): ``start`` in
+    IDLE and DRAIN (unless ``t_end``) restart the scan at element 0 and load the scan address with
+    the instruction's ``src`` (in DRAIN only with ``bcast``: the scan address continues over time
+    steps unless the input is broadcast); SCAT (deep pipeline: ``scan_run``) runs the scan cycles,
+    ``adv`` advances. ``rd_addr``/``rd_en`` is the element's read (SPK and ACT; ``rd_en`` is
+    ``adv`` with an element in S0, the engine enables the ports with it in the scan),
+    ``act_take`` ACT's ``take`` (deep pipeline), ``finished`` says the scan is over (nothing
+    left in S0, SR, SV, and S1 done)."""
 
     def __init__(self, cfg: MachineConfig):
         self._cfg = cfg
@@ -69,13 +73,15 @@ class ConvScanner(wiring.Component):
         members = {
             "instr": In(instr_layout(cfg)), "drv": In(derived_layout(cfg)),
             **{n: In(shapes[n]) for n in SCANNER_GEOMETRY if n in shapes},
-            "init": In(1), "load_src": In(1), "run": In(1), "adv": In(1),
+            "state": In(range(len(conv_states(cfg)))), "start": In(1), "t_end": In(1), "bcast": In(1),
+            "adv": In(1),
             "act_data": In(signed(cfg.act_bits)), "spk_data": In(unsigned(1)),
             "rd_addr": Out(max(cfg.act_abits, cfg.spk_abits)), "rd_en": Out(1),
             "element": Out(element_sig(cfg)), "finished": Out(1),
         }
         if self._deep:
             members["act_take"] = Out(1)
+            members["scan_run"] = In(1)
         super().__init__(members)
 
     def _first_tap(self, m, iy, ix, arow, wch, ky0, kx0, lo0):
@@ -228,9 +234,7 @@ class ConvScanner(wiring.Component):
             [el.has, el.iy, el.ix, el.E, el.oy_span, el.ox_span, el.acc, el.w], pre_fields)]
         m.d.comb += self.rd_addr.eq(sa)
 
-        with m.If(self.load_src):
-            m.d.sync += sa.eq(I.src)
-        with m.If(self.init):
+        def scan_init():
             m.d.sync += [ci.eq(0), iy.eq(0), ix.eq(0), ci_end.eq(self.cin_one), iy_end.eq(self.h_one),
                          ix_end.eq(self.w_one), s0v.eq(1), srv.eq(0), arow.eq(arow0), yrow.eq(yrow0),
                          chb.eq(0), wch.eq(I.wbase), ky0.eq(k0_start), kx0.eq(k0_start)]
@@ -238,18 +242,42 @@ class ConvScanner(wiring.Component):
                 m.d.sync += [svv.eq(0), s0["y_lo"].eq(lo0), s0["x_lo"].eq(lo0), s0["y_q"].eq(pad_s),
                              s0["x_q"].eq(pad_s)]
 
-        self._advance(m, SimpleNamespace(
+        step = SimpleNamespace(
             s0=s0, s0v=s0v, srv=srv, svv=svv if deep else None, sv_spk=sv_spk if deep else None,
             sv_fields=sv_fields if deep else None, sr_fields=sr_fields, sr_wx=sr_wx, pre_fields=pre_fields,
             sa=sa, ci=ci, iy=iy, ix=ix, ci_end=ci_end, iy_end=iy_end, ix_end=ix_end, arow=arow, wch=wch,
             chb=chb, yrow=yrow, ky0=ky0, kx0=kx0, k0_start=k0_start, arow0=arow0, yrow0=yrow0, lo0=lo0,
-            pad_s=pad_s))
+            pad_s=pad_s)
+        # read of the next element (the engine enables the ports with it in the scan)
+        m.d.comb += self.rd_en.eq(self.adv & s0v)
+        if deep:
+            m.d.comb += self.act_take.eq(1)     # but in the scan (_advance)
+        # one state-decoded structure, as the engine's FSM had it (hw/conv_control.py)
+        S = conv_states(cfg)
+        with m.Switch(self.state):
+            with m.Case(S["IDLE"]):
+                with m.If(self.start):
+                    m.d.sync += sa.eq(I.src)
+                    scan_init()
+            with m.Case(S["SCAT"]):
+                if not deep:
+                    self._advance(m, step)
+            with m.Case(S["DRAIN"]):
+                with m.If(self.t_end):
+                    pass
+                with m.Else():
+                    scan_init()
+                    with m.If(self.bcast):
+                        m.d.sync += sa.eq(I.src)
+        if deep:
+            with m.If(self.scan_run):
+                self._advance(m, step)
         return m
 
     def _advance(self, m, s):
-        """One SCAT cycle of S0, SR and SV (``run``: in the deep pipeline a flip-flop that is high
-        exactly in SCAT, instead of the FSM's state decode, ``hw/conv_control.py``): as the
-        scanner advances, SR -> SV, S0 -> SR, and S0 steps to the next element."""
+        """One SCAT cycle of S0, SR and SV (in the deep pipeline under ``scan_run``, a flip-flop
+        that is high exactly in SCAT, instead of the FSM's state decode, ``hw/conv_control.py``):
+        as the scanner advances, SR -> SV, S0 -> SR, and S0 steps to the next element."""
         deep, D = self._deep, self.drv
         pad, sh, wo, tapm, howo = self.pad, self.sh, self.wo, self.tapm, self.howo
         s0, s0v, srv, svv, sr_fields, sr_wx = s.s0, s.s0v, s.srv, s.svv, s.sr_fields, s.sr_wx
@@ -284,55 +312,50 @@ class ConvScanner(wiring.Component):
         if deep:
             # SV takes the element's value as the scanner advances (elsewhere the readout's RS
             # takes the old word every cycle)
-            m.d.comb += self.act_take.eq(1)
-        with m.If(self.run):
-            # read of the next element
-            m.d.comb += self.rd_en.eq(adv & s0v)
+            m.d.comb += self.act_take.eq(adv)
+        with m.If(adv):
             if deep:
-                m.d.comb += self.act_take.eq(adv)
-            with m.If(adv):
+                # SR -> SV: the value from the read port, SR's results
+                m.d.sync += [svv.eq(srv), s.sv_spk.eq(self.spk_data)]
+                m.d.sync += [v.eq(f) for v, f in zip(s.sv_fields, sr_fields)]
+                m.d.sync += s.pre_fields[-1].eq(sr_w + sr_wx)       # (sv_w) S0's word, finished
+            m.d.sync += srv.eq(s0v)
+            with m.If(s0v):
+                # S0 -> SR: the read is issued now, the first tap computed
+                m.d.sync += [
+                    sr_has.eq(s0["has_taps"]), sr_iy.eq(iy), sr_ix.eq(ix), sr_E.eq(chb + yrow),
+                    sr_oy_span.eq(s0["oy_span"]), sr_ox_span.eq(s0["ox_span"]),
+                    sr_acc.eq(s0["acc_start"]), sr_w.eq(s0["w_start"]),
+                ]
                 if deep:
-                    # SR -> SV: the value from the read port, SR's results
-                    m.d.sync += [svv.eq(srv), s.sv_spk.eq(self.spk_data)]
-                    m.d.sync += [v.eq(f) for v, f in zip(s.sv_fields, sr_fields)]
-                    m.d.sync += s.pre_fields[-1].eq(sr_w + sr_wx)       # (sv_w) S0's word, finished
-                m.d.sync += srv.eq(s0v)
-                with m.If(s0v):
-                    # S0 -> SR: the read is issued now, the first tap computed
-                    m.d.sync += [
-                        sr_has.eq(s0["has_taps"]), sr_iy.eq(iy), sr_ix.eq(ix), sr_E.eq(chb + yrow),
-                        sr_oy_span.eq(s0["oy_span"]), sr_ox_span.eq(s0["ox_span"]),
-                        sr_acc.eq(s0["acc_start"]), sr_w.eq(s0["w_start"]),
-                    ]
+                    m.d.sync += sr_wx.eq(s0["w_x"])
+                # S0 advances
+                m.d.sync += sa.eq(sa + 1)
+                with m.If(~ix_end):
+                    m.d.sync += [ix.eq(ix + 1), ix_end.eq(ix + 1 == self.w1), kx0.eq(k0_step(kx0))]
                     if deep:
-                        m.d.sync += sr_wx.eq(s0["w_x"])
-                    # S0 advances
-                    m.d.sync += sa.eq(sa + 1)
-                    with m.If(~ix_end):
-                        m.d.sync += [ix.eq(ix + 1), ix_end.eq(ix + 1 == self.w1), kx0.eq(k0_step(kx0))]
+                        x_lo, x_q = s0["x_lo"], s0["x_q"]
+                        m.d.sync += [x_lo.eq(Mux(lo_steps(kx0), x_lo + 1, x_lo)),
+                                     x_q.eq(Mux(x0_steps, x_q + 1, x_q))]
+                with m.Else():
+                    m.d.sync += [ix.eq(0), ix_end.eq(self.w_one), kx0.eq(k0_start)]
+                    if deep:
+                        m.d.sync += [s0["x_lo"].eq(lo0), s0["x_q"].eq(pad_s)]
+                    with m.If(~iy_end):
+                        m.d.sync += [iy.eq(iy + 1), iy_end.eq(iy + 1 == self.h1), ky0.eq(k0_step(ky0)),
+                                     arow.eq(arow + Mux(lo_steps(ky0), wo, 0)),
+                                     yrow.eq(yrow + Mux(y0_steps, wo, 0))]
                         if deep:
-                            x_lo, x_q = s0["x_lo"], s0["x_q"]
-                            m.d.sync += [x_lo.eq(Mux(lo_steps(kx0), x_lo + 1, x_lo)),
-                                         x_q.eq(Mux(x0_steps, x_q + 1, x_q))]
+                            y_lo, y_q = s0["y_lo"], s0["y_q"]
+                            m.d.sync += [y_lo.eq(Mux(lo_steps(ky0), y_lo + 1, y_lo)),
+                                         y_q.eq(Mux(y0_steps, y_q + 1, y_q))]
                     with m.Else():
-                        m.d.sync += [ix.eq(0), ix_end.eq(self.w_one), kx0.eq(k0_start)]
+                        m.d.sync += [iy.eq(0), iy_end.eq(self.h_one), ky0.eq(k0_start), arow.eq(arow0),
+                                     yrow.eq(yrow0)]
                         if deep:
-                            m.d.sync += [s0["x_lo"].eq(lo0), s0["x_q"].eq(pad_s)]
-                        with m.If(~iy_end):
-                            m.d.sync += [iy.eq(iy + 1), iy_end.eq(iy + 1 == self.h1), ky0.eq(k0_step(ky0)),
-                                         arow.eq(arow + Mux(lo_steps(ky0), wo, 0)),
-                                         yrow.eq(yrow + Mux(y0_steps, wo, 0))]
-                            if deep:
-                                y_lo, y_q = s0["y_lo"], s0["y_q"]
-                                m.d.sync += [y_lo.eq(Mux(lo_steps(ky0), y_lo + 1, y_lo)),
-                                             y_q.eq(Mux(y0_steps, y_q + 1, y_q))]
+                            m.d.sync += [s0["y_lo"].eq(lo0), s0["y_q"].eq(pad_s)]
+                        with m.If(~ci_end):
+                            m.d.sync += [ci.eq(ci + 1), ci_end.eq(ci + 1 == self.cin1), chb.eq(chb + howo),
+                                         wch.eq(wch + Mux(tapm, D.Gt, self.kkG))]
                         with m.Else():
-                            m.d.sync += [iy.eq(0), iy_end.eq(self.h_one), ky0.eq(k0_start), arow.eq(arow0),
-                                         yrow.eq(yrow0)]
-                            if deep:
-                                m.d.sync += [s0["y_lo"].eq(lo0), s0["y_q"].eq(pad_s)]
-                            with m.If(~ci_end):
-                                m.d.sync += [ci.eq(ci + 1), ci_end.eq(ci + 1 == self.cin1), chb.eq(chb + howo),
-                                             wch.eq(wch + Mux(tapm, D.Gt, self.kkG))]
-                            with m.Else():
-                                m.d.sync += s0v.eq(0)
+                            m.d.sync += s0v.eq(0)

@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from spikegate.machine.config import MachineConfig, deep_acc_pipeline
 
+from .conv_control import conv_states
 from .conv_geometry import geometry_shapes
 from .conv_lanes import tap_issue_sig
 from .conv_scanner import element_sig
@@ -35,9 +36,11 @@ TAP_LOOP_GEOMETRY = ("k", "pad", "sh", "ho", "wo", "in_int", "tapm", "howo", "kG
 
 
 class ConvTapLoop(wiring.Component):
-    """S1. ``init`` (a cycle of the FSM) empties it, ``run`` enables the scan cycles; it takes the
-    scanner's ``element`` as it advances, says so on ``adv`` (the element's last cycle) and issues
-    its taps on ``issue``, their WMEM word on ``w_addr``."""
+    """S1, sequenced by the control's ``state`` (``hw/conv_control.py``): ``start`` in IDLE and
+    DRAIN (unless ``t_end``) empty it, SCAT (deep pipeline: ``scan_run``) runs the scan cycles; it
+    takes the scanner's ``element`` as it advances, says so on ``adv`` (the element's last cycle)
+    and issues its taps on ``issue`` (``valid``: an event; the lane array registers it in SCAT),
+    their WMEM word on ``w_addr``."""
 
     def __init__(self, cfg: MachineConfig):
         self._cfg = cfg
@@ -46,10 +49,11 @@ class ConvTapLoop(wiring.Component):
         super().__init__({
             "drv": In(derived_layout(cfg)),
             **{n: In(shapes[n]) for n in TAP_LOOP_GEOMETRY},
-            "init": In(1), "run": In(1),
+            "state": In(range(len(conv_states(cfg)))), "start": In(1), "t_end": In(1),
             "element": In(element_sig(cfg)),
             "adv": Out(1), "w_addr": Out(cfg.wmem_abits),
             "issue": Out(tap_issue_sig(cfg)),
+            **({"scan_run": In(1)} if self._deep else {}),
         })
 
     def _kernel_index_regs(self, m):
@@ -237,23 +241,44 @@ class ConvTapLoop(wiring.Component):
         event = s1["event"]
         m.d.comb += [self.adv.eq(~event | s1["last_tap"]), self.w_addr.eq(s1["w_cur"])]
 
-        with m.If(self.init):
-            m.d.sync += event.eq(0)
-        with m.If(self.run):
+        def scan_cycle():
+            """One SCAT cycle of S1; the taps' tests and ACC words (LANES_TAP) are computed under
+            the tap issue's conditions, as the engine had them, and returned per lane."""
             with m.If(self.adv):
                 self._load(m, kr, s1)
             with m.Elif(event):
                 self._next_tap(m, kr, s1)
-            # tap issue: WMEM read now, ACC read in T1, write-back in T2 (short pipeline) or T5
-            iss = self.issue
             with m.If(event):
-                m.d.comb += [iss.valid.eq(1), iss.x.eq(s1["x_val"]),
-                             iss.mode.eq(Mux(self.in_int, AccumulateLane.MUL, AccumulateLane.SPIKE))]
                 with m.If(self.tapm):
-                    for p in range(P):
-                        ok, addr = self._tap_ok_addr(m, kr, s1, p)
-                        m.d.comb += [iss.en[p].eq(ok), iss.addr[p].eq(addr)]
+                    taps = [self._tap_ok_addr(m, kr, s1, p) for p in range(P)]
+            return taps
+        # one state-decoded structure, as the engine's FSM had it (hw/conv_control.py)
+        S = conv_states(cfg)
+        with m.Switch(self.state):
+            with m.Case(S["IDLE"]):
+                with m.If(self.start):
+                    m.d.sync += event.eq(0)
+            with m.Case(S["SCAT"]):
+                if not deep:
+                    taps = scan_cycle()
+            with m.Case(S["DRAIN"]):
+                with m.If(self.t_end):
+                    pass
                 with m.Else():
-                    for p in range(P):
-                        m.d.comb += [iss.en[p].eq(1), iss.addr[p].eq(s1["a_cur"])]
+                    m.d.sync += event.eq(0)
+        if deep:
+            with m.If(self.scan_run):
+                taps = scan_cycle()
+
+        # the tap issue (registered by the lane array in T1, in SCAT): WMEM read now, ACC read in
+        # T1, write-back in T2 (short pipeline) or T5
+        iss = self.issue
+        m.d.comb += [iss.valid.eq(event), iss.x.eq(s1["x_val"]),
+                     iss.mode.eq(Mux(self.in_int, AccumulateLane.MUL, AccumulateLane.SPIKE))]
+        with m.If(self.tapm):
+            for p, (ok, addr) in enumerate(taps):
+                m.d.comb += [iss.en[p].eq(ok), iss.addr[p].eq(addr)]
+        with m.Else():
+            for p in range(P):
+                m.d.comb += [iss.en[p].eq(1), iss.addr[p].eq(s1["a_cur"])]
         return m

@@ -51,7 +51,7 @@ from amaranth.lib.wiring import Out
 
 from spikegate.machine.config import MachineConfig, deep_acc_pipeline
 
-from .conv_control import ConvControl
+from .conv_control import ConvControl, conv_states
 from .conv_geometry import ConvGeometry, geometry_shapes
 from .conv_head_bias import HeadBiasPhase
 from .conv_lanes import ConvLaneArray, lane_widths
@@ -113,13 +113,16 @@ class ConvEngine(Engine):
                 # the geometry registers each part takes, by name
                 m.d.comb += [getattr(part, n).eq(getattr(geo, n)) for n in geometry_shapes(cfg) if n in members]
 
-        # the control's strobes and states to the parts, their ends back
+        # the control's state (each part decodes it) and the parts' ends back
         m.d.comb += [ctl.start.eq(self.start), self.done.eq(ctl.done), ctl.scan_finished.eq(scan.finished),
-                     ctl.ro_last.eq(ro.last), ctl.bias_last.eq(bias.last)]
-        m.d.comb += [scan.init.eq(ctl.scan_init), scan.load_src.eq(ctl.load_src), scan.run.eq(ctl.scan_run),
-                     scan.adv.eq(taps.adv), taps.init.eq(ctl.scan_init), taps.run.eq(ctl.scan_run)]
-        m.d.comb += [ro.begin.eq(ctl.ro_begin), ro.init.eq(ctl.ro_init), ro.run.eq(ctl.ro_run),
-                     ro.param_step.eq(ctl.bias_run), bias.init.eq(ctl.ro_init), bias.run.eq(ctl.bias_run)]
+                     ctl.more_pos.eq(ro.more_pos), ctl.last_ch.eq(ro.last_ch),
+                     ctl.more_lanes.eq(bias.more_lanes), ctl.last_group.eq(bias.last_group)]
+        for part in (scan, taps, lanes, ro, bias):
+            members = part.signature.members
+            m.d.comb += part.state.eq(ctl.state)
+            m.d.comb += [getattr(part, n).eq(getattr(v, n)) for v, n in
+                         ((self, "start"), (ctl, "t_end"), (ctl, "scan_run")) if n in members]
+        m.d.comb += scan.adv.eq(taps.adv)
         wiring.connect(m, scan.element, taps.element)
         wiring.connect(m, taps.issue, lanes.scan_issue)
         wiring.connect(m, bias.issue, lanes.bias_issue)
@@ -137,9 +140,20 @@ class ConvEngine(Engine):
                      ro.old_data.eq(self.act_r.data), ro.shift_data.eq(self.shift_r.data),
                      ro.bias_data.eq(self.bias_r.data), lanes.bias_data.eq(self.bias_r.data),
                      lanes.wmem_data.eq(self.wmem_r.data)]
-        m.d.comb += [self.act_r.addr.eq(Mux(ctl.in_ro, ro.act_addr, scan.rd_addr)), self.spk_r.addr.eq(scan.rd_addr),
-                     self.act_r.en.eq(scan.rd_en | ro.act_en), self.spk_r.en.eq(scan.rd_en)]
-        if deep_acc_pipeline(P):
+        m.d.comb += [self.act_r.addr.eq(Mux(ctl.in_ro, ro.act_addr, scan.rd_addr)), self.spk_r.addr.eq(scan.rd_addr)]
+        # the reads' enables: the scanner's in the scan (deep pipeline: scan_run), ACT's every
+        # cycle of RO (the old word), decoded from the state as the engine's FSM did
+        S = conv_states(cfg)
+        deep = deep_acc_pipeline(P)
+        with m.Switch(ctl.state):
+            with m.Case(S["SCAT"]):
+                if not deep:
+                    m.d.comb += [self.spk_r.en.eq(scan.rd_en), self.act_r.en.eq(scan.rd_en)]
+            with m.Case(S["RO"]):
+                m.d.comb += self.act_r.en.eq(1)
+        if deep:
+            with m.If(ctl.scan_run):
+                m.d.comb += [self.spk_r.en.eq(scan.rd_en), self.act_r.en.eq(scan.rd_en)]
             m.d.comb += self.act_r.take.eq(scan.act_take)
         m.d.comb += [self.wmem_r.addr.eq(taps.w_addr), self.wmem_r.en.eq(1),
                      self.bias_r.addr.eq(ro.param_addr), self.shift_r.addr.eq(ro.param_addr),

@@ -89,14 +89,13 @@ class Sequencer(wiring.Component):
         # the ROM's clock-to-output does not start any of their paths. The instruction is valid
         # from DEC2 on, the products from DEC3, where the engine starts.
         n_bits = instr_layout(cfg).size
-        op = self.instr.opcode
         pc = Signal(range(cfg.rom_words))
-        engine_done = Signal()      # the running engine's done
-        with m.Switch(op):
-            for name, ops in ENGINE_OPCODES.items():
-                for code in ops:
-                    with m.Case(code):
-                        m.d.comb += engine_done.eq(self.done[name])
+        # The running engine's done, selected by the ``sel`` flip-flops: they equal the decode of
+        # ``instr``'s opcode (both are loaded in DEC1 from the same ROM word, and agree after a
+        # reset), so the opcode's decode is not on the path from an engine's done into ``pc``
+        # (the UP5K's worst path at most nextpnr seeds).
+        engine_done = Signal()
+        m.d.comb += engine_done.eq((self.sel.as_value() & self.done.as_value()).any())
         m.d.sync += self.instr_done.eq(0)
         # each engine's start is a flip-flop, set in DEC2 from the opcode and high in DEC3: every
         # register an engine loads at its start is enabled by it, so the state and opcode decode
@@ -126,11 +125,7 @@ class Sequencer(wiring.Component):
             with m.State("DEC2"):
                 m.d.comb += rom_r.en.eq(0)
                 m.d.sync += self.drv.eq(rom_r.data[:derived_layout(cfg).size])
-                with m.Switch(op):
-                    for name, ops in ENGINE_OPCODES.items():
-                        for code in ops:
-                            with m.Case(code):
-                                m.d.sync += self.start[name].eq(1)
+                m.d.sync += self.start.eq(self.sel)     # the opcode's engine, decoded in DEC1
                 m.next = "DEC3"
             with m.State("DEC3"):
                 # the engine of the opcode starts (its start flip-flop is high)

@@ -17,6 +17,23 @@ from spikegate.board_build import compile_for_board
 
 BOARDS = ("ulx3s-85f", "icebreaker")
 
+# The cycle model's count per image (the ISS, which `verify` and the demo compare the RTL with) of
+# each board's demo build on the first 20 held-out digits, the 20 `make demo` verifies: the default
+# model at 8 lanes on the ULX3S (mean 121,079.95), `fpga-tiny-t2` at 1 lane on the iCEBreaker (mean
+# 75,357.15). Deterministic counts, pinned exactly: a compiler or model change that moves any of
+# them must update them here (and the README's figures) on purpose.
+DEMO_CYCLES = {
+    "ulx3s-85f": [122263, 124930, 118645, 125037, 117545, 120872, 118273, 118781, 119313, 116397,
+                  124101, 121142, 120528, 122711, 125082, 123361, 120158, 123896, 118335, 120229],
+    "icebreaker": [72678, 76832, 78312, 77312, 80517, 76063, 73536, 77638, 76815, 72989,
+                   74999, 74743, 71589, 75373, 73956, 74212, 75672, 75070, 74843, 73994],
+}
+# each board's build: the IR the demo quantized (default.sgir; small.sgir is fpga-tiny-t2), lanes
+DEMO_BUILDS = {"ulx3s-85f": ("default.sgir", 8), "icebreaker": ("small.sgir", 1)}
+# Fmax goals the README claims for the demo's bitstreams, at nextpnr's seed 1 (the flow's default,
+# the one `make demo` uses): floors, not tolerances, so a change that costs Fmax below the goal fails.
+FMAX_GOAL_MHZ = {"ulx3s-85f": 100.0, "icebreaker": 30.0}
+
 
 def _slow(test):
     """The demo's own run: minutes (synthesis included), shared by the tests of one xdist group."""
@@ -49,7 +66,8 @@ def test_demo_verifies_bit_exact_with_cycles_as_predicted(demo_run):
     assert set(res["verify"]) == set(BOARDS)
     for board, v in res["verify"].items():
         assert v["samples"] == 3 and v["bit_exact"] is True, board
-        assert v["cycles"] == v["predicted_cycles"], board
+        assert v["cycles"] == v["predicted_cycles"] == DEMO_CYCLES[board][:3], board
+        assert v["lanes"] == DEMO_BUILDS[board][1], board
     acc = res["accuracy"]
     assert 90.0 <= acc["float"] <= 100.0 and abs(acc["float"] - acc["integer"]) <= 1.0
 
@@ -70,8 +88,29 @@ def test_demo_leaves_a_bitstream_per_board(demo_run, board):
     assert 0 < r["luts"]["used"] <= r["luts"]["available"]
     assert 0 < r["ffs"]["used"] and r["bram"]["used"] <= r["bram"]["available"]
     assert r["fmax_mhz"] >= r["clock_mhz"] > 0
+    assert r["seed"] == 1 and r["fmax_mhz"] >= FMAX_GOAL_MHZ[board], \
+        f"{board}: Fmax {r['fmax_mhz']} MHz at seed {r['seed']}, below the {FMAX_GOAL_MHZ[board]} MHz goal"
     bit = (out / board / r["bitstream"]).read_bytes()
     assert hashlib.sha256(bit).hexdigest() == r["bitstream_sha256"]
+
+
+@_slow
+def test_demo_cycles_on_the_20_digits_are_pinned(demo_run):
+    """The cycle model on the demo's own builds over the 20 digits `make demo` verifies (the run
+    here verifies 3 of them on the RTL, equal to the first 3 pins above): exact counts per image."""
+    from spikegate.compiler import iss
+    from spikegate.compiler.build import read_build
+    from spikegate.quantize.data import digits_split_xy
+
+    out, proc = demo_run
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for board, (sgir, lanes) in DEMO_BUILDS.items():
+        report, g, prog = read_build(str(out / board))
+        assert (report["target"], report["lanes"]) == (board, lanes)
+        assert report["ir_sha256"] == hashlib.sha256((out / sgir).read_bytes()).hexdigest(), board
+        x, _ = digits_split_xy("test", img_size=g.ops[0].attrs["size"])
+        cycles = [int(r.cycles) for r in iss.run_batch(prog, x[:20])]
+        assert cycles == DEMO_CYCLES[board], f"{board} ({sgir}): {cycles}"
 
 
 def test_compile_for_board_falls_back_to_the_small_model_once(tmp_path):

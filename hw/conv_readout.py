@@ -105,9 +105,7 @@ class ConvReadout(wiring.Component):
             with m.Case(S["BIAS"]):
                 m.d.sync += pa.eq(pa + 1)
             with m.Case(S["DRAIN"]):
-                with m.If(self.t_end):
-                    pass
-                with m.Else():
+                with m.If(~self.t_end):     # the next time step
                     readout_init()
         # restart at the start of every instruction
         with m.If(self.start):

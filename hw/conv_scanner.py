@@ -263,9 +263,7 @@ class ConvScanner(wiring.Component):
                 if not deep:
                     self._advance(m, step)
             with m.Case(S["DRAIN"]):
-                with m.If(self.t_end):
-                    pass
-                with m.Else():
+                with m.If(~self.t_end):     # the next time step
                     scan_init()
                     with m.If(self.bcast):
                         m.d.sync += sa.eq(I.src)

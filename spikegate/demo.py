@@ -13,6 +13,7 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ from spikegate.board_targets import demo_boards
 from spikegate.io import write_json
 
 BOARDS = tuple(demo_boards())
+REPORT_MIN_COLOURS = 500  # a rendered report.png has thousands (plots, anti-aliased text); a blank page a few
 
 
 def _have(verb: str) -> bool:
@@ -111,7 +113,9 @@ class Demo:
         self.step("export-onnx float", ["export-onnx", self.checkpoint, "-o", os.path.join(o, "float.onnx")])
         self.step("export-onnx int", ["export-onnx", sgir, "-o", os.path.join(o, "int.onnx")])
         self.res.update(info=info, quant=qrep, stats=stats,
-                        accuracy={"float": ev_f["top1"], "integer": ev_i["top1"]})
+                        accuracy={"float": ev_f["top1"], "integer": ev_i["top1"]},
+                        eval={"float": ev_f, "integer": ev_i},
+                        classification=held_out_predictions(self.checkpoint, sgir, ev_f, ev_i))
         builds = self.compile_boards(sgir)
         synth = self.start_synth(builds)
         self.verify(builds)
@@ -138,6 +142,8 @@ class Demo:
                 self.notes.append(f"{board}: not compiled: {built.error}")
                 continue
             bdir, rep = built.build_dir, built.report
+            self.res.setdefault("board_models", {})[board] = \
+                self.small_checkpoint if built.fell_back else self.checkpoint
             inputs = self.small_inputs() if built.fell_back else os.path.join(self.out, "inputs.npy")
             w = rep.get("weights") or {}
             if w.get("loading") == "runtime-loaded":
@@ -215,50 +221,63 @@ class Demo:
             self.res["boards"][board] = json.loads(out)
 
     def write_report(self, info, qrep, ev_f, ev_i, stats) -> None:
-        s = qrep["summary"]
-        L = [
-            "# spikegate demo report", "",
-            f"Model `{self.checkpoint}`: embed_dim {info['embed_dim']}, {info['num_heads']} heads, "
-            f"{info['params']:,} parameters, T={info['T']}, input {info['in_channels']}x{info['img_size']}x"
-            f"{info['img_size']}.", "",
-            "## Accuracy on the held-out digits", "",
-            "| model | top-1 | samples |", "|---|---|---|",
-            f"| float (PyTorch) | {ev_f['top1']:.2f}% | {ev_f['samples']} |",
-            f"| integer golden model ({s['weight_bits']}-bit weights) | {ev_i['top1']:.2f}% | {ev_i['samples']} |",
-            "", f"Argmax agreement float vs integer: {s['argmax_agreement']:.2f}%.", "",
-            "## Operations and energy (per sample, paper's model)", "",
-            f"SOPs {stats['total_sops']:,.0f}; first-layer MACs {stats['first_layer_macs']:,.0f}; other multi-bit "
-            f"MACs {stats['multibit_macs_other']:,.0f}; energy {stats['energy_uj_paper']:.4f} uJ "
-            f"({stats['energy_model']}).", "",
-        ]
-        v = self.res.get("verify")
-        if v:
-            L += ["## RTL verification", "", "| board | samples | bit exact | cycles (measured) | cycles (predicted) |",
-                  "|---|---|---|---|---|"]
-            for b, r in v.items():
-                L.append(f"| {b} | {r['samples']} | {r['bit_exact']} | {r['cycles'][:4]} | {r['predicted_cycles'][:4]} |")
-            L.append("")
-        bd = self.res.get("boards")
-        if bd:
-            L += ["## Boards", "", "| board | LUTs | FFs | block RAM | SPRAM | DSP | Fmax MHz | requested MHz | "
-                  "timing met | weights |", "|---|---|---|---|---|---|---|---|---|---|"]
-            for b, r in bd.items():
-                L.append(f"| {b} | {r['luts']['used']}/{r['luts']['available']} | {r['ffs']['used']}/{r['ffs']['available']}"
-                         f" | {r['bram']['used']}/{r['bram']['available']} | {r['spram']['used']}/{r['spram']['available']}"
-                         f" | {r['dsp']['used']}/{r['dsp']['available']}"
-                         f" | {r['fmax_mhz']:.1f} | {r['requested_mhz']} | {r['timing_met']} "
-                         f"| {r.get('weights', 'bitstream')} |")
-            L.append("")
-        if self.notes:
-            L += ["## Notes", ""] + [f"- {n}" for n in self.notes] + [""]
-        L += ["## Step timings (seconds)", "", "| step | seconds |", "|---|---|"]
-        L += [f"| {k} | {t} |" for k, t in self.timings.items()] + [""]
-        report_mod.write(self.out, L, self.res)
-        with open(os.path.join(self.out, "timings.json"), "w") as f:
+        o = self.out
+        lead = (f"Model `{self.checkpoint}`: embed_dim {info['embed_dim']}, {info['num_heads']} heads, "
+                f"{info['params']:,} parameters, T={info['T']}, input {info['in_channels']}x{info['img_size']}x"
+                f"{info['img_size']}. Every number below comes from a `spikegate` verb the demo ran "
+                f"(`report.json` holds them all).")
+        self.res.update(notes=self.notes, timings=self.timings)
+        report_mod.write(o, self.res, lead=lead, images=np.load(os.path.join(o, "inputs.npy")),
+                         labels=np.load(os.path.join(o, "labels.npy")),
+                         logits=np.load(os.path.join(o, "golden_logits.npy")), trace_dir=os.path.join(o, "trace"))
+        with open(os.path.join(o, "timings.json"), "w") as f:
             json.dump(self.timings, f, indent=1)
-        write_json(os.path.join(self.out, "report.json"),
-                   {**self.res, "notes": self.notes, "timings": self.timings})
-        print(f"==> wrote {os.path.join(self.out, 'report.md')} and report.html")
+        write_json(os.path.join(o, "report.json"), self.res)
+        print(f"==> wrote {os.path.join(o, 'report.md')} and report.html")
+        self.check_report_renders()
+
+    def check_report_renders(self) -> None:
+        """Render report.html in headless Chromium into report.png: what a person sees, checked not blank."""
+        html_path, png = os.path.join(self.out, "report.html"), os.path.join(self.out, "report.png")
+        if report_mod.chromium() is None:
+            print("==> report.png: not taken (chromium is not installed; .ci/setup-env installs it as root)")
+            return
+        try:
+            report_mod.screenshot(html_path, png, height=9000, crop=True)
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            raise SystemExit(f"demo: report.html did not render in chromium: {e}")
+        colours = report_mod.distinct_colours(png)
+        if colours < REPORT_MIN_COLOURS:
+            raise SystemExit(f"demo: {png} looks blank ({colours} distinct colours; a rendered report has "
+                             f"thousands): open report.html in a browser to see what broke")
+        print(f"==> rendered report.html in chromium: {png} ({colours} distinct colours)")
+
+
+def held_out_predictions(checkpoint: str, sgir: str, ev_f: dict, ev_i: dict) -> dict:
+    """Per-image classes of the float and the integer model on the held-out split (the report's
+    confusion matrix and per-class accuracy), checked against the counts `eval` printed, so the
+    report's tables and plots cannot tell two stories."""
+    import torch
+
+    from spikegate.quantize import intops
+    from spikegate.quantize.checkpoint import load_model
+    from spikegate.quantize.data import digits_split_xy
+    from spikegate.quantize.golden import execute
+    from spikegate.quantize.irfile import load_ir
+
+    model, _ = load_model(checkpoint)
+    model.eval()
+    x, y = digits_split_xy("test", img_size=model.cfg.img_size)
+    with torch.no_grad():
+        pf = np.concatenate([model(torch.as_tensor(x[i:i + 256])).argmax(1).numpy() for i in range(0, len(x), 256)])
+    g = load_ir(sgir)
+    xi, _ = digits_split_xy("test", img_size=g.ops[0].attrs["size"])
+    pi = np.concatenate([intops.argmax(execute(g, xi[i:i + 256])) for i in range(0, len(xi), 256)])
+    for name, pred, ev in (("float", pf, ev_f), ("integer", pi, ev_i)):
+        if int((pred == y).sum()) != ev["correct"] or len(y) != ev["samples"]:
+            raise SystemExit(f"demo: the {name} model's held-out predictions give {int((pred == y).sum())}/{len(y)} "
+                             f"correct, but `spikegate eval` said {ev['correct']}/{ev['samples']}")
+    return {"data": "digits (held-out split)", "labels": y.tolist(), "float": pf.tolist(), "integer": pi.tolist()}
 
 
 class BackgroundSynth:

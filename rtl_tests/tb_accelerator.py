@@ -16,6 +16,10 @@ from an IR) comes from a pickle written by ``test_accelerator.py``; its path is 
   with stalls, at least the stall-free prediction. A stall run draws its idle pixels and
   back-pressured logits from the printed seed and always has at least one of each (the first pixel
   offered and the first logit are always held back), so it can never pass without stalling.
+* Budgets: every wait on the DUT is bounded by a cycle budget from the cycle model (the ISS's
+  prediction of each image's cycles, which a stall-free run equals exactly; :func:`budget_for`),
+  so a hung design fails within a few times an inference's length with one ``TIMEOUT:`` line, and
+  ``accelerator_hang_fails_fast`` shows that it does.
 
 The accelerator spends most cycles computing with both streams idle, so the driver and the
 monitors sleep on the interface's own edges (``ready`` of pixels rising, ``logits.valid`` rising,
@@ -31,12 +35,12 @@ import cocotb
 import numpy as np
 from amaranth.hdl import signed
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, Event, RisingEdge, with_timeout
+from cocotb.triggers import ClockCycles, Event, RisingEdge
 
 from spikegate.compiler import iss
 from spikegate.machine.program import OP_CONV, OP_HEAD, OP_LIF, OPCODES
 from spikegate.hw.accel_interface import logit_stream
-from spikegate.rtl_tests.tb_streams import PERIOD_NS, TB, Codec
+from spikegate.rtl_tests.tb_streams import PERIOD_NS, TB, TIMEOUT_PREFIX, Codec, within
 
 
 class AccelTB(TB):
@@ -143,12 +147,17 @@ class AccelTB(TB):
                     self.cycles_out.append(int(dut.cycles.value))
                     self._logits_seen.set()
 
-    async def wait_images(self, n_images, timeout_cycles):
+    async def wait_images(self, n_images, timeout_cycles, why=None):
+        """Until ``n_images`` results are out; at most ``timeout_cycles`` (:func:`budget_for`)."""
         async def enough():
             while len(self.cycles_out) < n_images:
                 self._logits_seen.clear()
                 await self._logits_seen.wait()
-        await with_timeout(enough(), timeout_cycles * PERIOD_NS, "ns")
+        try:
+            await within(enough(), timeout_cycles, f"the results of {n_images} image(s)", why or BUDGET_WHY)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; {len(self.cycles_out)} result(s) out, {len(self.accepted)} pixels "
+                                 f"accepted, {len(self.dbg)} instructions done") from None
         await ClockCycles(self.clk, 4)
 
     # ------------------------------------------------------------------ debug
@@ -205,9 +214,17 @@ class AccelTB(TB):
         return report
 
 
-def timeout_for(tb, n):
-    est = tb.reference(tb.images[0]).cycles
-    return n * (3 * est + 1000)
+BUDGET_FACTOR, BUDGET_SLACK = 3, 1000
+BUDGET_WHY = f"{BUDGET_FACTOR}x the cycle model's prediction + {BUDGET_SLACK} per image"
+
+
+def budget_for(tb, which, *, stalls: bool = False) -> int:
+    """Cycle budget of the images ``which`` (indices into ``tb.images``): the cycle model's cycles
+    of each (the ISS's, which a stall-free run equals exactly) times ``BUDGET_FACTOR`` plus
+    ``BUDGET_SLACK``, summed; twice that with idle pixels and back-pressure (at most 30% / 40% of
+    the cycles of the two streams, which are a small part of an inference)."""
+    predicted = sum(tb.reference(tb.images[i]).cycles for i in which)
+    return (1 + stalls) * (BUDGET_FACTOR * predicted + BUDGET_SLACK * len(which))
 
 
 @cocotb.test()
@@ -218,7 +235,7 @@ async def accelerator_back_to_back(dut):
     assert int(dut.busy.value) == 0
     which = list(range(int(tb.config.get("images", len(tb.images)))))
     tb.send(tb.images[which])
-    await tb.wait_images(len(which), timeout_for(tb, len(which)))
+    await tb.wait_images(len(which), budget_for(tb, which))
     rep = tb.check(which, exact_cycles=True)
     dut._log.info("cycles: %d of %d images exactly as predicted", sum(m == p for m, p in rep), len(rep))
 
@@ -232,7 +249,7 @@ async def accelerator_with_stalls(dut):
     await tb.start()
     which = list(range(len(tb.images)))[-n:]
     tb.send(tb.images[which])
-    await tb.wait_images(len(which), 2 * timeout_for(tb, len(which)))
+    await tb.wait_images(len(which), budget_for(tb, which, stalls=True))
     tb.check(which, exact_cycles=False)
     dut._log.info("stalls: %d idle pixel cycles, %d back-pressured logit cycles", tb.idle_cycles,
                   tb.backpressure_cycles)
@@ -263,21 +280,51 @@ async def accelerator_reset_mid_inference(dut):
         await RisingEdge(tb.clk)
         assert int(dut.busy.value) == 0
         # white box: once INPUT runs, every ACC word is zero again (docs/accelerator.md)
-        await RisingEdge(dut.pixels__ready)
+        await within(RisingEdge(dut.pixels__ready), BUDGET_SLACK, "pixels.ready after a reset",
+                     "INPUT starts a few cycles after a reset")
         for p in range(prog.lanes):
             bank = getattr(dut.mems, f"acc{p}")     # hw/accel_memories.py, instance "mems"
             dirty = [i for i in range(prog.acc_words) if int(bank[i].value) != 0]
             assert not dirty, f"ACC bank {p} words {dirty[:8]} not cleared after the reset"
 
+    per_instr = tb.reference(tb.images[0]).cycles_per_instr
     tb.send(tb.images[[0]])
-    while len(tb.dbg) < 1:                      # INPUT done: the first CONV starts
-        await RisingEdge(tb.clk)
+    await tb.until(lambda: len(tb.dbg) >= 1, BUDGET_FACTOR * per_instr[0] + BUDGET_SLACK,
+                   "INPUT done", BUDGET_WHY)    # the first CONV starts
     await ClockCycles(tb.clk, 5 + conv.cin * conv.h * conv.w // 2)
     await reset()
     tb.send(tb.images[[0]])
-    while len(tb.dbg) < len(prog.instrs) - 1:  # HEAD done: the logits are in the ACC banks
-        await RisingEdge(tb.clk)
+    await tb.until(lambda: len(tb.dbg) >= len(prog.instrs) - 1,   # HEAD done: the logits are in ACC
+                   BUDGET_FACTOR * sum(per_instr[:-1]) + BUDGET_SLACK, "HEAD done", BUDGET_WHY)
     await reset()
     tb.send(tb.images[[1]])
-    await tb.wait_images(1, timeout_for(tb, 1))
+    await tb.wait_images(1, budget_for(tb, [1]))
     tb.check([1], exact_cycles=True)
+
+
+@cocotb.test()
+async def accelerator_hang_fails_fast(dut):
+    """The budget works: waiting for an image with a budget below the cycle model's prediction
+    (what a hung or too-slow design looks like to the testbench) fails at the budget, with the
+    ``TIMEOUT:`` line, not later and not silently."""
+    tb = AccelTB(dut, "hang")
+    if not tb.config.get("timeout_test"):
+        dut._log.info("timeout test not configured")
+        return
+    await tb.start()
+    predicted = tb.reference(tb.images[0]).cycles
+    budget = predicted // 2
+    tb.send(tb.images[[0]])
+    t0 = tb.cycle()
+    try:
+        await tb.wait_images(1, budget, "half the cycle model's prediction, on purpose")
+    except AssertionError as e:
+        message = str(e)
+    else:
+        raise AssertionError(f"an image predicted at {predicted} cycles finished within {budget}")
+    waited = tb.cycle() - t0
+    dut._log.info("budget %d of %d predicted cycles: failed after %d cycles with %r", budget, predicted,
+                  waited, message)
+    assert message.startswith(TIMEOUT_PREFIX) and f"within {budget} cycles" in message, message
+    assert waited == budget, f"the timeout fired after {waited} cycles, not at the budget {budget}"
+    assert not tb.cycles_out, "an image finished although the budget was too small for it"

@@ -3,6 +3,8 @@
 * :class:`Codec` packs/unpacks a stream payload with the design's own Amaranth shape or layout
   (widths are read from the design, never written down in a testbench).
 * :class:`TB` owns the clock, the reset, the seeded random generator and the cycle clock.
+* :func:`within` and :meth:`TB.until` bound every wait on the DUT by a cycle budget, so a hung
+  design fails fast with one line naming what it was waiting for (never a CI job that hangs).
 """
 
 from __future__ import annotations
@@ -13,11 +15,25 @@ from amaranth.hdl import Shape
 from amaranth.lib import data
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
 
 from spikegate.rtl_tests.cocotb_util import tb_config, tb_seed
 
 PERIOD_NS = 10
+TIMEOUT_PREFIX = "TIMEOUT:"     # every budget failure starts with it (tests match on it)
+
+
+def timeout_message(what: str, budget: int, why: str = "") -> str:
+    return f"{TIMEOUT_PREFIX} {what} not within {budget} cycles" + (f" ({why})" if why else "")
+
+
+async def within(awaitable, budget: int, what: str, why: str = ""):
+    """Await a trigger or coroutine for at most ``budget`` clock cycles; past that, fail with an
+    ``AssertionError`` saying what was awaited, the budget and where the budget came from."""
+    try:
+        return await with_timeout(awaitable, budget * PERIOD_NS, "ns")
+    except SimTimeoutError:
+        raise AssertionError(timeout_message(what, budget, why)) from None
 
 
 class Codec:
@@ -78,3 +94,12 @@ class TB:
 
     async def cycles(self, n: int):
         await ClockCycles(self.clk, n)
+
+    async def until(self, cond, budget: int, what: str, why: str = "") -> int:
+        """Step clock by clock until ``cond()`` holds (checked after each rising edge), at most
+        ``budget`` cycles; returns the cycles waited. Past the budget: ``AssertionError``."""
+        for n in range(budget + 1):
+            if cond():
+                return n
+            await RisingEdge(self.clk)
+        raise AssertionError(timeout_message(what, budget, why))

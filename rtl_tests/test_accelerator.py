@@ -133,7 +133,9 @@ def test_accelerator(case, sim, images, stall):
     vlt.write_text('`verilator_config\npublic_flat_rw -module "sfa_top.mems" -var "acc*"\n')
     run_cocotb(Accelerator(prog, **banks), "sfa_top", "spikegate.rtl_tests.tb_accelerator", sim, build,
                config={"case": str(path), "images": images, "stall_images": stall,
-                       "reset_test": CASES[case]["kind"] == "random"},
+                       "reset_test": CASES[case]["kind"] == "random",
+                       # a budget below the prediction must fail at the budget (small programs: cheap)
+                       "timeout_test": CASES[case]["kind"] == "random"},
                build_args=[str(vlt)] if sim == "verilator" else [])
 
 

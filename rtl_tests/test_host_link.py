@@ -369,6 +369,10 @@ def test_gateware_matches_protocol_model(weights):
             data = bytes(rng.choice([0x00, 0x13, 0x5A, 0xFF]) for _ in range(rng.randrange(1, 5)))
         requests.append((kind, data))
 
+    # The link takes each byte the cycle it is offered (seen: always within 1 cycle); allow for an
+    # inference and a RESULT frame (one byte per cycle, tx.ready high) four times over. A byte not
+    # taken within it fails the test at once, where an unbounded wait would hang it.
+    byte_budget = 4 * (cycles + 4 * ncls + 16) + 100
     got = bytearray()
     mismatches = []
     seen_kinds = set()       # response codes (and error payloads) the mix provoked
@@ -388,7 +392,13 @@ def test_gateware_matches_protocol_model(weights):
             for b in data:
                 ctx.set(link.rx.payload, b)
                 ctx.set(link.rx.valid, 1)
-                await ctx.tick().until(link.rx.ready)
+                for _ in range(byte_budget):
+                    _, _, ready = await ctx.tick().sample(link.rx.ready)
+                    if ready:
+                        break
+                else:
+                    raise AssertionError(f"TIMEOUT: request {n} ({kind}): rx.ready not within "
+                                         f"{byte_budget} cycles")
                 ctx.set(link.rx.valid, 0)
                 await ctx.tick().repeat(rng.choice([0, 1, 3]) + 1)
             expected = model.feed(data)

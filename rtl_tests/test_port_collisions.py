@@ -28,7 +28,10 @@ def _programs():
 def _run_watching(prog, pixels, watch):
     """Run ``prog`` on ``pixels`` in Amaranth's simulator, as a host would (pixels in, logits out),
     and return the values of ``watch(accelerator)`` (signals and expressions, known once the
-    design is elaborated) in every cycle; the logits must be the ISS's."""
+    design is elaborated) in every cycle; the logits must be the ISS's. The run ends with the last
+    logit, within a budget of 3x the cycle model's prediction (+ 1000): a hang fails at once."""
+    want = iss.run(prog, np.asarray(pixels))
+    budget = 3 * want.cycles + 1000
     acc = Accelerator(prog)
     sim = Simulator(acc)            # elaborates the design: acc.rw_ports, acc.acc_ports are set
     sim.add_clock(1e-6)
@@ -41,14 +44,25 @@ def _run_watching(prog, pixels, watch):
             trace.append(v)
 
     async def host(ctx):
+        waited = 0
+
+        async def tick(*signals):       # one clock edge, counted against the budget
+            nonlocal waited
+            waited += 1
+            if waited > budget:
+                raise AssertionError(f"TIMEOUT: the inference not done within {budget} cycles (3x the "
+                                     f"cycle model's {want.cycles} + 1000); {len(logits)} logits out")
+            return (await ctx.tick().sample(*signals))[2:]
+
         for value in np.asarray(pixels).ravel():
             ctx.set(acc.pixels.payload, int(value))
             ctx.set(acc.pixels.valid, 1)
-            await ctx.tick().until(acc.pixels.ready)
+            while not (await tick(acc.pixels.ready))[0]:
+                pass
         ctx.set(acc.pixels.valid, 0)
         ctx.set(acc.logits.ready, 1)
         while True:
-            _, _, valid, payload = await ctx.tick().sample(acc.logits.valid, acc.logits.payload)
+            valid, payload = await tick(acc.logits.valid, acc.logits.payload)
             if valid:
                 logits.append(payload.value)
                 if payload.last:
@@ -56,9 +70,8 @@ def _run_watching(prog, pixels, watch):
 
     sim.add_process(monitor)
     sim.add_testbench(host)
-    sim.run_until(1e-6 * 200_000)
-    want = iss.run(prog, np.asarray(pixels)).logits
-    assert logits == [int(x) for x in want], "the run itself went wrong"
+    sim.run()
+    assert logits == [int(x) for x in want.logits], "the run itself went wrong"
     return trace
 
 

@@ -80,20 +80,26 @@ class LineMonitor:
 
 
 class StreamDriver:
-    """Drives a byte stream sink with random idle cycles; checks payload is held while stalled."""
+    """Drives a byte stream sink with random idle cycles. The transmitter takes a byte at most one
+    frame (10 bit times) after the previous one, so a byte not taken within ``budget`` cycles
+    (a frame and a bit) fails the test at once instead of hanging it."""
 
-    def __init__(self, clk, prefix, rng, idle=0.3):
+    def __init__(self, clk, prefix, rng, idle=0.3, *, divisor: int):
         self.clk, self.p, self.rng, self.idle = clk, prefix, rng, idle
+        self.budget = 11 * divisor
 
     async def send(self, byte: int):
         while self.rng.random() < self.idle:
             await RisingEdge(self.clk)
         self.p["valid"].value = 1
         self.p["payload"].value = byte
-        while True:
+        for _ in range(self.budget):
             await RisingEdge(self.clk)
             if int(self.p["ready"].value):
                 break
+        else:
+            raise AssertionError(f"TIMEOUT: byte {byte:#04x} not taken within {self.budget} cycles "
+                                 "(one frame and one bit)")
         self.p["valid"].value = 0
 
 
@@ -224,7 +230,7 @@ async def tx_bit_timing(dut):
     tb = TB(dut, "tx_bit_timing")
     await tb.reset()
     mon = LineMonitor(dut.clk, dut.tx, tb.divisor)
-    drv = StreamDriver(dut.clk, _ports(dut, "tx_data"), tb.rng, idle=0.4)
+    drv = StreamDriver(dut.clk, _ports(dut, "tx_data"), tb.rng, idle=0.4, divisor=tb.divisor)
     sent = [0x00, 0xFF, 0x01, 0x80] + [tb.rng.randrange(256) for _ in range(30)]
     for b in sent:
         await drv.send(b)
@@ -246,7 +252,7 @@ async def loopback(dut):
 
     cocotb.start_soon(wire())
     mon = StreamMonitor(dut.clk, _ports(dut, "rx_data"), tb.rng, stall=0.2)
-    drv = StreamDriver(dut.clk, _ports(dut, "tx_data"), tb.rng, idle=0.2)
+    drv = StreamDriver(dut.clk, _ports(dut, "tx_data"), tb.rng, idle=0.2, divisor=tb.divisor)
     sent = [tb.rng.randrange(256) for _ in range(40)]
     for b in sent:
         await drv.send(b)

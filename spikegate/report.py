@@ -126,9 +126,8 @@ def _per_class_plot(cm_f: np.ndarray, cm_i: np.ndarray) -> str:
 
 
 def _confusion_plot(cm: np.ndarray) -> str:
-    fig, ax = plt.subplots(figsize=(4.2, 3.8))
-    off = cm.astype(float)
-    ax.imshow(np.log1p(off), cmap="Blues")
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    ax.imshow(np.log1p(cm.astype(float)), cmap="Blues")   # log: the few mistakes stay visible
     for (t, p), v in np.ndenumerate(cm):
         if v:
             ax.text(p, t, str(v), ha="center", va="center", fontsize=7,

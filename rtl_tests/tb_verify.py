@@ -1,20 +1,35 @@
 """cocotb testbench behind `spikegate verify`: run images through an emitted accelerator.
 
-A pixel driver feeds each image through the ``pixels`` stream; a logits monitor collects the
-``logits`` stream (with optional random back-pressure); for a build whose weights are loaded at run
-time (``config["weights"]``: the build's ``weights.bin``) a weight loader first writes every word
-through the ``weights`` port, one per cycle, as the host link does; a debug monitor records the spike count of
-every LIF instruction from the debug port and, with ``capture_spikes``, every spike the LIF engine
-writes: its spike-memory write port (the ``lif`` instance's ``spk_w__en``/``addr``/``data``, read
-through VPI: the core has no debug port for spike writes), each write tagged with the instruction
-it belongs to, so that ``spikegate.verify`` can rebuild every LIF layer's spike map and compare it
-with the golden model's. What was observed is written to ``config["out"]`` as JSON; the comparison
-happens in ``spikegate.verify`` (which knows the IR). This bench asserts the protocol: K logits per
-image, ``last`` on the K-th only, ``busy`` low afterwards.
+A pixel driver feeds each image through the ``pixels`` stream, with random idle cycles between
+pixels (``config["idle"]``: the probability of an idle stretch before a pixel); a logits monitor
+collects the ``logits`` stream with random back-pressure (``config["backpressure"]``: the
+probability of ``ready`` low in a cycle the core offers a logit). Both draw from the printed seed,
+and the first of each is forced, so a run with a non-zero probability always has both. For a build
+whose weights are loaded at run time (``config["weights"]``: the build's ``weights.bin``) a weight
+loader first writes every word through the ``weights`` port, one per cycle, as the host link does.
 
-Whole networks run for hundreds of thousands of cycles, so the monitors wake on signal edges
-(``dbg_instr_done``, ``logits.valid``, the spike write enable) rather than on every clock; the spike
-monitor samples every clock only while the LIF engine is writing.
+Observed per image, written to ``config["out"]`` as JSON (the comparison happens in
+``spikegate.verify``, which knows the IR):
+
+* ``logits``, and ``cycles``: the core's cycle counter (first accepted pixel to last accepted
+  logit, both included), with ``idle_cycles`` (cycles in that span in which the driver held
+  ``valid`` low between two pixels) and ``backpressure_cycles`` (cycles in which the core offered a
+  logit and ``ready`` was low): the cycles this bench added, which the cycle model does not count;
+* ``instr``: (tag, spike count) at each instruction's end, from the debug port;
+* with ``capture_spikes``: ``spk_writes``, every spike the LIF engine writes (its spike-memory
+  write port ``lif.spk_w__*``, read through VPI), tagged with the index of the instruction making it;
+* with ``capture_writes`` (the second, locating pass of a failed verify): ``writes``, every write
+  the memories receive (the port multiplexers' ACT, SPK and ACC write ports, ``ports.act_w__*``,
+  ``ports.spk_w__*``, ``ports.acc_w__<lane>__*``) as (cycle, memory, lane, address, value), and
+  ``done``, the (cycle, tag) of each ``dbg_instr_done`` pulse, sampled in the same phase of the
+  same clock, so that ``spikegate.verify`` can attribute each write to its instruction.
+
+The bench asserts the protocol: K logits per image, ``last`` on the K-th only, ``busy`` low
+afterwards, and a cycle budget per image (``config["timeout_cycles"]``), so a hung core fails fast.
+
+Whole networks run for hundreds of thousands of cycles, so the monitors of the first pass wake on
+signal edges (``dbg_instr_done``, ``logits.valid``, the spike write enable) rather than on every
+clock; only the locating pass samples every clock.
 """
 
 from __future__ import annotations
@@ -30,6 +45,7 @@ from cocotb.triggers import ClockCycles, First, ReadOnly, RisingEdge, Timer
 from spikegate.rtl_tests.cocotb_util import tb_config, tb_seed
 
 PERIOD_NS = 10
+IDLE_MAX = 3         # an idle stretch between two pixels lasts 1..IDLE_MAX cycles
 
 
 def _signed(raw: int, bits: int) -> int:
@@ -38,14 +54,26 @@ def _signed(raw: int, bits: int) -> int:
 
 
 class PixelDriver:
-    def __init__(self, dut, bits: int):
-        self.dut, self.bits = dut, bits
+    """Drives ``pixels``; ``idle`` is the probability of an idle stretch before each pixel but the
+    first (idle before the first pixel is outside the cycle counter's span, so it is not drawn)."""
+
+    def __init__(self, dut, bits: int, rng: random.Random, idle: float):
+        self.dut, self.bits, self.rng, self.idle = dut, bits, rng, idle
+        self.idle_total = 0           # idle cycles driven so far (the first stretch forced)
         dut.pixels__valid.value = 0
 
-    async def send(self, values):
+    async def send(self, values) -> int:
+        """Send one image; return the idle cycles driven between its first and last pixel."""
         dut = self.dut
         mask = (1 << self.bits) - 1
-        for v in values:
+        idle = 0
+        for i, v in enumerate(values):
+            if i and self.idle and (self.idle_total == 0 or self.rng.random() < self.idle):
+                n = self.rng.randint(1, IDLE_MAX)
+                dut.pixels__valid.value = 0
+                await ClockCycles(dut.clk, n)
+                idle += n
+                self.idle_total += n
             dut.pixels__payload.value = int(v) & mask
             dut.pixels__valid.value = 1
             while True:
@@ -53,29 +81,40 @@ class PixelDriver:
                 if int(dut.pixels__ready.value):
                     break
         dut.pixels__valid.value = 0
+        return idle
 
 
 class LogitsMonitor:
+    """Collects ``logits``; ``backpressure`` is the probability of ``ready`` low in a cycle where a
+    logit is offered (the very first such cycle forced low)."""
+
     def __init__(self, dut, bits: int, rng: random.Random, backpressure: float):
         self.dut, self.bits, self.rng, self.bp = dut, bits, rng, backpressure
+        self.stall_total = 0
         dut.logits__ready.value = 1
 
-    async def collect(self, k: int, timeout_ns: int):
+    async def collect(self, k: int, timeout_ns: int) -> tuple[list, int]:
+        """K (logit, last) pairs, and the cycles a logit was offered and refused."""
         dut = self.dut
-        got = []
+        got, stalls = [], 0
         while len(got) < k:
             if not int(dut.logits__valid.value):
                 edge = await First(RisingEdge(dut.logits__valid), Timer(timeout_ns, "ns"))
                 if not isinstance(edge, RisingEdge) and not int(dut.logits__valid.value):
-                    raise AssertionError(f"no logit after {timeout_ns} ns ({len(got)} of {k} received)")
-            ready = 0 if (self.bp and self.rng.random() < self.bp) else 1
+                    raise AssertionError(f"no logit within the cycle budget ({timeout_ns // PERIOD_NS} "
+                                         f"cycles; {len(got)} of {k} received)")
+            ready = 0 if (self.bp and (self.stall_total == 0 or self.rng.random() < self.bp)) else 1
             dut.logits__ready.value = ready
             await RisingEdge(dut.clk)
-            if ready and int(dut.logits__valid.value):
-                raw = int(dut.logits__payload.value)
-                got.append((_signed(raw, self.bits), (raw >> self.bits) & 1))
+            if int(dut.logits__valid.value):
+                if ready:
+                    raw = int(dut.logits__payload.value)
+                    got.append((_signed(raw, self.bits), (raw >> self.bits) & 1))
+                else:
+                    stalls += 1
+                    self.stall_total += 1
         dut.logits__ready.value = 1
-        return got
+        return got, stalls
 
 
 class DebugMonitor:
@@ -115,6 +154,41 @@ class DebugMonitor:
             await RisingEdge(clk)
 
 
+class WriteMonitor:
+    """Every write the ACT, SPK and ACC memories receive, and every instruction's end, with its
+    clock cycle: the locating pass. Samples every clock (in the read-only phase after the edge),
+    so writes and ``dbg_instr_done`` share one time base; reads ``addr``/``data`` only when
+    ``en`` is high."""
+
+    def __init__(self, dut, lanes: int):
+        self.dut = dut
+        try:
+            p = dut.ports
+            self.ports = [("act", 0, p.act_w__en, p.act_w__addr, p.act_w__data, True),
+                          ("spk", 0, p.spk_w__en, p.spk_w__addr, p.spk_w__data, False)]
+            self.ports += [("acc", lane, getattr(p, f"acc_w__{lane}__en"), getattr(p, f"acc_w__{lane}__addr"),
+                            getattr(p, f"acc_w__{lane}__data"), True) for lane in range(lanes)]
+        except AttributeError as e:
+            raise AssertionError(f"the core's port multiplexer 'ports' lacks a memory write port ({e}): "
+                                 f"the memories' writes cannot be observed") from None
+        self.writes: list[tuple] = []
+        self.done: list[tuple[int, int]] = []
+        cocotb.start_soon(self._run())
+
+    async def _run(self):
+        dut, cycle = self.dut, 0
+        while True:
+            await RisingEdge(dut.clk)
+            await ReadOnly()
+            cycle += 1
+            if int(dut.dbg_instr_done.value):
+                self.done.append((cycle, int(dut.dbg_tag.value)))
+            for mem, lane, en, addr, data, signed in self.ports:
+                if int(en.value):
+                    v = data.value.to_signed() if signed else int(data.value)
+                    self.writes.append((cycle, mem, lane, int(addr.value), v))
+
+
 async def load_weights(dut, path: str, bytes_per_word: int) -> int:
     """Write the weight image through the core's ``weights`` port, one word per cycle."""
     with open(path, "rb") as f:
@@ -129,16 +203,7 @@ async def load_weights(dut, path: str, bytes_per_word: int) -> int:
     return n
 
 
-@cocotb.test()
-async def run_images(dut):
-    cfg = tb_config()
-    seed = tb_seed()
-    dut._log.info("seed %d", seed)
-    pixels = np.load(cfg["pixels"])  # int64 [B, num_pixels]
-    K = cfg["num_classes"]
-    Clock(dut.clk, PERIOD_NS, unit="ns").start()
-    driver = PixelDriver(dut, cfg["pixel_bits"])
-    logits = LogitsMonitor(dut, cfg["logit_bits"], random.Random(seed), cfg.get("backpressure", 0.0))
+async def _reset(dut, cfg) -> None:
     if cfg.get("weights"):
         dut.weights__en.value = 0
     dut.rst.value = 1
@@ -148,18 +213,38 @@ async def run_images(dut):
     if cfg.get("weights"):
         n = await load_weights(dut, cfg["weights"], cfg["weight_bytes_per_word"])
         dut._log.info("%d weight words loaded through the weight port", n)
+
+
+@cocotb.test()
+async def run_images(dut):
+    cfg = tb_config()
+    seed = tb_seed()
+    dut._log.info("seed %d (idle %.2f, back-pressure %.2f)", seed, cfg.get("idle", 0.0), cfg.get("backpressure", 0.0))
+    pixels = np.load(cfg["pixels"])  # int64 [B, num_pixels]
+    K = cfg["num_classes"]
+    Clock(dut.clk, PERIOD_NS, unit="ns").start()
+    rng = random.Random(seed)
+    driver = PixelDriver(dut, cfg["pixel_bits"], rng, cfg.get("idle", 0.0))
+    logits = LogitsMonitor(dut, cfg["logit_bits"], rng, cfg.get("backpressure", 0.0))
+    await _reset(dut, cfg)
     debug = DebugMonitor(dut, cfg.get("capture_spikes", False))
+    monitor = WriteMonitor(dut, cfg["lanes"]) if cfg.get("capture_writes") else None
     results = []
     for i, img in enumerate(pixels):
         e0, w0 = len(debug.events), len(debug.spk_writes)   # (write tags count from e0 on)
-        cocotb.start_soon(driver.send(img))
-        got = await logits.collect(K, cfg["timeout_cycles"] * PERIOD_NS)
+        sender = cocotb.start_soon(driver.send(img))
+        got, stalls = await logits.collect(K, cfg["timeout_cycles"] * PERIOD_NS)
+        idle = await sender                                   # (done: every pixel was accepted)
         await ClockCycles(dut.clk, 3)
         assert [g[1] for g in got] == [0] * (K - 1) + [1], f"image {i}: 'last' is not on the final logit"
         assert int(dut.busy.value) == 0, f"image {i}: busy still high after the last logit"
-        results.append({"logits": [g[0] for g in got], "cycles": int(dut.cycles.value),
-                        "instr": debug.events[e0:],
-                        "spk_writes": [(i - e0, a, v) for i, a, v in debug.spk_writes[w0:]]})
+        r = {"logits": [g[0] for g in got], "cycles": int(dut.cycles.value), "idle_cycles": idle,
+             "backpressure_cycles": stalls, "instr": debug.events[e0:],
+             "spk_writes": [(i - e0, a, v) for i, a, v in debug.spk_writes[w0:]]}
+        if monitor:
+            r.update(writes=monitor.writes, done=monitor.done)
+            monitor.writes, monitor.done = [], []
+        results.append(r)
         if cfg.get("progress"):      # the caller's progress bar counts these lines
             with open(cfg["progress"], "a") as f:
                 f.write(f"{i}\n")

@@ -37,6 +37,8 @@ LAYERS = [
     ("spikegate.host", "host"),            # the host client: protocol + serial, no Amaranth
     ("spikegate.report", "report"),        # HTML/markdown report from results (data in, files out)
     ("spikegate.verify", "flows"), ("spikegate.fuzz", "flows"), ("spikegate.board_build", "flows"), ("spikegate.demo", "cli"),
+    ("spikegate.sweep_stages", "flows"), ("spikegate.sweep_report", "flows"), ("spikegate.sweep", "flows"),
+    ("spikegate.api", "api"),              # the Python API: the flows as documented functions
     ("spikegate.commands", "cli"), ("spikegate.cli", "cli"), ("spikegate.__main__", "cli"),
     ("spikegate", "root"),                 # spikegate/__init__.py only (the version): a new module must be placed
 ]
@@ -53,8 +55,10 @@ ALLOWED = {
     "host": {"base", "machine", "host"},
     "report": {"base", "report"},
     "flows": _BELOW_FLOWS | {"flows"},
-    "root": {"root"},
-    "cli": _BELOW_FLOWS | {"flows", "cli"},
+    "api": _BELOW_FLOWS | {"flows", "api"},
+    # the root package re-exports the API; spikegate/api.py imports only the base at module level
+    "root": {"root", "base", "api"},
+    "cli": _BELOW_FLOWS | {"flows", "api", "cli"},
 }
 # the root package (spikegate/__init__.py: the version) is a leaf every layer may read
 for _allowed in ALLOWED.values():

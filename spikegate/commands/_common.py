@@ -101,18 +101,10 @@ def checkpoint_input_range(ck) -> tuple[float, float] | None:
 
 
 def ir_input_range(g) -> tuple[tuple[float, float], str]:
-    """(range, wording) of the inputs an IR expects: its calibration data set's range when that is a
-    known set, else what its input quantiser represents without clipping."""
-    from spikegate.quantize.data import DATASETS
+    """(range, wording) of the inputs an IR expects (:func:`spikegate.api.input_range`)."""
+    from spikegate.api import input_range
 
-    calib = str((g.meta.get("source") or {}).get("calibration") or "")
-    for name, ds in DATASETS.items():
-        if calib == name or calib.startswith(name + " "):
-            return ds.value_range, "the model was trained on"
-    qi = g.ops[0].attrs
-    half = 1 << (int(qi["bits"]) - 1)
-    scale = float(qi["scale"])
-    return (-half / scale, (half - 1) / scale), "the model's input quantiser covers"
+    return input_range(g)
 
 
 class ClosedSet(list):

@@ -24,28 +24,11 @@ def register(sub):
     p.set_defaults(func=run)
 
 
-def preset_of(cfg) -> str | None:
-    """The preset a configuration was built from (T aside), or None for a custom shape."""
-    from spikegate.quantize.model import PRESETS
-
-    for name, pc in PRESETS.items():
-        if pc.replace(T=cfg.T) == cfg:
-            return name
-    return None
-
-
 def describe(name: str, measure: bool = False) -> dict:
-    """One embedded model's row."""
-    from spikegate.quantize.checkpoint import infer_config, load_checkpoint
+    """One embedded model's row (the API's :func:`spikegate.api.model_info`)."""
+    from spikegate.api import model_info
 
-    ck = load_checkpoint(name)
-    cfg = infer_config(ck)
-    row = {"name": name, "preset": preset_of(cfg), "data": ck.args.get("data"), "T": cfg.T,
-           "channels": cfg.in_channels, "img_size": cfg.img_size, "classes": cfg.num_classes,
-           "heads": cfg.num_heads,
-           "params": sum(int(v.numel()) for k, v in ck.state_dict.items()
-                         if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))),
-           "accuracy": ck.args.get("held_out_top1"), "samples": ck.args.get("held_out_samples")}
+    row = model_info(name)
     if measure:
         from spikegate.commands.eval import evaluate_checkpoint
 

@@ -8,6 +8,7 @@ The Python API (``spikegate.api``, re-exported here) runs the same code as the `
     load_model(ckpt)                     the float PyTorch model of a checkpoint
     quantize_model(ckpt, out=, calib=)   the integer IR (SGIR) and its accuracy report
     save_ir(ir, path) / load_ir(path)    SGIR files
+    input_range(ir)                      the input values a model expects
     golden(ir, images, trace=)           the bit-exact integer model: logits (and spike traces)
     compile_ir(ir, target, out_dir)      a build directory: program, memory images, Verilog
     verify_rtl(build_dir, images)        the build's Verilog simulated against the golden model
@@ -21,9 +22,8 @@ one-line message. The CLI itself lives in ``spikegate.cli`` and ``spikegate.comm
 __version__ = "0.1.0"
 
 # The API module imports nothing heavy at import time (its functions do), so this stays light.
-from spikegate.api import (compile_ir, data, golden, load_ir, load_model, model_info, models,  # noqa: E402
-                           quantize_model, save_ir, synthesize, verify_rtl, write_report)
+from spikegate.api import *  # noqa: E402,F401,F403
+from spikegate.api import __all__ as _api_names  # noqa: E402
 from spikegate.errors import SpikegateError  # noqa: E402
 
-__all__ = ["SpikegateError", "compile_ir", "data", "golden", "load_ir", "load_model", "model_info", "models",
-           "quantize_model", "save_ir", "synthesize", "verify_rtl", "write_report"]
+__all__ = [*_api_names, "SpikegateError"]

@@ -42,9 +42,11 @@ from .targets import Target, resolve_target
 REPORT = "report.json"
 
 
-def lower_to_program(g: Graph, lanes: int) -> Program:
+def lower_to_program(g: Graph, lanes: int, *, events: bool = False) -> Program:
+    """``events``: compile for event input, T frames per sample (``[T, C, H, W]`` pixels, frame t
+    at step t; ``num_pixels`` is T*C*H*W) instead of one image repeated over T."""
     g = check_ops(g)
-    s = schedule(g)
+    s = schedule(g, events=events)
     plan = memory_plan(s)
     return validate_program(pack_parameters(g, s, plan, lanes))
 

@@ -192,7 +192,8 @@ def execute(prog: Program, ins, state: MachineState, pixels: np.ndarray | None =
 
 
 def run(prog: Program, pixels: np.ndarray) -> RunResult:
-    """Run one image (integer pixels, ``[C, H, W]``)."""
+    """Run one image (integer pixels, ``[C, H, W]``; ``[T, C, H, W]`` for a program compiled for
+    event input)."""
     state = MachineState.zeros(prog)
     cycles = [execute(prog, ins, state, pixels) for ins in prog.instrs]
     return RunResult(logits=state.logits, cycles=int(sum(cycles)), cycles_per_instr=cycles, sops=state.sops,

@@ -51,6 +51,9 @@ def pack_parameters(g: Graph, s: Schedule, plan: MemoryPlan, lanes: int) -> Prog
         ins = Instr(opcode=m.opcode, name=m.name, tag=i, T=T)
         if m.opcode == OP_INPUT:
             C, H, W = m.out_shape
+            # event input: its T frames arrive back to back, as T*C channels (what the first
+            # CONV reads at step t, ACT[src + t*C*H*W ...], is frame t)
+            C *= s.tensors[m.dst]["steps"]
             ins.dst, ins.cin, ins.h, ins.w, ins.T = plan.addresses[m.dst], C, H, W, 1
         elif m.opcode == OP_CONV:
             a = m.attrs
@@ -140,7 +143,7 @@ def pack_parameters(g: Graph, s: Schedule, plan: MemoryPlan, lanes: int) -> Prog
         act_words=plan.words["ACT"], spk_words=plan.words["SPK"], acc_words=acc_words,
         wmem=wmem, bias=np.array(bias or [0], dtype=np.int64), shift=np.array(shift or [0], dtype=np.int64),
         thresh=np.array(thresh or [1], dtype=np.int64),
-        num_pixels=int(np.prod(qi.shape)), num_classes=int(head.shape[0]), input_scale=float(qi.attrs["scale"]),
+        num_pixels=int(np.prod(qi.shape)) * s.tensors[qi.name]["steps"], num_classes=int(head.shape[0]), input_scale=float(qi.attrs["scale"]),
         T=T, op_names=names,
         tensors={n: {"mem": s.tensors[n]["mem"], "base": plan.addresses[n], "shape": list(s.tensors[n]["shape"]),
                      "steps": s.tensors[n]["steps"]} for n in plan.addresses},

@@ -47,7 +47,10 @@ class Schedule:
         return "\n".join(m.describe() for m in self.mops)
 
 
-def schedule(g: Graph, T: int | None = None) -> Schedule:
+def schedule(g: Graph, T: int | None = None, *, events: bool = False) -> Schedule:
+    """``events``: the input is one frame per time step (event data ``[B, T, C, H, W]``), so the
+    input tensor holds T frames and the first convolution reads frame t at step t; otherwise one
+    image, which the first convolution reads at every step (direct encoding: ``broadcast``)."""
     T = int(T or g.meta.get("T", 1))
     prod = {o.name: o for o in g.ops}
     fused = {}  # branch conv name -> add op
@@ -65,7 +68,7 @@ def schedule(g: Graph, T: int | None = None) -> Schedule:
     mops: list[MOp] = []
     for o in g.ops:
         if o.kind == "quant_input":
-            tensors[o.name] = {"mem": "ACT", "shape": tuple(o.shape), "steps": 1}
+            tensors[o.name] = {"mem": "ACT", "shape": tuple(o.shape), "steps": T if events else 1}
             mops.append(MOp(OP_INPUT, o.name, [], o.name, "ACT", out_shape=tuple(o.shape)))
         elif o.kind == "conv":
             src = prod[o.inputs[0]]
@@ -75,7 +78,7 @@ def schedule(g: Graph, T: int | None = None) -> Schedule:
                      "in_kind": IN_SPIKE if a["in_kind"] == "spike" else IN_INT,
                      "lane_mode": LANES_TAP if a["groups"] > 1 else LANES_CO,
                      "out_mode": OUT_ACCUM if add is not None else OUT_WRITE,
-                     "broadcast": 1 if src.kind == "quant_input" else 0}
+                     "broadcast": 1 if src.kind == "quant_input" and not events else 0}
             params = {"weight": o.params["weight"], "bias": o.params["bias"], "shift": o.params["shift"]}
             if add is not None:
                 dst = buf(add.inputs[0])

@@ -9,6 +9,10 @@ package, speed grade and constraints, hence the same requested clock) with each 
 time, and reports every seed's Fmax and worst path, with the minimum, median and maximum. The
 board directory is only read; nothing it holds (the bitstream, ``synth.json``) changes.
 
+The nextpnr runs are ``spikegate sweep``'s own seed stage (``spikegate.sweep_stages.place_seed``),
+so a sweep with ``--synth --seeds 1-8`` and this command place alike; this one takes a board
+directory that already exists (any RTL, any build), the sweep builds its points from a model.
+
     .venv/bin/python -m bench.seed_sweep demo_out/ulx3s-85f/ulx3s-85f --seeds 1-4
     .venv/bin/python -m bench.seed_sweep demo_out/icebreaker/icebreaker --seeds 1,2,3 --out sweep.json
 
@@ -24,117 +28,22 @@ import argparse
 import concurrent.futures
 import json
 import os
-import re
-import shlex
-import shutil
 import statistics
-import subprocess
+import subprocess  # noqa: F401 -- the stage runs nextpnr through it (tests stand a fake in for it)
 import sys
-import tempfile
 
-from spikegate.board_targets.flow import TOOL_ENV
-
-# the placers of the flow's build script: its environment variable -> the yowasp tool `synth` sets
-TOOLS = {var: TOOL_ENV[var] for var in ("NEXTPNR_ECP5", "NEXTPNR_ICE40")}
-CONSTRAINTS = ("--lpf", "--pcf")
-# the flow's nextpnr options that name its outputs; the caller of flow_command sets its own
-OUTPUTS = ("--report", "--log", "--json", "--asc", "--textcfg")
-
-
-def flow_command(board_dir: str, keep_seed: bool = False) -> tuple[str, list[str]]:
-    """(the yowasp nextpnr tool, its options) from the flow's build_top.sh, without the outputs and
-    the netlist (the caller sets those) and, unless ``keep_seed``, without the seed."""
-    script = os.path.join(board_dir, "build_top.sh")
-    try:
-        with open(script) as f:
-            lines = f.readlines()
-    except OSError as e:
-        raise ValueError(f"{script}: cannot read it ({e.strerror}); run `spikegate synth` first") from None
-    for line in lines:
-        for var, tool in TOOLS.items():
-            if f'"${var}"' in line and "--json" in line:
-                args, keep = iter(line.split()[1:]), []
-                for a in args:
-                    if a in OUTPUTS or (a == "--seed" and not keep_seed):
-                        next(args, None)
-                    elif a != "--quiet":
-                        keep.append(a)
-                return tool, keep
-    raise ValueError(f"{script}: no nextpnr-ecp5 or nextpnr-ice40 command in it")
+# One code path: this is the synthesis stage of `spikegate sweep` (nextpnr over seeds on one
+# netlist) pointed at a board directory `spikegate synth` left; the sweep runs the same function
+# per seed as a Ray task, this runs it on a few threads (one nextpnr each).
+from spikegate.sweep_stages import (CONSTRAINTS, OUTPUTS, TOOLS, flow_command, nextpnr_result,  # noqa: F401
+                                    parse_seeds, tool_path, with_extra_args)
+from spikegate.sweep_stages import place_seed as run_seed
 
 
 def sweep_command(board_dir: str, nextpnr_args: str = "") -> tuple[str, list[str]]:
     """The flow's nextpnr command (``flow_command``) with ``nextpnr_args`` (one string, shell-quoted)
-    after its own options: a placer or router setting to judge over seeds. The sweep sets the seed,
-    the netlist and the outputs itself, so options naming those are refused."""
-    tool, opts = flow_command(board_dir)
-    try:
-        extra = shlex.split(nextpnr_args)
-    except ValueError as e:
-        raise ValueError(f"--nextpnr-args: {nextpnr_args!r}: {e}") from None
-    own = sorted({a for a in extra if a in OUTPUTS or a == "--seed"})
-    if own:
-        raise ValueError(f"--nextpnr-args: the sweep sets {', '.join(own)} itself; leave {'it' if len(own) == 1 else 'them'} out")
-    return tool, opts + extra
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``"1-4"``, ``"1,3,7"`` or a mix, each seed a positive integer."""
-    seeds = []
-    for part in text.split(","):
-        lo, _, hi = part.strip().partition("-")
-        try:
-            a, b = int(lo), int(hi or lo)
-        except ValueError:
-            raise ValueError(f"--seeds: {part!r} is not a seed or a range like 1-4") from None
-        if a < 1 or b < a:
-            raise ValueError(f"--seeds: {part!r}: seeds are positive, ranges run upwards")
-        seeds.extend(range(a, b + 1))
-    return sorted(set(seeds))
-
-
-def tool_path(tool: str) -> str:
-    """A yowasp tool on PATH, or beside this Python (the project's .venv)."""
-    return shutil.which(tool) or os.path.join(os.path.dirname(sys.executable), tool)
-
-
-def nextpnr_result(work: str) -> dict:
-    """Fmax (the last estimate nextpnr logged, after routing) and the worst path within one clock
-    domain (the design's clock, not the host pins') of a run that wrote ``top.log`` and
-    ``report.json`` in ``work``."""
-    with open(os.path.join(work, "top.log")) as f:
-        fmax = re.findall(r"Max frequency for clock '[^']*': ([0-9.]+) MHz", f.read())
-    with open(os.path.join(work, "report.json")) as f:
-        report = json.load(f)
-    paths = [cp["path"] for cp in report.get("critical_paths", []) if cp["from"] == cp["to"]]
-    path = max(paths, key=lambda p: sum(s["delay"] for s in p), default=[])
-    row = {"fmax_mhz": float(fmax[-1]) if fmax else None}
-    if path:
-        row.update(worst_path_ns=round(sum(s["delay"] for s in path), 2),
-                   worst_from=path[0]["from"]["cell"], worst_to=path[-1]["to"]["cell"])
-    return row
-
-
-def run_seed(tool: str, opts: list[str], board_dir: str, seed: int, keep: str | None = None) -> dict:
-    """One nextpnr run in a scratch directory (the yowasp tools see only their working directory);
-    with ``keep``, its report is copied there as ``seed<N>-report.json`` (the worst path's every
-    step, for reading beside the table)."""
-    work = tempfile.mkdtemp(prefix=f"seed{seed}-")
-    try:
-        shutil.copy(os.path.join(board_dir, "top.json"), work)
-        for flag in CONSTRAINTS:
-            if flag in opts:
-                shutil.copy(os.path.join(board_dir, opts[opts.index(flag) + 1]), work)
-        cmd = [tool_path(tool), "--quiet", "--seed", str(seed), *opts, "--json", "top.json", "--report", "report.json",
-               "--log", "top.log"]
-        proc = subprocess.run(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if proc.returncode != 0:
-            return {"seed": seed, "error": f"nextpnr exited with {proc.returncode}"}
-        if keep:
-            shutil.copy(os.path.join(work, "report.json"), os.path.join(keep, f"seed{seed}-report.json"))
-        return {"seed": seed, **nextpnr_result(work)}
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    after its own options: a placer or router setting to judge over seeds."""
+    return with_extra_args(flow_command(board_dir), nextpnr_args)
 
 
 def main(argv=None) -> int:

@@ -19,7 +19,7 @@ from spikegate.errors import SpikegateError
 VERB_MODULES = [
     "models", "data", "info", "infer", "train", "export_onnx",
     "quantize", "ir", "golden", "eval", "stats",
-    "compile", "verify", "synth", "run",
+    "compile", "verify", "synth", "run", "sweep",
 ]
 
 

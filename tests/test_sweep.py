@@ -152,3 +152,24 @@ def test_sweep_on_a_ray_cluster(sweep_dir, tmp_path, ray_head):
                           "--target", "sim", "--lanes", "1", "--out", str(tmp_path / "x"), "--address",
                           f"127.0.0.1:{_free_port()}"], env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "--address" in bad.stderr.strip().splitlines()[-1]
+
+
+def test_seed_stage_reads_nextpnr_as_the_flow_does(tmp_path):
+    """A seed's Fmax is the slowest clock of nextpnr's report (the flow's rule), its LUTs the
+    flow's utilisation; the report table gives the Fmax spread per configuration."""
+    from spikegate.board_targets import get_board
+    from spikegate.sweep_report import fmax_table, pareto
+    from spikegate.sweep_stages import nextpnr_result
+
+    (tmp_path / "top.log").write_text("Info: Max frequency for clock 'clk': 99.00 MHz (PASS at 50.00 MHz)\n")
+    (tmp_path / "report.json").write_text(json.dumps({
+        "fmax": {"clk": {"achieved": 71.5, "constraint": 50.0}, "clk25": {"achieved": 180.0, "constraint": 25.0}},
+        "utilization": {"TRELLIS_COMB": {"used": 12345, "available": 83640}}, "critical_paths": []}))
+    row = nextpnr_result(str(tmp_path), get_board("ulx3s-85f"))
+    assert row["fmax_mhz"] == 71.5 and row["constraints_met"] and row["luts"] == 12345
+    rows = [{"model": "m", "target": "b", "lanes": 4, "weight_bits": 8, "synth": True, "seed": s, "fmax_mhz": f,
+             "timing_met": f >= 60, "luts": 100} for s, f in ((1, 55.0), (2, 61.0), (3, 70.0))]
+    assert fmax_table(rows) == [{"model": "m", "target": "b", "lanes": 4, "weight_bits": 8, "seeds": 3, "min": 55.0,
+                                 "median": 61.0, "max": 70.0, "timing_met": 2, "luts_median": 100}]
+    pts = [{"luts": 1, "images_per_s": 5}, {"luts": 2, "images_per_s": 4}, {"luts": 3, "images_per_s": 9}]
+    assert pareto(pts) == [pts[0], pts[2]]

@@ -12,7 +12,7 @@ def register(sub):
     p = add_verb(sub, "sweep", "sweep lanes x weight bits x boards (x nextpnr seeds) on Ray; resumable", [
         "spikegate sweep --model default --target sim --lanes 1,4 --weight-bits 4,8 --out sweep/ --json",
         "spikegate sweep --model default --target ulx3s-85f --lanes 1,4 --seeds 1-4 --synth --out sweep/",
-        "spikegate sweep --model default --target sim --lanes 1,2,4,8 --out sweep/ --address 10.0.0.5:6379"],
+        "spikegate sweep --model default --target sim --lanes 1,2,4,8 --out sweep/ --address head-node:6379"],
         description="Run quantize, compile, the cycle model and (--synth) synthesis for every point "
                     "(model, target, lanes, weight bits, seed) as Ray tasks, each shared stage once. "
                     "Finished points go to OUT/points.jsonl as they finish; rerunning skips them. "

@@ -1,12 +1,16 @@
 """Whole-network RTL verification: compile, emit Verilog, simulate, compare with the golden model.
 
 These are the end-to-end proofs of issue 5: emitted Verilog == golden model, bit for bit, for whole
-networks; every LIF layer's spike count equals the golden trace; the measured cycles equal the cycle
-model's exactly.
+networks; every LIF layer's spike map equals the golden trace; the measured cycles equal the cycle
+model's exactly, with the testbench's random idle pixels and back-pressure on (issue 28: the
+counter's span holds exactly the stall cycles the bench added, and nothing else). And when the
+hardware disagrees (issue 26), verify names the first differing instruction: proven on a build whose
+Verilog carries one flipped weight bit, against the first difference the ISS finds independently.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -36,10 +40,18 @@ def _build(tmp_path, g, target, lanes, name):
     return str(out)
 
 
-def _check(r, n):
+STALLS = {"idle": 0.2, "backpressure": 0.3}      # the testbench's idle pixels and back-pressure
+
+
+def _check(r, n, stalls: bool = True):
     assert r["samples"] == n
     assert r["bit_exact"], r["mismatches"]
     assert r["cycles"] == r["predicted_cycles"], "measured cycles (RTL) != the cycle model's"
+    # the raw counter holds the model's cycles plus exactly the stall cycles the bench added
+    assert r["cycles_counted"] == [p + i + b for p, i, b in zip(r["predicted_cycles"], r["idle_cycles"],
+                                                                r["backpressure_cycles"])]
+    if stalls:   # (the first idle stretch and the first refusal are forced: both always happen)
+        assert sum(r["idle_cycles"]) > 0 and sum(r["backpressure_cycles"]) > 0, r
 
 
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
@@ -51,7 +63,7 @@ def test_tiny_model_bit_exact(tmp_path, sim):
     b = _build(tmp_path, g, "sim", 4, "tiny")
     n = 3 if sim == "verilator" else 1
     np.save(tmp_path / "x.npy", x[:n])
-    _check(verify(b, str(tmp_path / "x.npy"), sim=sim), n)
+    _check(verify(b, str(tmp_path / "x.npy"), sim=sim, **STALLS), n)
 
 
 def test_default_model_20_digits_verilator(tmp_path):
@@ -66,7 +78,8 @@ def test_default_model_20_digits_verilator(tmp_path):
     # (the ulx3s-85f build of the default model is verified by tests/test_demo.py, which runs
     # `make demo`'s steps, and driven over the UART by rtl_tests/test_board_uart.py)
     b = _build(tmp_path, g, "sim", 8, "default")
-    _check(verify(b, str(tmp_path / "x.npy"), sim="verilator"), 20)
+    # (issue 28: verify with idle pixels and back-pressure on a trained model)
+    _check(verify(b, str(tmp_path / "x.npy"), sim="verilator", **STALLS), 20)
 
 
 @pytest.mark.parametrize("fixture", ["small_t1", "small_t4"])
@@ -80,7 +93,7 @@ def test_official_fixtures_verilator(tmp_path, fixture):
     _, g = quantize_graph(lower(model), data["inputs"])
     b = _build(tmp_path, g, "sim", 8, fixture)
     np.save(tmp_path / "x.npy", data["inputs"][:1])  # one input: T=4 runs ~2.5M cycles per image
-    _check(verify(b, str(tmp_path / "x.npy"), sim="verilator"), 1)
+    _check(verify(b, str(tmp_path / "x.npy"), sim="verilator", **STALLS), 1)
 
 
 def test_spike_maps_are_compared_spike_by_spike():
@@ -131,6 +144,117 @@ def test_spike_maps_are_compared_spike_by_spike():
     assert d["layer"] == name and d["rtl_spikes"] == d["golden_spikes"] + 1 and "count differs" in d["detail"]
 
 
+def _iss_states(prog, px):
+    """The ISS's memories (ACT, SPK, ACC, logits) after every instruction of one image."""
+    from spikegate.compiler import iss
+
+    state, out = iss.MachineState.zeros(prog), []
+    for ins in prog.instrs:
+        iss.execute(prog, ins, state, px)
+        out.append(state.copy())
+    return out
+
+
+def _corrupt_one_weight(prog, px):
+    """A copy of ``prog`` with one bit of one weight flipped, in the first spike-input CONV whose
+    flip changes a spike or a logit of the image (so that verify's comparison sees it), and the
+    ISS's states of the clean and the corrupted program."""
+    import copy
+
+    from spikegate.machine.program import IN_SPIKE, OP_CONV
+
+    clean = _iss_states(prog, px)
+    for ins in prog.instrs:
+        if ins.opcode != OP_CONV or ins.in_kind != IN_SPIKE:
+            continue
+        bad = copy.deepcopy(prog)
+        bad.wmem = prog.wmem.copy()
+        bad.wmem[ins.wbase, 0] ^= 1 << (prog.weight_bits - 2)        # stays in the signed range
+        states = _iss_states(bad, px)
+        if not (np.array_equal(states[-1].logits, clean[-1].logits) and
+                all(np.array_equal(a.spk, b.spk) for a, b in zip(states, clean))):
+            return bad, clean, states
+    raise AssertionError("no single weight flip changes this image's spikes or logits")
+
+
+def _expected_first_difference(prog, clean, states) -> dict:
+    """Computed from the two ISS runs alone (no RTL, none of verify's code): the first instruction
+    after which any memory differs, its first differing word, decoded by hand."""
+    from spikegate.machine.program import OPCODES
+
+    for j, (a, b) in enumerate(zip(clean, states)):
+        for mem in ("act", "spk"):
+            diff = np.nonzero(getattr(a, mem) != getattr(b, mem))[0]
+            if len(diff):
+                ins, addr = prog.instrs[j], int(diff[0])
+                t, rest = divmod(addr - ins.dst, ins.cout * ins.ho * ins.wo)
+                c, rest = divmod(rest, ins.ho * ins.wo)
+                return {"instruction": j, "op": OPCODES[ins.opcode], "layer": ins.name, "memory": mem,
+                        "address": addr, "time_step": t, "channel": c, "position": list(divmod(rest, ins.wo)),
+                        "rtl": int(getattr(b, mem)[addr]), "golden": int(getattr(a, mem)[addr]),
+                        "differing_values": len(diff)}
+        assert np.array_equal(a.acc, b.acc), "a flipped CONV weight first shows in ACT or SPK"
+    raise AssertionError("the ISS runs never differ")
+
+
+def test_corrupted_build_names_the_first_differing_instruction(tmp_path, capsys):
+    """One flipped weight bit in a build's Verilog (its WMEM image): verify fails with exit 1 and
+    names the first differing instruction, its op, time step, channel, position and both values,
+    exactly where the ISS run on the corrupted program first departs from the clean one."""
+    from spikegate.cli import main
+    from spikegate.commands.verify import summary
+    from spikegate.compiler.build import read_build
+    from spikegate.hw.accelerator import emit_verilog
+    from spikegate.quantize import intops
+
+    cfg = tiny_cfg(T=2, kd=True)
+    m = calibrated_model(cfg, seed=3)
+    x = images(cfg, 4, seed=4)
+    _, g = quantize_graph(lower(m), x)
+    b = _build(tmp_path, g, "sim", 4, "corrupt")
+    _, _, prog = read_build(b)
+    px = intops.quantize_input(x[:1], prog.input_scale, prog.pixel_bits)[0]
+    bad, clean, states = _corrupt_one_weight(prog, px)
+    emit_verilog(bad, os.path.join(b, "accelerator.v"))     # the build's memory image, one bit off
+    want = _expected_first_difference(prog, clean, states)
+    assert want["op"] == "CONV" and want["instruction"] > 2      # (earlier instructions must agree)
+    np.save(tmp_path / "x.npy", x[:1])
+    rc = main(["verify", b, "--inputs", str(tmp_path / "x.npy"), "--json"])
+    r = json.loads(capsys.readouterr().out)
+    assert rc == 1 and not r["bit_exact"] and r["mismatches"][0]["sample"] == 0
+    d = r["first_difference"]
+    print("verify's first difference:", d, "\nthe ISS's:", want)
+    assert {k: d[k] for k in want} == want, (d, want)
+    assert d["sample"] == 0 and r["mismatches"][0]["first_difference"] == d
+    assert r["cycles_counted"] == [c + i + p for c, i, p in zip(r["cycles"], r["idle_cycles"],
+                                                                r["backpressure_cycles"])]
+    lines = summary(r)      # what the verb prints without --json: one fact per line
+    s = "  sample 0:"
+    for fact in (f"first differing instruction: #{want['instruction']} CONV {want['layer']}",
+                 f"time step: {want['time_step']}", f"channel: {want['channel']}",
+                 f"position (y, x): {want['position']}", f"RTL value: {want['rtl']}",
+                 f"golden value: {want['golden']}"):
+        assert f"{s} {fact}" in lines, (fact, lines)
+
+
+def test_verify_arguments():
+    """verify's own arguments: help on each, an example, choices for --sim, checks that end in one
+    line (exit 2) before any simulation."""
+    import argparse
+
+    from spikegate.cli import build_parser, main
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    p = sub.choices["verify"]
+    assert p.epilog and "spikegate verify " in p.epilog
+    for a in p._actions:
+        assert a.help, f"verify {'/'.join(a.option_strings) or a.dest}: no help text"
+    assert list(next(a for a in p._actions if a.dest == "sim").choices) == ["verilator", "icarus"]
+    assert main(["verify", "b", "--inputs", "x.npy", "--sim", "modelsim"]) == 2
+    assert main(["verify", "b", "--inputs", "x.npy", "--waves", "/proc/w.vcd"]) == 2
+    assert main(["verify", "b", "--inputs", "x.npy", "--idle", "1.5"]) == 2
+
+
 def test_verify_bad_inputs(tmp_path):
     cfg = tiny_cfg()
     m = calibrated_model(cfg)
@@ -143,6 +267,12 @@ def test_verify_bad_inputs(tmp_path):
     with pytest.raises(SpikegateError, match="--sim"):
         np.save(tmp_path / "x.npy", x)
         verify(b, str(tmp_path / "x.npy"), sim="modelsim")
+    with pytest.raises(SpikegateError, match="--waves needs --sim verilator"):
+        verify(b, str(tmp_path / "x.npy"), sim="icarus", waves=str(tmp_path / "w.vcd"))
+    with pytest.raises(SpikegateError, match="--waves .*is a directory"):
+        verify(b, str(tmp_path / "x.npy"), waves=str(tmp_path))
+    with pytest.raises(SpikegateError, match="--backpressure must be a probability"):
+        verify(b, str(tmp_path / "x.npy"), backpressure=1.0)
     os.remove(os.path.join(b, "accelerator.v"))
     with pytest.raises(SpikegateError, match="accelerator.v is missing"):
         verify(b, str(tmp_path / "x.npy"))

@@ -8,7 +8,7 @@ SIMS = ("verilator", "icarus")      # (spikegate.verify.SIMS; not imported here:
 
 
 def _probability(name: str):
-    def parse(text: str) -> float:
+    def parse(text) -> float:
         from spikegate.errors import SpikegateError
         try:
             v = float(text)
@@ -37,10 +37,10 @@ def register(sub):
                    help="float32 images [B, C, H, W] (e.g. from `spikegate data`)")
     p.add_argument("--sim", default="verilator", **one_of("simulator", SIMS, metavar="SIM"),
                    help="RTL simulator: verilator (default, fast) or icarus")
-    p.add_argument("--idle", type=_probability("--idle"), default=0.2, metavar="P",
+    p.add_argument("--idle", default="0.2", metavar="P",
                    help="probability of 1..3 idle cycles before each pixel (default 0.2); the cycles "
                         "compared exclude them (the cycle model counts a stall-free stream)")
-    p.add_argument("--backpressure", type=_probability("--backpressure"), default=0.2, metavar="P",
+    p.add_argument("--backpressure", default="0.2", metavar="P",
                    help="probability of `ready` low on the logit stream in a cycle a logit is offered "
                         "(default 0.2); excluded from the compared cycles likewise")
     p.add_argument("--no-stalls", action="store_true",
@@ -61,7 +61,10 @@ def run(args):
 
     if args.waves:
         check_output_path(args.waves, "file", "--waves")
-    idle, bp = (0.0, 0.0) if args.no_stalls else (args.idle, args.backpressure)
+    # (checked here, not as argparse types, so that a bad value ends through main(): one line, exit 2)
+    idle, bp = _probability("--idle")(args.idle), _probability("--backpressure")(args.backpressure)
+    if args.no_stalls:
+        idle = bp = 0.0
     r = verify(args.build_dir, args.inputs, sim=args.sim, idle=idle, backpressure=bp, seed=args.seed,
                waves=args.waves)
     if args.json:

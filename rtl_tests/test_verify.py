@@ -237,6 +237,28 @@ def test_corrupted_build_names_the_first_differing_instruction(tmp_path, capsys)
         assert f"{s} {fact}" in lines, (fact, lines)
 
 
+def test_waves(tmp_path, capsys):
+    """--waves FILE writes the run's VCD there (named in the JSON), with the core's signals over
+    the whole image, and leaves no copy in the build's simulation folder."""
+    from spikegate.cli import main
+
+    cfg = tiny_cfg(T=1)
+    m = calibrated_model(cfg, seed=5)
+    x = images(cfg, 2, seed=6)
+    _, g = quantize_graph(lower(m), x)
+    b = _build(tmp_path, g, "sim", 2, "waves")
+    np.save(tmp_path / "x.npy", x[:1])
+    vcd = tmp_path / "run.vcd"
+    assert main(["verify", b, "--inputs", str(tmp_path / "x.npy"), "--waves", str(vcd), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["bit_exact"] and r["waves"] == str(vcd) and r["cycles"] == r["predicted_cycles"]
+    with open(vcd) as f:
+        head = f.read(1 << 20)
+    assert "$timescale" in head and "dbg_instr_done" in head and "$enddefinitions" in head
+    assert vcd.stat().st_size > 100 * r["cycles_counted"][0]      # (every cycle is in it)
+    assert not os.path.exists(os.path.join(b, "sim-verilator-waves", "dump.vcd"))
+
+
 def test_verify_arguments():
     """verify's own arguments: help on each, an example, choices for --sim, checks that end in one
     line (exit 2) before any simulation."""

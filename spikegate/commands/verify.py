@@ -51,7 +51,8 @@ def register(sub):
                    help="write a VCD waveform of every signal of the run into FILE.vcd (Verilator "
                         "only; builds a traced simulator beside the plain one; about 7 MB per thousand "
                         "cycles: fpga-tiny-t2's one image of 35k cycles makes 237 MB, so give one image)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON (the keys of `spikegate.verify.verify`)")
+    p.add_argument("--json", action="store_true",
+                   help="print the result as JSON (the keys of `spikegate.verify.verify`)")
     p.set_defaults(func=run)
 
 
@@ -91,7 +92,8 @@ def summary(r: dict) -> list[str]:
         where = m.get("layer", "logits only")
         extra = ""
         if "time_step" in m:
-            extra = f", time step {m['time_step']}, neuron {m['neuron']} (RTL {m['rtl_spike']}, golden {m['golden_spike']})"
+            extra = (f", time step {m['time_step']}, neuron {m['neuron']} "
+                     f"(RTL {m['rtl_spike']}, golden {m['golden_spike']})")
         lines.append(f"  sample {m['sample']}: first differing spike map: {where}{extra}")
     d = r.get("first_difference")
     if d:

@@ -119,3 +119,43 @@ def test_embedded_default_is_quantisation_aware_and_on_its_grid():
     assert ck.args.get("qat_bits") == 8, "the embedded default should be the QAT fine-tuned checkpoint"
     calib, _ = digits_split_xy("train", model.cfg.img_size)
     assert GridQAT(model, 8, calib).off_grid(model) == {}
+
+
+# The README's recipe for the embedded default (its "reproduce" column): `default-float` fine-tuned
+# quantisation-aware at 8 bits, 6 epochs at lr 1e-3, seed 0, one torch thread.
+DEFAULT_RECIPE = ["train", "--preset", "fpga-digits", "--init", "default-float", "--qat-bits", "8",
+                  "--epochs", "6", "--lr", "1e-3", "--seed", "0", "--threads", "1"]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
+    "on this machine (AMD EPYC, AVX-512; torch 2.13.0+cpu) the recipe gives other weights than the "
+    "shipped default.pth (held-out top-1 98.22 % against 98.00 %; 162 of 309 tensors differ), and "
+    "other CPU kernel paths give others again (ATEN_CPU_CAPABILITY=avx2: 97.11 %, ONEDNN_MAX_CPU_ISA="
+    "AVX2: 98.44 %, both: 97.78 %, no SIMD: 97.11 %): the run is deterministic on one machine, not "
+    "across CPUs. Strict: once default.pth is rebuilt where the suite runs, this passes and the "
+    "marker must go."))
+def test_embedded_default_rebuilds_byte_for_byte_from_its_recipe(tmp_path, capsys):
+    """``spikegate train`` with the README's recipe, compared with the shipped ``default.pth`` byte
+    for byte (the file is written under the same name: torch.save records the file's stem inside its
+    zip container; nothing else in it depends on the run). On a mismatch the message says which
+    tensors differ and the accuracies the two runs recorded. About 25-35 s of CPU."""
+    from spikegate.quantize.checkpoint import resolve_checkpoint
+
+    out = tmp_path / "default.pth"
+    rc = main([*DEFAULT_RECIPE, "-o", str(out), "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    shipped = resolve_checkpoint("default")
+    with open(shipped, "rb") as f:
+        want = f.read()
+    if out.read_bytes() == want:
+        return
+    a = torch.load(str(out), map_location="cpu", weights_only=False)
+    b = torch.load(shipped, map_location="cpu", weights_only=False)
+    sa, sb = a["model"], b["model"]
+    differ = [k for k in sb if k not in sa or not torch.equal(sa[k], sb[k])]
+    args = {k: (v, getattr(b["args"], k, None)) for k, v in vars(a["args"]).items()
+            if v != getattr(b["args"], k, None)}
+    pytest.fail(f"the rebuild differs from {shipped}: {len(differ)} of {len(sb)} tensors differ "
+                f"(first: {', '.join(differ[:3]) or 'none'}); recorded args that differ (rebuild, shipped): {args}")

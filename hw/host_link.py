@@ -35,7 +35,7 @@ from spikegate.machine.host_protocol import (CLASS_BYTES, CYCLES_BYTES, LOGIT_BY
                                              bytes_per_pixel, info_payload)
 
 from .host_link_commands import CommandDispatcher
-from .host_link_framing import Deframer, Enframer
+from .host_link_framing import Deframer, Enframer, EventRegister
 from .host_link_framing import check_int
 from .host_link_pixels import PixelLoader, PixelStreamer
 from .host_link_response import ResponseBuilder
@@ -176,6 +176,7 @@ class HostLink(wiring.Component):
         accel = self.accel
 
         m.submodules.deframer = deframer = Deframer(timeout=self._timeout)
+        m.submodules.events = events = EventRegister()
         m.submodules.enframer = enframer = Enframer()
         m.submodules.commands = commands = CommandDispatcher(
             num_pixels=npix, pixel_bits=self._pixel_bits, weight_words=nw, weight_bits=self._weight_bits,
@@ -190,7 +191,8 @@ class HostLink(wiring.Component):
 
         # frames in: events to the dispatcher, and the events it takes to the loaders
         wiring.connect(m, wiring.flipped(self.rx), deframer.i)
-        wiring.connect(m, deframer.o, commands.events)
+        wiring.connect(m, deframer.o, events.i)
+        wiring.connect(m, events.o, commands.events)
         wiring.connect(m, commands.event, loader.event)
         wiring.connect(m, loader.write, pixel_mem.write_port())
         m.d.comb += [loader.accept.eq(commands.accept), commands.load_ok.eq(loader.load_ok)]

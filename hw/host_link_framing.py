@@ -3,6 +3,8 @@
 * :class:`Deframer`  bytes -> frame events (header, payload bytes, end with checksum verdict, or
   timeout). Drops bytes outside frames; an inter-byte timeout resets it, so a truncated frame
   cannot wedge the link.
+* :class:`EventRegister`  a register stage for the frame events, between the deframer and its
+  consumers.
 * :class:`Enframer`  header + payload bytes -> bytes on the wire, with sync and checksum.
 """
 
@@ -16,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 from spikegate.hw.uart import byte_stream
 from spikegate.machine.host_protocol import SYNC
 
-__all__ = ["Deframer", "Enframer", "EventKind", "EVENT_LAYOUT", "HEADER_LAYOUT", "taken_event",
+__all__ = ["Deframer", "Enframer", "EventRegister", "EventKind", "EVENT_LAYOUT", "HEADER_LAYOUT", "taken_event",
            "index_signal", "check_int"]
 
 
@@ -137,6 +139,27 @@ class Deframer(wiring.Component):
                 m.d.comb += [o.valid.eq(1), o.payload.kind.eq(EventKind.TIMEOUT)]
                 with m.If(o.ready):
                     m.next = "SYNC"
+        return m
+
+
+class EventRegister(wiring.Component):
+    """A register stage for a stream of frame events: ``o`` is ``i`` a cycle later.
+
+    The deframer's events are a decode of its state and, at a frame's end, of an 8-bit checksum
+    compare; without this stage that decode ran on into every consumer's registers (the pixel and
+    weight loaders' addresses, the LEDs), the UP5K's worst paths. Bytes arrive a UART frame apart,
+    so the cycle it adds costs nothing. ``i.ready`` is high while the stage is empty or ``o`` is
+    taken, so a stalled consumer stalls the deframer as before."""
+
+    def __init__(self):
+        super().__init__({"i": In(stream.Signature(EVENT_LAYOUT)), "o": Out(stream.Signature(EVENT_LAYOUT))})
+
+    def elaborate(self, platform):
+        m = Module()
+        i, o = self.i, self.o
+        m.d.comb += i.ready.eq(~o.valid | o.ready)
+        with m.If(i.ready):
+            m.d.sync += [o.valid.eq(i.valid), o.payload.eq(i.payload)]
         return m
 
 

@@ -51,6 +51,8 @@ def test_demo_runs_to_the_end(demo_run):
         assert section in md
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4      # rates, SOPs, cycles, resources (+ accuracy)
+    # the page as chromium renders it (the demo checks it is not blank)
+    assert (out / "report.png").is_file() and (out / "report.png").stat().st_size > 10_000
     # the bitstreams are built beside the RTL verification (one core each), each board timed
     timings = json.loads((out / "timings.json").read_text())
     for board in BOARDS:

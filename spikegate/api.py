@@ -211,18 +211,6 @@ def golden(ir: Graph | str, images: np.ndarray | str, *, T: int | None = None,
     return (logits, tr) if trace else logits
 
 
-def _target(name: str):
-    """A ``Target`` by name: a board's from its record, else one of the compiler's own."""
-    from spikegate.board_targets import BOARDS
-    from spikegate.compiler.targets import TARGETS
-
-    if name in BOARDS:
-        return BOARDS[name].target
-    if name in TARGETS:
-        return TARGETS[name]
-    raise SpikegateError(f"unknown target {name!r}; known targets: {', '.join([*TARGETS, *BOARDS])}")
-
-
 def compile_ir(ir: Graph | str, target: str, out_dir: str, *, lanes: int | None = None,
                weights: str = "auto") -> dict:
     """Compile an IR into a build directory (``spikegate compile``); returns its ``report.json``.
@@ -233,10 +221,11 @@ def compile_ir(ir: Graph | str, target: str, out_dir: str, *, lanes: int | None 
     lanes (default: the target's). ``weights``: ``"auto"``, ``"bitstream"`` or ``"runtime"``
     (SPRAM, uploaded by ``spikegate run``). An existing ``out_dir`` that is a build is replaced.
     """
+    from spikegate.board_build import lookup_target
     from spikegate.compiler.build import compile_ir as _compile
     from spikegate.io import check_output_path
 
-    tgt = _target(target) if isinstance(target, str) else target
+    tgt = lookup_target(target) if isinstance(target, str) else target
     if lanes is not None and (not isinstance(lanes, int) or not 1 <= lanes <= 256):
         raise SpikegateError(f"lanes must be in 1..256, not {lanes!r}")
     if weights not in ("auto", "bitstream", "runtime"):

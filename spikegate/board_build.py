@@ -20,9 +20,31 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["SMALL_CHECKPOINT", "BoardCompile", "compile_for_board", "synth_board"]
+__all__ = ["SMALL_CHECKPOINT", "BoardCompile", "compile_for_board", "synth_board", "target_names", "lookup_target"]
 
 SMALL_CHECKPOINT = "fpga-tiny-t2"
+
+
+def target_names() -> list[str]:
+    """Every compile target: the compiler's own (``sim``, ``large``), then the boards."""
+    from spikegate.board_targets import known_boards
+    from spikegate.compiler.targets import TARGETS
+
+    return [*TARGETS, *known_boards()]
+
+
+def lookup_target(name: str):
+    """The ``Target`` called ``name``: a board's from its record, else one of the compiler's own.
+    The one lookup behind ``--target`` (CLI), the Python API and the sweep."""
+    from spikegate.board_targets import BOARDS
+    from spikegate.compiler.targets import TARGETS
+    from spikegate.errors import SpikegateError
+
+    if name in BOARDS:
+        return BOARDS[name].target
+    if name in TARGETS:
+        return TARGETS[name]
+    raise SpikegateError(f"unknown target {name!r}; known targets: {', '.join(target_names())}")
 
 # run(step, argv) -> (exit code, stdout, stderr); step is "compile", "quantize small" or "compile small"
 RunVerb = Callable[[str, list], tuple[int, str, str]]

@@ -47,7 +47,7 @@ def test_no_name_is_shadowed_by_a_subpackage():
 
 def test_errors_are_the_cli_one_liners():
     with pytest.raises(SpikegateError, match=r"^unknown target 'nope'; known targets: sim, large, icebreaker"):
-        api._target("nope")
+        api.compile_ir("never-read.sgir", "nope", "never-written")
     with pytest.raises(SpikegateError, match=r"^count 0: the digits test split has 1\.\.450 images$"):
         api.data("digits", 0)
     with pytest.raises(SpikegateError, match=r"^unknown data set 'cifar'"):

@@ -236,8 +236,11 @@ def test_compile_resolves_target_names(tmp_path, capsys):
     rc = main(["compile", str(sgir), "--target", "notaboard", "-o", str(tmp_path / "x")])
     err = capsys.readouterr().err
     assert rc == 2 and not (tmp_path / "x").exists()
-    assert err == ("spikegate compile: error: unknown target 'notaboard'; known targets: sim, large, "
-                   "icebreaker, ulx3s-85f, orangecrab\n")
+    # (a ResourceWarning of an earlier test's garbage may land in the same capture: not ours)
+    ours = [line for line in err.splitlines() if "Elaboratable" not in line and "tracemalloc" not in line
+            and not line.startswith(" ")]
+    assert ours == ["spikegate compile: error: unknown target 'notaboard'; known targets: sim, large, "
+                    "icebreaker, ulx3s-85f, orangecrab"], err
 
 
 def test_flow_needs_a_core(tmp_path):

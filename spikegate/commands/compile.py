@@ -2,28 +2,8 @@
 
 from __future__ import annotations
 
+from spikegate.board_build import lookup_target, target_names
 from spikegate.commands._common import add_verb, checked_int, one_of, print_json, steps
-from spikegate.errors import SpikegateError
-
-
-def target_names() -> list[str]:
-    """Every ``--target``: the compiler's own (``sim``, ``large``), then the boards."""
-    from spikegate.board_targets import known_boards
-    from spikegate.compiler.targets import TARGETS
-
-    return [*TARGETS, *known_boards()]
-
-
-def lookup_target(name: str):
-    """The Target called ``name``: a board's from its record, else one of the compiler's own."""
-    from spikegate.board_targets import BOARDS
-    from spikegate.compiler.targets import TARGETS
-
-    if name in BOARDS:
-        return BOARDS[name].target
-    if name in TARGETS:
-        return TARGETS[name]
-    raise SpikegateError(f"unknown target {name!r}; known targets: {', '.join(target_names())}")
 
 
 def register(sub):

@@ -49,7 +49,7 @@ def int_list(text: str, name: str, lo: int, hi: int) -> tuple[int, ...]:
 
 def targets(text: str, synth: bool) -> dict:
     from spikegate.board_targets import BOARDS, known_boards
-    from spikegate.commands.compile import lookup_target
+    from spikegate.board_build import lookup_target
 
     names = [t.strip() for t in text.split(",") if t.strip()]
     if not names:

@@ -251,6 +251,21 @@ def _run_build_script(out_dir: str, board: Board, env: dict) -> int:
 # ---------------------------------------------------------------------------------- the flow
 
 
+def clock_timing(nextpnr: dict) -> dict | None:
+    """The clocks of a nextpnr ``report.json`` as the flow reads them: per clock, achieved and
+    constraint (MHz, to 0.01); ``fmax_mhz``, the slowest clock; ``constraints_met``, every clock
+    at its constraint. None when nextpnr reported no clock. One reading for ``synthesize`` and the
+    sweep's other seeds, so that their Fmax compare."""
+    clocks = {name: {"achieved_mhz": round(float(v["achieved"]), 2),
+                     "constraint_mhz": round(float(v["constraint"]), 2)}
+              for name, v in nextpnr.get("fmax", {}).items()}
+    if not clocks:
+        return None
+    return {"clocks": clocks, "fmax_mhz": min(c["achieved_mhz"] for c in clocks.values()),
+            "constraints_met": all(c["achieved_mhz"] >= c["constraint_mhz"] * (1 - 1e-4)
+                                   for c in clocks.values())}
+
+
 def synthesize(build_dir: str, board_name: str, *, load_core: CoreLoader | None = None, seed: int = 1,
                clock_mhz: float | None = None, baud: int | None = None) -> dict:
     """Synthesise ``build_dir`` for board ``board_name``; ``synth.json`` as a dict (module docstring).
@@ -315,15 +330,11 @@ def synthesize(build_dir: str, board_name: str, *, load_core: CoreLoader | None 
     except (OSError, json.JSONDecodeError) as e:
         fail(f"{board.name}: nextpnr wrote no usable {NEXTPNR_REPORT} ({e})")
     result.update(utilisation(nextpnr, board, out_dir))
-    result["clocks"] = clocks = {name: {"achieved_mhz": round(float(v["achieved"]), 2),
-                                        "constraint_mhz": round(float(v["constraint"]), 2)}
-                                 for name, v in nextpnr.get("fmax", {}).items()}
-    if not clocks:
+    timing = clock_timing(nextpnr)
+    if timing is None:
         fail(f"{board.name}: nextpnr reported no clock (no Max frequency); see {out_dir}/top.tim")
-    result["fmax_mhz"] = min(c["achieved_mhz"] for c in clocks.values())
-    result["timing_met"] = all(c["achieved_mhz"] >= c["constraint_mhz"] * (1 - 1e-4)
-                               for c in clocks.values()) and \
-        result["fmax_mhz"] >= result["clock_mhz"] * (1 - 1e-4)
+    result.update(clocks=timing["clocks"], fmax_mhz=timing["fmax_mhz"])
+    result["timing_met"] = timing["constraints_met"] and result["fmax_mhz"] >= result["clock_mhz"] * (1 - 1e-4)
 
     bit = os.path.join(out_dir, BITSTREAM[board.family])
     if not os.path.exists(bit):

@@ -52,9 +52,11 @@ class Section:
     details: tuple | None = None
 
 
-def _png(fig) -> str:
+def png_base64(fig, dpi: int = 110) -> str:
+    """A matplotlib figure as base64 PNG, for a data URI (the reports are one self-contained file);
+    closes the figure."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
@@ -122,7 +124,7 @@ def _per_class_plot(cm_f: np.ndarray, cm_i: np.ndarray) -> str:
     ax.set_ylabel("top-1 % (zoomed)")
     ax.set_title("Per-class accuracy on the held-out split")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8, frameon=False)
-    return _png(fig)
+    return png_base64(fig)
 
 
 def _confusion_plot(cm: np.ndarray) -> str:
@@ -139,7 +141,7 @@ def _confusion_plot(cm: np.ndarray) -> str:
     ax.set_ylabel("true class")
     ax.set_title("Confusion matrix (integer golden model)")
     ax.spines[:].set_visible(False)
-    return _png(fig)
+    return png_base64(fig)
 
 
 # ---------------------------------------------------------------- examples and spikes
@@ -161,7 +163,7 @@ def examples_section(images, labels, logits, note: str) -> Section:
         ax.set_title(f"{pred[i]}" + ("" if right else f" (true {labels[i]})"), fontsize=9,
                      color="#1B7F3B" if right else "#B00020", fontweight="bold")
     fig.suptitle("predicted class above each image (red: wrong)", fontsize=9, y=1.0)
-    return Section("Example inputs", md, [("example inputs with their predicted classes", _png(fig))])
+    return Section("Example inputs", md, [("example inputs with their predicted classes", png_base64(fig))])
 
 
 def spike_section(trace: dict[str, np.ndarray], order: list[str], labels=None) -> Section:
@@ -194,7 +196,7 @@ def spike_section(trace: dict[str, np.ndarray], order: list[str], labels=None) -
           f"layers, from the first to the last: one row per image{' and time step' if T > 1 else ''} "
           f"(T={T}), one column per neuron; black is a spike.\n\n"
           + _table(["layer", "shape (C x H x W)", "neurons", "firing rate"], rows))
-    return Section("Spikes", md, [("spike raster of a few LIF layers", _png(fig))])
+    return Section("Spikes", md, [("spike raster of a few LIF layers", png_base64(fig))])
 
 
 # ---------------------------------------------------------------- operations
@@ -213,7 +215,7 @@ def operations_section(res: dict) -> Section:
                   rotation=90, fontsize=6)
     ax.set_ylabel("firing rate")
     ax.set_title("Firing rate per LIF layer (golden model, demo inputs)")
-    rates = _png(fig)
+    rates = png_base64(fig)
     layers = st["layers"]
     fig, ax = plt.subplots(figsize=(7.5, 2.6))
     spike = [r["input_kind"] == "spike" for r in layers]
@@ -225,7 +227,7 @@ def operations_section(res: dict) -> Section:
     ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color="#0072B2"), plt.Rectangle((0, 0), 1, 1, color="#D55E00")],
               labels=["SOPs (spike input: adds)", "MACs (multi-bit input)"], fontsize=8)
     return Section("Operations and energy (per sample, paper's model)", md,
-                   [("firing rate per LIF layer", rates), ("operations per layer", _png(fig))])
+                   [("firing rate per LIF layer", rates), ("operations per layer", png_base64(fig))])
 
 
 # ---------------------------------------------------------------- RTL cycles
@@ -273,7 +275,7 @@ def _cycles_plot(res: dict) -> str:
     ax.set_ylabel("cycles per image (thousands)")
     ax.set_title("Cycles per image, per board")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=k + 1, fontsize=8, frameon=False)
-    return _png(fig)
+    return png_base64(fig)
 
 
 # ---------------------------------------------------------------- boards
@@ -331,7 +333,7 @@ def _boards_plot(res: dict) -> str:
     axf.set_title("Fmax vs requested")
     axf.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    return _png(fig)
+    return png_base64(fig)
 
 
 # ---------------------------------------------------------------- notes, timings, page
@@ -345,7 +347,7 @@ def timings_section(timings: dict) -> Section:
     ax.invert_yaxis()
     ax.set_xlabel("seconds (grey: in the background, beside the other steps)")
     ax.set_title("Step timings")
-    return Section("Step timings (seconds)", md, [("step timings", _png(fig))])
+    return Section("Step timings (seconds)", md, [("step timings", png_base64(fig))])
 
 
 def build_sections(res: dict, *, images=None, labels=None, logits=None, trace=None) -> list[Section]:

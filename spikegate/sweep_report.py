@@ -8,9 +8,7 @@ board, lanes, weight bits), then every point. The plot is embedded (PNG, base64)
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import statistics
 from collections import defaultdict
 
@@ -55,10 +53,9 @@ def _plot(rows: list[dict]) -> str | None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     fig.colorbar(sc, ax=axes[0].tolist(), label="integer top-1 (%)")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+    from spikegate.report import png_base64
+
+    return png_base64(fig, dpi=100)
 
 
 def fmax_table(rows: list[dict]) -> list[dict]:

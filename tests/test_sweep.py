@@ -8,6 +8,8 @@ resumed sweep reuses them), so they run in one xdist worker, in order. No synthe
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import secrets
@@ -29,8 +31,21 @@ ACCEPT = ["sweep", "--model", "default", "--target", "sim", "--lanes", "1,4", "-
 
 
 @pytest.fixture(scope="module")
-def sweep_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("sweep")
+def accepted(tmp_path_factory):
+    """The issue's acceptance sweep, run once in a folder the module's tests share: its folder and
+    its ``--json`` answer. A fixture, so that each test that reruns into the folder finds it there
+    whether it runs alone or after the others."""
+    folder = tmp_path_factory.mktemp("sweep")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(ACCEPT + ["--out", str(folder)])
+    assert rc == 0, err.getvalue()
+    return folder, json.loads(out.getvalue())
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(accepted):
+    return accepted[0]
 
 
 def run_json(argv, capsys) -> dict:
@@ -40,8 +55,8 @@ def run_json(argv, capsys) -> dict:
     return json.loads(out)
 
 
-def test_acceptance_sweep_runs_four_points_on_ray(sweep_dir, capsys):
-    res = run_json(ACCEPT + ["--out", str(sweep_dir)], capsys)
+def test_acceptance_sweep_runs_four_points_on_ray(accepted):
+    sweep_dir, res = accepted
     assert res["engine"] == "ray" and res["skipped"] == 0
     pts = res["points"]
     assert [(p["lanes"], p["weight_bits"]) for p in pts] == [(1, 4), (4, 4), (1, 8), (4, 8)]

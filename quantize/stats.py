@@ -80,3 +80,66 @@ def layer_stats(g: Graph, x: np.ndarray, *, mode: str, T: int | None = None) -> 
         "energy_model": f"E = {E_MAC_PJ} pJ x MACs(first conv, once per sample) + {E_AC_PJ} pJ x (SOPs + "
                         "other multi-bit ops), per sample",
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Operations processed per sample: the numerator of the datapath utilisation
+# --------------------------------------------------------------------------------------------
+
+def _valid_taps(n_in: int, n_out: int, k: int, stride: int, pad: int) -> np.ndarray:
+    """For each input coordinate on one axis, how many output coordinates its kernel taps reach."""
+    i = np.arange(n_in)
+    lo = np.maximum(0, -((-(i + pad - k + 1)) // stride))
+    hi = np.minimum(n_out - 1, (i + pad) // stride)
+    return np.maximum(hi - lo + 1, 0)
+
+
+def ops_keep(g: Graph) -> set[str]:
+    """Tensors :func:`event_ops` reads that a golden trace holds only when asked: the multi-bit
+    inputs of the weighted ops (pass as ``execute(..., trace=t, keep=ops_keep(g))``; spike inputs
+    are LIF outputs, always in the trace)."""
+    prod = {o.name: o for o in g.ops}
+    return {n for o in g.ops if o.kind in ("conv", "attention", "head") for n in o.inputs
+            if prod[n].kind != "lif"}
+
+
+def event_ops(g: Graph, trace: dict) -> dict[str, np.ndarray]:
+    """SOPs and MACs per sample (``int64 [B]`` each) that the integer graph processes on the inputs
+    of a golden run: ``trace`` from ``execute(g, x, trace=trace, keep=ops_keep(g))``.
+
+    Counted from the real events, once per time step (the first convolution too: its input is
+    presented at every step), as the accelerator processes them, not from a dense formula:
+    a convolution adds, for every non-zero input element, one product per kernel tap that reaches
+    an output, times the output channels it feeds (``cout / groups``): a SOP when the input is
+    spikes, a MAC when it is multi-bit (the pixels, SepConv's ``pwconv2``); attention adds a row of
+    ``d = C / heads`` per set Q or K bit (``K^T V`` and ``Q (K^T V)``); the head adds one logit per
+    class per spike (its heads summed into one weight set, as compiled). This is the one count of
+    "ops" for the datapath utilisation, ``ops / (lanes x cycles)``, in ``spikegate verify`` and
+    ``make bench``; it does not depend on the hardware, so a faster design cannot change it.
+    """
+    prod = {o.name: o for o in g.ops}
+    batch = trace[g.lif_ops()[0].name][0].shape[1]
+    sops, macs = np.zeros(batch, np.int64), np.zeros(batch, np.int64)
+    for o in g.ops:
+        if o.kind not in ("conv", "attention", "head"):
+            continue
+        src = [trace[n][0] if prod[n].kind == "lif" else trace[n] for n in o.inputs]   # [T, B, ...]
+        if o.kind == "conv":
+            a, x = o.attrs, src[0]
+            _, _, _, h, w = x.shape
+            _, ho, wo = o.shape
+            taps = np.outer(_valid_taps(h, ho, a["kernel"], a["stride"], a["padding"]),
+                            _valid_taps(w, wo, a["kernel"], a["stride"], a["padding"]))
+            work = ((x != 0) * taps).sum(axis=(0, 2, 3, 4), dtype=np.int64) * (o.shape[0] // a["groups"])
+            if a["in_kind"] == "spike":
+                sops = sops + work
+            else:
+                macs = macs + work
+        elif o.kind == "attention":
+            d = o.shape[0] // o.attrs["heads"]
+            q, k = (s.reshape(s.shape[0], s.shape[1], -1).sum(axis=(0, 2), dtype=np.int64) for s in src[:2])
+            sops = sops + (q + k) * d
+        else:
+            s = src[0]
+            sops = sops + s.reshape(s.shape[0], s.shape[1], -1).sum(axis=(0, 2), dtype=np.int64) * o.shape[0]
+    return {"sops": sops, "macs": macs}

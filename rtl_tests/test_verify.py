@@ -54,6 +54,52 @@ def _check(r, n, stalls: bool = True):
         assert sum(r["idle_cycles"]) > 0 and sum(r["backpressure_cycles"]) > 0, r
 
 
+def _ops_counted_output_by_output(g, x) -> list[int]:
+    """SOPs + MACs per sample from the golden model's trace, counted independently of
+    ``stats.event_ops`` (which goes input by input): for each convolution output, the non-zero
+    inputs under its kernel window (a convolution of the non-zero mask with a kernel of ones);
+    attention: ``d`` additions per set Q or K bit; the head: one per class per spike."""
+    import torch
+    import torch.nn.functional as F
+
+    from spikegate.quantize.golden import execute
+
+    prod = {o.name: o for o in g.ops}
+    trace: dict = {}
+    execute(g, x, trace=trace, keep={n for o in g.ops for n in o.inputs if prod[n].kind != "lif"})
+
+    def tensor(n):                 # [T, B, ...]
+        return trace[n][0] if prod[n].kind == "lif" else trace[n]
+
+    def per_sample(n):             # [T, B, elements]
+        v = tensor(n)
+        return v.reshape(v.shape[0], v.shape[1], -1).astype(np.int64)
+
+    total = np.zeros(len(x), dtype=np.int64)
+    for o in g.ops:
+        if o.kind == "conv":
+            a, v = o.attrs, tensor(o.inputs[0])
+            mask = torch.from_numpy((v != 0).reshape((-1,) + v.shape[2:]).astype(np.float64))
+            ones = torch.ones((o.shape[0], v.shape[2] // a["groups"], a["kernel"], a["kernel"]), dtype=torch.float64)
+            y = F.conv2d(mask, ones, stride=a["stride"], padding=a["padding"], groups=a["groups"]).numpy()
+            total += np.rint(y.reshape(v.shape[0], v.shape[1], -1).sum(axis=(0, 2))).astype(np.int64)
+        elif o.kind == "attention":
+            d = o.shape[0] // o.attrs["heads"]
+            total += (per_sample(o.inputs[0]).sum(axis=(0, 2)) + per_sample(o.inputs[1]).sum(axis=(0, 2))) * d
+        elif o.kind == "head":
+            total += per_sample(o.inputs[0]).sum(axis=(0, 2)) * o.shape[0]
+    return total.tolist()
+
+
+def _check_utilisation(r, lanes: int, want_ops: list[int]):
+    """The run's ops, lanes and utilisation (issue 25's keys of `verify --json`)."""
+    assert r["lanes"] == lanes
+    assert all(isinstance(v, int) and v > 0 for v in r["ops"]), r["ops"]
+    assert r["ops"] == want_ops and r["ops"] == [s + m for s, m in zip(r["sops"], r["macs"])]
+    assert r["utilisation"] == pytest.approx(sum(r["ops"]) / (r["lanes"] * sum(r["cycles"])), rel=1e-12)
+    assert 0 < r["utilisation"] <= 1, r["utilisation"]
+
+
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
 def test_tiny_model_bit_exact(tmp_path, sim):
     cfg = tiny_cfg(T=2, kd=True)
@@ -63,7 +109,9 @@ def test_tiny_model_bit_exact(tmp_path, sim):
     b = _build(tmp_path, g, "sim", 4, "tiny")
     n = 3 if sim == "verilator" else 1
     np.save(tmp_path / "x.npy", x[:n])
-    _check(verify(b, str(tmp_path / "x.npy"), sim=sim, **STALLS), n)
+    r = verify(b, str(tmp_path / "x.npy"), sim=sim, **STALLS)
+    _check(r, n)
+    _check_utilisation(r, 4, _ops_counted_output_by_output(g, np.load(tmp_path / "x.npy")))
 
 
 def test_default_model_20_digits_verilator(tmp_path):
@@ -252,6 +300,7 @@ def test_waves(tmp_path, capsys):
     assert main(["verify", b, "--inputs", str(tmp_path / "x.npy"), "--waves", str(vcd), "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["bit_exact"] and r["waves"] == str(vcd) and r["cycles"] == r["predicted_cycles"]
+    _check_utilisation(r, 2, _ops_counted_output_by_output(g, x[:1]))      # (the keys reach the JSON)
     with open(vcd) as f:
         head = f.read(1 << 20)
     assert "$timescale" in head and "dbg_instr_done" in head and "$enddefinitions" in head

@@ -50,7 +50,7 @@ from spikegate.compiler.build import REPORT, WEIGHT_IMAGE, read_build, read_weig
 from spikegate.errors import SpikegateError
 from spikegate.io import check_images, check_output_path, load_array
 from spikegate.machine.program import OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT, OP_SUM, OPCODES
-from spikegate.quantize import intops
+from spikegate.quantize import intops, stats
 from spikegate.quantize.golden import execute
 
 SIMS = ("verilator", "icarus")
@@ -151,7 +151,10 @@ def verify(build_dir: str, inputs_path: str, sim: str = "verilator", backpressur
     Returns a dict: ``samples``, ``bit_exact``, ``sim``, ``seed``, ``cycles`` (stall-free, see the
     module's docstring) and ``predicted_cycles``, ``cycles_counted``, ``idle_cycles``,
     ``backpressure_cycles``, ``mismatches`` (per differing image: logits and the first differing
-    LIF spike), ``first_difference`` (or None), ``waves`` (or None), ``target``, ``lanes``."""
+    LIF spike), ``first_difference`` (or None), ``waves`` (or None), ``target``, ``lanes``;
+    ``ops`` (per sample: the SOPs + MACs the golden model processes on it,
+    :func:`spikegate.quantize.stats.event_ops`; ``sops`` and ``macs`` apart) and ``utilisation``,
+    ``sum(ops) / (lanes x sum(cycles))`` (the measured, stall-free cycles)."""
     if sim not in SIMS:
         raise SpikegateError(f"--sim must be one of {', '.join(SIMS)}, not {sim!r}")
     for name, p in (("--idle", idle), ("--backpressure", backpressure)):
@@ -168,7 +171,8 @@ def verify(build_dir: str, inputs_path: str, sim: str = "verilator", backpressur
     pixels = intops.quantize_input(x, prog.input_scale, prog.pixel_bits).reshape(len(x), -1)
     seed = int(seed) if seed is not None else random.SystemRandom().randrange(1, 2**31)
     trace: dict = {}
-    gold = execute(g, x, trace=trace)
+    gold = execute(g, x, trace=trace, keep=stats.ops_keep(g))
+    ops = stats.event_ops(g, trace)
     predicted = iss.run_batch(prog, x)
     observed = _simulate(build_dir, prog, pixels, sim, idle=idle, backpressure=backpressure, seed=seed,
                          waves=waves)
@@ -191,14 +195,24 @@ def verify(build_dir: str, inputs_path: str, sim: str = "verilator", backpressur
         mismatches[0]["first_difference"] = located
     counted = [o["cycles"] for o in observed]
     stalls = [o["idle_cycles"] + o["backpressure_cycles"] for o in observed]
+    cycles = [c - s for c, s in zip(counted, stalls)]
+    per_sample = (ops["sops"] + ops["macs"]).tolist()
     return {"samples": len(observed), "bit_exact": not mismatches, "sim": sim, "seed": seed,
             "idle": idle, "backpressure": backpressure,
-            "cycles": [c - s for c, s in zip(counted, stalls)], "predicted_cycles": [r.cycles for r in predicted],
+            "cycles": cycles, "predicted_cycles": [r.cycles for r in predicted],
             "cycles_counted": counted, "idle_cycles": [o["idle_cycles"] for o in observed],
             "backpressure_cycles": [o["backpressure_cycles"] for o in observed],
             "mismatches": mismatches, "first_difference": located,
             "waves": os.path.abspath(waves) if waves else None,
-            "target": report["target"], "lanes": report["lanes"]}
+            "target": report["target"], "lanes": report["lanes"],
+            "ops": per_sample, "sops": ops["sops"].tolist(), "macs": ops["macs"].tolist(),
+            "utilisation": utilisation(per_sample, report["lanes"], cycles)}
+
+
+def utilisation(ops: list[int], lanes: int, cycles: list[int]) -> float:
+    """The datapath's utilisation over a run: ``sum(ops) / (lanes x sum(cycles))``, the fraction of
+    the lanes' cycles that processed an operation (1.0: every lane busy in every cycle)."""
+    return sum(ops) / (lanes * sum(cycles))
 
 
 def _rtl_spike_maps(prog, lif_by_tag: dict, obs: dict) -> dict[str, tuple[np.ndarray, int]]:

@@ -52,7 +52,9 @@ def register(sub):
                         "only; builds a traced simulator beside the plain one; about 7 MB per thousand "
                         "cycles: fpga-tiny-t2's one image of 35k cycles makes 237 MB, so give one image)")
     p.add_argument("--json", action="store_true",
-                   help="print the result as JSON (the keys of `spikegate.verify.verify`)")
+                   help="print the result as JSON (the keys of `spikegate.verify.verify`; among them, "
+                        "per run: `ops`, each sample's SOPs + MACs from the golden model, `lanes`, and "
+                        "`utilisation` = sum(ops) / (lanes x sum(cycles)))")
     p.set_defaults(func=run)
 
 
@@ -85,7 +87,9 @@ def summary(r: dict) -> list[str]:
              f"stall cycles per image {[i + b for i, b in zip(r['idle_cycles'], r['backpressure_cycles'])]})",
              f"  cycles measured  {r['cycles']} (stalls excluded)",
              f"  cycles predicted {r['predicted_cycles']}"
-             + ("" if r["cycles"] == r["predicted_cycles"] else "  DIFFER")]
+             + ("" if r["cycles"] == r["predicted_cycles"] else "  DIFFER"),
+             f"  ops (SOPs + MACs) {r['ops']}; utilisation {r['utilisation']:.3f} at {r['lanes']} "
+             f"lane{'s' if r['lanes'] != 1 else ''} (sum of ops / (lanes x sum of cycles))"]
     if r.get("waves"):
         lines.append(f"  waveform {r['waves']}")
     for m in r["mismatches"]:

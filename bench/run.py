@@ -333,8 +333,13 @@ def datapath(s: Settings, dm: DefaultModel, runs: IssRuns, rtl_cycles: dict) -> 
     """Ops, cycles, bound and utilisation per lane count; RTL cycles where the RTL ran every input."""
     from spikegate.compiler import iss
     from spikegate.quantize.golden import execute
+    from spikegate.quantize.stats import event_ops, ops_keep
 
-    golden = execute(dm.g, runs.x)
+    trace: dict = {}
+    golden = execute(dm.g, runs.x, trace=trace, keep=ops_keep(dm.g))
+    ops = event_ops(dm.g, trace)      # the one count of ops (spikegate verify --json's too)
+    sops, macs = ops["sops"].astype(np.float64), ops["macs"].astype(np.float64)
+    work = sops + macs
     per_lanes = {}
     for lanes in s.lanes:
         prog, rr, secs = runs.get(lanes)
@@ -344,9 +349,6 @@ def datapath(s: Settings, dm: DefaultModel, runs: IssRuns, rtl_cycles: dict) -> 
             cycles, source = np.array(meas["cycles"], dtype=np.float64), "rtl"
         else:
             cycles, source = iss_cycles, "iss"
-        sops = np.array([r.sops for r in rr], dtype=np.float64)
-        macs = np.array([r.macs for r in rr], dtype=np.float64)
-        work = sops + macs
         row = {
             "lanes": lanes,
             "cycles_source": source if source == "iss" else f"rtl ({meas['sim']})",
@@ -360,6 +362,9 @@ def datapath(s: Settings, dm: DefaultModel, runs: IssRuns, rtl_cycles: dict) -> 
             "fit_cycles_vs_ops": fit_line(work, cycles),
             "cycles_at_rate_0": iss.estimate_cycles(prog, 0.0)["cycles"],
             "iss_equals_golden": bool(all(np.array_equal(r.logits, gl) for r, gl in zip(rr, golden))),
+            # the ISS's own tally of the work it simulated, beside the golden model's count
+            "iss_ops_equal_golden": [r.sops for r in rr] == ops["sops"].tolist() and
+                                    [r.macs for r in rr] == ops["macs"].tolist(),
             "iss_wall_seconds": secs,
         }
         if meas:
@@ -373,7 +378,8 @@ def datapath(s: Settings, dm: DefaultModel, runs: IssRuns, rtl_cycles: dict) -> 
             "cycles_note": "iss: compiler/iss.py with compiler/cycle_model.py, the cycle model of the RTL; "
                            "rtl: the accelerator's cycle counter under `verify` (cocotb), where the RTL ran "
                            "every input of that lane count",
-            "ops": "SOPs + MACs per inference (RunResult.sops + RunResult.macs)",
+            "ops": "SOPs + MACs per inference, counted from the golden model's events "
+                   "(quantize.stats.event_ops, as spikegate verify --json)",
             "utilisation_def": "ops / (lanes x cycles), summed over the inputs",
             "per_lanes": per_lanes}
 
@@ -417,13 +423,18 @@ def iss_of_build(build_dir: str, images: int) -> dict:
     from spikegate.compiler import iss
     from spikegate.compiler.build import read_build
     from spikegate.quantize.data import digits_split_xy
+    from spikegate.quantize.golden import execute
+    from spikegate.quantize.stats import event_ops, ops_keep
 
     report, g, prog = read_build(build_dir)
     x = digits_split_xy("test", img_size=g.ops[0].attrs["size"], n=images)[0]
     rr = iss.run_batch(prog, x)
+    trace: dict = {}
+    execute(g, x, trace=trace, keep=ops_keep(g))
+    ops = event_ops(g, trace)
     return {"ir_sha256": report["ir_sha256"], "lanes": int(report["lanes"]), "images": len(rr),
             "cycles": float(np.mean([r.cycles for r in rr])),
-            "ops": float(np.mean([r.sops + r.macs for r in rr]))}
+            "ops": float(np.mean(ops["sops"] + ops["macs"]))}
 
 
 def boards(s: Settings, default_sha: str | None, builds: "BoardBuilds", measure=iss_of_build) -> dict:
@@ -713,15 +724,18 @@ def toolchain(s: Settings, dm: DefaultModel, build: dict | None, rtl: dict, buil
 # Output
 # --------------------------------------------------------------------------------------------
 
-def plot(res: dict, path: str) -> None:
+def plot(res: dict, path: str, before_path: str | None = None) -> None:
+    """Cycles vs ops per lane count, and utilisation vs lanes beside the saved "before" curve
+    (``bench/utilisation.py``)."""
     import matplotlib
+
+    from bench import utilisation
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     dp = res["datapath"]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    lanes, util = [], []
     for key, row in dp["per_lanes"].items():
         ops = [p["sops"] + p["macs"] for p in row["per_input"]]
         cyc = [p["cycles"] for p in row["per_input"]]
@@ -730,19 +744,11 @@ def plot(res: dict, path: str) -> None:
         if fit["slope"] is not None:
             xs = np.array([min(ops), max(ops)])
             a1.plot(xs, fit["slope"] * xs + fit["intercept"], color=pts.get_facecolor()[0], lw=1)
-        lanes.append(row["lanes"])
-        util.append(row["utilisation"])
     a1.set_xlabel("SOPs + MACs per inference")
     a1.set_ylabel("cycles per inference")
     a1.set_title("cycles vs operations (lines: least squares)")
     a1.legend(fontsize=7)
-    a2.plot(lanes, util, "o-")
-    a2.set_xscale("log", base=2)
-    a2.set_xticks(lanes, [str(v) for v in lanes])
-    a2.set_ylim(0, 1.05)
-    a2.set_xlabel("lanes")
-    a2.set_ylabel("utilisation = ops / (lanes x cycles)")
-    a2.set_title("datapath utilisation")
+    utilisation.draw(a2, dp, utilisation.load_before(before_path or utilisation.BEFORE))
     short = res["model_source"].split(":")[0].split(" (")[0]
     fig.suptitle(f"spikegate bench, {dp['images']} held-out digits, model: {short}", fontsize=9)
     fig.tight_layout()
@@ -795,6 +801,10 @@ def table(res: dict) -> str:
                 f"({d['images']} imgs, {d['total_cycles']:,} cycles, bit-exact {d['bit_exact']}, "
                 f"= ISS {d['rtl_equals_iss']})")
     dp = res["datapath"]
+    from bench import utilisation
+
+    before = utilisation.load_before() or {"lanes": [], "utilisation": []}
+    was = dict(zip(before["lanes"], before["utilisation"]))
     for key, r in dp["per_lanes"].items():
         fit = r["fit_cycles_vs_ops"]
         slope = "-" if fit["slope"] is None else f"{fit['slope']:.4g}"
@@ -802,7 +812,8 @@ def table(res: dict) -> str:
         r2 = "-" if fit["r2"] is None else f"{fit['r2']:.4f}"
         add("datapath", f"{key:>2} lanes ({r['cycles_source']}): cycles / bound / util / fit",
             f"{r['mean_cycles']:,.0f} / {r['lower_bound_cycles']:,.0f} / {r['utilisation']:.3f} / "
-            f"slope {slope}, icpt {icpt}, r2 {r2}")
+            f"slope {slope}, icpt {icpt}, r2 {r2}"
+            + (f"  (util before: {was[r['lanes']]:.3f})" if r["lanes"] in was else ""))
     if dp["per_lanes"]:
         first = next(iter(dp["per_lanes"].values()))
         add("datapath", f"mean SOPs + MACs ({dp['images']} imgs, cycles: {dp['cycles_source']})",

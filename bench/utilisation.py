@@ -1,0 +1,128 @@
+"""Datapath utilisation vs lanes, before and after issue 25's work (the right panel of results.png).
+
+    python -m bench.utilisation [--save-before] [--images N] [--png bench/results.png]
+
+Runs only the bench's ``datapath`` section (the default model on the first held-out digits, every
+lane count 1..32, ISS cycles, which equal the RTL's counter) and plots it; ``make bench`` draws the
+same panel from its full run. ``--save-before`` writes that section's curve to
+``bench/utilisation_before.json``, the committed "before" curve: it was saved once from the design
+as it was when issue 25 was filed, and every later plot shows it beside "this run", so the effect of
+the architecture work is read off one figure. Utilisation is ``sum(ops) / (lanes x sum(cycles))``
+over the inputs, ops being the SOPs + MACs the golden model processes
+(``quantize.stats.event_ops``, the count ``spikegate verify --json`` reports too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from types import SimpleNamespace
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BEFORE = os.path.join(REPO, "bench", "utilisation_before.json")
+LANES = (1, 2, 4, 8, 16, 32)
+GOALS = {8: 0.90, 32: 0.70}     # issue 25: utilisation at 8 and at 32 lanes on the default model
+
+
+def curve(dp: dict) -> dict:
+    """The utilisation curve of a bench ``datapath`` section: per lane count, utilisation, mean
+    cycles and ops per image, and where the cycles came from."""
+    rows = sorted(dp["per_lanes"].values(), key=lambda r: r["lanes"])
+    return {"lanes": [r["lanes"] for r in rows], "utilisation": [r["utilisation"] for r in rows],
+            "mean_cycles": [r["mean_cycles"] for r in rows], "mean_ops": [r["mean_ops"] for r in rows],
+            "cycles_source": [r["cycles_source"] for r in rows]}
+
+
+def load_before(path: str = BEFORE) -> dict | None:
+    """The saved "before" curve, or None when there is none (or it cannot be read: the plot then
+    shows this run alone rather than failing the bench)."""
+    try:
+        with open(path) as f:
+            before = json.load(f)
+        return before if len(before["lanes"]) == len(before["utilisation"]) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _commit() -> str | None:
+    try:
+        return subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def save_before(dp: dict, model_source: str, path: str = BEFORE, commit: str | None = None) -> dict:
+    """Write ``dp``'s curve as the "before" curve, with what it was measured on."""
+    before = {"what": "datapath utilisation per lane count before issue 25's architecture work",
+              "commit": commit or _commit(), "model_source": model_source, "images": dp["images"],
+              "data": dp["data"], "ops": dp["ops"], "utilisation_def": dp["utilisation_def"], **curve(dp)}
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(before, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+    return before
+
+
+def draw(ax, dp: dict, before: dict | None) -> None:
+    """Utilisation vs lanes on ``ax``: the saved "before" curve (when there is one) and this run."""
+    now = curve(dp)
+    if before:
+        label = f"before (commit {str(before.get('commit'))[:7]}, {before.get('images')} digits)"
+        ax.plot(before["lanes"], before["utilisation"], "s--", color="0.55", label=label)
+        for x, y in zip(before["lanes"], before["utilisation"]):
+            ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, -12), ha="center",
+                        fontsize=7, color="0.45")
+    ax.plot(now["lanes"], now["utilisation"], "o-", color="C0", label=f"this run ({dp['images']} digits)")
+    for x, y in zip(now["lanes"], now["utilisation"]):
+        ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+    ax.plot(list(GOALS), list(GOALS.values()), "r*", ms=9, label="goal (issue 25)")
+    ticks = sorted(set(now["lanes"]) | set(before["lanes"] if before else []))
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks, [str(v) for v in ticks])
+    ax.set_ylim(0, 1.05)
+    ax.axhline(1.0, color="0.8", lw=0.8)
+    ax.set_xlabel("lanes")
+    ax.set_ylabel("utilisation = ops / (lanes x cycles)")
+    ax.set_title("datapath utilisation, before and after")
+    ax.legend(fontsize=7, loc="lower left")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.utilisation", description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", type=int, default=16, help="held-out digits through the ISS (default 16, "
+                                                          "as make bench's datapath section)")
+    p.add_argument("--png", default=os.path.join(REPO, "bench", "results.png"),
+                   help="plot path (default bench/results.png; make bench overwrites it with its full run)")
+    p.add_argument("--save-before", action="store_true",
+                   help=f"also write this run's curve as the saved before curve ({os.path.relpath(BEFORE, REPO)})")
+    p.add_argument("--before", default=BEFORE, help="the before curve's path (default %(default)s)")
+    p.add_argument("--commit", help="commit to record in the before curve (default: git rev-parse HEAD)")
+    a = p.parse_args(argv)
+    if a.images < 1:
+        p.error(f"--images must be >= 1, not {a.images}")
+    sys.path.insert(0, REPO)
+    from bench import run
+
+    s = SimpleNamespace(lanes=LANES)
+    with tempfile.TemporaryDirectory(prefix="sfbench-util-") as tmp:
+        dm = run.DefaultModel(s, tmp)
+        runs = run.IssRuns(dm, dm.heldout(a.images)[0])
+        dp = run.datapath(s, dm, runs, {})
+    if a.save_before:
+        save_before(dp, dm.source, a.before, a.commit)
+        print(f"wrote {os.path.relpath(a.before)}")
+    run.plot({"datapath": dp, "model_source": dm.source}, a.png, before_path=a.before)
+    for lanes, u, c in zip(*(curve(dp)[k] for k in ("lanes", "utilisation", "mean_cycles"))):
+        print(f"{lanes:>2} lanes: utilisation {u:.3f}, {c:,.0f} cycles per image")
+    print(f"wrote {os.path.relpath(a.png)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,8 +4,9 @@ The Python API (``spikegate.api``, re-exported here) runs the same code as the `
 
     models()                             the embedded trained models (names usable as checkpoints)
     model_info(ckpt)                     one checkpoint's preset, T, shape, parameters, accuracy
-    data(name, count, size=)             held-out inputs and labels of a data set ("digits")
+    data(name, count, size=)             held-out inputs and labels of a data set ("digits", "mnist")
     load_model(ckpt)                     the float PyTorch model of a checkpoint
+    init_checkpoint(preset, out, ...)    a randomly initialised checkpoint of any preset or shape
     quantize_model(ckpt, out=, calib=)   the integer IR (SGIR) and its accuracy report
     save_ir(ir, path) / load_ir(path)    SGIR files
     input_range(ir)                      the input values a model expects

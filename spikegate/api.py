@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # for the annotations only: importing these costs seconds
     from spikegate.quantize.graph import Graph
     from spikegate.quantize.model import MetaSpikeFormer
 
-__all__ = ["models", "model_info", "data", "load_model", "quantize_model", "save_ir", "load_ir", "input_range", "golden",
+__all__ = ["models", "model_info", "data", "load_model", "init_checkpoint", "quantize_model", "save_ir", "load_ir", "input_range", "golden",
            "compile_ir", "verify_rtl", "synthesize", "write_report"]
 
 
@@ -105,6 +105,29 @@ def load_model(checkpoint: str, *, preset: str | None = None, heads: int | None 
 
     model, _ = _load(checkpoint, preset_name=preset, heads=heads, T=T)
     return model
+
+
+def init_checkpoint(preset: str, out: str, *, img_size: int | None = None, classes: int | None = None,
+                    T: int | None = None, seed: int = 0, bn_stats: int = 0, **shape) -> MetaSpikeFormer:
+    """Write a randomly initialised checkpoint of ``preset`` to ``out`` (``spikegate init``).
+
+    ``img_size``, ``classes`` and ``T`` resize the preset; ``shape`` may also set ``embed_dim``,
+    ``depths``, ``in_channels``, ``num_heads`` and ``kd`` (:class:`ModelConfig` fields).
+    ``bn_stats=N`` makes it look briefly trained (``spikegate.quantize.random_init``). Returns the
+    model (eval mode); the file loads in every verb.
+    """
+    from spikegate.io import check_output_path
+    from spikegate.quantize.model import preset as _preset
+    from spikegate.quantize.random_init import write_random_checkpoint
+
+    repl = dict(shape, **{k: v for k, v in (("img_size", img_size), ("num_classes", classes), ("T", T))
+                          if v is not None})
+    try:
+        cfg = _preset(preset).replace(**repl)
+        check_output_path(out, "file", "out")
+        return write_random_checkpoint(cfg, out, seed=seed, bn_stats=bn_stats, extra_args={"preset": preset})
+    except (ValueError, TypeError) as e:
+        raise SpikegateError(f"init_checkpoint({preset!r}): {e}") from None
 
 
 def quantize_model(checkpoint: str, out: str | None = None, *, calib: str | None = "digits",

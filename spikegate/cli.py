@@ -17,7 +17,7 @@ from spikegate.errors import SpikegateError
 
 # Order is the order of `spikegate --help`.
 VERB_MODULES = [
-    "models", "data", "info", "infer", "train", "export_onnx",
+    "models", "data", "info", "init", "infer", "train", "export_onnx",
     "quantize", "ir", "golden", "eval", "stats",
     "compile", "verify", "synth", "run", "sweep",
 ]

@@ -6,7 +6,9 @@ random sequence of blocks (convolution branches with kernels 1/3/7, depthwise + 
 then the spatial sum, the head LIF and one or two heads. Weights, biases, shifts (left, and right
 for multi-bit inputs) and thresholds are random, including ties and the extremes of their widths;
 T is 1 to 4 and the inputs' density ranges from blank to saturated. Every graph passes the IR's
-validity rules and its widths come from the range analysis, exactly like a quantised model's.
+validity rules and its widths come from the range analysis, exactly like a quantised model's; a
+share of them (``GenConfig.saturating``) saturate their activations at a width their own inputs
+exceed, so the clamps are exercised too.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spikegate.quantize.graph import Graph, Op, validate
-from spikegate.quantize.ranges import assign_widths
+from spikegate.quantize.golden import execute
+from spikegate.quantize.graph import Graph, Op, saturable, validate
+from spikegate.quantize.intops import signed_bits
+from spikegate.quantize.ranges import MAX_WIDTH, assign_widths
 
 
 @dataclass
@@ -32,6 +36,9 @@ class GenConfig:
     # every threshold 1, every input pixel at its largest value, so every neuron fires at every
     # step and every accumulator and membrane goes to the top of its analysed range.
     worst_case: bool = False
+    # The share of graphs that saturate: their activations are clamped (docs/integer-semantics.md)
+    # 1 to 3 bits below the widest value the graph's own inputs produce, so clamps are hit.
+    saturating: float = 0.3
 
 
 class _G:
@@ -167,8 +174,20 @@ def random_graph(seed: int, cfg: GenConfig | None = None) -> tuple[Graph, np.nda
     x = (rng.random((B, cin, size, size)) < dens[:, None, None, None]) * rng.uniform(-lim, lim, (B, cin, size, size))
     if cfg.worst_case:
         x = np.full((B, cin, size, size), lim - 1, dtype=np.float64)
-    x = x / G.ops[0].attrs["scale"]
-    return g, x.astype(np.float32)
+    x = (x / G.ops[0].attrs["scale"]).astype(np.float32)
+    if not cfg.worst_case and rng.random() < cfg.saturating:
+        g = _saturating(g, x, int(rng.integers(1, 4)))
+    return g, x
+
+
+def _saturating(g: Graph, x: np.ndarray, below: int) -> Graph:
+    """``g`` with its activations saturating ``below`` bits under the widest value ``x`` gives
+    them (the saturable ops wider than that clamp; every other width is proven as before)."""
+    observed: dict = {}
+    execute(g, x, check_widths=False, observed=observed)
+    widest = max((signed_bits(*observed[o.name]) for o in g.ops if saturable(g, o) and o.name in observed),
+                 default=2)
+    return assign_widths(g, sat_bits=max(2, widest - below), max_bits=MAX_WIDTH)
 
 
 def shrink_configs(cfg: GenConfig) -> list[GenConfig]:

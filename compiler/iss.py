@@ -86,6 +86,12 @@ class MachineState:
                             logits=None if self.logits is None else self.logits.copy())
 
 
+def _saturate(prog: Program, y: np.ndarray) -> np.ndarray:
+    """A CONV readout's or SUM's result as written: clamped to ``prog.sat_bits`` when the program
+    saturates (``intops.saturate``; a result that does not saturate in the IR fits already)."""
+    return intops.saturate(y, prog.sat_bits) if prog.sat_bits else y
+
+
 def execute(prog: Program, ins, state: MachineState, pixels: np.ndarray | None = None) -> int:
     """Execute the instruction ``ins`` of ``prog`` on ``state`` (in place; ``pixels``, the image's
     integer pixels, only for INPUT) and return its cycles (:mod:`cycle_model`): from its fetch
@@ -139,9 +145,8 @@ def execute(prog: Program, ins, state: MachineState, pixels: np.ndarray | None =
             y = intops.shift_round(a, sh.reshape(-1, 1, 1)) + b.reshape(-1, 1, 1)
             base = ins.dst + t * n_out
             if ins.out_mode == OUT_ACCUM:
-                act[base: base + n_out] += y.reshape(-1)
-            else:
-                act[base: base + n_out] = y.reshape(-1)
+                y = act[base: base + n_out] + y.reshape(-1)
+            act[base: base + n_out] = _saturate(prog, y.reshape(-1))
             c += n_out * cm.READOUT + cm.readout_ovh(P) + cm.tstep_ovh(P)
     elif ins.opcode == OP_LIF:
         n = ins.cout * ins.ho * ins.wo
@@ -166,7 +171,7 @@ def execute(prog: Program, ins, state: MachineState, pixels: np.ndarray | None =
     elif ins.opcode == OP_SUM:
         C, N = ins.cin, ins.h * ins.w
         x = act[ins.src: ins.src + ins.T * C * N].reshape(ins.T, C, N)
-        act[ins.dst: ins.dst + ins.T * C] = x.sum(axis=2).reshape(-1)
+        act[ins.dst: ins.dst + ins.T * C] = _saturate(prog, x.sum(axis=2).reshape(-1))
         c += ins.T * C * (N * cm.SUM + cm.SUM_ROW_OVH) + cm.sum_ovh(P)
     elif ins.opcode == OP_HEAD:
         C, K = ins.cin, ins.cout

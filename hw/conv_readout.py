@@ -24,7 +24,7 @@ from spikegate.machine.config import MachineConfig
 
 from .conv_control import conv_states
 from .conv_geometry import geometry_shapes
-from .datapath import AlignBias
+from .datapath import AlignBias, Saturate
 from .params import bits_for
 from .sfa_common import instr_layout, tree_sum, write_sig
 
@@ -38,9 +38,11 @@ def readout_widths(cfg: MachineConfig) -> dict:
     """The widths of the readout's :class:`AlignBias`: the accumulator is one ACC word, or in
     LANES_TAP the sum of the ``lanes`` banks; its "bias" is the channel's BIAS word plus, for
     OUT_ACCUM, the old ACT word (added a stage earlier, so R2 has one adder after the aligner);
-    the result is an ACT word."""
+    the result is an ACT word, or, when the program saturates, the result before the clamp
+    (``readout_bits``; :class:`Saturate` makes it an ACT word in R3)."""
     return dict(acc_bits=cfg.acc_bits + bits_for(cfg.lanes), shift_bits=cfg.shift_bits,
-                bias_bits=max(cfg.bias_bits, cfg.act_bits) + 1, out_bits=cfg.act_bits)
+                bias_bits=max(cfg.bias_bits, cfg.act_bits) + 1,
+                out_bits=max(cfg.readout_bits, cfg.act_bits) if cfg.sat_bits else cfg.act_bits)
 
 
 class ConvReadout(wiring.Component):
@@ -226,6 +228,11 @@ class ConvReadout(wiring.Component):
         r3_oa = Signal.like(r["r2_oa"])
         r3_y = Signal.like(ro.y)
         m.d.sync += [r3v.eq(r["r2v"]), r3_oa.eq(r["r2_oa"]), r3_y.eq(ro.y)]
+        if cfg.sat_bits:
+            # the clamp after R3 (its test and mux before the ACT write, not after R2's adder)
+            m.submodules.saturate = sat = Saturate(in_bits=ro_w["out_bits"], out_bits=cfg.sat_bits)
+            m.d.comb += sat.x.eq(r3_y)
+            r3_y = sat.y
         with m.If(r3v):
             m.d.comb += [self.act_w.en.eq(1), self.act_w.addr.eq(r3_oa), self.act_w.data.eq(r3_y)]
         return m

@@ -154,3 +154,26 @@ class AccumulateLane(wiring.Component):
             addend = self.addend()
         m.d.comb += self.acc_next.eq(self.acc + addend)
         return m
+
+
+class Saturate(wiring.Component):
+    """``y = clamp(x, -2**(out_bits-1), 2**(out_bits-1) - 1)``: ``intops.saturate``, a value that
+    does not fit ``out_bits`` becomes the nearest end of its range, never wrapped. The CONV
+    readout and the SUM engine put it in front of their ACT writes when the program saturates
+    (``MachineConfig.sat_bits``). It is a test of the bits above the output's sign bit (all equal
+    to it: the value fits) and a mux, no comparator."""
+
+    def __init__(self, *, in_bits: int, out_bits: int):
+        _set_widths(self, dict(in_bits=in_bits, out_bits=out_bits))
+        super().__init__({"x": In(signed(in_bits)), "y": Out(signed(out_bits))})
+
+    def elaborate(self, platform):
+        m = Module()
+        if self.in_bits <= self.out_bits:
+            m.d.comb += self.y.eq(self.x)
+            return m
+        top = self.x[self.out_bits - 1:]          # the output's sign bit and every bit above it
+        fits = (top == 0) | (top == (1 << len(top)) - 1)
+        lo, hi = -(1 << (self.out_bits - 1)), (1 << (self.out_bits - 1)) - 1
+        m.d.comb += self.y.eq(Mux(fits, self.x[: self.out_bits].as_signed(), Mux(self.x[-1], lo, hi)))
+        return m

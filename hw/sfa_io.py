@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 from spikegate.machine.config import MachineConfig, deep_acc_pipeline
 
 from .accel_interface import logit_stream, pixel_stream
+from .datapath import Saturate
 from .sfa_common import Engine, read_sig, write_sig
 
 __all__ = ["InputEngine", "SumEngine", "OutputEngine"]
@@ -69,7 +70,8 @@ class SumEngine(Engine):
         s1_wa = Signal(cfg.act_abits)
         # act_bits (the IR's declared widths) holds every spatial sum's range [N*lo, N*hi], and each
         # partial sum of a row lies in [min(0, N*lo), max(0, N*hi)], inside the same width
-        acc = Signal(signed(cfg.act_bits))
+        # (a saturating program: the sums' width before the clamp, MachineConfig.sum_bits)
+        acc = Signal(signed(max(cfg.sum_bits, cfg.act_bits) if cfg.sat_bits else cfg.act_bits))
         # The loops count down what is left of them (the positions of a row, the channels, the time
         # steps), each with a flip-flop saying it is at its last value (set when the count is loaded
         # or stepped onto it, a compare with a constant), so that the loop's enables start at
@@ -118,10 +120,15 @@ class SumEngine(Engine):
             add_v, add_first, add_last, add_wa, add_val = s1, s1_first, s1_last, s1_wa, self.act_r.data
             drained = ~run
         total = Mux(add_first, 0, acc) + add_val
+        written = total
+        if cfg.sat_bits:
+            m.submodules.saturate = sat = Saturate(in_bits=len(acc), out_bits=cfg.sat_bits)
+            m.d.comb += sat.x.eq(total)
+            written = sat.y
         with m.If(add_v):
             m.d.sync += acc.eq(total)
             with m.If(add_last):
-                m.d.comb += [self.act_w.en.eq(1), self.act_w.addr.eq(add_wa), self.act_w.data.eq(total)]
+                m.d.comb += [self.act_w.en.eq(1), self.act_w.addr.eq(add_wa), self.act_w.data.eq(written)]
                 m.d.comb += self.done.eq(drained)
         return m
 

@@ -74,6 +74,11 @@ class MachineConfig:
     # With the deep ACC pipeline, ACT is a hw/banked_ram.py BankedRAM in banks of this many words
     # (one block RAM's depth, WMEM_BANK_WORDS), each bank's word registered behind its block RAMs
     act_bank_words: int = 0
+    # Saturation (Program.sat_bits): 0, or the width every CONV readout and SUM result is clamped
+    # to, with those results' widths before the clamp (Program.readout_bits, Program.sum_bits)
+    sat_bits: int = 0
+    readout_bits: int = 0
+    sum_bits: int = 0
 
     @classmethod
     def from_program(cls, p: Program) -> "MachineConfig":
@@ -91,7 +96,8 @@ class MachineConfig:
             field_bits=tuple(field_widths(p.instrs).items()),
             derived_bits=tuple(derived_widths(p.instrs, p.lanes).items()),
             wmem_bank_words=WMEM_BANK_WORDS if deep_acc_pipeline(p.lanes) else 0,
-            act_bank_words=WMEM_BANK_WORDS if deep_acc_pipeline(p.lanes) else 0)
+            act_bank_words=WMEM_BANK_WORDS if deep_acc_pipeline(p.lanes) else 0,
+            sat_bits=p.sat_bits, readout_bits=p.readout_bits, sum_bits=p.sum_bits)
 
     def fbits(self, name: str) -> int:
         """Bits of instruction field ``name`` in this accelerator (see ``field_bits``)."""

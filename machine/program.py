@@ -244,6 +244,12 @@ class Program:
     T: int = 1
     op_names: list[str] = field(default_factory=list)
     tensors: dict = field(default_factory=dict)  # IR tensor name -> {"mem", "base", "shape"}
+    # Saturation (docs/integer-semantics.md): 0 when nothing saturates; else every CONV readout and
+    # SUM result is clamped to sat_bits before it is written (a result that does not saturate is
+    # proven to fit already), and readout_bits / sum_bits are those results' widths before the clamp
+    sat_bits: int = 0
+    readout_bits: int = 0
+    sum_bits: int = 0
 
     def describe(self) -> str:
         head = (f"SFA program: {len(self.instrs)} instructions, lanes={self.lanes}, act {self.act_words}x{self.act_bits}b, "
@@ -294,6 +300,10 @@ def validate_program(p: Program) -> Program:
         raise ProgramError(f"lanes must be an integer in 1..256, not {p.lanes!r}")
     if not p.instrs or p.instrs[0].opcode != OP_INPUT or p.instrs[-1].opcode != OP_OUTPUT:
         raise ProgramError("program must start with INPUT and end with OUTPUT")
+    if p.sat_bits and not (2 <= p.sat_bits <= p.act_bits and p.readout_bits >= p.sat_bits
+                           and p.sum_bits >= p.sat_bits):
+        raise ProgramError(f"saturation width {p.sat_bits} must lie in 2..act_bits={p.act_bits} and below "
+                           f"readout_bits={p.readout_bits} and sum_bits={p.sum_bits}")
     wm = np.asarray(p.wmem)
     if wm.ndim != 2 or wm.shape[1] != p.lanes:
         raise ProgramError(f"wmem must have shape [words, lanes={p.lanes}], not {wm.shape!r}")

@@ -33,6 +33,20 @@ OUTPUT_KIND = {"quant_input": "int", "conv": "int", "lif": "spike", "add": "int"
                "spatial_sum": "int", "head": "int"}
 
 
+# Ops whose output may saturate (docs/integer-semantics.md, "Saturation"): each writes a multi-bit
+# tensor into activation memory. Nothing else needs to: a LIF's membrane, an accumulator and the
+# head are bounded by their (possibly saturated) inputs, so the range analysis proves their widths.
+SATURABLE = ("conv", "add", "spatial_sum")
+
+
+def saturable(g: "Graph", o: "Op") -> bool:
+    """May ``o`` saturate? A conv read by an ``add`` may not: the add saturates the sum (the
+    hardware computes the two in one readout, ``compiler/passes/schedule.py``)."""
+    if o.kind not in SATURABLE:
+        return False
+    return not (o.kind == "conv" and any(c.kind == "add" for c in g.consumers(o.name)))
+
+
 class GraphError(ValueError):
     """The graph breaks an IR validity rule; the message names the op."""
 
@@ -73,6 +87,8 @@ class Op:
         else:
             detail = ""
         wid = " ".join(f"{k}={v}" for k, v in sorted(self.widths.items()))
+        if self.attrs.get("saturate"):
+            wid += f" saturates {self.widths.get('wide', '?')}->{self.widths.get('out', '?')}"
         ins = ",".join(self.inputs) if self.inputs else "-"
         return f"{self.kind:<12} {self.name:<36} [{shape}] {detail}  <- {ins}" + (f"  bits: {wid}" if wid else "")
 
@@ -135,6 +151,14 @@ def validate(g: Graph, integer: bool) -> None:
             raise GraphError(f"op {o.name}: missing parameters {sorted(missing)}")
         ins = [seen[i] for i in o.inputs]
         _check_shapes(o, ins)
+        if "saturate" in o.attrs:
+            if o.attrs["saturate"] is not True:
+                raise GraphError(f"op {o.name}: attribute saturate must be true when present, not "
+                                 f"{o.attrs['saturate']!r}")
+            if not saturable(g, o):
+                raise GraphError(f"op {o.name}: a {o.kind} may not saturate"
+                                 + (" (the add that reads it saturates the sum)" if o.kind == "conv" else
+                                    f"; only {', '.join(SATURABLE)} outputs do"))
         if integer:
             for k, v in o.params.items():
                 if np.asarray(v).dtype.kind not in "iu":

@@ -37,6 +37,21 @@ def signed_bits(lo: int, hi: int) -> int:
     return b
 
 
+def saturate(values: np.ndarray, bits: int) -> np.ndarray:
+    """Clamp to the signed ``bits``-bit range ``[-2**(bits-1), 2**(bits-1)-1]``: a value that would
+    not fit becomes the nearest end of the range (never wrapped). The IR applies it to the outputs
+    of the ops whose ``attrs["saturate"]`` is set (``docs/integer-semantics.md``: Saturation)."""
+    lim = 1 << (int(bits) - 1)
+    return np.clip(np.asarray(values, dtype=np.int64), -lim, lim - 1)
+
+
+def saturated_count(values: np.ndarray, bits: int) -> int:
+    """How many of ``values`` :func:`saturate` changes (the golden model counts them)."""
+    values = np.asarray(values)
+    lim = 1 << (int(bits) - 1)
+    return int(((values < -lim) | (values > lim - 1)).sum())
+
+
 def fits(values: np.ndarray, bits: int) -> bool:
     if values.size == 0:
         return True

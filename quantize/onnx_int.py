@@ -20,6 +20,7 @@ for the same T. Each IR op kind becomes the integer ops below (the definitions a
 - ``lif``: unrolled over T, the state carried from step to step: ``h2 = v + x[t]`` (``Add``),
   ``spike = h2 >= 2 * theta`` (``GreaterOrEqual``, ties fire), ``v = Where(spike, 0, floor(h2 / 2))``
   (the same ``Mod``/``Div`` floor); the spikes are ``Cast`` to int64 and ``Concat``-ed over T.
+- a saturating op (``attrs["saturate"]``) ends in ``Clip`` to its declared ``out`` width.
 - ``attention``: per sample and head, ``Y8^T = (V^T K) Q^T`` by two int64 ``MatMul`` on
   ``[heads, N, d, tokens]`` (the transpose of ``Q (K^T V)`` in ``intops.attention``: integer sums,
   so the grouping does not matter).
@@ -302,6 +303,10 @@ def build_int_onnx(g: Graph, T: int | None = None, debug_outputs: list[str] | tu
             b.op("Transpose", [y], o.name, out="logits", perm=[1, 0])
         else:  # validate() makes this unreachable
             raise AssertionError(k)
+        if o.attrs.get("saturate"):  # intops.saturate at the declared out width
+            lim = 1 << (int(o.widths["out"]) - 1)
+            x, varying = env[o.name]
+            env[o.name] = (b.op("Clip", [x, b.i64(-lim, "lo"), b.i64(lim - 1, "hi")], o.name), varying)
     K = int(g.ops[-1].shape[0])
     outputs = [helper.make_tensor_value_info("logits", TP.INT64, ["batch", K])]
     for name in debug_outputs:

@@ -6,6 +6,7 @@ For every input of the given widths (not a sample), within the range analysis' i
 * ``LIFStep`` equals ``intops.lif_step``, and keeps the state inside the range the analysis
   derives (so over any number of time steps nothing wraps);
 * ``AlignBias`` equals ``intops.shift_round`` + bias;
+* ``Saturate`` equals ``intops.saturate`` (a clamp, never a wrap) for every input;
 * ``AccumulateLane`` equals one step of ``intops.conv``'s accumulation (``acc + w * x``; for a
   spike the selected weight) or of the head's bias;
 * a lane accumulating every tap of a convolution's output channel (or the head's T steps) into a
@@ -31,7 +32,7 @@ from amaranth.hdl import Assert, Assume, Elaboratable, Module, Mux, Signal, sign
 from amaranth.hdl._ast import AnyConst  # not re-exported by amaranth.hdl in 0.5
 from amaranth.hdl._ir import Fragment
 
-from spikegate.hw.datapath import AccumulateLane, AlignBias, LIFStep
+from spikegate.hw.datapath import AccumulateLane, AlignBias, LIFStep, Saturate
 from spikegate.quantize.intops import signed_bits
 from spikegate.rtl_tests.formal import prove, tools_available
 
@@ -427,14 +428,78 @@ def test_declared_accumulator_width_never_wraps(tmp_path, op):
 
 
 # ---------------------------------------------------------------------------------------------
+# saturation
+# ---------------------------------------------------------------------------------------------
+
+class SaturateHarness(_Harness):
+    """Any ``in_bits`` value; the output is the value clamped to ``out_bits`` (stated with
+    comparisons against the range's ends, not the hardware's test of the top bits)."""
+
+    default_dut = Saturate
+
+    def elaborate(self, platform):
+        m = Module()
+        dut, w = self._dut(m)
+        x = AnyConst(signed(w["in_bits"]))
+        m.d.comb += dut.x.eq(x)
+        lo, hi = _lim(w["out_bits"])
+        with m.If(x < lo):
+            m.d.comb += Assert(dut.y == lo)
+        with m.Elif(x > hi):
+            m.d.comb += Assert(dut.y == hi)
+        with m.Else():
+            m.d.comb += Assert(dut.y == x)
+        return m
+
+
+@pytest.mark.parametrize("widths", [dict(in_bits=30, out_bits=22), dict(in_bits=9, out_bits=8),
+                                    dict(in_bits=44, out_bits=24), dict(in_bits=16, out_bits=16)])
+def test_saturate_is_a_clamp(tmp_path, widths):
+    prove(SaturateHarness(**widths), tmp_path / "sat")
+
+
+class _Wraps(Saturate):
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.y.eq(self.x[: self.out_bits].as_signed())
+        return m
+
+
+class _BoundOneLow(Saturate):
+    def elaborate(self, platform):
+        m = Module()
+        hi = (1 << (self.out_bits - 1)) - 1
+        m.d.comb += self.y.eq(Mux(self.x >= hi, hi - 1, Mux(self.x < -hi - 1, -hi - 1, self.x)))
+        return m
+
+
+class _TopBitMissed(Saturate):
+    """Tests one bit too few above the sign bit: a value just past the range passes as fitting."""
+
+    def elaborate(self, platform):
+        m = Module()
+        top = self.x[self.out_bits: -1]
+        fits = (top == 0) | (top == (1 << len(top)) - 1)
+        lo, hi = -(1 << (self.out_bits - 1)), (1 << (self.out_bits - 1)) - 1
+        m.d.comb += self.y.eq(Mux(fits, self.x[: self.out_bits].as_signed(), Mux(self.x[-1], lo, hi)))
+        return m
+
+
+@pytest.mark.parametrize("mutant", [_Wraps, _BoundOneLow, _TopBitMissed])
+def test_formal_catches_a_wrong_saturation(tmp_path, mutant):
+    with pytest.raises(AssertionError, match="formal proof failed"):
+        prove(SaturateHarness(mutant, in_bits=14, out_bits=9), tmp_path / "bad")
+
+
+# ---------------------------------------------------------------------------------------------
 # the shipped hardware: every datapath component instance of the accelerator, at its widths
 # ---------------------------------------------------------------------------------------------
 
-HARNESS = {LIFStep: LIFHarness, AlignBias: AlignHarness, AccumulateLane: LaneHarness}
+HARNESS = {LIFStep: LIFHarness, AlignBias: AlignHarness, AccumulateLane: LaneHarness, Saturate: SaturateHarness}
 
 
 def datapath_instances(top) -> list:
-    """Every LIFStep / AlignBias / AccumulateLane in the elaborated design ``top``."""
+    """Every LIFStep / AlignBias / AccumulateLane / Saturate in the elaborated design ``top``."""
     found = []
 
     def walk(frag):
@@ -451,6 +516,11 @@ def _graph(name: str):
     if name == "fpga-tiny-random":
         from spikegate.rtl_tests.sfa_programs import model_program
         return model_program("fpga-tiny", lanes=1)[1]
+    if name == "saturating-random":   # a random graph whose activations saturate (compiler/irgen.py)
+        from spikegate.compiler.irgen import GenConfig, random_graph
+        g, _ = random_graph(7, GenConfig(saturating=1.0))
+        assert any(o.attrs.get("saturate") for o in g.ops)
+        return g
     from spikegate.quantize.checkpoint import resolve_checkpoint
     from spikegate.quantize.pipeline import quantize_checkpoint
     path = resolve_checkpoint(name)
@@ -459,7 +529,7 @@ def _graph(name: str):
     return quantize_checkpoint(name, calib="digits", evaluate=False)[0]
 
 
-@pytest.mark.parametrize("model", ["default", "fpga-tiny-t2",
+@pytest.mark.parametrize("model", ["default", "fpga-tiny-t2", "saturating-random",
                                    pytest.param("fpga-tiny-random", marks=pytest.mark.slow)])
 def test_the_accelerators_datapath_is_proven(tmp_path, model):
     """The accelerator for ``model`` at the boards' lane counts (1, 4, 8): its LIF engine, CONV
@@ -476,6 +546,8 @@ def test_the_accelerators_datapath_is_proven(tmp_path, model):
         kinds = [type(o) for o in found]
         assert kinds.count(LIFStep) == 1 and kinds.count(AlignBias) == 1 and kinds.count(AccumulateLane) == lanes
         cfg = acc.config
+        # a saturating program clamps the CONV readout's and the SUM engine's results
+        assert kinds.count(Saturate) == (2 if cfg.sat_bits else 0)
         for o in found:
             kw = dict(o.widths)
             if isinstance(o, AccumulateLane):   # and its pipelining (the deep pipeline's lanes)

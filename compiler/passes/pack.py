@@ -13,9 +13,10 @@ import numpy as np
 
 from spikegate.quantize.graph import Graph
 from spikegate.quantize.intops import signed_bits
+from spikegate.quantize.ranges import add_operands
 
 from spikegate.machine.program import (IN_INT, LANES_CO, LANES_TAP, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT,
-                       OP_SUM, Instr, Program)
+                       OP_SUM, Instr, Program, ProgramError)
 from .memory_plan import MemoryPlan
 from .schedule import Schedule
 
@@ -114,8 +115,11 @@ def pack_parameters(g: Graph, s: Schedule, plan: MemoryPlan, lanes: int) -> Prog
     wmem = np.concatenate(words) if words else np.zeros((1, lanes), dtype=np.int64)
 
     # Widths: every one from the IR's declared widths (the range analysis), none re-derived.
-    act_tensors = [o for o in g.ops if o.kind in ("quant_input", "conv", "add", "attention", "spatial_sum")]
+    operands = add_operands(g)  # fused into their add's readout: never stored in ACT
+    act_tensors = [o for o in g.ops if o.kind in ("quant_input", "conv", "add", "attention", "spatial_sum")
+                   and o.name not in operands]
     act_bits = max(o.widths["out"] for o in act_tensors)
+    sat, readout_bits, sum_bits = _saturation_widths(g, operands)
     # the lanes' multiplier operand: the widest tensor a multi-bit (``in_kind`` int) conv reads,
     # often far narrower than the ACT word (the pixels, the depthwise convs' outputs; the widest
     # ACT tensors are residual sums, which only LIFs read), so that it fits one DSP block
@@ -140,6 +144,7 @@ def pack_parameters(g: Graph, s: Schedule, plan: MemoryPlan, lanes: int) -> Prog
         shift_bits=signed_bits(min(shift + [0]), max(shift + [0])),
         thresh_bits=signed_bits(0, int(th.max())),
         pixel_bits=int(qi.attrs["bits"]), logit_bits=head.widths["acc"],
+        sat_bits=sat, readout_bits=readout_bits, sum_bits=sum_bits,
         act_words=plan.words["ACT"], spk_words=plan.words["SPK"], acc_words=acc_words,
         wmem=wmem, bias=np.array(bias or [0], dtype=np.int64), shift=np.array(shift or [0], dtype=np.int64),
         thresh=np.array(thresh or [1], dtype=np.int64),
@@ -148,3 +153,26 @@ def pack_parameters(g: Graph, s: Schedule, plan: MemoryPlan, lanes: int) -> Prog
         tensors={n: {"mem": s.tensors[n]["mem"], "base": plan.addresses[n], "shape": list(s.tensors[n]["shape"]),
                      "steps": s.tensors[n]["steps"]} for n in plan.addresses},
     )
+
+
+def _saturation_widths(g: Graph, operands: set[str]) -> tuple[int, int, int]:
+    """``(sat_bits, readout_bits, sum_bits)``: 0, 0, 0 when nothing saturates. Otherwise every
+    saturating op clamps at one width ``sat_bits`` (``quantize/ranges.py: assign_widths``), and
+    the hardware clamps every CONV readout and SUM result at it: a result that does not saturate
+    is proven to fit ``sat_bits`` already, so the clamp leaves it as it is. ``readout_bits`` and
+    ``sum_bits``: the widths of those results before the clamp (the IR's ``wide`` widths)."""
+    sat = {o.widths["out"] for o in g.ops if o.attrs.get("saturate")}
+    if not sat:
+        return 0, 0, 0
+    if len(sat) != 1:
+        raise ProgramError(f"the saturating ops clamp at {sorted(sat)} bits; the machine has one "
+                           "saturation width (re-quantize the model)")
+    (bits,) = sat
+    readout = [o for o in g.ops if (o.kind == "conv" and o.name not in operands) or o.kind == "add"]
+    sums = [o for o in g.ops if o.kind == "spatial_sum"]
+    for o in readout + sums:
+        if not o.attrs.get("saturate") and o.widths["out"] > bits:
+            raise ProgramError(f"op {o.name}: its {o.widths['out']}-bit output does not saturate but is wider "
+                               f"than the {bits}-bit saturation width (re-quantize the model)")
+    return (bits, max([bits] + [o.widths.get("wide", o.widths["out"]) for o in readout]),
+            max([bits] + [o.widths.get("wide", o.widths["out"]) for o in sums]))

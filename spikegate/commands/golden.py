@@ -35,15 +35,31 @@ def run(args):
     rng, source = ir_input_range(g)
     warn_input_range(x, args.inputs, rng, "--inputs", source)
     trace = {} if args.trace else None
+    saturations: dict = {}
     with steps("golden") as step:
         step(f"{len(x)} images")
-        y = execute(g, x, T=T, trace=trace)
+        y = execute(g, x, T=T, trace=trace, saturations=saturations)
         if args.trace:
             step("writing the trace")
             n = len(write_trace(g, trace, args.trace))
+            _write_saturations(saturations, args.trace)
     if args.trace:
         print(f"wrote {n} trace files into {args.trace}")
+    if saturations:
+        hits = {k: v for k, v in saturations.items() if v["count"]}
+        print(f"saturation: {len(saturations)} op(s) saturate; {sum(v['count'] for v in hits.values())} value(s) "
+              f"clamped" + (" at " + ", ".join(f"{k} ({v['count']} of {v['values']})" for k, v in
+                                              sorted(hits.items())) if hits else ""))
     save_npy(args.out, np.asarray(y, dtype=np.int64))
     print(f"wrote {args.out}: integer logits {tuple(y.shape)}; classes {np.argmax(y, axis=1).tolist()[:16]}"
           + (" ..." if len(y) > 16 else ""))
     return 0
+
+
+def _write_saturations(saturations: dict, trace_dir: str) -> None:
+    """``DIR/saturation.json``: per saturating op, how many values its clamp changed, of how many."""
+    import json
+    import os
+
+    with open(os.path.join(trace_dir, "saturation.json"), "w") as f:
+        json.dump(saturations, f, indent=1, sort_keys=True)

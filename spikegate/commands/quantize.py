@@ -14,11 +14,15 @@ def register(sub):
     p.add_argument("checkpoint", metavar="CKPT",
                    help="checkpoint file (.pth), or an embedded model such as 'default' (`spikegate models`)")
     p.add_argument("-o", "--out", required=True, metavar="MODEL.sgir", help="output IR file (.sgir)")
-    p.add_argument("--calib", metavar="X.npy|digits",
-                   help="calibration images: X.npy [B, C, H, W] float32, or 'digits' (default for "
-                        "1-channel, 10-class models; also measures held-out accuracy)")
+    p.add_argument("--calib", metavar="X.npy|digits|mnist",
+                   help="calibration images: X.npy [B, C, H, W] float32, or a data set's training split, "
+                        "'digits' or 'mnist' (which also measures held-out accuracy; default: the set the "
+                        "checkpoint was trained on, else digits for 1-channel, 10-class models)")
     p.add_argument("--weight-bits", type=int, default=8, help="weight bits, 4..16 (default 8)")
     p.add_argument("--input-bits", type=int, default=8, help="input pixel bits, 2..16 (default 8)")
+    p.add_argument("--max-bits", type=int, default=32,
+                   help="no declared integer width exceeds this, 8..48 (default 32); activations that the "
+                        "range analysis cannot bound within it saturate (docs/integer-semantics.md)")
     p.add_argument("--heads", type=int, help="attention heads (default: as recorded in the checkpoint, else 8)")
     p.add_argument("--T", dest="T", type=int, help="time steps, 1..64 (default: the checkpoint's)")
     p.add_argument("--preset", **one_of("preset", PRESETS),
@@ -89,14 +93,18 @@ def run(args):
     ib = checked_int(args, "input_bits", "--input-bits", 2, 16)
     T = checked_int(args, "T", "--T", 1, 64)
     heads = checked_int(args, "heads", "--heads", 1)
+    max_bits = checked_int(args, "max_bits", "--max-bits", 8, 48)
     check_output_path(args.out, "file", "-o")
     check_model_arg(args.checkpoint)
-    if args.calib and args.calib != "digits":
+    from spikegate.quantize.data import DATASETS
+
+    if args.calib and args.calib not in DATASETS:
         _warn_calibration_range(args)
     with steps("quantize", quiet=args.json) as step:
         step("loading the checkpoint and data")
         g, rep = quantize_checkpoint(args.checkpoint, calib=args.calib, weight_bits=wb, input_bits=ib,
-                                     heads=heads, T=T, preset=args.preset, progress=step)
+                                     heads=heads, T=T, preset=args.preset, progress=step,
+                                     max_bits=max_bits)
         step("writing the IR")
         save_ir(g, args.out)
     if args.json:
@@ -107,8 +115,26 @@ def run(args):
     else:
         print(worst_line(rep))
     print(f"wrote {args.out}: {len(g.ops)} ops, {wb}-bit weights")
+    print(width_line(rep["widths"]))
     print(summary_line(rep))
     return 0
+
+
+def width_line(w: dict) -> str:
+    """The widest declared width, and a warning with numbers when calibration hit a clamp."""
+    sat = w["saturating_ops"]
+    line = f"widths: widest {w['max_declared']} bits (limit --max-bits {w['max_bits']})"
+    if not sat:
+        return line + "; nothing saturates"
+    line += f"; {len(sat)} op(s) saturate at {sat[0]['bits']} bits (`spikegate ir show` marks them)"
+    hit = [r for r in sat if r["hits"]]
+    if hit:
+        worst = max(hit, key=lambda r: r["hits"] / max(r["values"], 1))
+        line += (f"\nwarning: the calibration data saturated {w['saturated_values']} value(s) at "
+                 f"{len(hit)} op(s); most often {worst['op']}: {worst['hits']} of {worst['values']} "
+                 f"({100.0 * worst['hits'] / max(worst['values'], 1):.3f}%); a larger --max-bits "
+                 "keeps more range")
+    return line
 
 
 def _warn_calibration_range(args) -> None:

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-__all__ = ["SdramChip", "ULX3S_SDRAM", "PORT_SIGNALS", "generate_ulx3s_sdram_core",
+__all__ = ["SdramChip", "ULX3S_SDRAM", "CORE_PINS", "PORT_SIGNALS", "generate_ulx3s_sdram_core",
            "core_module_name", "controller_timing", "init_sequence_cycles"]
 
 
@@ -52,7 +52,6 @@ class SdramChip:
     banks: int
     rows: int
     cols: int
-    pins: tuple[str, ...]     # amaranth_boards' "sdram" resource subsignals the core drives
 
     @property
     def size_bytes(self) -> int:
@@ -68,9 +67,18 @@ class SdramChip:
 # boards that carry the 64 MB Alliance AS4C32M16SB are the AS4C32M16 module (1024 columns); the
 # issue asks for the 32 MB part, so this is it.
 ULX3S_SDRAM = SdramChip(part="MT48LC16M16A2", litedram_module="MT48LC16M16", data_bits=16,
-                        banks=4, rows=8192, cols=512,
-                        pins=("clk", "cke", "cs_n", "we_n", "cas_n", "ras_n", "dqm", "ba", "a",
-                              "dq"))
+                        banks=4, rows=8192, cols=512)
+
+# The generated core's SDRAM pins: name -> (width, direction, the amaranth-boards "sdram" resource
+# subsignal it goes to). The core drives the raw pins (active-low pins active-low). The resource's
+# `clk` is not here: the board top drives it (module docstring).
+CORE_PINS = {
+    "a": (ULX3S_SDRAM.rows.bit_length() - 1, "o", "a"),
+    "ba": (ULX3S_SDRAM.banks.bit_length() - 1, "o", "ba"),
+    "ras_n": (1, "o", "ras"), "cas_n": (1, "o", "cas"), "we_n": (1, "o", "we"),
+    "cs_n": (1, "o", "cs"), "cke": (1, "o", "clk_en"),
+    "dm": (ULX3S_SDRAM.data_bits // 8, "o", "dqm"), "dq": (ULX3S_SDRAM.data_bits, "io", "dq"),
+}
 
 # Native-port signals of the generated module: name -> (width or "aw"/"dw"/"mw", direction).
 PORT_SIGNALS = {
@@ -110,7 +118,6 @@ def init_sequence_cycles(sys_clk_hz: int) -> int:
 def _init_sequence(sys_clk_hz: int):
     from litedram.common import get_default_cl
     from litedram.init import get_sdram_phy_init_sequence
-    from litedram.phy.dfi import Interface  # noqa: F401  (imported for the PhySettings below)
     from litedram.common import PhySettings
     cl = get_default_cl(memtype="SDR", tck=1 / sys_clk_hz)
     settings = PhySettings(phytype="GENSDRPHY", memtype="SDR", databits=ULX3S_SDRAM.data_bits,
@@ -136,13 +143,12 @@ def _step_delay(step, timing) -> int:
 
 def _build(sys_clk_hz: int):
     """The migen design: returns (module, ios) for litex's Verilog converter."""
-    from migen import (Array, Cat, ClockDomain, Constant, If, Memory, Record, Signal)  # noqa: F401
+    from migen import ClockDomain, If, Record, Signal
     from litex.gen import LiteXModule
     from migen.genlib.resetsync import AsyncResetSynchronizer
     from litedram.phy import GENSDRPHY
     from litedram.core import LiteDRAMCore
 
-    chip = ULX3S_SDRAM
     module = _module(sys_clk_hz)
     init, _ = _init_sequence(sys_clk_hz)
 
@@ -155,9 +161,7 @@ def _build(sys_clk_hz: int):
             self.specials += AsyncResetSynchronizer(self.cd_sys, self.rst)
 
             ios = {"clk": self.clk, "rst": self.rst}
-            pads = Record([("a", chip.rows.bit_length() - 1), ("ba", chip.banks.bit_length() - 1),
-                           ("ras_n", 1), ("cas_n", 1), ("we_n", 1), ("cs_n", 1), ("cke", 1),
-                           ("dm", chip.data_bits // 8), ("dq", chip.data_bits)])
+            pads = Record([(name, width) for name, (width, _, _) in CORE_PINS.items()])
             for name, _ in pads.layout:
                 sig = getattr(pads, name)
                 sig.name_override = f"sdram_{name}"
@@ -209,7 +213,6 @@ def _build(sys_clk_hz: int):
             """The crossbar port's streams as plain ports; commands wait for ``init_done``."""
             widths = {"aw": port.address_width, "dw": port.data_width,
                       "mw": port.data_width // 8}
-            ep = {"cmd": port.cmd, "wdata": port.wdata, "rdata": port.rdata}
             for name, (width, _) in PORT_SIGNALS.items():
                 ios[name] = Signal(widths.get(width, width), name_override=name)
             gate = self.init_done
@@ -225,14 +228,13 @@ def _build(sys_clk_hz: int):
                 port.rdata.ready.eq(ios["rdata_ready"]),
                 ios["rdata_data"].eq(port.rdata.data),
             ]
-            del ep
 
     core = Core()
     return core, core.ios
 
 
 def _stamp(sys_clk_hz: int) -> dict:
-    return {"sys_clk_hz": int(sys_clk_hz), "chip": asdict(ULX3S_SDRAM),
+    return {"sys_clk_hz": int(sys_clk_hz), "chip": asdict(ULX3S_SDRAM), "pins": CORE_PINS,
             "litedram": version("litedram"), "litex": version("litex"),
             "migen": version("migen"), "generator": Path(__file__).read_text()}
 
@@ -247,7 +249,7 @@ def generate_ulx3s_sdram_core(out_dir: os.PathLike, sys_clk_hz: int) -> Path:
     name = core_module_name(sys_clk_hz)
     path = out_dir / f"{name}.v"
     stamp_path = out_dir / f"{name}.json"
-    stamp = _stamp(sys_clk_hz)
+    stamp = json.loads(json.dumps(_stamp(sys_clk_hz)))   # as read back (tuples become lists)
     if path.exists() and stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp:
         return path
     core, ios = _build(sys_clk_hz)

@@ -21,20 +21,10 @@ from amaranth.lib import data, io, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .litedram_core import ULX3S_SDRAM, core_module_name
+from .litedram_core import CORE_PINS, ULX3S_SDRAM, core_module_name
 
 __all__ = ["SDRAMController", "native_cmd_layout", "native_wdata_layout", "CORE_PINS",
            "sim_pins", "board_pins"]
-
-# The generated core's SDRAM pins: name -> (width, direction), and the amaranth-boards "sdram"
-# resource subsignal each one goes to (the raw pin: active-low pins are driven active-low here).
-CORE_PINS = {
-    "a": (13, "o", "a"), "ba": (2, "o", "ba"), "ras_n": (1, "o", "ras"),
-    "cas_n": (1, "o", "cas"), "we_n": (1, "o", "we"), "cs_n": (1, "o", "cs"),
-    "cke": (1, "o", "clk_en"), "dm": (2, "o", "dqm"), "dq": (16, "io", "dq"),
-}
-assert CORE_PINS["a"][0] == ULX3S_SDRAM.rows.bit_length() - 1
-assert CORE_PINS["dq"][0] == ULX3S_SDRAM.data_bits
 
 
 def native_cmd_layout(address_bits: int) -> data.StructLayout:

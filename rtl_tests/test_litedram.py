@@ -272,3 +272,33 @@ def test_litedram_write_read(case, t_rcd_ps, words, phase_deg):
                        "init_cycles": init_sequence_cycles(SYS_CLK_HZ),
                        "phase_deg": phase_deg, "expect_bad_reads": phase_deg != 90,
                        "expect_violation": t_rcd_ps > 20000})
+
+
+def test_generator_is_cached_by_its_inputs(tmp_path):
+    """The same clock returns the same file untouched; another clock is another module."""
+    from spikegate.board_targets.litedram_core import core_module_name, generate_ulx3s_sdram_core
+    first = generate_ulx3s_sdram_core(tmp_path, SYS_CLK_HZ)
+    mtime = first.stat().st_mtime_ns
+    assert generate_ulx3s_sdram_core(tmp_path, SYS_CLK_HZ) == first
+    assert first.stat().st_mtime_ns == mtime
+    assert f"module {core_module_name(SYS_CLK_HZ)} (" in first.read_text()
+    stamp = first.with_suffix(".json")
+    stamp.write_text(stamp.read_text().replace('"litedram": "', '"litedram": "0'))
+    assert generate_ulx3s_sdram_core(tmp_path, SYS_CLK_HZ).read_text() == first.read_text()
+    assert generate_ulx3s_sdram_core(tmp_path, 50_000_000).name == f"{core_module_name(50_000_000)}.v"
+
+
+def test_selftest_top_elaborates_for_the_ulx3s(tmp_path):
+    """The board self-test (PLL, controller on the real sdram pins, LEDs) elaborates against
+    amaranth-boards' ULX3S platform: pin names and directions agree with CORE_PINS."""
+    from spikegate.board_targets.boards import get_board
+    from spikegate.board_targets.litedram_core import generate_ulx3s_sdram_core
+    from spikegate.board_targets.sdram_selftest import SDRAMSelfTestTop
+    platform = get_board("ulx3s-85f").platform()
+    core = generate_ulx3s_sdram_core(tmp_path, SYS_CLK_HZ)
+    platform.add_file(core.name, core.read_text())
+    plan = platform.prepare(SDRAMSelfTestTop(SYS_CLK_HZ), name="top")
+    plan.extract(tmp_path / "build")
+    lpf = (tmp_path / "build" / "top.lpf").read_text()
+    for pin in ("F19", "F20", "J16", "M20"):      # clk, cke, dq[0], a[0] of the ULX3S's SDRAM
+        assert f'"{pin}"' in lpf

@@ -189,17 +189,19 @@ def write_trace(g: Graph, trace: dict, out_dir: str) -> list[str]:
 
 
 def evaluate_ir(path: str, data: str = "digits") -> dict:
-    """Top-1 of the golden model on the held-out digits split."""
+    """Top-1 of the golden model on a data set's held-out split (``spikegate.quantize.data``)."""
     from .irfile import load_ir
-    from .data import digits_split_xy
+    from .data import DATASETS, check_model_fits
 
     g = load_ir(path)
-    if data != "digits":
-        raise SpikegateError(f"--data {data!r} is not known; use --data digits")
-    if g.ops[0].attrs["channels"] != 1:
-        raise SpikegateError(f"{path}: the model takes {g.ops[0].attrs['channels']} input channels; "
-                              "the digits have 1")
-    x, y = digits_split_xy(split="test", img_size=g.ops[0].attrs["size"])
+    if data not in DATASETS:
+        raise SpikegateError(f"--data {data!r} is not known; use one of {', '.join(DATASETS)}")
+    ds, qi = DATASETS[data], g.ops[0].attrs
+    try:
+        check_model_fits(ds, qi["channels"], None, qi["size"], f"{path}: the model")
+    except ValueError as e:
+        raise SpikegateError(f"{e}; --data {data} does not fit it") from None
+    x, y = ds.split_xy("test", qi["size"])
     logits = np.concatenate([execute(g, x[i:i + 256]) for i in range(0, len(x), 256)])
     pred = intops.argmax(logits)
     correct = int((pred == y).sum())

@@ -16,23 +16,32 @@ from .lower import lower
 from .quantizer import quantize_graph
 
 
-def calibration_data(spec: str | None, cfg) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """``--calib X.npy`` or ``--calib digits`` -> (images, labels or None, description)."""
-    from .data import digits_split_xy
+def calibration_data(spec: str | None, cfg, trained_on: str | None = None
+                     ) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """``--calib X.npy`` or ``--calib NAME`` (a data set: digits, mnist) -> (images, labels or None,
+    description); a data set calibrates on its training split and measures on its held-out split.
+    Without ``--calib``: the data set the checkpoint records it was trained on (``trained_on``),
+    else the digits for a 1-channel, 10-class model."""
+    from .data import DATASETS, check_model_fits
 
     if spec is None:
-        if cfg.in_channels == 1 and cfg.num_classes == 10:
+        if trained_on in DATASETS:
+            spec = trained_on
+        elif cfg.in_channels == 1 and cfg.num_classes == 10:
             spec = "digits"
         else:
             raise SpikegateError(
                 f"this model takes {cfg.in_channels}-channel {cfg.img_size}x{cfg.img_size} inputs: give "
                 "calibration images with --calib X.npy ([B, C, H, W] float32)")
-    if spec == "digits":
-        if cfg.in_channels != 1:
-            raise SpikegateError(f"--calib digits has 1 channel but the model takes {cfg.in_channels}")
-        x, _ = digits_split_xy(split="train", img_size=cfg.img_size)
-        xe, ye = digits_split_xy(split="test", img_size=cfg.img_size)
-        return x, (xe, ye), "digits (train split; accuracy on the held-out split)"
+    if spec in DATASETS:
+        ds = DATASETS[spec]
+        try:
+            check_model_fits(ds, cfg.in_channels, None, cfg.img_size, "the model")
+        except ValueError as e:
+            raise SpikegateError(f"--calib {spec}: {e}") from None
+        x, _ = ds.split_xy("train", cfg.img_size)
+        xe, ye = ds.split_xy("test", cfg.img_size)
+        return x, (xe, ye), f"{spec} (train split; accuracy on the held-out split)"
     x = check_images(load_array(spec, "--calib"), cfg.in_channels, spec, "--calib", size=cfg.img_size)
     return x, None, spec
 
@@ -93,7 +102,7 @@ def quantize_checkpoint(ckpt: str, *, calib: str | None = None, weight_bits: int
     cfg = model.cfg
     T = cfg.T
     step = progress or (lambda name: None)  # progress(name): the step that starts now
-    x_cal, evalset, calib_desc = calibration_data(calib, cfg)
+    x_cal, evalset, calib_desc = calibration_data(calib, cfg, ck.args.get("data"))
     step("lowering and calibrating")
     g0 = lower(model)
     g_float, g_int = quantize_graph(g0, x_cal, weight_bits=weight_bits, input_bits=input_bits, T=T)

@@ -138,7 +138,7 @@ def test_models_accuracy_is_what_evaluation_measures(capsys):
     assert rc == 0, err
     for r in json.loads(out):
         s = stored[r["name"]]
-        assert r["samples"] == s["samples"] == 450
+        assert r["samples"] == s["samples"] == (1000 if s["data"] == "mnist" else 450)
         assert r["accuracy"] == pytest.approx(s["accuracy"], abs=1e-3), r["name"]
 
 
@@ -212,7 +212,8 @@ def test_closed_sets_are_choices(capsys):
     assert list(choices("quantize", "preset")) == list(PRESETS) == list(choices("info", "preset"))
     assert list(choices("train", "preset")) == list(PRESETS)
     assert "icebreaker" in choices("synth", "board")
-    assert list(choices("eval", "data")) == ["digits"] and list(choices("data", "name")) == ["digits"]
+    assert list(choices("eval", "data")) == ["digits", "mnist"] == list(choices("data", "name"))
+    assert list(choices("train", "data")) == ["digits", "mnist"]
     for argv, needle in ((["compile", "m.sgir", "--target", "nope", "-o", "b"], "known targets: sim"),
                          (["info", "--preset", "nope"], "unknown preset 'nope'"),
                          (["synth", "b", "--board", "nope"], "known boards"),

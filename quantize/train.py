@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import save_checkpoint
-from .data import check_model_fits, dataset, evaluate_float
+from .data import dataset, evaluate_float
 from .model import MetaSpikeFormer, ModelConfig, lif_modules
 from .qat import GridQAT, check_qat_bits, freeze_batchnorm
 from .quantizer import _qmax
@@ -255,7 +255,13 @@ def train(cfg: ModelConfig, epochs: int = DEFAULT_EPOCHS, seed: int = DEFAULT_SE
     if not (lr > 0 and math.isfinite(lr)):
         raise ValueError(f"lr must be a positive number, not {lr!r}")
     ds = dataset(data)
-    check_model_fits(ds, cfg.in_channels, cfg.num_classes, cfg.img_size, "the model")
+    if cfg.in_channels != ds.channels:
+        raise ValueError(f"the {ds.name} images have {ds.channels} channel(s): in_channels must be "
+                         f"{ds.channels}, not {cfg.in_channels}")
+    if cfg.num_classes != ds.classes:
+        raise ValueError(f"{ds.name} has {ds.classes} classes: num_classes must be {ds.classes}, "
+                         f"not {cfg.num_classes}")
+    ds.check_size(cfg.img_size)
     if weight_noise_bits is not None:
         check_weight_noise(weight_noise_bits, weight_noise_scale)
     if spike_margin is not None:

@@ -91,12 +91,36 @@ def prepare_input(g: Graph, images: np.ndarray, T: int, mode: str) -> np.ndarray
     return np.asarray(x, dtype=np.float64) * float(qi.attrs["scale"])
 
 
+def _saturate(op: Op, y: np.ndarray, check: bool, saturations: dict | None) -> np.ndarray:
+    """The op's declared saturation (``intops.saturate`` at its ``out`` width), counted."""
+    if check:
+        _check(op, "wide", y)
+    bits = op.widths["out"]
+    if saturations is not None:
+        n = intops.saturated_count(y, bits)
+        prev = saturations.get(op.name, {"count": 0, "values": 0})
+        saturations[op.name] = {"count": prev["count"] + n, "values": prev["values"] + int(y.size),
+                                "bits": int(bits)}
+    return intops.saturate(y, bits)
+
+
+def _observe(observed: dict, name: str, y: np.ndarray) -> None:
+    lo, hi = int(y.min()), int(y.max())
+    if name in observed:
+        lo, hi = min(lo, observed[name][0]), max(hi, observed[name][1])
+    observed[name] = (lo, hi)
+
+
 def execute(g: Graph, images: np.ndarray, *, mode: str = "int", T: int | None = None,
-            trace: dict | None = None, check_widths: bool = True, keep: set[str] | None = None):
+            trace: dict | None = None, check_widths: bool = True, keep: set[str] | None = None,
+            saturations: dict | None = None, observed: dict | None = None):
     """Run ``g`` on a batch; returns logits (``int64 [B, K]`` or dequantised float64 ``[B, K]``).
 
     ``trace``, if a dict, receives ``{lif name: (spikes uint8, membranes)}`` in ``[T, B, C, ...]``
-    layout, plus the tensors named in ``keep``.
+    layout, plus the tensors named in ``keep``. ``saturations``, if a dict, receives (adding to
+    what it holds) ``{op: {"count", "values", "bits"}}`` for every saturating op: how many of its
+    values the clamp changed, out of how many. ``observed``, if a dict, receives (widening what it
+    holds) ``{op: (lo, hi)}``, every multi-bit output's range before any saturation (calibration).
     """
     if mode not in ("int", "float"):
         raise ValueError(f"mode must be 'int' or 'float', not {mode!r}")
@@ -148,6 +172,10 @@ def execute(g: Graph, images: np.ndarray, *, mode: str = "int", T: int | None = 
             out = y
         else:  # validate() makes this unreachable
             raise AssertionError(k)
+        if integer and observed is not None and k not in ("lif", "head") and y.size:
+            _observe(observed, o.name, y)
+        if integer and o.attrs.get("saturate"):
+            y = _saturate(o, y, check_widths, saturations)
         if integer and check_widths and k not in ("quant_input", "lif"):
             _check(o, "out", y)
         env[o.name] = y

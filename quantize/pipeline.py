@@ -14,6 +14,7 @@ from .golden import execute
 from .graph import Graph
 from .lower import lower
 from .quantizer import quantize_graph
+from .ranges import DEFAULT_MAX_BITS, DEFAULT_STREAM_BITS, widest_word
 
 
 def calibration_data(spec: str | None, cfg, trained_on: str | None = None
@@ -92,7 +93,9 @@ def layer_report(g_float: Graph, g_int: Graph, x: np.ndarray, T: int) -> list[di
 
 def quantize_checkpoint(ckpt: str, *, calib: str | None = None, weight_bits: int = 8, input_bits: int = 8,
                         heads: int | None = None, T: int | None = None, preset: str | None = None,
-                        progress=None, evaluate: bool = True) -> tuple[Graph, dict]:
+                        progress=None, evaluate: bool = True,
+                        max_bits: int = DEFAULT_MAX_BITS,
+                        stream_bits: int = DEFAULT_STREAM_BITS) -> tuple[Graph, dict]:
     """The integer IR of a checkpoint, and a report (per-layer errors and accuracy). With
     ``evaluate=False``: the same IR without ``meta["accuracy"]`` and only the model config in the
     report, several times faster."""
@@ -105,10 +108,12 @@ def quantize_checkpoint(ckpt: str, *, calib: str | None = None, weight_bits: int
     x_cal, evalset, calib_desc = calibration_data(calib, cfg, ck.args.get("data"))
     step("lowering and calibrating")
     g0 = lower(model)
-    g_float, g_int = quantize_graph(g0, x_cal, weight_bits=weight_bits, input_bits=input_bits, T=T)
+    g_float, g_int = quantize_graph(g0, x_cal, weight_bits=weight_bits, input_bits=input_bits, T=T,
+                                    max_bits=max_bits, stream_bits=stream_bits)
     g_int.meta["source"] = {"checkpoint": ck.path, "calibration": calib_desc}
+    widths = width_report(g_int)
     if not evaluate:
-        return g_int, {"config": cfg.to_json()}
+        return g_int, {"config": cfg.to_json(), "widths": widths}
     step("per-layer errors")
     layers = layer_report(g_float, g_int, x_cal, T)
     step("accuracy, float and integer")
@@ -123,4 +128,16 @@ def quantize_checkpoint(ckpt: str, *, calib: str | None = None, weight_bits: int
         summary["float_top1"] = float((pf == ye).mean() * 100.0)
         summary["int_top1"] = float((pi == ye).mean() * 100.0)
     g_int.meta["accuracy"] = summary
-    return g_int, {"layers": layers, "summary": summary, "config": cfg.to_json()}
+    return g_int, {"layers": layers, "summary": summary, "config": cfg.to_json(), "widths": widths}
+
+
+def width_report(g: Graph) -> dict:
+    """The widths a user checks: the widest declared width, the limit, and every saturating op
+    with how often the calibration data hit its clamp (``meta["saturation"]``)."""
+    sat = g.meta.get("saturation", {})
+    ops = [{"op": o.name, "bits": int(o.widths["out"]), "wide": int(o.widths["wide"]),
+            "hits": int(sat.get(o.name, {}).get("count", 0)), "values": int(sat.get(o.name, {}).get("values", 0))}
+           for o in g.ops if o.attrs.get("saturate")]
+    return {"max_declared": widest_word(g),
+            "max_bits": int(g.meta.get("max_bits", DEFAULT_MAX_BITS)), "saturating_ops": ops,
+            "saturated_values": sum(r["hits"] for r in ops)}

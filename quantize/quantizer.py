@@ -27,7 +27,8 @@ import numpy as np
 from spikegate.errors import SpikegateError
 
 from .graph import Graph, validate
-from .ranges import assign_widths
+from .ranges import DEFAULT_MAX_BITS, DEFAULT_STREAM_BITS
+from .widths import declare_widths
 
 MAX_SCALE_LOG2 = 24  # thresholds/scales are capped at 2**24 (dead channels would ask for infinity)
 EXTRA_BITS = 4       # threshold/bias resolution beyond the weights' (see rescale)
@@ -198,8 +199,11 @@ def round_graph(g1: Graph, weight_bits: int) -> Graph:
 
 
 def quantize_graph(g0: Graph, calib: np.ndarray, *, weight_bits: int = 8, input_bits: int = 8,
-                   T: int | None = None) -> tuple[Graph, Graph]:
-    """The whole flow on a lowered graph; returns (scaled float graph, integer IR)."""
+                   T: int | None = None, max_bits: int = DEFAULT_MAX_BITS,
+                   stream_bits: int = DEFAULT_STREAM_BITS) -> tuple[Graph, Graph]:
+    """The whole flow on a lowered graph; returns (scaled float graph, integer IR). ``max_bits``:
+    no declared width exceeds it (activations saturate where the proof would exceed it);
+    ``stream_bits``: activations are kept this narrow where calibration allows."""
     if not 4 <= int(weight_bits) <= 16:
         raise SpikegateError(f"--weight-bits must be in 4..16, not {weight_bits}")
     if not 2 <= int(input_bits) <= 16:
@@ -209,5 +213,5 @@ def quantize_graph(g0: Graph, calib: np.ndarray, *, weight_bits: int = 8, input_
     g2 = round_graph(g1, weight_bits)
     if T:
         g2.meta["T"] = int(T)
-    g2 = assign_widths(g2)
+    g2 = declare_widths(g2, calib, max_bits=max_bits, stream_bits=stream_bits)
     return g1, g2

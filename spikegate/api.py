@@ -133,14 +133,18 @@ def init_checkpoint(preset: str, out: str, *, img_size: int | None = None, class
 def quantize_model(checkpoint: str, out: str | None = None, *, calib: str | None = "digits",
                    weight_bits: int = 8, input_bits: int = 8, heads: int | None = None,
                    T: int | None = None, preset: str | None = None,
-                   evaluate: bool = True) -> tuple[Graph, dict]:
+                   evaluate: bool = True, max_bits: int = 32,
+                   stream_bits: int = 24) -> tuple[Graph, dict]:
     """Quantize a checkpoint to the integer IR (``spikegate quantize``); returns ``(ir, report)``.
 
     BatchNorm is folded, RepConv re-parameterised and weights rounded to ``weight_bits``;
     ``calib`` names the calibration data (``"digits"``) or ``None`` for synthetic inputs. The
     report holds ``layers`` (per-layer errors vs float), ``summary`` (float and integer top-1 and
     their argmax agreement on the held-out split) and ``config``; ``evaluate=False`` skips the
-    accuracy for speed. ``out``: also save the IR there (an ``.sgir`` file, see :func:`save_ir`).
+    accuracy for speed. ``max_bits``: no declared width exceeds it; activations the range
+    analysis cannot bound within it saturate (``report["widths"]`` lists them with how often the
+    calibration data hit each clamp); ``stream_bits``: activations are kept this narrow where the
+    calibration data allows. ``out``: also save the IR there (an ``.sgir`` file, see :func:`save_ir`).
     """
     from spikegate.quantize.pipeline import quantize_checkpoint
 
@@ -149,7 +153,8 @@ def quantize_model(checkpoint: str, out: str | None = None, *, calib: str | None
 
         check_output_path(out, "file", "out")
     g, report = quantize_checkpoint(checkpoint, calib=calib, weight_bits=weight_bits, input_bits=input_bits,
-                                    heads=heads, T=T, preset=preset, evaluate=evaluate)
+                                    heads=heads, T=T, preset=preset, evaluate=evaluate,
+                                    max_bits=max_bits, stream_bits=stream_bits)
     if out is not None:
         save_ir(g, out)
     return g, report

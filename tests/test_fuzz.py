@@ -26,6 +26,25 @@ def test_random_graphs_iss_equals_golden():
     assert not failures, "\n".join(failures)
 
 
+def test_random_graphs_saturate_and_hit_their_clamps():
+    """A share of the fuzzer's graphs saturate (issue 23) and their own inputs hit the clamps, at
+    residual adds and convolutions as well as spatial sums; the ISS still equals the golden model."""
+    from spikegate.compiler.irgen import GenConfig, random_graph
+    from spikegate.quantize.golden import execute
+
+    kinds, hit_graphs = set(), 0
+    for s in range(SEED, SEED + 12):
+        g, x = random_graph(s, GenConfig(saturating=1.0))
+        assert any(o.attrs.get("saturate") for o in g.ops), f"seed {s}"
+        sat: dict = {}
+        execute(g, x, saturations=sat)
+        hits = {n for n, v in sat.items() if v["count"]}
+        hit_graphs += bool(hits)
+        kinds |= {g.op(n).kind for n in hits}
+        assert check_graph(g, x, 2, None, "") is None, f"seed {s}"
+    assert hit_graphs >= 6 and kinds >= {"add", "spatial_sum"}, (hit_graphs, kinds)
+
+
 CASES = sorted(glob.glob(os.path.join(REGRESSIONS, "*.sgir")))
 
 

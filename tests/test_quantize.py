@@ -29,17 +29,18 @@ FLOAT_GRAPH_TOL = 3.2e-7
 # The integer golden model's logits on the fixtures' inputs at 8-bit weights (deterministic; measured
 # with execute(quantize_graph(lower(model), inputs, weight_bits=8)[1], inputs)). The official models
 # have random weights: rounding them flips spikes that cascade through every layer, so these logits
-# are not close to the float ones (small_t1's argmax agrees on 1 of 4 inputs, small_t4's on 3); they
-# pin the quantiser and golden model against any change.
+# are not close to the float ones; they pin the quantiser and golden model against any change. Their
+# range analysis would need 47-bit membranes: 17 residual adds saturate at 31 bits (issue 23), and
+# these inputs hit the clamps (12,605 values on small_t1, 50,620 on small_t4).
 FIXTURE_INT_LOGITS = {
-    "small_t1": [[-111, 239, -256, -167, 265, -62, 122, -4, 143, 19],
-                 [-255, 259, -220, -92, 359, -23, 323, -4, -97, 294],
-                 [-108, 155, -431, -308, 226, -379, 364, -72, -150, 208],
-                 [9, 177, -160, -223, 284, -111, 470, -23, -171, -126]],
-    "small_t4": [[-932, 10, -939, 1213, -527, 349, -380, 70, 1247, -1355],
-                 [-267, 571, -568, 994, 153, -118, 95, 87, 477, -1111],
-                 [-668, 56, -672, 1003, -141, 228, -540, 384, 899, -1460],
-                 [-1021, 154, 72, 1224, -34, 359, -249, 88, 1112, -933]],
+    "small_t1": [[-115, 309, -70, -12, 31, 81, 123, -92, 79, -74],
+                 [-92, -24, -185, -112, -99, -84, 173, -114, -243, -84],
+                 [-102, -22, -507, -57, 272, 0, -111, 77, -187, -130],
+                 [12, 177, -163, -182, 144, 75, 367, 73, -195, -10]],
+    "small_t4": [[-935, 117, -688, 744, -61, 29, 73, 83, 85, -1030],
+                 [-727, 651, -112, 689, 435, 186, 95, 147, -74, -1381],
+                 [-453, 272, -434, 410, 336, 436, 321, -485, -110, -823],
+                 [-163, -88, -134, 1010, 51, -128, -59, -283, 497, -1083]],
 }
 
 
@@ -58,6 +59,7 @@ def test_lowered_and_rescaled_graphs_reproduce_official_logits(official):
     name = os.path.basename(ck)[:-len(".pth")]
     assert logits.dtype == np.int64
     np.testing.assert_array_equal(logits, np.array(FIXTURE_INT_LOGITS[name], np.int64))
+    assert max(v for o in g2.ops for k, v in o.widths.items() if k != "wide" and o.kind != "conv") <= 32
 
 
 @pytest.fixture(scope="module")
@@ -248,5 +250,5 @@ def test_golden_cli_trace_layout(t1_ir, tmp_path, capsys):
     assert np.load(tmp_path / "tr" / "lif.v.npy").dtype == np.int64
     assert np.load(tmp_path / "tr" / "lif.npy").dtype == np.uint8
     # spikes in the trace agree with the float model where it matters: same module names
-    names = {f[:-4] for f in os.listdir(tmp_path / "tr") if not f.endswith(".v.npy")}
+    names = {f[:-4] for f in os.listdir(tmp_path / "tr") if f.endswith(".npy") and not f.endswith(".v.npy")}
     assert names == set(np.load(fixture_path("small_t1.npz"))["lif_names"])

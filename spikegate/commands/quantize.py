@@ -23,6 +23,9 @@ def register(sub):
     p.add_argument("--max-bits", type=int, default=32,
                    help="no declared integer width exceeds this, 8..48 (default 32); activations that the "
                         "range analysis cannot bound within it saturate (docs/integer-semantics.md)")
+    p.add_argument("--stream-bits", type=int, default=24,
+                   help="keep activations this narrow where the calibration data allows, 8..48 (default 24); "
+                        "wider ones saturate at a width chosen from the calibration data")
     p.add_argument("--heads", type=int, help="attention heads (default: as recorded in the checkpoint, else 8)")
     p.add_argument("--T", dest="T", type=int, help="time steps, 1..64 (default: the checkpoint's)")
     p.add_argument("--preset", **one_of("preset", PRESETS),
@@ -94,6 +97,7 @@ def run(args):
     T = checked_int(args, "T", "--T", 1, 64)
     heads = checked_int(args, "heads", "--heads", 1)
     max_bits = checked_int(args, "max_bits", "--max-bits", 8, 48)
+    stream_bits = checked_int(args, "stream_bits", "--stream-bits", 8, 48)
     check_output_path(args.out, "file", "-o")
     check_model_arg(args.checkpoint)
     from spikegate.quantize.data import DATASETS
@@ -104,7 +108,7 @@ def run(args):
         step("loading the checkpoint and data")
         g, rep = quantize_checkpoint(args.checkpoint, calib=args.calib, weight_bits=wb, input_bits=ib,
                                      heads=heads, T=T, preset=args.preset, progress=step,
-                                     max_bits=max_bits)
+                                     max_bits=max_bits, stream_bits=stream_bits)
         step("writing the IR")
         save_ir(g, args.out)
     if args.json:

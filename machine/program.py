@@ -11,7 +11,9 @@ Memories (all word-addressed):
   currents, residual streams, depthwise outputs, attention sums, spatial sums).
 * ``SPK``: 1-bit words, one spike per word.
 * ``ACC``: ``lanes`` banks of signed ``acc_bits``-wide accumulators (scratch of CONV/HEAD).
-* ``WMEM``: read-only, ``lanes`` weights of ``weight_bits`` per word.
+* ``WMEM``: ``lanes`` weights of ``weight_bits`` per word: read-only (initialised by the bitstream
+  or uploaded before the run), or, for a program whose weights live in external memory
+  (``Program.wmem_external``), an on-chip buffer that WLOAD fills from the external image.
 * ``BIAS`` / ``SHIFT`` / ``THRESH``: read-only per-channel parameters.
 
 Tensors are laid out ``[t][c][y][x]`` (row-major), one time step after another.
@@ -35,8 +37,18 @@ OP_ATTN = 4     # spike-driven self-attention: SPK (q, k, v) -> ACT
 OP_SUM = 5      # spatial sum: ACT -> ACT
 OP_HEAD = 6     # classifier head on spikes: SPK -> ACC (logits, summed over T)
 OP_OUTPUT = 7   # stream the logits out of ACC
+OP_WLOAD = 8    # copy WMEM words from the external image into the on-chip WMEM buffer
 OPCODES = {OP_INPUT: "INPUT", OP_CONV: "CONV", OP_LIF: "LIF", OP_ATTN: "ATTN", OP_SUM: "SUM",
-           OP_HEAD: "HEAD", OP_OUTPUT: "OUTPUT"}
+           OP_HEAD: "HEAD", OP_OUTPUT: "OUTPUT", OP_WLOAD: "WLOAD"}
+
+# WLOAD's operands in the existing fields (no field of its own, so that no program without WLOAD
+# gains a bit of ROM word; ``docs/accelerator.md``, "WLOAD"): the external beat address ``src``
+# is split over ``src`` (its low ``WLOAD_SRC_LO_BITS`` bits) and ``src2`` (the bits above), the
+# word count ``n`` is in ``dst`` and the first on-chip WMEM word in ``wbase``. ``dst`` has as many
+# bits as ``wbase``, so every copy that fits the on-chip buffer has a count that fits ``dst``.
+WLOAD_SRC_LO_BITS = 20
+# external memory ports the machine supports (``machine/external_memory.py``: BurstPort)
+WLOAD_PORT_BITS = (16, 32, 64)
 
 # CONV modes
 IN_SPIKE, IN_INT = 0, 1          # input is SPK (select weights) or ACT (multiply)
@@ -188,8 +200,26 @@ class Instr:
             pos += width
         return cls(**vals, name=name)
 
+    @classmethod
+    def wload(cls, src: int, n: int, wbase: int, name: str = "", tag: int = 0) -> "Instr":
+        """WLOAD: ``n`` WMEM words from external beat address ``src`` to on-chip word ``wbase``."""
+        return cls(OP_WLOAD, src=src & ((1 << WLOAD_SRC_LO_BITS) - 1), src2=src >> WLOAD_SRC_LO_BITS,
+                   dst=n, wbase=wbase, name=name, tag=tag)
+
+    @property
+    def ext_src(self) -> int:
+        """WLOAD: the external beat address its words start at (``src`` + ``src2`` above it)."""
+        return int(self.src) | (int(self.src2) << WLOAD_SRC_LO_BITS)
+
+    @property
+    def n_words(self) -> int:
+        """WLOAD: the WMEM words it copies (carried in ``dst``)."""
+        return int(self.dst)
+
     def describe(self) -> str:
         op = OPCODES[self.opcode]
+        if self.opcode == OP_WLOAD:
+            return f"{op:<6} {self.name:<36} WMEM[{self.wbase}:{self.wbase + self.n_words}] <- EXT[beat {self.ext_src}]"
         if self.opcode == OP_CONV:
             mode = ("spike" if self.in_kind == IN_SPIKE else "int") + ("/dw" if self.lane_mode == LANES_TAP else "")
             out = "+=" if self.out_mode == OUT_ACCUM else "="
@@ -250,6 +280,18 @@ class Program:
     sat_bits: int = 0
     readout_bits: int = 0
     sum_bits: int = 0
+    # Weights in external memory (``compiler/passes/external_weights.py``): None for a program whose
+    # weights are all on chip. Otherwise the packed external image, ``port_bits``-wide beats as
+    # unsigned integers (uint64), in beat-address order (``machine/external_memory.py``:
+    # pack_words), and ``wmem`` is the on-chip buffer the WLOADs fill (zero at the start: its
+    # length is the buffer's words; no CONV/HEAD reads a word its layer's WLOADs did not fill).
+    wmem_external: np.ndarray | None = None
+    port_bits: int = 16
+
+    @property
+    def external(self) -> bool:
+        """True when the weights live in external memory (WLOAD streams them in)."""
+        return self.wmem_external is not None
 
     def describe(self) -> str:
         head = (f"SFA program: {len(self.instrs)} instructions, lanes={self.lanes}, act {self.act_words}x{self.act_bits}b, "
@@ -265,6 +307,9 @@ class Program:
                                             "input_scale", "T")}
         d["wmem_words"] = int(len(self.wmem))
         d["instructions"] = len(self.instrs)
+        if self.external:
+            d["external_beats"] = int(len(self.wmem_external))
+            d["port_bits"] = self.port_bits
         return d
 
 
@@ -294,7 +339,10 @@ def validate_program(p: Program) -> Program:
     * every opcode is known and every field of every instruction fits its ISA width (``FIELDS``);
     * the tensors an instruction reads and writes lie inside ACT / SPK;
     * ``wmem`` is ``[words, lanes]`` and every table fits its declared width;
-    * no CONV runs while ACC holds HEAD sums (between the first HEAD and OUTPUT).
+    * no CONV runs while ACC holds HEAD sums (between the first HEAD and OUTPUT);
+    * WLOAD only in a program with an external image: it copies at least one word, its words lie
+      inside the image and the on-chip buffer, and every WMEM word a CONV/HEAD of such a program
+      reads was filled by a WLOAD since the previous CONV/HEAD (its layer's).
     """
     if not isinstance(p.lanes, int) or isinstance(p.lanes, bool) or not 1 <= p.lanes <= 256:
         raise ProgramError(f"lanes must be an integer in 1..256, not {p.lanes!r}")
@@ -316,7 +364,67 @@ def validate_program(p: Program) -> Program:
     for pc, ins in enumerate(p.instrs):
         _check_instr(p, pc, ins)
     _check_acc_use(p)
+    _check_wloads(p)
     return p
+
+
+def wmem_reads(p: Program, ins: Instr) -> int:
+    """The WMEM words a CONV or HEAD reads from ``wbase`` on (0 for the other opcodes)."""
+    G = -(-ins.cout // p.lanes)
+    if ins.opcode == OP_CONV:
+        return ins.cin * (ins.k * ins.k * G if ins.lane_mode == LANES_CO else -(-ins.k * ins.k // p.lanes))
+    if ins.opcode == OP_HEAD:
+        return ins.cin * G
+    return 0
+
+
+def wload_beats(n_words: int, word_bits: int, port_bits: int) -> int:
+    """Beats a WLOAD of ``n_words`` packed words reads: ``ceil(n * word_bits / port_bits)``."""
+    return -(-n_words * word_bits // port_bits)
+
+
+def _check_wloads(p: Program) -> None:
+    """The WLOAD rules (see :func:`validate_program`)."""
+    loads = [pc for pc, i in enumerate(p.instrs) if i.opcode == OP_WLOAD]
+    if not p.external:
+        if loads:
+            raise ProgramError(f"instruction {loads[0]} ({p.instrs[loads[0]].name or 'WLOAD'}): WLOAD in a program "
+                               f"without an external weight image (wmem_external)")
+        return
+    if p.port_bits not in WLOAD_PORT_BITS:
+        raise ProgramError(f"port_bits must be one of {WLOAD_PORT_BITS}, not {p.port_bits!r}")
+    ext = np.asarray(p.wmem_external)
+    if ext.ndim != 1 or ext.dtype != np.uint64:
+        raise ProgramError(f"wmem_external must be a 1-D uint64 array of beats, not {ext.dtype} {ext.shape!r}")
+    if p.port_bits < 64 and ext.size and int(ext.max()) >> p.port_bits:
+        raise ProgramError(f"wmem_external holds a beat wider than port_bits={p.port_bits}")
+    word_bits = p.lanes * p.weight_bits
+    filled = np.zeros(len(p.wmem), dtype=bool)    # words the WLOADs since the last CONV/HEAD wrote
+    for pc, ins in enumerate(p.instrs):
+        who = f"instruction {pc} ({ins.name or OPCODES.get(ins.opcode, ins.opcode)})"
+        if ins.opcode == OP_WLOAD:
+            n, src = ins.n_words, ins.ext_src
+            if n < 1:
+                raise ProgramError(f"{who}: WLOAD must copy at least one word, not {n}")
+            if ins.wbase + n > len(p.wmem):
+                raise ProgramError(f"{who}: WMEM[{ins.wbase}:{ins.wbase + n}] lies outside the on-chip "
+                                   f"buffer's {len(p.wmem)} words")
+            beats = wload_beats(n, word_bits, p.port_bits)
+            if src + beats > len(ext):
+                raise ProgramError(f"{who}: external beats [{src}:{src + beats}] lie outside the image's "
+                                   f"{len(ext)} beats")
+            filled[ins.wbase: ins.wbase + n] = True
+        elif ins.opcode in (OP_CONV, OP_HEAD):
+            n = wmem_reads(p, ins)
+            if ins.wbase + n > len(filled):
+                raise ProgramError(f"{who}: wbase WMEM[{ins.wbase}:{ins.wbase + n}] lies outside the on-chip "
+                                   f"buffer's {len(filled)} words")
+            missing = np.flatnonzero(~filled[ins.wbase: ins.wbase + n])
+            if missing.size:
+                raise ProgramError(f"{who}: reads WMEM[{ins.wbase + int(missing[0])}], which no WLOAD since "
+                                   f"the previous CONV/HEAD filled (weights in external memory: each "
+                                   f"layer's WLOAD must precede it)")
+            filled[:] = False
 
 
 def _check_acc_use(p: Program) -> None:
@@ -355,6 +463,7 @@ def _check_instr(p: Program, pc: int, ins: Instr) -> None:
         OP_SUM: [("src", "ACT", ins.src, n_in * ins.T), ("dst", "ACT", ins.dst, ins.cin * ins.T)],
         OP_HEAD: [("src", "SPK", ins.src, ins.cin * ins.T)],
         OP_OUTPUT: [],
+        OP_WLOAD: [],         # its ranges: _check_wloads
     }[ins.opcode]
     G = -(-ins.cout // p.lanes)
     extents += {

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from spikegate.errors import SpikegateError
 
 __all__ = ["ExternalMemoryError", "BurstPort", "MemoryTiming", "ULX3S_PORT", "ULX3S_TIMING",
-           "WLOAD_FIRST_CMD", "WLOAD_NEXT_CMD", "WLOAD_WRITE", "beats_for", "burst_plan",
+           "ULX3S_CONTROLLER_100MHZ", "timing_from_controller", "WLOAD_FIRST_CMD", "WLOAD_NEXT_CMD", "WLOAD_WRITE", "beats_for", "burst_plan",
            "pack_words", "unpack_beats", "refreshes", "wload_cycles", "beat_edges"]
 
 
@@ -105,13 +105,39 @@ class MemoryTiming:
 # address (32 MB). max_burst 16 = the SDRAMController's rdata FIFO (rdata_depth): a burst adapter
 # on the native port can have a whole burst's reads in flight without the FIFO overflowing.
 ULX3S_PORT = BurstPort(port_bits=16, max_burst=16, addr_bits=24)
-# At 100 MHz (CL 2, tRCD 2, tRP 2, tRFC 7, tREFI 782 cycles, docs/sdram.md). latency 12: command
-# through the crossbar and bank machine (2), PRECHARGE + ACTIVE of a closed row (tRP + tRCD = 4),
-# READ to data (CL 2) through GENSDRPHY's input registers (2) and the rdata FIFO (2): a
-# conservative per-burst figure that folds the row miss in; refresh every 782 beats (tREFI at one
-# beat per cycle) costing 14 (close the banks tRP 2, tRFC 7, reopen tRCD 2, CL 2, and 1 for the
-# refresher's handshake). Not yet measured against the generated core (issue 24: the burst adapter).
-ULX3S_TIMING = MemoryTiming(latency=12, refresh_every=782, refresh_cycles=14)
+
+# Cycles of the path around the chip's own timings (an estimate from the structure, not yet
+# measured: the burst adapter on the native port does not exist yet, issue 24):
+CMD_PATH = 2            # a command through LiteDRAM's crossbar into its bank machine
+PHY_READ_EXTRA = 1      # GENSDRPHY's read latency is CL + 1 (its input registers)
+RDATA_FIFO = 2          # SDRAMController's SyncFIFOBuffered on rdata
+REFRESH_HANDSHAKE = 1   # the refresher's request/grant before it closes the banks
+
+
+def timing_from_controller(ctrl) -> MemoryTiming:
+    """The deterministic model for LiteDRAM's SDR controller from its timing in cycles (a mapping
+    with ``tRP``, ``tRCD``, ``tRFC``, ``tREFI``, ``CL``: ``board_targets/litedram_core.py:
+    controller_timing(sys_clk_hz)``).
+
+    * ``latency``: command path, a row miss (PRECHARGE ``tRP`` + ACTIVE ``tRCD``: every burst is
+      charged one, which folds in the row changes the model has no term for), READ to data
+      (``CL`` + the PHY's register) and the rdata FIFO.
+    * ``refresh_every``: ``tREFI`` (one beat per cycle while streaming, so beats ~ cycles).
+    * ``refresh_cycles``: the refresher's handshake, closing the row (``tRP``), AUTO REFRESH
+      (``tRFC``), reopening it (``tRCD``) and refilling the read pipeline (``CL`` + 1)."""
+    try:
+        trp, trcd, trfc, trefi, cl = (int(ctrl[k]) for k in ("tRP", "tRCD", "tRFC", "tREFI", "CL"))
+    except KeyError as e:
+        raise ExternalMemoryError(f"controller timing lacks {e.args[0]} (needs tRP, tRCD, tRFC, "
+                                  "tREFI, CL in cycles)") from None
+    return MemoryTiming(latency=CMD_PATH + trp + trcd + cl + PHY_READ_EXTRA + RDATA_FIFO,
+                        refresh_every=trefi,
+                        refresh_cycles=REFRESH_HANDSHAKE + trp + trfc + trcd + cl + PHY_READ_EXTRA)
+
+
+# LiteDRAM's MT48LC16M16 timing at 100 MHz (controller_timing(100_000_000); tests/ check the copy)
+ULX3S_CONTROLLER_100MHZ = {"tRP": 2, "tRCD": 2, "tRFC": 7, "tREFI": 782, "CL": 2}
+ULX3S_TIMING = timing_from_controller(ULX3S_CONTROLLER_100MHZ)     # latency 11, every 782, 15
 
 # The engine's constants (hw/wload.py), in edges:
 WLOAD_FIRST_CMD = 1     # start's edge -> the first command is up (IDLE -> CMD)

@@ -9,8 +9,8 @@ import pytest
 
 from spikegate.errors import SpikegateError
 from spikegate.machine.external_memory import (
-    ULX3S_PORT, ULX3S_TIMING, BurstPort, ExternalMemoryError, MemoryTiming, beat_edges, beats_for,
-    burst_plan, pack_words, refreshes, unpack_beats, wload_cycles)
+    ULX3S_CONTROLLER_100MHZ, ULX3S_PORT, ULX3S_TIMING, BurstPort, ExternalMemoryError, MemoryTiming, beat_edges, beats_for,
+    burst_plan, pack_words, refreshes, timing_from_controller, unpack_beats, wload_cycles)
 
 
 @pytest.mark.parametrize("word_bits,port_bits", [(48, 16), (8, 16), (64, 16), (6, 16), (24, 32),
@@ -109,6 +109,19 @@ def test_narrow_words_are_paced_by_one_write_per_cycle(word_bits):
         need = j * 16 // word_bits
         assert need == 0 or writes[need - 1] <= a
     assert wload_cycles(n, word_bits, port, t) == writes[-1]
+
+
+def test_ulx3s_timing_follows_litedram():
+    """The model's ULX3S figures come from LiteDRAM's own timing for the chip (the copy in machine/
+    is checked here, where board_targets may be imported)."""
+    from spikegate.board_targets.litedram_core import controller_timing
+    lite = controller_timing(100_000_000)
+    assert {k: lite[k] for k in ULX3S_CONTROLLER_100MHZ} == ULX3S_CONTROLLER_100MHZ
+    assert ULX3S_TIMING == timing_from_controller(lite)
+    slower = timing_from_controller(controller_timing(90_000_000))
+    assert slower.refresh_every == 704 and slower.refresh_every < ULX3S_TIMING.refresh_every
+    with pytest.raises(ExternalMemoryError, match="lacks tRFC"):
+        timing_from_controller({"tRP": 2, "tRCD": 2, "tREFI": 782, "CL": 2})
 
 
 def test_ulx3s_defaults():

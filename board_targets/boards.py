@@ -37,6 +37,7 @@ class Resources:
     spram_blocks: int = 0
     spram_block_bits: int = 0
     dsps: int = 0
+    external_bits: int = 0         # off-chip memory for weights (the ULX3S's SDRAM; issue 24)
 
     @property
     def bram_bits(self) -> int:
@@ -91,7 +92,7 @@ class Board:
         r = self.resources
         return Target(self.name, self.description, self.family, self.clock_mhz, r.luts, r.ffs,
                       r.bram_bits, r.bram_blocks, r.spram_bits, r.dsps, spram_blocks=r.spram_blocks,
-                      default_lanes=self.default_lanes, board=self.name, bigger=self.bigger)
+                      external_bits=r.external_bits, default_lanes=self.default_lanes, board=self.name, bigger=self.bigger)
 
     def describe(self) -> dict:
         r = self.resources
@@ -147,7 +148,7 @@ BOARDS: dict[str, Board] = {b.name: b for b in [
         platform_class="amaranth_boards.ulx3s:ULX3S_85F_Platform",
         family="ecp5", device="LFE5U-85F", package="BG381",
         resources=Resources(luts=83640, ffs=83640, bram_blocks=208, bram_block_bits=18432,
-                            dsps=156),
+                            dsps=156, external_bits=32 * 2**20 * 8),   # 32 MB SDRAM (MT48LC16M16A2)
         oscillator_mhz=25.0, clock_mhz=60.0, default_lanes=8,
         leds=(("led", 0), ("led", 1)),
         dummy_tools=("openFPGALoader",),

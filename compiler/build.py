@@ -9,7 +9,13 @@ A build directory holds everything needed to simulate, verify and synthesise one
   where the weights live (``"loading": "bitstream"``, in block RAM, or ``"runtime-loaded"``, in
   the iCE40's SPRAM, uploaded by the host over the host link), WMEM words and bits, and for
   runtime-loaded weights the image (``weights.bin``: each WMEM word as ``bytes_per_word``
-  little-endian bytes, in address order, exactly what LOAD_WEIGHTS sends) and its sha256
+  little-endian bytes, in address order, exactly what LOAD_WEIGHTS sends) and its sha256;
+  ``"where"``: ``"bram"``, ``"spram"`` or ``"sdram"``. With ``"sdram"`` (the on-chip memory
+  cannot hold the weights and the target has external memory: ``passes/external_weights.py``)
+  ``"loading": "streamed"``, ``"why"`` says why, and ``sdram.bin`` is the packed external image
+  (``port_bits``-wide beats, each ``port_bits / 8`` little-endian bytes, in beat-address order;
+  ``external_sha256``). Such a build has no ``accelerator.v`` yet: the WLOAD engine is not part
+  of the accelerator in this step (``report.json["verilog"]`` is null and says so).
 
 Compilation is deterministic: the same IR, target and lanes give the same bytes. The directory is
 written under a temporary name and renamed into place, so a failed compile leaves nothing that looks
@@ -31,12 +37,13 @@ from spikegate.errors import SpikegateError
 from spikegate.quantize.graph import Graph
 from spikegate.quantize.irfile import load_ir
 
-from .passes.budget import check_budget
+from .passes.budget import BRAM_MODES, BudgetError, blocks_needed, check_budget, external_reason, memory_bits
 from .passes.check_ops import check_ops
+from .passes.external_weights import external_weights, largest_layer, word_ints
 from .passes.memory_plan import memory_plan
 from .passes.pack import pack_parameters
 from .passes.schedule import schedule
-from spikegate.machine.program import Program, validate_program
+from spikegate.machine.program import OP_WLOAD, Program, validate_program
 from .targets import Target, resolve_target
 
 REPORT = "report.json"
@@ -59,14 +66,7 @@ def _hex_lines(values, bits: int) -> str:
 
 def wmem_words(p: Program) -> list[int]:
     """The WMEM words as unsigned integers: lane ``p``'s weight in bits ``[p*wb, (p+1)*wb)``."""
-    mask = (1 << p.weight_bits) - 1
-    words = []
-    for row in p.wmem:
-        w = 0
-        for lane, v in enumerate(row):
-            w |= (int(v) & mask) << (lane * p.weight_bits)
-        words.append(w)
-    return words
+    return word_ints(p.wmem, p.weight_bits)
 
 
 def _wmem_lines(p: Program) -> str:
@@ -74,6 +74,51 @@ def _wmem_lines(p: Program) -> str:
 
 
 WEIGHT_IMAGE = "weights.bin"
+EXTERNAL_IMAGE = "sdram.bin"
+
+
+def external_image(p: Program) -> bytes:
+    """The external weight image of a program with its weights in external memory: each beat as
+    ``port_bits / 8`` little-endian bytes, in beat-address order."""
+    n = p.port_bits // 8
+    return b"".join(int(b).to_bytes(n, "little") for b in p.wmem_external)
+
+
+def sdram_port_bits() -> int:
+    """The external memory port's width (the ULX3S's 16-bit SDRAM; ``machine/external_memory.py``)."""
+    from spikegate.machine import external_memory as em
+    return em.ULX3S_PORT.port_bits
+
+
+def place_weights(prog: Program, target: Target, weights: str) -> tuple[Program, str | None]:
+    """``prog`` as lowered (weights on chip), or, when ``budget.external_reason`` says so, with its
+    weights in the target's external memory; and that reason (None: on chip). A layer whose own
+    weights do not fit the on-chip buffer beside the other memories is one clear error naming it
+    (streaming it in output-channel tiles is not implemented yet)."""
+    why = external_reason(prog, target, weights)
+    if why is None:
+        return prog, None
+    ext = external_weights(prog, sdram_port_bits())
+    name, words = largest_layer(prog)
+    bits = words * prog.lanes * prog.weight_bits
+    if target.family in BRAM_MODES:
+        rest, whole = blocks_needed(ext, target.family, False), blocks_needed(ext, target.family, True)
+        if rest <= target.bram_blocks < whole:
+            raise BudgetError(f"layer {name}: its weights ({words:,} words of {prog.lanes * prog.weight_bits} bits, "
+                              f"{bits:,} bits) do not fit the on-chip weight buffer of {target.name} beside the other "
+                              f"memories ({whole - rest:,} block RAMs needed, {target.bram_blocks - rest:,} free); "
+                              f"streaming a layer in output-channel tiles is not implemented yet (issue 24): quantize "
+                              f"with fewer --weight-bits or use a smaller model")
+    else:
+        mem = memory_bits(ext)
+        rest = sum(mem.values()) - mem["weights (WMEM)"]
+        if rest <= target.bram_bits < rest + mem["weights (WMEM)"]:
+            raise BudgetError(f"layer {name}: its weights ({words:,} words, {bits:,} bits) do not fit the on-chip "
+                              f"weight buffer of {target.name} beside the other memories ({target.bram_bits - rest:,} "
+                              f"bits free); streaming a layer in output-channel tiles is not implemented yet (issue 24)")
+    return ext, (f"{why}: the weights ({len(prog.wmem) * prog.lanes * prog.weight_bits:,} bits on chip) go to "
+                 f"{target.name}'s external memory, packed ({len(ext.wmem_external) * ext.port_bits:,} bits), "
+                 f"streamed by WLOAD into a {words:,}-word on-chip buffer (layer {name}'s weights)")
 
 
 def weight_image(p: Program) -> bytes:
@@ -104,8 +149,9 @@ def compile_ir(ir_path: str, target: Target | str, lanes: int | None, out_dir: s
     """Compile the IR at ``ir_path`` for ``target`` into ``out_dir``; returns the report.
     ``target``: a :class:`Target` (a board's comes from ``spikegate.board_targets.compile_target``)
     or the name of one of the compiler's own targets (``sim``, ``large``: ``targets.py``).
-    ``weights``: ``"auto"`` (block RAM unless they only fit the target's SPRAM), ``"bitstream"``
-    or ``"runtime"`` (SPRAM, loaded over the host link); see ``passes/budget.py``.
+    ``weights``: ``"auto"`` (block RAM unless they only fit the target's SPRAM or, on a target with
+    external memory, do not fit on chip), ``"bitstream"``, ``"runtime"`` (SPRAM, loaded over the
+    host link) or ``"external"`` (streamed from external memory); see ``passes/budget.py``.
     ``progress(name)``, if given, is told each step as it starts (the CLI shows it)."""
     from . import iss
 
@@ -118,6 +164,7 @@ def compile_ir(ir_path: str, target: Target | str, lanes: int | None, out_dir: s
     if not 1 <= lanes <= 256:
         raise SpikegateError(f"--lanes must be in 1..256, not {lanes}")
     prog = lower_to_program(g, lanes)
+    prog, why = place_weights(prog, target, weights)
     budget = check_budget(prog, target, lanes_given=True, weights=weights)  # raises with the table
     step("predicting cycles (instruction-set simulator)")
     x, desc = sample_inputs(g, predict_samples) if predict_samples else (None, "")
@@ -130,10 +177,14 @@ def compile_ir(ir_path: str, target: Target | str, lanes: int | None, out_dir: s
     word_bits = prog.lanes * prog.weight_bits
     wrep = dict(budget["weights"], words=int(len(prog.wmem)), word_bits=word_bits,
                 bits=int(len(prog.wmem)) * word_bits, bytes_per_word=(word_bits + 7) // 8)
-    image = None
+    image = ext_image = None
     if wrep["loading"] == "runtime-loaded":
         image = weight_image(prog)
         wrep.update(image=WEIGHT_IMAGE, sha256=hashlib.sha256(image).hexdigest())
+    if prog.external:
+        ext_image = external_image(prog)
+        wrep.update(why=why, external_image=EXTERNAL_IMAGE, external_sha256=hashlib.sha256(ext_image).hexdigest(),
+                    wloads=sum(1 for i in prog.instrs if i.opcode == OP_WLOAD))
     report = {
         "spikegate_version": __version__,
         "target": target.name, "board": target.board, "clock_mhz": target.clock_mhz,
@@ -176,9 +227,15 @@ def compile_ir(ir_path: str, target: Target | str, lanes: int | None, out_dir: s
         if image is not None:
             with open(os.path.join(tmp, WEIGHT_IMAGE), "wb") as f:
                 f.write(image)
-        step("emitting Verilog")
-        _emit_verilog(prog, os.path.join(tmp, "accelerator.v"), weights_storage(report))
-        report["verilog"] = "accelerator.v"
+        if ext_image is not None:
+            with open(os.path.join(tmp, EXTERNAL_IMAGE), "wb") as f:
+                f.write(ext_image)
+            report["verilog"] = None
+            report["verilog_note"] = NO_RTL_YET
+        else:
+            step("emitting Verilog")
+            _emit_verilog(prog, os.path.join(tmp, "accelerator.v"), weights_storage(report))
+            report["verilog"] = "accelerator.v"
         with open(os.path.join(tmp, REPORT), "w") as f:
             json.dump(report, f, indent=1, sort_keys=True)
             f.write("\n")
@@ -192,6 +249,10 @@ def compile_ir(ir_path: str, target: Target | str, lanes: int | None, out_dir: s
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
     return report
+
+
+NO_RTL_YET = ("weights in external memory: the WLOAD engine is not part of the accelerator yet "
+              "(issue 24), so this build has a program and an ISS prediction but no Verilog")
 
 
 def _emit_verilog(prog: Program, path: str, weights: str = "rom") -> None:
@@ -233,6 +294,9 @@ def read_build(build_dir: str) -> tuple[dict, Graph, Program]:
         raise SpikegateError(f"{build_dir}: model.sgir does not match report.json (modified?); recompile")
     g = load_ir(sgir)
     prog = lower_to_program(g, int(report["lanes"]))
+    w = report.get("weights") or {}
+    if w.get("where") == "sdram":
+        prog = external_weights(prog, int(w.get("port_bits", 16)))
     return report, g, prog
 
 
@@ -263,4 +327,6 @@ def load_core(build_dir: str):
     from spikegate.hw.accelerator import Accelerator
 
     report, _, prog = read_build(build_dir)
+    if prog.external:
+        raise SpikegateError(f"{build_dir}: {NO_RTL_YET}")
     return Accelerator(prog, weights=weights_storage(report))

@@ -7,6 +7,7 @@ equal the ISS's prediction). An instruction's cost runs from its fetch to the cy
 finishes (INPUT: from its first accepted pixel; OUTPUT: to its last accepted logit).
 """
 
+from spikegate.machine import external_memory as em
 from spikegate.machine.config import deep_acc_pipeline
 
 FETCH = 4            # per instruction: fetch (the instruction's ROM word), DEC1 (its products' word),
@@ -71,3 +72,27 @@ def output_ovh(lanes: int) -> int:
     """OUTPUT overhead per instruction: the first ACC read and, with the deep pipelines (more than
     one lane), the register stage of the words read."""
     return OUTPUT_OVH + (OUTPUT_DEEP_OVH if deep_acc_pipeline(lanes) else 0)
+
+
+
+# WLOAD (weights in external memory): its cycles are the memory model's, one definition in
+# ``machine/external_memory.py`` (the port, the deterministic timing of the ULX3S's SDRAM through
+# LiteDRAM, and the engine's constants, read off its RTL), plus the sequencer's FETCH; the ISS
+# carries the refresh phase across the image (``beats_before``). Every target with external memory
+# (the ULX3S, ``large``) is planned with the ULX3S's port and timing.
+EXTERNAL_TIMING = em.ULX3S_TIMING
+
+
+def external_port(prog) -> em.BurstPort:
+    """The burst port a program's WLOADs read through: ``prog.port_bits`` wide, the engine's
+    longest burst and address width (the ULX3S's)."""
+    return em.BurstPort(port_bits=prog.port_bits, max_burst=em.ULX3S_PORT.max_burst,
+                        addr_bits=em.ULX3S_PORT.addr_bits)
+
+
+def wload_cycles(prog, n_words: int, beats_before: int) -> int:
+    """Cycles of a WLOAD of ``n_words`` words of ``prog``, from its fetch to its done, in the
+    deterministic memory model, after ``beats_before`` beats of this image."""
+    return FETCH + em.wload_cycles(n_words, prog.lanes * prog.weight_bits, external_port(prog), EXTERNAL_TIMING,
+                                   beats_before)
+

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from spikegate.quantize import intops
 
 from . import cycle_model as cm
+from .passes.external_weights import unpack_rows
 from spikegate.machine.program import (IN_SPIKE, LANES_CO, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT, OP_SUM,
-                      OUT_ACCUM, Program)
+                      OP_WLOAD, OUT_ACCUM, Program, wload_beats)
 
 
 @dataclass
@@ -38,15 +39,15 @@ class RunResult:
     spike_counts: dict[str, int] = field(default_factory=dict)   # per LIF op
 
 
-def _unpack_conv(prog: Program, ins) -> np.ndarray:
+def _unpack_conv(prog: Program, wmem: np.ndarray, ins) -> np.ndarray:
     P, k = prog.lanes, ins.k
     if ins.lane_mode == LANES_CO:
         G = math.ceil(ins.cout / P)
         n = ins.cin * k * k * G
-        wd = prog.wmem[ins.wbase: ins.wbase + n].reshape(ins.cin, k, k, G, P)
+        wd = wmem[ins.wbase: ins.wbase + n].reshape(ins.cin, k, k, G, P)
         return wd.transpose(3, 4, 0, 1, 2).reshape(G * P, ins.cin, k, k)[: ins.cout]
     Gt = math.ceil(k * k / P)
-    wd = prog.wmem[ins.wbase: ins.wbase + ins.cin * Gt].reshape(ins.cin, Gt * P)[:, : k * k]
+    wd = wmem[ins.wbase: ins.wbase + ins.cin * Gt].reshape(ins.cin, Gt * P)[:, : k * k]
     return wd.reshape(ins.cin, 1, k, k)
 
 
@@ -64,11 +65,17 @@ class MachineState:
 
     ``act``, ``spk``: one int64 per word; ``acc``: ``[lanes, acc_words]``. ``logits`` is set by
     OUTPUT. :func:`execute` updates a state in place, one instruction at a time, so that a test can
-    run an engine on the state before an instruction and compare with the state after it."""
+    run an engine on the state before an instruction and compare with the state after it.
+    ``wmem``: for a program whose weights live in external memory, the on-chip WMEM buffer
+    ``[words, lanes]`` that its WLOADs fill (zero at the start), which CONV/HEAD read; None for the
+    others (they read ``prog.wmem``). ``ext_beats``: beats the WLOADs delivered so far in this
+    image (the memory model's refresh phase)."""
 
     act: np.ndarray
     spk: np.ndarray
     acc: np.ndarray
+    wmem: np.ndarray | None = None
+    ext_beats: int = 0
     sops: int = 0                      # synaptic (spike-selected) additions so far
     macs: int = 0                      # multiply-accumulates so far
     spike_counts: dict[str, int] = field(default_factory=dict)   # per LIF op
@@ -78,10 +85,13 @@ class MachineState:
     def zeros(cls, prog: Program) -> "MachineState":
         """The state at the start of an image: every memory zero."""
         return cls(act=np.zeros(prog.act_words, dtype=np.int64), spk=np.zeros(prog.spk_words, dtype=np.int64),
-                   acc=np.zeros((prog.lanes, prog.acc_words), dtype=np.int64))
+                   acc=np.zeros((prog.lanes, prog.acc_words), dtype=np.int64),
+                   wmem=np.zeros_like(prog.wmem, dtype=np.int64) if prog.external else None)
 
     def copy(self) -> "MachineState":
-        return MachineState(act=self.act.copy(), spk=self.spk.copy(), acc=self.acc.copy(), sops=self.sops,
+        return MachineState(act=self.act.copy(), spk=self.spk.copy(), acc=self.acc.copy(),
+                            wmem=None if self.wmem is None else self.wmem.copy(), ext_beats=self.ext_beats,
+                            sops=self.sops,
                             macs=self.macs, spike_counts=dict(self.spike_counts),
                             logits=None if self.logits is None else self.logits.copy())
 
@@ -99,16 +109,19 @@ def execute(prog: Program, ins, state: MachineState, pixels: np.ndarray | None =
     first accepted pixel, OUTPUT's to its last accepted logit."""
     P = prog.lanes
     act, spk, acc = state.act, state.spk, state.acc
+    wmem = prog.wmem if state.wmem is None else state.wmem
     sops = macs = 0
     c = cm.FETCH
-    if ins.opcode == OP_INPUT:
+    if ins.opcode == OP_WLOAD:
+        c = _wload(prog, ins, state)
+    elif ins.opcode == OP_INPUT:
         n = ins.cin * ins.h * ins.w
         px = np.asarray(pixels, dtype=np.int64).reshape(-1)
         assert px.size == n
         act[ins.dst: ins.dst + n] = px
         c = n + cm.INPUT_OVH      # counted from the first pixel: its fetch happened before
     elif ins.opcode == OP_CONV:
-        w = _unpack_conv(prog, ins)
+        w = _unpack_conv(prog, wmem, ins)
         n_in = ins.cin * ins.h * ins.w
         n_out = ins.cout * ins.ho * ins.wo
         ty = _valid_taps(ins.h, ins.ho, ins.k, ins.stride, ins.pad)
@@ -176,7 +189,7 @@ def execute(prog: Program, ins, state: MachineState, pixels: np.ndarray | None =
     elif ins.opcode == OP_HEAD:
         C, K = ins.cin, ins.cout
         G = math.ceil(K / P)
-        wd = prog.wmem[ins.wbase: ins.wbase + C * G].reshape(C, G * P)
+        wd = wmem[ins.wbase: ins.wbase + C * G].reshape(C, G * P)
         b = prog.bias[ins.pbase: ins.pbase + G * P]
         s = spk[ins.src: ins.src + ins.T * C].reshape(ins.T, C)
         tot = (s @ wd).sum(axis=0) + ins.T * b
@@ -193,6 +206,20 @@ def execute(prog: Program, ins, state: MachineState, pixels: np.ndarray | None =
         c += K * cm.OUTPUT + cm.output_ovh(P)
     state.sops += sops
     state.macs += macs
+    return c
+
+
+def _wload(prog: Program, ins, state: MachineState) -> int:
+    """WLOAD: the words, unpacked from the external image's beats exactly as the engine reads them,
+    into the state's on-chip WMEM buffer; its cycles from the memory model (``cycle_model.wload_cycles``),
+    in the refresh phase the image's earlier beats left."""
+    word_bits = prog.lanes * prog.weight_bits
+    n = ins.n_words
+    beats = wload_beats(n, word_bits, prog.port_bits)
+    got = prog.wmem_external[ins.ext_src: ins.ext_src + beats]
+    state.wmem[ins.wbase: ins.wbase + n] = unpack_rows(got, n, prog.lanes, prog.weight_bits, prog.port_bits)
+    c = cm.wload_cycles(prog, n, state.ext_beats)
+    state.ext_beats += beats
     return c
 
 
@@ -221,9 +248,13 @@ def estimate_cycles(prog: Program, rate: float) -> dict:
     P = prog.lanes
     cycles = 0.0
     sops = macs = 0.0
+    beats = 0
     for ins in prog.instrs:
         c = cm.FETCH
-        if ins.opcode == OP_INPUT:
+        if ins.opcode == OP_WLOAD:       # data-independent: exact
+            c = cm.wload_cycles(prog, ins.n_words, beats)
+            beats += wload_beats(ins.n_words, prog.lanes * prog.weight_bits, prog.port_bits)
+        elif ins.opcode == OP_INPUT:
             c = ins.cin * ins.h * ins.w + cm.INPUT_OVH
         elif ins.opcode == OP_CONV:
             r = rate if ins.in_kind == IN_SPIKE else 1.0

@@ -258,7 +258,7 @@ def test_icebreaker_puts_weights_in_spram(trained_tiny_ir, tmp_path):
     assert core.weight_storage == "spram" and "weights" in core.signature.members
     assert read_weight_image(str(b), rep) == image
     rep2 = compile_ir(path, "sim", None, str(tmp_path / "sim"), predict_samples=0)
-    assert rep2["weights"] == {"storage": "block RAM", "loading": "bitstream",
+    assert rep2["weights"] == {"storage": "block RAM", "loading": "bitstream", "where": "bram",
                                "words": rep2["memories"]["wmem_words"],
                                "word_bits": rep2["lanes"] * rep2["widths"]["weight_bits"],
                                "bits": rep2["memories"]["bits"]["weights (WMEM)"],

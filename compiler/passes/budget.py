@@ -13,7 +13,10 @@ Where the weights live (:func:`weight_storage`): in block RAM, initialised by th
 the target has SPRAM (the iCE40 UP5K) and the memories do not all fit its block RAM; then WMEM
 moves to SB_SPRAM256KA blocks (packed by ``machine/memory.py: spram_plan``), which the bitstream cannot
 initialise: the weights are *runtime-loaded* over the host link, and the block RAM budget covers
-everything else.
+everything else. When the memories do not fit on chip and the target has external memory
+(``Target.external_bits``: the ULX3S's SDRAM), :func:`external_reason` says why the weights go
+there (``passes/external_weights.py``): then WMEM is an on-chip buffer of the largest layer's
+words, written by WLOAD (a RAM, not a ROM), and the external memory holds the packed image.
 """
 
 from __future__ import annotations
@@ -106,7 +109,7 @@ def memories(p: Program) -> list[tuple[str, int, int, bool]]:
             ("KV", max(2, d * d), p.kv_bits, False), ("Y", max(2, d), y_bits, False),
             ("host pixels", first.cin * first.h * first.w, p.pixel_bits, False),
             ("host logits", last.cout, p.logit_bits, False),
-            (WMEM_NAME, max(2, len(p.wmem)), p.lanes * p.weight_bits, True)]
+            (WMEM_NAME, max(2, len(p.wmem)), p.lanes * p.weight_bits, not p.external)]
     return out
 
 
@@ -167,9 +170,44 @@ ROW_TOTAL = "block RAMs (all memories)"
 ROW_BRAM = "block RAMs (all but weights)"
 ROW_SPRAM = "SPRAM blocks (weights, runtime-loaded)"
 ROW_LUTS = "LUTs (estimate)"
+ROW_EXTERNAL = "external memory bits (weights, packed)"
+ROW_ONCHIP_BITS = "on-chip memory bits"
 
 
-WEIGHT_MODES = ("auto", "bitstream", "runtime")
+WEIGHT_MODES = ("auto", "bitstream", "runtime", "external")
+
+
+def external_image_bits(p: Program) -> int:
+    """Bits of the external weight image (its beats), 0 for a program with on-chip weights."""
+    return int(len(p.wmem_external)) * p.port_bits if p.external else 0
+
+
+def on_chip_fits(p: Program, t: Target) -> bool:
+    """Whether every memory of ``p`` (its weights included) fits the target's on-chip memory: its
+    block RAM in blocks (BRAM families), else its on-chip bits (``bram_bits``)."""
+    if t.family in BRAM_MODES:
+        return blocks_needed(p, t.family, True) <= t.bram_blocks
+    return sum(memory_bits(p).values()) <= t.bram_bits
+
+
+def external_reason(p: Program, t: Target, mode: str = "auto") -> str | None:
+    """Why ``p``'s weights (on chip as lowered) go to the target's external memory, or None if
+    they stay on chip: with ``mode="auto"`` when the memories do not fit on chip and the target has
+    external memory (before SPRAM: a target with both keeps the SPRAM for what fits), with
+    ``"external"`` always (an error on a target without external memory)."""
+    if mode not in WEIGHT_MODES:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHT_MODES)}, not {mode!r}")
+    if mode == "external" and not t.external_bits:
+        raise BudgetError(f"weights in external memory: target {t.name} ({t.description}) has none; "
+                          f"the ULX3S's SDRAM holds them (--target ulx3s-85f)")
+    if mode == "external":
+        return "asked for (weights=external)"
+    if mode != "auto" or not t.external_bits or on_chip_fits(p, t):
+        return None
+    if t.family in BRAM_MODES:
+        return (f"all memories need {blocks_needed(p, t.family, True):,} block RAMs, the target has "
+                f"{t.bram_blocks:,}")
+    return f"all memories need {sum(memory_bits(p).values()):,} bits, the target has {t.bram_bits:,} on chip"
 
 
 def weight_storage(p: Program, t: Target, mode: str = "auto") -> SPRAMPlan | None:
@@ -179,7 +217,7 @@ def weight_storage(p: Program, t: Target, mode: str = "auto") -> SPRAMPlan | Non
     without SPRAM), with ``"bitstream"`` never."""
     if mode not in WEIGHT_MODES:
         raise ValueError(f"weights must be one of {', '.join(WEIGHT_MODES)}, not {mode!r}")
-    if mode == "bitstream":
+    if mode in ("bitstream", "external") or p.external:
         return None
     if not t.spram_blocks:
         if mode == "runtime":
@@ -205,14 +243,20 @@ def needs(p: Program, t: Target, weights: str = "auto") -> tuple[Needs, dict[str
     per_lane = dsps_per_lane(p)
     # block RAM in primitives of the family (a memory takes whole blocks); targets with external
     # memory (``large``) or none to speak of (``sim``) count bits against their bits
+    # (a program with its weights in external memory: the on-chip memories, its WMEM buffer among
+    # them, against the on-chip budget, and the packed image against the external memory)
     if t.family in BRAM_MODES:
         if plan is None:
             out = [(ROW_TOTAL, blocks_needed(p, t.family, True), t.bram_blocks)]
         else:
             out = [(ROW_BRAM, blocks_needed(p, t.family, False), t.bram_blocks),
                    (ROW_SPRAM, plan.blocks, t.spram_blocks)]
+    elif p.external:
+        out = [(ROW_ONCHIP_BITS, total, t.bram_bits)]
     else:
         out = [("memory bits (total)", total, t.bram_bits + t.external_bits)]
+    if p.external:
+        out.append((ROW_EXTERNAL, external_image_bits(p), t.external_bits))
     out += [("multipliers (DSP)", p.lanes * per_lane, t.dsps),
             (ROW_LUTS, lut_estimate(p.lanes, t.family), t.luts)]
     return Needs(out), mem, plan
@@ -223,10 +267,14 @@ def check_budget(p: Program, t: Target, lanes_given: bool, weights: str = "auto"
     :class:`BudgetError` with the needs-vs-has table and what would make the model fit."""
     n, mem, plan = needs(p, t, weights)
     if n.fits():
-        if plan is None:
-            weights = {"storage": "block RAM", "loading": "bitstream"}
+        if p.external:
+            weights = {"storage": "SDRAM", "loading": "streamed", "where": "sdram",
+                       "buffer_words": int(len(p.wmem)), "port_bits": p.port_bits,
+                       "external_beats": int(len(p.wmem_external)), "external_bits": external_image_bits(p)}
+        elif plan is None:
+            weights = {"storage": "block RAM", "loading": "bitstream", "where": "bram"}
         else:
-            weights = {"storage": "SPRAM", "loading": "runtime-loaded", "spram": plan.describe()}
+            weights = {"storage": "SPRAM", "loading": "runtime-loaded", "where": "spram", "spram": plan.describe()}
         return {"memory_bits": mem, "weights": weights,
                 "resources": [{"resource": r, "needed": a, "available": b} for r, a, b in n.rows]}
     hints = []
@@ -236,9 +284,9 @@ def check_budget(p: Program, t: Target, lanes_given: bool, weights: str = "auto"
         fit = max([0] + [q for q in range(1, t.dsps // per_lane + 1) if lut_estimate(q, t.family) <= t.luts])
         if fit >= 1 and fit < p.lanes:
             hints.append(f"fewer lanes (--lanes {fit})")
-    if over & {ROW_TOTAL, ROW_BRAM, ROW_SPRAM, "memory bits (total)"}:
+    if over & {ROW_TOTAL, ROW_BRAM, ROW_SPRAM, "memory bits (total)", ROW_ONCHIP_BITS, ROW_EXTERNAL}:
         w = mem[WMEM]
-        if p.weight_bits > 4 and over & {ROW_TOTAL, ROW_SPRAM, "memory bits (total)"}:   # (SPRAM weights: not in block RAM)
+        if p.weight_bits > 4 and over & {ROW_TOTAL, ROW_SPRAM, "memory bits (total)", ROW_EXTERNAL}:   # (SPRAM weights: not in block RAM)
             hints.append(f"fewer weight bits (quantize with --weight-bits 4 saves about "
                          f"{w - w * 4 // p.weight_bits:,} bits)")
         hints.append("a smaller model (a smaller preset)")
@@ -249,6 +297,9 @@ def check_budget(p: Program, t: Target, lanes_given: bool, weights: str = "auto"
         where = (f"\nweights: {len(p.wmem):,} words of {p.lanes * p.weight_bits} bits in SPRAM "
                  f"({plan.per_row} per 16-bit row, {plan.blocks} of {t.spram_blocks} blocks), "
                  f"loaded at run time; block RAM holds the rest")
+    if p.external:
+        where = (f"\nweights: {external_image_bits(p):,} bits packed in external memory, streamed into an "
+                 f"on-chip buffer of {len(p.wmem):,} words of {p.lanes * p.weight_bits} bits (the largest layer's)")
     raise BudgetError(
         f"the model does not fit target {t.name} ({t.description}) with {p.lanes} lanes:\n{n.table()}\n"
         f"memory needed: {detail}{where}\nwhat would make it fit: {', or '.join(hints)}")

@@ -48,6 +48,10 @@ def run(args):
     if wt["loading"] == "runtime-loaded":
         print(f"  weights: {wt['words']:,} words of {wt['word_bits']} bits in SPRAM, runtime-loaded: "
               f"`spikegate run --build {args.out}` uploads {wt['image']} (sha256 {wt['sha256'][:16]}...)")
+    if wt.get("where") == "sdram":
+        print(f"  weights go to SDRAM: {wt['why']}; image {wt['external_image']} "
+              f"(sha256 {wt['external_sha256'][:16]}...), {wt['wloads']} WLOADs")
+        print(f"  no Verilog yet: {rep['verilog_note']}")
     if rep["predicted_cycles"]:
         print(f"  predicted cycles per inference ({rep['predicted_on']}): {rep['predicted_cycles']}")
     est = rep["cycle_estimates"]

@@ -1,0 +1,185 @@
+"""Weights in external memory (issue 24, first step): WLOAD, the pass that streams every layer's
+weights from the packed external image, its budget and report, and the ISS executing it.
+
+The ISS reads the weights only from the on-chip buffer the WLOADs fill, so equality with the golden
+model checks the packing, the addresses and the validation together; its cycles must be the
+on-chip program's plus each WLOAD's cost from the memory model (``machine/external_memory.py``),
+computed here independently with the refresh phase carried across the image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+
+from spikegate.compiler import iss
+from spikegate.compiler import cycle_model as cm
+from spikegate.compiler.build import compile_ir, load_core, lower_to_program, read_build, sample_inputs
+from spikegate.compiler.passes.budget import BudgetError, blocks_needed, check_budget
+from spikegate.compiler.passes.external_weights import external_weights, pack_rows, unpack_rows, word_ints
+from spikegate.compiler.targets import get_target
+from spikegate.errors import SpikegateError
+from spikegate.machine import external_memory as em
+from spikegate.machine.program import OP_CONV, OP_HEAD, OP_WLOAD, Instr, ProgramError, validate_program
+from spikegate.machine.target import Target
+from spikegate.quantize.golden import execute
+from spikegate.quantize.intops import quantize_input
+from spikegate.quantize.irfile import save_ir
+from spikegate.quantize.lower import lower
+from spikegate.quantize.quantizer import quantize_graph
+
+from conftest import run_cli
+from small_models import calibrated_model, images, tiny_cfg
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A two-step fpga-tiny IR whose neurons fire, and its images."""
+    cfg = tiny_cfg(T=2)
+    x = images(cfg, 3, 1)
+    _, g = quantize_graph(lower(calibrated_model(cfg, 0)), x)
+    return g, x
+
+
+def _wload_total(prog) -> int:
+    """Every WLOAD's cycles from the memory model, the refresh phase carried across the image."""
+    port = em.BurstPort(port_bits=prog.port_bits, max_burst=em.ULX3S_PORT.max_burst)
+    total = beats = 0
+    for ins in prog.instrs:
+        if ins.opcode == OP_WLOAD:
+            wb = prog.lanes * prog.weight_bits
+            total += cm.FETCH + em.wload_cycles(ins.n_words, wb, port, em.ULX3S_TIMING, beats)
+            beats += em.beats_for(ins.n_words, wb, prog.port_bits)
+    return total
+
+
+@pytest.mark.parametrize("lanes,port_bits", [(1, 16), (3, 16), (8, 16), (8, 32)])
+def test_iss_streams_weights_bit_exact_with_exact_cycles(tiny, lanes, port_bits):
+    g, x = tiny
+    prog = lower_to_program(g, lanes)
+    ext = external_weights(prog, port_bits)
+    assert ext.external and not prog.external and len(ext.wmem) < len(prog.wmem)
+    loads = [i for i, ins in enumerate(ext.instrs) if ins.opcode == OP_WLOAD]
+    assert [ext.instrs[i + 1].opcode for i in loads] == [ins.opcode for ins in prog.instrs
+                                                         if ins.opcode in (OP_CONV, OP_HEAD)]
+    assert len(ext.instrs) == len(prog.instrs) + len(loads)
+    gold = execute(g, x)
+    assert _wload_total(ext) > 0 and em.refreshes(0, len(ext.wmem_external), em.ULX3S_TIMING) > 0
+    for i, (on, off) in enumerate(zip(iss.run_batch(prog, x), iss.run_batch(ext, x))):
+        np.testing.assert_array_equal(off.logits, gold[i])
+        assert off.spike_counts == on.spike_counts and off.sops == on.sops
+        assert off.cycles == on.cycles + _wload_total(ext)
+        assert [c for c, ins in zip(off.cycles_per_instr, ext.instrs) if ins.opcode != OP_WLOAD] == on.cycles_per_instr
+    for rate in (0.0, 0.2):
+        assert iss.estimate_cycles(ext, rate)["cycles"] == iss.estimate_cycles(prog, rate)["cycles"] + _wload_total(ext)
+
+
+def test_iss_reads_the_buffer_not_the_program(tiny):
+    """Corrupting one beat of the external image changes the logits: the ISS streams the weights."""
+    g, x = tiny
+    ext = external_weights(lower_to_program(g, 3), 16)
+    bad = ext.wmem_external.copy()
+    bad[: len(bad) // 2] ^= np.uint64(0x5555)
+    bad_prog = dataclasses.replace(ext, wmem_external=bad)
+    px = quantize_input(x[:1], ext.input_scale, ext.pixel_bits)[0]
+    assert not np.array_equal(iss.run(bad_prog, px).logits, iss.run(ext, px).logits)
+
+
+def test_packing_is_external_memorys():
+    rng = np.random.default_rng(0)
+    for lanes, wb, pb in [(1, 8, 16), (3, 5, 16), (8, 8, 16), (2, 7, 32), (5, 4, 64), (1, 3, 16)]:
+        rows = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), (23, lanes))
+        beats = pack_rows(rows, wb, pb)
+        assert [int(b) for b in beats] == em.pack_words(word_ints(rows, wb), lanes * wb, pb)
+        np.testing.assert_array_equal(unpack_rows(beats, 23, lanes, wb, pb), rows)
+
+
+def test_validation_refuses_what_the_engine_cannot_run(tiny):
+    g, _ = tiny
+    prog = lower_to_program(g, 3)
+    ext = external_weights(prog, 16)
+    first = next(i for i, ins in enumerate(ext.instrs) if ins.opcode == OP_WLOAD)
+    conv = ext.instrs[first + 1]
+
+    def with_instrs(instrs, p=ext):
+        return dataclasses.replace(p, instrs=instrs)
+
+    with pytest.raises(ProgramError, match=rf"instruction {first} \({conv.name}\): reads WMEM\[0\], which no WLOAD"):
+        validate_program(with_instrs(ext.instrs[:first] + ext.instrs[first + 1:]))
+    short = dataclasses.replace(ext.instrs[first], dst=ext.instrs[first].n_words - 1)
+    with pytest.raises(ProgramError, match="which no WLOAD"):
+        validate_program(with_instrs(ext.instrs[:first] + [short] + ext.instrs[first + 1:]))
+    cases = {"at least one word": dataclasses.replace(ext.instrs[first], dst=0),
+             "outside the on-chip buffer": dataclasses.replace(ext.instrs[first], wbase=len(ext.wmem)),
+             "outside the image": Instr.wload(len(ext.wmem_external), 1, 0, name=conv.name)}
+    for msg, bad in cases.items():
+        with pytest.raises(ProgramError, match=msg):
+            validate_program(with_instrs(ext.instrs[:first] + [bad] + ext.instrs[first:]))
+    with pytest.raises(ProgramError, match="without an external weight image"):
+        validate_program(with_instrs(prog.instrs[:1] + [Instr.wload(0, 1, 0)] + prog.instrs[1:], prog))
+    with pytest.raises(ProgramError, match="port_bits"):
+        validate_program(dataclasses.replace(ext, port_bits=24))
+
+
+def _small_target(g, lanes=3, buffer=True):
+    """An ECP5-like target with 1 Mbit of external memory whose block RAM holds exactly what the
+    program with external weights needs (``buffer=False``: all but its weight buffer)."""
+    ext = external_weights(lower_to_program(g, lanes), 16)
+    blocks = blocks_needed(ext, "ecp5", buffer)
+    return Target("tiny-ext", "test target: little block RAM, external memory", "ecp5", 50.0, 10**6, 10**6,
+                  blocks * 18432, blocks, 0, 100, external_bits=2**20, default_lanes=lanes)
+
+
+def test_compile_puts_weights_in_sdram_and_says_so(tiny, tmp_path, capsys, monkeypatch):
+    g, x = tiny
+    ir = str(tmp_path / "m.sgir")
+    save_ir(g, ir)
+    prog = lower_to_program(g, 3)
+    assert check_budget(prog, get_target("sim"), True)["weights"]["where"] == "bram"
+    from spikegate.board_targets import compile_target
+    ice = check_budget(lower_to_program(g, 1), compile_target("icebreaker"), True, "runtime")["weights"]
+    assert (ice["where"], ice["loading"]) == ("spram", "runtime-loaded")
+    t = _small_target(g)
+    assert blocks_needed(prog, "ecp5", True) > t.bram_blocks      # on chip it would not fit
+    monkeypatch.setattr("spikegate.commands.compile.lookup_target", lambda name: t)
+    rc, out, err = run_cli(["compile", ir, "--target", "sim", "-o", tmp_path / "b"], capsys)
+    assert rc == 0, err
+    assert "weights go to SDRAM: all memories need" in out and "block RAMs, the target has" in out
+    rep = json.load(open(tmp_path / "b" / "report.json"))
+    w = rep["weights"]
+    assert (w["where"], w["storage"], w["loading"]) == ("sdram", "SDRAM", "streamed")
+    assert rep["verilog"] is None and not os.path.exists(tmp_path / "b" / "accelerator.v")
+    image = open(tmp_path / "b" / w["external_image"], "rb").read()
+    assert hashlib.sha256(image).hexdigest() == w["external_sha256"] and len(image) * 8 == w["external_bits"]
+    ext = external_weights(prog, 16)
+    assert image == b"".join(int(b).to_bytes(2, "little") for b in ext.wmem_external)
+    digits, _ = sample_inputs(g, 4)
+    assert rep["predicted_cycles"] == [r.cycles for r in iss.run_batch(ext, digits)]
+    assert rep["cycle_estimates"][0]["cycles"] == iss.estimate_cycles(ext, 0.0)["cycles"]
+    _, _, back = read_build(str(tmp_path / "b"))
+    assert back.external and back.instrs == ext.instrs
+    with pytest.raises(SpikegateError, match="WLOAD engine is not part of the accelerator yet"):
+        load_core(str(tmp_path / "b"))
+
+
+def test_a_layer_bigger_than_the_buffer_is_one_line(tiny, tmp_path):
+    g, _ = tiny
+    ir = str(tmp_path / "m.sgir")
+    save_ir(g, ir)
+    with pytest.raises(BudgetError, match=r"^layer [\w.]+: its weights \([\d,]+ words of 24 bits, [\d,]+ bits\) do "
+                                          r"not fit the on-chip weight buffer of tiny-ext .*output-channel tiles is "
+                                          r"not implemented yet[^\n]*$"):
+        compile_ir(ir, _small_target(g, buffer=False), 3, str(tmp_path / "b"), predict_samples=0)
+    assert not os.path.exists(tmp_path / "b")
+
+
+def test_ulx3s_has_its_sdram_and_large_models_external_memory():
+    from spikegate.board_targets import compile_target
+    assert compile_target("ulx3s-85f").external_bits == 32 * 2**20 * 8
+    assert compile_target("icebreaker").external_bits == 0
+    assert get_target("large").external_bits > 0

@@ -116,7 +116,7 @@ def place_weights(prog: Program, target: Target, weights: str) -> tuple[Program,
             raise BudgetError(f"layer {name}: its weights ({words:,} words, {bits:,} bits) do not fit the on-chip "
                               f"weight buffer of {target.name} beside the other memories ({target.bram_bits - rest:,} "
                               f"bits free); streaming a layer in output-channel tiles is not implemented yet (issue 24)")
-    return ext, (f"{why}: the weights ({len(prog.wmem) * prog.lanes * prog.weight_bits:,} bits on chip) go to "
+    return ext, (f"{why}: the weights ({len(prog.wmem) * prog.lanes * prog.weight_bits:,} bits of WMEM) go to "
                  f"{target.name}'s external memory, packed ({len(ext.wmem_external) * ext.port_bits:,} bits), "
                  f"streamed by WLOAD into a {words:,}-word on-chip buffer (layer {name}'s weights)")
 

@@ -77,6 +77,13 @@ def _sources(build_dir: str) -> list[str]:
 
     verilog = os.path.abspath(os.path.join(build_dir, "accelerator.v"))
     if not os.path.isfile(verilog):
+        try:        # a build whose weights are in SDRAM has none yet (report.json says why)
+            with open(os.path.join(build_dir, REPORT)) as f:
+                note = json.load(f).get("verilog_note")
+        except (OSError, ValueError):
+            note = None
+        if note:
+            raise SpikegateError(f"{build_dir}: {note}")
         raise SpikegateError(f"{build_dir}: accelerator.v is missing; recompile with `spikegate compile`")
     with open(verilog) as f:
         return [verilog] + [str(p) for p in sim_sources(f.read())]   # vendor primitive models

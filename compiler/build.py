@@ -49,13 +49,16 @@ from .targets import Target, resolve_target
 REPORT = "report.json"
 
 
-def lower_to_program(g: Graph, lanes: int, *, events: bool = False) -> Program:
+def lower_to_program(g: Graph, lanes: int, *, events: bool = False, validate: bool = True) -> Program:
     """``events``: compile for event input, T frames per sample (``[T, C, H, W]`` pixels, frame t
-    at step t; ``num_pixels`` is T*C*H*W) instead of one image repeated over T."""
+    at step t; ``num_pixels`` is T*C*H*W) instead of one image repeated over T. ``validate=False``
+    leaves the program unvalidated, for :func:`place_weights` to decide where its weights go first
+    (an on-chip layout whose WMEM addresses overflow ``wbase`` is fine once they are streamed)."""
     g = check_ops(g)
     s = schedule(g, events=events)
     plan = memory_plan(s)
-    return validate_program(pack_parameters(g, s, plan, lanes))
+    prog = pack_parameters(g, s, plan, lanes)
+    return validate_program(prog) if validate else prog
 
 
 def _hex_lines(values, bits: int) -> str:
@@ -91,13 +94,13 @@ def sdram_port_bits() -> int:
 
 
 def place_weights(prog: Program, target: Target, weights: str) -> tuple[Program, str | None]:
-    """``prog`` as lowered (weights on chip), or, when ``budget.external_reason`` says so, with its
+    """``prog`` as lowered (weights on chip; validated here), or, when ``budget.external_reason`` says so, with its
     weights in the target's external memory; and that reason (None: on chip). A layer whose own
     weights do not fit the on-chip buffer beside the other memories is one clear error naming it
     (streaming it in output-channel tiles is not implemented yet)."""
     why = external_reason(prog, target, weights)
     if why is None:
-        return prog, None
+        return validate_program(prog), None
     ext = external_weights(prog, sdram_port_bits())
     name, words = largest_layer(prog)
     bits = words * prog.lanes * prog.weight_bits
@@ -163,8 +166,7 @@ def compile_ir(ir_path: str, target: Target | str, lanes: int | None, out_dir: s
         lanes = target.default_lanes
     if not 1 <= lanes <= 256:
         raise SpikegateError(f"--lanes must be in 1..256, not {lanes}")
-    prog = lower_to_program(g, lanes)
-    prog, why = place_weights(prog, target, weights)
+    prog, why = place_weights(lower_to_program(g, lanes, validate=False), target, weights)
     budget = check_budget(prog, target, lanes_given=True, weights=weights)  # raises with the table
     step("predicting cycles (instruction-set simulator)")
     x, desc = sample_inputs(g, predict_samples) if predict_samples else (None, "")
@@ -293,8 +295,8 @@ def read_build(build_dir: str) -> tuple[dict, Graph, Program]:
     if hashlib.sha256(open(sgir, "rb").read()).hexdigest() != report["ir_sha256"]:
         raise SpikegateError(f"{build_dir}: model.sgir does not match report.json (modified?); recompile")
     g = load_ir(sgir)
-    prog = lower_to_program(g, int(report["lanes"]))
     w = report.get("weights") or {}
+    prog = lower_to_program(g, int(report["lanes"]), validate=w.get("where") != "sdram")
     if w.get("where") == "sdram":
         prog = external_weights(prog, int(w.get("port_bits", 16)))
     return report, g, prog

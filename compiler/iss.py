@@ -3,7 +3,9 @@
 Executes a :class:`~spikegate.machine.program.Program` on the memories the hardware has (ACT,
 SPK, ACC banks, WMEM, BIAS/SHIFT/THRESH), instruction by instruction, with the semantics of
 ``docs/accelerator.md``. It reads weights only from the packed WMEM words, so it checks the
-compiler's packing and addressing as well as the arithmetic. Tests hold it equal to the golden
+compiler's packing and addressing as well as the arithmetic; a program whose weights live in
+external memory reads them from the on-chip buffer its WLOADs fill (``MachineState.wmem``),
+unpacked from the packed external image, so the streaming is checked too. Tests hold it equal to the golden
 model; the RTL is held equal to both. Alongside the results it counts cycles per instruction
 (:mod:`cycle_model`) and synaptic operations, from the actual spikes.
 

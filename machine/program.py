@@ -29,6 +29,9 @@ import numpy as np
 
 from spikegate.errors import SpikegateError
 
+# the beats a WLOAD of n packed words reads (one definition, with the port and the packing)
+from .external_memory import beats_for as wload_beats
+
 # Opcodes (their numeric values are the hardware encoding).
 OP_INPUT = 1    # receive pixels into ACT
 OP_CONV = 2     # convolution / linear, scatter-accumulate into ACC, then readout into ACT
@@ -376,11 +379,6 @@ def wmem_reads(p: Program, ins: Instr) -> int:
     if ins.opcode == OP_HEAD:
         return ins.cin * G
     return 0
-
-
-def wload_beats(n_words: int, word_bits: int, port_bits: int) -> int:
-    """Beats a WLOAD of ``n_words`` packed words reads: ``ceil(n * word_bits / port_bits)``."""
-    return -(-n_words * word_bits // port_bits)
 
 
 def _check_wloads(p: Program) -> None:

@@ -183,3 +183,24 @@ def test_ulx3s_has_its_sdram_and_large_models_external_memory():
     assert compile_target("ulx3s-85f").external_bits == 32 * 2**20 * 8
     assert compile_target("icebreaker").external_bits == 0
     assert get_target("large").external_bits > 0
+
+
+def test_sim_family_targets_count_bits(tiny):
+    """Targets without block RAM primitives (``large``, and this one) budget on-chip bits: the
+    buffer beside the rest on chip, the packed image against the external memory."""
+    from spikegate.compiler.build import place_weights
+    from spikegate.compiler.passes.budget import memory_bits
+    g, _ = tiny
+    prog = lower_to_program(g, 4, validate=False)
+    ext = external_weights(prog, 16)
+    onchip = sum(memory_bits(ext).values())
+    t = dataclasses.replace(get_target("large"), name="small-large", bram_bits=onchip, external_bits=2**20)
+    placed, why = place_weights(prog, t, "auto")
+    assert placed.instrs == ext.instrs and why.startswith(f"all memories need {sum(memory_bits(prog).values()):,} bits")
+    rows = {r["resource"]: (r["needed"], r["available"]) for r in check_budget(placed, t, True)["resources"]}
+    assert rows["on-chip memory bits"] == (onchip, onchip)
+    assert rows["external memory bits (weights, packed)"] == (len(ext.wmem_external) * 16, 2**20)
+    with pytest.raises(BudgetError, match=r"^layer [\w.]+: its weights .* \([\d,]+ bits free\); streaming a layer"):
+        place_weights(prog, dataclasses.replace(t, bram_bits=onchip - 1), "auto")
+    with pytest.raises(BudgetError, match="external memory bits"):
+        check_budget(placed, dataclasses.replace(t, external_bits=1000), True)

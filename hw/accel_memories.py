@@ -101,16 +101,17 @@ def _serve_write(m: Module, outer, port) -> None:
 
 class AccelMemories(wiring.Component):
     """The memories of the accelerator for ``program`` (configuration ``cfg``), initialised from it
-    (all but WMEM with ``weights="spram"``, which is then written through ``weights``).
+    (all but WMEM with ``weights="spram"``, which is then written through ``weights``; with
+    ``weights="sdram"`` WMEM is the on-chip buffer the WLOAD engine writes through ``weights``).
 
     Members: the flipped :func:`memory_ports` (``act_r``, ``act_w``, ``spk_r``, ``spk_w``,
     ``acc_r[P]``, ``acc_w[P]``, ``wmem_r``, ``bias_r``, ``shift_r``, ``thresh_r``, ``rom_r``),
-    and with ``weights="spram"`` ``weights`` (In, :func:`weight_port_signature`)."""
+    and with ``weights="spram"`` or ``"sdram"`` ``weights`` (In, :func:`weight_port_signature`)."""
 
     def __init__(self, program: Program, cfg: MachineConfig, *, weights: str):
         self._program, self._cfg, self._weights = program, cfg, weights
         members = {name: member.flip() for name, member in memory_ports(cfg).items()}
-        if weights == "spram":
+        if weights in ("spram", "sdram"):
             members["weights"] = In(weight_port_signature(addr_bits=cfg.wmem_abits,
                                                           word_bits=cfg.lanes * cfg.weight_bits))
         super().__init__(members)
@@ -223,6 +224,9 @@ class AccelMemories(wiring.Component):
         # (hw/sfa_conv.py, T3): the block RAM WMEM is then a BankedROM (each bank's word registered
         # behind its block RAMs, groups of banks a cycle later, the group mux in the third), the
         # SPRAM one gets two registers
+        if self._weights == "sdram":
+            self._wmem_buffer(m, packed)
+            return
         if self._weights == "spram":
             m.submodules.wmem = wmem = SPRAMWeightMemory(words=cfg.wmem_words, width=P * wb)
             wiring.connect(m, wiring.flipped(self.weights), wmem.write)
@@ -241,6 +245,24 @@ class AccelMemories(wiring.Component):
         else:
             wmem_r = wmem.read if self._weights == "spram" or deep else wmem.read_port()
         _serve_read(m, self.wmem_r, wmem_r)
+
+    def _wmem_buffer(self, m, packed):
+        """WMEM for weights in external memory: a block RAM buffer (zero at the start, as the
+        program's ``wmem`` is) that the WLOAD engine writes through ``weights`` and CONV/HEAD read.
+        WLOAD and CONV/HEAD never run at once (the sequencer runs one engine at a time), so a read
+        never meets a write (``no_rw_check``). With the deep ACC pipeline the word goes through as
+        many registers as the BankedROM's (``READ_LATENCY``), as the SPRAM's does."""
+        cfg = self._cfg
+        wmem = self._memory(m, "wmem", unsigned(cfg.lanes * cfg.weight_bits), cfg.wmem_words, packed,
+                            attrs={"no_rw_check": 1})
+        _serve_write(m, self.weights, wmem.write_port())
+        read = registered_read_port(m, wmem, "wmem_r")
+        if deep_acc_pipeline(cfg.lanes):
+            for stage in range(2, BANKED_READ_LATENCY + 1):
+                q = Signal.like(read.data, name=f"wmem_r_data{stage}")
+                m.d.sync += q.eq(read.data)
+                read = SimpleNamespace(addr=read.addr, en=read.en, data=q)
+        _serve_read(m, self.wmem_r, read)
 
     def _tables(self, m):
         """BIAS, SHIFT, THRESH and the program ROM: read-only, initialised from the program."""

@@ -13,8 +13,10 @@ Structure (one ``wiring.Component`` per block; this module only instantiates and
   (``weights="spram"``, for builds whose weights are runtime-loaded) the iCE40's SB_SPRAM256KA
   blocks (:class:`~spikegate.hw.spram.SPRAMWeightMemory`, same read timing), written through
   the extra ``weights`` port (:func:`~spikegate.hw.accel_interface.weight_port_signature`) before
-  the first image. With more than one lane (the CONV engine's deep ACC pipeline) the engine takes
-  WMEM's word three cycles after its address: the block RAM WMEM is then a
+  the first image, or (``weights="sdram"``, for a program whose weights live in external memory,
+  ``Program.external``) a block RAM buffer that the WLOAD engine fills layer by layer. With more
+  than one lane (the CONV engine's deep ACC pipeline) the engine takes WMEM's word three cycles
+  after its address: the block RAM WMEM is then a
   :class:`~spikegate.hw.banked_rom.BankedROM` (banks of ``wmem_bank_words``, one block RAM deep,
   each registered on its own, groups of banks a cycle later, the group mux a cycle after that), the
   SPRAM one gets two registers. ACT is then a :class:`~spikegate.hw.banked_ram.BankedRAM`, and
@@ -34,6 +36,12 @@ Structure (one ``wiring.Component`` per block; this module only instantiates and
   :class:`~spikegate.hw.sfa_lif.LIFEngine`, :class:`~spikegate.hw.sfa_attn.AttnEngine`,
   :class:`~spikegate.hw.sfa_io.SumEngine`, :class:`~spikegate.hw.sfa_io.OutputEngine`. Each
   drives its own view of the memory ports; the ports are multiplexed by the running opcode.
+  With ``weights="sdram"`` also :class:`~spikegate.hw.wload.WLoadEngine` (WLOAD): its operands
+  decoded from the instruction's fields as ``Instr.wload`` encodes them (beat address
+  ``src | src2 << WLOAD_SRC_LO_BITS``, ``n`` in ``dst``, ``wbase``), the burst port ``mem`` on the
+  core's signature (:func:`~spikegate.hw.wload.burst_port_signature` of :func:`burst_port`), and
+  WMEM's only writer, so it needs no port multiplexer. Every other program's core is exactly as
+  without it.
 * **Cycle counter** (:class:`~spikegate.hw.sequencer.CycleCounter`): ``cycles`` counts clock cycles from the first accepted pixel to the last
   accepted logit, both included; ``busy`` is high from the cycle after the first pixel until the
   cycle after the last logit.
@@ -53,8 +61,9 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from spikegate.machine import external_memory as em
 from spikegate.machine.config import MachineConfig, deep_acc_pipeline
-from spikegate.machine.program import OP_INPUT, OP_OUTPUT, Program
+from spikegate.machine.program import OP_INPUT, OP_OUTPUT, WLOAD_SRC_LO_BITS, Program
 
 from .accel_interface import accelerator_signature, weight_port_signature
 from .accel_memories import AccelMemories
@@ -64,15 +73,27 @@ from .sfa_attn import AttnEngine
 from .sfa_conv import ConvEngine
 from .sfa_io import InputEngine, OutputEngine, SumEngine
 from .sfa_lif import LIFEngine
+from .wload import WLoadEngine, burst_port_signature
 
-__all__ = ["Accelerator", "emit_verilog", "WEIGHT_STORAGE"]
+__all__ = ["Accelerator", "burst_port", "emit_verilog", "WEIGHT_STORAGE"]
 
-WEIGHT_STORAGE = ("rom", "spram")
+WEIGHT_STORAGE = ("rom", "spram", "sdram")
+
+
+def burst_port(program: Program) -> em.BurstPort:
+    """The burst port of a core whose weights live in external memory: ``program.port_bits`` wide,
+    the ULX3S's longest burst and address width. The same port as the cycle model's
+    (``compiler/cycle_model.py: external_port``, which hw/ cannot import;
+    ``rtl_tests/test_external_rtl.py`` holds them equal)."""
+    return em.BurstPort(port_bits=program.port_bits, max_burst=em.ULX3S_PORT.max_burst,
+                        addr_bits=em.ULX3S_PORT.addr_bits)
 
 
 class Accelerator(wiring.Component):
     """The SFA core for one compiled ``program`` (its memories initialised from it; with
-    ``weights="spram"`` all but WMEM, which is then written through the ``weights`` port)."""
+    ``weights="spram"`` all but WMEM, which is then written through the ``weights`` port; with
+    ``weights="sdram"``, required by and only for a program whose weights live in external memory,
+    WMEM is the buffer its WLOADs fill from the burst port ``mem``)."""
 
     def __init__(self, program: Program, *, weights: str = "rom", wmem_bank_words: int | None = None,
                  act_bank_words: int | None = None):
@@ -85,6 +106,14 @@ class Accelerator(wiring.Component):
         if not program.instrs or program.instrs[0].opcode != OP_INPUT or program.instrs[-1].opcode != OP_OUTPUT:
             self._MustUse__silence = True
             raise ValueError("program must start with INPUT and end with OUTPUT")
+        if (weights == "sdram") != program.external:
+            self._MustUse__silence = True
+            raise ValueError("weights='sdram' is for a program whose weights live in external memory "
+                             "(Program.wmem_external), and such a program needs it")
+        if program.external and len(program.wmem_external) > burst_port(program).beats:
+            self._MustUse__silence = True
+            raise ValueError(f"the external weight image ({len(program.wmem_external)} beats) exceeds the "
+                             f"burst port's {burst_port(program).beats} beats")
         wm = np.asarray(program.wmem)
         if wm.ndim != 2 or wm.shape[1] != program.lanes:
             self._MustUse__silence = True
@@ -106,6 +135,8 @@ class Accelerator(wiring.Component):
         if weights == "spram":
             members["weights"] = In(weight_port_signature(addr_bits=self._cfg.wmem_abits,
                                                           word_bits=program.lanes * program.weight_bits))
+        if weights == "sdram":
+            members["mem"] = Out(burst_port_signature(burst_port(program)))
         members.update({
             "dbg_instr_done": Out(1),
             "dbg_tag": Out(TAG_BITS),
@@ -123,7 +154,8 @@ class Accelerator(wiring.Component):
 
     @property
     def weight_storage(self) -> str:
-        """``"rom"`` (block RAM, initialised by the bitstream) or ``"spram"`` (runtime-loaded)."""
+        """``"rom"`` (block RAM, initialised by the bitstream), ``"spram"`` (runtime-loaded) or
+        ``"sdram"`` (streamed from external memory by WLOAD)."""
         return self._weights
 
     @property
@@ -136,7 +168,8 @@ class Accelerator(wiring.Component):
         prog, cfg = self._program, self._cfg
         m.submodules.mems = mems = AccelMemories(prog, cfg, weights=self._weights)
         m.submodules.ports = ports = PortMux(cfg)
-        m.submodules.seq = seq = Sequencer(cfg, len(prog.instrs))
+        external = self._weights == "sdram"
+        m.submodules.seq = seq = Sequencer(cfg, len(prog.instrs), external=external)
         engines = {"inp": InputEngine(cfg), "conv": ConvEngine(cfg), "lif": LIFEngine(cfg),
                    "attn": AttnEngine(cfg), "sum": SumEngine(cfg), "out": OutputEngine(cfg)}
         assert engines.keys() == ENGINE_OPCODES.keys()
@@ -152,7 +185,12 @@ class Accelerator(wiring.Component):
             for ours, theirs in zip(port_lanes(ports, port), port_lanes(mems, port)):
                 wiring.connect(m, ours, theirs)
         wiring.connect(m, seq.rom, mems.rom_r)
-        m.d.comb += [ports.sel.eq(seq.sel), ports.clearing.eq(seq.clearing), ports.clr_addr.eq(seq.clr_addr)]
+        if external:
+            m.d.comb += [ports.sel[name].eq(seq.sel[name]) for name in ENGINE_OPCODES]
+            self._wload(m, seq, mems)
+        else:
+            m.d.comb += ports.sel.eq(seq.sel)
+        m.d.comb += [ports.clearing.eq(seq.clearing), ports.clr_addr.eq(seq.clr_addr)]
         if self._weights == "spram":
             wiring.connect(m, wiring.flipped(self.weights), mems.weights)
         wiring.connect(m, wiring.flipped(self.pixels), engines["inp"].pixels)
@@ -177,11 +215,26 @@ class Accelerator(wiring.Component):
             if deep_acc_pipeline(cfg.lanes) else None
         return m
 
+    def _wload(self, m, seq, mems):
+        """The WLOAD engine: started by the sequencer, its operands from the instruction register
+        (held from DEC2 until the next FETCH, registered by the engine at its start), WMEM's writer,
+        and the core's burst port."""
+        prog, cfg = self._program, self._cfg
+        instr = seq.instr
+        m.submodules.wload = wl = WLoadEngine(word_bits=prog.lanes * prog.weight_bits, wmem_abits=cfg.wmem_abits,
+                                              n_bits=len(instr.dst), port=burst_port(prog))
+        m.d.comb += [wl.start.eq(seq.start.wload), seq.done.wload.eq(wl.done),
+                     wl.src.eq(instr.src | (instr.src2 << WLOAD_SRC_LO_BITS)),
+                     wl.n.eq(instr.dst), wl.wbase.eq(instr.wbase)]
+        wiring.connect(m, wl.wmem, mems.weights)
+        wiring.connect(m, wl.mem, wiring.flipped(self.mem))
+
 
 def emit_verilog(program: Program, path, name: str = "sfa_top", *, weights: str = "rom") -> None:
     """Write the Verilog of ``Accelerator(program, weights=weights)`` to ``path`` (atomically; the
     same program gives the same bytes). With ``weights="spram"`` the text names the vendor
-    primitive ``SB_SPRAM256KA``; simulations add :data:`spikegate.hw.spram.SIM_MODEL`."""
+    primitive ``SB_SPRAM256KA``; simulations add :data:`spikegate.hw.spram.SIM_MODEL`. With
+    ``weights="sdram"`` the top has the burst port ``mem__cmd__*`` / ``mem__rdata__*``."""
     from amaranth.back import verilog
 
     text = verilog.convert(Accelerator(program, weights=weights), name=name, emit_src=False)

@@ -23,13 +23,14 @@ from amaranth.lib.wiring import In, Out
 
 from spikegate.machine.config import MachineConfig
 from spikegate.machine.program import (FIELDS, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT,
-                                         OP_SUM)
+                                         OP_SUM, OP_WLOAD)
 
 from .accel_interface import CYCLE_COUNTER_BITS
 from .accel_memories import memory_ports
 from .sfa_common import derived_layout, instr_layout
 
-__all__ = ["ENGINE_OPCODES", "ENGINE_FLAGS", "TAG_BITS", "Sequencer", "CycleCounter"]
+__all__ = ["ENGINE_OPCODES", "ENGINE_FLAGS", "EXTERNAL_ENGINE_OPCODES", "EXTERNAL_ENGINE_FLAGS", "TAG_BITS",
+           "Sequencer", "CycleCounter"]
 
 TAG_BITS = dict(FIELDS)["tag"]
 
@@ -44,6 +45,10 @@ ENGINE_OPCODES = {
 }
 # a bit per engine (its start, its done, whether the instruction's opcode is one of its opcodes)
 ENGINE_FLAGS = data.StructLayout({name: 1 for name in ENGINE_OPCODES})
+# a program whose weights live in external memory has one engine more, the WLOAD engine
+# (hw/wload.py): its flags are these; every other program's sequencer is exactly as before
+EXTERNAL_ENGINE_OPCODES = {**ENGINE_OPCODES, "wload": (OP_WLOAD,)}
+EXTERNAL_ENGINE_FLAGS = data.StructLayout({name: 1 for name in EXTERNAL_ENGINE_OPCODES})
 
 
 def _decode(opcode, ops):
@@ -60,18 +65,23 @@ class Sequencer(wiring.Component):
     products: every engine's), ``start`` (Out, per engine; high in DEC3), ``done`` (In, per engine),
     ``sel`` (Out, per engine: whether the instruction's opcode is one of the engine's, for the port
     multiplexers), ``clearing`` and ``clr_addr`` (Out: after a reset, every ACC word is written 0),
-    ``instr_done`` (Out, a pulse after each instruction) and ``tag`` (Out, its tag)."""
+    ``instr_done`` (Out, a pulse after each instruction) and ``tag`` (Out, its tag).
 
-    def __init__(self, cfg: MachineConfig, n_instr: int):
+    ``external``: the program streams its weights from external memory, so the per-engine members
+    also have the WLOAD engine's flag (:data:`EXTERNAL_ENGINE_FLAGS`)."""
+
+    def __init__(self, cfg: MachineConfig, n_instr: int, *, external: bool = False):
         self._cfg, self._n_instr = cfg, n_instr
+        self._engines = EXTERNAL_ENGINE_OPCODES if external else ENGINE_OPCODES
+        flags = EXTERNAL_ENGINE_FLAGS if external else ENGINE_FLAGS
         super().__init__({
             "rom": memory_ports(cfg)["rom_r"],
             "instr": Out(instr_layout(cfg)),
             "drv": Out(derived_layout(cfg)),
-            "start": Out(ENGINE_FLAGS),
-            "done": In(ENGINE_FLAGS),
+            "start": Out(flags),
+            "done": In(flags),
             # After a reset the instruction register is 0, and so is every flag's opcode decode.
-            "sel": Out(ENGINE_FLAGS, init={name: int(0 in ops) for name, ops in ENGINE_OPCODES.items()}),
+            "sel": Out(flags, init={name: int(0 in ops) for name, ops in self._engines.items()}),
             # after a reset the sequencer first clears the ACC banks (a reset in the middle of an
             # inference would otherwise leave partial sums behind); a flip-flop (the state's decode
             # was in front of the write ports)
@@ -120,7 +130,7 @@ class Sequencer(wiring.Component):
                 # opcode register (that decode in front of the ACC banks' write ports, across the
                 # die, was the ECP5's critical path)
                 rom_op = instr_layout(cfg)(rom_r.data[:n_bits]).opcode
-                m.d.sync += [self.sel[name].eq(_decode(rom_op, ops)) for name, ops in ENGINE_OPCODES.items()]
+                m.d.sync += [self.sel[name].eq(_decode(rom_op, ops)) for name, ops in self._engines.items()]
                 m.next = "DEC2"
             with m.State("DEC2"):
                 m.d.comb += rom_r.en.eq(0)

@@ -163,6 +163,10 @@ def board_top(build_dir: str, board: Board, report: dict, *, load_core: CoreLoad
         raise SpikegateError(f"{build_dir}: the core has pixel/logit widths {widths}, report.json says "
                               f"{(report['pixel_bits'], report['logit_bits'])}; recompile")
     weights = report.get("weights") or {}
+    if weights.get("where") == "sdram":      # (the core's burst port `mem` would be left unconnected)
+        raise SpikegateError(f"{build_dir}: its weights live in SDRAM, and the board top with the SDRAM "
+                              f"controller on the core's burst port is not built yet (issue 24); "
+                              f"`spikegate verify` simulates this build")
     weight_words = int(weights.get("words", 0)) if weights.get("loading") == "runtime-loaded" else 0
     try:
         top = BoardTop(lambda: core, board, num_pixels=report["num_pixels"],

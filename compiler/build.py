@@ -14,8 +14,8 @@ A build directory holds everything needed to simulate, verify and synthesise one
   cannot hold the weights and the target has external memory: ``passes/external_weights.py``)
   ``"loading": "streamed"``, ``"why"`` says why, and ``sdram.bin`` is the packed external image
   (``port_bits``-wide beats, each ``port_bits / 8`` little-endian bytes, in beat-address order;
-  ``external_sha256``). Such a build has no ``accelerator.v`` yet: the WLOAD engine is not part
-  of the accelerator in this step (``report.json["verilog"]`` is null and says so).
+  ``external_sha256``). Its ``accelerator.v`` has the WLOAD engine and the burst port ``mem``
+  (``hw/accelerator.py``, ``weights="sdram"``), which ``spikegate verify`` serves from ``sdram.bin``.
 
 Compilation is deterministic: the same IR, target and lanes give the same bytes. The directory is
 written under a temporary name and renamed into place, so a failed compile leaves nothing that looks
@@ -132,8 +132,11 @@ def weight_image(p: Program) -> bytes:
 
 
 def weights_storage(report: dict) -> str:
-    """``"spram"`` if the build's weights are runtime-loaded into SPRAM, else ``"rom"``."""
+    """``"spram"`` if the build's weights are runtime-loaded into SPRAM, ``"sdram"`` if they live in
+    external memory (streamed by WLOAD), else ``"rom"``."""
     w = report.get("weights") or {}
+    if w.get("where") == "sdram":
+        return "sdram"
     return "spram" if w.get("loading") == "runtime-loaded" else "rom"
 
 
@@ -232,12 +235,9 @@ def compile_ir(ir_path: str, target: Target | str, lanes: int | None, out_dir: s
         if ext_image is not None:
             with open(os.path.join(tmp, EXTERNAL_IMAGE), "wb") as f:
                 f.write(ext_image)
-            report["verilog"] = None
-            report["verilog_note"] = NO_RTL_YET
-        else:
-            step("emitting Verilog")
-            _emit_verilog(prog, os.path.join(tmp, "accelerator.v"), weights_storage(report))
-            report["verilog"] = "accelerator.v"
+        step("emitting Verilog")
+        _emit_verilog(prog, os.path.join(tmp, "accelerator.v"), weights_storage(report))
+        report["verilog"] = "accelerator.v"
         with open(os.path.join(tmp, REPORT), "w") as f:
             json.dump(report, f, indent=1, sort_keys=True)
             f.write("\n")
@@ -251,10 +251,6 @@ def compile_ir(ir_path: str, target: Target | str, lanes: int | None, out_dir: s
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
     return report
-
-
-NO_RTL_YET = ("weights in external memory: the WLOAD engine is not part of the accelerator yet "
-              "(issue 24), so this build has a program and an ISS prediction but no Verilog")
 
 
 def _emit_verilog(prog: Program, path: str, weights: str = "rom") -> None:
@@ -329,6 +325,4 @@ def load_core(build_dir: str):
     from spikegate.hw.accelerator import Accelerator
 
     report, _, prog = read_build(build_dir)
-    if prog.external:
-        raise SpikegateError(f"{build_dir}: {NO_RTL_YET}")
     return Accelerator(prog, weights=weights_storage(report))

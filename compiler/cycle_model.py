@@ -81,6 +81,8 @@ def output_ovh(lanes: int) -> int:
 # carries the refresh phase across the image (``beats_before``). Every target with external memory
 # (the ULX3S, ``large``) is planned with the ULX3S's port and timing.
 EXTERNAL_TIMING = em.ULX3S_TIMING
+WLOAD_DONE = 1       # WLOAD: the sequencer's RUN cycle that sees the engine's done (a register, raised
+                     # at the edge ``em.wload_cycles`` ends on), before the next FETCH
 
 
 def external_port(prog) -> em.BurstPort:
@@ -93,6 +95,6 @@ def external_port(prog) -> em.BurstPort:
 def wload_cycles(prog, n_words: int, beats_before: int) -> int:
     """Cycles of a WLOAD of ``n_words`` words of ``prog``, from its fetch to its done, in the
     deterministic memory model, after ``beats_before`` beats of this image."""
-    return FETCH + em.wload_cycles(n_words, prog.lanes * prog.weight_bits, external_port(prog), EXTERNAL_TIMING,
-                                   beats_before)
+    return FETCH + WLOAD_DONE + em.wload_cycles(n_words, prog.lanes * prog.weight_bits, external_port(prog),
+                                                EXTERNAL_TIMING, beats_before)
 

@@ -7,6 +7,13 @@ probability of ``ready`` low in a cycle the core offers a logit). Both draw from
 and the first of each is forced, so a run with a non-zero probability always has both. For a build
 whose weights are loaded at run time (``config["weights"]``: the build's ``weights.bin``) a weight
 loader first writes every word through the ``weights`` port, one per cycle, as the host link does.
+For a build whose weights live in external memory (``config["external"]``: the build's
+``sdram.bin``, the burst port's parameters and the memory timing) a
+:class:`~spikegate.rtl_tests.burst_memory.BurstMemory` serves the core's burst port ``mem`` from
+that image: deterministic (``machine/external_memory.py``'s model, its refresh phase restarted at
+every image as the cycle model's is, so the cycles equal the ISS's) or, with ``timing`` null, random
+latency, beat gaps and command stalls from the printed seed (bit-exactness under any timing). Any
+protocol error the memory model saw fails the run.
 
 Observed per image, written to ``config["out"]`` as JSON (the comparison happens in
 ``spikegate.verify``, which knows the IR):
@@ -36,12 +43,16 @@ from __future__ import annotations
 
 import json
 import random
+from types import SimpleNamespace
 
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
+from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, First, ReadOnly, RisingEdge, Timer
 
+from spikegate.machine.external_memory import BurstPort, MemoryTiming
+from spikegate.rtl_tests.burst_memory import BurstMemory
 from spikegate.rtl_tests.cocotb_util import tb_config, tb_seed
 
 PERIOD_NS = 10
@@ -215,6 +226,22 @@ async def _reset(dut, cfg) -> None:
         dut._log.info("%d weight words loaded through the weight port", n)
 
 
+def external_memory(dut, ext: dict, seed: int) -> BurstMemory:
+    """The burst memory behind the core's ``mem`` port, serving ``ext["image"]`` (``port_bits / 8``
+    little-endian bytes a beat)."""
+    from spikegate.hw.wload import burst_cmd_layout       # (Amaranth: only for external builds)
+
+    port = BurstPort(port_bits=ext["port_bits"], max_burst=ext["max_burst"], addr_bits=ext["addr_bits"])
+    with open(ext["image"], "rb") as f:
+        data = f.read()
+    n = port.port_bits // 8
+    image = [int.from_bytes(data[a:a + n], "little") for a in range(0, len(data), n)]
+    timing = MemoryTiming(**ext["timing"]) if ext.get("timing") else None
+    tb = SimpleNamespace(dut=dut, clk=dut.clk, seed=seed, rng=random.Random(f"{seed}/memory"),
+                         cycle=lambda: int(get_sim_time("ns")) // PERIOD_NS)
+    return BurstMemory(tb, "mem", image, port, burst_cmd_layout(port), timing=timing)
+
+
 @cocotb.test()
 async def run_images(dut):
     cfg = tb_config()
@@ -226,18 +253,22 @@ async def run_images(dut):
     rng = random.Random(seed)
     driver = PixelDriver(dut, cfg["pixel_bits"], rng, cfg.get("idle", 0.0))
     logits = LogitsMonitor(dut, cfg["logit_bits"], rng, cfg.get("backpressure", 0.0))
+    memory = external_memory(dut, cfg["external"], seed) if cfg.get("external") else None
     await _reset(dut, cfg)
     debug = DebugMonitor(dut, cfg.get("capture_spikes", False))
     monitor = WriteMonitor(dut, cfg["lanes"]) if cfg.get("capture_writes") else None
     results = []
     for i, img in enumerate(pixels):
         e0, w0 = len(debug.events), len(debug.spk_writes)   # (write tags count from e0 on)
+        if memory:
+            memory.reset_count()          # (the previous image's WLOADs are over: its logits are out)
         sender = cocotb.start_soon(driver.send(img))
         got, stalls = await logits.collect(K, cfg["timeout_cycles"] * PERIOD_NS)
         idle = await sender                                   # (done: every pixel was accepted)
         await ClockCycles(dut.clk, 3)
         assert [g[1] for g in got] == [0] * (K - 1) + [1], f"image {i}: 'last' is not on the final logit"
         assert int(dut.busy.value) == 0, f"image {i}: busy still high after the last logit"
+        assert not (memory and memory.errors), f"image {i}: burst port: {memory.errors[:3]}"
         r = {"logits": [g[0] for g in got], "cycles": int(dut.cycles.value), "idle_cycles": idle,
              "backpressure_cycles": stalls, "instr": debug.events[e0:],
              "spk_writes": [(i - e0, a, v) for i, a, v in debug.spk_writes[w0:]]}

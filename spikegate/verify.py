@@ -32,11 +32,21 @@ counter minus the bench's idle cycles (``valid`` low between two pixels) and bac
 (the input engine accepts a pixel in every cycle of INPUT, the output engine holds its logit while
 ``ready`` is low), which the equality ``cycles == predicted_cycles`` itself proves. The raw counter
 is ``cycles_counted``.
+
+**Weights in external memory.** For a build whose weights live in SDRAM (``report.json``'s
+``weights.where == "sdram"``) the testbench serves the core's burst port from the build's
+``sdram.bin`` (checked against ``report.json``'s sha256 first). ``memory="deterministic"`` (the
+default) is the cycle model's memory (``compiler/cycle_model.py``: ``EXTERNAL_TIMING`` through
+``external_port``), so ``cycles == predicted_cycles`` holds as for any build; ``memory="random"``
+draws each burst's latency, gaps between beats and stalled commands from the seed: the logits and
+spike maps must still be bit-exact, but the cycles are then the memory's, not the model's (the
+result's ``memory`` says which ran; ``None`` for a build with its weights on chip).
 """
 
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 import os
 import random
@@ -46,14 +56,16 @@ import numpy as np
 
 from spikegate import progress
 from spikegate.compiler import iss
-from spikegate.compiler.build import REPORT, WEIGHT_IMAGE, read_build, read_weight_image
+from spikegate.compiler import cycle_model
+from spikegate.compiler.build import EXTERNAL_IMAGE, REPORT, WEIGHT_IMAGE, read_build, read_weight_image
 from spikegate.errors import SpikegateError
 from spikegate.io import check_images, check_output_path, load_array
-from spikegate.machine.program import OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT, OP_SUM, OPCODES
+from spikegate.machine.program import OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT, OP_SUM, OP_WLOAD, OPCODES
 from spikegate.quantize import intops, stats
 from spikegate.quantize.golden import execute
 
 SIMS = ("verilator", "icarus")
+MEMORY_MODES = ("deterministic", "random")     # the external memory's timing (weights in SDRAM)
 IDLE_MAX = 3     # (rtl_tests/tb_verify.py: an idle stretch lasts at most this many cycles)
 
 # Verilator exposes only the top's ports to the testbench (fast); the spike monitor also reads the
@@ -77,21 +89,36 @@ def _sources(build_dir: str) -> list[str]:
 
     verilog = os.path.abspath(os.path.join(build_dir, "accelerator.v"))
     if not os.path.isfile(verilog):
-        try:        # a build whose weights are in SDRAM has none yet (report.json says why)
-            with open(os.path.join(build_dir, REPORT)) as f:
-                note = json.load(f).get("verilog_note")
-        except (OSError, ValueError):
-            note = None
-        if note:
-            raise SpikegateError(f"{build_dir}: {note}")
         raise SpikegateError(f"{build_dir}: accelerator.v is missing; recompile with `spikegate compile`")
     with open(verilog) as f:
         return [verilog] + [str(p) for p in sim_sources(f.read())]   # vendor primitive models
 
 
+def external_config(build_dir: str, report: dict, prog, memory: str) -> dict:
+    """The testbench's ``external`` config of a build whose weights live in external memory: its
+    ``sdram.bin`` (checked: size and sha256 against ``report.json``), the cycle model's burst port,
+    and its memory timing (``None``: random, ``memory="random"``)."""
+    w = report.get("weights") or {}
+    path = os.path.abspath(os.path.join(build_dir, w.get("external_image") or EXTERNAL_IMAGE))
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise SpikegateError(f"{path}: cannot read the external weight image ({e.strerror or e}); recompile "
+                              f"the build directory") from None
+    if len(data) != len(prog.wmem_external) * prog.port_bits // 8 or \
+            hashlib.sha256(data).hexdigest() != w.get("external_sha256"):
+        raise SpikegateError(f"{path}: does not match report.json (size or sha256; modified?); recompile")
+    port, t = cycle_model.external_port(prog), cycle_model.EXTERNAL_TIMING
+    timing = None if memory == "random" else {"latency": t.latency, "refresh_every": t.refresh_every,
+                                              "refresh_cycles": t.refresh_cycles}
+    return {"image": path, "port_bits": port.port_bits, "max_burst": port.max_burst, "addr_bits": port.addr_bits,
+            "timing": timing}
+
+
 def _simulate(build_dir: str, prog, pixels: np.ndarray, sim: str, *, idle: float = 0.0,
               backpressure: float = 0.0, seed: int = 1, capture_writes: bool = False,
-              waves: str | None = None) -> list[dict]:
+              waves: str | None = None, memory: str = "deterministic") -> list[dict]:
     """Run ``pixels`` through the build's Verilog under rtl_tests/tb_verify.py; its observations."""
     from spikegate.rtl_tests.cocotb_util import run_cocotb
 
@@ -109,6 +136,8 @@ def _simulate(build_dir: str, prog, pixels: np.ndarray, sim: str, *, idle: float
     if os.path.exists(out_path):
         os.remove(out_path)
     per_image = max(iss.estimate_cycles(prog, 1.0)["cycles"], 1000) + pixels.shape[1] * IDLE_MAX
+    if prog.external and memory == "random":    # (burst_memory.py: latency <= 20, gaps <= 3 a beat)
+        per_image += 8 * len(prog.wmem_external) + 64 * sum(1 for i in prog.instrs if i.opcode == OP_WLOAD)
     cfg = {"pixels": px_path, "out": out_path, "num_classes": prog.num_classes, "pixel_bits": prog.pixel_bits,
            "logit_bits": prog.logit_bits, "lanes": prog.lanes, "timeout_cycles": 4 * per_image + 10000,
            "capture_spikes": True, "capture_writes": capture_writes, "idle": idle, "backpressure": backpressure}
@@ -117,6 +146,8 @@ def _simulate(build_dir: str, prog, pixels: np.ndarray, sim: str, *, idle: float
         read_weight_image(build_dir, report)            # (checked against report.json)
         cfg.update(weights=os.path.abspath(os.path.join(build_dir, weights.get("image") or WEIGHT_IMAGE)),
                    weight_bytes_per_word=int(weights["bytes_per_word"]))
+    if prog.external:
+        cfg["external"] = external_config(build_dir, report, prog, memory)
     cfg["progress"] = os.path.join(work, "progress.txt")
     progress.remove(cfg["progress"])
     build_args = []
@@ -148,13 +179,16 @@ def _simulate(build_dir: str, prog, pixels: np.ndarray, sim: str, *, idle: float
 
 
 def verify(build_dir: str, inputs_path: str, sim: str = "verilator", backpressure: float = 0.0,
-           idle: float = 0.0, seed: int | None = None, waves: str | None = None, locate: bool = True) -> dict:
+           idle: float = 0.0, seed: int | None = None, waves: str | None = None, locate: bool = True,
+           memory: str = "deterministic") -> dict:
     """Simulate the build's Verilog on the images of ``inputs_path`` and compare with the golden model.
 
     ``idle``/``backpressure``: probabilities of idle pixel cycles and of ``ready`` low on the
     logits (drawn from ``seed``, by default a fresh one, returned as ``seed``). ``waves``: a file
     to write the run's waveform into (VCD; Verilator only). ``locate``: on a mismatch, run the first
     differing image again to name the first differing instruction (``first_difference``).
+    ``memory``: for a build whose weights live in external memory, its timing (:data:`MEMORY_MODES`;
+    the module's docstring); ignored otherwise (the result's ``memory`` is then None).
     Returns a dict: ``samples``, ``bit_exact``, ``sim``, ``seed``, ``cycles`` (stall-free, see the
     module's docstring) and ``predicted_cycles``, ``cycles_counted``, ``idle_cycles``,
     ``backpressure_cycles``, ``mismatches`` (per differing image: logits and the first differing
@@ -164,6 +198,8 @@ def verify(build_dir: str, inputs_path: str, sim: str = "verilator", backpressur
     ``sum(ops) / (lanes x sum(cycles))`` (the measured, stall-free cycles)."""
     if sim not in SIMS:
         raise SpikegateError(f"--sim must be one of {', '.join(SIMS)}, not {sim!r}")
+    if memory not in MEMORY_MODES:
+        raise SpikegateError(f"--memory must be one of {', '.join(MEMORY_MODES)}, not {memory!r}")
     for name, p in (("--idle", idle), ("--backpressure", backpressure)):
         if not 0.0 <= p < 1.0:
             raise SpikegateError(f"{name} must be a probability in [0, 1), not {p}")
@@ -173,6 +209,9 @@ def verify(build_dir: str, inputs_path: str, sim: str = "verilator", backpressur
                                  "mode, which the testbenches cannot use)")
         check_output_path(waves, "file", "--waves")
     report, g, prog = read_build(build_dir)
+    if memory == "random" and not prog.external:
+        raise SpikegateError(f"--memory random: {build_dir}'s weights are on chip, there is no external memory "
+                             f"to randomise (it applies to builds whose weights live in SDRAM)")
     qi = g.ops[0].attrs
     x = check_images(load_array(inputs_path), qi["channels"], inputs_path, size=qi["size"])
     pixels = intops.quantize_input(x, prog.input_scale, prog.pixel_bits).reshape(len(x), -1)
@@ -182,8 +221,9 @@ def verify(build_dir: str, inputs_path: str, sim: str = "verilator", backpressur
     ops = stats.event_ops(g, trace)
     predicted = iss.run_batch(prog, x)
     observed = _simulate(build_dir, prog, pixels, sim, idle=idle, backpressure=backpressure, seed=seed,
-                         waves=waves)
-    lif_by_tag = {i: ins.name for i, ins in enumerate(prog.instrs) if ins.opcode == OP_LIF}
+                         waves=waves, memory=memory)
+    # (by the instruction's tag, its IR op: a WLOAD shares its CONV's, so tags are not program indices)
+    lif_by_tag = {ins.tag: ins.name for ins in prog.instrs if ins.opcode == OP_LIF}
     mismatches = []
     for b, obs in enumerate(observed):
         logits_ok = np.array_equal(np.asarray(obs["logits"], dtype=np.int64), gold[b])
@@ -197,7 +237,7 @@ def verify(build_dir: str, inputs_path: str, sim: str = "verilator", backpressur
     located = None
     if mismatches and locate:
         b = mismatches[0]["sample"]
-        obs = _simulate(build_dir, prog, pixels[b:b + 1], sim, seed=seed, capture_writes=True)[0]
+        obs = _simulate(build_dir, prog, pixels[b:b + 1], sim, seed=seed, capture_writes=True, memory=memory)[0]
         located = {"sample": b, **locate_first_difference(prog, pixels[b], obs, trace, gold, b)}
         mismatches[0]["first_difference"] = located
     counted = [o["cycles"] for o in observed]
@@ -205,7 +245,7 @@ def verify(build_dir: str, inputs_path: str, sim: str = "verilator", backpressur
     cycles = [c - s for c, s in zip(counted, stalls)]
     per_sample = (ops["sops"] + ops["macs"]).tolist()
     return {"samples": len(observed), "bit_exact": not mismatches, "sim": sim, "seed": seed,
-            "idle": idle, "backpressure": backpressure,
+            "idle": idle, "backpressure": backpressure, "memory": memory if prog.external else None,
             "cycles": cycles, "predicted_cycles": [r.cycles for r in predicted],
             "cycles_counted": counted, "idle_cycles": [o["idle_cycles"] for o in observed],
             "backpressure_cycles": [o["backpressure_cycles"] for o in observed],
@@ -373,6 +413,8 @@ def locate_first_difference(prog, pixels: np.ndarray, obs: dict, trace: dict, go
                               f"has tag {ins.tag}"}
         iss.execute(prog, ins, state, pixels)
         _check_reference(prog, ins, state, trace, gold, b)
+        if ins.opcode == OP_WLOAD:      # it writes only WMEM (unobserved): a wrong word shows in its CONV
+            continue
         d = _compare_instruction(prog, j, ins, state, per[j], obs["logits"])
         if d:
             return d

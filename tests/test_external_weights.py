@@ -23,10 +23,8 @@ from spikegate.compiler.build import compile_ir, load_core, lower_to_program, re
 from spikegate.compiler.passes.budget import BudgetError, blocks_needed, check_budget
 from spikegate.compiler.passes.external_weights import external_weights, pack_rows, unpack_rows, word_ints
 from spikegate.compiler.targets import get_target
-from spikegate.errors import SpikegateError
 from spikegate.machine import external_memory as em
 from spikegate.machine.program import OP_CONV, OP_HEAD, OP_WLOAD, Instr, ProgramError, validate_program
-from spikegate.machine.target import Target
 from spikegate.quantize.golden import execute
 from spikegate.quantize.intops import quantize_input
 from spikegate.quantize.irfile import save_ir
@@ -34,7 +32,7 @@ from spikegate.quantize.lower import lower
 from spikegate.quantize.quantizer import quantize_graph
 
 from conftest import run_cli
-from small_models import calibrated_model, images, tiny_cfg
+from small_models import calibrated_model, external_target as _small_target, images, tiny_cfg
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +51,7 @@ def _wload_total(prog) -> int:
     for ins in prog.instrs:
         if ins.opcode == OP_WLOAD:
             wb = prog.lanes * prog.weight_bits
-            total += cm.FETCH + em.wload_cycles(ins.n_words, wb, port, em.ULX3S_TIMING, beats)
+            total += cm.FETCH + cm.WLOAD_DONE + em.wload_cycles(ins.n_words, wb, port, em.ULX3S_TIMING, beats)
             beats += em.beats_for(ins.n_words, wb, prog.port_bits)
     return total
 
@@ -126,15 +124,6 @@ def test_validation_refuses_what_the_engine_cannot_run(tiny):
         validate_program(dataclasses.replace(ext, port_bits=24))
 
 
-def _small_target(g, lanes=3, buffer=True):
-    """An ECP5-like target with 1 Mbit of external memory whose block RAM holds exactly what the
-    program with external weights needs (``buffer=False``: all but its weight buffer)."""
-    ext = external_weights(lower_to_program(g, lanes), 16)
-    blocks = blocks_needed(ext, "ecp5", buffer)
-    return Target("tiny-ext", "test target: little block RAM, external memory", "ecp5", 50.0, 10**6, 10**6,
-                  blocks * 18432, blocks, 0, 100, external_bits=2**20, default_lanes=lanes)
-
-
 def test_compile_puts_weights_in_sdram_and_says_so(tiny, tmp_path, capsys, monkeypatch):
     g, x = tiny
     ir = str(tmp_path / "m.sgir")
@@ -153,7 +142,7 @@ def test_compile_puts_weights_in_sdram_and_says_so(tiny, tmp_path, capsys, monke
     rep = json.load(open(tmp_path / "b" / "report.json"))
     w = rep["weights"]
     assert (w["where"], w["storage"], w["loading"]) == ("sdram", "SDRAM", "streamed")
-    assert rep["verilog"] is None and not os.path.exists(tmp_path / "b" / "accelerator.v")
+    assert rep["verilog"] == "accelerator.v" and "mem__cmd__valid" in open(tmp_path / "b" / "accelerator.v").read()
     image = open(tmp_path / "b" / w["external_image"], "rb").read()
     assert hashlib.sha256(image).hexdigest() == w["external_sha256"] and len(image) * 8 == w["external_bits"]
     ext = external_weights(prog, 16)
@@ -163,8 +152,8 @@ def test_compile_puts_weights_in_sdram_and_says_so(tiny, tmp_path, capsys, monke
     assert rep["cycle_estimates"][0]["cycles"] == iss.estimate_cycles(ext, 0.0)["cycles"]
     _, _, back = read_build(str(tmp_path / "b"))
     assert back.external and back.instrs == ext.instrs
-    with pytest.raises(SpikegateError, match="WLOAD engine is not part of the accelerator yet"):
-        load_core(str(tmp_path / "b"))
+    core = load_core(str(tmp_path / "b"))
+    assert core.weight_storage == "sdram" and "mem" in core.signature.members
 
 
 def test_a_layer_bigger_than_the_buffer_is_one_line(tiny, tmp_path):

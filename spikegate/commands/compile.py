@@ -51,7 +51,8 @@ def run(args):
     if wt.get("where") == "sdram":
         print(f"  weights go to SDRAM: {wt['why']}; image {wt['external_image']} "
               f"(sha256 {wt['external_sha256'][:16]}...), {wt['wloads']} WLOADs")
-        print(f"  no Verilog yet: {rep['verilog_note']}")
+        print("  Verilog: the WLOAD engine streams them through the burst port `mem` "
+              "(`spikegate verify` serves it from the image)")
     if rep["predicted_cycles"]:
         print(f"  predicted cycles per inference ({rep['predicted_on']}): {rep['predicted_cycles']}")
     est = rep["cycle_estimates"]

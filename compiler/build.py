@@ -37,9 +37,9 @@ from spikegate.errors import SpikegateError
 from spikegate.quantize.graph import Graph
 from spikegate.quantize.irfile import load_ir
 
-from .passes.budget import BRAM_MODES, BudgetError, blocks_needed, check_budget, external_reason, memory_bits
+from .passes.budget import check_budget, external_reason
 from .passes.check_ops import check_ops
-from .passes.external_weights import external_weights, largest_layer, word_ints
+from .passes.external_weights import external_weights, largest_layer, place_external, tiled_layers, word_ints
 from .passes.memory_plan import memory_plan
 from .passes.pack import pack_parameters
 from .passes.schedule import schedule
@@ -96,32 +96,18 @@ def sdram_port_bits() -> int:
 def place_weights(prog: Program, target: Target, weights: str) -> tuple[Program, str | None]:
     """``prog`` as lowered (weights on chip; validated here), or, when ``budget.external_reason`` says so, with its
     weights in the target's external memory; and that reason (None: on chip). A layer whose own
-    weights do not fit the on-chip buffer beside the other memories is one clear error naming it
-    (streaming it in output-channel tiles is not implemented yet)."""
+    weights do not fit the on-chip buffer beside the other memories runs in output-channel tiles
+    (``passes/external_weights.py: place_external``); one that cannot is one clear error naming it."""
     why = external_reason(prog, target, weights)
     if why is None:
         return validate_program(prog), None
-    ext = external_weights(prog, sdram_port_bits())
-    name, words = largest_layer(prog)
-    bits = words * prog.lanes * prog.weight_bits
-    if target.family in BRAM_MODES:
-        rest, whole = blocks_needed(ext, target.family, False), blocks_needed(ext, target.family, True)
-        if rest <= target.bram_blocks < whole:
-            raise BudgetError(f"layer {name}: its weights ({words:,} words of {prog.lanes * prog.weight_bits} bits, "
-                              f"{bits:,} bits) do not fit the on-chip weight buffer of {target.name} beside the other "
-                              f"memories ({whole - rest:,} block RAMs needed, {target.bram_blocks - rest:,} free); "
-                              f"streaming a layer in output-channel tiles is not implemented yet (issue 24): quantize "
-                              f"with fewer --weight-bits or use a smaller model")
-    else:
-        mem = memory_bits(ext)
-        rest = sum(mem.values()) - mem["weights (WMEM)"]
-        if rest <= target.bram_bits < rest + mem["weights (WMEM)"]:
-            raise BudgetError(f"layer {name}: its weights ({words:,} words, {bits:,} bits) do not fit the on-chip "
-                              f"weight buffer of {target.name} beside the other memories ({target.bram_bits - rest:,} "
-                              f"bits free); streaming a layer in output-channel tiles is not implemented yet (issue 24)")
+    ext = place_external(prog, target, sdram_port_bits())
+    name, words = largest_layer(ext)
+    tiled = tiled_layers(ext)
     return ext, (f"{why}: the weights ({len(prog.wmem) * prog.lanes * prog.weight_bits:,} bits of WMEM) go to "
                  f"{target.name}'s external memory, packed ({len(ext.wmem_external) * ext.port_bits:,} bits), "
-                 f"streamed by WLOAD into a {words:,}-word on-chip buffer (layer {name}'s weights)")
+                 f"streamed by WLOAD into a {words:,}-word on-chip buffer (layer {name}'s weights"
+                 + (f"; {len(tiled)} layer(s) in output-channel tiles: {', '.join(tiled)})" if tiled else ")"))
 
 
 def weight_image(p: Program) -> bytes:
@@ -294,7 +280,7 @@ def read_build(build_dir: str) -> tuple[dict, Graph, Program]:
     w = report.get("weights") or {}
     prog = lower_to_program(g, int(report["lanes"]), validate=w.get("where") != "sdram")
     if w.get("where") == "sdram":
-        prog = external_weights(prog, int(w.get("port_bits", 16)))
+        prog = external_weights(prog, int(w.get("port_bits", 16)), w.get("buffer_words"))   # its tiling
     return report, g, prog
 
 

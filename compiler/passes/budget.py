@@ -121,13 +121,40 @@ def blocks_needed(p: Program, family: str, with_wmem: bool) -> int:
     banked = (WMEM_NAME, "ACT") if deep_acc_pipeline(p.lanes) else ()
     total = 0
     for name, d, w, rom in memories(p):
-        if name == WMEM_NAME and not with_wmem:
-            continue
-        if name in banked and d > WMEM_BANK_WORDS:
+        if name == WMEM_NAME:
+            total += wmem_blocks(p, d, family) if with_wmem else 0
+        elif name in banked and d > WMEM_BANK_WORDS:
             total += -(-d // WMEM_BANK_WORDS) * bram_blocks(WMEM_BANK_WORDS, w, family, rom)
         else:
             total += bram_blocks(d, w, family, rom)
     return total
+
+
+def wmem_blocks(p: Program, words: int, family: str) -> int:
+    """Block RAM primitives of ``p``'s WMEM were it ``words`` deep (banked as in
+    :func:`blocks_needed`): a RAM for a program with external weights (the buffer WLOAD writes),
+    else a ROM."""
+    d, w, rom = max(2, words), p.lanes * p.weight_bits, not p.external
+    if deep_acc_pipeline(p.lanes) and d > WMEM_BANK_WORDS:
+        return -(-d // WMEM_BANK_WORDS) * bram_blocks(WMEM_BANK_WORDS, w, family, rom)
+    return bram_blocks(d, w, family, rom)
+
+
+def buffer_words_that_fit(p: Program, t: Target) -> int:
+    """The most WMEM words an on-chip weight buffer can have beside ``p``'s other memories on the
+    target ``t`` (its free block RAM, else its free on-chip bits); 0 if none. Used to size the
+    buffer of a program whose layers stream in output-channel tiles (``passes/external_weights.py``)."""
+    if t.family in BRAM_MODES:
+        free = t.bram_blocks - blocks_needed(p, t.family, False)
+        if free < 0:
+            return 0
+        lo, hi = 0, (1 << 20) - 1             # the largest count a WLOAD's dst (and wbase) can hold
+        while lo < hi:                        # WMEM's blocks grow with its depth
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if wmem_blocks(p, mid, t.family) <= free else (lo, mid - 1)
+        return lo
+    mem = memory_bits(p)
+    return max(0, (t.bram_bits - (sum(mem.values()) - mem[WMEM])) // (p.lanes * p.weight_bits))
 
 
 class BudgetError(SpikegateError):

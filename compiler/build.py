@@ -127,12 +127,19 @@ def weights_storage(report: dict) -> str:
 
 
 def sample_inputs(g: Graph, n: int = 8) -> tuple[np.ndarray | None, str]:
-    """Held-out digits when the model takes them; otherwise none (predictions use firing rates)."""
+    """Held-out images of a data set the model takes (the one it was calibrated on first: digits,
+    mnist); otherwise none (predictions use firing rates)."""
+    from spikegate.quantize.data import DATASETS, check_model_fits
+
     qi = g.ops[0].attrs
-    if qi["channels"] == 1 and g.ops[-1].shape[0] == 10 and qi["size"] % 8 == 0:
-        from spikegate.quantize.data import digits_split_xy
-        x, _ = digits_split_xy("test", img_size=qi["size"], n=n)
-        return x, f"first {n} held-out digits"
+    calibrated_on = str(g.meta.get("source", {}).get("calibration", ""))
+    for name in sorted(DATASETS, key=lambda k: not calibrated_on.startswith(k)):
+        try:
+            check_model_fits(DATASETS[name], qi["channels"], int(g.ops[-1].shape[0]), qi["size"], "the model")
+        except ValueError:
+            continue
+        x, _ = DATASETS[name].split_xy("test", qi["size"], n)
+        return x, f"first {n} held-out digits" if name == "digits" else f"first {n} held-out {name} images"
     return None, ""
 
 
@@ -192,6 +199,9 @@ def compile_ir(ir_path: str, target: Target | str, lanes: int | None, out_dir: s
         "weights": wrep,
         "instructions": len(prog.instrs),
         "predicted_cycles": [p["cycles"] for p in predicted],
+        # images/s at the target's requested clock, over the predicted images' mean cycles
+        "predicted_images_per_s": (round(target.clock_mhz * 1e6 * len(predicted) /
+                                         sum(p["cycles"] for p in predicted), 2) if predicted else None),
         "predicted_on": desc,
         "predicted_detail": predicted,
         "cycle_estimates": estimates,

@@ -301,17 +301,24 @@ def read_weight_image(build_dir: str, report: dict) -> bytes:
     if w.get("loading") != "runtime-loaded":
         raise SpikegateError(f"{build_dir}: its weights are in the bitstream, not loaded at run time")
     path = os.path.join(build_dir, w.get("image") or WEIGHT_IMAGE)
+    want = int(w.get("words", -1)) * int(w.get("bytes_per_word", 0))
+    return read_checked_image(path, want, w.get("sha256"), "weight image",
+                              f"report.json says {w.get('words')} words of {w.get('bytes_per_word')} bytes")
+
+
+def read_checked_image(path: str, size: int, sha256: str | None, what: str, expected: str = "") -> bytes:
+    """The bytes of a build's image file (``weights.bin``, ``sdram.bin``), refused in one line unless
+    they have the ``size`` and ``sha256`` that ``report.json`` recorded."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise SpikegateError(f"{path}: cannot read the weight image ({e.strerror or e}); recompile "
+        raise SpikegateError(f"{path}: cannot read the {what} ({e.strerror or e}); recompile "
                               f"the build directory") from None
-    want = int(w.get("words", -1)) * int(w.get("bytes_per_word", 0))
-    if len(data) != want:
-        raise SpikegateError(f"{path}: {len(data):,} bytes, report.json says {w.get('words')} words of "
-                              f"{w.get('bytes_per_word')} bytes; recompile the build directory")
-    if hashlib.sha256(data).hexdigest() != w.get("sha256"):
+    if len(data) != size:
+        raise SpikegateError(f"{path}: {len(data):,} bytes, {expected or f'report.json says {size:,}'}; "
+                              "recompile the build directory")
+    if hashlib.sha256(data).hexdigest() != sha256:
         raise SpikegateError(f"{path}: sha256 does not match report.json (modified?); recompile")
     return data
 

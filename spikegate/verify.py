@@ -46,7 +46,6 @@ result's ``memory`` says which ran; ``None`` for a build with its weights on chi
 from __future__ import annotations
 
 import bisect
-import hashlib
 import json
 import os
 import random
@@ -57,7 +56,7 @@ import numpy as np
 from spikegate import progress
 from spikegate.compiler import iss
 from spikegate.compiler import cycle_model
-from spikegate.compiler.build import EXTERNAL_IMAGE, REPORT, WEIGHT_IMAGE, read_build, read_weight_image
+from spikegate.compiler.build import EXTERNAL_IMAGE, REPORT, WEIGHT_IMAGE, read_build, read_checked_image, read_weight_image
 from spikegate.errors import SpikegateError
 from spikegate.io import check_images, check_output_path, load_array
 from spikegate.machine.program import OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT, OP_SUM, OP_WLOAD, OPCODES
@@ -100,15 +99,8 @@ def external_config(build_dir: str, report: dict, prog, memory: str) -> dict:
     and its memory timing (``None``: random, ``memory="random"``)."""
     w = report.get("weights") or {}
     path = os.path.abspath(os.path.join(build_dir, w.get("external_image") or EXTERNAL_IMAGE))
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise SpikegateError(f"{path}: cannot read the external weight image ({e.strerror or e}); recompile "
-                              f"the build directory") from None
-    if len(data) != len(prog.wmem_external) * prog.port_bits // 8 or \
-            hashlib.sha256(data).hexdigest() != w.get("external_sha256"):
-        raise SpikegateError(f"{path}: does not match report.json (size or sha256; modified?); recompile")
+    read_checked_image(path, len(prog.wmem_external) * prog.port_bits // 8, w.get("external_sha256"),
+                       "external weight image")
     port, t = cycle_model.external_port(prog), cycle_model.EXTERNAL_TIMING
     timing = None if memory == "random" else {"latency": t.latency, "refresh_every": t.refresh_every,
                                               "refresh_cycles": t.refresh_cycles}

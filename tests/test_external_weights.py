@@ -154,6 +154,14 @@ def test_compile_puts_weights_in_sdram_and_says_so(tiny, tmp_path, capsys, monke
     assert back.external and back.instrs == ext.instrs
     core = load_core(str(tmp_path / "b"))
     assert core.weight_storage == "sdram" and "mem" in core.signature.members
+    # verify refuses a modified or short image in one line, before any simulation
+    from spikegate.errors import SpikegateError
+    from spikegate.verify import external_config
+    for bad in (image[:-2], bytes([image[0] ^ 1]) + image[1:]):
+        (tmp_path / "b" / w["external_image"]).write_bytes(bad)
+        with pytest.raises(SpikegateError, match="sdram.bin: .*recompile") as e:
+            external_config(str(tmp_path / "b"), rep, back, "deterministic")
+        assert "\n" not in str(e.value)
 
 
 def test_a_layer_bigger_than_the_buffer_is_one_line(tiny, tmp_path):

@@ -59,9 +59,9 @@ def test_official_layout_quantizes_at_8_bits_within_the_cap(deep, T):
     sat = [o for o in g.ops if o.attrs.get("saturate")]
     assert sat and rep["widths"]["saturating_ops"]
     assert all(o.widths["out"] < o.widths["wide"] for o in sat)
-    # at the default cap (32 bits) too, and then nothing needs to saturate in a model this narrow
-    g32, _ = quantize_checkpoint(ck, calib=calib, evaluate=False)
-    assert widest_word(g32) <= 32
+    if T == 1:   # at the default cap (32 bits) too
+        g32, _ = quantize_checkpoint(ck, calib=calib, evaluate=False)
+        assert widest_word(g32) <= 32
 
 
 def test_golden_iss_and_onnx_agree_with_saturation(deep):
@@ -70,7 +70,7 @@ def test_golden_iss_and_onnx_agree_with_saturation(deep):
     from spikegate.quantize.onnx_int import build_int_onnx
 
     hits = 0
-    for T, n in ((1, 2), (2, 2), (4, 1)):
+    for T, n in ((1, 2), (2, 1), (4, 1)):
         _, _, g, _ = deep[T]
         x = _images(n, 10 + T)
         saturations: dict = {}

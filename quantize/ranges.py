@@ -223,14 +223,15 @@ def choose_sat_bits(g: Graph, proven: dict, observed: dict | None, *, stream_bit
 
 
 def assign_widths(g: Graph, T: int | None = None, *, max_bits: int = DEFAULT_MAX_BITS,
-                  stream_bits: int = DEFAULT_STREAM_BITS, observed: dict | None = None,
+                  stream_bits: int = DEFAULT_STREAM_BITS, observe=None,
                   sat_bits: int | None = None) -> Graph:
     """Pass: declare every op's widths (returns a new graph), saturating where needed.
 
     Where the range analysis proves every width within ``max_bits`` and every saturable output
     within ``stream_bits``, nothing saturates and the widths are the proven ones. Otherwise the
     outputs proven wider than one saturation width ``S`` (:func:`choose_sat_bits`, from the
-    ``observed`` calibration ranges ``{op: (lo, hi)}``) saturate at ``S``; ``S`` is lowered until
+    calibration ranges ``{op: (lo, hi)}`` that ``observe(proven)`` returns, called only then, with
+    the unsaturated analysis; None: no calibration) saturate at ``S``; ``S`` is lowered until
     every width, accumulators and membranes included, is within ``max_bits``. ``sat_bits`` forces
     ``S`` (the fuzzer uses it to make saturating graphs).
 
@@ -253,6 +254,7 @@ def assign_widths(g: Graph, T: int | None = None, *, max_bits: int = DEFAULT_MAX
         all(proven[o.name]["widths"]["out"] <= stream_bits for o in g.ops if saturable(g, o))
     if fits:
         return _declare(g, proven)
+    observed = observe(proven) if observe is not None else None
     S = choose_sat_bits(g, proven, observed, stream_bits=stream_bits, max_bits=max_bits)
     first = None
     for bits in range(S, MIN_SAT_BITS - 1, -1):

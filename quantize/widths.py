@@ -15,7 +15,7 @@ import numpy as np
 
 from .golden import execute
 from .graph import Graph
-from .ranges import DEFAULT_MAX_BITS, DEFAULT_STREAM_BITS, MAX_WIDTH, analyse, assign_widths
+from .ranges import DEFAULT_MAX_BITS, DEFAULT_STREAM_BITS, MAX_WIDTH, assign_widths
 
 CALIB_SAMPLES = 16  # calibration images run through the golden model (a deep model is slow)
 
@@ -40,15 +40,16 @@ def declare_widths(g: Graph, calib: np.ndarray | None, *, max_bits: int = DEFAUL
                    stream_bits: int = DEFAULT_STREAM_BITS, T: int | None = None) -> Graph:
     """The graph with every width declared (see the module docstring); ``meta["max_bits"]``,
     and ``meta["saturation"]`` when an op saturates."""
-    proven = analyse(g, T, limit=10 ** 6)
-    widest = max(v for r in proven.values() for v in r["widths"].values())
-    observed = None
-    if calib is not None and len(calib) and (widest > min(max_bits, stream_bits)):
-        # the unsaturated run needs exact int64: every value below 2**62 (proven widths <= 48
-        # keep the float-path convolutions exact; wider ones take the int64 path)
-        if widest <= 62:
-            observed = _observe(g, calib[:CALIB_SAMPLES], T)
-    out = assign_widths(g, T, max_bits=max_bits, stream_bits=stream_bits, observed=observed)
+    def observe(proven: dict) -> dict | None:
+        # (called only when something must saturate) the unsaturated run needs exact int64: every
+        # value below 2**62 (proven widths <= 48 keep the float-path convolutions exact; wider
+        # ones take the int64 path)
+        widest = max(v for r in proven.values() for v in r["widths"].values())
+        if calib is None or not len(calib) or widest > 62:
+            return None
+        return _observe(g, calib[:CALIB_SAMPLES], T)
+
+    out = assign_widths(g, T, max_bits=max_bits, stream_bits=stream_bits, observe=observe)
     out.meta["max_bits"] = int(max_bits)
     out.meta.pop("saturation", None)
     if calib is not None and len(calib) and any(o.attrs.get("saturate") for o in out.ops):

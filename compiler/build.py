@@ -39,10 +39,11 @@ from spikegate.quantize.irfile import load_ir
 
 from .passes.budget import check_budget, external_reason
 from .passes.check_ops import check_ops
-from .passes.external_weights import external_weights, largest_layer, place_external, tiled_layers, word_ints
+from .passes.external_weights import external_weights, largest_layer, place_external, tiled_layers
 from .passes.memory_plan import memory_plan
 from .passes.pack import pack_parameters
 from .passes.schedule import schedule
+from spikegate.machine.external_memory import word_ints
 from spikegate.machine.program import OP_WLOAD, Program, validate_program
 from .targets import Target, resolve_target
 

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from spikegate.machine.external_memory import unpack_rows
 from spikegate.quantize import intops
 
 from . import cycle_model as cm
-from .passes.external_weights import unpack_rows
 from spikegate.machine.program import (IN_SPIKE, LANES_CO, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT, OP_SUM,
                       OP_WLOAD, OUT_ACCUM, Program, wload_beats)
 

@@ -10,7 +10,9 @@ testbench (``rtl_tests/burst_memory.py``) share:
   (``word_bits = lanes * weight_bits`` each, lane 0 in the low bits as in today's WMEM rows) are one
   bit string, word ``i`` in bits ``[i * word_bits, (i + 1) * word_bits)``, cut into beats of
   ``port_bits`` little-endian (the first beat holds bits ``0 .. port_bits - 1``); the last beat is
-  zero-padded. Every WLOAD starts on a beat boundary.
+  zero-padded. Every WLOAD starts on a beat boundary. :func:`pack_rows` / :func:`unpack_rows` are
+  the same format for WMEM rows ``[words, lanes]`` of signed weights, vectorised (the compiler
+  packs whole models with them, the ISS unpacks each WLOAD; tests hold them equal to the above).
 * :func:`burst_plan`: the bursts the engine issues, in address order, at most ``max_burst`` beats
   each (the last one shorter).
 * :class:`MemoryTiming` and :func:`wload_cycles`: the deterministic memory model and the exact
@@ -42,11 +44,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from spikegate.errors import SpikegateError
 
 __all__ = ["ExternalMemoryError", "BurstPort", "MemoryTiming", "ULX3S_PORT", "ULX3S_TIMING",
            "ULX3S_CONTROLLER_100MHZ", "timing_from_controller", "WLOAD_FIRST_CMD", "WLOAD_NEXT_CMD", "WLOAD_WRITE", "beats_for", "burst_plan",
-           "pack_words", "unpack_beats", "refreshes", "wload_cycles", "beat_edges"]
+           "pack_words", "unpack_beats", "word_ints", "pack_rows", "unpack_rows", "refreshes", "wload_cycles", "beat_edges"]
 
 
 class ExternalMemoryError(SpikegateError, ValueError):
@@ -194,6 +198,40 @@ def unpack_beats(beats, n_words: int, word_bits: int, port_bits: int) -> list[in
         stream |= (int(v) & ((1 << port_bits) - 1)) << (b * port_bits)
     mask = (1 << word_bits) - 1
     return [(stream >> (i * word_bits)) & mask for i in range(n_words)]
+
+
+def word_ints(rows: np.ndarray, weight_bits: int) -> list[int]:
+    """WMEM rows ``[words, lanes]`` as unsigned integers: lane ``p``'s weight in bits
+    ``[p*weight_bits, (p+1)*weight_bits)`` (two's complement)."""
+    mask = (1 << weight_bits) - 1
+    out = []
+    for row in np.asarray(rows):
+        w = 0
+        for lane, v in enumerate(row):
+            w |= (int(v) & mask) << (lane * weight_bits)
+        out.append(w)
+    return out
+
+
+def pack_rows(rows: np.ndarray, weight_bits: int, port_bits: int) -> np.ndarray:
+    """The beats (uint64) of WMEM rows ``[words, lanes]`` packed as ``external_memory.pack_words``
+    packs their :func:`word_ints` (the definition; tests hold the two equal), vectorised: that
+    one builds the whole bit string as one integer, quadratic in a layer's size."""
+    rows = np.asarray(rows, dtype=np.int64)
+    bits = (rows[..., None] >> np.arange(weight_bits)) & 1          # [words, lanes, bit], two's complement
+    stream = bits.reshape(-1).astype(np.uint64)
+    stream = np.concatenate([stream, np.zeros(-len(stream) % port_bits, dtype=np.uint64)])
+    return (stream.reshape(-1, port_bits) << np.arange(port_bits, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
+
+
+def unpack_rows(beats: np.ndarray, n_words: int, lanes: int, weight_bits: int, port_bits: int) -> np.ndarray:
+    """The inverse of :func:`pack_rows` (``external_memory.unpack_beats``, vectorised): the first
+    ``n_words`` packed words of ``beats`` as signed ``[n_words, lanes]`` rows."""
+    beats = np.asarray(beats, dtype=np.uint64)
+    stream = ((beats[:, None] >> np.arange(port_bits, dtype=np.uint64)) & np.uint64(1)).reshape(-1)
+    bits = stream[: n_words * lanes * weight_bits].astype(np.int64).reshape(n_words, lanes, weight_bits)
+    vals = (bits << np.arange(weight_bits)).sum(axis=2)
+    return np.where(vals >= 1 << (weight_bits - 1), vals - (1 << weight_bits), vals)
 
 
 def refreshes(beats_before: int, beats: int, timing: MemoryTiming) -> int:

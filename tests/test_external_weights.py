@@ -21,7 +21,8 @@ from spikegate.compiler import iss
 from spikegate.compiler import cycle_model as cm
 from spikegate.compiler.build import compile_ir, load_core, lower_to_program, read_build, sample_inputs
 from spikegate.compiler.passes.budget import BudgetError, blocks_needed, check_budget
-from spikegate.compiler.passes.external_weights import external_weights, pack_rows, unpack_rows, word_ints
+from spikegate.compiler.passes.external_weights import external_weights
+from spikegate.machine.external_memory import pack_rows, unpack_rows, word_ints
 from spikegate.compiler.targets import get_target
 from spikegate.machine import external_memory as em
 from spikegate.machine.program import OP_CONV, OP_HEAD, OP_WLOAD, Instr, ProgramError, validate_program

@@ -7,8 +7,8 @@ the external image into an on-chip WMEM buffer at word 0, and reads them there (
 becomes 0). The buffer is as deep as the largest layer's words, so the on-chip budget counts that
 layer, not all the weights; the external image holds every layer's words PACKED (``word_bits`` =
 ``lanes * weight_bits`` bits each, no padding to a beat except at the end of a layer), in program
-order, each layer starting on a beat boundary (``machine/external_memory.py: pack_words``, here
-vectorised as :func:`pack_rows`; ``docs/accelerator.md``, "WLOAD").
+order, each layer starting on a beat boundary (``machine/external_memory.py: pack_words``, for WMEM rows
+vectorised as ``pack_rows``; ``docs/accelerator.md``, "WLOAD").
 
 Each weight crosses the port once per image: the layers run over all T time steps with their
 weights resident. When that buffer does not fit on chip beside the other memories,
@@ -24,44 +24,11 @@ import dataclasses
 
 import numpy as np
 
+from spikegate.machine.external_memory import pack_rows
 from spikegate.machine.program import (IN_INT, LANES_CO, LANES_TAP, OP_HEAD, OP_WLOAD, Instr, Program,
                                        validate_program, wmem_reads)
 
 from .budget import BudgetError, buffer_words_that_fit, on_chip_fits
-
-
-def word_ints(rows: np.ndarray, weight_bits: int) -> list[int]:
-    """WMEM rows ``[words, lanes]`` as unsigned integers: lane ``p``'s weight in bits
-    ``[p*weight_bits, (p+1)*weight_bits)`` (two's complement)."""
-    mask = (1 << weight_bits) - 1
-    out = []
-    for row in np.asarray(rows):
-        w = 0
-        for lane, v in enumerate(row):
-            w |= (int(v) & mask) << (lane * weight_bits)
-        out.append(w)
-    return out
-
-
-def pack_rows(rows: np.ndarray, weight_bits: int, port_bits: int) -> np.ndarray:
-    """The beats (uint64) of WMEM rows ``[words, lanes]`` packed as ``external_memory.pack_words``
-    packs their :func:`word_ints` (the one definition; tests hold the two equal), vectorised: that
-    one builds the whole bit string as one integer, quadratic in a layer's size."""
-    rows = np.asarray(rows, dtype=np.int64)
-    bits = (rows[..., None] >> np.arange(weight_bits)) & 1          # [words, lanes, bit], two's complement
-    stream = bits.reshape(-1).astype(np.uint64)
-    stream = np.concatenate([stream, np.zeros(-len(stream) % port_bits, dtype=np.uint64)])
-    return (stream.reshape(-1, port_bits) << np.arange(port_bits, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
-
-
-def unpack_rows(beats: np.ndarray, n_words: int, lanes: int, weight_bits: int, port_bits: int) -> np.ndarray:
-    """The inverse of :func:`pack_rows` (``external_memory.unpack_beats``, vectorised): the first
-    ``n_words`` packed words of ``beats`` as signed ``[n_words, lanes]`` rows."""
-    beats = np.asarray(beats, dtype=np.uint64)
-    stream = ((beats[:, None] >> np.arange(port_bits, dtype=np.uint64)) & np.uint64(1)).reshape(-1)
-    bits = stream[: n_words * lanes * weight_bits].astype(np.int64).reshape(n_words, lanes, weight_bits)
-    vals = (bits << np.arange(weight_bits)).sum(axis=2)
-    return np.where(vals >= 1 << (weight_bits - 1), vals - (1 << weight_bits), vals)
 
 
 def largest_layer(p: Program) -> tuple[str, int]:

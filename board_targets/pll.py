@@ -8,11 +8,13 @@ the nearest reachable one; callers check it against what they asked for.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 from amaranth.hdl import Const, Instance
 
-__all__ = ["ICE40PLL", "ECP5PLL", "ice40_pll", "ecp5_pll", "pll_params", "pll_instance"]
+__all__ = ["ICE40PLL", "ECP5PLL", "ECP5Output", "ice40_pll", "ecp5_pll", "ecp5_add_output",
+           "pll_params", "pll_instance"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,18 @@ class ICE40PLL:
 
 
 @dataclass(frozen=True)
+class ECP5Output:
+    """A secondary EHXPLLL output (CLKOS, CLKOS2, CLKOS3 in order): the VCO divided by ``div``,
+    ``phase_deg`` after CLKOP's edge (``cphase``/``fphase``: whole and eighth VCO cycles, as
+    prjtrellis' ``ecppll`` writes them)."""
+    div: int
+    cphase: int
+    fphase: int
+    fout_mhz: float
+    phase_deg: float
+
+
+@dataclass(frozen=True)
 class ECP5PLL:
     fin_mhz: float
     fout_mhz: float
@@ -34,6 +48,7 @@ class ECP5PLL:
     clkop_div: int
     clkop_cphase: int
     fvco_mhz: float
+    secondary: tuple[ECP5Output, ...] = ()
 
 
 def ice40_pll(fin_mhz: float, fout_mhz: float) -> ICE40PLL:
@@ -91,6 +106,24 @@ def ecp5_pll(fin_mhz: float, fout_mhz: float) -> ECP5PLL:
     return ECP5PLL(fin_mhz, fout, clki, clkfb, clkop, (clkop - 1) // 2, fvco)
 
 
+def ecp5_add_output(params: ECP5PLL, max_mhz: float, phase_deg: float = 0.0) -> ECP5PLL:
+    """``params`` with one more secondary output: the fastest VCO division at most ``max_mhz``,
+    ``phase_deg`` (0 <= phase < 360) after CLKOP, rounded to an eighth of a VCO cycle. Phase
+    counts as ``ecppll`` computes them (25 -> 60 MHz, 50 MHz at 90 degrees: CLKOS2_DIV 12, CPHASE
+    7 = CLKOP's 4 + 3, FPHASE 0; checked with ``yowasp-ecppll``). Three at most (CLKOS..CLKOS3)."""
+    if len(params.secondary) >= 3:
+        raise ValueError("an EHXPLLL has three secondary outputs (CLKOS, CLKOS2, CLKOS3)")
+    if not 0 <= phase_deg < 360:
+        raise ValueError(f"phase must be 0..360 degrees, not {phase_deg}")
+    div = math.ceil(params.fvco_mhz / max_mhz - 1e-9)
+    if not 1 <= div <= 128:
+        raise ValueError(f"no EHXPLLL division of its {params.fvco_mhz:g} MHz VCO is at most {max_mhz:g} MHz")
+    eighths = round(phase_deg / 360 * div * 8)
+    out = ECP5Output(div=div, cphase=params.clkop_cphase + eighths // 8, fphase=eighths % 8,
+                     fout_mhz=params.fvco_mhz / div, phase_deg=eighths * 45 / div)
+    return replace(params, secondary=params.secondary + (out,))
+
+
 def pll_params(family: str, fin_mhz: float, fout_mhz: float):
     if family == "ice40":
         return ice40_pll(fin_mhz, fout_mhz)
@@ -99,9 +132,10 @@ def pll_params(family: str, fin_mhz: float, fout_mhz: float):
     raise ValueError(f"family must be 'ice40' or 'ecp5', not {family!r}")
 
 
-def pll_instance(params, *, clk_in, clk_out, locked) -> Instance:
+def pll_instance(params, *, clk_in, clk_out, locked, secondary_out=()) -> Instance:
     """The primitive for ``params``. For iCE40, ``clk_in`` is the pad (an ``IOPort``: the
-    SB_PLL40_PAD takes the clock pin directly); for ECP5 it is the buffered input clock signal."""
+    SB_PLL40_PAD takes the clock pin directly); for ECP5 it is the buffered input clock signal,
+    and ``secondary_out`` the signals of ``params.secondary`` (CLKOS, CLKOS2, CLKOS3), one each."""
     if isinstance(params, ICE40PLL):
         return Instance(
             "SB_PLL40_PAD",
@@ -118,6 +152,15 @@ def pll_instance(params, *, clk_in, clk_out, locked) -> Instance:
             o_LOCK=locked,
         )
     if isinstance(params, ECP5PLL):
+        if len(secondary_out) != len(params.secondary):
+            raise ValueError(f"{len(params.secondary)} secondary outputs need as many signals, "
+                             f"not {len(secondary_out)}")
+        extra = {}
+        for name, out, sig in zip(("CLKOS", "CLKOS2", "CLKOS3"), params.secondary, secondary_out):
+            extra.update({f"a_FREQUENCY_PIN_{name}": f"{out.fout_mhz:g}",
+                          f"p_{name}_ENABLE": "ENABLED", f"p_{name}_DIV": out.div,
+                          f"p_{name}_CPHASE": out.cphase, f"p_{name}_FPHASE": out.fphase,
+                          f"o_{name}": sig})
         return Instance(
             "EHXPLLL",
             a_FREQUENCY_PIN_CLKI=f"{params.fin_mhz:g}",
@@ -141,5 +184,6 @@ def pll_instance(params, *, clk_in, clk_out, locked) -> Instance:
             i_PHASESTEP=Const(1), i_PHASELOADREG=Const(1), i_PLLWAKESYNC=Const(0),
             i_ENCLKOP=Const(0),
             o_LOCK=locked,
+            **extra,
         )
     raise TypeError(f"params must be ICE40PLL or ECP5PLL, not {params!r}")

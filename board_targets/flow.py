@@ -36,8 +36,15 @@ figure for the device); ``fmax_mhz`` (the slowest clock), ``clocks`` (per clock,
 constraint), ``requested_mhz``, ``clock_mhz`` (what the PLL makes of it), ``timing_met``;
 ``bitstream`` (relative to BUILD_DIR, or null), ``bitstream_sha256``; ``baud`` and
 ``uart_divisor``; ``weights`` (``"bitstream"``, or ``"runtime-loaded"``: in SPRAM, uploaded by
-``spikegate run --build``; the bitstream does not hold them); ``seed``; ``seconds``; ``error`` (null
-on success); ``notes``.
+``spikegate run --build``; the bitstream does not hold them; or ``"sdram"``); ``seed``; ``seconds``;
+``error`` (null on success); ``notes``.
+
+A build whose weights live in SDRAM (report.json ``weights.where == "sdram"``) gets the board top's
+SDRAM side (top.py: the LiteDRAM core, generated for its clock into ``BUILD_DIR/<board>/litedram/``
+and added to the build, in a ``dram`` domain of its own) and in ``synth.json`` also ``dram_mhz`` and
+``domains``: ``core`` and ``dram``, each ``{"clock"`` (nextpnr's net), ``"requested_mhz"``,
+``"clock_mhz"`` (the PLL's), ``"achieved_mhz"``, ``"met"}``; ``fmax_mhz`` is then the core's, and
+``timing_met`` needs both domains met.
 """
 
 from __future__ import annotations
@@ -150,11 +157,18 @@ def board_top(build_dir: str, board: Board, report: dict, *, load_core: CoreLoad
     simulation (``rtl_tests/test_board_uart.py``) builds its top here too."""
     from spikegate.hw.host_link import accel_widths
 
-    from .top import BoardTop
+    from .top import BoardTop, CoreWithoutBurstPort
 
     compiled_for = check_board(report, board, build_dir)
     requested = clock_mhz if clock_mhz is not None else report.get("clock_mhz") or board.clock_mhz
     core = load_core_from(build_dir, report, load_core)
+    weights = report.get("weights") or {}
+    sdram = weights.get("where") == "sdram"
+    if sdram:
+        if "mem" not in getattr(getattr(core, "signature", None), "members", {}):
+            raise SpikegateError(f"{build_dir}: report.json puts the weights in SDRAM but the core has "
+                                  f"no burst port 'mem'; recompile")
+        core = CoreWithoutBurstPort(core)      # the host link's view; the top connects `mem`
     try:
         widths = accel_widths(core)
     except TypeError as e:
@@ -162,16 +176,11 @@ def board_top(build_dir: str, board: Board, report: dict, *, load_core: CoreLoad
     if widths != (report["pixel_bits"], report["logit_bits"]):
         raise SpikegateError(f"{build_dir}: the core has pixel/logit widths {widths}, report.json says "
                               f"{(report['pixel_bits'], report['logit_bits'])}; recompile")
-    weights = report.get("weights") or {}
-    if weights.get("where") == "sdram":      # (the core's burst port `mem` would be left unconnected)
-        raise SpikegateError(f"{build_dir}: its weights live in SDRAM, and the board top with the SDRAM "
-                              f"controller on the core's burst port is not built yet (issue 24); "
-                              f"`spikegate verify` simulates this build")
     weight_words = int(weights.get("words", 0)) if weights.get("loading") == "runtime-loaded" else 0
     try:
         top = BoardTop(lambda: core, board, num_pixels=report["num_pixels"],
                        num_classes=report["num_classes"], clock_mhz=float(requested), baud=baud,
-                       weight_words=weight_words, **top_options)
+                       weight_words=weight_words, sdram=sdram, **top_options)
     except ValueError as e:
         raise SpikegateError(f"{board.name}: {e}") from None
     return top, compiled_for, requested
@@ -270,6 +279,34 @@ def clock_timing(nextpnr: dict) -> dict | None:
                                    for c in clocks.values())}
 
 
+# The nets nextpnr names a BoardTop's clocks by (Yosys keeps the domain's clock name; nextpnr
+# prefixes "$glbnet$" when it promotes the net to a global): the core's ``sync`` and the SDRAM
+# controller's ``dram`` (top.py)
+DOMAIN_NETS = {"core": ("clk", "accel_clk"), "dram": ("dram_clk",)}
+
+
+def domain_timing(timing: dict, requested: dict[str, tuple[float, float]]) -> dict:
+    """Per clock domain of an SDRAM build: nextpnr's clock (``clock_timing``) matched by net name
+    (``DOMAIN_NETS``) against ``requested`` {domain: (requested MHz, what the PLL makes)}; ``met``
+    when the achieved Fmax reaches the PLL's clock. A domain nextpnr did not report is not met."""
+    out = {}
+    for dom, (want, actual) in requested.items():
+        names = [n for n in timing["clocks"] if n.removeprefix("$glbnet$") in DOMAIN_NETS[dom]]
+        achieved = timing["clocks"][names[0]]["achieved_mhz"] if names else None
+        out[dom] = {"clock": names[0] if names else None, "requested_mhz": float(want),
+                    "clock_mhz": actual, "achieved_mhz": achieved,
+                    "met": achieved is not None and achieved >= actual * (1 - 1e-4)}
+    return out
+
+
+def _add_sdram_core(platform, top, out_dir: str) -> str:
+    """Generate the LiteDRAM core for ``top``'s ``dram`` clock and add it to the build; its path."""
+    from .litedram_core import generate_ulx3s_sdram_core
+    path = generate_ulx3s_sdram_core(os.path.join(out_dir, "litedram"), top.dram_clock_hz)
+    platform.add_file(path.name, path.read_text())
+    return str(path)
+
+
 def synthesize(build_dir: str, board_name: str, *, load_core: CoreLoader | None = None, seed: int = 1,
                clock_mhz: float | None = None, baud: int | None = None) -> dict:
     """Synthesise ``build_dir`` for board ``board_name``; ``synth.json`` as a dict (module docstring).
@@ -303,7 +340,15 @@ def synthesize(build_dir: str, board_name: str, *, load_core: CoreLoader | None 
         "notes": "; ".join(notes) or None,
     }
 
-    plan = board.platform().prepare(top, name="top", **_tool_options(board, seed))
+    platform = board.platform()
+    if top.sdram:
+        _add_sdram_core(platform, top, out_dir)
+        result["dram_mhz"] = top.dram_clock_hz / 1e6
+        result["weights"] = "sdram"
+        notes.append("the weights are read from the SDRAM, which is empty at power-up: loading "
+                     "sdram.bin into it over the host link is not built yet (docs/sdram.md)")
+        result["notes"] = "; ".join(notes)
+    plan = platform.prepare(top, name="top", **_tool_options(board, seed))
     plan.extract(out_dir)
     returncode = _run_build_script(out_dir, board, env)
 
@@ -339,6 +384,13 @@ def synthesize(build_dir: str, board_name: str, *, load_core: CoreLoader | None 
         fail(f"{board.name}: nextpnr reported no clock (no Max frequency); see {out_dir}/top.tim")
     result.update(clocks=timing["clocks"], fmax_mhz=timing["fmax_mhz"])
     result["timing_met"] = timing["constraints_met"] and result["fmax_mhz"] >= result["clock_mhz"] * (1 - 1e-4)
+    if top.sdram:     # two domains: each against its own clock; fmax_mhz is the core's
+        from .top import DRAM_MHZ
+        domains = domain_timing(timing, {"core": (requested, result["clock_mhz"]),
+                                         "dram": (DRAM_MHZ, result["dram_mhz"])})
+        result["domains"] = domains
+        result["fmax_mhz"] = domains["core"]["achieved_mhz"]
+        result["timing_met"] = timing["constraints_met"] and all(d["met"] for d in domains.values())
 
     bit = os.path.join(out_dir, BITSTREAM[board.family])
     if not os.path.exists(bit):
@@ -349,6 +401,11 @@ def synthesize(build_dir: str, board_name: str, *, load_core: CoreLoader | None 
         svf = os.path.join(out_dir, "top.svf")
         if os.path.exists(svf):
             os.replace(svf, svf + ".timing-failed")
+        if top.sdram:
+            missed = "; ".join(f"{dom} Fmax {d['achieved_mhz']} MHz < {d['clock_mhz']:g} MHz"
+                               for dom, d in result["domains"].items() if not d["met"])
+            fail(f"{board.name}: timing not met: {missed or 'a clock misses its constraint'}; "
+                 f"bitstream withheld as {withheld}")
         fail(f"{board.name}: timing not met: Fmax {result['fmax_mhz']:.2f} MHz < {result['clock_mhz']:g} "
              f"MHz; bitstream withheld as {withheld}; try --clock-mhz {int(result['fmax_mhz'])}")
     with open(bit, "rb") as f:

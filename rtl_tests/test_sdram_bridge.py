@@ -165,3 +165,57 @@ def test_bridge_rejects_a_beat_of_partial_words():
     with pytest.raises(ValueError, match="not whole 16-bit SDRAM words"):
         SDRAMBridge(BurstPort(port_bits=8))
     assert SDRAMBridge(BurstPort(port_bits=64)).words_per_beat == 4
+
+
+class _ToyWithBurstPort(wiring.Component):
+    """``ToyCore`` plus an idle burst port ``mem``: a core with SDRAM weights, for the board top."""
+
+    def __init__(self, port=None):
+        from spikegate.hw.wload import burst_port_signature
+        from spikegate.rtl_tests.toy_core import ToyCore
+        self.toy = ToyCore(num_pixels=16, num_classes=4, pixel_bits=8, logit_bits=16)
+        super().__init__({**self.toy.signature.members,
+                          "mem": Out(burst_port_signature(port or burst_port(16)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.toy = self.toy
+        for name, member in self.toy.signature.members.items():
+            ours, theirs = getattr(self, name), getattr(self.toy, name)
+            if not member.is_port:
+                wiring.connect(m, wiring.flipped(ours), theirs)
+            elif member.flow == Out:
+                m.d.comb += ours.eq(theirs)
+            else:
+                m.d.comb += theirs.eq(ours)
+        return m
+
+
+def test_board_top_with_sdram_elaborates_for_the_ulx3s(tmp_path):
+    """The SDRAM board top against amaranth-boards' ULX3S: the PLL makes the core's 60 MHz, the
+    controller's 50 and 50 at 90 degrees (ecppll's dividers and phase counts), an ODDRX1F on that
+    drives the SDRAM's clock ball (F19), the LiteDRAM core for 50 MHz and the bridge are in, and a
+    core whose burst port is not the ULX3S's is refused."""
+    from spikegate.board_targets.boards import get_board
+    from spikegate.board_targets.litedram_core import core_module_name, generate_ulx3s_sdram_core
+    from spikegate.board_targets.top import BoardTop
+    top = BoardTop(_ToyWithBurstPort, "ulx3s-85f", num_pixels=16, num_classes=4, sdram=True)
+    assert (top.clock["actual_mhz"], top.dram_clock_hz) == (60.0, DRAM_HZ)
+    platform = get_board("ulx3s-85f").platform()
+    core = generate_ulx3s_sdram_core(tmp_path, top.dram_clock_hz)
+    platform.add_file(core.name, core.read_text())
+    platform.prepare(top, name="top").extract(tmp_path / "build")
+    il = (tmp_path / "build" / "top.il").read_text()
+    for line in ("parameter \\CLKOP_DIV 10", "parameter \\CLKOS_DIV 12", "parameter \\CLKOS_CPHASE 4",
+                 "parameter \\CLKOS2_DIV 12", "parameter \\CLKOS2_CPHASE 7", "connect \\CLKOS \\dram_clk",
+                 "connect \\CLKOS2 \\dram_clk_ps", "cell \\ODDRX1F", f"cell \\{core_module_name(DRAM_HZ)}",
+                 "attribute \\FREQUENCY_PIN_CLKOS \"50\""):
+        assert line in il, line
+    assert "sdram_bridge" in il
+    assert 'LOCATE COMP "sdram_0__clk__io" SITE "F19"' in (tmp_path / "build" / "top.lpf").read_text()
+    from dataclasses import replace
+
+    from spikegate.board_targets.top import CoreWithoutBurstPort
+    longer = replace(burst_port(16), max_burst=64)        # its `len` is wider than the board's
+    with pytest.raises(ValueError, match="not the ULX3S's"):
+        CoreWithoutBurstPort(_ToyWithBurstPort(longer)).burst_port

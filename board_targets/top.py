@@ -31,7 +31,7 @@ it works. The SDRAM is empty at power-up: loading the weights into it is not bui
 
 from __future__ import annotations
 
-from amaranth.hdl import (ClockDomain, ClockSignal, DomainRenamer, Elaboratable, Instance, Module, Shape,
+from amaranth.hdl import (ClockDomain, ClockSignal, Const, DomainRenamer, Elaboratable, Instance, Module, Shape,
                           Signal)
 from amaranth.lib import data, io, wiring
 from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
@@ -227,7 +227,8 @@ class BoardTop(Elaboratable):
         por_count = Signal(range(delay + 1))
         por_done = Signal()
         m.d.comb += por_done.eq(por_count == delay)
-        memory_ready = self._sdram_side(m, platform, *dram_clks, locked) if self._sdram else 1
+        # (an SDRAM build's core waits for the controller's power-up sequence: module docstring)
+        memory_ready = self._sdram_side(m, platform, *dram_clks, locked) if self._sdram else Const(1)
         with m.If(~locked | ~memory_ready):
             m.d.por += por_count.eq(0)
         with m.Elif(~por_done):

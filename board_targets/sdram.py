@@ -7,8 +7,8 @@ Verilog is one module with plain ports; this component gives them Amaranth 0.5 s
 and ties the SDRAM pins to I/O ports (the board's ``sdram`` resource requested with ``dir="-"``,
 or named top-level ports for simulation).
 
-Everything runs in the ``sync`` domain, which is the controller's clock (``sys_clk_hz``); a core
-in another domain crosses with Amaranth's FIFOs (not done here). The SDRAM's clock pin is not
+Everything runs in the ``sync`` domain, which is the controller's clock (``sys_clk_hz``); the board
+top renames it to ``dram`` and the core's burst port crosses to it in :mod:`.sdram_bridge`. The SDRAM's clock pin is not
 driven by this component (see :mod:`.litedram_core`): the board top drives it 90 degrees after
 ``sync``. Add the generated Verilog to the platform (``platform.add_file``) or the simulator's
 sources: :func:`generate_ulx3s_sdram_core` returns its path.

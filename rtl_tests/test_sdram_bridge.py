@@ -15,8 +15,9 @@ domain with idle cycles, random back-pressure on ``mem.rdata``; every beat must 
 written there, in order, and the chip model must see no timing violation. The mutant (a bridge
 reading one word too far) must fail the compare.
 
-Cost: about 10 CPU seconds for both cases from a clean build folder (each simulates ~11,000 dram
-cycles of which ~10,000 are LiteDRAM's 200 us power-up wait).
+Beside them: a beat of partial words is refused, and the SDRAM board top elaborates for the ULX3S.
+Cost: about 12 CPU seconds for the five tests from a clean build folder (each simulation covers
+~21,000 dram cycles, ~10,000 of them LiteDRAM's 200 us power-up wait).
 """
 
 from __future__ import annotations

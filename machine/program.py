@@ -72,7 +72,7 @@ FIELDS: list[tuple[str, int]] = [
     ("in_kind", 1), ("lane_mode", 1), ("out_mode", 1),
     ("heads", 5),
     ("wbase", 20),    # first WMEM word
-    ("pbase", 14),    # first BIAS/SHIFT (CONV, HEAD) or THRESH (LIF) entry
+    ("pbase", 20),    # first BIAS/SHIFT (CONV, HEAD) or THRESH (LIF) entry
     ("tag", 10),      # which IR op (index into the program's op names), for debug and traces
 ]
 INSTR_BITS = sum(w for _, w in FIELDS)

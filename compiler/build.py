@@ -37,7 +37,7 @@ from spikegate.errors import SpikegateError
 from spikegate.quantize.graph import Graph
 from spikegate.quantize.irfile import load_ir
 
-from .passes.budget import check_budget, external_reason
+from .passes.budget import BudgetError, check_budget, external_reason
 from .passes.check_ops import check_ops
 from .passes.external_weights import external_weights, largest_layer, place_external, tiled_layers
 from .passes.memory_plan import memory_plan
@@ -144,6 +144,37 @@ def sample_inputs(g: Graph, n: int = 8) -> tuple[np.ndarray | None, str]:
     return None, ""
 
 
+def _placed(g: Graph, target: Target, lanes: int | None, weights: str):
+    """``(program, why its weights are external or None, budget, lanes)``: ``g`` lowered for
+    ``lanes`` and placed on ``target``. ``lanes`` None: the target's default, or, when a model
+    with external weights does not fit beside its on-chip buffers at that many lanes (wider lane
+    groups need deeper tiles), the most lanes below it, halving, that fit; ``why`` then says so.
+    Nothing fits: the default's :class:`BudgetError` (its table)."""
+    first = None
+    for n in ([lanes] if lanes is not None else _fewer_lanes(target.default_lanes)):
+        lowered = lower_to_program(g, n, validate=False)
+        try:
+            prog, why = place_weights(lowered, target, weights)
+            budget = check_budget(prog, target, lanes_given=True, weights=weights)  # raises with the table
+        except BudgetError as e:
+            first = first or e
+            if lanes is not None or not external_reason(lowered, target, weights):
+                raise first
+            continue
+        if first is not None:
+            why = (f"{why}; {n} lanes: with the target's default {target.default_lanes}, the on-chip weight "
+                   f"buffer and accumulators do not fit beside the other memories")
+        return prog, why, budget, n
+    raise first
+
+
+def _fewer_lanes(n: int) -> list[int]:
+    out = [n]
+    while out[-1] > 1:
+        out.append(out[-1] // 2)
+    return out
+
+
 def compile_ir(ir_path: str, target: Target | str, lanes: int | None, out_dir: str, *,
                predict_samples: int = 4, weights: str = "auto", progress=None) -> dict:
     """Compile the IR at ``ir_path`` for ``target`` into ``out_dir``; returns the report.
@@ -159,12 +190,9 @@ def compile_ir(ir_path: str, target: Target | str, lanes: int | None, out_dir: s
 
     target = resolve_target(target)
     g = load_ir(ir_path)
-    if lanes is None:
-        lanes = target.default_lanes
-    if not 1 <= lanes <= 256:
+    if lanes is not None and not 1 <= lanes <= 256:
         raise SpikegateError(f"--lanes must be in 1..256, not {lanes}")
-    prog, why = place_weights(lower_to_program(g, lanes, validate=False), target, weights)
-    budget = check_budget(prog, target, lanes_given=True, weights=weights)  # raises with the table
+    prog, why, budget, lanes = _placed(g, target, lanes, weights)
     step("predicting cycles (instruction-set simulator)")
     x, desc = sample_inputs(g, predict_samples) if predict_samples else (None, "")
     predicted = []
@@ -291,7 +319,7 @@ def read_build(build_dir: str) -> tuple[dict, Graph, Program]:
     w = report.get("weights") or {}
     prog = lower_to_program(g, int(report["lanes"]), validate=w.get("where") != "sdram")
     if w.get("where") == "sdram":
-        prog = external_weights(prog, int(w.get("port_bits", 16)), w.get("buffer_words"))   # its tiling
+        prog = external_weights(prog, int(w.get("port_bits", 16)), w.get("buffer_words"), w.get("acc_words"))  # its tiling
     return report, g, prog
 
 

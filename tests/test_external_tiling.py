@@ -163,15 +163,38 @@ def test_every_layer_in_tiles_equals_the_layer(tiny, lanes):
     assert ((LANES_CO, 0, 1) in seen) == (lanes == 1)
 
 
-def test_a_head_bigger_than_the_buffer_is_one_line(tiny):
-    g, _ = tiny[1]
-    prog = lower_to_program(g, 3)
+@pytest.mark.parametrize("T", [1, 2])
+def test_a_head_bigger_than_the_buffer_runs_in_input_channel_tiles(tiny, T):
+    """A HEAD whose weights exceed the buffer: tiles of input channels, one per time step, all
+    adding into the same logits, the class biases once per step (the other tiles read a block of
+    zero biases). Run on the state the on-chip program leaves before the head, the tiles leave
+    the ACC banks exactly as the whole head does, and OUTPUT then gives the golden logits."""
+    g, x = tiny[T]
+    lanes = 3
+    prog = lower_to_program(g, lanes)
     head = next(i for i in prog.instrs if i.opcode == OP_HEAD)
-    sub = dataclasses.replace(prog, instrs=[prog.instrs[0], head, prog.instrs[-1]])
-    with pytest.raises(BudgetError, match=rf"^layer {head.name}: the classifier head's weights \([\d,]+ words\) do not "
-                                          r"fit the on-chip weight buffer, and tiling its classes needs an ACC offset "
-                                          r"the ISA lacks[^\n]*$"):
-        external_weights(sub, 16, wmem_reads(prog, head) - 1)
+    G = math.ceil(head.cout / lanes)
+    words = wmem_reads(prog, head) * 2 // 5
+    sub = external_weights(dataclasses.replace(prog, instrs=[prog.instrs[0], head, prog.instrs[-1]]), 16, words)
+    tiles = [i for i in sub.instrs[1:-1] if i.opcode == OP_HEAD]
+    assert len(tiles) == T * math.ceil(head.cin / (words // G)) and {i.T for i in tiles} == {1}
+    assert sum(i.cin for i in tiles) == T * head.cin and len(sub.bias) == len(prog.bias) + G * lanes
+    assert sum(i.pbase == head.pbase for i in tiles) == T and not sub.bias[len(prog.bias):].any()
+    px = quantize_input(x[:1], prog.input_scale, prog.pixel_bits)[0]
+    state = iss.MachineState.zeros(prog)
+    for ins in prog.instrs:
+        if ins is head:
+            st = dataclasses.replace(state.copy(), wmem=np.zeros_like(sub.wmem))
+            for t in sub.instrs[1:-1]:
+                iss.execute(sub, t, st)
+            iss.execute(prog, ins, state)
+            np.testing.assert_array_equal(st.acc, state.acc)
+            continue
+        iss.execute(prog, ins, state, px)
+    np.testing.assert_array_equal(state.logits, execute(g, x[:1])[0])
+    with pytest.raises(BudgetError, match=rf"^layer {head.name}: one input channel of the classifier head needs {G} "
+                                          r"words of weights, the on-chip buffer the target leaves holds 1: [^\n]*$"):
+        external_weights(dataclasses.replace(prog, instrs=[prog.instrs[0], head, prog.instrs[-1]]), 16, 1)
 
 
 def test_compile_sizes_the_buffer_to_the_free_block_ram(tiny):

@@ -296,7 +296,7 @@ def check_budget(p: Program, t: Target, lanes_given: bool, weights: str = "auto"
     if n.fits():
         if p.external:
             weights = {"storage": "SDRAM", "loading": "streamed", "where": "sdram",
-                       "buffer_words": int(len(p.wmem)), "port_bits": p.port_bits,
+                       "buffer_words": int(len(p.wmem)), "acc_words": int(p.acc_words), "port_bits": p.port_bits,
                        "external_beats": int(len(p.wmem_external)), "external_bits": external_image_bits(p)}
         elif plan is None:
             weights = {"storage": "block RAM", "loading": "bitstream", "where": "bram"}

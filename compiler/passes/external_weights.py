@@ -15,7 +15,11 @@ weights resident. When that buffer does not fit on chip beside the other memorie
 :func:`place_external` makes it as deep as the free on-chip memory allows and runs every layer
 larger than it in output-channel tiles: ordinary CONVs of a run of output channels, one per time
 step, each after a WLOAD of just its words (then each weight crosses the port once per image and
-time step; ``docs/accelerator.md``, "Output-channel tiling").
+time step; ``docs/accelerator.md``, "Output-channel tiling"). The same tiles bound the ACC banks: a
+layer whose accumulators exceed the ACC depth the placement chose runs in tiles too (the paper
+presets' depthwise convolutions need far more ACC than their weights need WMEM). A classifier head
+larger than the buffer is tiled by input channels instead (its classes share the ACC words that
+OUTPUT reads): every tile adds into the same logits.
 """
 
 from __future__ import annotations
@@ -24,11 +28,11 @@ import dataclasses
 
 import numpy as np
 
-from spikegate.machine.external_memory import pack_rows
-from spikegate.machine.program import (IN_INT, LANES_CO, LANES_TAP, OP_HEAD, OP_WLOAD, Instr, Program,
+from spikegate.machine.external_memory import beats_for, pack_rows
+from spikegate.machine.program import (IN_INT, LANES_CO, LANES_TAP, OP_CONV, OP_HEAD, OP_WLOAD, Instr, Program,
                                        validate_program, wmem_reads)
 
-from .budget import BudgetError, buffer_words_that_fit, on_chip_fits
+from .budget import WMEM_BANK_WORDS, BudgetError, deep_acc_pipeline, buffer_words_that_fit, on_chip_fits
 
 
 def largest_layer(p: Program) -> tuple[str, int]:
@@ -51,20 +55,37 @@ def _tile_rows(p: Program, ins: Instr, c0: int, c1: int) -> np.ndarray:
     return rows[c0 * Gt: c1 * Gt]
 
 
-def _tiles(p: Program, ins: Instr, buffer_words: int) -> list[tuple[int, int]]:
+def acc_need(p: Program, ins: Instr) -> int:
+    """ACC words per bank the CONV/HEAD ``ins`` uses (``passes/pack.py``): a LANES_CO CONV a word per
+    lane group and output pixel, a LANES_TAP CONV one per channel and output pixel, a HEAD one per
+    lane group of classes; 0 for the others."""
+    if ins.opcode == OP_HEAD:
+        return -(-ins.cout // p.lanes)
+    if ins.opcode != OP_CONV:
+        return 0
+    groups = -(-ins.cout // p.lanes) if ins.lane_mode == LANES_CO else ins.cout
+    return groups * ins.ho * ins.wo
+
+
+def _tiles(p: Program, ins: Instr, buffer_words: int, acc_words: int) -> list[tuple[int, int]]:
     """Output-channel tiles ``[c0, c1)`` of the CONV ``ins`` whose weights fill at most
-    ``buffer_words`` words each (as many channels as fit, the last tile shorter); a layer that
-    cannot hold even one lane group (LANES_CO) or one channel (LANES_TAP) is a :class:`BudgetError`."""
+    ``buffer_words`` words and whose accumulators at most ``acc_words`` words per ACC bank each (as
+    many channels as fit, the last tile shorter); a layer that cannot hold even one lane group
+    (LANES_CO) or one channel (LANES_TAP) is a :class:`BudgetError`."""
     P = p.lanes
     if ins.lane_mode == LANES_CO:
         unit, per = P, ins.cin * ins.k * ins.k            # channels per lane group, its words
     else:
         unit, per = 1, -(-ins.k * ins.k // P)
-    units = buffer_words // per
-    if units < 1:
+    if buffer_words // per < 1:
         raise BudgetError(f"layer {ins.name}: one output-channel tile ({unit} channel(s)) needs {per:,} words of "
                           f"weights, the on-chip buffer the target leaves holds {buffer_words:,}: quantize with "
                           f"fewer --weight-bits, use fewer lanes or a smaller model")
+    if acc_words // (ins.ho * ins.wo) < 1:
+        raise BudgetError(f"layer {ins.name}: one output-channel tile needs {ins.ho * ins.wo:,} accumulators per "
+                          f"ACC bank (one per output pixel), the target leaves room for {acc_words:,}: use a "
+                          f"smaller input size or a smaller model")
+    units = min(buffer_words // per, acc_words // (ins.ho * ins.wo))
     step = units * unit
     return [(c0, min(c0 + step, ins.cout)) for c0 in range(0, ins.cout, step)]
 
@@ -87,14 +108,31 @@ def _tile_instrs(ins: Instr, c0: int, c1: int) -> list[Instr]:
     return out
 
 
+def _head_tiles(p: Program, ins: Instr, buffer_words: int) -> list[tuple[int, int]]:
+    """Input-channel tiles ``[c0, c1)`` of the HEAD ``ins`` whose weights (``G`` words per input
+    channel, ``passes/pack.py``) fill at most ``buffer_words`` words each."""
+    G = -(-ins.cout // p.lanes)
+    per = buffer_words // G
+    if per < 1:
+        raise BudgetError(f"layer {ins.name}: one input channel of the classifier head needs {G:,} words of "
+                          f"weights, the on-chip buffer the target leaves holds {buffer_words:,}: use fewer "
+                          f"classes, fewer --weight-bits or a bigger target")
+    return [(c0, min(c0 + per, ins.cin)) for c0 in range(0, ins.cin, per)]
+
+
+def _head_tile_instrs(ins: Instr, c0: int, c1: int, zero_pbase: int) -> list[Instr]:
+    """The HEAD ``ins`` restricted to input channels ``[c0, c1)``, one instruction per time step
+    (spikes are ``[t][c]``). Every tile adds into the same ACC words (the logits: HEAD accumulates,
+    OUTPUT clears), so the class biases, which HEAD adds once per time step, come with the first
+    tile of each step; the others read ``zero_pbase``, a block of zero biases."""
+    return [dataclasses.replace(ins, T=1, src=ins.src + t * ins.cin + c0, cin=c1 - c0, wbase=0,
+                                pbase=ins.pbase if c0 == 0 else zero_pbase) for t in range(ins.T)]
+
+
 def _check_tileable(p: Program, ins: Instr) -> None:
-    """A layer the tiling would change: a HEAD (its classes would need an ACC offset the ISA
-    lacks), a depthwise CONV whose input and output channels differ, or a CONV whose output
-    overlaps its input (a later tile would read what an earlier one wrote). One line naming it."""
-    if ins.opcode == OP_HEAD:
-        raise BudgetError(f"layer {ins.name}: the classifier head's weights ({wmem_reads(p, ins):,} words) do not fit "
-                          f"the on-chip weight buffer, and tiling its classes needs an ACC offset the ISA lacks: "
-                          f"use fewer classes, fewer --weight-bits or a bigger target")
+    """A layer the tiling would change: a depthwise CONV whose input and output channels differ, or
+    a CONV whose output overlaps its input (a later tile would read what an earlier one wrote). One
+    line naming it."""
     if ins.lane_mode == LANES_TAP and ins.cin != ins.cout:
         raise BudgetError(f"layer {ins.name}: a depthwise CONV with {ins.cin} input and {ins.cout} output channels "
                           f"cannot be tiled by channel groups")
@@ -105,7 +143,8 @@ def _check_tileable(p: Program, ins: Instr) -> None:
                           f"cannot run in place")
 
 
-def external_weights(p: Program, port_bits: int, buffer_words: int | None = None) -> Program:
+def external_weights(p: Program, port_bits: int, buffer_words: int | None = None,
+                     acc_words: int | None = None, *, pack: bool = True) -> Program:
     """``p`` (weights on chip, no WLOAD) with its weights in an external image of ``port_bits``-wide
     beats: a WLOAD before every CONV/HEAD into an on-chip WMEM buffer at word 0.
 
@@ -113,37 +152,59 @@ def external_weights(p: Program, port_bits: int, buffer_words: int | None = None
     the buffer holds at most ``buffer_words``: a layer that fits loads whole, a larger CONV runs in
     output-channel tiles (:func:`_tiles`, :func:`_tile_instrs`), each tile and time step with its
     own WLOAD of just its words (a tile's words are in the image once, its T WLOADs read the same
-    beats); the buffer is then as deep as the largest WLOAD. Validated; ``p`` is not changed."""
+    beats); the buffer is then as deep as the largest WLOAD. ``acc_words`` (None: no limit) bounds
+    the ACC banks the same way: a CONV whose accumulators (:func:`acc_need`) exceed it runs in
+    tiles too, and the program's ``acc_words`` is the largest need left. Validated; ``p`` is not
+    changed. ``pack=False``: the plan only, for sizing (:func:`place_external`): the same
+    instructions and sizes, but the external image is all zeros and nothing is validated."""
     if p.external or any(i.opcode == OP_WLOAD for i in p.instrs):
         raise ValueError("external_weights: the program's weights are in external memory already")
     instrs: list[Instr] = []
     beats: list[np.ndarray] = []
     top = 0
+    zero_pbase, zero_entries = None, 0       # the zero biases of a tiled HEAD (_head_tile_instrs)
 
     def load(rows: np.ndarray) -> int:
         nonlocal top
-        beats.append(pack_rows(rows, p.weight_bits, port_bits))
-        top += len(beats[-1])
-        return top - len(beats[-1])
+        n = beats_for(len(rows), p.lanes * p.weight_bits, port_bits)
+        if pack:
+            beats.append(pack_rows(rows, p.weight_bits, port_bits))
+            assert len(beats[-1]) == n
+        top += n
+        return top - n
 
     for ins in p.instrs:
         n = wmem_reads(p, ins)
         if not n:
             instrs.append(ins)
-        elif buffer_words is None or n <= buffer_words:
+        elif (buffer_words is None or n <= buffer_words) and (acc_words is None or acc_need(p, ins) <= acc_words):
             src = load(p.wmem[ins.wbase: ins.wbase + n])
             instrs += [Instr.wload(src, n, 0, name=ins.name, tag=ins.tag), dataclasses.replace(ins, wbase=0)]
+        elif ins.opcode == OP_HEAD:
+            G = -(-ins.cout // p.lanes)
+            if zero_pbase is None:
+                zero_pbase = len(p.bias)
+            zero_entries = max(zero_entries, G * p.lanes)
+            for c0, c1 in _head_tiles(p, ins, buffer_words):
+                src = load(p.wmem[ins.wbase + c0 * G: ins.wbase + c1 * G])
+                for tile in _head_tile_instrs(ins, c0, c1, zero_pbase):
+                    instrs += [Instr.wload(src, (c1 - c0) * G, 0, name=ins.name, tag=ins.tag), tile]
         else:
             _check_tileable(p, ins)
-            for c0, c1 in _tiles(p, ins, buffer_words):
+            for c0, c1 in _tiles(p, ins, buffer_words or n, acc_words or acc_need(p, ins)):
                 rows = _tile_rows(p, ins, c0, c1)
                 src = load(rows)
                 for tile in _tile_instrs(ins, c0, c1):
                     instrs += [Instr.wload(src, len(rows), 0, name=ins.name, tag=ins.tag), tile]
     words = max([i.n_words for i in instrs if i.opcode == OP_WLOAD], default=1)
-    return validate_program(dataclasses.replace(
-        p, instrs=instrs, wmem=np.zeros((words, p.lanes), dtype=np.int64),
-        wmem_external=np.concatenate(beats) if beats else np.zeros(0, dtype=np.uint64), port_bits=port_bits))
+    acc = p.acc_words if acc_words is None else max([1] + [acc_need(p, i) for i in instrs])
+    zeros = np.zeros(zero_entries, dtype=np.int64)
+    image = np.concatenate(beats) if beats else np.zeros(0 if pack else top, dtype=np.uint64)
+    return (validate_program if pack else (lambda q: q))(dataclasses.replace(
+        p, instrs=instrs, wmem=np.zeros((words, p.lanes), dtype=np.int64), acc_words=acc,
+        bias=np.concatenate([np.asarray(p.bias, dtype=np.int64), zeros]),
+        shift=np.concatenate([np.asarray(p.shift, dtype=np.int64), zeros]),
+        wmem_external=image, port_bits=port_bits))
 
 
 def tiled_layers(ext: Program) -> list[str]:
@@ -153,32 +214,73 @@ def tiled_layers(ext: Program) -> list[str]:
     return [n for n in dict.fromkeys(names) if names.count(n) > 1]
 
 
-def place_external(p: Program, t, port_bits: int) -> Program:
-    """``p`` with its weights in the target ``t``'s external memory: whole layers in a buffer of
-    the largest layer if that fits on chip beside the other memories; else the buffer as deep as
-    the free on-chip memory allows (``budget.buffer_words_that_fit``), the layers larger than it in
-    output-channel tiles. Tiles add instructions (a larger program ROM), so the buffer is sized
-    again on the tiled program until it fits. The result is ``external_weights(p, port_bits,
-    len(result.wmem))`` (the buffer's depth gives the tiling back: ``build.read_build`` rebuilds
-    it from ``report.json``'s ``buffer_words``). If even the other memories do not fit, the
-    whole-layer program is returned for ``check_budget``'s table."""
-    ext = external_weights(p, port_bits)
-    words = buffer_words_that_fit(ext, t)
-    if on_chip_fits(ext, t) or words < 1:
-        return ext
-    sized = ext
-    for _ in range(8):
-        sized = external_weights(p, port_bits, words)
+def _acc_limits(ext: Program) -> list[int]:
+    """ACC depths to try, largest first: the whole program's, then powers of two down to the
+    smallest one every layer can still be tiled into (one lane group's or channel's output pixels;
+    a HEAD's lane groups: its tiles split input channels, not classes)."""
+    floor = max([1] + [i.ho * i.wo for i in ext.instrs if i.opcode == OP_CONV]
+                + [acc_need(ext, i) for i in ext.instrs if i.opcode == OP_HEAD])
+    out, d = [ext.acc_words], 1 << (ext.acc_words.bit_length() - 1)
+    while d >= floor:
+        if d < out[-1]:
+            out.append(d)
+        d //= 2
+    return out + ([floor] if floor < out[-1] else [])
+
+
+def _sized(p: Program, t, port_bits: int, acc_words: int | None) -> Program | None:
+    """The plan (``pack=False``) of ``p`` external with ACC at most ``acc_words`` deep and the
+    deepest WMEM buffer that fits on chip beside the rest (the layers larger than either in tiles);
+    None if none fits. Tiles add instructions (a larger program ROM), so a buffer is tried from the
+    free memory of the untiled plan downwards (a banked WMEM one bank, ``WMEM_BANK_WORDS``, at a time). A layer
+    that cannot be tiled that small is a :class:`BudgetError`."""
+    sized = external_weights(p, port_bits, None, acc_words, pack=False)
+    if on_chip_fits(sized, t):
+        return sized
+    words = buffer_words_that_fit(sized, t)
+    while words >= 1:
+        sized = external_weights(p, port_bits, words, acc_words, pack=False)
         while len(sized.wmem) < words:       # the tiling the buffer's own depth gives (read_build's)
             words = len(sized.wmem)
-            sized = external_weights(p, port_bits, words)
+            sized = external_weights(p, port_bits, words, acc_words, pack=False)
         if on_chip_fits(sized, t):
             return sized
-        words = buffer_words_that_fit(sized, t)  # the tiles' instructions took program memory
-        if words < 1:
-            break
+        step = WMEM_BANK_WORDS if deep_acc_pipeline(p.lanes) else 1     # banked WMEM grows a bank at a time
+        words = min(buffer_words_that_fit(sized, t), (words - 1) // step * step)
+    return None
+
+
+def place_external(p: Program, t, port_bits: int) -> Program:
+    """``p`` with its weights in the target ``t``'s external memory: whole layers in a buffer of
+    the largest layer if that fits on chip beside the other memories; else, for each ACC depth of
+    :func:`_acc_limits`, the buffer as deep as the free on-chip memory allows
+    (``budget.buffer_words_that_fit``) and the layers larger than the buffer or ACC in
+    output-channel tiles, keeping the fitting one the cycle model (``iss.estimate_cycles`` at a
+    10 % spike rate) predicts fastest. The result is ``external_weights(p, port_bits,
+    len(result.wmem), result.acc_words)`` (``build.read_build`` rebuilds the tiling from
+    ``report.json``'s ``buffer_words`` and ``acc_words``). If even the memories besides WMEM and
+    ACC do not fit, the whole-layer program is returned for ``check_budget``'s table."""
+    from spikegate.compiler.iss import estimate_cycles
+
+    ext = external_weights(p, port_bits)
+    if on_chip_fits(ext, t):
+        return ext
+    fits, errors = [], []
+    for a in _acc_limits(ext):
+        try:
+            fits.append(_sized(p, t, port_bits, a))
+        except BudgetError as e:
+            errors.append(e)
+    fits = [q for q in fits if q is not None]
+    if fits:
+        best = min(fits, key=lambda q: estimate_cycles(q, 0.1)["cycles"])
+        return external_weights(p, port_bits, len(best.wmem), best.acc_words)
+    if errors:              # the shallowest ACC leaves the most room for weights: its reason
+        raise errors[-1]
+    if buffer_words_that_fit(external_weights(p, port_bits, None, _acc_limits(ext)[-1]), t) < 1:
+        return ext
     name, n = largest_layer(ext)
     raise BudgetError(f"layer {name}: its weights ({n:,} words of {p.lanes * p.weight_bits} bits) do not fit the "
                       f"on-chip weight buffer of {t.name} beside the other memories, nor do output-channel tiles "
-                      f"(their {len(sized.instrs) - len(ext.instrs):,} extra instructions need program memory too): "
-                      f"quantize with fewer --weight-bits or use a smaller model")
+                      f"(their extra instructions need program memory too): quantize with fewer --weight-bits or "
+                      f"use a smaller model")

@@ -13,8 +13,12 @@ from .checkpoint import load_model
 from .golden import execute
 from .graph import Graph
 from .lower import lower
-from .quantizer import quantize_graph
+from .quantizer import choose_input_scale, quantize_graph, rescale
 from .ranges import DEFAULT_MAX_BITS, DEFAULT_STREAM_BITS, widest_word
+
+# How the quantiser rounds the weights: ``nearest`` (each weight on its own, half to even) or
+# ``adaround`` (each covered weight up or down, as learned on the calibration images; quantize/adaround.py).
+ROUNDINGS = ("nearest", "adaround")
 
 
 def calibration_data(spec: str | None, cfg, trained_on: str | None = None
@@ -95,25 +99,41 @@ def quantize_checkpoint(ckpt: str, *, calib: str | None = None, weight_bits: int
                         heads: int | None = None, T: int | None = None, preset: str | None = None,
                         progress=None, evaluate: bool = True,
                         max_bits: int = DEFAULT_MAX_BITS,
-                        stream_bits: int = DEFAULT_STREAM_BITS) -> tuple[Graph, dict]:
+                        stream_bits: int = DEFAULT_STREAM_BITS, rounding: str = "nearest",
+                        rounding_seed: int = 0) -> tuple[Graph, dict]:
     """The integer IR of a checkpoint, and a report (per-layer errors and accuracy). With
     ``evaluate=False``: the same IR without ``meta["accuracy"]`` and only the model config in the
-    report, several times faster."""
+    report, several times faster. ``rounding="adaround"`` learns each weight's rounding on the
+    calibration images first (report key ``rounding``); the per-layer errors and the accuracy are
+    still measured against the checkpoint's own float model."""
     if not isinstance(weight_bits, int) or not 4 <= weight_bits <= 16:
         raise SpikegateError(f"--weight-bits must be in 4..16, not {weight_bits}")
+    if rounding not in ROUNDINGS:
+        raise SpikegateError(f"--rounding must be one of {', '.join(ROUNDINGS)}, not {rounding!r}")
     model, ck = load_model(ckpt, preset_name=preset, heads=heads, T=T)
     cfg = model.cfg
     T = cfg.T
     step = progress or (lambda name: None)  # progress(name): the step that starts now
     x_cal, evalset, calib_desc = calibration_data(calib, cfg, ck.args.get("data"))
+    qmodel, learned = model, None
+    if rounding == "adaround":
+        from .adaround import adaround
+
+        step("learning the rounding (AdaRound)")
+        qmodel, learned = adaround(model, x_cal, weight_bits, input_bits=input_bits, seed=rounding_seed)
     step("lowering and calibrating")
-    g0 = lower(model)
-    g_float, g_int = quantize_graph(g0, x_cal, weight_bits=weight_bits, input_bits=input_bits, T=T,
-                                    max_bits=max_bits, stream_bits=stream_bits)
+    g_float, g_int = quantize_graph(lower(qmodel), x_cal, weight_bits=weight_bits, input_bits=input_bits,
+                                    T=T, max_bits=max_bits, stream_bits=stream_bits)
     g_int.meta["source"] = {"checkpoint": ck.path, "calibration": calib_desc}
+    if learned:  # only then: a nearest-rounded IR stays byte-identical to before the option existed
+        g_int.meta["source"]["rounding"] = rounding
     widths = width_report(g_int)
+    extra = {"rounding": learned} if learned else {}
     if not evaluate:
-        return g_int, {"config": cfg.to_json(), "widths": widths}
+        return g_int, {"config": cfg.to_json(), "widths": widths, **extra}
+    if learned:  # errors against the checkpoint's float weights, not the learned ones
+        g_float = rescale(lower(model), input_scale=choose_input_scale(x_cal, input_bits),
+                          input_bits=input_bits, weight_bits=weight_bits)
     step("per-layer errors")
     layers = layer_report(g_float, g_int, x_cal, T)
     step("accuracy, float and integer")
@@ -124,11 +144,13 @@ def quantize_checkpoint(ckpt: str, *, calib: str | None = None, weight_bits: int
     pf, pi = lf.argmax(1), intops.argmax(li)
     summary = {"samples": int(len(xe)), "argmax_agreement": float((pf == pi).mean() * 100.0),
                "weight_bits": weight_bits, "T": T, "calibration": calib_desc}
+    if learned:
+        summary["rounding"] = rounding
     if ye is not None:
         summary["float_top1"] = float((pf == ye).mean() * 100.0)
         summary["int_top1"] = float((pi == ye).mean() * 100.0)
     g_int.meta["accuracy"] = summary
-    return g_int, {"layers": layers, "summary": summary, "config": cfg.to_json(), "widths": widths}
+    return g_int, {"layers": layers, "summary": summary, "config": cfg.to_json(), "widths": widths, **extra}
 
 
 def width_report(g: Graph) -> dict:

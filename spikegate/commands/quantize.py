@@ -7,6 +7,7 @@ from spikegate.commands._common import add_verb, check_model_arg, checked_int, o
 
 def register(sub):
     from spikegate.quantize.model import PRESETS
+    from spikegate.quantize.pipeline import ROUNDINGS
 
     p = add_verb(sub, "quantize", "fold, re-parameterise and quantise a checkpoint into an .sgir IR", [
         "spikegate quantize default -o m.sgir",
@@ -26,6 +27,10 @@ def register(sub):
     p.add_argument("--stream-bits", type=int, default=24,
                    help="keep activations this narrow where the calibration data allows, 8..48 (default 24); "
                         "wider ones saturate at a width chosen from the calibration data")
+    p.add_argument("--rounding", default="nearest", **one_of("rounding", ROUNDINGS),
+                   help="how weights are rounded: 'nearest' (default) or 'adaround' (each weight up or down, "
+                        "learned on the calibration images to keep the float model's outputs; no labels; "
+                        "minutes on the digits models)")
     p.add_argument("--heads", type=int, help="attention heads (default: as recorded in the checkpoint, else 8)")
     p.add_argument("--T", dest="T", type=int, help="time steps, 1..64 (default: the checkpoint's)")
     p.add_argument("--preset", **one_of("preset", PRESETS),
@@ -108,7 +113,7 @@ def run(args):
         step("loading the checkpoint and data")
         g, rep = quantize_checkpoint(args.checkpoint, calib=args.calib, weight_bits=wb, input_bits=ib,
                                      heads=heads, T=T, preset=args.preset, progress=step,
-                                     max_bits=max_bits, stream_bits=stream_bits)
+                                     max_bits=max_bits, stream_bits=stream_bits, rounding=args.rounding)
         step("writing the IR")
         save_ir(g, args.out)
     if args.json:
@@ -118,10 +123,19 @@ def run(args):
         print_table(rep)
     else:
         print(worst_line(rep))
+    if "rounding" in rep:
+        print(rounding_line(rep["rounding"]))
     print(f"wrote {args.out}: {len(g.ops)} ops, {wb}-bit weights")
     print(width_line(rep["widths"]))
     print(summary_line(rep))
     return 0
+
+
+def rounding_line(r: dict) -> str:
+    """What AdaRound learned: how many weights it rounded the other way than nearest, and its cost."""
+    return (f"rounding: AdaRound, {r['flipped_vs_nearest']} of {r['weights']} weights rounded the other way "
+            f"than nearest ({r['iters']} steps on {r['calib_samples']} calibration images, seed {r['seed']}, "
+            f"{r['seconds']:.0f} s)")
 
 
 def width_line(w: dict) -> str:

@@ -169,6 +169,10 @@ def board_top(build_dir: str, board: Board, report: dict, *, load_core: CoreLoad
             raise SpikegateError(f"{build_dir}: report.json puts the weights in SDRAM but the core has "
                                   f"no burst port 'mem'; recompile")
         core = CoreWithoutBurstPort(core)      # the host link's view; the top connects `mem`
+        image = os.path.join(build_dir, weights.get("external_image") or "sdram.bin")
+        if not os.path.isfile(image) or os.path.getsize(image) % 2 or not os.path.getsize(image):
+            raise SpikegateError(f"{image}: missing, empty or not whole 16-bit SDRAM words; recompile")
+        top_options["sdram_words"] = os.path.getsize(image) // 2   # the host link checks them all
     try:
         widths = accel_widths(core)
     except TypeError as e:

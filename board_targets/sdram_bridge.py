@@ -18,37 +18,53 @@ native port cannot be stalled), and hands words on as a valid/ready stream; this
 only while the beat FIFO can be written. So a core that stops taking beats fills the beat FIFO,
 then the controller's FIFO, and then no more reads are issued: no FIFO overflows.
 
-Ports: ``mem`` (In(:func:`~spikegate.hw.wload.burst_port_signature`), in ``core_domain``), and in
-``dram_domain`` ``dram_cmd`` (Out, :func:`.sdram.native_cmd_layout`, reads only: ``we`` = 0) and
-``dram_rdata`` (In, one word per transfer): connect them to the controller's ``cmd``/``rdata``.
-Read-only: loading the SDRAM (over the host link) is not built yet.
+The host link's port (``host``, :func:`~spikegate.hw.host_link_sdram.sdram_access_signature`,
+``core_domain``): single-word writes and reads, for loading the weights (LOAD_SDRAM) and reading
+them back (CHECK_SDRAM). Arbitration: both ports feed the one command FIFO, a burst before a host
+access in the same cycle; the host link uses its port only while the core is idle, so in practice
+they never compete. Entries are executed in FIFO order on the dram side, so a host read after host
+writes sees them. Each read's owner (core or host) goes into a small tag FIFO as the controller
+takes it; the words come back in command order and go to the beat joiner or, through a third
+``AsyncFIFO``, to ``host.rdata``. A host write is one native write command with its word: the
+word is in a register before the command is offered and stays there until the controller raises
+``wdata.ready`` (LiteDRAM's native port takes the data in that cycle whether ``wdata.valid`` is
+high or not), and the next entry waits for it.
+
+Ports: ``mem`` (In(:func:`~spikegate.hw.wload.burst_port_signature`), in ``core_domain``), ``host``
+(In, ``core_domain``), and in ``dram_domain`` ``dram_cmd`` (Out, :func:`.sdram.native_cmd_layout`),
+``dram_wdata`` (Out, :func:`.sdram.native_wdata_layout`) and ``dram_rdata`` (In, one word per
+transfer): connect them to the controller's ``cmd``/``wdata``/``rdata``.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal
-from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import AsyncFIFO
+from types import SimpleNamespace
+
+from amaranth.hdl import Cat, DomainRenamer, Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import AsyncFIFO, SyncFIFO
 from amaranth.lib.wiring import In, Out
 
+from spikegate.hw.host_link_sdram import sdram_access_signature, sdram_op_layout
 from spikegate.hw.wload import burst_cmd_layout, burst_port_signature
 from spikegate.machine.external_memory import BurstPort
 
 from .litedram_core import ULX3S_SDRAM
-from .sdram import native_cmd_layout
+from .sdram import native_cmd_layout, native_wdata_layout
 
 __all__ = ["SDRAMBridge"]
 
 
 class SDRAMBridge(wiring.Component):
-    """Burst port ``mem`` (``core_domain``) -> native reads ``dram_cmd``/``dram_rdata``
-    (``dram_domain``); see the module docstring. ``cmd_depth`` bursts and ``beat_depth`` beats
-    can wait in the crossing FIFOs."""
+    """Burst port ``mem`` and host port ``host`` (``core_domain``) -> the native port
+    ``dram_cmd``/``dram_wdata``/``dram_rdata`` (``dram_domain``); see the module docstring.
+    ``cmd_depth`` commands, ``beat_depth`` beats and ``host_depth`` host words can wait in the
+    crossing FIFOs; ``tag_depth`` reads can be in the controller (its rdata FIFO's depth, 16)."""
 
     def __init__(self, port: BurstPort, *, core_domain: str = "sync", dram_domain: str = "dram",
                  word_bits: int = ULX3S_SDRAM.data_bits,
                  word_address_bits: int = ULX3S_SDRAM.word_address_bits,
-                 cmd_depth: int = 4, beat_depth: int = 16):
+                 cmd_depth: int = 4, beat_depth: int = 16, host_depth: int = 4, tag_depth: int = 16):
         if not isinstance(port, BurstPort):
             raise TypeError(f"port must be a BurstPort, not {port!r}")
         if port.port_bits % word_bits:
@@ -59,54 +75,108 @@ class SDRAMBridge(wiring.Component):
         self.word_bits, self.word_address_bits = word_bits, word_address_bits
         self.core_domain, self.dram_domain = core_domain, dram_domain
         self.cmd_depth, self.beat_depth = cmd_depth, beat_depth
+        self.host_depth, self.tag_depth = host_depth, tag_depth
         super().__init__({
             "mem": In(burst_port_signature(port)),
+            "host": In(sdram_access_signature(word_address_bits, word_bits)),
             "dram_cmd": Out(stream.Signature(native_cmd_layout(word_address_bits))),
+            "dram_wdata": Out(stream.Signature(native_wdata_layout(word_bits))),
             "dram_rdata": In(stream.Signature(word_bits)),
         })
 
+    def _entry_layout(self) -> data.StructLayout:
+        """A command FIFO entry: a burst, or (``host``) one host access."""
+        return data.StructLayout({"host": 1, "burst": burst_cmd_layout(self.port),
+                                  "op": sdram_op_layout(self.word_address_bits, self.word_bits)})
+
     def elaborate(self, platform):
         m = Module()
-        k, port = self.words_per_beat, self.port
-        layout = burst_cmd_layout(port)
+        port = self.port
+        layout = self._entry_layout()
         m.submodules.cmd_fifo = cf = AsyncFIFO(width=layout.size, depth=self.cmd_depth,
                                                w_domain=self.core_domain, r_domain=self.dram_domain)
         m.submodules.beat_fifo = bf = AsyncFIFO(width=port.port_bits, depth=self.beat_depth,
                                                 w_domain=self.dram_domain, r_domain=self.core_domain)
+        m.submodules.host_fifo = hf = AsyncFIFO(width=self.word_bits, depth=self.host_depth,
+                                                w_domain=self.dram_domain, r_domain=self.core_domain)
+        m.submodules.tag_fifo = tags = DomainRenamer(self.dram_domain)(SyncFIFO(width=1, depth=self.tag_depth))
+        entry = layout(cf.w_data)
+        with m.If(self.mem.cmd.valid):       # the core's bursts first (module docstring)
+            m.d.comb += [entry.burst.eq(self.mem.cmd.payload), cf.w_en.eq(1), self.mem.cmd.ready.eq(cf.w_rdy)]
+        with m.Else():
+            m.d.comb += [entry.host.eq(1), entry.op.eq(self.host.cmd.payload), cf.w_en.eq(self.host.cmd.valid),
+                         self.host.cmd.ready.eq(cf.w_rdy)]
         m.d.comb += [
-            cf.w_data.eq(self.mem.cmd.payload), cf.w_en.eq(self.mem.cmd.valid),
-            self.mem.cmd.ready.eq(cf.w_rdy),
             self.mem.rdata.payload.eq(bf.r_data), self.mem.rdata.valid.eq(bf.r_rdy),
             bf.r_en.eq(self.mem.rdata.ready),
+            self.host.rdata.payload.eq(hf.r_data), self.host.rdata.valid.eq(hf.r_rdy),
+            hf.r_en.eq(self.host.rdata.ready),
         ]
-        self._issue(m, layout(cf.r_data), cf)
-        self._join(m, bf)
+        self._issue(m, layout(cf.r_data), cf, tags)
+        self._route(m, bf, hf, tags)
         return m
 
-    def _issue(self, m, burst, cf):
-        """dram side: one burst at a time, ``len * k`` word reads from ``addr * k`` on."""
+    def _issue(self, m, entry, cf, tags):
+        """dram side: one entry at a time; a burst is ``len * k`` word reads from ``addr * k`` on,
+        a host read one read, a host write one write (module docstring: its data first)."""
         dram = m.d[self.dram_domain]
         k = self.words_per_beat
+        cmd, wdata = self.dram_cmd, self.dram_wdata
         addr = Signal(self.word_address_bits)
         left = Signal(range(self.port.max_burst * k + 1))
-        m.d.comb += [self.dram_cmd.payload.we.eq(0), self.dram_cmd.payload.addr.eq(addr)]
-        with m.If(left == 0):
-            m.d.comb += cf.r_en.eq(1)
-            with m.If(cf.r_rdy):
-                dram += [addr.eq(self._word_address(burst.addr)), left.eq(burst.len * k)]
+        host = Signal()                      # the reads being issued are the host's
+        m.d.comb += [cmd.payload.addr.eq(addr), wdata.payload.we.eq(-1), tags.w_data.eq(host)]
+        with m.FSM(domain=self.dram_domain):
+            with m.State("IDLE"):
+                m.d.comb += cf.r_en.eq(1)
+                with m.If(cf.r_rdy & entry.host & entry.op.we):
+                    dram += [addr.eq(entry.op.addr), wdata.payload.data.eq(entry.op.data)]
+                    m.next = "WRITE"
+                with m.Elif(cf.r_rdy & entry.host):
+                    dram += [addr.eq(entry.op.addr), left.eq(1), host.eq(1)]
+                    m.next = "READ"
+                with m.Elif(cf.r_rdy):
+                    dram += [addr.eq(self._word_address(entry.burst.addr)), left.eq(entry.burst.len * k),
+                             host.eq(0)]
+                    m.next = "READ"
+            with m.State("READ"):
+                m.d.comb += [cmd.valid.eq(tags.w_rdy), tags.w_en.eq(cmd.ready)]
+                with m.If(cmd.ready):
+                    dram += [addr.eq(addr + 1), left.eq(left - 1)]
+                    with m.If(left == 1):
+                        m.next = "IDLE"
+            with m.State("WRITE"):           # the command, its word already presented
+                m.d.comb += [cmd.valid.eq(1), cmd.payload.we.eq(1), wdata.valid.eq(1)]
+                with m.If(cmd.ready & wdata.ready):
+                    m.next = "IDLE"
+                with m.Elif(cmd.ready):
+                    m.next = "WDATA"
+            with m.State("WDATA"):           # until the controller takes the word
+                m.d.comb += wdata.valid.eq(1)
+                with m.If(wdata.ready):
+                    m.next = "IDLE"
+
+    def _route(self, m, bf, hf, tags):
+        """dram side: each word read goes where its tag says: to the host FIFO or the joiner."""
+        rd = self.dram_rdata
+        joined = SimpleNamespace(valid=Signal(name="join_valid"), ready=Signal(name="join_ready"),
+                                 payload=Signal(self.word_bits, name="join_word"))
+        m.d.comb += [tags.r_en.eq(rd.valid & rd.ready), joined.payload.eq(rd.payload),
+                     hf.w_data.eq(rd.payload)]
+        with m.If(tags.r_data):
+            m.d.comb += [hf.w_en.eq(rd.valid), rd.ready.eq(hf.w_rdy)]
         with m.Else():
-            m.d.comb += self.dram_cmd.valid.eq(1)
-            with m.If(self.dram_cmd.ready):
-                dram += [addr.eq(addr + 1), left.eq(left - 1)]
+            m.d.comb += [joined.valid.eq(rd.valid), rd.ready.eq(joined.ready)]
+        self._join(m, bf, joined)
 
     def _word_address(self, beat_addr):
         """The native word address of a beat's first word (the SDRAM holds the packed image from
         word 0: beat ``b`` at word ``k * b``)."""
         return beat_addr * self.words_per_beat
 
-    def _join(self, m, bf):
-        """dram side: ``k`` words (the first low) -> one beat into the beat FIFO."""
-        k, rd = self.words_per_beat, self.dram_rdata
+    def _join(self, m, bf, rd):
+        """dram side: ``k`` words of ``rd`` (the first low) -> one beat into the beat FIFO."""
+        k = self.words_per_beat
         if k == 1:
             m.d.comb += [bf.w_data.eq(rd.payload), bf.w_en.eq(rd.valid), rd.ready.eq(bf.w_rdy)]
             return

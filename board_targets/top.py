@@ -26,7 +26,10 @@ cycle after the PHY launches them; docs/sdram.md, "Clocks"). :class:`.sdram_brid
 carries the core's bursts into ``dram`` and the beats back. ``dram`` leaves reset with the PLL's
 lock; ``sync`` (and with it the host link and the core) stays in reset until the controller's
 power-up sequence has run (``init_done``, about 200 us), so the core never reads the SDRAM before
-it works. The SDRAM is empty at power-up: loading the weights into it is not built yet.
+it works. The SDRAM is empty at power-up: the host writes the image (``sdram.bin``, ``sdram_words``
+16-bit words) over the host link (LOAD_SDRAM) and has it read back (CHECK_SDRAM); the link's SDRAM
+port reaches the controller through the bridge's ``host`` port, and START is refused until the
+check over the whole image has matched (docs/host-protocol.md).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
 from spikegate.hw.host_link import UARTAccelerator
 
 from .boards import Board, get_board
+from .litedram_core import ULX3S_SDRAM
 from .pll import ecp5_add_output, pll_instance, pll_params
 
 __all__ = ["BoardTop", "CoreWithoutBurstPort", "clock_plan", "DRAM_MHZ"]
@@ -121,19 +125,23 @@ class BoardTop(Elaboratable):
     """Top level for ``board`` (a :class:`Board` or its name) around ``core_factory()``.
 
     ``num_pixels``/``num_classes`` (and ``weight_words``, for a core whose weights are loaded at
-    run time) describe the core (they are not in its signature); the pixel and logit widths are
+    run time, or ``sdram_words``, the 16-bit words of the SDRAM image of a core whose weights live
+    there) describe the core (they are not in its signature); the pixel and logit widths are
     read from the core's signature.
     """
 
     def __init__(self, core_factory, board, *, num_pixels: int, num_classes: int,
                  clock_mhz: float | None = None, baud: int | None = None, timeout_ms: float = 100.0,
-                 weight_words: int = 0, sdram: bool = False):
+                 weight_words: int = 0, sdram: bool = False, sdram_words: int = 0):
         self._board = board if isinstance(board, Board) else get_board(board)
         self._core_factory = core_factory
         self._core = None
         self._num_pixels, self._num_classes = num_pixels, num_classes
         self._weight_words = weight_words
         self._sdram = bool(sdram)
+        if self._sdram and not (isinstance(sdram_words, int) and sdram_words > 0):
+            raise ValueError(f"sdram=True needs sdram_words, the image's 16-bit words (> 0), not {sdram_words!r}")
+        self._sdram_words = int(sdram_words) if self._sdram else 0
         self._clock = clock_plan(self._board, clock_mhz, sdram=self._sdram)
         self._baud = int(baud or self._board.baud)
         if self._baud <= 0:
@@ -238,7 +246,8 @@ class BoardTop(Elaboratable):
         m.submodules.system = system = UARTAccelerator(
             self.core, num_pixels=self._num_pixels, num_classes=self._num_classes,
             divisor=self._divisor, timeout=self._timeout, clk_hz=int(round(clk_hz)),
-            weight_words=self._weight_words,
+            weight_words=self._weight_words, sdram_words=self._sdram_words,
+            sdram_addr_bits=ULX3S_SDRAM.word_address_bits if self._sdram else None,
             # the ECP5's host link starts the core from a register (hw/host_link.py); the UP5K's
             # netlist stays as it was, its Fmax margin being a placement's
             registered_start=board.family == "ecp5")
@@ -253,6 +262,7 @@ class BoardTop(Elaboratable):
             m.d.comb += led_buf.o.eq(sig)
         if self._sdram:
             wiring.connect(m, self.core.mem, m.submodules.sdram_bridge.mem)
+            wiring.connect(m, system.sdram, m.submodules.sdram_bridge.host)
         return m
 
     def _sdram_side(self, m, platform, dram_clk, dram_clk_ps, locked):
@@ -273,6 +283,7 @@ class BoardTop(Elaboratable):
                                           o_Q=pins.clk.io)
         m.submodules.sdram_bridge = bridge = SDRAMBridge(self.core.burst_port)
         wiring.connect(m, bridge.dram_cmd, ctrl.cmd)
+        wiring.connect(m, bridge.dram_wdata, ctrl.wdata)
         wiring.connect(m, ctrl.rdata, bridge.dram_rdata)
         init_done = Signal()
         m.submodules.init_sync = FFSynchronizer(ctrl.init_done, init_done, o_domain="sync")

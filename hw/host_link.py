@@ -17,7 +17,11 @@ The protocol is specified in ``docs/host-protocol.md``; its constants and framin
   through the enframer). For a core whose weights are loaded at run time (``weight_words > 0``),
   :class:`~spikegate.hw.host_link_weights.WeightLoader` writes LOAD_WEIGHTS' words through the
   core's ``weights`` port, INFO (protocol version 2) says how many words and whether they are
-  loaded, and START is refused until they are.
+  loaded, and START is refused until they are. For a core whose weights live in SDRAM
+  (``sdram_words > 0``), :class:`~spikegate.hw.host_link_sdram.SDRAMLoader` writes LOAD_SDRAM's
+  words through the link's ``sdram`` port and reads them back for CHECK_SDRAM; INFO (protocol
+  version 3) says whether the last check over the whole image matched, and START is refused until
+  it has.
 * :class:`UARTAccelerator`  UART receiver + host link + UART transmitter + the core: the whole
   system behind two pins, as simulated by the testbench and placed on the boards.
 """
@@ -40,6 +44,7 @@ from .host_link_framing import check_int
 from .host_link_pixels import PixelLoader, PixelStreamer
 from .host_link_response import ResponseBuilder
 from .host_link_results import ResultKeeper
+from .host_link_sdram import SDRAMLoader, sdram_access_signature
 from .host_link_weights import WeightLoader
 
 __all__ = ["Deframer", "Enframer", "HostLink", "UARTAccelerator", "accel_widths", "accel_weights", "connect_core"]
@@ -117,12 +122,17 @@ class HostLink(wiring.Component):
     ``clk_hz`` (reported by INFO so the host can turn cycles into time; 0 = unknown). For a core
     whose weights are loaded at run time: ``weight_words`` (> 0: the words LOAD_WEIGHTS must
     write before START is accepted), ``weight_bits`` (bits per word) and ``weight_addr_bits``
-    (the core's weight address width; default: just enough for ``weight_words``).
+    (the core's weight address width; default: just enough for ``weight_words``). For a core
+    whose weights live in SDRAM: ``sdram_words`` (> 0: the image's 16-bit words, from SDRAM word
+    0) and ``sdram_addr_bits`` (the SDRAM's word address width); members ``sdram`` (Out,
+    :func:`~spikegate.hw.host_link_sdram.sdram_access_signature`, to the SDRAM bridge) and
+    ``sdram_verified`` (Out).
     """
 
     def __init__(self, *, num_pixels: int, num_classes: int, pixel_bits: int, logit_bits: int,
                  timeout: int, clk_hz: int = 0, weight_words: int = 0, weight_bits: int = 0,
-                 weight_addr_bits: int | None = None, registered_start: bool = False):
+                 weight_addr_bits: int | None = None, registered_start: bool = False,
+                 sdram_words: int = 0, sdram_addr_bits: int | None = None):
         self._registered_start = bool(registered_start)
         check_int("pixel_bits", pixel_bits, 2, 32)
         check_int("logit_bits", logit_bits, 2, 32)
@@ -152,6 +162,17 @@ class HostLink(wiring.Component):
             members["weights_loaded"] = Out(1)
         else:
             weight_bits = 0
+        check_int("sdram_words", sdram_words, 0, 2**32 - 1)
+        if sdram_words:
+            if weight_words:
+                raise ValueError("a core's weights are loaded into SPRAM (weight_words) or live in SDRAM "
+                                 "(sdram_words), not both")
+            need = max(1, (sdram_words - 1).bit_length())
+            sdram_addr_bits = need if sdram_addr_bits is None else sdram_addr_bits
+            check_int("sdram_addr_bits", sdram_addr_bits, need, 32)
+            members["sdram"] = Out(sdram_access_signature(sdram_addr_bits))
+            members["sdram_verified"] = Out(1)
+        self._sdram_words, self._sdram_addr_bits = sdram_words, sdram_addr_bits
         self._weight_words, self._weight_bits = weight_words, weight_bits
         super().__init__(members)
 
@@ -163,12 +184,14 @@ class HostLink(wiring.Component):
     clk_hz = property(lambda self: self._clk_hz)
     weight_words = property(lambda self: self._weight_words)
     weight_bits = property(lambda self: self._weight_bits)
+    sdram_words = property(lambda self: self._sdram_words)
 
     def info_payload(self, weights_loaded: bool = False) -> bytes:
         return info_payload(num_pixels=self._num_pixels, num_classes=self._num_classes,
                             pixel_bits=self._pixel_bits, logit_bits=self._logit_bits,
                             clk_hz=self._clk_hz, weight_words=self._weight_words,
-                            weight_bits=self._weight_bits, weights_loaded=weights_loaded)
+                            weight_bits=self._weight_bits, weights_loaded=weights_loaded,
+                            sdram_words=self._sdram_words, sdram_verified=weights_loaded)
 
     def elaborate(self, platform):
         m = Module()
@@ -180,12 +203,13 @@ class HostLink(wiring.Component):
         m.submodules.enframer = enframer = Enframer()
         m.submodules.commands = commands = CommandDispatcher(
             num_pixels=npix, pixel_bits=self._pixel_bits, weight_words=nw, weight_bits=self._weight_bits,
-            registered_start=self._registered_start)
+            registered_start=self._registered_start, sdram_words=self._sdram_words)
         m.submodules.pixel_loader = loader = PixelLoader(num_pixels=npix, pixel_bits=self._pixel_bits)
         m.submodules.pixel_streamer = streamer = PixelStreamer(num_pixels=npix, pixel_bits=self._pixel_bits)
         m.submodules.results = results = ResultKeeper(num_classes=ncls, logit_bits=self._logit_bits)
         m.submodules.responder = responder = ResponseBuilder(
-            info=self.info_payload(), num_classes=ncls, logit_bits=self._logit_bits, weight_words=nw)
+            info=self.info_payload(), num_classes=ncls, logit_bits=self._logit_bits, weight_words=nw,
+            sdram_words=self._sdram_words)
         m.submodules.pixel_mem = pixel_mem = Memory(shape=signed(self._pixel_bits), depth=npix, init=[])
         m.submodules.logit_mem = logit_mem = Memory(shape=signed(self._logit_bits), depth=ncls, init=[])
 
@@ -211,6 +235,8 @@ class HostLink(wiring.Component):
         m.d.comb += [responder.best_idx.eq(results.best_idx), responder.cycles.eq(accel.cycles)]
 
         busy = results.running | accel.busy
+        if self._sdram_words:
+            busy = self._sdram(m, commands, responder, busy)
         m.d.comb += [commands.busy.eq(busy), commands.have_result.eq(results.have_result),
                      self.running.eq(results.running), self.loaded.eq(commands.loaded)]
         if nw:
@@ -223,6 +249,18 @@ class HostLink(wiring.Component):
                          responder.weights_next.eq(weights.next),
                          responder.weights_loaded.eq(weights.status.loaded)]
         return m
+
+    def _sdram(self, m, commands, responder, core_busy):
+        """The SDRAM loader, wired; returns the dispatcher's ``busy`` (a running check counts)."""
+        m.submodules.sdram_loader = sdram = SDRAMLoader(words=self._sdram_words, addr_bits=self._sdram_addr_bits)
+        wiring.connect(m, commands.event, sdram.event)
+        wiring.connect(m, sdram.status, commands.sdram)
+        wiring.connect(m, sdram.sdram, wiring.flipped(self.sdram))
+        m.d.comb += [sdram.busy.eq(core_busy), self.sdram_verified.eq(sdram.status.verified),
+                     responder.sdram_next.eq(sdram.next), responder.sdram_crc.eq(sdram.crc),
+                     responder.sdram_verified.eq(sdram.status.verified),
+                     responder.sdram_checking.eq(sdram.status.checking)]
+        return core_busy | sdram.status.checking
 
 
 # ---------------------------------------------------------------------------------------- system
@@ -237,14 +275,18 @@ class UARTAccelerator(wiring.Component):
     ``clk_hz`` the clock frequency reported by INFO.
 
     A core with a runtime weight port (``weights``, see :func:`accel_weights`) needs
-    ``weight_words``, the number of words the host must load (LOAD_WEIGHTS) before START.
+    ``weight_words``, the number of words the host must load (LOAD_WEIGHTS) before START. A core
+    whose weights live in SDRAM needs ``sdram_words`` (its image's 16-bit words) and
+    ``sdram_addr_bits``; the link's SDRAM port is then the member ``sdram`` (for the SDRAM bridge;
+    the core's own burst port is the board top's to connect).
 
     Members: ``rx`` (In, idles high), ``tx`` (Out, idles high), ``running``, ``loaded``,
     ``rx_error`` (Out, pulses on a UART framing error or overrun).
     """
 
     def __init__(self, core, *, num_pixels: int, num_classes: int, divisor: int, timeout: int,
-                 clk_hz: int = 0, weight_words: int = 0, registered_start: bool = False):
+                 clk_hz: int = 0, weight_words: int = 0, registered_start: bool = False,
+                 sdram_words: int = 0, sdram_addr_bits: int | None = None):
         pixel_bits, logit_bits = accel_widths(core)
         port = accel_weights(core)
         if (port is None) != (not weight_words):
@@ -259,16 +301,20 @@ class UARTAccelerator(wiring.Component):
         self._link = HostLink(num_pixels=num_pixels, num_classes=num_classes, pixel_bits=pixel_bits,
                               logit_bits=logit_bits, timeout=timeout, clk_hz=clk_hz,
                               weight_words=weight_words, weight_bits=word_bits,
-                              weight_addr_bits=addr_bits, registered_start=registered_start)
+                              weight_addr_bits=addr_bits, registered_start=registered_start,
+                              sdram_words=sdram_words, sdram_addr_bits=sdram_addr_bits)
         self._uart_rx = UARTRx(divisor=divisor)
         self._uart_tx = UARTTx(divisor=divisor)
-        super().__init__({
+        members = {
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
             "running": Out(1),
             "loaded": Out(1),
             "rx_error": Out(1),
-        })
+        }
+        if sdram_words:
+            members["sdram"] = Out(self._link.signature.members["sdram"].signature)
+        super().__init__(members)
 
     @property
     def link(self) -> HostLink:
@@ -283,6 +329,8 @@ class UARTAccelerator(wiring.Component):
         wiring.connect(m, urx.o, link.rx)
         wiring.connect(m, link.tx, utx.i)
         connect_core(m, link.accel, core, link.weights if link.weight_words else None)
+        if link.sdram_words:
+            wiring.connect(m, link.sdram, wiring.flipped(self.sdram))
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), self.running.eq(link.running),
                      self.loaded.eq(link.loaded), self.rx_error.eq(urx.frame_error | urx.overrun)]
         return m

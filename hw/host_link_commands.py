@@ -6,10 +6,12 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spikegate.machine.host_protocol import WEIGHT_OFFSET_BYTES, Cmd, Err, bytes_per_pixel, bytes_per_word
+from spikegate.machine.host_protocol import (SDRAM_CHECK_BYTES, SDRAM_OFFSET_BYTES, SDRAM_WORD_BYTES,
+                                             WEIGHT_OFFSET_BYTES, Cmd, Err, bytes_per_pixel, bytes_per_word)
 
 from .host_link_framing import EVENT_LAYOUT, EventKind, taken_event
 from .host_link_response import REQUEST_LAYOUT, ResponseKind
+from .host_link_sdram import sdram_status
 from .host_link_weights import weight_status
 
 __all__ = ["CommandDispatcher"]
@@ -26,7 +28,9 @@ class CommandDispatcher(wiring.Component):
     ``accept`` (Out: a LOAD header now accepted, for the pixel loader), ``load_ok`` (In, the pixel
     loader's), ``loaded`` (Out: the pixel memory holds a complete, checksum-verified image) and
     ``start`` (Out: a one-cycle pulse, START accepted); with ``weight_words`` also ``weights``
-    (In, :func:`weight_status`, the weight loader's).
+    (In, :func:`weight_status`, the weight loader's); with ``sdram_words`` (weights in SDRAM)
+    ``sdram`` (In, :func:`sdram_status`, the SDRAM loader's): LOAD_SDRAM and CHECK_SDRAM are
+    answered and START is refused until the SDRAM is verified.
 
     With ``registered_start`` (the ECP5 boards: the frame decode behind the deframer's register,
     into the collector's and streamer's resets, was the ECP5's worst path on some placements)
@@ -34,8 +38,9 @@ class CommandDispatcher(wiring.Component):
     command is a whole frame later."""
 
     def __init__(self, *, num_pixels: int, pixel_bits: int, weight_words: int = 0, weight_bits: int = 0,
-                 registered_start: bool = False):
+                 registered_start: bool = False, sdram_words: int = 0):
         self._num_pixels, self._pixel_bits = num_pixels, pixel_bits
+        self._sdram_words = sdram_words
         self._weight_words, self._weight_bits = weight_words, weight_bits
         self._registered_start = registered_start
         members = {
@@ -51,6 +56,8 @@ class CommandDispatcher(wiring.Component):
         }
         if weight_words:
             members["weights"] = In(weight_status())
+        if sdram_words:
+            members["sdram"] = In(sdram_status())
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -113,6 +120,8 @@ class CommandDispatcher(wiring.Component):
                        ("sync", self.loaded.eq(1)))
             with m.Case(Cmd.START):
                 weights = [(~self.weights.loaded, Err.WEIGHTS_NOT_LOADED)] if nw else []
+                if self._sdram_words:
+                    weights.append((~self.sdram.verified, Err.WEIGHTS_NOT_VERIFIED))
                 answer([(length != 0, Err.BAD_LENGTH), (busy, Err.BUSY), *weights,
                         (~self.loaded, Err.NOT_LOADED)], ResponseKind.ACK,
                        ("comb", start_cmd.eq(1)))
@@ -126,5 +135,20 @@ class CommandDispatcher(wiring.Component):
                     answer([((length < WEIGHT_OFFSET_BYTES + bpw) | w.partial | w.over, Err.BAD_LENGTH),
                             (w.header_busy, Err.BUSY), (~w.offset_ok, Err.BAD_OFFSET)], ResponseKind.WACK,
                            ("comb", w.commit.eq(1)))
+            if self._sdram_words:
+                self._sdram_commands(m, answer)
             with m.Default():
                 respond(ResponseKind.ERROR, Err.UNKNOWN_CMD)
+
+    def _sdram_commands(self, m, answer):
+        """LOAD_SDRAM (an offset and at least one whole word, inside the image) and CHECK_SDRAM
+        (a count of 1 .. the image's words, and the CRC): the loader acts on ``commit``."""
+        length, s = self.events.payload.length, self.sdram
+        with m.Case(Cmd.LOAD_SDRAM):
+            short = length < SDRAM_OFFSET_BYTES + SDRAM_WORD_BYTES
+            partial = (length - SDRAM_OFFSET_BYTES)[:1] != 0
+            answer([(short | partial | s.bad, Err.BAD_LENGTH), (s.header_busy, Err.BUSY),
+                    (s.overrun, Err.OVERRUN)], ResponseKind.SACK, ("comb", s.commit.eq(1)))
+        with m.Case(Cmd.CHECK_SDRAM):
+            answer([((length != SDRAM_CHECK_BYTES) | (s.count == 0) | (s.count > self._sdram_words), Err.BAD_LENGTH),
+                    (s.header_busy, Err.BUSY)], ResponseKind.CRC, ("comb", s.commit.eq(1)))

@@ -12,8 +12,8 @@ from amaranth.utils import ceil_log2
 from spikegate.hw.accel_interface import CYCLE_COUNTER_BITS
 from spikegate.hw.uart import byte_stream
 from spikegate.machine.host_protocol import (CLASS_BYTES, CYCLES_BYTES, ERROR_RESPONSE, INFO_LENGTH,
-                                             INFO_RUNTIME_WEIGHTS, LOGIT_BYTES, RESPONSE_FLAG,
-                                             WEIGHT_ACK_BYTES, result_length)
+                                             INFO_RUNTIME_WEIGHTS, INFO_SDRAM, LOGIT_BYTES, RESPONSE_FLAG,
+                                             SDRAM_ACK_BYTES, SDRAM_CRC_BYTES, WEIGHT_ACK_BYTES, result_length)
 
 from .host_link_framing import HEADER_LAYOUT
 
@@ -26,6 +26,8 @@ class ResponseKind(hdl_enum.Enum, shape=3):
     RESULT = 2
     ERROR = 3
     WACK = 4       # LOAD_WEIGHTS acknowledged: payload = words loaded so far (u32)
+    SACK = 5       # LOAD_SDRAM acknowledged: payload = the word after its last (u32)
+    CRC = 6        # CHECK_SDRAM done: payload = the CRC-32 read back (u32)
 
 
 # a response request: its kind, the command answered, and for an ERROR the error code
@@ -40,10 +42,14 @@ class ResponseBuilder(wiring.Component):
     ``weights_loaded``). Members: ``request`` (In, stream of :data:`REQUEST_LAYOUT`), ``hdr`` and
     ``payload`` (Out, to the enframer), ``best_idx`` (In, READ's class), ``cycles`` (In, READ's
     cycle count), ``logits`` (the logit memory's read port, flipped); with ``weight_words`` also
-    ``weights_next`` (In, WACK's words loaded) and ``weights_loaded`` (In)."""
+    ``weights_next`` (In, WACK's words loaded) and ``weights_loaded`` (In); with ``sdram_words``
+    ``sdram_next`` (In, SACK's word), ``sdram_crc`` (In, CRC's), ``sdram_verified`` (In, INFO's
+    flags) and ``sdram_checking`` (In: a check runs; a CRC response waits for its end)."""
 
-    def __init__(self, *, info: bytes, num_classes: int, logit_bits: int, weight_words: int = 0):
+    def __init__(self, *, info: bytes, num_classes: int, logit_bits: int, weight_words: int = 0,
+                 sdram_words: int = 0):
         self._info, self._num_classes, self._weight_words = bytes(info), num_classes, weight_words
+        self._sdram_words = sdram_words
         members = {
             "request": In(stream.Signature(REQUEST_LAYOUT)),
             "hdr": Out(stream.Signature(HEADER_LAYOUT)),
@@ -55,12 +61,19 @@ class ResponseBuilder(wiring.Component):
         if weight_words:
             members["weights_next"] = In(range(weight_words + 1))
             members["weights_loaded"] = In(1)
+        if sdram_words:
+            members.update(sdram_next=In(range(sdram_words + 1)), sdram_crc=In(32), sdram_verified=In(1),
+                           sdram_checking=In(1))
         super().__init__(members)
 
     def _info_bytes(self) -> list:
         info_bytes = [Const(b, 8) for b in self._info]
         if self._weight_words:     # the weight flags: runtime weights, and whether they are loaded
             info_bytes[INFO_LENGTH] = Cat(Const(INFO_RUNTIME_WEIGHTS, 1), self.weights_loaded, Const(0, 6))
+        if self._sdram_words:      # runtime | SDRAM, and loaded + verified once the check matched
+            v = self.sdram_verified
+            info_bytes[INFO_LENGTH] = Cat(Const(INFO_RUNTIME_WEIGHTS, 1), v, Const(INFO_SDRAM >> 2, 1), v,
+                                          Const(0, 4))
         return info_bytes
 
     def _header(self, m, info_len: int):
@@ -78,6 +91,10 @@ class ResponseBuilder(wiring.Component):
                 m.d.comb += hdr.payload.length.eq(info_len)
             with m.Case(ResponseKind.WACK):
                 m.d.comb += hdr.payload.length.eq(WEIGHT_ACK_BYTES)
+            with m.Case(ResponseKind.SACK):
+                m.d.comb += hdr.payload.length.eq(SDRAM_ACK_BYTES)
+            with m.Case(ResponseKind.CRC):
+                m.d.comb += hdr.payload.length.eq(SDRAM_CRC_BYTES)
             with m.Case(ResponseKind.ERROR):
                 m.d.comb += hdr.payload.length.eq(2)
             with m.Case(ResponseKind.RESULT):
@@ -99,7 +116,8 @@ class ResponseBuilder(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                with m.If(self.request.valid):
+                wait = (req.kind == ResponseKind.CRC) & self.sdram_checking if self._sdram_words else Const(0, 1)
+                with m.If(self.request.valid & ~wait):
                     m.next = "HEADER"
             with m.State("HEADER"):
                 self._header(m, info_len)
@@ -108,6 +126,11 @@ class ResponseBuilder(wiring.Component):
                     if self._weight_words:      # the WACK payload goes out through the CYCLES state
                         with m.If(req.kind == ResponseKind.WACK):
                             m.d.sync += cycles.eq(self.weights_next)
+                    if self._sdram_words:       # and so do SACK's and CRC's
+                        with m.If(req.kind == ResponseKind.SACK):
+                            m.d.sync += cycles.eq(self.sdram_next)
+                        with m.If(req.kind == ResponseKind.CRC):
+                            m.d.sync += cycles.eq(self.sdram_crc)
                     with m.Switch(req.kind):
                         with m.Case(ResponseKind.ACK):
                             m.next = "DONE"
@@ -117,7 +140,7 @@ class ResponseBuilder(wiring.Component):
                             m.next = "ERROR"
                         with m.Case(ResponseKind.RESULT):
                             m.next = "CLASS"
-                        with m.Case(ResponseKind.WACK):
+                        with m.Case(ResponseKind.WACK, ResponseKind.SACK, ResponseKind.CRC):
                             m.next = "CYCLES"
             with m.State("INFO"):
                 m.d.comb += [pay.valid.eq(1), pay.payload.eq(info[idx])]

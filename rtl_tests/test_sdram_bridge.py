@@ -200,7 +200,7 @@ def test_board_top_with_sdram_elaborates_for_the_ulx3s(tmp_path):
     from spikegate.board_targets.boards import get_board
     from spikegate.board_targets.litedram_core import core_module_name, generate_ulx3s_sdram_core
     from spikegate.board_targets.top import BoardTop
-    top = BoardTop(_ToyWithBurstPort, "ulx3s-85f", num_pixels=16, num_classes=4, sdram=True)
+    top = BoardTop(_ToyWithBurstPort, "ulx3s-85f", num_pixels=16, num_classes=4, sdram=True, sdram_words=256)
     assert (top.clock["actual_mhz"], top.dram_clock_hz) == (60.0, DRAM_HZ)
     platform = get_board("ulx3s-85f").platform()
     core = generate_ulx3s_sdram_core(tmp_path, top.dram_clock_hz)

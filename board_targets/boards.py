@@ -150,6 +150,9 @@ BOARDS: dict[str, Board] = {b.name: b for b in [
         resources=Resources(luts=83640, ffs=83640, bram_blocks=208, bram_block_bits=18432,
                             dsps=156, external_bits=32 * 2**20 * 8),   # 32 MB SDRAM (MT48LC16M16A2)
         oscillator_mhz=25.0, clock_mhz=60.0, default_lanes=8,
+        # the FT231X does 3 Mbaud; at 60 MHz (every ULX3S build, SDRAM or not) the divisor is 20,
+        # exact (at --clock-mhz 100 it is 33: +1.0 %). An SDRAM image of 1 MB uploads in ~3.5 s.
+        baud=3_000_000,
         leds=(("led", 0), ("led", 1)),
         dummy_tools=("openFPGALoader",),
         demo_order=0,

@@ -58,7 +58,7 @@ def test_synth_toy_core(board, tmp_path, capsys):
         data = f.read()
     assert len(data) > 10_000
     assert hashlib.sha256(data).hexdigest() == r["bitstream_sha256"]
-    assert r["uart_divisor"] == round(r["clock_mhz"] * 1e6 / 115200)
+    assert r["uart_divisor"] == round(r["clock_mhz"] * 1e6 / b.baud)
 
 
 @pytest.mark.slow

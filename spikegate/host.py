@@ -4,7 +4,11 @@ serial port, and a pure-Python model of the device for tests.
     from spikegate.host import Device
     with Device.open("/dev/ttyUSB1", baud=115200) as dev:
         info = dev.info()                 # num_pixels, widths, clock, runtime weights
-        if info.weights_needed:           # weights in SPRAM (iCE40 builds): upload them first
+        if info.weights_needed and info.sdram:   # weights in SDRAM (ULX3S builds): upload + check
+            image = open("BUILD/sdram.bin", "rb").read()
+            dev.load_sdram(image)
+            dev.check_sdram(image)
+        elif info.weights_needed:         # weights in SPRAM (iCE40 builds): upload them first
             dev.load_weights(open("BUILD/weights.bin", "rb").read())
         r = dev.infer(pixels)             # LOAD, START, READ (polling while busy)
         print(r.cls, r.logits, r.cycles, r.latency_us(info.clk_hz))
@@ -25,11 +29,12 @@ from typing import Callable, Sequence
 
 from spikegate.errors import SpikegateError
 from spikegate.machine.host_protocol import (CLASS_BYTES, ERROR_RESPONSE, INFO_LENGTH, INFO_LENGTH_WEIGHTS,
-                                     INFO_RUNTIME_WEIGHTS, INFO_WEIGHTS_LOADED, LOGIT_BYTES,
-                                     MAX_FRAME_PAYLOAD, PROTOCOL_VERSION, PROTOCOL_VERSION_WEIGHTS,
-                                     RESPONSE_FLAG, SYNC, WEIGHT_ACK_BYTES, WEIGHT_OFFSET_BYTES, Cmd,
-                                     Err, bytes_per_pixel, bytes_per_word, checksum, info_payload,
-                                     result_length)
+                                     INFO_RUNTIME_WEIGHTS, INFO_SDRAM, INFO_SDRAM_VERIFIED, INFO_WEIGHTS_LOADED,
+                                     LOGIT_BYTES, MAX_FRAME_PAYLOAD, PROTOCOL_VERSION, PROTOCOL_VERSION_SDRAM,
+                                     PROTOCOL_VERSION_WEIGHTS, RESPONSE_FLAG, SDRAM_ACK_BYTES, SDRAM_CHECK_BYTES,
+                                     SDRAM_CRC_BYTES, SDRAM_OFFSET_BYTES, SDRAM_WORD_BYTES, SYNC,
+                                     WEIGHT_ACK_BYTES, WEIGHT_OFFSET_BYTES, Cmd, Err, bytes_per_pixel,
+                                     bytes_per_word, checksum, info_payload, result_length, sdram_crc)
 
 __all__ = ["Device", "DeviceInfo", "Result", "DeviceError", "DeviceTimeout", "FrameError",
            "encode_frame", "encode_pixels", "FrameParser", "ProtocolModel", "ERROR_NAMES"]
@@ -45,10 +50,15 @@ ERROR_NAMES = {
     Err.WEIGHTS_NOT_LOADED: "weights not loaded (they live in SPRAM: upload them, e.g. "
                             "`spikegate run --build BUILD_DIR`)",
     Err.BAD_OFFSET: "weight offset is neither 0 nor the end of the words loaded so far",
+    Err.WEIGHTS_NOT_VERIFIED: "SDRAM weights not verified (upload and check them, e.g. "
+                              "`spikegate run --build BUILD_DIR`)",
+    Err.OVERRUN: "SDRAM words came faster than the SDRAM took them (some were not written)",
 }
 MAX_GARBAGE = 64   # bytes tolerated before a response's sync byte
-VERSIONS = {PROTOCOL_VERSION: INFO_LENGTH, PROTOCOL_VERSION_WEIGHTS: INFO_LENGTH_WEIGHTS}
+VERSIONS = {PROTOCOL_VERSION: INFO_LENGTH, PROTOCOL_VERSION_WEIGHTS: INFO_LENGTH_WEIGHTS,
+            PROTOCOL_VERSION_SDRAM: INFO_LENGTH_WEIGHTS}
 WEIGHT_CHUNK_BYTES = 4096   # LOAD_WEIGHTS payload per frame (about 0.36 s at 115200 baud)
+SDRAM_CHUNK_BYTES = 16384   # LOAD_SDRAM words per frame (about 55 ms at 3 Mbaud)
 
 
 class DeviceError(SpikegateError):
@@ -148,10 +158,13 @@ class DeviceInfo:
     weights_loaded: bool = False      # ... and they are
     weight_words: int = 0
     weight_bytes_per_word: int = 0
+    sdram: bool = False               # version 3: the weights live in SDRAM (weight_words 16-bit words) ...
+    sdram_verified: bool = False      # ... and a CHECK_SDRAM over all of them matched
 
     @property
     def weights_needed(self) -> bool:
-        """The device refuses START until LOAD_WEIGHTS has written every word."""
+        """The device refuses START until LOAD_WEIGHTS has written every word (SPRAM), or until a
+        CHECK_SDRAM over the whole image has matched (SDRAM)."""
         return self.runtime_weights and not self.weights_loaded
 
     @classmethod
@@ -164,10 +177,11 @@ class DeviceInfo:
             raise FrameError(f"INFO response has {len(payload)} bytes, expected {VERSIONS[version]} "
                              f"(protocol version {version})")
         extra = {}
-        if version == PROTOCOL_VERSION_WEIGHTS:
+        if version in (PROTOCOL_VERSION_WEIGHTS, PROTOCOL_VERSION_SDRAM):
             flags = payload[INFO_LENGTH]
             extra = dict(runtime_weights=bool(flags & INFO_RUNTIME_WEIGHTS),
                          weights_loaded=bool(flags & INFO_WEIGHTS_LOADED),
+                         sdram=bool(flags & INFO_SDRAM), sdram_verified=bool(flags & INFO_SDRAM_VERIFIED),
                          weight_bytes_per_word=payload[INFO_LENGTH + 1],
                          weight_words=int.from_bytes(payload[INFO_LENGTH + 2:INFO_LENGTH + 6], "little"))
         return cls(version=version, pixel_bits=payload[1], logit_bits=payload[2],
@@ -324,6 +338,65 @@ class Device:
                              f"the weights are not loaded")
         return info
 
+    def load_sdram(self, image: bytes, *, chunk_bytes: int = SDRAM_CHUNK_BYTES,
+                   progress: Callable[[int], None] | None = None, retries: int = 2) -> None:
+        """Write the SDRAM image (``sdram.bin`` of the build: the device's ``weight_words`` 16-bit
+        words, little-endian) with LOAD_SDRAM frames of at most ``chunk_bytes`` bytes of words, in
+        order from word 0. Each acknowledgement must name the word after the chunk's last; a chunk
+        answered BAD_CHECKSUM, TIMEOUT or OVERRUN is sent again, up to ``retries`` times.
+        ``progress(words)`` is called after each chunk. The words are not trusted until
+        :meth:`check_sdram` has matched: START is refused until then."""
+        info = self.info()
+        if not info.sdram:
+            raise SpikegateError(f"{self._name}: the device's weights are not in SDRAM; it takes no LOAD_SDRAM")
+        words = info.weight_words
+        if len(image) != words * SDRAM_WORD_BYTES:
+            raise SpikegateError(f"the SDRAM image has {len(image):,} bytes; the device takes {words:,} "
+                                  f"16-bit words ({words * SDRAM_WORD_BYTES:,} bytes): another build?")
+        per_frame = max(1, min(chunk_bytes, MAX_FRAME_PAYLOAD - SDRAM_OFFSET_BYTES) // SDRAM_WORD_BYTES)
+        for offset in range(0, words, per_frame):
+            n = min(per_frame, words - offset)
+            payload = offset.to_bytes(SDRAM_OFFSET_BYTES, "little") + \
+                image[offset * SDRAM_WORD_BYTES:(offset + n) * SDRAM_WORD_BYTES]
+            body = self._retried(Cmd.LOAD_SDRAM, payload, retries, (Err.BAD_CHECKSUM, Err.TIMEOUT, Err.OVERRUN))
+            if len(body) != SDRAM_ACK_BYTES or int.from_bytes(body, "little") != offset + n:
+                raise FrameError(f"{self._name}: LOAD_SDRAM of words {offset}..{offset + n - 1} acknowledged "
+                                 f"with {body.hex() or 'nothing'}, expected word {offset + n}")
+            if progress is not None:
+                progress(n)
+
+    def check_sdram(self, image: bytes) -> DeviceInfo:
+        """Have the device read the whole SDRAM image back (CHECK_SDRAM) and compare its CRC-32
+        with ``image``'s; a mismatch is one clear :class:`SpikegateError`. Returns INFO afterwards,
+        which must then say the weights are verified."""
+        want = sdram_crc(image)
+        got = self.read_sdram_crc(self.cached_info.weight_words, want)
+        if got != want:
+            raise SpikegateError(f"{self._name}: the SDRAM read back as CRC-32 {got:#010x}, the image's is "
+                                  f"{want:#010x}: the upload did not arrive intact (run again; if it persists, "
+                                  f"the board's SDRAM is at fault)")
+        info = self.info()
+        if not info.sdram_verified:
+            raise FrameError(f"{self._name}: CHECK_SDRAM matched, but INFO says the SDRAM is not verified")
+        return info
+
+    def read_sdram_crc(self, count: int, expected: int) -> int:
+        """CHECK_SDRAM: the CRC-32 of SDRAM words ``[0, count)`` as the device reads them back (it
+        sets its verified flag if ``count`` is the whole image and the CRC is ``expected``)."""
+        body = self.request(Cmd.CHECK_SDRAM, int(count).to_bytes(4, "little") + int(expected).to_bytes(4, "little"))
+        if len(body) != SDRAM_CRC_BYTES:
+            raise FrameError(f"{self._name}: CHECK_SDRAM answered with {len(body)} bytes, expected {SDRAM_CRC_BYTES}")
+        return int.from_bytes(body, "little")
+
+    def _retried(self, cmd: int, payload: bytes, retries: int, codes) -> bytes:
+        """``request``, sent again (up to ``retries`` times) while it is refused with one of ``codes``."""
+        for attempt in range(retries + 1):
+            try:
+                return self.request(cmd, payload)
+            except DeviceError as e:
+                if e.code not in codes or attempt == retries:
+                    raise
+
     @property
     def cached_info(self) -> DeviceInfo:
         return self._info if self._info is not None else self.info()
@@ -377,6 +450,13 @@ class ProtocolModel:
     arrive, INFO is version 2, START is refused until they are loaded, and ``compute`` is called as
     ``compute(pixels, weights)``.
 
+    ``sdram_words > 0`` models a device whose weights live in SDRAM: LOAD_SDRAM writes ``sdram``
+    (16-bit words, None = never written; ``sdram_faults`` maps a word address to bits the SDRAM
+    flips on writing it, a broken board) as the words arrive, CHECK_SDRAM reads words back into a
+    CRC-32 and sets ``sdram_verified`` only when it covers the whole image and matches, any write
+    clears it, INFO is version 3, START is refused until it is set, and ``compute`` is called as
+    ``compute(pixels, sdram)``.
+
     ``feed(data)`` returns the response bytes; ``timeout()`` is what the inter-byte timeout does
     when a frame stops arriving.
     """
@@ -392,6 +472,10 @@ class ProtocolModel:
     weight_bits: int = 0
     weights: list = field(default_factory=list)
     weights_loaded: bool = False
+    sdram_words: int = 0
+    sdram: list = field(default_factory=list)
+    sdram_verified: bool = False
+    sdram_faults: dict = field(default_factory=dict)
     _state: str = "sync"
     _cmd: int = 0
     _len: int = 0
@@ -405,6 +489,7 @@ class ProtocolModel:
 
     def __post_init__(self):
         self.weights = [None] * self.weight_words
+        self.sdram = [None] * self.sdram_words
 
     def feed(self, data: bytes) -> bytes:
         out = bytearray()
@@ -448,6 +533,8 @@ class ProtocolModel:
             self._payload.append(b)
             if self.weight_words and self._cmd == Cmd.LOAD_WEIGHTS:
                 self._weight_byte(b)
+            if self.sdram_words and self._cmd == Cmd.LOAD_SDRAM:
+                self._sdram_byte(b)
             if len(self._payload) == self._len:
                 self._state = "check"
         elif s == "check":
@@ -483,6 +570,47 @@ class ProtocolModel:
                     self.weights[w["addr"]] = word
                 w["addr"] += 1
 
+    def _sdram_byte(self, b: int) -> None:
+        """One LOAD_SDRAM payload byte, as the gateware (``hw/host_link_sdram.py``) takes it: the
+        offset, then each word written as it completes, up to the image's end."""
+        w, n = self._w, self.sdram_words
+        if len(w["off"]) < SDRAM_OFFSET_BYTES:
+            w["off"].append(b)
+            if len(w["off"]) == SDRAM_OFFSET_BYTES:
+                off = int.from_bytes(w["off"], "little")
+                w["addr"], w["over"], w["ok"] = off, off >= n, not w["busy"]
+                if w["ok"]:
+                    self.sdram_verified = False
+            return
+        w["word"].append(b)
+        if len(w["word"]) == SDRAM_WORD_BYTES:
+            word = int.from_bytes(w["word"], "little")
+            w["word"] = bytearray()
+            if w["addr"] == n:
+                w["over"] = True
+            else:
+                if w["ok"] and not w["over"]:
+                    self.sdram[w["addr"]] = word ^ self.sdram_faults.get(w["addr"], 0)
+                w["addr"] += 1
+
+    def _sdram_command(self, cmd: int, n: int) -> bytes:
+        """LOAD_SDRAM's and CHECK_SDRAM's verdicts and responses (checks in the gateware's order)."""
+        w = self._w
+        if cmd == Cmd.LOAD_SDRAM:
+            if n < SDRAM_OFFSET_BYTES + SDRAM_WORD_BYTES or (n - SDRAM_OFFSET_BYTES) % SDRAM_WORD_BYTES or w["over"]:
+                return self._error(Err.BAD_LENGTH, cmd)
+            if w["busy"]:
+                return self._error(Err.BUSY, cmd)
+            return encode_frame(cmd | RESPONSE_FLAG, w["addr"].to_bytes(SDRAM_ACK_BYTES, "little"))
+        count = int.from_bytes(self._payload[:4], "little") if n == SDRAM_CHECK_BYTES else 0
+        if n != SDRAM_CHECK_BYTES or not 1 <= count <= self.sdram_words:
+            return self._error(Err.BAD_LENGTH, cmd)
+        if w["busy"]:
+            return self._error(Err.BUSY, cmd)
+        crc = sdram_crc(b"".join((v or 0).to_bytes(SDRAM_WORD_BYTES, "little") for v in self.sdram[:count]))
+        self.sdram_verified = count == self.sdram_words and crc == int.from_bytes(self._payload[4:8], "little")
+        return encode_frame(cmd | RESPONSE_FLAG, crc.to_bytes(SDRAM_CRC_BYTES, "little"))
+
     def _execute(self) -> bytes:
         cmd, n = self._cmd, self._len
         ack = encode_frame(cmd | RESPONSE_FLAG)
@@ -493,7 +621,10 @@ class ProtocolModel:
                 num_pixels=self.num_pixels, num_classes=self.num_classes,
                 pixel_bits=self.pixel_bits, logit_bits=self.logit_bits, clk_hz=self.clk_hz,
                 weight_words=self.weight_words, weight_bits=self.weight_bits,
-                weights_loaded=self.weights_loaded))
+                weights_loaded=self.weights_loaded, sdram_words=self.sdram_words,
+                sdram_verified=self.sdram_verified))
+        if cmd in (Cmd.LOAD_SDRAM, Cmd.CHECK_SDRAM) and self.sdram_words:
+            return self._sdram_command(cmd, n)
         if cmd == Cmd.LOAD_WEIGHTS and self.weight_words:
             w = self._w
             if n < WEIGHT_OFFSET_BYTES + bytes_per_word(self.weight_bits) or w["word"] or w["over"]:
@@ -527,10 +658,12 @@ class ProtocolModel:
             if cmd == Cmd.START:
                 if self.weight_words and not self.weights_loaded:
                     return self._error(Err.WEIGHTS_NOT_LOADED, cmd)
+                if self.sdram_words and not self.sdram_verified:
+                    return self._error(Err.WEIGHTS_NOT_VERIFIED, cmd)
                 if self._image is None:
                     return self._error(Err.NOT_LOADED, cmd)
-                if self.weight_words:
-                    logits, cycles = self.compute(list(self._image), list(self.weights))
+                if self.weight_words or self.sdram_words:
+                    logits, cycles = self.compute(list(self._image), list(self.weights or self.sdram))
                 else:
                     logits, cycles = self.compute(list(self._image))
                 bits = self.logit_bits

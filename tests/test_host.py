@@ -332,8 +332,11 @@ def test_info_versions_are_checked():
     assert DeviceInfo.decode(v1).weights_needed is False
     with pytest.raises(FrameError, match=r"^INFO response has 20 bytes, expected 14 \(protocol version 1\)$"):
         DeviceInfo.decode(v1 + bytes(6))
-    with pytest.raises(FrameError, match=r"^protocol version 3, this host speaks 1 and 2$"):
-        DeviceInfo.decode(bytes([3]) + v1[1:])
+    with pytest.raises(FrameError, match=r"^protocol version 4, this host speaks 1 and 2 and 3$"):
+        DeviceInfo.decode(bytes([4]) + v1[1:])
+    v3 = DeviceInfo.decode(info_payload(num_pixels=NPIX, num_classes=NCLS, pixel_bits=PBITS, logit_bits=LBITS,
+                                        sdram_words=SWORDS, sdram_verified=False))
+    assert (v3.version, v3.sdram, v3.sdram_verified, v3.weights_needed, v3.weight_words) == (3, True, False, True, SWORDS)
 
 
 class FlakyPty(PtyDevice):
@@ -456,3 +459,152 @@ def test_run_command_runtime_build_on_a_bitstream_device(device, tmp_path, capsy
     assert "runs a different build: its weights are in its bitstream" in capsys.readouterr().err
     assert main(["run", "--port", d.path, "--inputs", str(tmp_path / "xi.npy"), "--load-weights"]) == 2
     assert "--load-weights: the device on" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ weights in SDRAM
+
+SWORDS = 300
+
+
+def toy_compute_s(pixels, sdram):
+    """The toy core plus the first NCLS SDRAM words' low bytes as per-class offsets (so the upload
+    matters; the logits stay within 16 bits)."""
+    logits, cycles = toy_compute(pixels)
+    return [v + (int(w) & 0xFF) for v, w in zip(logits, sdram[:NCLS])], cycles
+
+
+def make_sdram_model(**kw):
+    return ProtocolModel(num_pixels=NPIX, num_classes=NCLS, pixel_bits=PBITS, logit_bits=LBITS,
+                         compute=toy_compute_s, clk_hz=CLK_HZ, sdram_words=SWORDS, **kw)
+
+
+def sdram_image(seed=7):
+    rng = np.random.default_rng(seed)
+    words = [int(v) for v in rng.integers(0, 1 << 16, SWORDS)]
+    return words, b"".join(w.to_bytes(2, "little") for w in words)
+
+
+def sd_frame(offset, words):
+    return encode_frame(Cmd.LOAD_SDRAM, offset.to_bytes(4, "little") + b"".join(w.to_bytes(2, "little") for w in words))
+
+
+def ck_frame(count, crc):
+    return encode_frame(Cmd.CHECK_SDRAM, count.to_bytes(4, "little") + crc.to_bytes(4, "little"))
+
+
+def test_sdram_model_follows_the_protocol():
+    """The Python device's LOAD_SDRAM/CHECK_SDRAM, rule by rule as docs/host-protocol.md states them
+    (the gateware is held to the same rules by rtl_tests/test_sdram_upload.py)."""
+    from spikegate.host import DeviceInfo
+    from spikegate.machine.host_protocol import sdram_crc
+
+    m = make_sdram_model()
+    err = lambda code, cmd: encode_frame(0xFF, bytes([code, cmd]))   # noqa: E731
+    ack = lambda cmd, v: encode_frame(cmd | 0x80, v.to_bytes(4, "little"))   # noqa: E731
+    info = DeviceInfo.decode(m.feed(encode_frame(Cmd.INFO))[4:-1])
+    assert (info.version, info.sdram, info.sdram_verified, info.weight_words) == (3, True, False, SWORDS)
+    assert m.feed(encode_frame(Cmd.LOAD, bytes(NPIX))) == encode_frame(0x82)
+    assert m.feed(encode_frame(Cmd.START)) == err(Err.WEIGHTS_NOT_VERIFIED, Cmd.START)
+    words, image = sdram_image()
+    crc = sdram_crc(image)
+    # lengths: no word, half a word, offset past the end, words running past it; a check of 0 words
+    for bad in (encode_frame(Cmd.LOAD_SDRAM, bytes(5)), encode_frame(Cmd.LOAD_SDRAM, bytes(7)),
+                sd_frame(SWORDS, [1]), sd_frame(SWORDS - 1, [1, 2])):
+        assert m.feed(bad) == err(Err.BAD_LENGTH, Cmd.LOAD_SDRAM)
+    for bad in (ck_frame(0, crc), ck_frame(SWORDS + 1, crc), encode_frame(Cmd.CHECK_SDRAM, bytes(7))):
+        assert m.feed(bad) == err(Err.BAD_LENGTH, Cmd.CHECK_SDRAM)
+    # any order of chunks; a check over a prefix or with a wrong CRC does not verify
+    assert m.feed(sd_frame(200, words[200:])) == ack(Cmd.LOAD_SDRAM, SWORDS)
+    assert m.feed(sd_frame(0, words[:200])) == ack(Cmd.LOAD_SDRAM, 200)
+    assert m.feed(ck_frame(10, sdram_crc(image[:20]))) == ack(Cmd.CHECK_SDRAM, sdram_crc(image[:20]))
+    assert not m.sdram_verified
+    assert m.feed(ck_frame(SWORDS, crc ^ 1)) == ack(Cmd.CHECK_SDRAM, crc) and not m.sdram_verified
+    assert m.feed(ck_frame(SWORDS, crc)) == ack(Cmd.CHECK_SDRAM, crc) and m.sdram_verified
+    assert DeviceInfo.decode(m.feed(encode_frame(Cmd.INFO))[4:-1]).sdram_verified
+    assert m.feed(encode_frame(Cmd.START)) == encode_frame(0x83)
+    # any write clears it, even one refused later (its words were written as they came)
+    assert m.feed(sd_frame(SWORDS - 1, [words[-1], 0])) == err(Err.BAD_LENGTH, Cmd.LOAD_SDRAM)
+    assert not m.sdram_verified and m.sdram == words
+    assert m.feed(encode_frame(Cmd.START)) == err(Err.WEIGHTS_NOT_VERIFIED, Cmd.START)
+    # other devices do not know the commands
+    assert make_model().feed(sd_frame(0, [1])) == err(Err.UNKNOWN_CMD, Cmd.LOAD_SDRAM)
+    assert make_weight_model().feed(ck_frame(1, 0)) == err(Err.UNKNOWN_CMD, Cmd.CHECK_SDRAM)
+
+
+def _sdram_build(tmp_path, image, sha_of=None):
+    import hashlib
+
+    build = write_toy_build(str(tmp_path / "sbuild"), num_pixels=NPIX, num_classes=NCLS, pixel_bits=PBITS,
+                            logit_bits=LBITS, extra={"weights": {
+                                "where": "sdram", "loading": "streamed", "external_image": "sdram.bin",
+                                "external_sha256": hashlib.sha256(image if sha_of is None else sha_of).hexdigest()}})
+    (tmp_path / "sbuild" / "sdram.bin").write_bytes(image)
+    return build
+
+
+def test_run_command_uploads_and_checks_sdram_weights(tmp_path, capsys):
+    words, image = sdram_image()
+    build = _sdram_build(tmp_path, image)
+    d = PtyDevice(make_sdram_model(busy_reads=1))
+    np.save(tmp_path / "xi.npy", np.arange(-8, 8, dtype=np.int16).reshape(1, 16))
+    argv = ["run", "--port", d.path, "--inputs", str(tmp_path / "xi.npy"), "--timeout", "2"]
+    try:
+        assert main(argv) == 2            # without the build directory: nothing to upload from
+        assert capsys.readouterr().err == (
+            f"spikegate run: error: the device on {d.path} needs its weights in SDRAM (300 16-bit words, "
+            f"not verified): give --build BUILD_DIR, whose sdram.bin has them\n")
+
+        assert main(argv + ["--build", build, "--json"]) == 0
+        cap = capsys.readouterr()
+        out = json.loads(cap.out)
+        assert out["weights"]["uploaded"] is True and out["weights"]["verified"] is True
+        assert out["device"]["sdram_verified"] is True
+        assert "sdram: 300 words (600 bytes, sha256 " in cap.err and "CRC-32 matched" in cap.err
+        assert d.model.sdram == words
+        assert out["results"][0]["logits"] == toy_compute_s(list(range(-8, 8)), words)[0]
+
+        # in SDRAM already (the read-back matches): no upload, unless asked for
+        assert main(argv + ["--build", build, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["weights"]["uploaded"] is False
+        assert main(argv + ["--build", build, "--json", "--load-weights"]) == 0
+        assert json.loads(capsys.readouterr().out)["weights"]["uploaded"] is True
+    finally:
+        d.close()
+
+
+@pytest.mark.parametrize("case", ["short", "corrupt", "bad-sdram", "bitstream-device"])
+def test_run_command_refuses_a_bad_sdram_upload(case, tmp_path, capsys):
+    """A short or modified sdram.bin is refused before anything is sent; an SDRAM that reads back
+    wrong is refused after the upload; a build with SDRAM weights on another device is refused.
+    One line each, exit 2, and no image runs."""
+    words, image = sdram_image()
+    model = make_model() if case == "bitstream-device" else \
+        make_sdram_model(sdram_faults={17: 0x0400} if case == "bad-sdram" else {})
+    build = _sdram_build(tmp_path, image[:-2] if case == "short" else image,
+                         sha_of=image + b"x" if case == "corrupt" else None)
+    d = PtyDevice(model)
+    np.save(tmp_path / "xi.npy", np.zeros((1, 16), np.int8))
+    try:
+        assert main(["run", "--port", d.path, "--inputs", str(tmp_path / "xi.npy"), "--build", build]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        sdram_bin = os.path.join(build, "sdram.bin")
+        assert err.removeprefix("spikegate run: error: ") == {
+            "short": f"{sdram_bin}: 598 bytes, the device on {d.path} takes 300 16-bit words (600 bytes): another "
+                     f"build?; recompile the build directory\n",
+            "corrupt": f"{sdram_bin}: sha256 does not match report.json (modified?); recompile\n",
+            "bad-sdram": f"{d.path}: the SDRAM read back as CRC-32 {_crc(words, {17: 0x0400}):#010x}, the image's "
+                         f"is {_crc(words, {}):#010x}: the upload did not arrive intact (run again; if it "
+                         f"persists, the board's SDRAM is at fault)\n",
+            "bitstream-device": f"the device on {d.path} runs a different build: its weights are not in SDRAM, "
+                                f"{build}'s are\n"}[case]
+        assert model._result is None        # nothing ran
+        if case in ("short", "corrupt"):
+            assert model.sdram == [None] * SWORDS     # nothing was sent
+    finally:
+        d.close()
+
+
+def _crc(words, faults):
+    from spikegate.machine.host_protocol import sdram_crc
+    return sdram_crc(b"".join((w ^ faults.get(i, 0)).to_bytes(2, "little") for i, w in enumerate(words)))

@@ -14,6 +14,14 @@ uploaded first with LOAD_WEIGHTS frames, with a progress bar on stderr, each chu
 acknowledgement checked, and INFO must then report them loaded. ``--load-weights`` uploads them
 even when the device says it has weights (from another build of the same shape, say).
 
+Weights in SDRAM (ULX3S builds whose weights do not fit on chip; INFO protocol version 3): the
+SDRAM is empty at power-up. The build's ``sdram.bin`` (checked against ``report.json``'s
+``external_sha256``, and its size against the device's word count: a short or modified file is
+refused in one line before anything is sent) is first checked against the device with CHECK_SDRAM:
+if the SDRAM already holds it (a CRC-32 over every word read back), nothing is uploaded; otherwise
+(or with ``--load-weights``) it is written with LOAD_SDRAM frames, a progress bar on stderr, and
+checked again: a read-back that does not match is one clear error (exit 2), and no image runs.
+
 Per image: the class, the logits, the cycle count and the latency it means at the device's clock
 (reported by INFO), and the wall time of the round trip (dominated by the UART).
 """
@@ -44,7 +52,8 @@ def register(sub):
     p.add_argument("--baud", help="baud rate (default: from the build's synth.json, else 115200)")
     p.add_argument("--timeout", default="5", help="seconds to wait for each response (default 5)")
     p.add_argument("--load-weights", action="store_true",
-                   help="upload the build's runtime weights even if the device reports weights loaded")
+                   help="upload the build's runtime weights (SPRAM) or sdram.bin (SDRAM) even if the "
+                        "device already has them")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.set_defaults(func=run)
 
@@ -103,7 +112,12 @@ def upload_weights(dev, info, report: dict | None, build_dir: str | None, port: 
 
     from tqdm import tqdm
 
+    if info.sdram:
+        return upload_sdram(dev, info, report, build_dir, port, force=force, show_progress=show_progress)
     build_runtime = report is not None and (report.get("weights") or {}).get("loading") == "runtime-loaded"
+    if report is not None and (report.get("weights") or {}).get("where") == "sdram":
+        raise SpikegateError(f"the device on {port} runs a different build: its weights are not in SDRAM, "
+                              f"{build_dir}'s are")
     if not info.runtime_weights:
         if build_runtime:
             raise SpikegateError(f"the device on {port} runs a different build: its weights are in its "
@@ -137,6 +151,48 @@ def upload_weights(dev, info, report: dict | None, build_dir: str | None, port: 
     print(f"weights: {info.weight_words:,} words ({len(image):,} bytes, sha256 {w['sha256'][:16]}...) "
           f"uploaded in {seconds:.1f} s", file=sys.stderr)
     return {"uploaded": True, "words": info.weight_words, "bytes": len(image), "sha256": w["sha256"],
+            "seconds": round(seconds, 3)}
+
+
+def upload_sdram(dev, info, report: dict | None, build_dir: str | None, port: str, *,
+                 force: bool = False, show_progress: bool = True) -> dict:
+    """Make the device's SDRAM hold ``build_dir``'s ``sdram.bin``, verified (module docstring);
+    returns what was done (for the JSON output)."""
+    import sys
+    import time
+
+    from tqdm import tqdm
+
+    from spikegate.compiler.build import EXTERNAL_IMAGE, read_checked_image
+    from spikegate.machine.host_protocol import SDRAM_WORD_BYTES, sdram_crc
+
+    words = info.weight_words
+    if report is None or build_dir is None:
+        if info.sdram_verified and not force:
+            return {"uploaded": False, "verified": True, "words": words}
+        raise SpikegateError(f"the device on {port} needs its weights in SDRAM ({words:,} 16-bit words, not "
+                              f"verified): give --build BUILD_DIR, whose {EXTERNAL_IMAGE} has them")
+    w = report.get("weights") or {}
+    if w.get("where") != "sdram":
+        raise SpikegateError(f"the device on {port} runs a different build: its weights are in SDRAM, "
+                              f"{build_dir}'s are not")
+    path = os.path.join(build_dir, w.get("external_image") or EXTERNAL_IMAGE)
+    image = read_checked_image(path, words * SDRAM_WORD_BYTES, w.get("external_sha256"), "SDRAM image",
+                               f"the device on {port} takes {words:,} 16-bit words "
+                               f"({words * SDRAM_WORD_BYTES:,} bytes): another build?")
+    sha = w["external_sha256"]
+    if not force and dev.read_sdram_crc(words, sdram_crc(image)) == sdram_crc(image):
+        dev.info()              # (now verified)
+        return {"uploaded": False, "verified": True, "words": words, "sha256": sha}
+    t0 = time.perf_counter()
+    with tqdm(total=words, unit="word", desc="sdram", file=sys.stderr, leave=False,
+              disable=not show_progress or None) as bar:
+        dev.load_sdram(image, progress=bar.update)
+    dev.check_sdram(image)
+    seconds = time.perf_counter() - t0
+    print(f"sdram: {words:,} words ({len(image):,} bytes, sha256 {sha[:16]}...) uploaded and read back "
+          f"(CRC-32 matched) in {seconds:.1f} s", file=sys.stderr)
+    return {"uploaded": True, "verified": True, "words": words, "bytes": len(image), "sha256": sha,
             "seconds": round(seconds, 3)}
 
 

@@ -228,9 +228,13 @@ def compile_ir(ir_path: str, target: Target | str, lanes: int | None, out_dir: s
         "weights": wrep,
         "instructions": len(prog.instrs),
         "predicted_cycles": [p["cycles"] for p in predicted],
-        # images/s at the target's requested clock, over the predicted images' mean cycles
+        # images/s at the target's requested clock, over the predicted images' mean cycles, or, with
+        # no held-out images for this model, the cycle model's estimate at a 10 % firing rate
         "predicted_images_per_s": (round(target.clock_mhz * 1e6 * len(predicted) /
-                                         sum(p["cycles"] for p in predicted), 2) if predicted else None),
+                                         sum(p["cycles"] for p in predicted), 2) if predicted else
+                                   round(target.clock_mhz * 1e6 / estimates[1]["cycles"], 2)),
+        "images_per_s_from": desc if predicted else f"the cycle estimate at firing rate {estimates[1]['rate']:g} "
+                                                     f"(no data set matches this model's input)",
         "predicted_on": desc,
         "predicted_detail": predicted,
         "cycle_estimates": estimates,

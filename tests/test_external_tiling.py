@@ -236,9 +236,20 @@ def test_mnist_model_compiles_for_the_ulx3s_with_tiles(tmp_path, monkeypatch):
     assert os.path.getsize(tmp_path / "b" / w["external_image"]) * 8 == w["external_bits"]
     rows = {r["resource"]: (r["needed"], r["available"]) for r in rep["resources"]}
     assert rows["block RAMs (all memories)"][0] <= rows["block RAMs (all memories)"][1] == 208
+    # make demo's report says where its memories live (spikegate/demo.py: memory_summary)
+    from spikegate.demo import memory_summary
+    from spikegate.report import memory_section
+    summary = memory_summary(rep)
+    assert summary["weights"] == "sdram" and summary["wloads"] == w["wloads"] > 0
+    md = memory_section({"memories": {"ulx3s-85f (mnist, SDRAM)": summary}}).md
+    assert "**sdram** (SDRAM, streamed)" in md and f"{w['external_bits']:,}" in md
     _, g2, prog = read_build(str(tmp_path / "b"))
     assert prog.external and len(prog.wmem) == w["buffer_words"] < 41_472
     assert rep["cycle_estimates"][0]["cycles"] == iss.estimate_cycles(prog, 0.0)["cycles"]
+    # no images predicted here (predict_samples=0): images/s from the cycle model at a 10 % rate
+    est = iss.estimate_cycles(prog, 0.1)["cycles"]
+    assert rep["predicted_images_per_s"] == round(rep["clock_mhz"] * 1e6 / est, 2)
+    assert rep["images_per_s_from"].startswith("the cycle estimate at firing rate 0.1")
     x, _ = mnist_split_xy("test", n=2)
     gold = execute(g2, x)
     for i, r in enumerate(iss.run_batch(prog, x)):

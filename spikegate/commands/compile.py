@@ -55,8 +55,9 @@ def run(args):
               "(`spikegate verify` serves it from the image)")
     if rep["predicted_cycles"]:
         print(f"  predicted cycles per inference ({rep['predicted_on']}): {rep['predicted_cycles']}")
-        if rep.get("predicted_images_per_s"):
-            print(f"  predicted images/s at the requested {rep['clock_mhz']:g} MHz: {rep['predicted_images_per_s']:,.2f}")
+    if rep.get("predicted_images_per_s"):
+        print(f"  predicted images/s at the requested {rep['clock_mhz']:g} MHz: {rep['predicted_images_per_s']:,.2f} "
+              f"({rep['images_per_s_from']})")
     est = rep["cycle_estimates"]
     print("  cycle estimate at firing rate " + ", ".join(f"{e['rate']}: {e['cycles']:,}" for e in est))
     return 0

@@ -331,6 +331,7 @@ class IssRuns:
 
 def datapath(s: Settings, dm: DefaultModel, runs: IssRuns, rtl_cycles: dict) -> dict:
     """Ops, cycles, bound and utilisation per lane count; RTL cycles where the RTL ran every input."""
+    from bench.utilisation import cycles_by_kind
     from spikegate.compiler import iss
     from spikegate.quantize.golden import execute
     from spikegate.quantize.stats import event_ops, ops_keep
@@ -361,6 +362,9 @@ def datapath(s: Settings, dm: DefaultModel, runs: IssRuns, rtl_cycles: dict) -> 
             "utilisation_max": float((work / (lanes * cycles)).max()),
             "fit_cycles_vs_ops": fit_line(work, cycles),
             "cycles_at_rate_0": iss.estimate_cycles(prog, 0.0)["cycles"],
+            # mean ISS cycles per image by kind of instruction: where the cycles that do not
+            # scale with lanes are (bench/utilisation.py: cycles_by_kind)
+            "cycles_by_kind": cycles_by_kind(prog, rr),
             "iss_equals_golden": bool(all(np.array_equal(r.logits, gl) for r, gl in zip(rr, golden))),
             # the ISS's own tally of the work it simulated, beside the golden model's count
             "iss_ops_equal_golden": [r.sops for r in rr] == ops["sops"].tolist() and
@@ -814,6 +818,9 @@ def table(res: dict) -> str:
             f"{r['mean_cycles']:,.0f} / {r['lower_bound_cycles']:,.0f} / {r['utilisation']:.3f} / "
             f"slope {slope}, icpt {icpt}, r2 {r2}"
             + (f"  (util before: {was[r['lanes']]:.3f})" if r["lanes"] in was else ""))
+        if r.get("cycles_by_kind"):
+            add("datapath", f"{key:>2} lanes: mean cycles by instruction kind",
+                ", ".join(f"{k} {v:,.0f}" for k, v in r["cycles_by_kind"].items()))
     if dp["per_lanes"]:
         first = next(iter(dp["per_lanes"].values()))
         add("datapath", f"mean SOPs + MACs ({dp['images']} imgs, cycles: {dp['cycles_source']})",

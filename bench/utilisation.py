@@ -37,6 +37,28 @@ def curve(dp: dict) -> dict:
             "cycles_source": [r["cycles_source"] for r in rows]}
 
 
+def instruction_kind(ins) -> str:
+    """What an instruction is, as the cycle breakdown groups it: the opcode, and for CONV its input
+    (spikes or integers) and lane mode (dense or depthwise)."""
+    from spikegate.machine.program import IN_SPIKE, LANES_TAP, OP_CONV, OPCODES
+
+    if ins.opcode != OP_CONV:
+        return OPCODES[ins.opcode]
+    return "CONV " + ("spikes" if ins.in_kind == IN_SPIKE else "integers") + \
+        (" depthwise" if ins.lane_mode == LANES_TAP else "")
+
+
+def cycles_by_kind(prog, results) -> dict[str, float]:
+    """Mean cycles per image spent in each kind of instruction (:func:`instruction_kind`), largest
+    first, from the ISS's per-instruction cycles (which equal the RTL's): what limits utilisation."""
+    total: dict[str, float] = {}
+    for r in results:
+        for ins, c in zip(prog.instrs, r.cycles_per_instr):
+            k = instruction_kind(ins)
+            total[k] = total.get(k, 0.0) + c
+    return {k: round(v / max(1, len(results)), 1) for k, v in sorted(total.items(), key=lambda kv: -kv[1])}
+
+
 def load_before(path: str = BEFORE) -> dict | None:
     """The saved "before" curve, or None when there is none (or it cannot be read: the plot then
     shows this run alone rather than failing the bench)."""
@@ -119,7 +141,9 @@ def main(argv=None) -> int:
         print(f"wrote {os.path.relpath(a.before)}")
     run.plot({"datapath": dp, "model_source": dm.source}, a.png, before_path=a.before)
     for lanes, u, c in zip(*(curve(dp)[k] for k in ("lanes", "utilisation", "mean_cycles"))):
-        print(f"{lanes:>2} lanes: utilisation {u:.3f}, {c:,.0f} cycles per image")
+        kinds = dp["per_lanes"][str(lanes)]["cycles_by_kind"]
+        print(f"{lanes:>2} lanes: utilisation {u:.3f}, {c:,.0f} cycles per image: "
+              + ", ".join(f"{k} {v:,.0f}" for k, v in kinds.items()))
     print(f"wrote {os.path.relpath(a.png)}")
     return 0
 

@@ -1,11 +1,12 @@
 """Post-training quantization: what the quantizer's rounding costs, and where it comes from.
 
-    .venv/bin/python -m bench.ptq [--bits 4,6,8] [--no-digits] [--json FILE]
+    .venv/bin/python -m bench.ptq [--bits 4,6,8] [--rounding nearest,adaround] [--no-digits] [--json FILE]
 
 1. Float-trained embedded digits models (``default-float``, ``fpga-tiny-t2``): float/integer argmax
-   agreement on the 450 held-out digits per weight width, through ``quantize_checkpoint(NAME,
-   calib="digits")`` (the path of ``spikegate quantize NAME --calib digits``), with the largest
-   declared width.
+   agreement on the 450 held-out digits per weight width and rounding, through
+   ``quantize_checkpoint(NAME, calib="digits", rounding=R)`` (the path of ``spikegate quantize NAME
+   --calib digits --rounding R``), with the largest declared width. ``adaround`` learns the
+   rounding on the 1347 training digits (no labels; quantize/adaround.py) and says how long it took.
 2. Official-layout fixtures (``../shared/fixtures/official``; ``--fixtures DIR``): the spike
    agreement of the first three LIF layers (execution order) with the exact scaled graph (the
    float model), on 16 uniform random images (seed 1; calibrated on 16 others, seed 0), for the
@@ -16,7 +17,9 @@
    * ``full-range input``: the input scale ``qmax / max|calib|`` instead of a power of two;
    * ``naive``: per-channel rounding in float (each conv's rows scaled to exactly ``qmax``,
      rounded, scaled back; no power-of-two stream, no shift), with the same quantized input;
-   * ``exact input``: the same integer weights, the input not rounded (float executor).
+   * ``exact input``: the same integer weights, the input not rounded (float executor);
+   * ``adaround`` (with ``--rounding ...,adaround``): the weights rounded as learned on the 16
+     calibration images (quantize/adaround.py), measured on the 16 others.
 3. ``--sweep 8,10,12,14``: the digits models' argmax agreement when only the weight width grows
    (the integer graph before the width pass, so wider weights than ``--max-bits`` allows still
    run): how far 8-bit post-training rounding is from 99 %.
@@ -106,7 +109,7 @@ def lif_agreement(g_ref, g_test, x: np.ndarray, T: int, *, test_mode: str = "int
     return {n: 100.0 * float((tr[n][0] == tt[n][0]).mean()) for n in names}
 
 
-def fixture_rows(ckpt: str, weight_bits: int = 8) -> dict[str, dict[str, float]]:
+def fixture_rows(ckpt: str, weight_bits: int = 8, adaround: bool = False) -> dict[str, dict[str, float]]:
     """The first LIFs' agreement for the quantizer and each ablation (module docstring)."""
     from spikegate.quantize.checkpoint import load_model
     from spikegate.quantize.lower import lower
@@ -132,20 +135,42 @@ def fixture_rows(ckpt: str, weight_bits: int = 8) -> dict[str, dict[str, float]]
     g2f = g2.copy()
     g2f.meta = dict(g1.meta)
     rows["quantizer weights, exact input"] = lif_agreement(g1, g2f, x, T, test_mode="float")
+    if adaround:
+        from spikegate.quantize.adaround import adaround as learn
+
+        student, _ = learn(model, calib, weight_bits)
+        _, ga = scaled_and_rounded(lower(student), calib, weight_bits)
+        rows["adaround"] = lif_agreement(g1, ga, x, T)
     return rows
 
 
-def digits_rows(bits) -> dict:
+def digits_rows(bits, roundings=("nearest",), models=DIGITS_MODELS, show=None) -> dict:
+    """``{"NAME@BITS" (nearest) or "NAME@BITS adaround": agreement, accuracies, width, seconds}``."""
+    import time
+
     from spikegate.quantize.pipeline import quantize_checkpoint
 
     out = {}
-    for name in DIGITS_MODELS:
+    for name in models:
         for b in bits:
-            g, rep = quantize_checkpoint(name, calib="digits", weight_bits=b)
-            s = rep["summary"]
-            out[f"{name}@{b}"] = {"argmax_agreement": s["argmax_agreement"], "float_top1": s["float_top1"],
-                                  "int_top1": s["int_top1"], "max_width": max_width(g)}
+            for r in roundings:
+                t0 = time.time()
+                g, rep = quantize_checkpoint(name, calib="digits", weight_bits=b, rounding=r)
+                s = rep["summary"]
+                key = f"{name}@{b}" + ("" if r == "nearest" else f" {r}")
+                out[key] = {"argmax_agreement": s["argmax_agreement"], "float_top1": s["float_top1"],
+                            "int_top1": s["int_top1"], "max_width": max_width(g), "rounding": r,
+                            "seconds": time.time() - t0}
+                if "rounding" in rep:
+                    out[key]["flipped_vs_nearest"] = rep["rounding"]["flipped_vs_nearest"]
+                if show:
+                    show(key, out[key])
     return out
+
+
+def show_digits_row(key: str, r: dict) -> None:
+    print(f"{key:<27} agreement {r['argmax_agreement']:6.2f} %  float {r['float_top1']:.2f} %  "
+          f"integer {r['int_top1']:.2f} %  max width {r['max_width']}  {r['seconds']:.0f} s", flush=True)
 
 
 def weight_sweep(name: str, bits) -> dict[int, float]:
@@ -175,17 +200,21 @@ def weight_sweep(name: str, bits) -> dict[int, float]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bits", default="4,6,8", help="weight widths for the digits models")
+    ap.add_argument("--rounding", default="nearest",
+                    help="roundings to measure, comma-separated: nearest, adaround (default nearest)")
+    ap.add_argument("--models", default=",".join(DIGITS_MODELS), help="digits models (default: both)")
     ap.add_argument("--fixtures", default=FIXTURES)
     ap.add_argument("--no-digits", action="store_true")
     ap.add_argument("--sweep", default=None, help="weight widths for the digits agreement sweep, e.g. 8,10,12,14")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
+    roundings = a.rounding.split(",")
+    if set(roundings) - {"nearest", "adaround"}:
+        ap.error(f"--rounding: nearest and/or adaround, not {a.rounding!r}")
     out: dict = {"digits": {}, "official": {}}
     if not a.no_digits:
-        out["digits"] = digits_rows([int(b) for b in a.bits.split(",")])
-        for k, r in out["digits"].items():
-            print(f"{k:<18} agreement {r['argmax_agreement']:6.2f} %  float {r['float_top1']:.2f} %  "
-                  f"integer {r['int_top1']:.2f} %  max width {r['max_width']}")
+        out["digits"] = digits_rows([int(b) for b in a.bits.split(",")], roundings, a.models.split(","),
+                                    show=show_digits_row)
     if a.sweep:
         out["sweep"] = {}
         for name in DIGITS_MODELS:
@@ -197,7 +226,7 @@ def main(argv=None) -> int:
             out["official"][fx] = {"status": f"not available: {path} is missing"}
             print(f"{fx}: not available: {path} is missing")
             continue
-        out["official"][fx] = rows = fixture_rows(path)
+        out["official"][fx] = rows = fixture_rows(path, adaround="adaround" in roundings)
         for k, r in rows.items():
             print(f"{fx:<9} {k:<31} " + "  ".join(f"{v:6.2f}" for v in r.values()) + "   % (first LIFs)")
     if a.json:

@@ -534,8 +534,8 @@ def test_sdram_model_follows_the_protocol():
 def _sdram_build(tmp_path, image, sha_of=None):
     import hashlib
 
-    build = write_toy_build(str(tmp_path / "sbuild"), num_pixels=NPIX, num_classes=NCLS, pixel_bits=PBITS,
-                            logit_bits=LBITS, extra={"weights": {
+    build = write_toy_build(str(tmp_path / "sbuild"), target="ulx3s-85f", num_pixels=NPIX, num_classes=NCLS,
+                            pixel_bits=PBITS, logit_bits=LBITS, extra={"weights": {
                                 "where": "sdram", "loading": "streamed", "external_image": "sdram.bin",
                                 "external_sha256": hashlib.sha256(image if sha_of is None else sha_of).hexdigest()}})
     (tmp_path / "sbuild" / "sdram.bin").write_bytes(image)
@@ -558,6 +558,7 @@ def test_run_command_uploads_and_checks_sdram_weights(tmp_path, capsys):
         cap = capsys.readouterr()
         out = json.loads(cap.out)
         assert out["weights"]["uploaded"] is True and out["weights"]["verified"] is True
+        assert out["baud"] == 3_000_000           # not synthesised here: the ULX3S's rate
         assert out["device"]["sdram_verified"] is True
         assert "sdram: 300 words (600 bytes, sha256 " in cap.err and "CRC-32 matched" in cap.err
         assert d.model.sdram == words

@@ -5,7 +5,7 @@ in ``C, H, W`` order. Float images are quantised as the compiler's reference doe
 (``clip(floor(x * input_scale + 1/2))`` to ``pixel_bits`` signed bits), which needs ``--build`` (its
 ``report.json`` holds ``input_scale``); integer arrays are sent as they are. ``--build`` also checks
 the device runs that build (INFO: pixels, classes, widths) and supplies the default baud rate from
-``BUILD_DIR/<board>/synth.json``.
+``BUILD_DIR/<board>/synth.json``, or else the build's board's (3,000,000 on the ULX3S).
 
 Runtime-loaded weights (iCE40 builds whose weights live in SPRAM, which the bitstream cannot
 initialise): when INFO says the device's weights are not loaded (after configuration or a reset),
@@ -49,7 +49,7 @@ def register(sub):
     p.add_argument("--inputs", required=True, metavar="X.npy", help=".npy array of images [B, C, H, W] or [B, N]")
     p.add_argument("--build", metavar="BUILD_DIR", help="build directory (quantisation scale, checks, default baud, and the "
                                    "weights to upload when they are runtime-loaded)")
-    p.add_argument("--baud", help="baud rate (default: from the build's synth.json, else 115200)")
+    p.add_argument("--baud", help="baud rate (default: from the build's synth.json, else its board's, else 115200)")
     p.add_argument("--timeout", default="5", help="seconds to wait for each response (default 5)")
     p.add_argument("--load-weights", action="store_true",
                    help="upload the build's runtime weights (SPRAM) or sdram.bin (SDRAM) even if the "
@@ -72,6 +72,10 @@ def _read_build(build_dir: str) -> tuple[dict, int | None]:
             except (OSError, ValueError, json.JSONDecodeError):
                 baud = None
             break
+    if baud is None:          # not synthesised here: the board's rate (a bitstream built elsewhere)
+        from spikegate.board_targets.boards import BOARDS
+        board = BOARDS.get(report.get("board")) or BOARDS.get(report.get("target"))
+        baud = board.baud if board is not None else None
     return report, baud
 
 

@@ -31,7 +31,7 @@ def register(sub):
     p.add_argument("--seed", default="1", help="nextpnr placement seed (default 1)")
     p.add_argument("--clock-mhz", help="accelerator clock (default: report.json clock_mhz, else the "
                                        "board's)")
-    p.add_argument("--baud", help="host UART baud rate (default: the board's, 115200)")
+    p.add_argument("--baud", help="host UART baud rate (default: the board's: 115200, the ULX3S 3000000)")
     p.add_argument("--json", action="store_true", help="print synth.json")
     p.set_defaults(func=run)
 

@@ -3,7 +3,9 @@
     .venv/bin/python -m bench.sdram_models [--only NAME ...] [--verify NAME ...] [--out bench/sdram_models.json]
 
 Each case goes through the CLI's own verbs, as a user would run them: ``spikegate init`` (a random
-checkpoint in the official layout; the embedded ``mnist`` model needs none), ``quantize`` (on
+checkpoint in the official layout, with ``--bn-stats 3`` so that its neurons fire as a trained
+network's do: the plain initialisation leaves every spiking layer silent; the embedded ``mnist``
+model needs none), ``quantize`` (on
 seeded random calibration images, or MNIST's training split), ``compile --target ulx3s-85f``
 (without ``--lanes``: the compiler's own choice). It records where the weights went
 (``report.json["weights"]["where"]``), the packed image, the WLOADs, tiling, lanes, the on-chip
@@ -31,9 +33,9 @@ CASES = {
     # name: (init arguments, or None for an embedded model; calibration)
     "mnist": (None, "mnist"),
     "633k": (["--preset", "fpga-small", "--embed-dim", "16,32,64,128", "--depths", "1,1", "--img-size", "32",
-              "--in-channels", "3", "--classes", "10"], "random"),
-    "meta-spikeformer-15m@32": (["--preset", "meta-spikeformer-15m", "--img-size", "32"], "random"),
-    "meta-spikeformer-15m@224": (["--preset", "meta-spikeformer-15m"], "random"),
+              "--in-channels", "3", "--classes", "10", "--bn-stats", "3"], "random"),
+    "meta-spikeformer-15m@32": (["--preset", "meta-spikeformer-15m", "--img-size", "32", "--bn-stats", "3"], "random"),
+    "meta-spikeformer-15m@224": (["--preset", "meta-spikeformer-15m", "--bn-stats", "3"], "random"),
 }
 CALIB_IMAGES = 2
 

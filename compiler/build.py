@@ -153,6 +153,7 @@ def _placed(g: Graph, target: Target, lanes: int | None, weights: str):
     first = None
     for n in ([lanes] if lanes is not None else _fewer_lanes(target.default_lanes)):
         lowered = lower_to_program(g, n, validate=False)
+        _check_activations_fit(lowered, target)
         try:
             prog, why = place_weights(lowered, target, weights)
             budget = check_budget(prog, target, lanes_given=True, weights=weights)  # raises with the table
@@ -166,6 +167,22 @@ def _placed(g: Graph, target: Target, lanes: int | None, weights: str):
                    f"buffer and accumulators do not fit beside the other memories")
         return prog, why, budget, n
     raise first
+
+
+def _check_activations_fit(prog: Program, target: Target) -> None:
+    """Activations (ACT) stay on chip: weights can live in external memory, feature maps cannot
+    yet. One line when they alone exceed the target's on-chip memory (or the ISA's addresses),
+    rather than the first instruction whose ACT address does not fit its field."""
+    from spikegate.machine.program import FIELDS
+
+    bits = prog.act_words * prog.act_bits
+    limit = 1 << dict(FIELDS)["dst"]
+    if target.external_bits and (bits > target.bram_bits + target.spram_bits or prog.act_words > limit):
+        raise BudgetError(f"the activations need {prog.act_words:,} words of {prog.act_bits} bits ({bits:,} bits) "
+                          f"on chip, more than {target.name} has ({target.bram_bits + target.spram_bits:,} bits"
+                          + (f", or the ISA's {limit:,} ACT addresses" if prog.act_words > limit else "")
+                          + "): only weights can live in external memory so far; use a smaller input "
+                            "(--img-size) or a smaller model")
 
 
 def _fewer_lanes(n: int) -> list[int]:

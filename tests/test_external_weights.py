@@ -175,6 +175,21 @@ def test_a_layer_bigger_than_the_buffer_is_one_line(tiny, tmp_path):
     assert not os.path.exists(tmp_path / "b")
 
 
+def test_activations_bigger_than_the_chip_are_one_line(tiny, tmp_path):
+    """Only weights go to external memory: a target whose on-chip memory cannot hold the
+    activations refuses in one line with their size (the 15M preset at 224x224 on the ULX3S)."""
+    g, _ = tiny
+    ir = str(tmp_path / "m.sgir")
+    save_ir(g, ir)
+    prog = lower_to_program(g, 3, validate=False)
+    t = dataclasses.replace(_small_target(g), bram_bits=prog.act_words * prog.act_bits - 1, spram_bits=0)
+    with pytest.raises(BudgetError, match=rf"^the activations need {prog.act_words:,} words of {prog.act_bits} bits "
+                                          r"\([\d,]+ bits\) on chip, more than [\w-]+ has \([\d,]+ bits\): only "
+                                          r"weights can live in external memory so far[^\n]*$"):
+        compile_ir(ir, t, 3, str(tmp_path / "b"), predict_samples=0)
+    assert not os.path.exists(tmp_path / "b")
+
+
 def test_ulx3s_has_its_sdram_and_large_models_external_memory():
     from spikegate.board_targets import compile_target
     assert compile_target("ulx3s-85f").external_bits == 32 * 2**20 * 8

@@ -91,10 +91,11 @@ class ResponseBuilder(wiring.Component):
                 m.d.comb += hdr.payload.length.eq(info_len)
             with m.Case(ResponseKind.WACK):
                 m.d.comb += hdr.payload.length.eq(WEIGHT_ACK_BYTES)
-            with m.Case(ResponseKind.SACK):
-                m.d.comb += hdr.payload.length.eq(SDRAM_ACK_BYTES)
-            with m.Case(ResponseKind.CRC):
-                m.d.comb += hdr.payload.length.eq(SDRAM_CRC_BYTES)
+            if self._sdram_words:      # (only decoded where they can be requested: no logic elsewhere)
+                with m.Case(ResponseKind.SACK):
+                    m.d.comb += hdr.payload.length.eq(SDRAM_ACK_BYTES)
+                with m.Case(ResponseKind.CRC):
+                    m.d.comb += hdr.payload.length.eq(SDRAM_CRC_BYTES)
             with m.Case(ResponseKind.ERROR):
                 m.d.comb += hdr.payload.length.eq(2)
             with m.Case(ResponseKind.RESULT):
@@ -140,7 +141,8 @@ class ResponseBuilder(wiring.Component):
                             m.next = "ERROR"
                         with m.Case(ResponseKind.RESULT):
                             m.next = "CLASS"
-                        with m.Case(ResponseKind.WACK, ResponseKind.SACK, ResponseKind.CRC):
+                        with m.Case(*((ResponseKind.WACK, ResponseKind.SACK, ResponseKind.CRC) if self._sdram_words
+                                      else (ResponseKind.WACK,))):
                             m.next = "CYCLES"
             with m.State("INFO"):
                 m.d.comb += [pay.valid.eq(1), pay.payload.eq(info[idx])]

@@ -76,6 +76,8 @@ FIELDS: list[tuple[str, int]] = [
     ("tag", 10),      # which IR op (index into the program's op names), for debug and traces
 ]
 INSTR_BITS = sum(w for _, w in FIELDS)
+# the most words one WLOAD copies (its count is in ``dst``); a larger layer loads in tiles
+WLOAD_MAX_WORDS = (1 << dict(FIELDS)["dst"]) - 1
 
 
 def field_widths(instrs) -> dict[str, int]:

@@ -29,8 +29,8 @@ import dataclasses
 import numpy as np
 
 from spikegate.machine.external_memory import beats_for, pack_rows
-from spikegate.machine.program import (IN_INT, LANES_CO, LANES_TAP, OP_CONV, OP_HEAD, OP_WLOAD, Instr, Program,
-                                       validate_program, wmem_reads)
+from spikegate.machine.program import (IN_INT, LANES_CO, LANES_TAP, OP_CONV, OP_HEAD, OP_WLOAD, WLOAD_MAX_WORDS, Instr,
+                                       Program, validate_program, wmem_reads)
 
 from .budget import WMEM_BANK_WORDS, BudgetError, deep_acc_pipeline, buffer_words_that_fit, on_chip_fits
 
@@ -148,7 +148,8 @@ def external_weights(p: Program, port_bits: int, buffer_words: int | None = None
     """``p`` (weights on chip, no WLOAD) with its weights in an external image of ``port_bits``-wide
     beats: a WLOAD before every CONV/HEAD into an on-chip WMEM buffer at word 0.
 
-    ``buffer_words`` None: the buffer holds the largest layer, every layer loads once. Otherwise
+    ``buffer_words`` None: the buffer holds the largest layer, every layer loads once (up to
+    ``WLOAD_MAX_WORDS``, the most one WLOAD copies: a layer larger than that is tiled). Otherwise
     the buffer holds at most ``buffer_words``: a layer that fits loads whole, a larger CONV runs in
     output-channel tiles (:func:`_tiles`, :func:`_tile_instrs`), each tile and time step with its
     own WLOAD of just its words (a tile's words are in the image once, its T WLOADs read the same
@@ -159,6 +160,8 @@ def external_weights(p: Program, port_bits: int, buffer_words: int | None = None
     instructions and sizes, but the external image is all zeros and nothing is validated."""
     if p.external or any(i.opcode == OP_WLOAD for i in p.instrs):
         raise ValueError("external_weights: the program's weights are in external memory already")
+    # no WLOAD copies more than its count field holds: a layer larger than that is tiled anyway
+    buffer_words = WLOAD_MAX_WORDS if buffer_words is None else min(buffer_words, WLOAD_MAX_WORDS)
     instrs: list[Instr] = []
     beats: list[np.ndarray] = []
     top = 0
@@ -177,7 +180,7 @@ def external_weights(p: Program, port_bits: int, buffer_words: int | None = None
         n = wmem_reads(p, ins)
         if not n:
             instrs.append(ins)
-        elif (buffer_words is None or n <= buffer_words) and (acc_words is None or acc_need(p, ins) <= acc_words):
+        elif n <= buffer_words and (acc_words is None or acc_need(p, ins) <= acc_words):
             src = load(p.wmem[ins.wbase: ins.wbase + n])
             instrs += [Instr.wload(src, n, 0, name=ins.name, tag=ins.tag), dataclasses.replace(ins, wbase=0)]
         elif ins.opcode == OP_HEAD:
@@ -191,7 +194,7 @@ def external_weights(p: Program, port_bits: int, buffer_words: int | None = None
                     instrs += [Instr.wload(src, (c1 - c0) * G, 0, name=ins.name, tag=ins.tag), tile]
         else:
             _check_tileable(p, ins)
-            for c0, c1 in _tiles(p, ins, buffer_words or n, acc_words or acc_need(p, ins)):
+            for c0, c1 in _tiles(p, ins, buffer_words, acc_words or acc_need(p, ins)):
                 rows = _tile_rows(p, ins, c0, c1)
                 src = load(rows)
                 for tile in _tile_instrs(ins, c0, c1):

@@ -62,8 +62,11 @@ def _cli(argv: list[str]) -> tuple[int, str, str]:
 
 
 class Demo:
-    def __init__(self, out: str, samples: int, checkpoint: str, small_checkpoint: str, boards, sim: str):
+    def __init__(self, out: str, samples: int, checkpoint: str, small_checkpoint: str, boards, sim: str,
+                 sdram_model: str = "", sdram_samples: int = 1):
         self.out = out
+        self.sdram_model = sdram_model
+        self.sdram_samples = sdram_samples
         self.samples = samples
         self.checkpoint = checkpoint
         self.small_checkpoint = small_checkpoint
@@ -117,13 +120,15 @@ class Demo:
                         eval={"float": ev_f, "integer": ev_i},
                         classification=held_out_predictions(self.checkpoint, sgir, ev_f, ev_i))
         builds = self.compile_boards(sgir)
+        builds.update(self.sdram_build())
+        self.res["memories"] = {key: memory_summary(rep) for key, (_, _, rep, _) in builds.items()}
         synth = self.start_synth(builds)
         self.verify(builds)
         self.finish_synth(builds, synth)
         self.write_report(info, qrep, ev_f, ev_i, stats)
 
     def compile_boards(self, sgir: str) -> dict:
-        """``{board: (build dir, report, inputs .npy for it)}`` for the boards something fits."""
+        """``{board: (board, build dir, report, inputs .npy for it)}`` for the boards something fits."""
         builds = {}
         small_sgir = os.path.join(self.out, "small.sgir")
         for board in self.boards:
@@ -156,8 +161,44 @@ class Demo:
                     f"`weights.bin` (sha256 {w['sha256'][:16]}...) when the board asks for it, about "
                     f"{upload_s:.1f} s at 115200 baud. The RTL verification writes them through the core's "
                     f"weight port before the first image.")
-            builds[board] = (bdir, rep, inputs)
+            builds[board] = (board, bdir, rep, inputs)
         return builds
+
+    def sdram_build(self) -> dict:
+        """The model bigger than the chip (``--sdram-model``, the embedded ``mnist`` by default):
+        quantized on its own data set and compiled for the ULX3S, where its weights must live in
+        the SDRAM; verified and synthesised with the boards' builds. ``{}`` when disabled or when
+        the ULX3S is not among the boards."""
+        board = "ulx3s-85f"
+        if not self.sdram_model or board not in self.boards:
+            return {}
+        from spikegate.quantize.checkpoint import load_model
+        from spikegate.quantize.data import dataset
+
+        model, ck = load_model(self.sdram_model)
+        data = ck.args.get("data") or "mnist"       # the data set it was trained on
+        key = f"{board} ({self.sdram_model}, SDRAM)"
+        o = self.out
+        sgir, bdir = os.path.join(o, f"{self.sdram_model}.sgir"), os.path.join(o, f"{board}-sdram")
+        x, _ = dataset(data).split_xy("test", model.cfg.img_size, self.sdram_samples)
+        inputs = os.path.join(o, f"inputs-{self.sdram_model}.npy")
+        np.save(inputs, x)
+        q = self.step(f"quantize {self.sdram_model}", ["quantize", self.sdram_model, "--calib", data, "-o", sgir,
+                                                       "--json"], json_out=True)
+        rep = self.step(f"compile {key}", ["compile", sgir, "--target", board, "-o", bdir, "--json"], json_out=True)
+        w = rep.get("weights") or {}
+        if w.get("where") != "sdram":
+            raise SystemExit(f"demo: {self.sdram_model} was meant to need the SDRAM on {board}, but its weights "
+                             f"went to {w.get('where')!r}")
+        self.res["board_models"] = dict(self.res.get("board_models") or {}, **{key: self.sdram_model})
+        self.res["sdram_model"] = {"model": self.sdram_model, "data": data, "quantize": q}
+        self.notes.append(
+            f"{key}: `{self.sdram_model}` ({sum(t.numel() for t in model.parameters()):,} parameters) does not fit the block RAM: "
+            f"its weights ({w['external_bits']:,} bits packed, `{w['external_image']}`) live in the SDRAM and "
+            f"{w['wloads']:,} WLOAD instructions stream them into a {w['buffer_words']:,}-word on-chip buffer; "
+            f"`verify` serves them from a model of the memory with the cycle model's timing. On a real board "
+            f"the SDRAM is empty at power-up: `spikegate run` must upload `{w['external_image']}` first.")
+        return {key: (board, bdir, rep, inputs)}
 
     def small_inputs(self) -> str:
         """The held-out digits at the small model's input size (its own inputs .npy)."""
@@ -176,12 +217,12 @@ class Demo:
             return
         self.res["verify"] = {}
         pred, meas = [], []
-        for board, (bdir, rep, inputs) in builds.items():
-            v = self.step(f"verify {board} ({self.sim})", ["verify", bdir, "--inputs", inputs, "--sim", self.sim,
-                                                          "--json"], json_out=True)
-            self.res["verify"][board] = v
+        for key, (board, bdir, rep, inputs) in builds.items():
+            v = self.step(f"verify {key} ({self.sim})", ["verify", bdir, "--inputs", inputs, "--sim", self.sim,
+                                                        "--json"], json_out=True)
+            self.res["verify"][key] = v
             if not v["bit_exact"]:
-                raise SystemExit(f"demo: {board}: RTL logits differ from the golden model")
+                raise SystemExit(f"demo: {key}: RTL logits differ from the golden model")
             pred += v["predicted_cycles"]
             meas += v["cycles"]
         self.res["cycles"] = {"predicted": pred, "measured": meas}
@@ -205,10 +246,10 @@ class Demo:
             return
         results = synth.wait()
         self.res["boards"] = {}
-        for board, (bdir, rep, _) in builds.items():
-            rc, out, err, seconds = results[board]
-            self.timings[f"synth {board} (background)"] = seconds
-            print(f"==> [{len(self.timings)}] synth {board}: spikegate synth {bdir} --board {board} --json "
+        for key, (board, bdir, rep, _) in builds.items():
+            rc, out, err, seconds = results[key]
+            self.timings[f"synth {key} (background)"] = seconds
+            print(f"==> [{len(self.timings)}] synth {key}: spikegate synth {bdir} --board {board} --json "
                   f"({seconds:.0f} s, in the background)", flush=True)
             # the board's build directory holds its synth.json (synth writes it one level down,
             # beside the bitstream; a failed fit's synth.json has the error and what it needed)
@@ -216,9 +257,9 @@ class Demo:
             if os.path.exists(written):
                 shutil.copyfile(written, os.path.join(bdir, "synth.json"))
             if rc != 0:
-                self.notes.append(f"{board}: synthesis failed: {err}")
+                self.notes.append(f"{key}: synthesis failed: {err}")
                 continue
-            self.res["boards"][board] = json.loads(out)
+            self.res["boards"][key] = json.loads(out)
 
     def write_report(self, info, qrep, ev_f, ev_i, stats) -> None:
         o = self.out
@@ -251,6 +292,19 @@ class Demo:
             raise SystemExit(f"demo: {png} looks blank ({colours} distinct colours; a rendered report has "
                              f"thousands): open report.html in a browser to see what broke")
         print(f"==> rendered report.html in chromium: {png} ({colours} distinct colours)")
+
+
+def memory_summary(rep: dict) -> dict:
+    """Where a build's memories live, from its ``report.json``: the weights' place (``bram``,
+    ``spram`` or ``sdram``) and how they get there, the on-chip memories' bits, and for SDRAM
+    weights the packed image, its WLOADs and the on-chip buffer."""
+    w = rep.get("weights") or {}
+    out = {"weights": w.get("where"), "storage": w.get("storage"), "loading": w.get("loading"),
+           "lanes": rep.get("lanes"), "on_chip_bits": (rep.get("memories") or {}).get("bits") or {}}
+    if w.get("where") == "sdram":
+        out.update(external_bits=w["external_bits"], wloads=w["wloads"], buffer_words=w["buffer_words"],
+                   predicted_images_per_s=rep.get("predicted_images_per_s"), clock_mhz=rep.get("clock_mhz"))
+    return out
 
 
 def held_out_predictions(checkpoint: str, sgir: str, ev_f: dict, ev_i: dict) -> dict:
@@ -292,10 +346,10 @@ class BackgroundSynth:
     CONSOLE = "synth-console.log"
 
     def __init__(self, builds: dict):
-        self.jobs = [(board, bdir) for board, (bdir, _, _) in builds.items()]
+        self.jobs = [(key, board, bdir) for key, (board, bdir, _, _) in builds.items()]
         self.queue = list(self.jobs)
         self.lock = threading.Lock()
-        self.running: dict[str, str] = {}           # board -> its synth output dir, while it runs
+        self.running: dict[str, str] = {}           # build -> its synth output dir, while it runs
         self.results: dict[str, tuple[int, str, str, float]] = {}
         self.threads: list[threading.Thread] = []
 
@@ -313,11 +367,11 @@ class BackgroundSynth:
             with self.lock:
                 if not self.queue:
                     return
-                board, bdir = self.queue.pop(0)
-                self.running[board] = os.path.join(bdir, board)
-            self.results[board] = synth_board(board, bdir, os.path.join(bdir, self.CONSOLE))
+                key, board, bdir = self.queue.pop(0)
+                self.running[key] = os.path.join(bdir, board)
+            self.results[key] = synth_board(board, bdir, os.path.join(bdir, self.CONSOLE))
             with self.lock:
-                del self.running[board]
+                del self.running[key]
 
     def _stages_done(self) -> int:
         from spikegate.board_targets.flow import FLOW_STAGES, flow_stage
@@ -333,7 +387,7 @@ class BackgroundSynth:
         if self.queue:
             self._add_worker()
         total = len(self.jobs) * len(FLOW_STAGES)
-        with progress.bar(total, "synth (" + ", ".join(b for b, _ in self.jobs) + ")", unit="stage") as bar:
+        with progress.bar(total, "synth (" + ", ".join(k for k, _, _ in self.jobs) + ")", unit="stage") as bar:
             def update(n):
                 bar.n = n
                 bar.refresh()
@@ -351,8 +405,13 @@ def main(argv=None) -> int:
     p.add_argument("--small-checkpoint", default=SMALL_CHECKPOINT, help="used where the default does not fit")
     p.add_argument("--boards", default=",".join(BOARDS))
     p.add_argument("--sim", default="verilator")
+    p.add_argument("--sdram-model", default="mnist",
+                   help="a model bigger than the chip, run from the ULX3S's SDRAM ('' skips it)")
+    p.add_argument("--sdram-samples", type=int, default=1, help="its held-out images through the RTL (default 1: "
+                   "an image of the mnist model is 3.2M cycles)")
     a = p.parse_args(argv)
-    Demo(a.out, a.samples, a.checkpoint, a.small_checkpoint, [b for b in a.boards.split(",") if b], a.sim).run()
+    Demo(a.out, a.samples, a.checkpoint, a.small_checkpoint, [b for b in a.boards.split(",") if b], a.sim,
+         a.sdram_model, a.sdram_samples).run()
     return 0
 
 

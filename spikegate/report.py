@@ -337,6 +337,26 @@ def _boards_plot(res: dict) -> str:
 
 
 # ---------------------------------------------------------------- notes, timings, page
+def memory_section(res: dict) -> Section:
+    """Where each build's memories live: the weights in block RAM, SPRAM or SDRAM (``report.json``'s
+    ``weights.where``), the on-chip memories' bits, and for SDRAM weights how they reach the core."""
+    mem = res["memories"]
+    names = sorted({k for m in mem.values() for k in m["on_chip_bits"]})
+    rows = [["weights live in", *(f"**{m['weights']}** ({m['storage']}, {m['loading']})" for m in mem.values())],
+            ["lanes", *(m["lanes"] for m in mem.values())]]
+    rows += [[f"{n}, bits on chip", *(f"{m['on_chip_bits'].get(n, 0):,}" for m in mem.values())] for n in names]
+    rows += [["SDRAM image, bits (packed)", *(f"{m['external_bits']:,}" if "external_bits" in m else "-"
+                                             for m in mem.values())],
+             ["WLOADs per image / on-chip buffer words",
+              *(f"{m['wloads']:,} / {m['buffer_words']:,}" if "wloads" in m else "-" for m in mem.values())],
+             ["predicted images/s", *(f"{m['predicted_images_per_s']:,} at {m['clock_mhz']:g} MHz"
+                                      if m.get("predicted_images_per_s") else "-" for m in mem.values())]]
+    md = ("Where each build keeps its memories (from the compiler's `report.json`): block RAM, the iCE40's "
+          "SPRAM (loaded at run time) or the ULX3S's SDRAM (streamed by WLOAD instructions into an on-chip "
+          "buffer).\n\n" + _table(["", *mem], rows))
+    return Section("Memories", md)
+
+
 def timings_section(timings: dict) -> Section:
     md = _table(["step", "seconds"], [[k, t] for k, t in timings.items()])
     names = list(timings)
@@ -366,6 +386,8 @@ def build_sections(res: dict, *, images=None, labels=None, logits=None, trace=No
         out.append(verify_section(res, labels))
     if res.get("boards"):
         out.append(boards_section(res))
+    if res.get("memories"):
+        out.append(memory_section(res))
     if res.get("notes"):
         out.append(Section("Notes", "\n".join(f"- {n}" for n in res["notes"])))
     if res.get("timings"):

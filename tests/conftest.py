@@ -38,6 +38,10 @@ def run_cli(argv, capsys):
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """``make demo``'s entry point on a reduced sample (3 held-out digits), run once per test run.
+    Without the model bigger than the chip (``--sdram-model ''``): its calibration, RTL run and
+    third synthesis would cost make test several minutes; the verbs it runs are tested on their own
+    (tests/test_external_tiling.py: the MNIST build, rtl_tests/test_external_rtl.py: RTL with
+    SDRAM weights), and its report section in tests/test_external_tiling.py.
 
     Tests that use it belong to the xdist group ``demo`` so that one worker runs them all; in case
     the grouping does not hold (pytest-xdist's loadgroup rewrites node ids, which pytest 9 ignores),
@@ -57,7 +61,8 @@ def demo_run(tmp_path_factory):
     out, result = shared / "demo_out", shared / "result.json"
     with FileLock(str(shared) + ".lock"):
         if not result.exists():
-            proc = subprocess.run([sys.executable, "-m", "spikegate.demo", "--out", str(out), "--samples", "3"],
+            proc = subprocess.run([sys.executable, "-m", "spikegate.demo", "--out", str(out), "--samples", "3",
+                                   "--sdram-model", ""],
                                   capture_output=True, text=True, cwd=REPO)
             result.write_text(json.dumps({"returncode": proc.returncode, "stdout": proc.stdout,
                                           "stderr": proc.stderr}))

@@ -349,8 +349,9 @@ def synthesize(build_dir: str, board_name: str, *, load_core: CoreLoader | None 
         _add_sdram_core(platform, top, out_dir)
         result["dram_mhz"] = top.dram_clock_hz / 1e6
         result["weights"] = "sdram"
-        notes.append("the weights are read from the SDRAM, which is empty at power-up: loading "
-                     "sdram.bin into it over the host link is not built yet (docs/sdram.md)")
+        notes.append(f"the weights are read from the SDRAM, which is empty at power-up: `spikegate run --build "
+                     f"{build_dir}` uploads sdram.bin over the host link and the device checks it (CRC-32) "
+                     f"before it starts (docs/sdram.md)")
         result["notes"] = "; ".join(notes)
     plan = platform.prepare(top, name="top", **_tool_options(board, seed))
     plan.extract(out_dir)

@@ -236,8 +236,10 @@ class BoardTop(Elaboratable):
         por_done = Signal()
         m.d.comb += por_done.eq(por_count == delay)
         # (an SDRAM build's core waits for the controller's power-up sequence: module docstring)
-        memory_ready = self._sdram_side(m, platform, *dram_clks, locked) if self._sdram else Const(1)
-        with m.If(~locked | ~memory_ready):
+        held = ~locked
+        if self._sdram:     # (a board without SDRAM keeps exactly the logic it had before)
+            held = held | ~self._sdram_side(m, platform, *dram_clks, locked)
+        with m.If(held):
             m.d.por += por_count.eq(0)
         with m.Elif(~por_done):
             m.d.por += por_count.eq(por_count + 1)

@@ -117,8 +117,10 @@ class ResponseBuilder(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                wait = (req.kind == ResponseKind.CRC) & self.sdram_checking if self._sdram_words else Const(0, 1)
-                with m.If(self.request.valid & ~wait):
+                go = self.request.valid
+                if self._sdram_words:      # a CRC answer waits for its check to end
+                    go = go & ~((req.kind == ResponseKind.CRC) & self.sdram_checking)
+                with m.If(go):
                     m.next = "HEADER"
             with m.State("HEADER"):
                 self._header(m, info_len)

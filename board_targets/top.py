@@ -34,7 +34,7 @@ check over the whole image has matched (docs/host-protocol.md).
 
 from __future__ import annotations
 
-from amaranth.hdl import (ClockDomain, ClockSignal, Const, DomainRenamer, Elaboratable, Instance, Module, Shape,
+from amaranth.hdl import (ClockDomain, ClockSignal, DomainRenamer, Elaboratable, Instance, Module, Shape,
                           Signal)
 from amaranth.lib import data, io, wiring
 from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer

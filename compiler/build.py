@@ -166,6 +166,10 @@ def _placed(g: Graph, target: Target, lanes: int | None, weights: str):
             why = (f"{why}; {n} lanes: with the target's default {target.default_lanes}, the on-chip weight "
                    f"buffer and accumulators do not fit beside the other memories")
         return prog, why, budget, n
+    tried = _fewer_lanes(target.default_lanes)[1:]
+    if lanes is None and tried and first is not None:
+        raise BudgetError(f"{first} (at {target.default_lanes} lanes; "
+                          f"{', '.join(map(str, tried))} do not fit either)") from None
     raise first
 
 

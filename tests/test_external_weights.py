@@ -222,3 +222,22 @@ def test_sim_family_targets_count_bits(tiny):
         place_weights(prog, dataclasses.replace(t, bram_bits=onchip * 4 // 5), "auto")
     with pytest.raises(BudgetError, match="external memory bits"):
         check_budget(placed, dataclasses.replace(t, external_bits=1000), True)
+
+
+def test_compile_without_lanes_falls_back_to_fewer(tiny, tmp_path):
+    """A target whose block RAM holds the external-weight program at 2 lanes but not at its
+    default 4: compile without --lanes halves the lanes until the buffers fit and says so; with
+    --lanes 4 it refuses; when no lane count fits, the default's reason names the others tried."""
+    g, _ = tiny
+    ir = str(tmp_path / "m.sgir")
+    save_ir(g, ir)
+    t = dataclasses.replace(_small_target(g, lanes=2), default_lanes=4)
+    rep = compile_ir(ir, t, None, str(tmp_path / "b"), predict_samples=0)
+    assert rep["lanes"] == 2 and rep["weights"]["where"] == "sdram"
+    assert rep["weights"]["why"].endswith("2 lanes: with the target's default 4, the on-chip weight buffer and "
+                                          "accumulators do not fit beside the other memories")
+    with pytest.raises(BudgetError):
+        compile_ir(ir, t, 4, str(tmp_path / "b4"), predict_samples=0)
+    small = dataclasses.replace(t, bram_blocks=t.bram_blocks // 4, bram_bits=t.bram_bits // 4)
+    with pytest.raises(BudgetError, match=r"\(at 4 lanes; 2, 1 do not fit either\)$"):
+        compile_ir(ir, small, None, str(tmp_path / "b1"), predict_samples=0)

@@ -42,10 +42,10 @@ def _broken(program, edit):
 
 def test_each_rule_names_what_is_at_fault(program):
     def field_too_wide(p):
-        _first(p, OP_LIF).pbase = 1 << 14
+        _first(p, OP_LIF).pbase = 1 << 20
 
     msg = _broken(program, field_too_wide)
-    assert "field pbase=16384 does not fit the ISA's 14 bits" in msg and "instruction" in msg
+    assert "field pbase=1048576 does not fit the ISA's 20 bits" in msg and "instruction" in msg
 
     def out_of_act(p):
         ins = _first(p, OP_CONV)

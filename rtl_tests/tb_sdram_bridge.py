@@ -81,6 +81,25 @@ def _beat(ref, b, k, word_bits):
     return sum(ref[b * k + j] << (j * word_bits) for j in range(k))
 
 
+async def start_sdram_side(dut, cfg: dict, margin: int) -> None:
+    """Both SDRAM harnesses' start (this one and ``tb_sdram_upload``'s): the core clock, ``dram``
+    and the chip's clock 90 degrees after it, both resets held 4 ``dram`` cycles, then LiteDRAM's
+    power-up sequence (``cfg["init_cycles"]``), which must raise ``init_done`` within ``margin``
+    more ``dram`` cycles."""
+    dut.rst.value = dut.dram_rst.value = 1
+    Clock(dut.clk, cfg["core_period_ps"], unit="ps").start()
+    Clock(dut.dram_clk, cfg["dram_period_ps"], unit="ps").start()
+    await Timer(cfg["dram_period_ps"] // 4, unit="ps")          # the chip's clock: 90 degrees late
+    Clock(dut.sdram_clk, cfg["dram_period_ps"], unit="ps").start()
+    await ClockCycles(dut.dram_clk, 4)
+    dut.rst.value = dut.dram_rst.value = 0
+    budget = cfg["init_cycles"] + margin
+    try:
+        await with_timeout(RisingEdge(dut.init_done), budget * cfg["dram_period_ps"], "ps")
+    except SimTimeoutError:
+        raise AssertionError(f"TIMEOUT: init_done not within {budget} dram cycles") from None
+
+
 @cocotb.test()
 async def bursts_through_the_bridge(dut):
     cfg = tb_config()
@@ -93,19 +112,7 @@ async def bursts_through_the_bridge(dut):
     for s in (dut.mem__cmd__valid, dut.mem__rdata__ready, dut.pre_cmd__valid, dut.pre_wdata__valid):
         s.value = 0
     dut.preload.value = 1
-    dut.rst.value = dut.dram_rst.value = 1
-    Clock(dut.clk, cfg["core_period_ps"], unit="ps").start()
-    Clock(dut.dram_clk, cfg["dram_period_ps"], unit="ps").start()
-    await Timer(cfg["dram_period_ps"] // 4, unit="ps")          # the chip's clock: 90 degrees late
-    Clock(dut.sdram_clk, cfg["dram_period_ps"], unit="ps").start()
-    await ClockCycles(dut.dram_clk, 4)
-    dut.rst.value = dut.dram_rst.value = 0
-
-    budget = cfg["init_cycles"] + 1000
-    try:
-        await with_timeout(RisingEdge(dut.init_done), budget * cfg["dram_period_ps"], "ps")
-    except SimTimeoutError:
-        raise AssertionError(f"TIMEOUT: init_done not within {budget} dram cycles") from None
+    await start_sdram_side(dut, cfg, margin=1000)
 
     ref, bursts = _plan(rng, cfg, chip, port)
     addrs = list(ref)

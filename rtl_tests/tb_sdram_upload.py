@@ -7,13 +7,13 @@ from __future__ import annotations
 import random
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, Timer, with_timeout
+from cocotb.triggers import ClockCycles
 
 from spikegate.host import FrameParser, encode_frame, encode_pixels
 from spikegate.machine.host_protocol import (ERROR_RESPONSE, INFO_LENGTH, INFO_SDRAM, INFO_SDRAM_VERIFIED,
                                              PROTOCOL_VERSION_SDRAM, RESPONSE_FLAG, Cmd, Err, sdram_crc)
 from spikegate.rtl_tests.cocotb_util import UARTSink, UARTSource, tb_config, tb_seed
+from spikegate.rtl_tests.tb_sdram_bridge import start_sdram_side
 from spikegate.rtl_tests.toy_core import toy_model
 
 
@@ -85,19 +85,8 @@ def _bytes(words) -> bytes:
 
 
 async def _start(dut, cfg):
-    Clock(dut.clk, cfg["core_period_ps"], unit="ps").start()
-    Clock(dut.dram_clk, cfg["dram_period_ps"], unit="ps").start()
-    await Timer(cfg["dram_period_ps"] // 4, unit="ps")          # the chip's clock: 90 degrees late
-    Clock(dut.sdram_clk, cfg["dram_period_ps"], unit="ps").start()
     dut.rx.value = 1
-    dut.rst.value = dut.dram_rst.value = 1
-    await ClockCycles(dut.dram_clk, 4)
-    dut.rst.value = dut.dram_rst.value = 0
-    budget = cfg["init_cycles"] + 2000
-    try:
-        await with_timeout(RisingEdge(dut.init_done), budget * cfg["dram_period_ps"], "ps")
-    except SimTimeoutError:
-        raise AssertionError(f"TIMEOUT: init_done not within {budget} dram cycles") from None
+    await start_sdram_side(dut, cfg, margin=2000)
 
 
 @cocotb.test()

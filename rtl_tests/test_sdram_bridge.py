@@ -168,28 +168,10 @@ def test_bridge_rejects_a_beat_of_partial_words():
     assert SDRAMBridge(BurstPort(port_bits=64)).words_per_beat == 4
 
 
-class _ToyWithBurstPort(wiring.Component):
-    """``ToyCore`` plus an idle burst port ``mem``: a core with SDRAM weights, for the board top."""
-
-    def __init__(self, port=None):
-        from spikegate.hw.wload import burst_port_signature
-        from spikegate.rtl_tests.toy_core import ToyCore
-        self.toy = ToyCore(num_pixels=16, num_classes=4, pixel_bits=8, logit_bits=16)
-        super().__init__({**self.toy.signature.members,
-                          "mem": Out(burst_port_signature(port or burst_port(16)))})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.toy = self.toy
-        for name, member in self.toy.signature.members.items():
-            ours, theirs = getattr(self, name), getattr(self.toy, name)
-            if not member.is_port:
-                wiring.connect(m, wiring.flipped(ours), theirs)
-            elif member.flow == Out:
-                m.d.comb += ours.eq(theirs)
-            else:
-                m.d.comb += theirs.eq(ours)
-        return m
+def _toy_with_burst_port(port=None):
+    """``ToyCore`` with an idle burst port ``mem``: a core with SDRAM weights, for the board top."""
+    from spikegate.rtl_tests.toy_core import ToyCore
+    return ToyCore(num_pixels=16, num_classes=4, pixel_bits=8, logit_bits=16, burst_port=port or burst_port(16))
 
 
 def test_board_top_with_sdram_elaborates_for_the_ulx3s(tmp_path):
@@ -200,7 +182,7 @@ def test_board_top_with_sdram_elaborates_for_the_ulx3s(tmp_path):
     from spikegate.board_targets.boards import get_board
     from spikegate.board_targets.litedram_core import core_module_name, generate_ulx3s_sdram_core
     from spikegate.board_targets.top import BoardTop
-    top = BoardTop(_ToyWithBurstPort, "ulx3s-85f", num_pixels=16, num_classes=4, sdram=True, sdram_words=256)
+    top = BoardTop(_toy_with_burst_port, "ulx3s-85f", num_pixels=16, num_classes=4, sdram=True, sdram_words=256)
     assert (top.clock["actual_mhz"], top.dram_clock_hz) == (60.0, DRAM_HZ)
     platform = get_board("ulx3s-85f").platform()
     core = generate_ulx3s_sdram_core(tmp_path, top.dram_clock_hz)
@@ -219,4 +201,4 @@ def test_board_top_with_sdram_elaborates_for_the_ulx3s(tmp_path):
     from spikegate.board_targets.top import CoreWithoutBurstPort
     longer = replace(burst_port(16), max_burst=64)        # its `len` is wider than the board's
     with pytest.raises(ValueError, match="not the ULX3S's"):
-        CoreWithoutBurstPort(_ToyWithBurstPort(longer)).burst_port
+        CoreWithoutBurstPort(_toy_with_burst_port(longer)).burst_port

@@ -64,30 +64,6 @@ endmodule
 """
 
 
-class ToyWithBurstPort(wiring.Component):
-    """``ToyCore`` plus an idle burst port ``mem``: a core whose weights live in SDRAM."""
-
-    def __init__(self):
-        from spikegate.hw.wload import burst_port_signature
-        from spikegate.machine.external_memory import ULX3S_PORT
-        from spikegate.rtl_tests.toy_core import ToyCore
-        self.toy = ToyCore(**DESIGN)
-        super().__init__({**self.toy.signature.members, "mem": Out(burst_port_signature(ULX3S_PORT))})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.toy = self.toy
-        for name, member in self.toy.signature.members.items():
-            ours, theirs = getattr(self, name), getattr(self.toy, name)
-            if not member.is_port:
-                wiring.connect(m, wiring.flipped(ours), theirs)
-            elif member.flow == Out:
-                m.d.comb += ours.eq(theirs)
-            else:
-                m.d.comb += theirs.eq(ours)
-        return m
-
-
 class UploadHarness(wiring.Component):
     """The board top's SDRAM side (module docstring): UART pins, ``init_done``, ``verified``."""
 
@@ -101,7 +77,9 @@ class UploadHarness(wiring.Component):
         from spikegate.board_targets.top import CoreWithoutBurstPort
         from spikegate.hw.host_link import UARTAccelerator
         m = Module()
-        core = CoreWithoutBurstPort(ToyWithBurstPort())
+        from spikegate.machine.external_memory import ULX3S_PORT
+        from spikegate.rtl_tests.toy_core import ToyCore
+        core = CoreWithoutBurstPort(ToyCore(**DESIGN, burst_port=ULX3S_PORT))
         m.submodules.system = system = UARTAccelerator(
             core, num_pixels=DESIGN["num_pixels"], num_classes=DESIGN["num_classes"], divisor=DIVISOR,
             timeout=TIMEOUT, clk_hz=60_000_000, sdram_words=WORDS, sdram_addr_bits=ULX3S_SDRAM.word_address_bits,

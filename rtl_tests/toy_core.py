@@ -6,7 +6,10 @@ complement). Optional ``stall`` makes it refuse pixels on a pseudo-random half o
 exercise back-pressure upstream) and ``latency`` adds idle cycles between the last pixel and the
 first logit (to make it observably busy). With ``weight_words > 0`` it has a runtime weight port
 (``weights``, as a core whose weights live in SPRAM) and adds word ``k`` (unsigned,
-``weight_bits`` wide) to logit ``k``. :func:`toy_model` is the Python reference.
+``weight_bits`` wide) to logit ``k``. With ``burst_port`` (a
+:class:`~spikegate.machine.external_memory.BurstPort`) it also has an idle burst port ``mem``, as a
+core whose weights live in SDRAM (it never issues a command). :func:`toy_model` is the Python
+reference.
 
 It is also a stand-in for the compiler's output in the synth flow: :func:`write_toy_build` writes a
 ``BUILD_DIR`` whose ``report.json`` names :func:`load_core` (``"core": "module:callable"``), the same
@@ -20,7 +23,7 @@ import os
 
 from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In
+from amaranth.lib.wiring import In, Out
 
 from spikegate.hw.accel_interface import CYCLE_COUNTER_BITS, accelerator_signature, weight_port_signature
 
@@ -43,7 +46,8 @@ def toy_model(pixels, *, num_classes: int, logit_bits: int, weights=None) -> lis
 
 class ToyCore(wiring.Component):
     def __init__(self, *, num_pixels: int, num_classes: int, pixel_bits: int, logit_bits: int,
-                 stall: bool = False, latency: int = 0, weight_words: int = 0, weight_bits: int = 8):
+                 stall: bool = False, latency: int = 0, weight_words: int = 0, weight_bits: int = 8,
+                 burst_port=None):
         for name, v, lo in (("num_pixels", num_pixels, 1), ("num_classes", num_classes, 1),
                             ("latency", latency, 0)):
             if not isinstance(v, int) or v < lo:
@@ -56,6 +60,9 @@ class ToyCore(wiring.Component):
         if weight_words:
             members["weights"] = In(weight_port_signature(
                 addr_bits=max(1, (weight_words - 1).bit_length()), word_bits=weight_bits))
+        if burst_port is not None:
+            from spikegate.hw.wload import burst_port_signature
+            members["mem"] = Out(burst_port_signature(burst_port))
         super().__init__(members)
 
     num_pixels = property(lambda self: self._num_pixels)

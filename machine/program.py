@@ -383,6 +383,17 @@ def wmem_reads(p: Program, ins: Instr) -> int:
     return 0
 
 
+def acc_reads(ins: Instr, lanes: int) -> int:
+    """The ACC words per bank a CONV or HEAD uses (0 for the other opcodes): a LANES_CO CONV one
+    per lane group and output pixel, a LANES_TAP CONV one per channel and output pixel, a HEAD one
+    per lane group of classes. A program's ``acc_words`` is the largest over its instructions."""
+    if ins.opcode == OP_HEAD:
+        return -(-ins.cout // lanes)
+    if ins.opcode != OP_CONV:
+        return 0
+    return (-(-ins.cout // lanes) if ins.lane_mode == LANES_CO else ins.cout) * ins.ho * ins.wo
+
+
 def _check_wloads(p: Program) -> None:
     """The WLOAD rules (see :func:`validate_program`)."""
     loads = [pc for pc, i in enumerate(p.instrs) if i.opcode == OP_WLOAD]

@@ -30,7 +30,7 @@ import numpy as np
 
 from spikegate.machine.external_memory import beats_for, pack_rows
 from spikegate.machine.program import (IN_INT, LANES_CO, LANES_TAP, OP_CONV, OP_HEAD, OP_WLOAD, WLOAD_MAX_WORDS, Instr,
-                                       Program, validate_program, wmem_reads)
+                                       Program, acc_reads, validate_program, wmem_reads)
 
 from .budget import WMEM_BANK_WORDS, BudgetError, deep_acc_pipeline, buffer_words_that_fit, on_chip_fits
 
@@ -56,15 +56,8 @@ def _tile_rows(p: Program, ins: Instr, c0: int, c1: int) -> np.ndarray:
 
 
 def acc_need(p: Program, ins: Instr) -> int:
-    """ACC words per bank the CONV/HEAD ``ins`` uses (``passes/pack.py``): a LANES_CO CONV a word per
-    lane group and output pixel, a LANES_TAP CONV one per channel and output pixel, a HEAD one per
-    lane group of classes; 0 for the others."""
-    if ins.opcode == OP_HEAD:
-        return -(-ins.cout // p.lanes)
-    if ins.opcode != OP_CONV:
-        return 0
-    groups = -(-ins.cout // p.lanes) if ins.lane_mode == LANES_CO else ins.cout
-    return groups * ins.ho * ins.wo
+    """ACC words per bank the CONV/HEAD ``ins`` of ``p`` uses (``machine/program.py: acc_reads``)."""
+    return acc_reads(ins, p.lanes)
 
 
 def _tiles(p: Program, ins: Instr, buffer_words: int, acc_words: int) -> list[tuple[int, int]]:

@@ -15,7 +15,7 @@ from spikegate.quantize.graph import Graph
 from spikegate.quantize.intops import signed_bits
 from spikegate.quantize.ranges import add_operands
 
-from spikegate.machine.program import (IN_INT, LANES_CO, LANES_TAP, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT,
+from spikegate.machine.program import (IN_INT, acc_reads, LANES_CO, LANES_TAP, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT,
                        OP_SUM, Instr, Program, ProgramError)
 from .memory_plan import MemoryPlan
 from .schedule import Schedule
@@ -72,10 +72,7 @@ def pack_parameters(g: Graph, s: Schedule, plan: MemoryPlan, lanes: int) -> Prog
             ins.pbase = len(bias)
             bias += [int(v) for v in m.params["bias"]]
             shift += [int(v) for v in m.params["shift"]]
-            if a["lane_mode"] == LANES_CO:
-                acc_words = max(acc_words, math.ceil(cout / lanes) * ho * wo)
-            else:
-                acc_words = max(acc_words, cout * ho * wo)
+            acc_words = max(acc_words, acc_reads(ins, lanes))
         elif m.opcode == OP_LIF:
             C, H, W = (tuple(m.out_shape) + (1, 1))[:3]
             ins.src, ins.dst = plan.addresses[m.srcs[0]], plan.addresses[m.dst]
@@ -108,7 +105,7 @@ def pack_parameters(g: Graph, s: Schedule, plan: MemoryPlan, lanes: int) -> Prog
             bpad[:K] = m.params["bias"]
             bias += [int(v) for v in bpad]
             shift += [0] * (G * lanes)
-            acc_words = max(acc_words, G)
+            acc_words = max(acc_words, acc_reads(ins, lanes))
         elif m.opcode == OP_OUTPUT:
             ins.cout = m.out_shape[0]
         instrs.append(ins)

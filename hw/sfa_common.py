@@ -40,7 +40,14 @@ def instr_layout(cfg: "MachineConfig | None" = None) -> data.StructLayout:
     program puts in it (``MachineConfig.field_bits``): bits no instruction uses are compiled out,
     and with them the logic that would carry them."""
     widths = dict(FIELDS) if cfg is None else dict(cfg.field_bits)
-    return data.StructLayout({name: unsigned(widths[name]) for name, _ in FIELDS})
+    return data.StructLayout({name: unsigned(widths[name]) for name, _ in FIELDS if name in widths})
+
+
+def field_or_zero(instr, name: str) -> Value:
+    """The field ``name`` of the instruction ``instr`` (an :func:`instr_layout` view), or 0 where
+    the program's layout left it out (``machine/program.py: OPTIONAL_FIELDS``: every instruction's
+    value was 0)."""
+    return getattr(instr, name) if name in instr.shape().members else Const(0, 1)
 
 
 def derived_layout(cfg: "MachineConfig | None" = None) -> data.StructLayout:

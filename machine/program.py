@@ -57,6 +57,11 @@ WLOAD_PORT_BITS = (16, 32, 64)
 IN_SPIKE, IN_INT = 0, 1          # input is SPK (select weights) or ACT (multiply)
 LANES_CO, LANES_TAP = 0, 1       # lanes over output channels (dense) or over kernel taps (depthwise)
 OUT_WRITE, OUT_ACCUM = 0, 1      # readout writes ACT, or adds into ACT (membrane shortcut)
+# CONV's ``fire`` (T = 1 only): the readout also fires the LIF that reads its output, element by
+# element beside the ACT write: ``SPK[src3 + e] = y_e >= 2 * THRESH[pbase + c]`` (``y_e`` the word
+# written to ACT, ``c`` its channel; the integer LIF's first step, whose membrane starts at 0, so
+# ``h2 = y_e``). It costs no cycle and saves the LIF instruction's ``n + 2 + FETCH``
+# (``docs/accelerator.md``, "CONV ... fire"; ``compiler/passes/fuse_fire.py``).
 
 # The instruction word: every field, its width in bits, in encoding order (LSB first).
 FIELDS: list[tuple[str, int]] = [
@@ -74,7 +79,12 @@ FIELDS: list[tuple[str, int]] = [
     ("wbase", 20),    # first WMEM word
     ("pbase", 20),    # first BIAS/SHIFT (CONV, HEAD) or THRESH (LIF) entry
     ("tag", 10),      # which IR op (index into the program's op names), for debug and traces
+    ("fire", 1),      # CONV: the readout also fires the LIF that follows (see OP_CONV's "fire" below)
 ]
+# fields left out of the ROM word where every instruction's value is 0, so that adding them changed
+# no word of a program that does not use them (``hw/sfa_common.py: field_or_zero`` reads one that is
+# left out as 0)
+OPTIONAL_FIELDS = ("fire",)
 INSTR_BITS = sum(w for _, w in FIELDS)
 # the most words one WLOAD copies (its count is in ``dst``); a larger layer loads in tiles
 WLOAD_MAX_WORDS = (1 << dict(FIELDS)["dst"]) - 1
@@ -83,8 +93,11 @@ WLOAD_MAX_WORDS = (1 << dict(FIELDS)["dst"]) - 1
 def field_widths(instrs) -> dict[str, int]:
     """Per field of ``FIELDS``, the bits the largest value ``instrs`` put in it need (at least 1):
     the width of that field in the accelerator built for this program (its ROM holds the program
-    in this narrower layout; ``hw/sfa_common.py: instr_layout``)."""
-    return {f: max([1] + [int(getattr(i, f)).bit_length() for i in instrs]) for f, _ in FIELDS}
+    in this narrower layout; ``hw/sfa_common.py: instr_layout``). An ``OPTIONAL_FIELDS`` one whose
+    values are all 0 is left out."""
+    widths = {f: max([0 if f in OPTIONAL_FIELDS else 1] + [int(getattr(i, f)).bit_length() for i in instrs])
+              for f, _ in FIELDS}
+    return {f: w for f, w in widths.items() if w > 0}
 
 
 # The per-instruction products the engines use (``hw/sfa_common.py: derived_layout``). The compiler
@@ -184,7 +197,9 @@ class Instr:
     wbase: int = 0
     pbase: int = 0
     tag: int = 0
+    fire: int = 0
     name: str = ""  # not encoded
+    fires: str = ""  # not encoded: CONV with ``fire``, the IR LIF op whose spikes it writes
 
     def encode(self) -> int:
         word, pos = 0, 0

@@ -37,7 +37,7 @@ from spikegate.compiler import cycle_model as cm
 from spikegate.hw.accel_interface import logit_stream
 from spikegate.hw.sfa_common import derived_layout, instr_layout
 from spikegate.machine.config import MachineConfig
-from spikegate.machine.program import FIELDS, OP_INPUT, OP_LIF, OP_OUTPUT, OPCODES, derived_values
+from spikegate.machine.program import OP_INPUT, OP_LIF, OP_OUTPUT, OPCODES, derived_values
 from spikegate.rtl_tests.engine_harness import ram_depth, ram_shape
 from spikegate.rtl_tests.cocotb_util import tb_config
 from spikegate.rtl_tests.tb_streams import TB, Codec
@@ -206,7 +206,7 @@ class EngineTB(TB):
 
     # ------------------------------------------------------------------ one instruction
     def _encode(self, ins):
-        instr = self.instr_codec.pack({f: int(getattr(ins, f)) for f, _ in FIELDS})
+        instr = self.instr_codec.pack({f: int(getattr(ins, f)) for f, w in self.cfg.field_bits})
         names = [n for n, _ in self.cfg.derived_bits]
         drv = derived_values(ins, self.cfg.lanes)
         return instr, self.drv_codec.pack({n: drv[n] for n in names})

@@ -40,6 +40,7 @@ from spikegate.quantize.irfile import load_ir
 from .passes.budget import BudgetError, check_budget, external_reason
 from .passes.check_ops import check_ops
 from .passes.external_weights import external_weights, largest_layer, place_external, tiled_layers
+from .passes.fuse_fire import fuse_fire
 from .passes.memory_plan import memory_plan
 from .passes.pack import pack_parameters
 from .passes.schedule import schedule
@@ -56,7 +57,7 @@ def lower_to_program(g: Graph, lanes: int, *, events: bool = False, validate: bo
     leaves the program unvalidated, for :func:`place_weights` to decide where its weights go first
     (an on-chip layout whose WMEM addresses overflow ``wbase`` is fine once they are streamed)."""
     g = check_ops(g)
-    s = schedule(g, events=events)
+    s = fuse_fire(schedule(g, events=events))
     plan = memory_plan(s)
     prog = pack_parameters(g, s, plan, lanes)
     return validate_program(prog) if validate else prog

@@ -39,6 +39,9 @@ class RunResult:
     sops: int                          # synaptic (spike-selected) additions, dense + depthwise + head
     macs: int                          # multiply-accumulates (multi-bit inputs)
     spike_counts: dict[str, int] = field(default_factory=dict)   # per LIF op
+    # per instruction, the spikes it fired (a LIF, or a CONV with ``fire``; 0 for the others): what
+    # the accelerator's ``dbg_spikes`` shows after it
+    spikes_per_instr: list[int] = field(default_factory=list)
 
 
 def _unpack_conv(prog: Program, wmem: np.ndarray, ins) -> np.ndarray:
@@ -82,6 +85,7 @@ class MachineState:
     macs: int = 0                      # multiply-accumulates so far
     spike_counts: dict[str, int] = field(default_factory=dict)   # per LIF op
     logits: np.ndarray | None = None
+    fired: int = 0                     # the spikes the last LIF (or CONV with ``fire``) fired
 
     @classmethod
     def zeros(cls, prog: Program) -> "MachineState":
@@ -95,13 +99,24 @@ class MachineState:
                             wmem=None if self.wmem is None else self.wmem.copy(), ext_beats=self.ext_beats,
                             sops=self.sops,
                             macs=self.macs, spike_counts=dict(self.spike_counts),
-                            logits=None if self.logits is None else self.logits.copy())
+                            logits=None if self.logits is None else self.logits.copy(), fired=self.fired)
 
 
 def _saturate(prog: Program, y: np.ndarray) -> np.ndarray:
     """A CONV readout's or SUM's result as written: clamped to ``prog.sat_bits`` when the program
     saturates (``intops.saturate``; a result that does not saturate in the IR fits already)."""
     return intops.saturate(y, prog.sat_bits) if prog.sat_bits else y
+
+
+def _fire(prog: Program, ins, state: MachineState, y: np.ndarray) -> None:
+    """CONV's ``fire`` (``T = 1``): the LIF's first step on the words ``y`` the readout wrote,
+    membrane 0, thresholds at the CONV's ``pbase`` (``machine/program.py``)."""
+    assert ins.T == 1, ins.name
+    th = prog.thresh[ins.pbase: ins.pbase + ins.cout]
+    s, _ = intops.lif(y.reshape(1, 1, ins.cout, ins.ho * ins.wo), th)
+    state.spk[ins.src3: ins.src3 + y.size] = s.reshape(-1)
+    state.fired = int(s.sum())
+    state.spike_counts[ins.fires] = state.spike_counts.get(ins.fires, 0) + state.fired
 
 
 def execute(prog: Program, ins, state: MachineState, pixels: np.ndarray | None = None) -> int:
@@ -162,6 +177,8 @@ def execute(prog: Program, ins, state: MachineState, pixels: np.ndarray | None =
             if ins.out_mode == OUT_ACCUM:
                 y = act[base: base + n_out] + y.reshape(-1)
             act[base: base + n_out] = _saturate(prog, y.reshape(-1))
+            if ins.fire:
+                _fire(prog, ins, state, act[base: base + n_out])
             c += n_out * cm.READOUT + cm.readout_ovh(P) + cm.tstep_ovh(P)
     elif ins.opcode == OP_LIF:
         n = ins.cout * ins.ho * ins.wo
@@ -169,7 +186,8 @@ def execute(prog: Program, ins, state: MachineState, pixels: np.ndarray | None =
         th = prog.thresh[ins.pbase: ins.pbase + ins.cout]
         s, _ = intops.lif(x, th)
         spk[ins.dst: ins.dst + ins.T * n] = s.reshape(-1)
-        state.spike_counts[ins.name] = int(s.sum())
+        state.fired = int(s.sum())
+        state.spike_counts[ins.name] = state.fired
         c += ins.T * n * cm.LIF + cm.LIF_OVH
     elif ins.opcode == OP_ATTN:
         C, N, h = ins.cout, ins.ho * ins.wo, ins.heads
@@ -229,9 +247,13 @@ def run(prog: Program, pixels: np.ndarray) -> RunResult:
     """Run one image (integer pixels, ``[C, H, W]``; ``[T, C, H, W]`` for a program compiled for
     event input)."""
     state = MachineState.zeros(prog)
-    cycles = [execute(prog, ins, state, pixels) for ins in prog.instrs]
+    cycles, spikes = [], []
+    for ins in prog.instrs:
+        state.fired = 0
+        cycles.append(execute(prog, ins, state, pixels))
+        spikes.append(state.fired)
     return RunResult(logits=state.logits, cycles=int(sum(cycles)), cycles_per_instr=cycles, sops=state.sops,
-                     macs=state.macs, spike_counts=state.spike_counts)
+                     macs=state.macs, spike_counts=state.spike_counts, spikes_per_instr=spikes)
 
 
 def run_batch(prog: Program, images: np.ndarray) -> list[RunResult]:

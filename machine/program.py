@@ -478,6 +478,9 @@ def _check_instr(p: Program, pc: int, ins: Instr) -> None:
         v = getattr(ins, f)
         if not isinstance(v, (int, np.integer)) or not 0 <= int(v) < (1 << width):
             raise ProgramError(f"{who}: field {f}={v} does not fit the ISA's {width} bits")
+    if ins.fire and (ins.opcode != OP_CONV or ins.T != 1):
+        raise ProgramError(f"{who}: fire (the readout's LIF) is a CONV's, with T = 1 only (the LIF's "
+                           f"membrane starts at 0), not {OPCODES[ins.opcode]} with T = {ins.T}")
     n_in, n_out = ins.cin * ins.h * ins.w, ins.cout * ins.ho * ins.wo
     extents = {
         OP_INPUT: [("dst", "ACT", ins.dst, n_in)],
@@ -493,7 +496,8 @@ def _check_instr(p: Program, pc: int, ins: Instr) -> None:
     }[ins.opcode]
     G = -(-ins.cout // p.lanes)
     extents += {
-        OP_CONV: [("pbase", "BIAS", ins.pbase, ins.cout), ("pbase", "SHIFT", ins.pbase, ins.cout)],
+        OP_CONV: [("pbase", "BIAS", ins.pbase, ins.cout), ("pbase", "SHIFT", ins.pbase, ins.cout)]
+        + ([("src3", "SPK", ins.src3, n_out), ("pbase", "THRESH", ins.pbase, ins.cout)] if ins.fire else []),
         OP_LIF: [("pbase", "THRESH", ins.pbase, ins.cout)],
         OP_HEAD: [("wbase", "WMEM", ins.wbase, ins.cin * G), ("pbase", "BIAS", ins.pbase, G * p.lanes),
                   ("cout", "ACC", 0, G)],

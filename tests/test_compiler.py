@@ -11,6 +11,7 @@ from spikegate.compiler import iss
 from spikegate.compiler.build import compile_ir, lower_to_program, read_build
 from spikegate.compiler.passes.budget import BudgetError
 from spikegate.compiler.passes.check_ops import UnsupportedOpError, check_ops
+from spikegate.compiler.passes.fuse_fire import fuse_fire
 from spikegate.compiler.passes.memory_plan import memory_plan
 from spikegate.compiler.passes.schedule import schedule
 from spikegate.machine.program import FIELDS, INSTR_BITS, Instr
@@ -110,18 +111,20 @@ def test_instruction_encoding_roundtrip():
         Instr(opcode=2, k=16).encode()
 
 
-def test_memory_plan_never_overlaps_live_tensors():
-    g, _ = _ir(tiny_cfg(T=2))
-    s = schedule(check_ops(g))
+@pytest.mark.parametrize("T", [2, 1])   # T = 1: the fused LIFs' spikes are a CONV's second output
+def test_memory_plan_never_overlaps_live_tensors(T):
+    g, _ = _ir(tiny_cfg(T=T))
+    s = fuse_fire(schedule(check_ops(g)))
+    assert any(m.fire_dst for m in s.mops) == (T == 1)
     plan = memory_plan(s)
     live = {}
     last = {}
     for i, m in enumerate(s.mops):
-        for t in m.srcs + ([m.dst] if m.dst else []):
+        for t in m.srcs + m.dsts:
             last[t] = i
     for i, m in enumerate(s.mops):
-        if m.dst and m.dst not in live:
-            live[m.dst] = i
+        for d in m.dsts:
+            live.setdefault(d, i)
         active = [t for t, st in live.items() if st <= i <= last[t]]
         spans = sorted((s.tensors[t]["mem"], plan.addresses[t], plan.addresses[t] + plan.sizes[t]) for t in active)
         for (m1, a1, b1), (m2, a2, b2) in zip(spans, spans[1:]):
@@ -395,3 +398,31 @@ def test_deep_scanner_start_values_are_the_first_output_input_zero_reaches():
     assert "lo0" not in one_lane and "pad_s" not in one_lane and one_lane["G"] >= 1
     assert "lo0" not in derived_widths([Instr(opcode=OP_CONV, k=3, pad=1)], 8)     # lo0 0 (pad < k)
     assert derived_widths([Instr(opcode=OP_CONV, k=1, pad=2)], 8)["lo0"] == 2
+
+
+def test_fused_lifs_fire_in_the_conv_readout():
+    """With T = 1 every LIF that reads what the CONV just before it wrote fires in that CONV's
+    readout (passes/fuse_fire.py): no LIF instruction is left for it, the ISS still equals the
+    golden model (logits and every LIF's spike count), and the image takes fewer cycles by the LIF
+    instructions' own cost. With T > 1 nothing is fused."""
+    from spikegate.compiler import cycle_model as cm
+    from spikegate.compiler.passes.pack import pack_parameters
+    from spikegate.machine.program import OP_CONV, OP_LIF, validate_program
+    from spikegate.quantize import intops
+
+    g, x = _ir(tiny_cfg(T=1))
+    prog = lower_to_program(g, 4)
+    fired = [i for i in prog.instrs if i.fire]
+    lifs = [o.name for o in g.ops if o.kind == "lif"]
+    assert fired and all(i.opcode == OP_CONV and i.T == 1 for i in fired)
+    assert sorted([i.fires for i in fired] + [i.name for i in prog.instrs if i.opcode == OP_LIF]) == sorted(lifs)
+    px = intops.quantize_input(x, prog.input_scale, prog.pixel_bits)
+    unfused = validate_program(pack_parameters(g, schedule(check_ops(g)), memory_plan(schedule(check_ops(g))), 4))
+    for i, p in enumerate(px):
+        a, b = iss.run(prog, p), iss.run(unfused, p)
+        assert np.array_equal(a.logits, b.logits) and a.spike_counts == b.spike_counts
+        assert sum(a.spikes_per_instr) == sum(b.spikes_per_instr)
+        saved = sum(c for ins, c in zip(unfused.instrs, b.cycles_per_instr)
+                    if ins.opcode == OP_LIF and ins.name in {f.fires for f in fired})
+        assert a.cycles == b.cycles - saved and saved >= len(fired) * (cm.FETCH + cm.LIF_OVH + 1)
+    assert all(not i.fire for i in lower_to_program(_ir(tiny_cfg(T=2))[0], 4).instrs)

@@ -88,7 +88,7 @@ def _tile_instrs(ins: Instr, c0: int, c1: int) -> list[Instr]:
     (tensors are ``[t][c][y][x]``, so a tile's time steps are not contiguous): ``T = 1``, reading
     frame ``t`` of the input (frame 0 for a broadcast input, ``src2 = 1``; LANES_TAP: its channels
     ``[c0, c1)``), writing channels ``[c0, c1)`` of frame ``t``, with the tile's bias/shift entries.
-    OUT_ACCUM adds per element, so a tile keeps it."""
+    OUT_ACCUM adds per element, so a tile keeps it; so does ``fire`` (its spikes at the tile's channels).""" 
     n_in, n_out = ins.cin * ins.h * ins.w, ins.cout * ins.ho * ins.wo
     out = []
     for t in range(ins.T):
@@ -97,7 +97,8 @@ def _tile_instrs(ins: Instr, c0: int, c1: int) -> list[Instr]:
         if ins.lane_mode == LANES_TAP:
             src, cin = src + c0 * ins.h * ins.w, c1 - c0
         out.append(dataclasses.replace(ins, T=1, src=src, cin=cin, cout=c1 - c0, wbase=0, pbase=ins.pbase + c0,
-                                       dst=ins.dst + t * n_out + c0 * ins.ho * ins.wo))
+                                       dst=ins.dst + t * n_out + c0 * ins.ho * ins.wo,
+                                       src3=ins.src3 + t * n_out + c0 * ins.ho * ins.wo if ins.fire else ins.src3))
     return out
 
 

@@ -36,10 +36,10 @@ def memory_plan(s: Schedule) -> MemoryPlan:
     for i, m in enumerate(s.mops):
         for t in m.srcs:
             last_use[t] = i
-        if m.dst is not None:
-            first_def.setdefault(m.dst, i)
-            last_use.setdefault(m.dst, i)
-            last_use[m.dst] = max(last_use[m.dst], i)
+        for d in m.dsts:
+            first_def.setdefault(d, i)
+            last_use.setdefault(d, i)
+            last_use[d] = max(last_use[d], i)
     free: dict[str, list[tuple[int, int]]] = {"ACT": [], "SPK": []}  # (start, size) holes
     top = {"ACT": 0, "SPK": 0}
     live: dict[str, tuple[str, int, int]] = {}
@@ -75,15 +75,17 @@ def memory_plan(s: Schedule) -> MemoryPlan:
 
     peak = {"ACT": 0, "SPK": 0}
     for i, m in enumerate(s.mops):
-        if m.dst is not None and m.dst not in live:
-            info = s.tensors[m.dst]
+        for d in m.dsts:
+            if d in live:
+                continue
+            info = s.tensors[d]
             size = tensor_words(info)
             start = alloc(info["mem"], size)
-            live[m.dst] = (info["mem"], start, size)
-            addresses[m.dst] = start
-            sizes[m.dst] = size
+            live[d] = (info["mem"], start, size)
+            addresses[d] = start
+            sizes[d] = size
             peak[info["mem"]] = max(peak[info["mem"]], top[info["mem"]])
-        for t in set(m.srcs) | ({m.dst} if m.dst else set()):
+        for t in sorted(set(m.srcs) | set(m.dsts)):
             if last_use.get(t) == i and t in live:
                 mem, start, size = live.pop(t)
                 release(mem, start, size)

@@ -69,6 +69,15 @@ def pack_parameters(g: Graph, s: Schedule, plan: MemoryPlan, lanes: int) -> Prog
             ins.wbase = wtop
             words.append(wd)
             wtop += len(wd)
+            if m.fire_dst is not None:
+                # the fused LIF's thresholds sit at the CONV's BIAS/SHIFT index (the readout reads
+                # all three at pbase + c): the tables are padded to a common start
+                start = max(len(bias), len(thresh))
+                bias += [0] * (start - len(bias))
+                shift += [0] * (start - len(shift))
+                thresh += [1] * (start - len(thresh))
+                thresh += [int(v) for v in m.params["threshold"]]
+                ins.fire, ins.fires, ins.src3 = 1, m.attrs["fires"], plan.addresses[m.fire_dst]
             ins.pbase = len(bias)
             bias += [int(v) for v in m.params["bias"]]
             shift += [int(v) for v in m.params["shift"]]

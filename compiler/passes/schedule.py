@@ -30,10 +30,17 @@ class MOp:
     out_shape: tuple = ()
     attrs: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
+    fire_dst: str | None = None   # CONV with a fused LIF (passes/fuse_fire.py): its spikes (SPK)
+
+    @property
+    def dsts(self) -> list[str]:
+        """The tensors it writes: ``dst`` and, for a CONV that fires, its spikes."""
+        return [t for t in (self.dst, self.fire_dst) if t is not None]
 
     def describe(self) -> str:
-        return f"{OPCODES[self.opcode]:<6} {self.name:<36} {self.dst or 'ACC'} <- {', '.join(self.srcs) or 'pixels'} " \
-               f"{self.attrs}"
+        fired = f" (+ fires {self.fire_dst})" if self.fire_dst else ""
+        return f"{OPCODES[self.opcode]:<6} {self.name:<36} {self.dst or 'ACC'}{fired} <- " \
+               f"{', '.join(self.srcs) or 'pixels'} {self.attrs}"
 
 
 @dataclass

@@ -43,23 +43,10 @@ def layer_stats(g: Graph, x: np.ndarray, *, mode: str, T: int | None = None) -> 
     T = int(T or g.meta.get("T", 1))
     trace: dict = {}
     execute(g, x, mode=mode, T=T, trace=trace)
+    rows = formula_rows(g, trace, T)
+    first = g.ops[1].name
     flops = dense_flops(g)
     prod = {o.name: o for o in g.ops}
-    rows = []
-    first = g.ops[1].name
-    for o in g.ops:
-        if o.name not in flops:
-            continue
-        src = prod[o.inputs[0]]
-        row = {"op": o.name, "kind": o.kind, "dense_flops": flops[o.name]}
-        if src.kind == "lif":
-            rates = [float(trace[i][0].mean()) for i in o.inputs]
-            rate = float(np.mean(rates))
-            row.update(input_kind="spike", firing_rate=rate, sops=rate * T * flops[o.name], macs=0.0)
-        else:
-            reps = 1 if o.name == first else T
-            row.update(input_kind="multi-bit", firing_rate=None, sops=0.0, macs=float(flops[o.name] * reps))
-        rows.append(row)
     first_macs = next(r["macs"] for r in rows if r["op"] == first)
     other_macs = sum(r["macs"] for r in rows if r["op"] != first)
     sops = sum(r["sops"] for r in rows)
@@ -80,6 +67,39 @@ def layer_stats(g: Graph, x: np.ndarray, *, mode: str, T: int | None = None) -> 
         "energy_model": f"E = {E_MAC_PJ} pJ x MACs(first conv, once per sample) + {E_AC_PJ} pJ x (SOPs + "
                         "other multi-bit ops), per sample",
     }
+
+
+def formula_rows(g: Graph, trace: dict, T: int) -> list[dict]:
+    """Per weighted layer, its ops by the sparsity-weighted operator formula the paper family (and
+    the published UP5K design) count with: ``SOPs = input firing rate x T x dense FLOPs`` for a
+    layer fed by spikes, ``MACs = dense FLOPs`` (x T, the first conv once) for a multi-bit input.
+    ``trace`` from a golden run (its LIF spikes). Not what the accelerator processes
+    (:func:`event_ops`, real events: padding taps and zero pixels are no work there)."""
+    flops = dense_flops(g)
+    prod = {o.name: o for o in g.ops}
+    rows = []
+    first = g.ops[1].name
+    for o in g.ops:
+        if o.name not in flops:
+            continue
+        src = prod[o.inputs[0]]
+        row = {"op": o.name, "kind": o.kind, "dense_flops": flops[o.name]}
+        if src.kind == "lif":
+            rates = [float(trace[i][0].mean()) for i in o.inputs]
+            rate = float(np.mean(rates))
+            row.update(input_kind="spike", firing_rate=rate, sops=rate * T * flops[o.name], macs=0.0)
+        else:
+            reps = 1 if o.name == first else T
+            row.update(input_kind="multi-bit", firing_rate=None, sops=0.0, macs=float(flops[o.name] * reps))
+        rows.append(row)
+    return rows
+
+
+def formula_ops(g: Graph, trace: dict, T: int | None = None) -> float:
+    """SOPs + MACs per sample by the sparsity-weighted formula (:func:`formula_rows`), over the
+    samples of ``trace``."""
+    rows = formula_rows(g, trace, int(T or g.meta.get("T", 1)))
+    return float(sum(r["sops"] + r["macs"] for r in rows))
 
 
 # --------------------------------------------------------------------------------------------

@@ -167,7 +167,7 @@ def test_boards_read_synth_json(tmp_path):
 
     def measure(build_dir, images):
         asked.append((build_dir, images))
-        return {"ir_sha256": "abc", "lanes": 4, "images": 2, "cycles": 2000.0, "ops": 6000.0}
+        return {"ir_sha256": "abc", "lanes": 4, "images": 2, "cycles": 2000.0, "ops": 6000.0, "ops_formula": 9000.0}
 
     builds = SimpleNamespace(wait=lambda: None, failures={}, models={})
     out = bench.boards(s, "abc", builds, measure=measure)
@@ -181,6 +181,10 @@ def test_boards_read_synth_json(tmp_path):
     assert u["images_per_s_at_fmax"] == pytest.approx(50e6 / 2000)
     assert u["gops_at_fmax"] == pytest.approx(6000 * 25000 / 1e9)
     assert u["sops_per_s_per_klut"] == pytest.approx(6000 * 25000 / 2.0)
+    # beside ours, the published design's count (rate x dense FLOPs), per thousand LUTs too
+    assert u["gops_formula_at_fmax"] == pytest.approx(9000 * 25000 / 1e9)
+    assert u["gops_formula_per_klut"] == pytest.approx(9000 * 25000 / 1e9 / 2.0)
+    assert u["gops_per_klut"] == pytest.approx(6000 * 25000 / 1e9 / 2.0)
     builds.models["ulx3s-85f"] = "fpga-tiny-t2"
     assert bench.boards(s, "other", builds, measure=measure)["ulx3s-85f"]["model"] == "fpga-tiny-t2"
     # a board the bench tried to build and could not is a failure, not "not available"

@@ -23,7 +23,7 @@ Structure (one ``wiring.Component`` per block; this module only instantiates and
   ACT's and ACC's words are registered behind their block RAMs when the reading engine takes them
   (``take``: :func:`~spikegate.hw.sfa_common.read_sig`).
 * **Port multiplexers** (:class:`~spikegate.hw.port_mux.PortMux`): each memory port driven by
-  the engine of the running opcode (``PORT_CLIENTS``), selected by registers the sequencer loads.
+  the engine of the running opcode (``port_mux.port_clients``), selected by registers the sequencer loads.
 * **Sequencer** (:class:`~spikegate.hw.sequencer.Sequencer`): after a reset ``CLEAR`` zeroes the ACC banks (``acc_words`` cycles, before
   the first pixel is accepted); ``FETCH`` reads the instruction at ``pc`` (ROM word ``2*pc``,
   decoded through :func:`~spikegate.hw.sfa_common.instr_layout`), ``DEC1`` registers it and reads
@@ -47,7 +47,7 @@ Structure (one ``wiring.Component`` per block; this module only instantiates and
   cycle after the last logit.
 
 Debug outputs (for the testbench): ``dbg_instr_done`` pulses for one cycle after each instruction,
-with ``dbg_tag`` its tag and ``dbg_spikes`` (after a LIF) its spike count.
+with ``dbg_tag`` its tag and ``dbg_spikes`` (after a LIF, or a CONV with ``fire``) its spike count.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -67,9 +67,10 @@ from spikegate.machine.program import OP_INPUT, OP_OUTPUT, WLOAD_SRC_LO_BITS, Pr
 
 from .accel_interface import accelerator_signature, weight_port_signature
 from .accel_memories import AccelMemories
-from .port_mux import PORT_CLIENTS, PortMux, engine_ports, port_lanes
+from .port_mux import PortMux, engine_ports, port_clients, port_lanes
 from .sequencer import ENGINE_OPCODES, TAG_BITS, CycleCounter, Sequencer
 from .sfa_attn import AttnEngine
+from .sfa_common import field_or_zero
 from .sfa_conv import ConvEngine
 from .sfa_io import InputEngine, OutputEngine, SumEngine
 from .sfa_lif import LIFEngine
@@ -181,7 +182,7 @@ class Accelerator(wiring.Component):
             for port in engine_ports(cfg, name).members:
                 for ours, theirs in zip(port_lanes(engine, port), port_lanes(getattr(ports, name), port)):
                     wiring.connect(m, ours, theirs)
-        for port in PORT_CLIENTS:
+        for port in port_clients(cfg):
             for ours, theirs in zip(port_lanes(ports, port), port_lanes(mems, port)):
                 wiring.connect(m, ours, theirs)
         wiring.connect(m, seq.rom, mems.rom_r)
@@ -196,7 +197,7 @@ class Accelerator(wiring.Component):
         wiring.connect(m, wiring.flipped(self.pixels), engines["inp"].pixels)
         wiring.connect(m, engines["out"].logits, wiring.flipped(self.logits))
         m.d.comb += [self.dbg_instr_done.eq(seq.instr_done), self.dbg_tag.eq(seq.tag),
-                     self.dbg_spikes.eq(engines["lif"].spikes)]
+                     self.dbg_spikes.eq(self._spikes(m, seq, engines))]
 
         m.submodules.cycle_counter = counter = CycleCounter()
         m.d.comb += [
@@ -214,6 +215,19 @@ class Accelerator(wiring.Component):
         self.acc_ports = (list(zip(mems.acc_r, mems.acc_w)), seq.sel.conv, engines["conv"]) \
             if deep_acc_pipeline(cfg.lanes) else None
         return m
+
+    def _spikes(self, m, seq, engines):
+        """``dbg_spikes``: the LIF engine's spike count, or, when the program fires, the count of
+        the engine that fired last (LIF, or a CONV with ``fire``), chosen by a flip-flop set at
+        the start of the one and of the other."""
+        if not self._cfg.fires:
+            return engines["lif"].spikes
+        conv_fired = Signal(name="conv_fired")
+        with m.If(seq.start.lif):
+            m.d.sync += conv_fired.eq(0)
+        with m.Elif(seq.start.conv & field_or_zero(seq.instr, "fire")):
+            m.d.sync += conv_fired.eq(1)
+        return Mux(conv_fired, engines["conv"].spikes, engines["lif"].spikes)
 
     def _wload(self, m, seq, mems):
         """The WLOAD engine: started by the sequencer, its operands from the instruction register

@@ -16,7 +16,7 @@ integer definition by ``rtl_tests/test_formal.py`` at the widths :func:`readout_
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -26,7 +26,7 @@ from .conv_control import conv_states
 from .conv_geometry import geometry_shapes
 from .datapath import AlignBias, Saturate
 from .params import bits_for
-from .sfa_common import instr_layout, tree_sum, write_sig
+from .sfa_common import field_or_zero, instr_layout, tree_sum, write_sig
 
 __all__ = ["ConvReadout", "readout_widths"]
 
@@ -52,13 +52,23 @@ class ConvReadout(wiring.Component):
     (the last one is the last position, not ``more_pos``, of the last channel, ``last_ch``), BIAS steps the BIAS/SHIFT address (HEAD's bias phase, which reads
     BIAS there). ``ro_addr``/``clr``/``clr_addr`` go to the lane array's ACC ports,
     ``act_addr`` is the old word's read (the engine enables it in RO), ``words`` the ACC banks'
-    words, ``param_addr`` BIAS's and SHIFT's read."""
+    words, ``param_addr`` BIAS's and SHIFT's read (and THRESH's, when the program fires).
+
+    When the program fires (``MachineConfig.fires``; only then are these members and their logic
+    built, so a program without ``fire`` has the netlist it always had): ``thresh_data`` is the
+    THRESH word at ``param_addr`` (read in RO beside BIAS/SHIFT), piped beside the shift to R3,
+    where a CONV with ``fire`` compares the word it writes to ACT with twice it and writes the
+    spike to ``spk_w`` at ``src3 + e`` (a counter loaded at ``start`` and stepped by every R3
+    write: the writes come in element order), in the cycle of the ACT write, so no cycle is added;
+    ``spikes`` counts them (cleared at ``start``), as the LIF engine's does."""
 
     def __init__(self, cfg: MachineConfig):
         self._cfg = cfg
         P = cfg.lanes
         shapes = geometry_shapes(cfg)
-        PAB = max(cfg.bias_abits, cfg.shift_abits)
+        PAB = max(cfg.bias_abits, cfg.shift_abits, *([cfg.thresh_abits] if cfg.fires else []))
+        fire = {"thresh_data": In(signed(cfg.thresh_bits)),
+                "spk_w": Out(write_sig(cfg.spk_abits, unsigned(1))), "spikes": Out(32)} if cfg.fires else {}
         super().__init__({
             "instr": In(instr_layout(cfg)),
             **{n: In(shapes[n]) for n in READOUT_GEOMETRY},
@@ -69,6 +79,7 @@ class ConvReadout(wiring.Component):
             "ro_addr": Out(cfg.acc_abits), "clr": Out(1).array(P), "clr_addr": Out(cfg.acc_abits),
             "act_addr": Out(cfg.act_abits), "param_addr": Out(PAB),
             "act_w": Out(write_sig(cfg.act_abits, signed(cfg.act_bits))),
+            **fire,
         })
 
     def _counters(self, m, r):
@@ -132,6 +143,9 @@ class ConvReadout(wiring.Component):
         rs_bias = Signal(signed(cfg.bias_bits))
         m.d.sync += [rs_p.eq(r1_p), rs_v.eq(r["r1v"]), rs_oa.eq(r1_oa),
                      rs_shift.eq(self.shift_data), rs_bias.eq(self.bias_data)]
+        if cfg.fires:
+            rs_th, rs2_th = Signal.like(r["r2_th"], name="rs_th"), Signal.like(r["r2_th"], name="rs2_th")
+            m.d.sync += [rs_th.eq(self.thresh_data), rs2_th.eq(rs_th), r["r2_th"].eq(rs2_th)]
         pairs = [words[i:i + 2] for i in range(0, P, 2)]
         rs2_pair = [Signal(signed(cfg.acc_bits + 1), name=f"rs2_pair{i}") for i in range(len(pairs))]
         rs2_p = Signal.like(r1_p)
@@ -192,6 +206,10 @@ class ConvReadout(wiring.Component):
             "r2_bias_old": Signal(signed(ro_w["bias_bits"]), name="r2_bias_old"),
             "r2_oa": Signal(cfg.act_abits, name="r2_oa"),
         }
+        if cfg.fires:
+            # the channel's threshold (never negative: the LIF engine reads it unsigned too), piped
+            # beside the shift to R3
+            r["r2_th"] = Signal(unsigned(cfg.thresh_bits), name="r2_th")
         m.d.sync += r["r2v"].eq(0)
         self._counters(m, r)
         # which lanes' words RS uses (LANES_TAP: every lane's; LANES_CO: lane rp's), for the ACC
@@ -218,6 +236,8 @@ class ConvReadout(wiring.Component):
             m.d.sync += [r["r2v"].eq(r["r1v"]), r["r2_acc"].eq(acc_sel), r["r2_shift"].eq(self.shift_data),
                          r["r2_bias_old"].eq(self.bias_data + Mux(self.accum, self.old_data, 0)),
                          r["r2_oa"].eq(r["r1_oa"])]
+            if cfg.fires:
+                m.d.sync += r["r2_th"].eq(self.thresh_data)
 
         # ---- R2: align + bias, registered; R3: the ACT write of that register (the aligner, its
         # adder and the route to the ACT block RAM's write data in one cycle were the UP5K's
@@ -235,4 +255,22 @@ class ConvReadout(wiring.Component):
             r3_y = sat.y
         with m.If(r3v):
             m.d.comb += [self.act_w.en.eq(1), self.act_w.addr.eq(r3_oa), self.act_w.data.eq(r3_y)]
+        if cfg.fires:
+            self._fire(m, r, r3v, r3_y)
         return m
+
+    def _fire(self, m, r, r3v, y):
+        """R3 of a CONV with ``fire``: ``SPK[src3 + e] = y >= 2 * THRESH[pbase + c]`` for the word
+        ``y`` written to ACT (the integer LIF's first step, membrane 0: ``intops.lif_step``), and
+        the spike count."""
+        cfg = self._cfg
+        r3_th = Signal.like(r["r2_th"], name="r3_th")
+        sa = Signal(cfg.spk_abits, name="sa")        # src3 + e: the SPK word of R3's element
+        m.d.sync += r3_th.eq(r["r2_th"])
+        spike = Signal(name="spike")
+        m.d.comb += spike.eq(y >= (r3_th << 1))
+        with m.If(self.start):
+            m.d.sync += [sa.eq(self.instr.src3), self.spikes.eq(0)]
+        with m.Elif(r3v & field_or_zero(self.instr, "fire")):
+            m.d.sync += [sa.eq(sa + 1), self.spikes.eq(self.spikes + spike)]
+            m.d.comb += [self.spk_w.en.eq(1), self.spk_w.addr.eq(sa), self.spk_w.data.eq(spike)]

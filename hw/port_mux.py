@@ -1,7 +1,7 @@
 """The accelerator's port multiplexers: each memory port driven by the engine of the running opcode.
 
 Engines never own the shared memories; each drives its own view of the ports it uses
-(:data:`PORT_CLIENTS`), and :class:`PortMux` passes to a memory's port the view of the engine
+(:func:`port_clients`), and :class:`PortMux` passes to a memory's port the view of the engine
 whose opcode runs (the sequencer's ``sel`` flip-flops), and to every reader the port's word.
 After a reset, while the sequencer clears ACC, the clearing writes take ACC's write ports.
 """
@@ -19,7 +19,7 @@ from spikegate.machine.config import MachineConfig
 from .accel_memories import memory_ports
 from .sequencer import ENGINE_FLAGS, ENGINE_OPCODES
 
-__all__ = ["PORT_CLIENTS", "PortMux", "engine_ports", "port_lanes"]
+__all__ = ["PORT_CLIENTS", "PortMux", "engine_ports", "port_clients", "port_lanes"]
 
 # each memory port (memory_ports) the engines use, and those engines (ENGINE_OPCODES' names) in the
 # order the multiplexer tests their selects; at most one select is high at a time
@@ -35,12 +35,23 @@ PORT_CLIENTS = {
     "shift_r": ("conv",),
     "thresh_r": ("lif",),
 }
+# the ports CONV's fire mode adds (hw/conv_readout.py), after their other client
+FIRE_PORTS = ("spk_w", "thresh_r")
+
+
+def port_clients(cfg: MachineConfig) -> dict:
+    """:data:`PORT_CLIENTS` for the program of ``cfg``: when a CONV of it fires
+    (``MachineConfig.fires``), the readout writes SPK and reads THRESH, so ``conv`` is a second
+    client of those ports; otherwise the table as it is (and the netlist it always gave)."""
+    if not cfg.fires:
+        return PORT_CLIENTS
+    return {port: users + ("conv",) if port in FIRE_PORTS else users for port, users in PORT_CLIENTS.items()}
 
 
 def engine_ports(cfg: MachineConfig, engine: str) -> wiring.Signature:
     """The memory ports ``engine`` uses, as the engine's own signature declares them."""
     ports = memory_ports(cfg)
-    return wiring.Signature({port: ports[port] for port, users in PORT_CLIENTS.items() if engine in users})
+    return wiring.Signature({port: ports[port] for port, users in port_clients(cfg).items() if engine in users})
 
 
 def port_lanes(interface, name: str) -> list:
@@ -53,7 +64,7 @@ class PortMux(wiring.Component):
     """Members: ``sel`` (In, per engine: whether the running instruction is one of its opcodes),
     ``clearing`` and ``clr_addr`` (In: ACC's clearing writes after a reset), per engine (``inp``,
     ``conv``, ...) its :func:`engine_ports` (flipped: connect the engine's ports), and per memory
-    port of :data:`PORT_CLIENTS` its :func:`~spikegate.hw.accel_memories.memory_ports` member
+    port of :func:`port_clients` its :func:`~spikegate.hw.accel_memories.memory_ports` member
     (connect the memories' ports)."""
 
     def __init__(self, cfg: MachineConfig):
@@ -65,7 +76,7 @@ class PortMux(wiring.Component):
         members.update({name: Out(wiring.Signature({port: member.flip() for port, member
                                                     in engine_ports(cfg, name).members.items()}))
                         for name in ENGINE_OPCODES})
-        members.update({port: ports[port] for port in PORT_CLIENTS})
+        members.update({port: ports[port] for port in port_clients(cfg)})
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -77,7 +88,7 @@ class PortMux(wiring.Component):
         # one cycle were the ECP5's critical path once ACT's words were registered behind its
         # block RAMs
         registered = {"act_w": "act_w", "spk_w": "spk_w" if self._cfg.taken else None}
-        for port, users in PORT_CLIENTS.items():
+        for port, users in port_clients(self._cfg).items():
             views = [port_lanes(getattr(self, user), port) for user in users]
             for p, mem_port in enumerate(port_lanes(self, port)):
                 clients = [(self.sel[user], view[p]) for user, view in zip(users, views)]

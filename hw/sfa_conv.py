@@ -58,7 +58,7 @@ from .conv_lanes import ConvLaneArray, lane_widths
 from .conv_readout import ConvReadout, readout_widths
 from .conv_scanner import ConvScanner
 from .conv_tap_loop import ConvTapLoop
-from .sfa_common import Engine, read_sig, wmem_layout, write_sig
+from .sfa_common import Engine, field_or_zero, read_sig, wmem_layout, write_sig
 
 __all__ = ["ConvEngine", "lane_widths", "readout_widths"]
 
@@ -81,6 +81,10 @@ class ConvEngine(Engine):
             "shift_r": Out(read_sig(cfg.shift_abits, signed(cfg.shift_bits))),
             "acc_r": Out(read_sig(cfg.acc_abits, signed(cfg.acc_bits), take=cfg.taken)).array(P),
             "acc_w": Out(write_sig(cfg.acc_abits, signed(cfg.acc_bits))).array(P),
+            # the readout's fire mode (ConvReadout), only when the program fires
+            **({"thresh_r": Out(read_sig(cfg.thresh_abits, signed(cfg.thresh_bits))),
+                "spk_w": Out(write_sig(cfg.spk_abits, unsigned(1))),
+                "spikes": Out(32)} if cfg.fires else {}),
         })
 
     @property
@@ -158,4 +162,10 @@ class ConvEngine(Engine):
         m.d.comb += [self.wmem_r.addr.eq(taps.w_addr), self.wmem_r.en.eq(1),
                      self.bias_r.addr.eq(ro.param_addr), self.shift_r.addr.eq(ro.param_addr),
                      self.bias_r.en.eq(1), self.shift_r.en.eq(1)]
+        if cfg.fires:
+            # THRESH read beside BIAS/SHIFT (enabled only for a CONV with fire: the port is
+            # LIF's too), the SPK write and the spike count the readout's
+            m.d.comb += [self.thresh_r.addr.eq(ro.param_addr), self.thresh_r.en.eq(field_or_zero(self.instr, "fire")),
+                         ro.thresh_data.eq(self.thresh_r.data), self.spikes.eq(ro.spikes)]
+            wiring.connect(m, wiring.flipped(self.spk_w), ro.spk_w)
         return m

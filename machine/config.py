@@ -113,6 +113,13 @@ class MachineConfig:
         generators add a padding of up to 7 to a coordinate)."""
         return max(3, *(self.fbits(f) for f in ("h", "w", "ho", "wo")))
 
+    @property
+    def fires(self) -> bool:
+        """Whether a CONV of the program fires (``machine/program.py``: ``fire``, an
+        ``OPTIONAL_FIELDS`` one, left out of ``field_bits`` when no instruction sets it): only then
+        is the CONV readout's THRESH read, compare and SPK write built."""
+        return "fire" in dict(self.field_bits)
+
     @staticmethod
     def abits(words: int) -> int:
         return max(1, math.ceil(math.log2(words)))

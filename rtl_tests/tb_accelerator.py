@@ -9,9 +9,9 @@ from an IR) comes from a pickle written by ``test_accelerator.py``; its path is 
   records every accepted logit; after an image's last logit it reads the ``cycles`` output.
 * Debug monitor: every ``dbg_instr_done`` pulse with ``dbg_tag`` and ``dbg_spikes``.
 * Reference: the ISS (``compiler/iss.py``) on each image the DUT accepted: logits, total cycles,
-  cycles per instruction, spikes per LIF instruction; and the golden model's logits.
+  cycles per instruction, spikes per LIF instruction (and per CONV with ``fire``); and the golden model's logits.
 * Scoreboard: logits exactly equal (ISS and golden), ``last`` only on the final class, every
-  instruction done in program order, every LIF's spike count equal; on stall-free runs ``cycles``
+  instruction done in program order, every LIF's (and CONV-with-fire's) spike count equal; on stall-free runs ``cycles``
   equal to the ISS prediction exactly (with the per-instruction breakdown of any difference logged);
   with stalls, at least the stall-free prediction. A stall run draws its idle pixels and
   back-pressured logits from the printed seed and always has at least one of each (the first pixel
@@ -191,9 +191,11 @@ class AccelTB(TB):
             recs = self.dbg[i * L:(i + 1) * L]
             assert [r[1] for r in recs] == [ins.tag for ins in prog.instrs], f"image {i}: instruction order"
             for (_, _, spikes), ins in zip(recs, prog.instrs):
-                if ins.opcode == OP_LIF:
-                    assert spikes == exp.spike_counts[ins.name], \
-                        f"image {i}: {ins.name}: {spikes} spikes, ISS {exp.spike_counts[ins.name]}"
+                # a LIF's spikes, or those a CONV with fire fired for the LIF it fused (ins.fires)
+                fired = ins.name if ins.opcode == OP_LIF else ins.fires if ins.opcode == OP_CONV and ins.fire else None
+                if fired is not None:
+                    assert spikes == exp.spike_counts[fired], \
+                        f"image {i}: {ins.name}: {spikes} spikes, ISS {exp.spike_counts[fired]}"
             measured, predicted = self.cycles_out[i], exp.cycles
             err = (measured - predicted) / predicted
             report.append((measured, predicted))

@@ -331,7 +331,7 @@ class IssRuns:
 
 def datapath(s: Settings, dm: DefaultModel, runs: IssRuns, rtl_cycles: dict) -> dict:
     """Ops, cycles, bound and utilisation per lane count; RTL cycles where the RTL ran every input."""
-    from bench.utilisation import cycles_by_kind
+    from bench.utilisation import cycles_by_kind, cycles_by_phase, taps_bound
     from spikegate.compiler import iss
     from spikegate.quantize.golden import execute
     from spikegate.quantize.stats import event_ops, ops_keep
@@ -365,6 +365,10 @@ def datapath(s: Settings, dm: DefaultModel, runs: IssRuns, rtl_cycles: dict) -> 
             # mean ISS cycles per image by kind of instruction: where the cycles that do not
             # scale with lanes are (bench/utilisation.py: cycles_by_kind)
             "cycles_by_kind": cycles_by_kind(prog, rr),
+            # and by phase (scan, taps, readout, ...), with the utilisation the lane mapping allows
+            # if every phase but the taps were hidden (bench/utilisation.py: taps_bound)
+            "cycles_by_phase": cycles_by_phase(rr),
+            "taps_bound_utilisation": taps_bound(float(work.mean()), lanes, cycles_by_phase(rr)),
             "iss_equals_golden": bool(all(np.array_equal(r.logits, gl) for r, gl in zip(rr, golden))),
             # the ISS's own tally of the work it simulated, beside the golden model's count
             "iss_ops_equal_golden": [r.sops for r in rr] == ops["sops"].tolist() and
@@ -830,6 +834,10 @@ def table(res: dict) -> str:
         if r.get("cycles_by_kind"):
             add("datapath", f"{key:>2} lanes: mean cycles by instruction kind",
                 ", ".join(f"{k} {v:,.0f}" for k, v in r["cycles_by_kind"].items()))
+        if r.get("cycles_by_phase"):
+            add("datapath", f"{key:>2} lanes: mean cycles by phase",
+                ", ".join(f"{k} {v:,.0f}" for k, v in r["cycles_by_phase"].items())
+                + f" (taps alone would allow utilisation {r['taps_bound_utilisation']:.3f})")
     if dp["per_lanes"]:
         first = next(iter(dp["per_lanes"].values()))
         add("datapath", f"mean SOPs + MACs ({dp['images']} imgs, cycles: {dp['cycles_source']})",

@@ -59,6 +59,25 @@ def cycles_by_kind(prog, results) -> dict[str, float]:
     return {k: round(v / max(1, len(results)), 1) for k, v in sorted(total.items(), key=lambda kv: -kv[1])}
 
 
+def cycles_by_phase(results) -> dict[str, float]:
+    """Mean cycles per image by phase (the ISS's ``RunResult.phases``: CONV's scan, taps and
+    readout, every other opcode's own cycles, and the fixed fetch/fill/drain), largest first: only
+    "CONV taps" (and ATTN's rows) shrink with more lanes."""
+    total: dict[str, float] = {}
+    for r in results:
+        for k, v in r.phases.items():
+            total[k] = total.get(k, 0.0) + v
+    return {k: round(v / max(1, len(results)), 1) for k, v in sorted(total.items(), key=lambda kv: -kv[1])}
+
+
+def taps_bound(ops: float, lanes: int, phases: dict[str, float]) -> float:
+    """The utilisation if every cycle but the lanes' own (``CONV taps``) were hidden: the bound the
+    lane mapping itself sets (output channels over lanes, depthwise taps over lanes: a layer with
+    fewer output channels than lanes, or a 7x7 kernel's 49 taps in groups of 8, leaves lanes idle)."""
+    taps = phases.get("CONV taps", 0.0)
+    return ops / (lanes * taps) if taps else 0.0
+
+
 def load_before(path: str = BEFORE) -> dict | None:
     """The saved "before" curve, or None when there is none (or it cannot be read: the plot then
     shows this run alone rather than failing the bench)."""
@@ -141,9 +160,11 @@ def main(argv=None) -> int:
         print(f"wrote {os.path.relpath(a.before)}")
     run.plot({"datapath": dp, "model_source": dm.source}, a.png, before_path=a.before)
     for lanes, u, c in zip(*(curve(dp)[k] for k in ("lanes", "utilisation", "mean_cycles"))):
-        kinds = dp["per_lanes"][str(lanes)]["cycles_by_kind"]
+        row = dp["per_lanes"][str(lanes)]
         print(f"{lanes:>2} lanes: utilisation {u:.3f}, {c:,.0f} cycles per image: "
-              + ", ".join(f"{k} {v:,.0f}" for k, v in kinds.items()))
+              + ", ".join(f"{k} {v:,.0f}" for k, v in row["cycles_by_kind"].items()))
+        print("   by phase: " + ", ".join(f"{k} {v:,.0f}" for k, v in row["cycles_by_phase"].items())
+              + f"; bound of the lane mapping (taps only): {row['taps_bound_utilisation']:.3f}")
     print(f"wrote {os.path.relpath(a.png)}")
     return 0
 

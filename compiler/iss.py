@@ -28,7 +28,7 @@ from spikegate.quantize import intops
 
 from . import cycle_model as cm
 from spikegate.machine.program import (IN_SPIKE, LANES_CO, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT, OP_SUM,
-                      OP_WLOAD, OUT_ACCUM, Program, wload_beats)
+                      OP_WLOAD, OPCODES, OUT_ACCUM, Program, wload_beats)
 
 
 @dataclass
@@ -42,6 +42,7 @@ class RunResult:
     # per instruction, the spikes it fired (a LIF, or a CONV with ``fire``; 0 for the others): what
     # the accelerator's ``dbg_spikes`` shows after it
     spikes_per_instr: list[int] = field(default_factory=list)
+    phases: dict[str, int] = field(default_factory=dict)     # MachineState.phases at the end
 
 
 def _unpack_conv(prog: Program, wmem: np.ndarray, ins) -> np.ndarray:
@@ -86,6 +87,11 @@ class MachineState:
     spike_counts: dict[str, int] = field(default_factory=dict)   # per LIF op
     logits: np.ndarray | None = None
     fired: int = 0                     # the spikes the last LIF (or CONV with ``fire``) fired
+    # cycles so far by phase: CONV's scan (elements that are no event), taps (the lanes' work),
+    # readout (one per output element), every other opcode's own, and "fixed" (fetch, pipeline
+    # fill and drain): what limits the datapath utilisation (bench/utilisation.py)
+    phases: dict[str, int] = field(default_factory=dict)
+    phases_before: int = 0
 
     @classmethod
     def zeros(cls, prog: Program) -> "MachineState":
@@ -159,12 +165,16 @@ def execute(prog: Program, ins, state: MachineState, pixels: np.ndarray | None =
             if ins.lane_mode == LANES_CO:
                 G = math.ceil(ins.cout / P)
                 ev = int((nz * (taps[None] > 0)).sum())
-                c += (n_in - ev) * cm.SCAN + ev * cm.EVENT_OVH + tap_total * G
+                scan, tap = (n_in - ev) * cm.SCAN, ev * cm.EVENT_OVH + tap_total * G
                 work = tap_total * ins.cout
             else:
                 Gt = math.ceil(ins.k * ins.k / P)
-                c += (n_in - events) * cm.SCAN + events * (cm.EVENT_OVH + Gt)
+                scan, tap = (n_in - events) * cm.SCAN, events * (cm.EVENT_OVH + Gt)
                 work = tap_total
+            c += scan + tap
+            _phase(state, "CONV scan", scan)
+            _phase(state, "CONV taps", tap)
+            _phase(state, "CONV readout", n_out * cm.READOUT)
             if ins.in_kind == IN_SPIKE:
                 sops += work
             else:
@@ -226,7 +236,15 @@ def execute(prog: Program, ins, state: MachineState, pixels: np.ndarray | None =
         c += K * cm.OUTPUT + cm.output_ovh(P)
     state.sops += sops
     state.macs += macs
+    if ins.opcode != OP_CONV:
+        _phase(state, OPCODES[ins.opcode], c - (cm.FETCH if ins.opcode not in (OP_WLOAD, OP_INPUT) else 0))
+    _phase(state, "fixed", c - sum(state.phases.values()) + state.phases_before)
+    state.phases_before = sum(state.phases.values())
     return c
+
+
+def _phase(state: MachineState, name: str, cycles: int) -> None:
+    state.phases[name] = state.phases.get(name, 0) + int(cycles)
 
 
 def _wload(prog: Program, ins, state: MachineState) -> int:
@@ -253,7 +271,8 @@ def run(prog: Program, pixels: np.ndarray) -> RunResult:
         cycles.append(execute(prog, ins, state, pixels))
         spikes.append(state.fired)
     return RunResult(logits=state.logits, cycles=int(sum(cycles)), cycles_per_instr=cycles, sops=state.sops,
-                     macs=state.macs, spike_counts=state.spike_counts, spikes_per_instr=spikes)
+                     macs=state.macs, spike_counts=state.spike_counts, spikes_per_instr=spikes,
+                     phases=dict(state.phases))
 
 
 def run_batch(prog: Program, images: np.ndarray) -> list[RunResult]:

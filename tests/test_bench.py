@@ -9,6 +9,7 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,6 +84,10 @@ def test_quick_datapath(quick):
         fit = row["fit_cycles_vs_ops"]
         assert fit["r2"] is None or 0 <= fit["r2"] <= 1
         assert row["cycles_source"] == "iss" or row["cycles_source"].startswith("rtl")
+        # the phases account for every ISS cycle; the lanes' own work bounds the utilisation
+        assert sum(row["cycles_by_phase"].values()) == pytest.approx(np.mean([p["cycles"] for p in row["per_input"]]),
+                                                                     abs=0.1 * len(row["cycles_by_phase"]))
+        assert row["utilisation"] <= row["taps_bound_utilisation"] <= 1
 
 
 def test_quick_paper_and_boards(quick):

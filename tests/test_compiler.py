@@ -44,6 +44,7 @@ def test_iss_equals_golden(kw, lanes):
     for i, r in enumerate(iss.run_batch(prog, x)):
         np.testing.assert_array_equal(r.logits, gold[i])
         assert r.cycles > 0 and r.sops > 0
+        assert sum(r.phases.values()) == r.cycles and min(r.phases.values()) >= 0   # every cycle has a phase
     # per-layer spike counts equal the golden trace
     r0 = iss.run_batch(prog, x[:1])[0]
     for name, (spikes, _) in trace.items():

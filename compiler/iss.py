@@ -28,7 +28,7 @@ from spikegate.quantize import intops
 
 from . import cycle_model as cm
 from spikegate.machine.program import (IN_SPIKE, LANES_CO, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT, OP_SUM,
-                      OP_WLOAD, OPCODES, OUT_ACCUM, Program, wload_beats)
+                      OP_WLOAD, OPCODES, OUT_ACCUM, FIRE_ONLY, Program, wload_beats)
 
 
 @dataclass
@@ -186,9 +186,11 @@ def execute(prog: Program, ins, state: MachineState, pixels: np.ndarray | None =
             base = ins.dst + t * n_out
             if ins.out_mode == OUT_ACCUM:
                 y = act[base: base + n_out] + y.reshape(-1)
-            act[base: base + n_out] = _saturate(prog, y.reshape(-1))
+            y = _saturate(prog, y.reshape(-1))
+            if ins.fire != FIRE_ONLY:
+                act[base: base + n_out] = y
             if ins.fire:
-                _fire(prog, ins, state, act[base: base + n_out])
+                _fire(prog, ins, state, y)
             c += n_out * cm.READOUT + cm.readout_ovh(P) + cm.tstep_ovh(P)
     elif ins.opcode == OP_LIF:
         n = ins.cout * ins.ho * ins.wo

@@ -61,7 +61,10 @@ OUT_WRITE, OUT_ACCUM = 0, 1      # readout writes ACT, or adds into ACT (membran
 # element beside the ACT write: ``SPK[src3 + e] = y_e >= 2 * THRESH[pbase + c]`` (``y_e`` the word
 # written to ACT, ``c`` its channel; the integer LIF's first step, whose membrane starts at 0, so
 # ``h2 = y_e``). It costs no cycle and saves the LIF instruction's ``n + 2 + FETCH``
-# (``docs/accelerator.md``, "CONV ... fire"; ``compiler/passes/fuse_fire.py``).
+# (``docs/accelerator.md``, "CONV ... fire"; ``compiler/passes/fuse_fire.py``). FIRE_ONLY: the
+# same, and the words are not written to ACT (``dst`` unused; OUT_WRITE only): a current no other
+# instruction reads needs no ACT space.
+FIRE, FIRE_ONLY = 1, 3
 
 # The instruction word: every field, its width in bits, in encoding order (LSB first).
 FIELDS: list[tuple[str, int]] = [
@@ -79,7 +82,7 @@ FIELDS: list[tuple[str, int]] = [
     ("wbase", 20),    # first WMEM word
     ("pbase", 20),    # first BIAS/SHIFT (CONV, HEAD) or THRESH (LIF) entry
     ("tag", 10),      # which IR op (index into the program's op names), for debug and traces
-    ("fire", 1),      # CONV: the readout also fires the LIF that follows (see OP_CONV's "fire" below)
+    ("fire", 2),      # CONV: the readout also fires the LIF that follows (FIRE, FIRE_ONLY below)
 ]
 # fields left out of the ROM word where every instruction's value is 0, so that adding them changed
 # no word of a program that does not use them (``hw/sfa_common.py: field_or_zero`` reads one that is
@@ -478,14 +481,16 @@ def _check_instr(p: Program, pc: int, ins: Instr) -> None:
         v = getattr(ins, f)
         if not isinstance(v, (int, np.integer)) or not 0 <= int(v) < (1 << width):
             raise ProgramError(f"{who}: field {f}={v} does not fit the ISA's {width} bits")
-    if ins.fire and (ins.opcode != OP_CONV or ins.T != 1):
-        raise ProgramError(f"{who}: fire (the readout's LIF) is a CONV's, with T = 1 only (the LIF's "
-                           f"membrane starts at 0), not {OPCODES[ins.opcode]} with T = {ins.T}")
+    if ins.fire and (ins.opcode != OP_CONV or ins.T != 1 or ins.fire not in (FIRE, FIRE_ONLY)):
+        raise ProgramError(f"{who}: fire (the readout's LIF) is {FIRE} or {FIRE_ONLY} on a CONV with T = 1 only "
+                           f"(the LIF's membrane starts at 0), not {ins.fire} on {OPCODES[ins.opcode]} with T = {ins.T}")
+    if ins.fire == FIRE_ONLY and ins.out_mode != OUT_WRITE:
+        raise ProgramError(f"{who}: FIRE_ONLY (no ACT write) cannot add into ACT (out_mode OUT_ACCUM)")
     n_in, n_out = ins.cin * ins.h * ins.w, ins.cout * ins.ho * ins.wo
     extents = {
         OP_INPUT: [("dst", "ACT", ins.dst, n_in)],
-        OP_CONV: [("src", "SPK" if ins.in_kind == IN_SPIKE else "ACT", ins.src, n_in * (1 if ins.src2 else ins.T)),
-                  ("dst", "ACT", ins.dst, n_out * ins.T)],   # src2: one input time step for all T
+        OP_CONV: [("src", "SPK" if ins.in_kind == IN_SPIKE else "ACT", ins.src, n_in * (1 if ins.src2 else ins.T))]
+        + ([] if ins.fire == FIRE_ONLY else [("dst", "ACT", ins.dst, n_out * ins.T)]),   # src2: one input step for all T
         OP_LIF: [("src", "ACT", ins.src, n_out * ins.T), ("dst", "SPK", ins.dst, n_out * ins.T)],
         OP_ATTN: [(f, "SPK", getattr(ins, f), n_out * ins.T) for f in ("src", "src2", "src3")]
         + [("dst", "ACT", ins.dst, n_out * ins.T)],

@@ -59,7 +59,8 @@ from spikegate.compiler import cycle_model
 from spikegate.compiler.build import EXTERNAL_IMAGE, REPORT, WEIGHT_IMAGE, read_build, read_checked_image, read_weight_image
 from spikegate.errors import SpikegateError
 from spikegate.io import check_images, check_output_path, load_array
-from spikegate.machine.program import OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT, OP_SUM, OP_WLOAD, OPCODES
+from spikegate.machine.program import (FIRE_ONLY, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT, OP_SUM, OP_WLOAD,
+                                       OPCODES)
 from spikegate.quantize import intops, stats
 from spikegate.quantize.golden import execute
 
@@ -215,7 +216,9 @@ def verify(build_dir: str, inputs_path: str, sim: str = "verilator", backpressur
     observed = _simulate(build_dir, prog, pixels, sim, idle=idle, backpressure=backpressure, seed=seed,
                          waves=waves, memory=memory)
     # (by the instruction's tag, its IR op: a WLOAD shares its CONV's, so tags are not program indices)
-    lif_by_tag = {ins.tag: ins.name for ins in prog.instrs if ins.opcode == OP_LIF}
+    # (a CONV with ``fire`` writes its fused LIF's spikes: that LIF is its layer here)
+    lif_by_tag = {ins.tag: ins.fires if ins.fire else ins.name for ins in prog.instrs
+                  if ins.opcode == OP_LIF or ins.fire}
     mismatches = []
     for b, obs in enumerate(observed):
         logits_ok = np.array_equal(np.asarray(obs["logits"], dtype=np.int64), gold[b])
@@ -269,13 +272,14 @@ def _rtl_spike_maps(prog, lif_by_tag: dict, obs: dict) -> dict[str, tuple[np.nda
             continue
         t_info = prog.tensors[name]
         base, size = t_info["base"], t_info["steps"] * int(np.prod(t_info["shape"]))
-        rtl = np.full(size, -1, dtype=np.int64)
+        # a layer tiled into several instructions (a CONV with fire, by output channels): theirs together
+        rtl, before = maps.get(name, (np.full(size, -1, dtype=np.int64), 0))
         for addr, val in writes.get(i, []):
             if not base <= addr < base + size:
                 raise SpikegateError(f"RTL: layer {name} wrote a spike at address {addr}, outside its region "
                                      f"[{base}, {base + size})")
             rtl[addr - base] = val
-        maps[name] = (rtl, count)
+        maps[name] = (rtl, before + count)
     return maps
 
 
@@ -325,6 +329,9 @@ def result_region(prog, ins) -> tuple[str, np.ndarray, np.ndarray, tuple]:
     else:                     # CONV and ATTN write ACT, LIF writes SPK: [T, channels, rows, columns]
         mem = "spk" if op == OP_LIF else "act"
         dims = (("time_step", ins.T), ("channel", ins.cout), ("y", ins.ho), ("x", ins.wo))
+        if op == OP_CONV and ins.fire == FIRE_ONLY:   # its result is the fused LIF's spikes alone
+            n = int(np.prod([s for _, s in dims]))
+            return "spk", np.zeros(n, np.int64), ins.src3 + np.arange(n), dims
     n = int(np.prod([s for _, s in dims]))
     return mem, np.zeros(n, np.int64), ins.dst + np.arange(n), dims
 

@@ -427,3 +427,20 @@ def test_fused_lifs_fire_in_the_conv_readout():
                     if ins.opcode == OP_LIF and ins.name in {f.fires for f in fired})
         assert a.cycles == b.cycles - saved and saved >= len(fired) * (cm.FETCH + cm.LIF_OVH + 1)
     assert all(not i.fire for i in lower_to_program(_ir(tiny_cfg(T=2))[0], 4).instrs)
+
+
+def test_fire_only_convs_need_no_act_words():
+    """A fused CONV whose words only its LIF read writes no ACT (FIRE_ONLY): the memory plan gives
+    that current no space, and the ISS still equals the golden model."""
+    from spikegate.compiler.passes.pack import pack_parameters
+    from spikegate.machine.program import FIRE_ONLY, validate_program
+
+    g, x = _ir(tiny_cfg(T=1))
+    s = schedule(check_ops(g))
+    keep, drop = fuse_fire(s), fuse_fire(s, drop_dead=True)
+    prog = validate_program(pack_parameters(g, drop, memory_plan(drop), 4))
+    assert any(i.fire == FIRE_ONLY for i in prog.instrs)
+    assert memory_plan(drop).words["ACT"] < memory_plan(keep).words["ACT"]
+    gold = execute(g, x)
+    for i, r in enumerate(iss.run_batch(prog, x)):
+        np.testing.assert_array_equal(r.logits, gold[i])

@@ -15,7 +15,7 @@ from spikegate.quantize.graph import Graph
 from spikegate.quantize.intops import signed_bits
 from spikegate.quantize.ranges import add_operands
 
-from spikegate.machine.program import (IN_INT, acc_reads, LANES_CO, LANES_TAP, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT,
+from spikegate.machine.program import (FIRE, FIRE_ONLY, IN_INT, acc_reads, LANES_CO, LANES_TAP, OP_ATTN, OP_CONV, OP_HEAD, OP_INPUT, OP_LIF, OP_OUTPUT,
                        OP_SUM, Instr, Program, ProgramError)
 from .memory_plan import MemoryPlan
 from .schedule import Schedule
@@ -60,7 +60,8 @@ def pack_parameters(g: Graph, s: Schedule, plan: MemoryPlan, lanes: int) -> Prog
             a = m.attrs
             cin, h, w = m.in_shape
             cout, ho, wo = m.out_shape
-            ins.src, ins.dst = plan.addresses[m.srcs[0]], plan.addresses[m.dst]
+            # (a FIRE_ONLY CONV writes no ACT: no dst)
+            ins.src, ins.dst = plan.addresses[m.srcs[0]], plan.addresses[m.dst] if m.dst is not None else 0
             ins.src2 = a["broadcast"]
             ins.cin, ins.h, ins.w, ins.cout, ins.ho, ins.wo = cin, h, w, cout, ho, wo
             ins.k, ins.stride, ins.pad = a["k"], a["stride"], a["pad"]
@@ -77,7 +78,8 @@ def pack_parameters(g: Graph, s: Schedule, plan: MemoryPlan, lanes: int) -> Prog
                 shift += [0] * (start - len(shift))
                 thresh += [1] * (start - len(thresh))
                 thresh += [int(v) for v in m.params["threshold"]]
-                ins.fire, ins.fires, ins.src3 = 1, m.attrs["fires"], plan.addresses[m.fire_dst]
+                ins.fire = FIRE_ONLY if m.dst is None else FIRE
+                ins.fires, ins.src3 = m.attrs["fires"], plan.addresses[m.fire_dst]
             ins.pbase = len(bias)
             bias += [int(v) for v in m.params["bias"]]
             shift += [int(v) for v in m.params["shift"]]

@@ -70,7 +70,7 @@ from .accel_memories import AccelMemories
 from .port_mux import PortMux, engine_ports, port_clients, port_lanes
 from .sequencer import ENGINE_OPCODES, TAG_BITS, CycleCounter, Sequencer
 from .sfa_attn import AttnEngine
-from .sfa_common import field_or_zero
+from .conv_readout import fire_decode
 from .sfa_conv import ConvEngine
 from .sfa_io import InputEngine, OutputEngine, SumEngine
 from .sfa_lif import LIFEngine
@@ -225,7 +225,7 @@ class Accelerator(wiring.Component):
         conv_fired = Signal(name="conv_fired")
         with m.If(seq.start.lif):
             m.d.sync += conv_fired.eq(0)
-        with m.Elif(seq.start.conv & field_or_zero(seq.instr, "fire")):
+        with m.Elif(seq.start.conv & fire_decode(seq.instr)[0]):
             m.d.sync += conv_fired.eq(1)
         return Mux(conv_fired, engines["conv"].spikes, engines["lif"].spikes)
 

@@ -16,11 +16,12 @@ integer definition by ``rtl_tests/test_formal.py`` at the widths :func:`readout_
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from spikegate.machine.config import MachineConfig
+from spikegate.machine.program import FIRE_ONLY
 
 from .conv_control import conv_states
 from .conv_geometry import geometry_shapes
@@ -28,10 +29,19 @@ from .datapath import AlignBias, Saturate
 from .params import bits_for
 from .sfa_common import field_or_zero, instr_layout, tree_sum, write_sig
 
-__all__ = ["ConvReadout", "readout_widths"]
+__all__ = ["ConvReadout", "fire_decode", "readout_widths"]
 
 # the geometry registers the readout uses (hw/conv_geometry.py)
 READOUT_GEOMETRY = ("tapm", "accum", "howo", "howo1", "cout1")
+
+
+def fire_decode(instr) -> tuple:
+    """CONV's ``fire`` field (``machine/program.py``: 0, FIRE or FIRE_ONLY): whether the readout
+    fires, and whether it writes ACT (not FIRE_ONLY; a program whose field is too narrow to hold
+    FIRE_ONLY always does, with no gate)."""
+    fire = field_or_zero(instr, "fire")
+    writes_act = fire != FIRE_ONLY if len(fire) >= FIRE_ONLY.bit_length() else Const(1)
+    return fire != 0, writes_act
 
 
 def readout_widths(cfg: MachineConfig) -> dict:
@@ -60,7 +70,8 @@ class ConvReadout(wiring.Component):
     where a CONV with ``fire`` compares the word it writes to ACT with twice it and writes the
     spike to ``spk_w`` at ``src3 + e`` (a counter loaded at ``start`` and stepped by every R3
     write: the writes come in element order), in the cycle of the ACT write, so no cycle is added;
-    ``spikes`` counts them (cleared at ``start``), as the LIF engine's does."""
+    ``spikes`` counts them (cleared at ``start``), as the LIF engine's does. A FIRE_ONLY CONV
+    writes no ACT word (only its spikes: a current no other instruction reads)."""
 
     def __init__(self, cfg: MachineConfig):
         self._cfg = cfg
@@ -253,8 +264,10 @@ class ConvReadout(wiring.Component):
             m.submodules.saturate = sat = Saturate(in_bits=ro_w["out_bits"], out_bits=cfg.sat_bits)
             m.d.comb += sat.x.eq(r3_y)
             r3_y = sat.y
+        # (FIRE_ONLY writes no ACT word; without fire the enable is the constant it always was)
+        act_en = fire_decode(self.instr)[1] if cfg.fires else 1
         with m.If(r3v):
-            m.d.comb += [self.act_w.en.eq(1), self.act_w.addr.eq(r3_oa), self.act_w.data.eq(r3_y)]
+            m.d.comb += [self.act_w.en.eq(act_en), self.act_w.addr.eq(r3_oa), self.act_w.data.eq(r3_y)]
         if cfg.fires:
             self._fire(m, r, r3v, r3_y)
         return m
@@ -271,6 +284,6 @@ class ConvReadout(wiring.Component):
         m.d.comb += spike.eq(y >= (r3_th << 1))
         with m.If(self.start):
             m.d.sync += [sa.eq(self.instr.src3), self.spikes.eq(0)]
-        with m.Elif(r3v & field_or_zero(self.instr, "fire")):
+        with m.Elif(r3v & fire_decode(self.instr)[0]):
             m.d.sync += [sa.eq(sa + 1), self.spikes.eq(self.spikes + spike)]
             m.d.comb += [self.spk_w.en.eq(1), self.spk_w.addr.eq(sa), self.spk_w.data.eq(spike)]

@@ -55,10 +55,10 @@ from .conv_control import ConvControl, conv_states
 from .conv_geometry import ConvGeometry, geometry_shapes
 from .conv_head_bias import HeadBiasPhase
 from .conv_lanes import ConvLaneArray, lane_widths
-from .conv_readout import ConvReadout, readout_widths
+from .conv_readout import ConvReadout, fire_decode, readout_widths
 from .conv_scanner import ConvScanner
 from .conv_tap_loop import ConvTapLoop
-from .sfa_common import Engine, field_or_zero, read_sig, wmem_layout, write_sig
+from .sfa_common import Engine, read_sig, wmem_layout, write_sig
 
 __all__ = ["ConvEngine", "lane_widths", "readout_widths"]
 
@@ -165,7 +165,7 @@ class ConvEngine(Engine):
         if cfg.fires:
             # THRESH read beside BIAS/SHIFT (enabled only for a CONV with fire: the port is
             # LIF's too), the SPK write and the spike count the readout's
-            m.d.comb += [self.thresh_r.addr.eq(ro.param_addr), self.thresh_r.en.eq(field_or_zero(self.instr, "fire")),
+            m.d.comb += [self.thresh_r.addr.eq(ro.param_addr), self.thresh_r.en.eq(fire_decode(self.instr)[0]),
                          ro.thresh_data.eq(self.thresh_r.data), self.spikes.eq(ro.spikes)]
             wiring.connect(m, wiring.flipped(self.spk_w), ro.spk_w)
         return m

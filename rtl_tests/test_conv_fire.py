@@ -2,10 +2,11 @@
 ``tb_conv_fire.py``).
 
 A CONV with ``fire`` also writes ``SPK[src3 + e] = y_e >= 2 * THRESH[pbase + c]`` beside each ACT
-word ``y_e`` it writes (``machine/program.py``). A hand-made program (T = 1) fires from a stem CONV
-(INT input, LANES_CO), a depthwise one (spike input, LANES_TAP) reading those spikes, and a 1x1
-OUT_ACCUM one (the word compared is the sum with the old word), then runs a CONV without fire
-(which must write no SPK word); each firing CONV's thresholds are set from its outputs so that some
+word ``y_e`` it writes (``machine/program.py``; FIRE_ONLY: and writes no ACT word). A hand-made
+program (T = 1) fires from a stem CONV (INT input, LANES_CO), a depthwise one (spike input,
+LANES_TAP, FIRE_ONLY, its ``dst`` pointing at the live input image, which must stay as it is)
+reading those spikes, and a 1x1 OUT_ACCUM one (the word compared is the sum with the old word),
+then runs a CONV without fire (which must write no SPK word); each firing CONV's thresholds are set from its outputs so that some
 but not all of its elements fire. One lane (the short pipeline) and eight (the deep one, RS/RS2,
 with two lane groups, ACT and WMEM in small banks, and saturation: the word compared is the clamped
 one). The program runs in the ISS step by step (``iss.execute``); every CONV step's states, cycles
@@ -25,7 +26,7 @@ import pytest
 from spikegate.compiler import iss
 from spikegate.hw.port_mux import engine_ports
 from spikegate.machine.config import MachineConfig
-from spikegate.machine.program import IN_INT, IN_SPIKE, LANES_TAP, OP_CONV, OP_INPUT, Instr
+from spikegate.machine.program import FIRE_ONLY, IN_INT, IN_SPIKE, LANES_TAP, OP_CONV, OP_INPUT, Instr
 from spikegate.rtl_tests.cocotb_util import run_cocotb, sim_build_dir
 from spikegate.rtl_tests.engine_harness import EngineHarness
 from spikegate.rtl_tests.sfa_programs import _Builder, random_pixels
@@ -64,6 +65,7 @@ def fire_program(lanes: int):
     p0 = _fire(b, b.instrs[-1], px, extra)
     a1, sh1 = b.conv(p0, sh0, in_kind=IN_SPIKE, cout=cout, k=3, stride=1, pad=1, lane_mode=LANES_TAP)
     p1 = _fire(b, b.instrs[-1], px, extra)
+    b.instrs[-1].fire, b.instrs[-1].dst = FIRE_ONLY, x0     # (its words: only its spikes are read)
     b.conv(p1, sh1, in_kind=IN_SPIKE, cout=cout, k=1, stride=1, pad=0, dst=s0, shift_range=(-1, 0))
     p2 = _fire(b, b.instrs[-1], px, extra)
     b.conv(p2, sh0, in_kind=IN_SPIKE, cout=cout, k=3, stride=2, pad=1)
@@ -96,8 +98,10 @@ def test_fire_program_fires_some(lanes):
     writes only its SPK region, and the program elaborates CONV's SPK and THRESH ports."""
     prog, steps = conv_steps(lanes)
     fired = [(s, prog.instrs[s["pc"]]) for s in steps if prog.instrs[s["pc"]].fire]
-    assert len(fired) == 3
+    assert len(fired) == 3 and sum(ins.fire == FIRE_ONLY for _, ins in fired) == 1
     for s, ins in fired:
+        if ins.fire == FIRE_ONLY:
+            assert np.array_equal(s["before"]["act"], s["after"]["act"])
         n = ins.cout * ins.ho * ins.wo
         assert 0 < s["spikes"] < n, f"{ins.name}: {s['spikes']} of {n} fire"
         changed = np.flatnonzero(s["before"]["spk"] != s["after"]["spk"])

@@ -129,8 +129,12 @@ class LogitsMonitor:
 
 
 class DebugMonitor:
-    """(tag, spike count) at each instruction's end; when capturing, the LIF engine's spike writes
-    as (index of the instruction writing, address, spike)."""
+    """(tag, spike count) at each instruction's end; when capturing, the spike writes of the LIF
+    engine and, in a core whose program fires (a CONV with ``fire``: then the CONV engine has an
+    SPK write port), of the CONV engine, as (index of the instruction writing, address, spike).
+    The engines' own write ports, not the memory's: the port multiplexer registers SPK's write,
+    which then may land after the instruction's end. (A core whose CONV should fire but had no such
+    port would leave its LIF layers' spike maps unwritten, which verify reports as a mismatch.)"""
 
     def __init__(self, dut, capture: bool):
         self.dut = dut
@@ -145,6 +149,13 @@ class DebugMonitor:
                 raise AssertionError("the core has no LIF engine instance 'lif' with spk_w__en/addr/data ports: "
                                      "its spike maps cannot be read (the spike monitor needs them)") from None
             cocotb.start_soon(self._writes(lif))
+            try:
+                conv = dut.conv
+                conv.spk_w__en, conv.spk_w__addr, conv.spk_w__data
+            except AttributeError:
+                conv = None                 # (a program without fire)
+            if conv is not None:
+                cocotb.start_soon(self._writes(conv))
 
     async def _instrs(self):
         dut = self.dut
@@ -153,9 +164,9 @@ class DebugMonitor:
             await ReadOnly()
             self.events.append((int(dut.dbg_tag.value), int(dut.dbg_spikes.value)))
 
-    async def _writes(self, lif):
+    async def _writes(self, engine):
         """One sample per clock while the write enable is high: each such cycle is one write."""
-        clk, en, addr, data = self.dut.clk, lif.spk_w__en, lif.spk_w__addr, lif.spk_w__data
+        clk, en, addr, data = self.dut.clk, engine.spk_w__en, engine.spk_w__addr, engine.spk_w__data
         while True:
             await ReadOnly()
             if not int(en.value):

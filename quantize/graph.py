@@ -40,11 +40,13 @@ SATURABLE = ("conv", "add", "spatial_sum")
 
 
 def saturable(g: "Graph", o: "Op") -> bool:
-    """May ``o`` saturate? A conv read by an ``add`` may not: the add saturates the sum (the
-    hardware computes the two in one readout, ``compiler/passes/schedule.py``)."""
+    """May ``o`` saturate? An add's branch convolution (its second input) may not: the add
+    saturates the sum (the hardware computes the two in one readout, ``compiler/passes/schedule.py``).
+    An add's stream (its first input) may: its readout writes ACT like any other, and its other
+    readers (the LIF of the next block) read the clamped word."""
     if o.kind not in SATURABLE:
         return False
-    return not (o.kind == "conv" and any(c.kind == "add" for c in g.consumers(o.name)))
+    return not (o.kind == "conv" and any(c.kind == "add" and c.inputs[1] == o.name for c in g.consumers(o.name)))
 
 
 class GraphError(ValueError):

@@ -137,8 +137,11 @@ def _head_bounds(o: Op, T: int):
 
 
 def add_operands(g: Graph) -> set[str]:
-    """Convolutions read by an ``add``: their output is an operand of the sum, never stored."""
-    return {o.name for o in g.ops if o.kind == "conv" and any(c.kind == "add" for c in g.consumers(o.name))}
+    """The convolutions that are an ``add``'s branch (its second input): the hardware adds their
+    output to the stream in their readout (``compiler/passes/schedule.py``), so it is never stored
+    on its own. (A convolution that is an add's stream, its first input, is stored like any other:
+    a downsampling convolution starts the stream the next block adds into.)"""
+    return {o.inputs[1] for o in g.ops if o.kind == "add" and g.op(o.inputs[1]).kind == "conv"}
 
 
 def widest_word(g: Graph) -> int:

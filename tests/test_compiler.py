@@ -437,7 +437,7 @@ def test_fire_only_convs_need_no_act_words():
 
     g, x = _ir(tiny_cfg(T=1))
     s = schedule(check_ops(g))
-    keep, drop = fuse_fire(s), fuse_fire(s, drop_dead=True)
+    keep, drop = fuse_fire(s, drop_dead=False), fuse_fire(s)
     prog = validate_program(pack_parameters(g, drop, memory_plan(drop), 4))
     assert any(i.fire == FIRE_ONLY for i in prog.instrs)
     assert memory_plan(drop).words["ACT"] < memory_plan(keep).words["ACT"]

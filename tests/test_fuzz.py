@@ -61,3 +61,20 @@ def test_regressions_replay(case, tmp_path):
     x = np.load(case[:-5] + ".npy")
     lanes = int(case.rsplit("lanes", 1)[1].split(".")[0]) if "lanes" in case else 4
     assert check_graph(g, x, lanes, rtl=None, workdir=str(tmp_path)) is None
+
+
+def test_an_adds_stream_convolution_saturates_where_it_is_stored():
+    """Found by the fuzz above (seed 858092): a convolution that starts a residual stream (an add's
+    first input, stored in ACT and read by the next LIF) was treated like the add's branch (never
+    stored, never clamped), so the hardware's clamp of its readout disagreed with the golden model
+    (a LIF's spike count differed) and its word could be wider than ACT's. It saturates like any
+    stored readout now; only the branch, added in the stream's readout, does not."""
+    from spikegate.compiler.irgen import GenConfig, random_graph
+    from spikegate.quantize.graph import saturable
+
+    g, x = random_graph(858092, GenConfig(saturating=1.0))
+    streams = [g.op(o.inputs[0]) for o in g.ops if o.kind == "add" and g.op(o.inputs[0]).kind == "conv"]
+    branches = [g.op(o.inputs[1]) for o in g.ops if o.kind == "add"]
+    assert any(c.attrs.get("saturate") for c in streams)
+    assert all(saturable(g, c) for c in streams) and not any(saturable(g, c) for c in branches)
+    assert check_graph(g, x, 2, None, "") is None

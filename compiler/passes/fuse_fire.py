@@ -27,7 +27,7 @@ from spikegate.machine.program import OP_CONV, OP_LIF, OUT_WRITE
 from .schedule import Schedule
 
 
-def fuse_fire(s: Schedule, *, drop_dead: bool = False) -> Schedule:
+def fuse_fire(s: Schedule, *, drop_dead: bool = True) -> Schedule:
     """``s`` with every fusable LIF folded into the CONV before it (see the module docstring).
     ``drop_dead``: a fused CONV whose words no other operation reads (a current only its LIF used,
     not a residual stream) writes no ACT at all (``FIRE_ONLY``): its tensor gets no ACT space."""

@@ -192,6 +192,25 @@ def test_spike_maps_are_compared_spike_by_spike():
     assert d["layer"] == name and d["rtl_spikes"] == d["golden_spikes"] + 1 and "count differs" in d["detail"]
 
 
+def test_spike_maps_of_a_tiled_fused_layer():
+    """A layer fired by a CONV in output-channel tiles (weights in SDRAM: a WLOAD before each tile,
+    sharing its tag) is one spike map: the tiles' writes together, their counts summed; the count
+    the debug port still shows after a WLOAD is not the WLOAD's (make demo's MNIST build found it:
+    the stale counts were added)."""
+    from types import SimpleNamespace
+
+    from spikegate.machine.program import OP_CONV, OP_WLOAD, Instr
+    from spikegate.verify import _rtl_spike_maps
+
+    tile = dict(opcode=OP_CONV, fire=1, fires="L", tag=5)
+    prog = SimpleNamespace(instrs=[Instr(OP_WLOAD, tag=5), Instr(**tile), Instr(OP_WLOAD, tag=5), Instr(**tile)],
+                           tensors={"L": {"base": 100, "shape": [2, 1, 2], "steps": 1}})
+    obs = {"instr": [(5, 0), (5, 1), (5, 1), (5, 2)],
+           "spk_writes": [(1, 100, 1), (1, 101, 0), (3, 102, 1), (3, 103, 1)]}
+    rtl, count = _rtl_spike_maps(prog, {5: "L"}, obs)["L"]
+    assert rtl.tolist() == [1, 0, 1, 1] and count == 3
+
+
 def _iss_states(prog, px):
     """The ISS's memories (ACT, SPK, ACC, logits) after every instruction of one image."""
     from spikegate.compiler import iss

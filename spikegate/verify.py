@@ -268,7 +268,10 @@ def _rtl_spike_maps(prog, lif_by_tag: dict, obs: dict) -> dict[str, tuple[np.nda
         writes.setdefault(i, []).append((addr, val))
     for i, (tag, count) in enumerate(obs["instr"]):
         name = lif_by_tag.get(tag)
-        if name is None:
+        # (instructions complete in program order; a WLOAD shares its CONV's tag, and the debug
+        # port still shows the last count after it, so only a LIF or a CONV with fire counts)
+        ins = prog.instrs[i] if i < len(prog.instrs) else None
+        if name is None or ins is None or not (ins.opcode == OP_LIF or ins.fire):
             continue
         t_info = prog.tensors[name]
         base, size = t_info["base"], t_info["steps"] * int(np.prod(t_info["shape"]))

@@ -429,13 +429,17 @@ def iss_of_build(build_dir: str, images: int) -> dict:
     board rows need no RTL simulation; a board running the smaller model is measured on it.
     """
     from spikegate.compiler import iss
-    from spikegate.compiler.build import read_build
-    from spikegate.quantize.data import digits_split_xy
+    from spikegate.compiler.build import read_build, sample_inputs
+    from spikegate.errors import SpikegateError
     from spikegate.quantize.golden import execute
     from spikegate.quantize.stats import event_ops, formula_ops, ops_keep
 
     report, g, prog = read_build(build_dir)
-    x = digits_split_xy("test", img_size=g.ops[0].attrs["size"], n=images)[0]
+    # the held-out images of the data set the model takes (digits, or MNIST for make demo's SDRAM
+    # build); a model no data set fits has no board row to measure
+    x, _ = sample_inputs(g, images)
+    if x is None:
+        raise SpikegateError(f"{build_dir}: no data set fits its model's input")
     rr = iss.run_batch(prog, x)
     trace: dict = {}
     execute(g, x, trace=trace, keep=ops_keep(g))

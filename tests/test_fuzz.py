@@ -42,7 +42,9 @@ def test_random_graphs_saturate_and_hit_their_clamps():
         hit_graphs += bool(hits)
         kinds |= {g.op(n).kind for n in hits}
         assert check_graph(g, x, 2, None, "") is None, f"seed {s}"
-    assert hit_graphs >= 6 and kinds >= {"add", "spatial_sum"}, (hit_graphs, kinds)
+    # readouts (a residual add's, or a stream convolution's, which may saturate since the fix
+    # below) and spatial sums: which readout clamps first depends on the drawn graph
+    assert hit_graphs >= 6 and "spatial_sum" in kinds and kinds & {"add", "conv"}, (hit_graphs, kinds)
 
 
 CASES = sorted(glob.glob(os.path.join(REGRESSIONS, "*.sgir")))

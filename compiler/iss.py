@@ -17,6 +17,7 @@ hold each engine equal to one :func:`execute` step.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -91,7 +92,6 @@ class MachineState:
     # readout (one per output element), every other opcode's own, and "fixed" (fetch, pipeline
     # fill and drain): what limits the datapath utilisation (bench/utilisation.py)
     phases: dict[str, int] = field(default_factory=dict)
-    phases_before: int = 0
 
     @classmethod
     def zeros(cls, prog: Program) -> "MachineState":
@@ -134,6 +134,7 @@ def execute(prog: Program, ins, state: MachineState, pixels: np.ndarray | None =
     act, spk, acc = state.act, state.spk, state.acc
     wmem = prog.wmem if state.wmem is None else state.wmem
     sops = macs = 0
+    phases: Counter = Counter()      # this instruction's cycles by phase (MachineState.phases)
     c = cm.FETCH
     if ins.opcode == OP_WLOAD:
         c = _wload(prog, ins, state)
@@ -172,9 +173,9 @@ def execute(prog: Program, ins, state: MachineState, pixels: np.ndarray | None =
                 scan, tap = (n_in - events) * cm.SCAN, events * (cm.EVENT_OVH + Gt)
                 work = tap_total
             c += scan + tap
-            _phase(state, "CONV scan", scan)
-            _phase(state, "CONV taps", tap)
-            _phase(state, "CONV readout", n_out * cm.READOUT)
+            phases["CONV scan"] += scan
+            phases["CONV taps"] += tap
+            phases["CONV readout"] += n_out * cm.READOUT
             if ins.in_kind == IN_SPIKE:
                 sops += work
             else:
@@ -239,14 +240,11 @@ def execute(prog: Program, ins, state: MachineState, pixels: np.ndarray | None =
     state.sops += sops
     state.macs += macs
     if ins.opcode != OP_CONV:
-        _phase(state, OPCODES[ins.opcode], c - (cm.FETCH if ins.opcode not in (OP_WLOAD, OP_INPUT) else 0))
-    _phase(state, "fixed", c - sum(state.phases.values()) + state.phases_before)
-    state.phases_before = sum(state.phases.values())
+        phases[OPCODES[ins.opcode]] = c - (cm.FETCH if ins.opcode not in (OP_WLOAD, OP_INPUT) else 0)
+    phases["fixed"] = c - sum(phases.values())       # fetch, fill and drain: what no phase counted
+    for name, cycles in phases.items():
+        state.phases[name] = state.phases.get(name, 0) + int(cycles)
     return c
-
-
-def _phase(state: MachineState, name: str, cycles: int) -> None:
-    state.phases[name] = state.phases.get(name, 0) + int(cycles)
 
 
 def _wload(prog: Program, ins, state: MachineState) -> int:

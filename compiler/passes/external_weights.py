@@ -55,11 +55,6 @@ def _tile_rows(p: Program, ins: Instr, c0: int, c1: int) -> np.ndarray:
     return rows[c0 * Gt: c1 * Gt]
 
 
-def acc_need(p: Program, ins: Instr) -> int:
-    """ACC words per bank the CONV/HEAD ``ins`` of ``p`` uses (``machine/program.py: acc_reads``)."""
-    return acc_reads(ins, p.lanes)
-
-
 def _tiles(p: Program, ins: Instr, buffer_words: int, acc_words: int) -> list[tuple[int, int]]:
     """Output-channel tiles ``[c0, c1)`` of the CONV ``ins`` whose weights fill at most
     ``buffer_words`` words and whose accumulators at most ``acc_words`` words per ACC bank each (as
@@ -148,7 +143,7 @@ def external_weights(p: Program, port_bits: int, buffer_words: int | None = None
     output-channel tiles (:func:`_tiles`, :func:`_tile_instrs`), each tile and time step with its
     own WLOAD of just its words (a tile's words are in the image once, its T WLOADs read the same
     beats); the buffer is then as deep as the largest WLOAD. ``acc_words`` (None: no limit) bounds
-    the ACC banks the same way: a CONV whose accumulators (:func:`acc_need`) exceed it runs in
+    the ACC banks the same way: a CONV whose accumulators (``machine/program.py: acc_reads``) exceed it runs in
     tiles too, and the program's ``acc_words`` is the largest need left. Validated; ``p`` is not
     changed. ``pack=False``: the plan only, for sizing (:func:`place_external`): the same
     instructions and sizes, but the external image is all zeros and nothing is validated."""
@@ -174,7 +169,7 @@ def external_weights(p: Program, port_bits: int, buffer_words: int | None = None
         n = wmem_reads(p, ins)
         if not n:
             instrs.append(ins)
-        elif n <= buffer_words and (acc_words is None or acc_need(p, ins) <= acc_words):
+        elif n <= buffer_words and (acc_words is None or acc_reads(ins, p.lanes) <= acc_words):
             src = load(p.wmem[ins.wbase: ins.wbase + n])
             instrs += [Instr.wload(src, n, 0, name=ins.name, tag=ins.tag), dataclasses.replace(ins, wbase=0)]
         elif ins.opcode == OP_HEAD:
@@ -188,13 +183,13 @@ def external_weights(p: Program, port_bits: int, buffer_words: int | None = None
                     instrs += [Instr.wload(src, (c1 - c0) * G, 0, name=ins.name, tag=ins.tag), tile]
         else:
             _check_tileable(p, ins)
-            for c0, c1 in _tiles(p, ins, buffer_words, acc_words or acc_need(p, ins)):
+            for c0, c1 in _tiles(p, ins, buffer_words, acc_words or acc_reads(ins, p.lanes)):
                 rows = _tile_rows(p, ins, c0, c1)
                 src = load(rows)
                 for tile in _tile_instrs(ins, c0, c1):
                     instrs += [Instr.wload(src, len(rows), 0, name=ins.name, tag=ins.tag), tile]
     words = max([i.n_words for i in instrs if i.opcode == OP_WLOAD], default=1)
-    acc = p.acc_words if acc_words is None else max([1] + [acc_need(p, i) for i in instrs])
+    acc = p.acc_words if acc_words is None else max([1] + [acc_reads(i, p.lanes) for i in instrs])
     zeros = np.zeros(zero_entries, dtype=np.int64)
     image = np.concatenate(beats) if beats else np.zeros(0 if pack else top, dtype=np.uint64)
     return (validate_program if pack else (lambda q: q))(dataclasses.replace(
@@ -216,7 +211,7 @@ def _acc_limits(ext: Program) -> list[int]:
     smallest one every layer can still be tiled into (one lane group's or channel's output pixels;
     a HEAD's lane groups: its tiles split input channels, not classes)."""
     floor = max([1] + [i.ho * i.wo for i in ext.instrs if i.opcode == OP_CONV]
-                + [acc_need(ext, i) for i in ext.instrs if i.opcode == OP_HEAD])
+                + [acc_reads(i, ext.lanes) for i in ext.instrs if i.opcode == OP_HEAD])
     out, d = [ext.acc_words], 1 << (ext.acc_words.bit_length() - 1)
     while d >= floor:
         if d < out[-1]:

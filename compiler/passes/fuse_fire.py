@@ -47,7 +47,7 @@ def fuse_fire(s: Schedule, *, drop_dead: bool = True) -> Schedule:
         # (a CONV that adds into its dst, OUT_ACCUM, reads it too: a residual stream)
         read = {t for m in out for t in m.srcs} | {m.dst for m in out
                                                     if m.opcode == OP_CONV and m.attrs["out_mode"] != OUT_WRITE}
-        out = [dataclasses.replace(m, dst=None, attrs={**m.attrs, "act_dead": m.dst})
+        out = [dataclasses.replace(m, dst=None)
                if m.fire_dst is not None and m.attrs["out_mode"] == OUT_WRITE and m.dst not in read else m
                for m in out]
     return dataclasses.replace(s, mops=out)

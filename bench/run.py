@@ -331,7 +331,7 @@ class IssRuns:
 
 def datapath(s: Settings, dm: DefaultModel, runs: IssRuns, rtl_cycles: dict) -> dict:
     """Ops, cycles, bound and utilisation per lane count; RTL cycles where the RTL ran every input."""
-    from bench.utilisation import cycles_by_kind, cycles_by_phase, taps_bound
+    from bench.utilisation import cycles_by_kind, cycles_by_phase, projections, taps_bound
     from spikegate.compiler import iss
     from spikegate.quantize.golden import execute
     from spikegate.quantize.stats import event_ops, ops_keep
@@ -369,6 +369,9 @@ def datapath(s: Settings, dm: DefaultModel, runs: IssRuns, rtl_cycles: dict) -> 
             # if every phase but the taps were hidden (bench/utilisation.py: taps_bound)
             "cycles_by_phase": cycles_by_phase(rr),
             "taps_bound_utilisation": taps_bound(float(work.mean()), lanes, cycles_by_phase(rr)),
+            # what each remaining technique could give at most (bench/utilisation.py: projections)
+            "utilisation_if": projections(float(work.mean()), lanes, float(iss_cycles.mean()),
+                                          cycles_by_phase(rr)),
             "iss_equals_golden": bool(all(np.array_equal(r.logits, gl) for r, gl in zip(rr, golden))),
             # the ISS's own tally of the work it simulated, beside the golden model's count
             "iss_ops_equal_golden": [r.sops for r in rr] == ops["sops"].tolist() and
@@ -842,6 +845,9 @@ def table(res: dict) -> str:
             add("datapath", f"{key:>2} lanes: mean cycles by phase",
                 ", ".join(f"{k} {v:,.0f}" for k, v in r["cycles_by_phase"].items())
                 + f" (taps alone would allow utilisation {r['taps_bound_utilisation']:.3f})")
+        if r.get("utilisation_if"):
+            add("datapath", f"{key:>2} lanes: utilisation at most, if",
+                ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in r["utilisation_if"].items()))
     if dp["per_lanes"]:
         first = next(iter(dp["per_lanes"].values()))
         add("datapath", f"mean SOPs + MACs ({dp['images']} imgs, cycles: {dp['cycles_source']})",

@@ -78,6 +78,22 @@ def taps_bound(ops: float, lanes: int, phases: dict[str, float]) -> float:
     return ops / (lanes * taps) if taps else 0.0
 
 
+def projections(ops: float, lanes: int, cycles: float, phases: dict[str, float]) -> dict[str, float]:
+    """What limits utilisation, as arithmetic on the measured phases (not a simulation of any
+    design): the utilisation if the readout ran ``lanes`` elements per cycle (``readout/lanes``
+    cycles instead of one per output element), if the scan's cycles on non-events were free, both,
+    and if only the taps were left (:func:`taps_bound`). Each is an upper bound on what that
+    technique alone could give in today's lane mapping; the last says that no technique that leaves
+    the mapping (output channels over lanes, depthwise taps over lanes) can pass it."""
+    ro, sc = phases.get("CONV readout", 0.0), phases.get("CONV scan", 0.0)
+
+    def util(c: float) -> float:
+        return ops / (lanes * c) if c > 0 else 0.0
+    return {"readout_lane_parallel": util(cycles - ro + ro / lanes), "scan_free": util(cycles - sc),
+            "readout_lane_parallel_and_scan_free": util(cycles - sc - ro + ro / lanes),
+            "taps_only": taps_bound(ops, lanes, phases)}
+
+
 def load_before(path: str = BEFORE) -> dict | None:
     """The saved "before" curve, or None when there is none (or it cannot be read: the plot then
     shows this run alone rather than failing the bench)."""
@@ -165,6 +181,9 @@ def main(argv=None) -> int:
               + ", ".join(f"{k} {v:,.0f}" for k, v in row["cycles_by_kind"].items()))
         print("   by phase: " + ", ".join(f"{k} {v:,.0f}" for k, v in row["cycles_by_phase"].items())
               + f"; bound of the lane mapping (taps only): {row['taps_bound_utilisation']:.3f}")
+        if "utilisation_if" in row:
+            print("   upper bounds if: " + ", ".join(f"{k.replace('_', ' ')} {v:.3f}"
+                                                     for k, v in row["utilisation_if"].items()))
     print(f"wrote {os.path.relpath(a.png)}")
     return 0
 

@@ -88,6 +88,11 @@ def test_quick_datapath(quick):
         assert sum(row["cycles_by_phase"].values()) == pytest.approx(np.mean([p["cycles"] for p in row["per_input"]]),
                                                                      abs=0.1 * len(row["cycles_by_phase"]))
         assert row["utilisation"] <= row["taps_bound_utilisation"] <= 1
+        # each technique's upper bound lies between today's utilisation and the lane mapping's
+        ifs = row["utilisation_if"]
+        for k in ("readout_lane_parallel", "scan_free"):
+            assert row["utilisation"] <= ifs[k] <= ifs["readout_lane_parallel_and_scan_free"] + 1e-12
+        assert ifs["readout_lane_parallel_and_scan_free"] <= ifs["taps_only"] == row["taps_bound_utilisation"]
 
 
 def test_quick_paper_and_boards(quick):

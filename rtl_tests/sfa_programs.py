@@ -232,3 +232,69 @@ def model_program(preset_name: str = "fpga-tiny", *, lanes: int, T: int = 1, kd:
     images = rng.rand(n_images, cfg.in_channels, cfg.img_size, cfg.img_size).astype(np.float32)
     pixels = intops.quantize_input(images, prog.input_scale, prog.pixel_bits)
     return prog, g, images, pixels
+
+
+def repconv_graph(seed: int, *, T: int = 1, size: int = 6, c: int = 4, classes: int = 5, n_images: int = 2):
+    """A small integer IR with an un-merged RepConv (``quantize/lower.py``'s optional lowering):
+    stem -> LIF -> A (1x1, padding 1, spikes in, integers out) -> D (depthwise 3x3, padding 0,
+    integers in and out) -> P (1x1, integers in) -> LIF -> a stride-2 stream conv -> sum -> LIF ->
+    head. Returns ``(graph, images)``.
+
+    The integer paths carry large values of both signs (A's weights and its biases, which are
+    exactly its output at the border, reach several hundred; D shifts right so that its output is
+    narrower than A's, and A's output is the widest tensor any multi-bit conv reads: a multiplier
+    operand sized from anything else, or a lane that selects where it should multiply, gives other
+    results). Each LIF's thresholds are set from its input on these images (about 40 % fire)."""
+    from spikegate.quantize.golden import execute
+    from spikegate.quantize.graph import Graph, Op, validate
+    from spikegate.quantize.ranges import assign_widths
+
+    rng = np.random.RandomState(seed)
+    ops: list = []
+    shapes: dict = {}
+
+    def add(op):
+        ops.append(op)
+        shapes[op.name] = tuple(op.shape)
+        return op.name
+
+    def conv(name, x, cout, k, pad, in_kind, role, *, stride=1, groups=1, wmax=63, bmax=40, shift=(0, 0)):
+        cin, h, w = shapes[x]
+        ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+        wt = rng.randint(-wmax, wmax + 1, size=(cout, cin // groups, k, k)).astype(np.int64)
+        wt[rng.rand(*wt.shape) < 0.15] = 0
+        return add(Op(name, "conv", [x], (cout, ho, wo),
+                      {"kernel": k, "stride": stride, "padding": pad, "groups": groups, "in_kind": in_kind,
+                       "role": role},
+                      {"weight": wt, "bias": rng.randint(-bmax, bmax + 1, size=cout).astype(np.int64),
+                       "shift": rng.randint(shift[0], shift[1] + 1, size=cout).astype(np.int64)}))
+
+    def lif(name, x):
+        return add(Op(name, "lif", [x], shapes[x], {"public_shape": "CHW"},
+                      {"threshold": np.ones(shapes[x][0], dtype=np.int64)}))
+
+    add(Op("input", "quant_input", [], (1, size, size), {"scale": 16.0, "bits": 6, "channels": 1, "size": size}))
+    conv("stem", "input", c, 3, 1, "int", "lif", shift=(-3, -2))
+    lif("lif1", "stem")
+    conv("rep_a", "lif1", c, 1, 1, "spike", "int", wmax=127, bmax=400)
+    conv("rep_d", "rep_a", c, 3, 0, "int", "int", groups=c, shift=(-9, -8))
+    conv("rep_p", "rep_d", c, 1, 0, "int", "lif", bmax=100, shift=(-2, -1))
+    lif("lif2", "rep_p")
+    conv("down", "lif2", c, 3, 1, "spike", "stream", stride=2)
+    add(Op("sum", "spatial_sum", ["down"], (c,), {}))
+    lif("lif3", "sum")
+    add(Op("head", "head", ["lif3"], (classes,), {"num_heads_out": 1},
+           {"weight": rng.randint(-31, 32, size=(1, classes, c)).astype(np.int64),
+            "bias": rng.randint(-40, 41, size=(1, classes)).astype(np.int64)}))
+    images = rng.uniform(-2.0, 2.0, size=(n_images, 1, size, size)).astype(np.float32)
+    g = Graph(ops, meta={"T": T, "logit_scale": 1.0, "weight_bits": 8})
+    validate(g, integer=True)
+    for o in g.ops:            # thresholds in order: each LIF's input depends on the ones before
+        if o.kind == "lif":
+            trace: dict = {}
+            execute(g, images, trace=trace, keep={o.inputs[0]}, check_widths=False)
+            x = trace[o.inputs[0]]
+            pos = x[x > 0]
+            o.params["threshold"] = np.full(o.shape[0], max(1, int(np.quantile(pos, 0.6)) // 2 if pos.size else 1),
+                                            dtype=np.int64)
+    return assign_widths(g), images

@@ -27,7 +27,7 @@ import pytest
 from spikegate.compiler import iss
 from spikegate.hw.accelerator import Accelerator, emit_verilog
 from spikegate.rtl_tests.cocotb_util import run_cocotb, sim_build_dir
-from spikegate.rtl_tests.sfa_programs import model_program, random_program
+from spikegate.rtl_tests.sfa_programs import model_program, random_program, repconv_graph
 
 REPO = Path(__file__).resolve().parent.parent
 CHECKPOINT = REPO / "quantize" / "data" / "default.pth"
@@ -54,6 +54,11 @@ CASES = {
     # ATTN with d = C / heads = 1 (a set bit's row is its first cycle alone, then REP) and d = 3
     "rand-l2-t2-d1": dict(kind="random", seed=15, lanes=2, T=2, cin=1, size=6, dw_stride=1, classes=5, ca=4, heads=4),
     "rand-l3-t2-d3": dict(kind="random", seed=16, lanes=3, T=2, cin=1, size=7, dw_stride=2, classes=5, ca=6, heads=2),
+    # an un-merged RepConv from an IR (sfa_programs.repconv_graph): a 1x1 convolution with padding
+    # 1 on spikes, a depthwise 3x3 on its multi-bit output (LANES_TAP in INT mode: the lanes
+    # multiply) and a 1x1 on that, against the golden model; 8 lanes split the 9 taps in two groups
+    "repconv-l1-t1": dict(kind="repconv", seed=2, lanes=1, T=1),
+    "repconv-l8-t2": dict(kind="repconv", seed=2, lanes=8, T=2),
 }
 # a case's Accelerator arguments, not the program's
 BANK_DEPTHS = ("wmem_bank_words", "act_bank_words")
@@ -70,6 +75,8 @@ RUNS = [
     ("rand-l3-t3-g2", "verilator", 2, 1),
     ("rand-l2-t2-d1", "verilator", 2, 1),
     ("rand-l3-t2-d3", "verilator", 2, 1),
+    ("repconv-l1-t1", "icarus", 1, 1),
+    ("repconv-l8-t2", "icarus", 1, 1),
     # more of the same kinds, for a longer run (-m slow)
     pytest.param("rand-l4-t2", "verilator", 2, 1, marks=pytest.mark.slow),
     pytest.param("tiny-l1-t1", "verilator", 2, 1, marks=pytest.mark.slow),
@@ -87,7 +94,12 @@ def build_case(name: str):
         prog, pixels = random_program(spec.pop("seed"), **spec)
         return prog, pixels, None
     from spikegate.quantize import golden, intops
-    if kind == "model":
+    if kind == "repconv":
+        from spikegate.compiler.build import lower_to_program
+        g, images = repconv_graph(spec.pop("seed"), T=spec["T"])
+        prog = lower_to_program(g, spec["lanes"])
+        pixels = intops.quantize_input(images, prog.input_scale, prog.pixel_bits)
+    elif kind == "model":
         prog, g, images, pixels = model_program(spec.pop("preset"), **spec)
     else:
         if not CHECKPOINT.exists():

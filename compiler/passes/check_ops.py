@@ -25,8 +25,6 @@ def check_ops(g: Graph) -> Graph:
             dw = o.attrs["groups"] > 1
             if dw and (o.attrs["groups"] != o.params["weight"].shape[0] or o.params["weight"].shape[1] != 1):
                 bad.append(f"{o.name} (grouped convolution that is not depthwise)")
-            if dw and o.attrs["in_kind"] != "spike":
-                bad.append(f"{o.name} (depthwise convolution on multi-bit inputs)")
             if o.attrs["stride"] not in (1, 2) or o.attrs["kernel"] > 15 or o.attrs["padding"] > 7:
                 bad.append(f"{o.name} (stride {o.attrs['stride']}, kernel {o.attrs['kernel']}, padding "
                            f"{o.attrs['padding']}: supported are stride 1-2, kernel <= 15, padding <= 7)")

@@ -2,7 +2,7 @@
 
 A graph is drawn from a seed: a first multi-bit convolution starting a residual stream, then a
 random sequence of blocks (convolution branches with kernels 1/3/7, depthwise + multi-bit
-``pwconv2`` branches, attention blocks with random head counts, downsampling with stride 1 or 2),
+``pwconv2`` branches, or un-merged RepConvs: 1x1 with padding, depthwise on its integers, 1x1; attention blocks with random head counts, downsampling with stride 1 or 2),
 then the spatial sum, the head LIF and one or two heads. Weights, biases, shifts (left, and right
 for multi-bit inputs) and thresholds are random, including ties and the extremes of their widths;
 T is 1 to 4 and the inputs' density ranges from blank to saturated. Every graph passes the IR's
@@ -67,9 +67,9 @@ class _G:
         return w.astype(np.int64)
 
     def conv(self, x: str, cout: int, k: int, stride: int, in_kind: str, role: str, groups: int = 1,
-             right_shift: bool = False) -> str:
+             right_shift: bool = False, pad: int | None = None) -> str:
         cin, h, w = self.shape(x)
-        pad = k // 2
+        pad = k // 2 if pad is None else pad
         ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
         wt = self.weights((cout, cin // groups, k, k), extreme=True)
         bias = self.rng.integers(-4 * self.qmax, 4 * self.qmax + 1, cout).astype(np.int64)
@@ -122,10 +122,15 @@ def random_graph(seed: int, cfg: GenConfig | None = None) -> tuple[Graph, np.nda
     s0 = int(rng.choice([1, 2])) if size >= 8 else 1
     r = G.conv("input", C, k0, s0, "int", "stream", right_shift=True)
     unit = G.qmax * 4.0
+    # whether a separable block is an un-merged RepConv: drawn apart, and the block's own draws
+    # too, so that a seed's graph without one is the graph it always was
+    unmerged = np.random.default_rng([seed, 1])
     for _ in range(int(rng.integers(1, cfg.max_blocks + 1))):
         kind = rng.choice(["branch", "sep", "attn", "down"])
         C = G.shape(r)[0]
-        if kind == "branch":
+        if kind == "sep" and unmerged.random() < 0.5:
+            r = _unmerged_repconv(G, unmerged, r, unit)
+        elif kind == "branch":
             a = G.lif(r, unit)
             depth = int(rng.integers(0, 2))
             for _ in range(depth):
@@ -178,6 +183,24 @@ def random_graph(seed: int, cfg: GenConfig | None = None) -> tuple[Graph, np.nda
     if not cfg.worst_case and rng.random() < cfg.saturating:
         g = _saturating(g, x, int(rng.integers(1, 4)))
     return g, x
+
+
+def _unmerged_repconv(G: _G, rng: np.random.Generator, r: str, unit: float) -> str:
+    """A separable block as the RepConv the lowering can leave un-merged (``quantize/lower.py``),
+    its draws from ``rng``: A, a 1x1 with padding 1 on spikes (padding >= kernel: its bias alone at
+    the border), D, a depthwise 3x3 without padding on A's integers (right shifts keep it narrow),
+    and P, a 1x1 on D's integers into the stream. (3x3 only, as the lowering makes them: every
+    element of A's output is an event, and a 7x7's 49 taps made the RTL fuzz's worst cases twice
+    as slow.)"""
+    main, G.rng = G.rng, rng
+    C = G.shape(r)[0]
+    a = G.lif(r, unit)
+    med = int(rng.integers(2, G.cfg.max_channels + 1))
+    d = G.conv(G.conv(a, med, 1, 1, "spike", "int", pad=1), med, 3, 1, "int", "int", groups=med, pad=0)
+    G.ops[-1].params["shift"] = rng.integers(-8, -3, med).astype(np.int64)
+    r = G.add(r, G.conv(d, C, 1, 1, "int", "stream", right_shift=True))
+    G.rng = main
+    return r
 
 
 def _saturating(g: Graph, x: np.ndarray, below: int) -> Graph:

@@ -1,5 +1,11 @@
 """Lowering a float Meta-SpikeFormer to the op graph: BatchNorm folded, RepConv re-parameterised.
 
+A RepConv is merged into one dense 3x3 convolution (``repconv="merge"``, the paper's inference form
+and the default) or kept as its three convolutions (``repconv="split"``, :func:`split_repconv_bn`):
+the merged kernel stores ``9 * Cin * Cout`` weights, the split one ``Cin * Cin + 9 * Cin + Cin *
+Cout``, which is what lets a large model's weights fit external memory (the 15M preset's attention
+RepConvs are 23.5M of its 33.2M merged weights).
+
 The result is exact in real arithmetic (float64 here): nothing is rounded. Attention is expressed
 in the integer-friendly form from the start (``8 * Y`` with the attention neuron's threshold
 0.5 * 8 = 4) and the head's spatial mean as a sum (threshold N * 1), so later passes only rescale
@@ -64,8 +70,32 @@ def fold_repconv_bn(rep: RepConv, bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.nd
     return K * scale[:, None, None, None], a3 * (a2 * b0 + c2) + c3
 
 
+REPCONV_MODES = ("merge", "split")
+
+
+def split_repconv_bn(rep: RepConv, bn: nn.BatchNorm2d) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """``bn(RepConv(x))`` as three convolutions ``(weight, bias, padding)``, exact in real arithmetic:
+
+    * A: the 1x1 conv with the BN-and-pad's BN folded in, *padding 1*: at the border its input is
+      zero, so its output there is its bias, the BN's value at zero input: exactly what BNAndPad
+      pads with;
+    * D: the depthwise 3x3, no padding, no bias;
+    * P: the 1x1 conv with the inner and outer BatchNorms folded in.
+    """
+    conv_a, bnpad, seq = rep.body[0], rep.body[1], rep.body[2]
+    assert isinstance(bnpad, BNAndPadLayer) and bnpad.pad_pixels == 1
+    a1, c1 = bn_affine(bnpad.bn)
+    A = _np(conv_a.weight) * a1[:, None, None, None]           # [Cin, Cin, 1, 1]
+    D = _np(seq[0].weight)                                       # [Cin, 1, 3, 3]
+    a2, c2 = bn_affine(seq[2])
+    a3, c3 = bn_affine(bn)
+    P = _np(seq[1].weight) * (a3 * a2)[:, None, None, None]     # [Cout, Cin, 1, 1]
+    return [(A, c1, 1), (D, np.zeros(D.shape[0]), 0), (P, a3 * c2 + c3, 0)]
+
+
 class _Builder:
-    def __init__(self, model: MetaSpikeFormer):
+    def __init__(self, model: MetaSpikeFormer, repconv: str = "merge"):
+        self.repconv_mode = repconv
         self.model = model
         self.cfg = model.cfg
         self.ops: list[Op] = []
@@ -102,6 +132,17 @@ class _Builder:
     def residual(self, name: str, stream: str, branch: str) -> str:
         return self.add(Op(name, "add", [stream, branch], self.shape(stream), {"segment": self.segment}))
 
+    def repconv(self, name: str, x: str, seq: nn.Sequential, *, role: str) -> str:
+        """``seq`` = (RepConv, BatchNorm) on ``x``: one dense 3x3 conv named ``name``, or (split)
+        ``name.a`` (1x1, padding 1), ``name.dw`` (depthwise 3x3) and ``name`` (1x1, ``role``)."""
+        if self.repconv_mode == "merge":
+            w, b = fold_repconv_bn(seq[0], seq[1])
+            return self.conv(name, x, w, b, padding=1, role=role)
+        (wa, ba, pa), (wd, bd, _), (wp, bp, _) = split_repconv_bn(seq[0], seq[1])
+        a = self.conv(f"{name}.a", x, wa, ba, padding=pa, role="int")
+        d = self.conv(f"{name}.dw", a, wd, bd, groups=wd.shape[0], role="int")
+        return self.conv(name, d, wp, bp, role=role)
+
     # -- modules -------------------------------------------------------------------------------
     def downsample(self, prefix: str, m: MS_DownSampling, x: str) -> str:
         if hasattr(m, "encode_lif"):
@@ -137,16 +178,13 @@ class _Builder:
         s = self.lif(f"{p}.attn.head_lif", r, 1.0, "CHW", reads_stream=True)
         qkv = []
         for n in ("q", "k", "v"):
-            seq = getattr(at, f"{n}_conv")
-            w, b = fold_repconv_bn(seq[0], seq[1])
-            c = self.conv(f"{p}.attn.{n}_conv", s, w, b, padding=1, role="lif")
+            c = self.repconv(f"{p}.attn.{n}_conv", s, getattr(at, f"{n}_conv"), role="lif")
             qkv.append(self.lif(f"{p}.attn.{n}_lif", c, 1.0, "CHW"))
         C = self.shape(s)[0]
         y = self.add(Op(f"{p}.attn.attention", "attention", qkv, self.shape(s), {"heads": at.num_heads}))
         # attn_lif: threshold 0.5 on Y = Y8 / 8, i.e. 4 on Y8 (exact).
         ys = self.lif(f"{p}.attn.attn_lif", y, 0.5 * 8, "CN")
-        w, b = fold_repconv_bn(at.proj_conv[0], at.proj_conv[1])
-        pr = self.conv(f"{p}.attn.proj_conv", ys, w, b, padding=1, role="stream")
+        pr = self.repconv(f"{p}.attn.proj_conv", ys, at.proj_conv, role="stream")
         r = self.residual(f"{p}.attn.add", r, pr)
         mlp: MS_MLP = m.mlp
         a = self.lif(f"{p}.mlp.fc1_lif", r, 1.0, "CN", reads_stream=True)
@@ -184,7 +222,10 @@ class _Builder:
         bs = np.stack([_np(h.bias) for h in heads])
         self.add(Op("head", "head", [zs], (cfg.num_classes,), {"num_heads_out": len(heads)},
                     {"weight": wts, "bias": bs}))
-        g = Graph(self.ops, meta={"model": cfg.to_json(), "T": cfg.T, "logit_scale": 1.0})
+        meta = {"model": cfg.to_json(), "T": cfg.T, "logit_scale": 1.0}
+        if self.repconv_mode != "merge":   # (a merged graph's meta, and IR file, as before the option)
+            meta["repconv"] = self.repconv_mode
+        g = Graph(self.ops, meta=meta)
         validate(g, integer=False)
         return g
 
@@ -203,8 +244,12 @@ def check_supported(model: nn.Module) -> None:
                               "modules only")
 
 
-def lower(model: MetaSpikeFormer) -> Graph:
+def lower(model: MetaSpikeFormer, repconv: str = "merge") -> Graph:
+    """The op graph of ``model``; ``repconv``: ``"merge"`` (one dense 3x3 conv per RepConv) or
+    ``"split"`` (its three convolutions, :func:`split_repconv_bn`)."""
     check_supported(model)
+    if repconv not in REPCONV_MODES:
+        raise SpikegateError(f"repconv must be one of {', '.join(REPCONV_MODES)}, not {repconv!r}")
     if model.training:
         raise SpikegateError("lower() needs a model in eval mode (BatchNorm uses running statistics)")
-    return _Builder(model).build()
+    return _Builder(model, repconv).build()

@@ -27,11 +27,13 @@ import numpy as np
 from spikegate.errors import SpikegateError
 
 from .graph import Graph, validate
+from .intops import signed_bits
 from .ranges import DEFAULT_MAX_BITS, DEFAULT_STREAM_BITS
 from .widths import declare_widths
 
 MAX_SCALE_LOG2 = 24  # thresholds/scales are capped at 2**24 (dead channels would ask for infinity)
 EXTRA_BITS = 4       # threshold/bias resolution beyond the weights' (see rescale)
+THRESHOLD_BITS = 14  # a LIF-feeding conv on integers: its threshold's largest value, in bits
 
 
 def _qmax(bits: int) -> int:
@@ -67,15 +69,35 @@ def _rowmax(w: np.ndarray) -> np.ndarray:
     return np.abs(w).reshape(w.shape[0], -1).max(axis=1)
 
 
+def _on_integer_input(o, in_scale: dict) -> np.ndarray:
+    """``o``'s weights per unit of its input's integers: divided by the input's scale per input
+    channel (a depthwise conv's input channel is its output channel); unchanged on spikes."""
+    w = np.asarray(o.params["weight"], dtype=np.float64)
+    if o.attrs["in_kind"] != "int":
+        return w
+    s = np.asarray(in_scale[o.inputs[0]], dtype=np.float64)
+    if s.ndim == 0:
+        return w / s
+    return w / (s.reshape(-1, 1, 1, 1) if o.attrs["groups"] > 1 else s.reshape(1, -1, 1, 1))
+
+
 def rescale(g0: Graph, *, input_scale: float, input_bits: int, weight_bits: int,
-            extra_bits: int = EXTRA_BITS) -> Graph:
+            extra_bits: int = EXTRA_BITS, int_shifts: dict | None = None) -> Graph:
     """Scale every op so thresholds are integers and weights fill ``weight_bits`` (no rounding).
 
     ``extra_bits``: thresholds and biases get this many more bits of resolution than the weights:
     a LIF-feeding convolution's accumulator is shifted left by ``extra_bits`` before its bias is
     added, and residual-stream scales are ``2**extra_bits`` finer than the weights need. The
-    weights keep ``weight_bits``; only accumulator widths grow.
+    weights keep ``weight_bits``; only accumulator widths grow. A LIF-feeding convolution on an
+    integer input (a split RepConv's last 1x1) shifts the other way: its accumulator counts in units
+    far finer than a weight step, so its readout shifts right (rounding) until the largest
+    threshold has ``THRESHOLD_BITS`` bits.
+
+    ``int_shifts``: per conv whose integer output another conv reads, per channel, a right shift of
+    its readout (:func:`int_output_shifts`, from calibration), so that a chain of such convs (a
+    split RepConv's 1x1 and depthwise) does not multiply the integers' magnitudes stage by stage.
     """
+    int_shifts = int_shifts or {}
     g = g0.copy()
     qmax = _qmax(weight_bits)
     fine = float(1 << extra_bits)
@@ -89,42 +111,48 @@ def rescale(g0: Graph, *, input_scale: float, input_bits: int, weight_bits: int,
     # Integer inputs' per-input-channel scale (how many integer units per float unit).
     in_scale: dict[str, np.ndarray | float] = {"input": float(input_scale)}
 
-    # 1. convs feeding a LIF (all take spikes) and the depthwise convs feeding pwconv2.
+    # 1. convs feeding a LIF and convs whose integer output another conv reads (the depthwise
+    #    conv feeding pwconv2; a split RepConv's 1x1 and depthwise convs). A conv on an integer
+    #    input first gets its effective weights on that input's integers.
     for o in g.ops:
         if o.kind != "conv" or o.attrs["role"] == "stream":
             continue
-        w, b = o.params["weight"], o.params["bias"]
+        w, b = _on_integer_input(o, in_scale), o.params["bias"]
         m = _rowmax(w)
         if o.attrs["role"] == "lif":
             (lif,) = g.consumers(o.name)
             vth = float(lif.attrs["v_threshold"])
-            # threshold in units of 2**-extra_bits of a weight step: exact integer, weights <= qmax
-            theta = np.where(m > 0, _floor(vth * fine * qmax / np.maximum(m, 1e-300)), cap)
+            if o.attrs["in_kind"] == "spike":
+                up = extra_bits
+            else:   # shift right so that the threshold has THRESHOLD_BITS, not the input's scale
+                top = np.max(np.where(m > 0, vth * qmax / np.maximum(m, 1e-300), 1.0))
+                up = -int(np.clip(_ceil(np.log2(top)) - THRESHOLD_BITS, 0, 30))
+            f = 2.0 ** up
+            # threshold in units of 2**-up of a weight step: exact integer, weights <= qmax
+            theta = np.where(m > 0, _floor(vth * f * qmax / np.maximum(m, 1e-300)), cap)
             theta = np.clip(theta, 1, cap)
-            alpha = theta / (vth * fine)  # weights scale; the accumulator shifts by extra_bits
+            alpha = theta / (vth * f)  # weights scale; the accumulator shifts by up
             lif.params["threshold"] = theta
-            o.params["shift"] = np.full(w.shape[0], extra_bits, dtype=np.int64)
-            o.params["bias"] = b * alpha * fine
+            o.params["shift"] = np.full(w.shape[0], up, dtype=np.int64)
+            o.params["bias"] = b * alpha * f
             o.params["weight"] = w * alpha[:, None, None, None]
-            scale_notes[o.name] = f"x{_fmt_range(alpha)} <<{extra_bits} (threshold {_fmt_range(theta)})"
+            scale_notes[o.name] = f"x{_fmt_range(alpha)} <<{up} (threshold {_fmt_range(theta)})"
             continue
-        else:  # "int": its output is a multi-bit input of the next conv
-            alpha = np.where(m > 0, qmax / np.maximum(m, 1e-300), 1.0)
-            in_scale[o.name] = alpha
-            scale_notes[o.name] = f"x{_fmt_range(alpha)}"
+        # "int": its output is a multi-bit input of the next conv, shifted right by ``r``
+        alpha = np.where(m > 0, qmax / np.maximum(m, 1e-300), 1.0)
+        r = np.asarray(int_shifts.get(o.name, 0), dtype=np.int64) * np.ones(w.shape[0], dtype=np.int64)
+        in_scale[o.name] = alpha / 2.0 ** r
+        scale_notes[o.name] = f"x{_fmt_range(alpha)}" + (f" >>{_fmt_range(r)}" if r.any() else "")
         o.params["weight"] = w * alpha[:, None, None, None]
-        o.params["bias"] = b * alpha
+        o.params["bias"] = b * alpha / 2.0 ** r
+        if r.any():
+            o.params["shift"] = -r
 
     # 2. residual streams: effective weights on each writer's integer input, then one scale per channel.
     segments: dict[int, list] = {}
     for o in g.ops:
         if o.kind == "conv" and o.attrs["role"] == "stream":
-            w = o.params["weight"]
-            if o.attrs["in_kind"] == "int":
-                s = in_scale[o.inputs[0]]
-                s = np.asarray(s, dtype=np.float64)
-                w = w / (s.reshape(1, -1, 1, 1) if s.ndim else s)
-            o.params["weight"] = w
+            o.params["weight"] = _on_integer_input(o, in_scale)
             segments.setdefault(o.attrs["segment"], []).append(o)
     stream_scale: dict[int, np.ndarray] = {}
     for seg, writers in segments.items():
@@ -173,6 +201,50 @@ def rescale(g0: Graph, *, input_scale: float, input_bits: int, weight_bits: int,
     return g
 
 
+INT_OUTPUT_BITS = 16   # a conv's integer output that another conv multiplies: proven within one DSP operand
+
+
+def int_output_shifts(g0: Graph, T: int | None = None, *, bits: int = INT_OUTPUT_BITS,
+                      weight_bits: int, **scale) -> tuple[Graph, dict[str, np.ndarray]]:
+    """The scaled graph (:func:`rescale`) whose convs with an integer output that another conv
+    reads (role ``int``) shift their readout right, per channel, just enough that the range
+    analysis proves the output within ``bits`` signed bits for any input; and those shifts.
+
+    Exact integers would make a chain of such convs (a split RepConv: a 1x1 on spikes, then a
+    depthwise conv on its integers) grow by a weight's width and a fan-in per stage, and the
+    multiplier of the conv after it takes ``bits``. Proven, not calibrated, so that no clamp is
+    needed (the hardware has one saturation width for the whole program, ``ranges.assign_widths``,
+    and these integers would need a narrower one). A shift changes the scale of every conv
+    downstream, so the shifts are refined until they stand. No shift where none is needed: every
+    such conv of a merged model (a depthwise conv on spikes) keeps its exact integers."""
+    from .ranges import analyse
+
+    shifts: dict[str, np.ndarray] = {}
+    g1 = rescale(g0, weight_bits=weight_bits, **scale)
+    names = [o.name for o in g1.ops if o.kind == "conv" and o.attrs["role"] == "int"]
+    if not any(o.attrs["in_kind"] == "int" for o in g1.ops if o.name in names):
+        return g1, shifts       # depthwise convs on spikes only: their integers stay small
+    for _ in range(4):
+        proven = analyse(round_graph(g1, weight_bits), T, limit=10 ** 6)
+        new = {}
+        for n in names:
+            need = np.array([signed_bits(lo, hi) for lo, hi in zip(proven[n]["lo"], proven[n]["hi"])])
+            r = np.clip(shifts.get(n, 0) + need - bits, 0, 30).astype(np.int64)
+            if r.any():
+                new[n] = r
+        if new.keys() == shifts.keys() and all(np.array_equal(new[n], shifts[n]) for n in new):
+            break
+        shifts = new
+        g1 = rescale(g0, weight_bits=weight_bits, int_shifts=shifts, **scale)
+    return g1, shifts
+
+
+def int_shifts_of(g1: Graph) -> dict[str, np.ndarray]:
+    """The ``int_shifts`` a scaled graph was made with (its role-``int`` convs' right shifts)."""
+    return {o.name: -np.asarray(o.params["shift"], dtype=np.int64) for o in g1.ops
+            if o.kind == "conv" and o.attrs["role"] == "int" and np.any(np.asarray(o.params["shift"]) < 0)}
+
+
 def _fmt_range(a) -> str:
     a = np.asarray(a, dtype=np.float64)
     lo, hi = float(a.min()), float(a.max())
@@ -209,7 +281,7 @@ def quantize_graph(g0: Graph, calib: np.ndarray, *, weight_bits: int = 8, input_
     if not 2 <= int(input_bits) <= 16:
         raise SpikegateError(f"input bits must be in 2..16, not {input_bits}")
     s_in = choose_input_scale(calib, input_bits)
-    g1 = rescale(g0, input_scale=s_in, input_bits=input_bits, weight_bits=weight_bits)
+    g1, _ = int_output_shifts(g0, T, input_scale=s_in, input_bits=input_bits, weight_bits=weight_bits)
     g2 = round_graph(g1, weight_bits)
     if T:
         g2.meta["T"] = int(T)

@@ -62,6 +62,37 @@ def test_lowered_and_rescaled_graphs_reproduce_official_logits(official):
     assert max(v for o in g2.ops for k, v in o.widths.items() if k != "wide" and o.kind != "conv") <= 32
 
 
+def test_split_repconv_is_exact_and_smaller(official):
+    """``--repconv split`` keeps each attention RepConv as its 1x1 (padding 1: the BN's value at
+    the border), depthwise 3x3 and 1x1 convolutions: the lowered and the rescaled graphs still
+    reproduce the official logits, with fewer weights, every width within the cap, and each
+    integer that another conv multiplies within INT_OUTPUT_BITS on the calibration data."""
+    from spikegate.quantize.quantizer import INT_OUTPUT_BITS
+
+    ck, data = official
+    model, _ = load_model(ck)
+    x = data["inputs"]
+    g0m, g0 = lower(model), lower(model, repconv="split")
+    assert np.abs(execute(g0, x, mode="float") - data["logits"]).max() <= FLOAT_GRAPH_TOL
+    n = {k: sum(o.params["weight"].size for o in g.ops if "weight" in o.params) for k, g in (("m", g0m), ("s", g0))}
+    assert n["s"] < 0.5 * n["m"]
+    split = [o for o in g0.ops if o.name.endswith(".dw")]
+    assert split and all(o.attrs["in_kind"] == "int" and o.attrs["groups"] == o.shape[0] for o in split)
+    g1, g2 = quantize_graph(g0, x, weight_bits=8)
+    assert np.abs(execute(g1, x, mode="float") - data["logits"]).max() <= FLOAT_GRAPH_TOL
+    assert max(v for o in g2.ops for k, v in o.widths.items() if k != "wide" and o.kind != "conv") <= 32
+    # the integers another conv multiplies are proven within INT_OUTPUT_BITS (no clamp), and a
+    # channel shifted right needs its last bit (one bit less would have done: shifted too far)
+    shifted = 0
+    for o in g2.ops:
+        if o.kind == "conv" and o.attrs["role"] == "int":
+            assert o.widths["out"] <= INT_OUTPUT_BITS and not o.attrs.get("saturate"), o.name
+            shifted += int((np.asarray(o.params["shift"]) < 0).sum())
+    assert shifted
+    with pytest.raises(SpikegateError, match="repconv"):
+        lower(model, repconv="dense")
+
+
 @pytest.fixture(scope="module")
 def t1_ir(tmp_path_factory):
     d = tmp_path_factory.mktemp("ir")

@@ -4,7 +4,8 @@ Each case builds a Program here (not inside cocotb): random hand-made programs
 (``sfa_programs.random_program``: every instruction, odd shapes, stride-2 depthwise, padding larger
 than the kernel) and programs compiled from small random Meta-SpikeFormers (BatchNorms calibrated
 so that neurons fire): lanes 1, 3 (dividing no channel count), 4; T = 1, 2, 3; a model with
-``head_kd``; 2 input channels. The trained checkpoint ``quantize/data/default.pth``, when present,
+``head_kd``; 2 input channels; an un-merged RepConv IR (``sfa_programs.repconv_graph``: a
+depthwise conv on multi-bit inputs, a 1x1 with padding 1) at 1 and 8 lanes. The trained checkpoint ``quantize/data/default.pth``, when present,
 runs on held-out digits. The Program, the pixels and the golden model's logits go to the
 testbench in a pickle. One simulator build per case (``build/sim/accel-<case>-<sim>``), reused
 across its images and between runs.

@@ -28,6 +28,8 @@ from .datapath import AccumulateLane
 from .params import bits_for
 from .sfa_common import derived_layout, small_mul
 
+CHAIN_CUT = 8   # the kernel-index chain gets a wire every this many lanes (_kernel_index_regs)
+
 __all__ = ["ConvTapLoop"]
 
 # the geometry registers the tap loop uses (hw/conv_geometry.py)
@@ -68,6 +70,11 @@ class ConvTapLoop(wiring.Component):
             sig = Signal(shape, name=name)
             m.d.sync += sig.eq(value)
             return sig
+
+        def held_comb(value, shape, name):
+            sig = Signal(shape, name=name)
+            m.d.comb += sig.eq(value)
+            return sig
         if deep:
             # (deep pipeline, LANES_TAP) s1_pad_y - (ho << s) and s1_pad_x - (wo << s): the taps'
             # upper bound tests compare them with the kernel indices (pad_ho, pad_wo: pad - (ho <<
@@ -79,6 +86,12 @@ class ConvTapLoop(wiring.Component):
         chain = [(Const(0, KYB), Const(0, KB))]
         for p in range(P):
             cy, cx = chain[-1]
+            if p and p % CHAIN_CUT == 0:
+                # a wire every CHAIN_CUT lanes: each step uses the previous one's expression
+                # several times, so Amaranth's checks (which walk expressions as trees) took time
+                # exponential in the lanes (a 32-lane build never finished elaborating); the
+                # same logic, and no cut at all up to CHAIN_CUT lanes (their Verilog unchanged)
+                cy, cx = held_comb(cy, KYB, f"chain_ky{p}"), held_comb(cx, KB, f"chain_kx{p}")
             wrap = cx + 1 >= k
             chain.append((Mux(wrap, cy + 1, cy)[:KYB], Mux(wrap, 0, cx + 1)[:KB]))
         if deep:

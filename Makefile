@@ -20,6 +20,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run $(if $(QUICK),--quick,)
+	$(if $(QUICK),,$(PY) -m bench.wide)
 
 fuzz: $(STAMP)
 	$(PY) -m spikegate.fuzz --count $(or $(N),100) --rtl $(or $(RTL),icarus)

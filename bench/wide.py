@@ -38,14 +38,28 @@ def _cli(*argv: str) -> tuple[float, dict]:
     return time.time() - t0, json.loads(p.stdout)
 
 
-def measure(lanes: int, board: str, images: int, workdir: str) -> dict:
+def _built(build: str, board: str) -> tuple[float | None, dict, float | None, dict]:
+    """An existing build of ``spikegate compile`` + ``synth`` (``--build``): its report and synth.json."""
+    with open(os.path.join(build, "report.json")) as f:
+        rep = json.load(f)
+    with open(os.path.join(build, board, "synth.json")) as f:
+        syn = json.load(f)
+    return None, rep, syn.get("seconds"), syn
+
+
+def measure(lanes: int, board: str, images: int, workdir: str, build: str | None = None) -> dict:
     sys.path.insert(0, REPO)
     from bench.run import iss_of_build
 
-    sgir, build = os.path.join(workdir, "default.sgir"), os.path.join(workdir, f"build-l{lanes}")
-    _cli("quantize", "default", "--calib", "digits", "-o", sgir)
-    t_compile, rep = _cli("compile", sgir, "--target", board, "--lanes", str(lanes), "-o", build)
-    t_synth, syn = _cli("synth", build, "--board", board)
+    if build is None:
+        sgir, build = os.path.join(workdir, "default.sgir"), os.path.join(workdir, f"build-l{lanes}")
+        _cli("quantize", "default", "--calib", "digits", "-o", sgir)
+        t_compile, rep = _cli("compile", sgir, "--target", board, "--lanes", str(lanes), "-o", build)
+        t_synth, syn = _cli("synth", build, "--board", board)
+    else:
+        t_compile, rep, t_synth, syn = _built(build, board)
+        if int(rep["lanes"]) != lanes:
+            raise SystemExit(f"bench.wide: {build} was compiled for {rep['lanes']} lanes, not --lanes {lanes}")
     m = iss_of_build(build, images)
     fmax = syn.get("fmax_mhz")
     ips = fmax * 1e6 / m["cycles"] if fmax else None
@@ -64,7 +78,8 @@ def measure(lanes: int, board: str, images: int, workdir: str) -> dict:
         "cycles_per_image": m["cycles"], "ops_per_image": m["ops"],
         "utilisation": m["ops"] / (lanes * m["cycles"]),
         "images_per_s_at_fmax": ips, "gops_at_fmax": m["ops"] * ips / 1e9 if ips else None,
-        "compile_seconds": round(t_compile, 1), "synth_seconds": round(t_synth, 1),
+        "compile_seconds": None if t_compile is None else round(t_compile, 1),
+        "synth_seconds": None if t_synth is None else round(t_synth, 1),
         "goals": GOALS,
     }
 
@@ -75,11 +90,13 @@ def main(argv=None) -> int:
     p.add_argument("--board", default="ulx3s-85f")
     p.add_argument("--images", type=int, default=16, help="held-out digits through the ISS (default 16)")
     p.add_argument("--json", default=OUT, help="where to write the row (default %(default)s)")
+    p.add_argument("--build", help="measure this existing build (spikegate compile + synth of the default model "
+                                   "at --lanes) instead of building one")
     a = p.parse_args(argv)
     if not 1 <= a.lanes <= 256:
         p.error(f"--lanes must be in 1..256, not {a.lanes}")
     with tempfile.TemporaryDirectory(prefix="sfbench-wide-") as tmp:
-        row = measure(a.lanes, a.board, a.images, tmp)
+        row = measure(a.lanes, a.board, a.images, tmp, a.build)
     with open(a.json, "w") as f:
         json.dump(row, f, indent=1)
         f.write("\n")

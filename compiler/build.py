@@ -37,6 +37,7 @@ from spikegate.errors import SpikegateError
 from spikegate.quantize.graph import Graph
 from spikegate.quantize.irfile import load_ir
 
+from .passes.acc_tiles import acc_tiled, acc_tiled_to_fit
 from .passes.budget import BudgetError, check_budget, external_reason
 from .passes.check_ops import check_ops
 from .passes.external_weights import external_weights, largest_layer, place_external, tiled_layers
@@ -97,12 +98,17 @@ def sdram_port_bits() -> int:
 
 def place_weights(prog: Program, target: Target, weights: str) -> tuple[Program, str | None]:
     """``prog`` as lowered (weights on chip; validated here), or, when ``budget.external_reason`` says so, with its
-    weights in the target's external memory; and that reason (None: on chip). A layer whose own
+    weights in the target's external memory; and that reason (None: on chip). Before the weights
+    leave the chip, the depthwise layers are tried in channel tiles, which make the ACC banks
+    shallower (``passes/acc_tiles.py``): if that fits, the weights stay. A layer whose own
     weights do not fit the on-chip buffer beside the other memories runs in output-channel tiles
     (``passes/external_weights.py: place_external``); one that cannot is one clear error naming it."""
     why = external_reason(prog, target, weights)
     if why is None:
         return validate_program(prog), None
+    tiled = acc_tiled_to_fit(prog, target) if weights == "auto" else None
+    if tiled is not None:       # the depthwise layers in channel tiles leave room for the weights
+        return validate_program(tiled), None
     ext = place_external(prog, target, sdram_port_bits())
     name, words = largest_layer(ext)
     tiled = tiled_layers(ext)
@@ -344,6 +350,12 @@ def read_build(build_dir: str) -> tuple[dict, Graph, Program]:
     g = load_ir(sgir)
     w = report.get("weights") or {}
     prog = lower_to_program(g, int(report["lanes"]), validate=w.get("where") != "sdram")
+    acc_words = (report.get("memories") or {}).get("acc_words")
+    if w.get("where") != "sdram" and acc_words and acc_words < prog.acc_words:   # passes/acc_tiles.py
+        tiled = acc_tiled(prog, int(acc_words))
+        if tiled is None:
+            raise SpikegateError(f"{rp}: its acc_words ({acc_words}) cannot be reached by tiling; recompile")
+        prog = validate_program(tiled)
     if w.get("where") == "sdram":
         prog = external_weights(prog, int(w.get("port_bits", 16)), w.get("buffer_words"), w.get("acc_words"))  # its tiling
     return report, g, prog

@@ -8,7 +8,7 @@ finishes (INPUT: from its first accepted pixel; OUTPUT: to its last accepted log
 """
 
 from spikegate.machine import external_memory as em
-from spikegate.machine.config import deep_acc_pipeline
+from spikegate.machine.config import deep_acc_pipeline, split_lane_sum
 
 FETCH = 4            # per instruction: fetch (the instruction's ROM word), DEC1 (its products' word),
                      # DEC2 (the products' register), DEC3 (starts the engine) (INPUT's fetch
@@ -25,6 +25,8 @@ ACC_DEEP_OVH = 4     # CONV/HEAD, with more than one lane (deep ACC pipeline): t
 READOUT = 1          # CONV: per output element
 READOUT_OVH = 3      # CONV: readout drain per time step (R1, R2 and R3 of the last element)
 READOUT_SUM_OVH = 2  # CONV, with more than one lane: the lane select/sum stages (RS, RS2) drain too
+READOUT_SUM_DEEP_OVH = 1  # CONV, with more than 8 lanes (machine/config.py: split_lane_sum): the lane sum's
+                          # second stage (RS3: the sum of the groups of pairs RS2 summed) drains too
 BIAS_OVH = 2         # HEAD: bias drain per time step (T1 and the write-back of the last bias)
 LIF = 1              # LIF: per element per time step
 LIF_OVH = 2          # LIF: pipeline drain (C1, C2)
@@ -48,8 +50,10 @@ OUTPUT_DEEP_OVH = 1  # OUTPUT, with more than one lane: the words' register stag
 
 
 def readout_ovh(lanes: int) -> int:
-    """Readout drain per CONV time step: R1, R2, R3 and, when there are lanes to select or sum, RS and RS2."""
-    return READOUT_OVH + (READOUT_SUM_OVH if lanes > 1 else 0)
+    """Readout drain per CONV time step: R1, R2, R3 and, when there are lanes to select or sum, RS and
+    RS2, and with more than 8 lanes RS3."""
+    return (READOUT_OVH + (READOUT_SUM_OVH if lanes > 1 else 0)
+            + (READOUT_SUM_DEEP_OVH if split_lane_sum(lanes) else 0))
 
 
 def tstep_ovh(lanes: int) -> int:

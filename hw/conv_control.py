@@ -24,7 +24,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from spikegate.machine.config import MachineConfig, deep_acc_pipeline
+from spikegate.machine.config import MachineConfig, deep_acc_pipeline, split_lane_sum
 
 from .conv_geometry import geometry_shapes
 
@@ -37,7 +37,8 @@ def drain_states(cfg: MachineConfig) -> dict:
     return {
         "SCAT": ["SCAT_DRAIN", "SCAT_DRAIN2", "SCAT_DRAIN_W", "SCAT_DRAIN3", "SCAT_DRAIN4", "SCAT_DRAIN5"]
         if deep else ["SCAT_DRAIN"],
-        "RO": ["RO_DRAIN", "RO_DRAIN2", "RO_DRAIN2S", "RO_DRAIN3"] if P > 1 else ["RO_DRAIN", "RO_DRAIN3"],
+        "RO": ["RO_DRAIN", "RO_DRAIN2", "RO_DRAIN2S", *(["RO_DRAIN2T"] if split_lane_sum(P) else []), "RO_DRAIN3"]
+        if P > 1 else ["RO_DRAIN", "RO_DRAIN3"],
         "BIAS": ["BIAS_DRAIN", "BIAS_DRAIN2", "BIAS_DRAIN_W", "BIAS_DRAIN3", "BIAS_DRAIN4"]
         if deep else ["BIAS_DRAIN"],
     }
@@ -136,7 +137,8 @@ class ConvControl(wiring.Component):
                     m.d.sync += in_ro.eq(0)
                     goto("RO_DRAIN")
             # the last element is in R1 (its ACC word(s) read and cleared) in RO_DRAIN, then in RS
-            # and RS2 (with lanes to select or sum) and R2 (aligned); R3 writes it in DRAIN
+            # and RS2 (with lanes to select or sum), RS3 (more than 8 lanes) and R2 (aligned); R3
+            # writes it in DRAIN
             drain_chain(drains["RO"], "DRAIN")
             with m.Case(S["BIAS"]):
                 with m.If(self.more_lanes):

@@ -5,11 +5,13 @@ array, ``hw/conv_lanes.py``, which owns the ACC ports), SHIFT/BIAS of the channe
 OUT_ACCUM, the old ACT word; one cycle later (R1) clear the ACC word(s) and, with more than one
 lane, register the words with the shift, bias and old word; in the next two cycles (RS and RS2,
 only with more than one lane) select the lane's word (LANES_TAP: sum the banks), RS in pairs and
-RS2 the pairs, and register it with ``bias + old`` (without RS, R1 registers that sum); one more
-cycle later (R2) register ``align(acc, shift) + (bias + old)``, and in the next (R3) write it to
-ACT. Separate stages because a block RAM's clock-to-output, the lane sum, the aligner and two
-adders in one cycle were the ECP5's critical path, then the eight banks' sum from registers across
-the die, and the aligner with its adder and the route to the ACT block RAM the UP5K's.
+RS2 the pairs, and register it with ``bias + old`` (without RS, R1 registers that sum; with more
+than ``LANE_SUM_BANKS`` = 8 lanes, ``split_lane_sum``, RS2 the pairs in groups of four and one more
+stage, RS3, the groups); one more cycle later (R2) register ``align(acc, shift) + (bias + old)``,
+and in the next (R3) write it to ACT. Separate stages because a block RAM's clock-to-output, the
+lane sum, the aligner and two adders in one cycle were the ECP5's critical path, then the eight
+banks' sum from registers across the die (then, at 32 lanes, the sixteen pairs' sum), and the
+aligner with its adder and the route to the ACT block RAM the UP5K's.
 ``align(acc, shift) + b`` is an :class:`~spikegate.hw.datapath.AlignBias` (proven equal to its
 integer definition by ``rtl_tests/test_formal.py`` at the widths :func:`readout_widths` gives).
 """
@@ -20,7 +22,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from spikegate.machine.config import MachineConfig
+from spikegate.machine.config import LANE_SUM_BANKS, MachineConfig, split_lane_sum
 from spikegate.machine.program import FIRE_ONLY
 
 from .conv_control import conv_states
@@ -140,7 +142,8 @@ class ConvReadout(wiring.Component):
         LANES_CO: the pair's word the lane's low bit selects), registered with the rest in RS2,
         whose sum of the pairs (or mux of them) goes to R2: the eight banks' sum in one cycle,
         from the bank registers across the die, was the ECP5's critical path. Each pair sum is
-        exact (one bit wider than a word), so the sum is the one the single stage made. The
+        exact (one bit wider than a word), so the sum is the one the single stage made; with more
+        than 8 lanes RS2 sums groups of pairs and RS3 the groups (:meth:`_groups`). The
         words and the old ACT word need no register in RS: they are the ACC banks' and ACT's
         registers behind their block RAMs, which take every cycle outside the scan (read_sig's
         ``take``); the rest is registered beside them."""
@@ -156,7 +159,12 @@ class ConvReadout(wiring.Component):
                      rs_shift.eq(self.shift_data), rs_bias.eq(self.bias_data)]
         if cfg.fires:
             rs_th, rs2_th = Signal.like(r["r2_th"], name="rs_th"), Signal.like(r["r2_th"], name="rs2_th")
-            m.d.sync += [rs_th.eq(self.thresh_data), rs2_th.eq(rs_th), r["r2_th"].eq(rs2_th)]
+            m.d.sync += [rs_th.eq(self.thresh_data), rs2_th.eq(rs_th)]
+            if split_lane_sum(P):
+                rs3_th = Signal.like(r["r2_th"], name="rs3_th")
+                m.d.sync += [rs3_th.eq(rs2_th), r["r2_th"].eq(rs3_th)]
+            else:
+                m.d.sync += r["r2_th"].eq(rs2_th)
         pairs = [words[i:i + 2] for i in range(0, P, 2)]
         rs2_pair = [Signal(signed(cfg.acc_bits + 1), name=f"rs2_pair{i}") for i in range(len(pairs))]
         rs2_p = Signal.like(r1_p)
@@ -174,15 +182,47 @@ class ConvReadout(wiring.Component):
                     m.d.sync += reg.eq(pair[0] + pair[1])
                 with m.Else():
                     m.d.sync += reg.eq(Mux(rs_p[0], pair[1], pair[0]))
+        last = dict(regs=rs2_pair, sel=rs2_p[1:] if len(rs2_p) > 1 else 0, v=rs2_v, oa=rs2_oa,
+                    shift=rs2_shift, bias_old=rs2_bias_old)
+        if split_lane_sum(P):
+            last = self._groups(m, last, rs2_p)
         with m.If(tapm):
-            m.d.comb += acc_sel.eq(tree_sum(rs2_pair))
+            m.d.comb += acc_sel.eq(tree_sum(last["regs"]))
         with m.Else():
-            with m.Switch(rs2_p[1:] if len(rs2_p) > 1 else 0):
-                for i, reg in enumerate(rs2_pair):
+            with m.Switch(last["sel"]):
+                for i, reg in enumerate(last["regs"]):
                     with m.Case(i):
                         m.d.comb += acc_sel.eq(reg)
-        m.d.sync += [r["r2v"].eq(rs2_v), r["r2_acc"].eq(acc_sel), r["r2_shift"].eq(rs2_shift),
-                     r["r2_bias_old"].eq(rs2_bias_old), r["r2_oa"].eq(rs2_oa)]
+        m.d.sync += [r["r2v"].eq(last["v"]), r["r2_acc"].eq(acc_sel), r["r2_shift"].eq(last["shift"]),
+                     r["r2_bias_old"].eq(last["bias_old"]), r["r2_oa"].eq(last["oa"])]
+
+    def _groups(self, m, rs2, rs2_p):
+        """RS3 (more than ``LANE_SUM_BANKS`` lanes: ``split_lane_sum``): RS2 registers the pairs in
+        groups of ``LANE_SUM_BANKS // 2`` (LANES_TAP: each group's sum, exact, as wide as its
+        pairs' sum; LANES_CO: the group's pair that lane bits 1 and 2 select) with the rest
+        beside them, and RS3 sums the groups (selects one by the lane's upper bits) into R2: 16
+        pairs summed in one cycle at 32 lanes was the ECP5's critical path. Returns RS3's
+        registers as :meth:`_select` names RS2's."""
+        cfg, tapm = self._cfg, self.tapm
+        k = LANE_SUM_BANKS // 2
+        pairs = rs2["regs"]
+        groups = [pairs[i:i + k] for i in range(0, len(pairs), k)]
+        regs = [Signal(signed(cfg.acc_bits + 1 + (len(g) - 1).bit_length()), name=f"rs3_group{i}")
+                for i, g in enumerate(groups)]
+        low = (k - 1).bit_length() + 1      # the lane index's bits below its group's
+        in_group = rs2_p[1:low]
+        for reg, group in zip(regs, groups):
+            with m.If(tapm):
+                m.d.sync += reg.eq(tree_sum(group))
+            with m.Else():
+                with m.Switch(in_group):
+                    for j, pair in enumerate(group):
+                        with m.Case(j):
+                            m.d.sync += reg.eq(pair)
+        rs3 = {n: Signal.like(rs2[n], name=f"rs3_{n}") for n in ("v", "oa", "shift", "bias_old")}
+        rs3_p = Signal.like(rs2_p, name="rs3_p")
+        m.d.sync += [rs3[n].eq(rs2[n]) for n in rs3] + [rs3_p.eq(rs2_p)]
+        return dict(regs=regs, sel=rs3_p[low:], **rs3)
 
     def elaborate(self, platform):
         m = Module()

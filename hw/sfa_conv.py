@@ -38,7 +38,8 @@ Cycle costs (``compiler/cycle_model.py`` holds the constants, ``compiler/iss.py`
 per time step ``3 + sum(element costs)`` for SCAT (with SCAT_DRAIN), ``n_out + 3`` for RO, ``G*P +
 2`` for BIAS (with BIAS_DRAIN and the DRAIN cycle of the last write-back); with more than one lane
 SCAT and BIAS take four more (the deep pipeline's drains, ``ACC_DEEP_OVH``), SCAT two more (SV's
-fill, SCAT_DRAIN5: ``SCAN_DEEP_OVH``), RO two more (RS, RS2).
+fill, SCAT_DRAIN5: ``SCAN_DEEP_OVH``), RO two more (RS, RS2); with more than 8 lanes RO one more
+(RS3: ``READOUT_SUM_DEEP_OVH``).
 """
 
 from __future__ import annotations

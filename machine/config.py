@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .program import FIELDS, OP_ATTN, Program, derived_widths, field_widths
 
-__all__ = ["MachineConfig", "deep_acc_pipeline", "FIELD_BITS", "ADDR_BITS", "WMEM_BANK_WORDS"]
+__all__ = ["MachineConfig", "deep_acc_pipeline", "split_lane_sum", "FIELD_BITS", "ADDR_BITS", "WMEM_BANK_WORDS"]
 
 FIELD_BITS = dict(FIELDS)
 # The depth of one ECP5 block RAM (DP16KD, 18 Kbit) as 2048 x 9, the configuration Yosys maps a wide
@@ -34,6 +34,19 @@ def deep_acc_pipeline(lanes: int) -> bool:
     the adder in one cycle); with one lane the bank is local and the deep pipeline's registers
     would not fit the UP5K."""
     return lanes > 1
+
+
+# The most ACC banks the CONV readout sums (or selects among) in one cycle: its RS2 stage at 8
+# lanes (4 pair sums, 104 MHz on the ECP5); more lanes split that sum over one more stage
+LANE_SUM_BANKS = 8
+
+
+def split_lane_sum(lanes: int) -> bool:
+    """Whether the CONV readout's lane sum/select takes one more stage (RS3, ``hw/conv_readout.py``;
+    ``compiler/cycle_model.py: READOUT_SUM_DEEP_OVH``): with more than ``LANE_SUM_BANKS`` lanes the
+    sum of all pairs in one cycle (16 pairs at 32 lanes, a 4-level adder tree or a 16:1 mux) was
+    the ECP5's critical path."""
+    return lanes > LANE_SUM_BANKS
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ reading those spikes, and a 1x1 OUT_ACCUM one (the word compared is the sum with
 then runs a CONV without fire (which must write no SPK word); each firing CONV's thresholds are set from its outputs so that some
 but not all of its elements fire. One lane (the short pipeline) and eight (the deep one, RS/RS2,
 with two lane groups, ACT and WMEM in small banks, and saturation: the word compared is the clamped
-one). The program runs in the ISS step by step (``iss.execute``); every CONV step's states, cycles
+one), and nine (more than eight: the readout's lane sum split over RS2 and RS3, the threshold
+piped beside it). The program runs in the ISS step by step (``iss.execute``); every CONV step's states, cycles
 and spike count go to the testbench, which runs the engine in an
 :class:`~spikegate.rtl_tests.engine_harness.EngineHarness` on Icarus (small programs: Icarus
 builds in a second, Verilator's build would cost more than the run).
@@ -35,6 +36,10 @@ from spikegate.rtl_tests.sfa_programs import _Builder, random_pixels
 CASES = {
     1: (31, 5, {}, {}),
     8: (32, 10, dict(sat_bits=9, readout_bits=24, sum_bits=24), dict(wmem_bank_words=16, act_bank_words=64)),
+    # more than 8 lanes: the readout's split lane sum (RS3, machine/config.py: split_lane_sum), the
+    # threshold piped one stage further; 9 lanes (the cheapest: a group of four pairs and one of a
+    # lone word), 12 channels in two lane groups, the depthwise CONV's nine taps over both
+    9: (33, 12, dict(sat_bits=9, readout_bits=24, sum_bits=24), dict(wmem_bank_words=16, act_bank_words=64)),
 }
 SIZE, CIN = 6, 2
 

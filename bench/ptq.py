@@ -1,6 +1,6 @@
 """Post-training quantization: what the quantizer's rounding costs, and where it comes from.
 
-    .venv/bin/python -m bench.ptq [--bits 4,6,8] [--rounding nearest,adaround] [--no-digits] [--json FILE]
+    .venv/bin/python -m bench.ptq [--bits 4,6,8] [--rounding nearest,adaround] [--repconv merge,split] [--no-digits] [--json FILE]
 
 1. Float-trained embedded digits models (``default-float``, ``fpga-tiny-t2``): float/integer argmax
    agreement on the 450 held-out digits per weight width and rounding, through
@@ -144,8 +144,9 @@ def fixture_rows(ckpt: str, weight_bits: int = 8, adaround: bool = False) -> dic
     return rows
 
 
-def digits_rows(bits, roundings=("nearest",), models=DIGITS_MODELS, show=None) -> dict:
-    """``{"NAME@BITS" (nearest) or "NAME@BITS adaround": agreement, accuracies, width, seconds}``."""
+def digits_rows(bits, roundings=("nearest",), models=DIGITS_MODELS, show=None, repconvs=("merge",)) -> dict:
+    """``{"NAME@BITS" (nearest) or "NAME@BITS adaround": agreement, accuracies, width, seconds}``;
+    a ``" split"`` suffix for ``repconv="split"`` (RepConvs as three convolutions)."""
     import time
 
     from spikegate.quantize.pipeline import quantize_checkpoint
@@ -153,11 +154,11 @@ def digits_rows(bits, roundings=("nearest",), models=DIGITS_MODELS, show=None) -
     out = {}
     for name in models:
         for b in bits:
-            for r in roundings:
+            for r, rc in ((r, rc) for r in roundings for rc in repconvs):
                 t0 = time.time()
-                g, rep = quantize_checkpoint(name, calib="digits", weight_bits=b, rounding=r)
+                g, rep = quantize_checkpoint(name, calib="digits", weight_bits=b, rounding=r, repconv=rc)
                 s = rep["summary"]
-                key = f"{name}@{b}" + ("" if r == "nearest" else f" {r}")
+                key = f"{name}@{b}" + ("" if r == "nearest" else f" {r}") + ("" if rc == "merge" else f" {rc}")
                 out[key] = {"argmax_agreement": s["argmax_agreement"], "float_top1": s["float_top1"],
                             "int_top1": s["int_top1"], "max_width": max_width(g), "rounding": r,
                             "seconds": time.time() - t0}
@@ -205,6 +206,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default=",".join(DIGITS_MODELS), help="digits models (default: both)")
     ap.add_argument("--fixtures", default=FIXTURES)
     ap.add_argument("--no-digits", action="store_true")
+    ap.add_argument("--repconv", default="merge", help="merge and/or split (quantize --repconv), e.g. merge,split")
     ap.add_argument("--sweep", default=None, help="weight widths for the digits agreement sweep, e.g. 8,10,12,14")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
@@ -214,7 +216,7 @@ def main(argv=None) -> int:
     out: dict = {"digits": {}, "official": {}}
     if not a.no_digits:
         out["digits"] = digits_rows([int(b) for b in a.bits.split(",")], roundings, a.models.split(","),
-                                    show=show_digits_row)
+                                    show=show_digits_row, repconvs=a.repconv.split(","))
     if a.sweep:
         out["sweep"] = {}
         for name in DIGITS_MODELS:

@@ -94,6 +94,56 @@ def projections(ops: float, lanes: int, cycles: float, phases: dict[str, float])
             "taps_only": taps_bound(ops, lanes, phases)}
 
 
+def lane_shares(prog, pixels) -> tuple[dict[str, dict], dict]:
+    """Per kind of CONV (:func:`instruction_kind`, kernel and output channels), mean per image over
+    ``pixels`` (ISS): its ops, its tap cycles and the lanes' share of useful work in them
+    (``ops / (lanes x tap cycles)``): where the lane mapping leaves lanes idle. And, beside it, a
+    model of the hybrid mapping (not built): a dense CONV with fewer output channels than lanes
+    lending its idle lanes, ``R = lanes / channels`` per channel rounded to a power of two, to R
+    taps of the same spike at once (``ceil(k*k / R)`` cycles per spike, like a depthwise conv's tap
+    groups, instead of one cycle per valid tap): ``{"cycles", "saved"}`` per image."""
+    import math
+    from collections import defaultdict
+
+    import numpy as np
+
+    from spikegate.compiler import iss
+    from spikegate.machine.program import IN_SPIKE, LANES_CO, OP_CONV
+
+    P, n = prog.lanes, len(pixels)
+    agg: dict = defaultdict(lambda: {"ops": 0.0, "tap_cycles": 0.0})
+    total = saved = ops = 0
+    for px in pixels:
+        st = iss.MachineState.zeros(prog)
+        for ins in prog.instrs:
+            taps0, ops0 = st.phases.get("CONV taps", 0), st.sops + st.macs
+            if ins.opcode == OP_CONV and ins.lane_mode == LANES_CO and ins.cout < P:
+                saved += _hybrid_saving(ins, st.spk if ins.in_kind == IN_SPIKE else st.act, P, iss, math, np)
+            total += iss.execute(prog, ins, st, px)
+            if ins.opcode == OP_CONV:
+                a = agg[f"{instruction_kind(ins)} k{ins.k} cout {ins.cout}"]
+                a["ops"] += (st.sops + st.macs - ops0) / n
+                a["tap_cycles"] += (st.phases.get("CONV taps", 0) - taps0) / n
+        ops += st.sops + st.macs
+    rows = {k: {**v, "lane_share": v["ops"] / (P * v["tap_cycles"]) if v["tap_cycles"] else None}
+            for k, v in sorted(agg.items(), key=lambda kv: -kv[1]["tap_cycles"])}
+    return rows, {"cycles": total / n, "saved": saved / n, "ops": ops / n}
+
+
+def _hybrid_saving(ins, mem, P: int, iss, math, np) -> int:
+    """Tap cycles the hybrid mapping (:func:`lane_shares`) would save on one LANES_CO CONV."""
+    n_in = ins.cin * ins.h * ins.w
+    taps = np.outer(iss._valid_taps(ins.h, ins.ho, ins.k, ins.stride, ins.pad),
+                    iss._valid_taps(ins.w, ins.wo, ins.k, ins.stride, ins.pad))
+    R = P // (1 << (ins.cout - 1).bit_length())
+    out = 0
+    for t in range(ins.T):
+        x = mem[ins.src + (0 if ins.src2 else t) * n_in:][:n_in].reshape(ins.cin, ins.h, ins.w)
+        ev = (x != 0) & (taps[None] > 0)
+        out += max(0, int((ev * taps[None]).sum()) - int(ev.sum()) * math.ceil(ins.k * ins.k / R))
+    return out
+
+
 def load_before(path: str = BEFORE) -> dict | None:
     """The saved "before" curve, or None when there is none (or it cannot be read: the plot then
     shows this run alone rather than failing the bench)."""
@@ -160,6 +210,9 @@ def main(argv=None) -> int:
                    help=f"also write this run's curve as the saved before curve ({os.path.relpath(BEFORE, REPO)})")
     p.add_argument("--before", default=BEFORE, help="the before curve's path (default %(default)s)")
     p.add_argument("--commit", help="commit to record in the before curve (default: git rev-parse HEAD)")
+    p.add_argument("--by-layer", default="", metavar="LANES",
+                   help="also print, at these lane counts (e.g. 8,32), each kind of CONV's share of lane work "
+                        "and what a hybrid lane mapping would save (lane_shares)")
     a = p.parse_args(argv)
     if a.images < 1:
         p.error(f"--images must be >= 1, not {a.images}")
@@ -185,6 +238,20 @@ def main(argv=None) -> int:
             print("   upper bounds if: " + ", ".join(f"{k.replace('_', ' ')} {v:.3f}"
                                                      for k, v in row["utilisation_if"].items()))
     print(f"wrote {os.path.relpath(a.png)}")
+    if a.by_layer:
+        from spikegate.compiler.build import lower_to_program
+        from spikegate.quantize import intops
+
+        for lanes in (int(v) for v in a.by_layer.split(",")):
+            prog = lower_to_program(dm.g, lanes)
+            x = intops.quantize_input(dm.heldout(a.images)[0], prog.input_scale, prog.pixel_bits)
+            rows, hyb = lane_shares(prog, x)
+            print(f"{lanes} lanes, per kind of CONV (mean per image): ops, tap cycles, lanes' share")
+            for k, r in rows.items():
+                share = "-" if r["lane_share"] is None else f"{r['lane_share']:.2f}"
+                print(f"   {k:<42} {r['ops']:>9,.0f} {r['tap_cycles']:>8,.0f}  {share}")
+            print(f"   hybrid mapping (model): saves {hyb['saved']:,.0f} of {hyb['cycles']:,.0f} cycles; utilisation "
+                  f"{hyb['ops'] / (lanes * hyb['cycles']):.3f} -> {hyb['ops'] / (lanes * (hyb['cycles'] - hyb['saved'])):.3f}")
     return 0
 
 

@@ -101,11 +101,8 @@ def lane_shares(prog, pixels) -> tuple[dict[str, dict], dict]:
     model of the hybrid mapping (not built): a dense CONV with fewer output channels than lanes
     lending its idle lanes, ``R = lanes / channels`` per channel rounded to a power of two, to R
     taps of the same spike at once (``ceil(k*k / R)`` cycles per spike, like a depthwise conv's tap
-    groups, instead of one cycle per valid tap): ``{"cycles", "saved"}`` per image."""
-    import math
+    groups, instead of one cycle per valid tap): ``{"cycles", "saved", "ops"}`` per image."""
     from collections import defaultdict
-
-    import numpy as np
 
     from spikegate.compiler import iss
     from spikegate.machine.program import IN_SPIKE, LANES_CO, OP_CONV
@@ -118,7 +115,7 @@ def lane_shares(prog, pixels) -> tuple[dict[str, dict], dict]:
         for ins in prog.instrs:
             taps0, ops0 = st.phases.get("CONV taps", 0), st.sops + st.macs
             if ins.opcode == OP_CONV and ins.lane_mode == LANES_CO and ins.cout < P:
-                saved += _hybrid_saving(ins, st.spk if ins.in_kind == IN_SPIKE else st.act, P, iss, math, np)
+                saved += _hybrid_saving(ins, st.spk if ins.in_kind == IN_SPIKE else st.act, P)
             total += iss.execute(prog, ins, st, px)
             if ins.opcode == OP_CONV:
                 a = agg[f"{instruction_kind(ins)} k{ins.k} cout {ins.cout}"]
@@ -130,8 +127,14 @@ def lane_shares(prog, pixels) -> tuple[dict[str, dict], dict]:
     return rows, {"cycles": total / n, "saved": saved / n, "ops": ops / n}
 
 
-def _hybrid_saving(ins, mem, P: int, iss, math, np) -> int:
+def _hybrid_saving(ins, mem, P: int) -> int:
     """Tap cycles the hybrid mapping (:func:`lane_shares`) would save on one LANES_CO CONV."""
+    import math
+
+    import numpy as np
+
+    from spikegate.compiler import iss
+
     n_in = ins.cin * ins.h * ins.w
     taps = np.outer(iss._valid_taps(ins.h, ins.ho, ins.k, ins.stride, ins.pad),
                     iss._valid_taps(ins.w, ins.wo, ins.k, ins.stride, ins.pad))

@@ -49,7 +49,7 @@ def _built(build: str, board: str) -> tuple[float | None, dict, float | None, di
 
 def measure(lanes: int, board: str, images: int, workdir: str, build: str | None = None) -> dict:
     sys.path.insert(0, REPO)
-    from bench.run import iss_of_build
+    from bench.run import _used, iss_of_build
 
     if build is None:
         sgir, build = os.path.join(workdir, "default.sgir"), os.path.join(workdir, f"build-l{lanes}")
@@ -63,8 +63,7 @@ def measure(lanes: int, board: str, images: int, workdir: str, build: str | None
     m = iss_of_build(build, images)
     fmax = syn.get("fmax_mhz")
     ips = fmax * 1e6 / m["cycles"] if fmax else None
-    used = {k: (syn.get(k) or {}).get("used") if isinstance(syn.get(k), dict) else syn.get(k)
-            for k in ("luts", "bram", "dsp")}
+    used = {k: _used(syn, k) for k in ("luts", "bram", "dsp")}
     weights = rep.get("weights") or {}
     return {
         "board": board, "lanes": lanes, "model": "default", "images": m["images"],

@@ -94,8 +94,8 @@ def rescale(g0: Graph, *, input_scale: float, input_bits: int, weight_bits: int,
     threshold has ``THRESHOLD_BITS`` bits.
 
     ``int_shifts``: per conv whose integer output another conv reads, per channel, a right shift of
-    its readout (:func:`int_output_shifts`, from calibration), so that a chain of such convs (a
-    split RepConv's 1x1 and depthwise) does not multiply the integers' magnitudes stage by stage.
+    its readout (:func:`int_output_shifts`, from the range analysis), so that a chain of such convs
+    (a split RepConv's 1x1 and depthwise) does not multiply the integers' magnitudes stage by stage.
     """
     int_shifts = int_shifts or {}
     g = g0.copy()
@@ -136,7 +136,8 @@ def rescale(g0: Graph, *, input_scale: float, input_bits: int, weight_bits: int,
             o.params["shift"] = np.full(w.shape[0], up, dtype=np.int64)
             o.params["bias"] = b * alpha * f
             o.params["weight"] = w * alpha[:, None, None, None]
-            scale_notes[o.name] = f"x{_fmt_range(alpha)} <<{up} (threshold {_fmt_range(theta)})"
+            align = f"<<{up}" if up >= 0 else f">>{-up}"
+            scale_notes[o.name] = f"x{_fmt_range(alpha)} {align} (threshold {_fmt_range(theta)})"
             continue
         # "int": its output is a multi-bit input of the next conv, shifted right by ``r``
         alpha = np.where(m > 0, qmax / np.maximum(m, 1e-300), 1.0)

@@ -30,7 +30,6 @@ def acc_tiled(p: Program, acc_words: int) -> Program | None:
     CONV or a HEAD needs more than ``acc_words`` (only depthwise layers are tiled here). Not
     validated; ``p`` is not changed."""
     instrs: list[Instr] = []
-    Gt = lambda ins: -(-ins.k * ins.k // p.lanes)   # noqa: E731 (a depthwise channel's WMEM words)
     for ins in p.instrs:
         need = acc_reads(ins, p.lanes)
         if need <= acc_words:
@@ -42,8 +41,9 @@ def acc_tiled(p: Program, acc_words: int) -> Program | None:
             _check_tileable(p, ins)
         except BudgetError:
             return None
+        words = -(-ins.k * ins.k // p.lanes)         # a depthwise channel's WMEM words (its tap groups)
         for c0, c1 in _tiles(p, ins, buffer_words=1 << 30, acc_words=acc_words):
-            instrs += [dataclasses.replace(t, wbase=ins.wbase + c0 * Gt(ins)) for t in _tile_instrs(ins, c0, c1)]
+            instrs += [dataclasses.replace(t, wbase=ins.wbase + c0 * words) for t in _tile_instrs(ins, c0, c1)]
     return dataclasses.replace(p, instrs=instrs, acc_words=max([1] + [acc_reads(i, p.lanes) for i in instrs]))
 
 
